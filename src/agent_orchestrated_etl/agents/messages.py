@@ -1,0 +1,127 @@
+"""Typed messages carried by the hub: tasks, events and decisions, never data.
+
+Every message has a ``topic`` it is published on. Events of a run go to
+``run.<run_id>``, so a subscriber to ``run.*`` sees every run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    id: str = Field(default_factory=lambda: uuid4().hex[:12])
+    sender: str = ""
+    at: datetime = Field(default_factory=_now)
+
+
+class RunEvent(Message):
+    """Something that happened in a run; the monitor and the store keep all of them."""
+
+    run_id: str
+
+    @property
+    def topic(self) -> str:
+        return f"run.{self.run_id}"
+
+
+class RunStarted(RunEvent):
+    kind: Literal["run_started"] = "run_started"
+    pipeline: str
+    spec_sha256: str
+    tasks: list[dict[str, Any]]
+
+
+class RunFinished(RunEvent):
+    kind: Literal["run_finished"] = "run_finished"
+    status: Literal["succeeded", "failed", "cancelled"]
+    error: str | None = None
+
+
+class TaskStarted(RunEvent):
+    kind: Literal["task_started"] = "task_started"
+    task_id: str
+    agent: str
+    attempt: int
+
+
+class TaskProgress(RunEvent):
+    kind: Literal["task_progress"] = "task_progress"
+    task_id: str
+    rows: int
+    bytes: int
+
+
+class TaskFinished(RunEvent):
+    kind: Literal["task_finished"] = "task_finished"
+    task_id: str
+    rows_read: int
+    rows_written: int
+    rows_quarantined: int
+    bytes: int
+    seconds: float
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TaskFailed(RunEvent):
+    kind: Literal["task_failed"] = "task_failed"
+    task_id: str
+    attempt: int
+    error_type: str
+    remedy: str
+    message: str
+
+
+class Decision(RunEvent):
+    """What an agent decided and why: the plan, the choice of agent, a recovery."""
+
+    kind: Literal["decision"] = "decision"
+    subject: str
+    choice: str
+    reason: str
+
+
+class DestinationCommitted(RunEvent):
+    kind: Literal["destination_committed"] = "destination_committed"
+    destination: str
+    rows: int
+    quarantined_rows: int
+    already_committed: bool
+
+
+class AssignTask(Message):
+    """Request from the orchestrator to an ETL agent; the reply is a TaskAccepted."""
+
+    kind: Literal["assign_task"] = "assign_task"
+    run_id: str
+    task: dict[str, Any]
+    attempt: int
+
+
+class TaskAccepted(Message):
+    kind: Literal["task_accepted"] = "task_accepted"
+    task_id: str
+
+
+class Heartbeat(Message):
+    kind: Literal["heartbeat"] = "heartbeat"
+    agent: str
+    role: str
+    capabilities: list[str]
+    load: int
+    capacity: int
+
+    @property
+    def topic(self) -> str:
+        return "agents.heartbeat"

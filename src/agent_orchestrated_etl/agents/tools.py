@@ -1,0 +1,101 @@
+"""The Tool Registry: named, described, typed capabilities that agents call.
+
+An ETL agent's capabilities are the names of the tools it holds, so the
+orchestrator places a task on an agent that has the task's tool. Inputs and
+outputs are Pydantic models, so their JSON Schemas can be listed (and one
+day handed to an LLM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent_orchestrated_etl.execution import Progress, RunContext, execute_task
+from agent_orchestrated_etl.plan import Task
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """What a tool may use besides its input: the run it works for and a progress reporter."""
+
+    run: RunContext
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    fn: Callable[[Any, ToolCall], Awaitable[Any]]
+
+    async def __call__(self, arguments: BaseModel | dict[str, Any], call: ToolCall) -> BaseModel:
+        parsed = arguments if isinstance(arguments, self.input_model) else self.input_model.model_validate(arguments)
+        result = await self.fn(parsed, call)
+        return self.output_model.model_validate(result)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_model.model_json_schema(),
+            "output_schema": self.output_model.model_json_schema(),
+        }
+
+
+class ToolRegistry:
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def register(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise LookupError(f"no tool named {name!r}; registered: {sorted(self._tools)}") from None
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._tools)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [tool.describe() for tool in self._tools.values()]
+
+
+class TaskInput(BaseModel):
+    task: dict[str, Any]
+
+
+class TaskOutput(BaseModel):
+    rows_read: int
+    rows_written: int
+    rows_quarantined: int
+    bytes: int
+    seconds: float
+    checks: list[dict[str, Any]]
+
+
+def _task_tool(kind: str, description: str) -> Tool:
+    async def run(arguments: TaskInput, call: ToolCall) -> dict[str, Any]:
+        # Arrow and the databases release the GIL for the heavy work; a thread keeps the event loop live.
+        outcome = await asyncio.to_thread(execute_task, call.run, Task.from_dict(arguments.task), call.progress)
+        return vars(outcome)
+
+    return Tool(kind, description, TaskInput, TaskOutput, run)
+
+
+def default_registry() -> ToolRegistry:
+    registry = ToolRegistry()
+    registry.register(_task_tool("extract_load", "Stream one partition of a source through the quality checks into a destination's staging area."))
+    registry.register(_task_tool("stage", "Stream one partition of a source into the run workspace, for SQL transforms to read."))
+    registry.register(_task_tool("transform_load", "Run a SQL transform over the run workspace and stream its result into a destination's staging area."))
+    return registry

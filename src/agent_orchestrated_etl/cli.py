@@ -1,0 +1,175 @@
+"""The ``agent-etl`` command line: run, validate, schema, demo, runs.
+
+It renders what the engine returns and nothing more. Errors print as one
+line naming what failed, where, and what to do; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+
+from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
+runs_app = typer.Typer(help="List past runs, or show one with its tasks and decisions.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def run(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")], as_json: JsonFlag = False) -> None:
+    """Run a pipeline, with live progress per task, then a summary."""
+    from agent_orchestrated_etl.spec import load_spec
+
+    loaded = load_spec(spec)
+    result = _run(loaded, as_json=as_json)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _run(loaded: Any, *, as_json: bool) -> Any:
+    from agent_orchestrated_etl.orchestrator import run_pipeline
+    from agent_orchestrated_etl.reports import progress_table, summary
+
+    settings = Settings()
+    if as_json:
+        result = run_pipeline(loaded, settings)
+        out.print_json(json.dumps(result.to_dict(), default=str))
+        return result
+    with Live(console=err, refresh_per_second=4, transient=True) as live:
+        result = run_pipeline(loaded, settings, listener=lambda state, _event: live.update(progress_table(state)))
+    summary(out, result)
+    if not result.ok:
+        err.print(f"[red]error:[/] {escape(str(result.error))}")
+        err.print(f"see the decisions: agent-etl runs show {result.run_id}")
+    return result
+
+
+@app.command()
+def validate(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")], as_json: JsonFlag = False) -> None:
+    """Check a spec and report every problem with its line; exit 2 if there are any."""
+    from agent_orchestrated_etl.spec import load_spec
+
+    try:
+        loaded = load_spec(spec)
+    except SpecError as exc:
+        if as_json:
+            out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems]}))
+        else:
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False)
+            err.print(f"{len(exc.problems)} problem(s) found", style="red")
+        raise typer.Exit(2) from None
+    if as_json:
+        out.print_json(json.dumps({"valid": True, "pipeline": loaded.pipeline.name}))
+    else:
+        out.print(f"{spec}: pipeline [bold]{loaded.pipeline.name}[/] is valid")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a pipeline spec, for editors."""
+    from agent_orchestrated_etl.spec import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the demo data and warehouse.")] = Path("agent-etl-demo"),
+    scale: Annotated[float, typer.Option(help="Multiply the demo's row counts.")] = 1.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate a small shop's data, run the bundled pipeline into DuckDB, and say what to try next."""
+    from agent_orchestrated_etl.demo.data import generate_demo_data
+    from agent_orchestrated_etl.spec import load_spec
+
+    directory.mkdir(parents=True, exist_ok=True)
+    generate_demo_data(directory, scale=scale)
+    spec_path = directory / "shop.yaml"
+    spec_path.write_text(resources.files("agent_orchestrated_etl.demo").joinpath("shop.yaml").read_text())
+    (directory / "warehouse.duckdb").unlink(missing_ok=True)
+    result = _run(load_spec(spec_path), as_json=as_json)
+    if result.ok and not as_json:
+        warehouse = directory / "warehouse.duckdb"
+        out.print(f"\nThe warehouse is [bold]{warehouse}[/]. Try next:")
+        out.print(f"  python -c \"import duckdb; print(duckdb.connect('{warehouse}').sql('SELECT category, sum(amount) FROM order_lines GROUP BY 1 ORDER BY 2 DESC'))\"")
+        out.print(f"  agent-etl runs show {result.run_id}      # the plan and every decision")
+        out.print(f"  agent-etl validate {spec_path}            # edit the spec, then check it")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@runs_app.callback()
+def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How many runs.")] = 20, as_json: JsonFlag = False) -> None:
+    """List recent runs."""
+    if ctx.invoked_subcommand:
+        return
+    from agent_orchestrated_etl.reports import runs_table
+    from agent_orchestrated_etl.store.records import RunStore
+
+    rows = RunStore(Settings().store_url).list_runs(limit)
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+    else:
+        out.print(runs_table(rows))
+
+
+@runs_app.command("show")
+def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first characters.")], as_json: JsonFlag = False) -> None:
+    """Show one run with its tasks, decisions and errors."""
+    from agent_orchestrated_etl.reports import run_details
+    from agent_orchestrated_etl.store.records import RunStore
+
+    run_record = RunStore(Settings().store_url).get_run(run_id)
+    if run_record is None:
+        raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
+    if as_json:
+        out.print_json(json.dumps(run_record, default=str))
+    else:
+        run_details(out, run_record)
+
+
+def main() -> None:
+    """Console entry point: turn our errors into one readable line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except (typer.Exit, SystemExit) as exc:
+        code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
+        sys.exit(code if isinstance(code, int) else 0)
+    except AgentETLError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2 if isinstance(exc, SpecError) else 1)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # the Click usage errors and our bugs
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            raise
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback; please report it)")
+        sys.exit(70)

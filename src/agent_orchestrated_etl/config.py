@@ -1,0 +1,85 @@
+"""Runtime settings, from the environment names the architecture document uses.
+
+Resolution order (pydantic-settings): explicit arguments, then environment
+variables, then a ``.env`` file in the working directory, then the defaults below.
+Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)I?B?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str | int) -> int:
+    """'512MB' -> bytes. Binary multiples, as memory limits are usually meant."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use a number with KB, MB or GB, e.g. 512MB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(
+        default=Path("~/.agent-etl"),
+        validation_alias=AliasChoices("AGENT_ETL_HOME", "home"),
+        description="Where the metadata store and run workspaces live.",
+    )
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("AGENT_ETL_LOG_LEVEL", "log_level"))
+    max_workers: int = Field(
+        default=4,
+        ge=1,
+        validation_alias=AliasChoices("AGENT_ETL_MAX_WORKERS", "max_workers"),
+        description="How many tasks run at once, across all ETL agents.",
+    )
+    memory_limit: str = Field(
+        default="512MB",
+        validation_alias=AliasChoices("AGENT_ETL_MEMORY_LIMIT", "memory_limit"),
+        description="Memory budget of one agent process; DuckDB gets a share of it.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL of the metadata store; a SQLite file under home by default.",
+    )
+    connection_pool_size: int = Field(default=5, ge=1, validation_alias=AliasChoices("CONNECTION_POOL_SIZE"))
+    connection_timeout: float = Field(default=30, gt=0, validation_alias=AliasChoices("CONNECTION_TIMEOUT"))
+    monitoring_enabled: bool = Field(default=True, validation_alias=AliasChoices("MONITORING_ENABLED"))
+    websocket_port: int = Field(default=8765, validation_alias=AliasChoices("WEBSOCKET_PORT"))
+    batch_rows: int = Field(
+        default=131_072,
+        ge=1,
+        validation_alias=AliasChoices("AGENT_ETL_BATCH_ROWS", "batch_rows"),
+        description="Target rows per Arrow record batch read from a source.",
+    )
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @cached_property
+    def memory_limit_bytes(self) -> int:
+        return parse_size(self.memory_limit)
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_dir / 'agent-etl.db'}"

@@ -1,0 +1,176 @@
+"""The two plugin interfaces: a Source yields Arrow batches; a Destination stages, then commits.
+
+Capabilities are plain data the orchestrator reads when it plans, so no
+planner code asks ``isinstance``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Self
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ConnectorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def rebased(self, base: Path) -> Self:
+        """Relative paths in a spec are relative to the spec file, wherever the CLI runs."""
+        path = getattr(self, "path", None)
+        if isinstance(path, str) and "://" not in path and not os.path.isabs(os.path.expanduser(path)):
+            return self.model_copy(update={"path": str(base / path)})
+        return self
+
+
+class DestinationSpecBase(ConnectorSpec):
+    input: str | None = Field(
+        None, description="Source or transform whose rows this destination receives (default: the last one)."
+    )
+    write: Literal["append", "replace", "merge"] = "append"
+    primary_key: list[str] = Field(default_factory=list, description="Key columns for write: merge.")
+
+    @model_validator(mode="after")
+    def _merge_needs_key(self) -> DestinationSpecBase:
+        if self.write == "merge" and not self.primary_key:
+            raise ValueError("write: merge needs primary_key: [column, ...]")
+        return self
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A slice of a source that one task reads; the unit of checkpoint and retry."""
+
+    key: str
+    description: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a batch or row came from, so quarantined rows can name their origin.
+
+    ``row`` is the 1-based number of the first record among the data records;
+    ``line`` is a physical line in a text file, where the reader knows it.
+    """
+
+    origin: str
+    row: int | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is not None:
+            return f"{self.origin}:{self.line}"
+        return f"{self.origin} record {self.row}" if self.row is not None else self.origin
+
+
+@dataclass(frozen=True)
+class SourceCapabilities:
+    partitioned_reads: bool = False
+    incremental: bool = False
+
+
+@dataclass(frozen=True)
+class DestinationCapabilities:
+    transactional: bool
+    write_modes: frozenset[str]
+    #: Parallel tasks may stage into it at once (a DuckDB file allows one writer process).
+    parallel_staging: bool = True
+
+
+class Source(ABC):
+    """Reads one configured source. ``read`` is the one essential method."""
+
+    spec_model: ClassVar[type[ConnectorSpec]]
+    capabilities: ClassVar[SourceCapabilities] = SourceCapabilities()
+
+    def __init__(self, name: str, spec: Any, *, batch_rows: int) -> None:
+        self.name = name
+        self.spec = spec
+        self.batch_rows = batch_rows
+
+    def partitions(self) -> list[Partition]:
+        """Independent slices to read in parallel; one by default."""
+        return [Partition(key="all", description=self.describe())]
+
+    @abstractmethod
+    def read(self, partition: Partition) -> Iterator[tuple[pa.RecordBatch, Position]]:
+        """Yield record batches of one partition, each with where it came from.
+
+        Raises SourceNotFoundError when the source does not exist, DataError for
+        unreadable content that cannot be quarantined row by row.
+        """
+
+    def quarantined(self) -> Iterator[tuple[dict[str, Any], str, Position]]:
+        """Rows the reader itself had to reject (a malformed CSV line), as (row, reason, position)."""
+        return iter(())
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclass
+class CommitResult:
+    rows: int
+    quarantined_rows: int = 0
+    already_committed: bool = False
+
+
+class Destination(ABC):
+    """Receives batches of one run into a staging area no reader sees, then publishes them at once.
+
+    ``begin``/``write_batch`` may run in several tasks in parallel (if
+    ``capabilities.parallel_staging``); ``commit`` runs once, after every task
+    that feeds the destination has finished; ``abort`` drops the staging area.
+    Committing a run that was already committed is a no-op.
+    """
+
+    spec_model: ClassVar[type[DestinationSpecBase]]
+    capabilities: ClassVar[DestinationCapabilities]
+
+    def __init__(self, spec: Any, *, memory_limit_bytes: int) -> None:
+        self.spec = spec
+        self.memory_limit_bytes = memory_limit_bytes
+
+    @abstractmethod
+    def begin(self, run_id: str, task_id: str) -> None:
+        """Create the task's staging area (drop a leftover one from a crashed attempt)."""
+
+    @abstractmethod
+    def write_batch(self, run_id: str, task_id: str, batch: pa.RecordBatch) -> None:
+        """Append a batch to the task's staging area."""
+
+    @abstractmethod
+    def write_quarantine(self, run_id: str, task_id: str, rows: pa.RecordBatch) -> None:
+        """Stage rejected rows (QUARANTINE_SCHEMA) next to the data, published by the same commit."""
+
+    @abstractmethod
+    def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
+        """Publish the staged data of these tasks in one atomic step, recording ``run_id`` as loaded."""
+
+    @abstractmethod
+    def abort(self, run_id: str) -> None:
+        """Drop every staging area of the run; the target stays as it was."""
+
+    def close(self) -> None:  # noqa: B027 - most destinations hold nothing open
+        """Release connections."""
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("task_id", pa.string()),
+        ("check_name", pa.string()),
+        ("reason", pa.string()),
+        ("origin", pa.string()),
+        ("row_json", pa.string()),
+    ]
+)

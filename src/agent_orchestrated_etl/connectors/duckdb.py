@@ -1,0 +1,207 @@
+"""DuckDB as a destination: Arrow batches into staging tables, published in one transaction.
+
+Staging tables live beside the target under a reserved prefix, so a fresh
+target can be published by a rename instead of a copy. The commit also
+records the run in ``_agent_etl_loads`` inside the same transaction, which
+makes committing a run twice a no-op.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import Field, field_validator
+
+from agent_orchestrated_etl.connectors.base import (
+    CommitResult,
+    Destination,
+    DestinationCapabilities,
+    DestinationSpecBase,
+)
+from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
+
+_STAGING_PREFIX = "_agent_etl_stg_"
+_LOADS = "_agent_etl_loads"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class DuckDBDestinationSpec(DestinationSpecBase):
+    type: Literal["duckdb"]
+    path: str = Field(description="The DuckDB database file; created if missing.")
+    table: str = Field(description="Target table, created from the data's Arrow schema.")
+
+    @field_validator("table")
+    @classmethod
+    def _plain_identifier(cls, table: str) -> str:
+        if not _IDENTIFIER.match(table) or table.startswith(_STAGING_PREFIX):
+            raise ValueError(f"table {table!r} must be a plain identifier (letters, digits, _)")
+        return table
+
+
+class DuckDBDestination(Destination):
+    spec_model = DuckDBDestinationSpec
+    # One process holds a DuckDB file for writing; tasks in it stage through their own cursors.
+    capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}))
+
+    def __init__(self, spec: DuckDBDestinationSpec, *, memory_limit_bytes: int) -> None:
+        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def describe(self) -> str:
+        return f"duckdb {self.spec.path} table {self.spec.table}"
+
+    @property
+    def table(self) -> str:
+        return self.spec.table
+
+    def _cursor(self) -> Any:
+        with self._lock:
+            if self._conn is None:
+                import duckdb
+
+                path = Path(self.spec.path).expanduser()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # DuckDB gets half the agent's memory budget; it spills the rest to disk.
+                limit_mb = max(64, self.memory_limit_bytes // 2 // (1 << 20))
+                try:
+                    self._conn = duckdb.connect(str(path), config={"memory_limit": f"{limit_mb}MB"})
+                except duckdb.IOException as exc:
+                    raise ConfigurationError(str(exc), where=f"duckdb {path}", hint="another process holds the file; close it") from exc
+                self._conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {_LOADS} (run_id VARCHAR, table_name VARCHAR, rows BIGINT,"
+                    " quarantined_rows BIGINT, committed_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (run_id, table_name))"
+                )
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._conn.cursor()
+        return cursor
+
+    def _staging(self, run_id: str, task_id: str, kind: str = "data") -> str:
+        slug = re.sub(r"[^A-Za-z0-9_]", "_", f"{run_id}_{task_id}")
+        return f"{_STAGING_PREFIX}{slug}_{self.table}_{kind}"
+
+    def begin(self, run_id: str, task_id: str) -> None:
+        cursor = self._cursor()
+        for kind in ("data", "quarantine"):
+            cursor.execute(f"DROP TABLE IF EXISTS {quote(self._staging(run_id, task_id, kind))}")
+
+    def write_batch(self, run_id: str, task_id: str, batch: pa.RecordBatch) -> None:
+        self._append(self._staging(run_id, task_id), batch)
+
+    def write_quarantine(self, run_id: str, task_id: str, rows: pa.RecordBatch) -> None:
+        self._append(self._staging(run_id, task_id, "quarantine"), rows)
+
+    def _append(self, staging: str, batch: pa.RecordBatch) -> None:
+        cursor = self._cursor()
+        cursor.register("_agent_etl_batch", batch)
+        try:
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {quote(staging)} AS SELECT * FROM _agent_etl_batch LIMIT 0")
+            cursor.execute(f"INSERT INTO {quote(staging)} BY NAME SELECT * FROM _agent_etl_batch")
+        except Exception as exc:
+            raise DataError(str(exc).splitlines()[0], where=self.describe(), hint="a column changed type between batches; CAST it in a transform") from exc
+        finally:
+            cursor.unregister("_agent_etl_batch")
+
+    def _existing(self, cursor: Any, names: list[str]) -> list[str]:
+        found = {row[0] for row in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        return [name for name in names if name in found]
+
+    def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
+        cursor = self._cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            done = cursor.execute(f"SELECT rows, quarantined_rows FROM {_LOADS} WHERE run_id = ? AND table_name = ?", [run_id, self.table]).fetchone()
+            if done:
+                cursor.execute("ROLLBACK")
+                return CommitResult(rows=done[0], quarantined_rows=done[1], already_committed=True)
+            staged = self._existing(cursor, [self._staging(run_id, t) for t in task_ids])
+            rows = self._publish(cursor, staged)
+            quarantined = self._publish_quarantine(cursor, self._existing(cursor, [self._staging(run_id, t, "quarantine") for t in task_ids]))
+            cursor.execute(f"INSERT INTO {_LOADS} (run_id, table_name, rows, quarantined_rows) VALUES (?, ?, ?, ?)", [run_id, self.table, rows, quarantined])
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        return CommitResult(rows=rows, quarantined_rows=quarantined)
+
+    def _publish(self, cursor: Any, staged: list[str]) -> int:
+        target = quote(self.table)
+        rows = sum(cursor.execute(f"SELECT count(*) FROM {quote(s)}").fetchone()[0] for s in staged)
+        exists = bool(self._existing(cursor, [self.table]))
+        mode = self.spec.write
+        if not staged:
+            if mode == "replace" and exists:
+                cursor.execute(f"DELETE FROM {target}")
+            return 0
+        fresh = mode == "replace" or not exists
+        if mode != "merge" and fresh and len(staged) == 1:
+            # A fresh or replaced target is the staging table renamed: no copy of the data.
+            if exists:
+                cursor.execute(f"DROP TABLE {target}")
+            cursor.execute(f"ALTER TABLE {quote(staged[0])} RENAME TO {target}")
+            return rows
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(s)}" for s in staged)
+        if mode != "merge" and fresh:
+            cursor.execute(f"CREATE OR REPLACE TABLE {target} AS {union}")
+        else:
+            if not exists:
+                cursor.execute(f"CREATE TABLE {target} AS SELECT * FROM {quote(staged[0])} LIMIT 0")
+            for name in staged:
+                self._add_new_columns(cursor, name)
+            if mode == "append":
+                cursor.execute(f"INSERT INTO {target} BY NAME {union}")
+            else:
+                self._merge(cursor, staged)
+        for name in staged:
+            cursor.execute(f"DROP TABLE {quote(name)}")
+        return rows
+
+    def _add_new_columns(self, cursor: Any, staged: str) -> None:
+        existing = {r[0] for r in cursor.execute(f"SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}
+        for name, dtype in cursor.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [staged]).fetchall():
+            if name not in existing:
+                cursor.execute(f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(name)} {dtype}")
+
+    def _merge(self, cursor: Any, staged: list[str]) -> None:
+        # Within one run the last staged row of a key wins: order by task, then by row within the task.
+        ordered = " UNION ALL BY NAME ".join(f"SELECT *, {i} AS __task, rowid AS __row FROM {quote(s)}" for i, s in enumerate(staged))
+        keys = ", ".join(quote(k) for k in self.spec.primary_key)
+        on = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM s.{quote(k)}" for k in self.spec.primary_key)
+        cursor.execute(
+            f"MERGE INTO {quote(self.table)} AS t USING (SELECT * EXCLUDE (__task, __row) FROM ({ordered})"
+            f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __task DESC, __row DESC) = 1) AS s"
+            f" ON {on} WHEN MATCHED THEN UPDATE BY NAME WHEN NOT MATCHED THEN INSERT BY NAME"
+        )
+
+    def _publish_quarantine(self, cursor: Any, staged: list[str]) -> int:
+        if not staged:
+            return 0
+        target = quote(f"{self.table}__quarantine")
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(s)}" for s in staged)
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {target} AS {union} LIMIT 0")
+        rows = cursor.execute(f"INSERT INTO {target} BY NAME {union}").fetchone()[0]
+        for name in staged:
+            cursor.execute(f"DROP TABLE {quote(name)}")
+        return int(rows)
+
+    def abort(self, run_id: str) -> None:
+        cursor = self._cursor()
+        slug = re.sub(r"[^A-Za-z0-9_]", "_", run_id)
+        for (name,) in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)", [f"{_STAGING_PREFIX}{slug}_"]).fetchall():
+            cursor.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,119 @@
+"""One exception tree for everything a user can see, branched by remedy.
+
+The orchestrator's recovery policy reads the branch, never the message::
+
+    AgentETLError                     what happened, where, and how to fix it
+    ├── RetriableError                transient: retry with backoff
+    │   ├── ConnectionFailedError     a server did not answer or dropped us
+    │   └── RateLimitedError          the server asked us to slow down
+    ├── DataError                     bad rows: quarantine them and go on, where the spec allows
+    ├── ConfigurationError            fail fast: the user must change something
+    │   ├── SpecError                 the pipeline YAML is invalid (every problem, with line numbers)
+    │   ├── MissingDependencyError    an optional extra is not installed
+    │   └── AuthError                 credentials were refused
+    ├── FatalError                    fail fast: retrying cannot help (missing file or table, ...)
+    │   └── SourceNotFoundError
+    └── InternalError                 a bug in agent-etl: fail, and report the run id
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AgentETLError(Exception):
+    """Base of every error agent-etl raises on purpose.
+
+    ``where`` names the place (pipeline, task, file:line, column, YAML key) and
+    ``hint`` says what to do next. ``str()`` gives the one line a user sees.
+    """
+
+    remedy = "fail"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def at(self, where: str) -> AgentETLError:
+        """Prefix the location with an outer one (a task, a source) and return self."""
+        self.where = f"{where}: {self.where}" if self.where else where
+        return self
+
+
+class RetriableError(AgentETLError):
+    remedy = "retry"
+
+
+class ConnectionFailedError(RetriableError):
+    pass
+
+
+class RateLimitedError(RetriableError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: str | None) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class DataError(AgentETLError):
+    remedy = "quarantine"
+
+
+class ConfigurationError(AgentETLError):
+    remedy = "fix_config"
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One problem in a spec file: ``pipeline.yaml:14: sources.orders.table: field required``."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        place = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{place}: {self.path}: {self.message}" if self.path else f"{place}: {self.message}"
+
+
+class SpecError(ConfigurationError):
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = problems
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(
+            f"{len(problems)} {noun} in the pipeline spec:\n" + "\n".join(f"  {p}" for p in problems),
+            hint="fix them and run `agent-etl validate FILE` again",
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class MissingDependencyError(ConfigurationError):
+    def __init__(self, what: str, extra: str) -> None:
+        super().__init__(
+            f"{what} needs an optional dependency that is not installed",
+            hint=f"pip install 'agent-orchestrated-etl[{extra}]'",
+        )
+
+
+class AuthError(ConfigurationError):
+    pass
+
+
+class FatalError(AgentETLError):
+    pass
+
+
+class SourceNotFoundError(FatalError):
+    pass
+
+
+class InternalError(AgentETLError):
+    pass

@@ -1,0 +1,110 @@
+"""Turn a pipeline spec into a plan: a DAG of tasks, and the decisions that shaped it.
+
+A task is the unit of placement, retry and checkpoint. Three kinds:
+- ``extract_load``: one partition of a source streamed into a destination's staging;
+- ``stage``: one partition of a source written into the run workspace, for a transform;
+- ``transform_load``: a transform's result streamed from the workspace into a destination.
+Each destination is committed once every task feeding it has finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any, Literal
+
+from agent_orchestrated_etl.connectors.base import Partition, Source
+from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.spec import PipelineSpec
+
+TaskKind = Literal["extract_load", "stage", "transform_load"]
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    kind: TaskKind
+    source: str | None = None
+    partition: Partition | None = None
+    transform: str | None = None
+    destination: int | None = None
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def capability(self) -> str:
+        """The tool an agent needs to run this task."""
+        return self.kind
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["depends_on"] = list(self.depends_on)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        partition = Partition(**data["partition"]) if data.get("partition") else None
+        return cls(**{**data, "partition": partition, "depends_on": tuple(data.get("depends_on", ()))})
+
+
+@dataclass(frozen=True)
+class PlannedDecision:
+    subject: str
+    choice: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    tasks: list[Task]
+    decisions: list[PlannedDecision] = field(default_factory=list)
+
+    def feeding(self, destination: int) -> list[str]:
+        return [t.id for t in self.tasks if t.destination == destination]
+
+    def order(self) -> list[str]:
+        """Task ids in an order that respects dependencies; raises on a cycle."""
+        graph = {t.id: set(t.depends_on) for t in self.tasks}
+        try:
+            return list(TopologicalSorter(graph).static_order())
+        except CycleError as exc:
+            raise ConfigurationError(f"the plan has a dependency cycle: {' -> '.join(exc.args[1])}") from exc
+
+
+def destination_label(spec: PipelineSpec, index: int) -> str:
+    dest = spec.all_destinations[index]
+    label = getattr(dest, "table", None) or f"{dest.type}{index}"
+    labels = [getattr(d, "table", None) or f"{d.type}{i}" for i, d in enumerate(spec.all_destinations)]
+    return label if labels.count(label) == 1 else f"{label}{index}"
+
+
+def make_plan(spec: PipelineSpec, sources: dict[str, Source]) -> Plan:
+    plan = Plan(tasks=[])
+    transforms = {t.name: t for t in spec.transforms}
+    partitions = {name: source.partitions() for name, source in sources.items()}
+    for name, parts in partitions.items():
+        if len(parts) > 1:
+            plan.decisions.append(PlannedDecision(f"source {name}", f"read in {len(parts)} parallel tasks", f"it has {len(parts)} independent partitions ({sources[name].describe()})"))
+
+    staged: dict[str, list[str]] = {}
+
+    def needed_sources(name: str) -> set[str]:
+        if name in sources:
+            return {name}
+        return set().union(*(needed_sources(i) for i in transforms[name].inputs or []))
+
+    for index, dest in enumerate(spec.all_destinations):
+        label = destination_label(spec, index)
+        if dest.input in sources:
+            for i, part in enumerate(partitions[dest.input]):
+                plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=dest.input, partition=part, destination=index))
+            plan.decisions.append(PlannedDecision(f"destination {label}", "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed"))
+            continue
+        inputs = sorted(needed_sources(dest.input))
+        for name in inputs:
+            if name not in staged:
+                staged[name] = [f"{name}[{i}]>workspace" for i in range(len(partitions[name]))]
+                plan.tasks.extend(Task(tid, "stage", source=name, partition=part) for tid, part in zip(staged[name], partitions[name], strict=True))
+        plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", transform=dest.input, destination=index, depends_on=tuple(t for n in inputs for t in staged[n])))
+        plan.decisions.append(PlannedDecision(f"destination {label}", f"materialise {', '.join(inputs)} in the run workspace, then stream transform {dest.input}", "a SQL transform needs its inputs at once; DuckDB spills to disk, so memory stays bounded"))
+    plan.order()
+    return plan

@@ -1,0 +1,78 @@
+"""Rich renderings of runs for the terminal: live progress, the summary, stored runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agent_orchestrated_etl.monitoring.live import RunState
+from agent_orchestrated_etl.orchestrator import RunResult
+
+_STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "cancelled": "magenta", "pending": "dim"}
+
+
+def _status(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def progress_table(state: RunState) -> Table:
+    table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
+    for column in ("task", "agent", "status"):
+        table.add_column(column)
+    for column in ("rows", "rows/s"):
+        table.add_column(column, justify="right")
+    for task in state.tasks.values():
+        table.add_row(escape(task.id), task.agent or "", _status(task.status), f"{task.rows:,}", f"{task.rows_per_second:,.0f}")
+    return table
+
+
+def summary(console: Console, result: RunResult) -> None:
+    table = Table(title=f"run {result.run_id} · {result.pipeline} · {_status(result.status)} in {result.seconds:.1f}s", title_justify="left")
+    table.add_column("task")
+    table.add_column("status")
+    for column in ("read", "written", "quarantined", "seconds", "rows/s"):
+        table.add_column(column, justify="right")
+    for task in result.tasks:
+        seconds = f"{task.seconds:.2f}" if task.seconds is not None else ""
+        table.add_row(escape(task.id), _status(task.status), f"{task.rows:,}", f"{task.rows_written:,}", f"{task.rows_quarantined:,}", seconds, f"{task.rows_per_second:,.0f}")
+    console.print(table)
+    for commit in result.commits:
+        quarantined = f", {commit['quarantined_rows']:,} quarantined" if commit["quarantined_rows"] else ""
+        console.print(f"  committed [bold]{escape(commit['destination'])}[/]: {commit['rows']:,} rows{quarantined}")
+    failed_checks = [c for t in result.tasks for c in t.checks if c["rows_failed"]]
+    for check in failed_checks:
+        verdict = "[green]within threshold[/]" if check["passed"] else f"[red]failed ({check['severity']})[/]"
+        console.print(f"  check {escape(check['check'])}: {check['rows_failed']:,} of {check['rows_checked']:,} rows quarantined, {verdict}")
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="runs")
+    for column in ("run id", "pipeline", "status", "started", "seconds", "written", "quarantined"):
+        table.add_column(column)
+    for row in rows:
+        seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["finished_at"] else None
+        table.add_row(row["run_id"], row["pipeline"], _status(row["status"]), f"{row['started_at']:%Y-%m-%d %H:%M:%S}", f"{seconds:.1f}" if seconds is not None else "", f"{row['rows_written'] or 0:,}", f"{row['rows_quarantined'] or 0:,}")
+    return table
+
+
+def run_details(console: Console, run: dict[str, Any]) -> None:
+    console.print(f"run [bold]{run['run_id']}[/] · pipeline {run['pipeline']} · {_status(run['status'])}")
+    console.print(f"spec {escape(str(run['spec_file']))} (sha256 {str(run['spec_sha256'])[:12]})")
+    if run["error"]:
+        console.print(f"[red]error:[/] {escape(run['error'])}")
+    tasks = Table(title="tasks", title_justify="left")
+    for column in ("task", "kind", "status", "agent", "attempts", "read", "written", "quarantined", "error"):
+        tasks.add_column(column)
+    for t in run["tasks"]:
+        tasks.add_row(escape(t["task_id"]), t["kind"], _status(t["status"]), t["agent"] or "", str(t["attempts"]), f"{t['rows_read'] or 0:,}", f"{t['rows_written'] or 0:,}", f"{t['rows_quarantined'] or 0:,}", escape(t["error"] or ""))
+    console.print(tasks)
+    decisions = Table(title="decisions", title_justify="left")
+    for column in ("by", "subject", "choice", "reason"):
+        decisions.add_column(column)
+    for event in run["events"]:
+        if event["kind"] == "decision":
+            decisions.add_row(event["sender"], escape(event["subject"]), escape(event["choice"]), escape(event["reason"]))
+    console.print(decisions)

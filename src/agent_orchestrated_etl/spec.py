@@ -1,0 +1,218 @@
+"""The pipeline spec: Pydantic models, YAML loading with line numbers, ``${env:NAME}``.
+
+A spec names sources, transforms over them, quality checks and one or more
+destinations. Source and destination models come from the connector registry,
+so a new connector adds its own model without touching this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent_orchestrated_etl.connectors.registry import destination_spec_models, source_spec_models
+from agent_orchestrated_etl.exceptions import ConfigurationError, SpecError, SpecProblem
+from agent_orchestrated_etl.quality.checks import QualityCheck
+from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
+
+_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(_Model):
+    attempts: int = Field(3, ge=1, le=100, description="Tries per task, the first included.")
+    backoff_seconds: float = Field(1.0, ge=0, description="First wait; doubles each retry, with jitter.")
+    max_backoff_seconds: float = Field(60.0, ge=0)
+
+
+class TransformSpec(_Model):
+    name: str = Field(pattern=_NAME, description="The transform's output, usable as an input by name.")
+    sql: str = Field(description="DuckDB SQL over the named inputs (sources or earlier transforms).")
+    inputs: list[str] | None = Field(
+        None, description="Inputs the SQL reads; by default every source or transform named in it."
+    )
+
+
+class SLASpec(_Model):
+    max_duration: str | None = Field(None, description="e.g. '15m'; evaluated by the monitor under `serve`.")
+    freshness: str | None = None
+    min_rows: int | None = Field(None, ge=0)
+    max_error_rate: float | None = Field(None, ge=0, le=1)
+
+
+class AlertSpec(_Model):
+    webhook: str | None = None
+    slack: bool = False
+
+
+def _union(models: tuple[type[BaseModel], ...]) -> Any:
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - built at runtime
+
+
+SourceSpec = _union(source_spec_models())
+DestinationSpec = _union(destination_spec_models())
+
+
+class PipelineSpec(_Model):
+    name: str = Field(pattern=_NAME)
+    description: str | None = None
+    sources: dict[str, SourceSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    transforms: list[TransformSpec] = Field(default_factory=list)
+    quality: list[QualityCheck] = Field(default_factory=list)
+    destination: DestinationSpec | None = None  # type: ignore[valid-type]
+    destinations: list[DestinationSpec] = Field(default_factory=list)  # type: ignore[valid-type]
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    schedule: str | None = Field(None, description="Cron expression; used by `agent-etl serve`.")
+    sla: SLASpec | None = None
+    alerts: AlertSpec | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, Any]) -> dict[str, Any]:
+        for name in sources:
+            if not re.match(_NAME, name):
+                raise ValueError(f"source name {name!r} must be a SQL identifier (letters, digits, _)")
+        return sources
+
+    @model_validator(mode="after")
+    def _wire(self) -> PipelineSpec:
+        if self.destination is not None and self.destinations:
+            raise ValueError("give either `destination` or `destinations`, not both")
+        if self.destination is None and not self.destinations:
+            raise ValueError("a pipeline needs a `destination` (or a list of `destinations`)")
+        known = set(self.sources)
+        for transform in self.transforms:
+            if transform.name in known:
+                raise ValueError(f"transform {transform.name!r} reuses the name of a source or transform")
+            if transform.inputs is None:
+                transform.inputs = sorted(n for n in known if re.search(rf"\b{n}\b", transform.sql))
+            for name in transform.inputs:
+                if name not in known:
+                    raise ValueError(
+                        f"transform {transform.name!r} reads {name!r}, which is not a source or an earlier transform"
+                    )
+            known.add(transform.name)
+        last = self.transforms[-1].name if self.transforms else (next(iter(self.sources)) if len(self.sources) == 1 else None)
+        for dest in self.all_destinations:
+            if dest.input is None:
+                if last is None:
+                    raise ValueError("with several sources and no transform, each destination needs `input:`")
+                dest.input = last
+            elif dest.input not in known:
+                raise ValueError(f"destination input {dest.input!r} is not a source or transform")
+        return self
+
+    @property
+    def all_destinations(self) -> list[Any]:
+        return [self.destination] if self.destination is not None else list(self.destinations)
+
+    def rebased(self, base: Path) -> PipelineSpec:
+        """The spec with every relative connector path made relative to ``base``."""
+        return self.model_copy(
+            update={
+                "sources": {name: s.rebased(base) for name, s in self.sources.items()},
+                "destination": self.destination.rebased(base) if self.destination is not None else None,
+                "destinations": [d.rebased(base) for d in self.destinations],
+            }
+        )
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec with where it came from; the text is kept raw (env refs unresolved)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    pipeline: PipelineSpec
+    file: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a spec file; raises SpecError listing every problem with its line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"spec file not found: {path}", hint="check the path") from None
+    return parse_spec(text, file=str(path))
+
+
+def parse_spec(text: str, *, file: str = "<spec>") -> LoadedSpec:
+    try:
+        data = yaml.safe_load(text)
+        lines = node_lines(yaml.compose(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise SpecError([SpecProblem(file, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if not isinstance(data, dict):
+        raise SpecError([SpecProblem(file, 1, "", "a spec is a YAML mapping with name, sources and destination")])
+    try:
+        pipeline = PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            path, line = locate_problem(err["loc"], lines)
+            problems.append(SpecProblem(file, line, path, _message(err)))
+        raise SpecError(problems) from None
+    return LoadedSpec(pipeline=pipeline, file=file, text=text)
+
+
+def _message(err: Any) -> str:
+    message = str(err["msg"])
+    if err["type"] == "missing":
+        return "field required"
+    if err["type"] == "extra_forbidden":
+        return "unknown field (check the spelling; `agent-etl schema` lists the fields)"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown type {err['ctx']['tag']}; expected one of {err['ctx']['expected_tags']}"
+    return message.removeprefix("Value error, ")
+
+
+def resolve_env(value: Any, *, where: str = "") -> Any:
+    """Replace ``${env:NAME}`` in every string of a spec fragment, at run time only.
+
+    The resolved values live in memory for the run; records keep the raw spec.
+    """
+    if isinstance(value, BaseModel):
+        resolved = resolve_env(value.model_dump(mode="python", by_alias=True, exclude_unset=False), where=where)
+        return type(value).model_validate(resolved)
+    if isinstance(value, dict):
+        return {k: resolve_env(v, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${env:" in value:
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigurationError(
+                    f"environment variable {name} is not set",
+                    where=where,
+                    hint=f"export {name}=... before the run",
+                )
+            return os.environ[name]
+
+        return _ENV_REF.sub(substitute, value)
+    return value
+
+
+def json_schema() -> dict[str, Any]:
+    schema = PipelineSpec.model_json_schema()
+    schema["title"] = "agent-etl pipeline"
+    return schema
+

@@ -1,0 +1,134 @@
+"""Run records in the metadata store: runs, their tasks, and every event (decisions, errors).
+
+SQLAlchemy Core on a SQLite file under AGENT_ETL_HOME by default, or the
+DATABASE_URL database. The store is the source of truth about runs; the
+hub only carries the news.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from agent_orchestrated_etl.agents.messages import RunEvent
+from agent_orchestrated_etl.exceptions import ConfigurationError
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("pipeline", sa.String(200), nullable=False, index=True),
+    sa.Column("spec_file", sa.Text),
+    sa.Column("spec_sha256", sa.String(64)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("error", sa.Text),
+    sa.Column("rows_written", sa.BigInteger, default=0),
+    sa.Column("rows_quarantined", sa.BigInteger, default=0),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("task_id", sa.String(300), primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("agent", sa.String(100)),
+    sa.Column("attempts", sa.Integer, default=0),
+    sa.Column("rows_read", sa.BigInteger, default=0),
+    sa.Column("rows_written", sa.BigInteger, default=0),
+    sa.Column("rows_quarantined", sa.BigInteger, default=0),
+    sa.Column("seconds", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("checks", sa.JSON),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), index=True, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+)
+
+# Progress events are news, not history; the task row keeps the totals.
+_NOT_STORED = {"task_progress"}
+
+
+class RunStore:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine = sa.create_engine(url)
+            metadata.create_all(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
+
+    def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, status="running", started_at=_now()))
+
+    def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
+        if planned:
+            with self.engine.begin() as conn:
+                conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0} for t in planned])
+
+    def record(self, event: RunEvent) -> None:
+        if event.kind in _NOT_STORED:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(events.insert().values(run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")))
+            self._apply(conn, event)
+
+    def _apply(self, conn: sa.Connection, event: Any) -> None:
+        where = sa.and_(tasks.c.run_id == event.run_id, tasks.c.task_id == getattr(event, "task_id", None))
+        if event.kind == "task_started":
+            conn.execute(tasks.update().where(where).values(status="running", agent=event.agent, attempts=event.attempt))
+        elif event.kind == "task_finished":
+            conn.execute(tasks.update().where(where).values(status="succeeded", rows_read=event.rows_read, rows_written=event.rows_written, rows_quarantined=event.rows_quarantined, seconds=event.seconds, checks=event.checks, error=None))
+        elif event.kind == "task_failed":
+            conn.execute(tasks.update().where(where).values(status="failed", error=event.message))
+        elif event.kind == "run_finished":
+            totals = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(tasks.c.rows_written), 0), sa.func.coalesce(sa.func.sum(tasks.c.rows_quarantined), 0)).where(tasks.c.run_id == event.run_id)).one()
+            conn.execute(runs.update().where(runs.c.run_id == event.run_id).values(status=event.status, finished_at=event.at, error=event.error, rows_written=totals[0], rows_quarantined=totals[1]))
+
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(runs.select().order_by(runs.c.started_at.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            run = conn.execute(runs.select().where(runs.c.run_id.startswith(run_id)).order_by(runs.c.started_at.desc())).mappings().first()
+            if run is None:
+                return None
+            full_id = run["run_id"]
+            task_rows = conn.execute(tasks.select().where(tasks.c.run_id == full_id).order_by(tasks.c.task_id)).mappings().all()
+            event_rows = conn.execute(events.select().where(events.c.run_id == full_id).order_by(events.c.id)).mappings().all()
+        return {**dict(run), "tasks": [dict(t) for t in task_rows], "events": [dict(e["payload"]) for e in event_rows]}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _safe(url: str) -> str:
+    """A URL without its password, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
