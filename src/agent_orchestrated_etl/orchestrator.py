@@ -17,6 +17,7 @@ from typing import Any
 
 from agent_orchestrated_etl.agents.etl_agent import ETLAgent
 from agent_orchestrated_etl.agents.hub import InProcessHub
+from agent_orchestrated_etl.agents.messages import RunEvent
 from agent_orchestrated_etl.agents.monitor_agent import Listener, MonitorAgent
 from agent_orchestrated_etl.agents.orchestrator_agent import OrchestratorAgent
 from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
@@ -75,37 +76,72 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-async def run_pipeline_async(loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None, tools: ToolRegistry | None = None, etl_agents: int = 2) -> RunResult:
-    started = time.perf_counter()
-    run_id = new_run_id()
-    # Resolved values live only in memory, for this run; the store keeps the raw spec's hash.
-    spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).resolve().parent)
-    run_dir = settings.home_dir / "runs" / run_id
-    store = RunStore(settings.store_url)
-    hub = InProcessHub()
-    runs: dict[str, RunContext] = {}
-    tools = tools or default_registry()
-    slots = max(1, -(-settings.max_workers // etl_agents))
-    monitor = MonitorAgent("monitor", hub)
-    if listener:
-        monitor.listeners.append(listener)
-    workers = [ETLAgent(f"etl-{i + 1}", hub, tools, runs, capacity=slots) for i in range(etl_agents)]
-    orchestrator = OrchestratorAgent("orchestrator", hub, store, max_workers=settings.max_workers)
-    agents = [monitor, orchestrator, *workers]
-    ctx = RunContext(run_id, spec, settings, run_dir)
-    runs[run_id] = ctx
-    for agent in agents:
-        await agent.start()
-    try:
-        await orchestrator.execute(ctx, spec_file=loaded.file, spec_sha256=loaded.sha256)
-    finally:
-        for agent in agents:
+class Runtime:
+    """A hub with its agents, started once and able to run many pipelines.
+
+    The CLI starts one per command; ``agent-etl serve`` keeps one for its lifetime.
+    """
+
+    def __init__(self, settings: Settings, *, etl_agents: int = 2, tools: ToolRegistry | None = None) -> None:
+        self.settings = settings
+        self.store = RunStore(settings.store_url)
+        self.hub = InProcessHub()
+        self.runs: dict[str, RunContext] = {}
+        self.tools = tools or default_registry()
+        slots = max(1, -(-settings.max_workers // etl_agents))
+        self.monitor = MonitorAgent("monitor", self.hub)
+        self.orchestrator = OrchestratorAgent("orchestrator", self.hub, self.store, max_workers=settings.max_workers)
+        self.workers = [ETLAgent(f"etl-{i + 1}", self.hub, self.tools, self.runs, capacity=slots) for i in range(etl_agents)]
+        self.agents = [self.monitor, self.orchestrator, *self.workers]
+
+    async def __aenter__(self) -> Runtime:
+        for agent in self.agents:
+            await agent.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for agent in self.agents:
             await agent.stop()
-        ctx.close()
-        store.close()
-        _clean_workspace(run_dir)
-    state = monitor.runs.get(run_id) or RunState(run_id, spec.name, "failed")
-    return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits)
+        self.store.close()
+
+    async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None) -> RunResult:
+        started = time.perf_counter()
+        run_id = run_id or new_run_id()
+        # Resolved values live only in memory, for this run; the store keeps the raw spec's hash.
+        spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).resolve().parent)
+        run_dir = self.settings.home_dir / "runs" / run_id
+
+        def this_run(state: RunState, event: RunEvent) -> None:
+            if listener is not None and event.run_id == run_id:
+                listener(state, event)
+
+        ctx = RunContext(run_id, spec, self.settings, run_dir)
+        self.runs[run_id] = ctx
+        self.monitor.listeners.append(this_run)
+        try:
+            await self.orchestrator.execute(ctx, spec_file=loaded.file, spec_sha256=loaded.sha256)
+            await self.monitor.drain()
+        finally:
+            self.monitor.listeners.remove(this_run)
+            del self.runs[run_id]
+            ctx.close()
+            _clean_workspace(run_dir)
+        state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, "failed")
+        return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits)
+
+
+    def cancel(self, run_id: str) -> bool:
+        """Ask a running run to stop; its tasks stop between batches and staging is aborted."""
+        ctx = self.runs.get(run_id)
+        if ctx is None:
+            return False
+        ctx.cancelled.set()
+        return True
+
+
+async def run_pipeline_async(loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None) -> RunResult:
+    async with Runtime(settings) as runtime:
+        return await runtime.run(loaded, listener=listener)
 
 
 def run_pipeline(loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None) -> RunResult:
