@@ -59,7 +59,7 @@ def _run(loaded: Any, *, as_json: bool) -> Any:
         result = run_pipeline(loaded, settings, listener=lambda state, _event: live.update(progress_table(state)))
     summary(out, result)
     if not result.ok:
-        err.print(f"[red]error:[/] {escape(str(result.error))}")
+        err.print(f"[red]error:[/] {escape(str(result.error))}", soft_wrap=True)
         err.print(f"see the decisions: agent-etl runs show {result.run_id}")
     return result
 
@@ -76,7 +76,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")]
             out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems]}))
         else:
             for problem in exc.problems:
-                err.print(str(problem), markup=False, highlight=False)
+                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
             err.print(f"{len(exc.problems)} problem(s) found", style="red")
         raise typer.Exit(2) from None
     if as_json:
@@ -151,14 +151,15 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
 def main() -> None:
     """Console entry point: turn our errors into one readable line and an exit code."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except (typer.Exit, SystemExit) as exc:
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
         sys.exit(code if isinstance(code, int) else 0)
     except AgentETLError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, SpecError) else 1)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")

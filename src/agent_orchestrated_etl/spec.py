@@ -166,7 +166,7 @@ def parse_spec(text: str, *, file: str = "<spec>") -> LoadedSpec:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            path, line = locate_problem(err["loc"], lines)
+            path, line = locate_problem(err["loc"], lines, missing_key=err["type"] == "missing")
             problems.append(SpecProblem(file, line, path, _message(err)))
         raise SpecError(problems) from None
     return LoadedSpec(pipeline=pipeline, file=file, text=text)
@@ -178,6 +178,8 @@ def _message(err: Any) -> str:
         return "field required"
     if err["type"] == "extra_forbidden":
         return "unknown field (check the spelling; `agent-etl schema` lists the fields)"
+    if err["type"] == "string_pattern_mismatch":
+        return "must be a plain name: letters, digits and _, not starting with a digit"
     if err["type"] == "union_tag_invalid":
         return f"unknown type {err['ctx']['tag']}; expected one of {err['ctx']['expected_tags']}"
     return message.removeprefix("Value error, ")

@@ -36,7 +36,7 @@ def node_lines(root: yaml.Node | None) -> dict[Path, int]:
     return lines
 
 
-def locate_problem(loc: Sequence[str | int], lines: dict[Path, int]) -> tuple[str, int | None]:
+def locate_problem(loc: Sequence[str | int], lines: dict[Path, int], *, missing_key: bool = False) -> tuple[str, int | None]:
     """Return the dotted YAML path and its line for a Pydantic error location.
 
     Parts of ``loc`` that are not in the document (a discriminated union's tag,
@@ -48,7 +48,7 @@ def locate_problem(loc: Sequence[str | int], lines: dict[Path, int]) -> tuple[st
             path = (*path, part)
         elif isinstance(part, str) and part.isdigit() and (*path, int(part)) in lines:
             path = (*path, int(part))
-    missing = [loc[-1]] if loc and tuple(loc[-1:]) != path[-1:] else []
+    missing = [loc[-1]] if missing_key and loc and tuple(loc[-1:]) != path[-1:] else []
     dotted = ""
     for part in (*path, *missing):
         dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else str(part))

@@ -67,20 +67,7 @@ class DuckDBDestination(Destination):
     def _cursor(self) -> Any:
         with self._lock:
             if self._conn is None:
-                import duckdb
-
-                path = Path(self.spec.path).expanduser()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # DuckDB gets half the agent's memory budget; it spills the rest to disk.
-                limit_mb = max(64, self.memory_limit_bytes // 2 // (1 << 20))
-                try:
-                    self._conn = duckdb.connect(str(path), config={"memory_limit": f"{limit_mb}MB"})
-                except duckdb.IOException as exc:
-                    raise ConfigurationError(str(exc), where=f"duckdb {path}", hint="another process holds the file; close it") from exc
-                self._conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {_LOADS} (run_id VARCHAR, table_name VARCHAR, rows BIGINT,"
-                    " quarantined_rows BIGINT, committed_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (run_id, table_name))"
-                )
+                self._conn = _open(Path(self.spec.path).expanduser(), self.memory_limit_bytes)
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
             cursor = self._local.cursor = self._conn.cursor()
@@ -203,5 +190,46 @@ class DuckDBDestination(Destination):
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
-                self._conn.close()
+                _release(Path(self.spec.path).expanduser())
                 self._conn = None
+
+
+# A DuckDB file has one writer process; destinations of one run that share a
+# file must share its connection too, or they race creating the same tables.
+_open_files: dict[Path, list[Any]] = {}
+_open_lock = threading.Lock()
+
+
+def _open(path: Path, memory_limit_bytes: int) -> Any:
+    import duckdb
+
+    key = path.resolve()
+    with _open_lock:
+        if key in _open_files:
+            _open_files[key][1] += 1
+            return _open_files[key][0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # DuckDB gets half the agent's memory budget; it spills the rest to disk.
+        limit_mb = max(64, memory_limit_bytes // 2 // (1 << 20))
+        try:
+            conn = duckdb.connect(str(path), config={"memory_limit": f"{limit_mb}MB"})
+        except duckdb.IOException as exc:
+            raise ConfigurationError(str(exc).splitlines()[0], where=f"duckdb {path}", hint="another process holds the file; close it") from exc
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {_LOADS} (run_id VARCHAR, table_name VARCHAR, rows BIGINT,"
+            " quarantined_rows BIGINT, committed_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (run_id, table_name))"
+        )
+        _open_files[key] = [conn, 1]
+        return conn
+
+
+def _release(path: Path) -> None:
+    key = path.resolve()
+    with _open_lock:
+        entry = _open_files.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            entry[0].close()
+            del _open_files[key]

@@ -98,9 +98,15 @@ class RunStore:
             conn.execute(tasks.update().where(where).values(status="succeeded", rows_read=event.rows_read, rows_written=event.rows_written, rows_quarantined=event.rows_quarantined, seconds=event.seconds, checks=event.checks, error=None))
         elif event.kind == "task_failed":
             conn.execute(tasks.update().where(where).values(status="failed", error=event.message))
+        elif event.kind == "destination_committed":
+            # What a run wrote is what its destinations committed, not what its tasks staged.
+            conn.execute(
+                runs.update()
+                .where(runs.c.run_id == event.run_id)
+                .values(rows_written=sa.func.coalesce(runs.c.rows_written, 0) + event.rows, rows_quarantined=sa.func.coalesce(runs.c.rows_quarantined, 0) + event.quarantined_rows)
+            )
         elif event.kind == "run_finished":
-            totals = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(tasks.c.rows_written), 0), sa.func.coalesce(sa.func.sum(tasks.c.rows_quarantined), 0)).where(tasks.c.run_id == event.run_id)).one()
-            conn.execute(runs.update().where(runs.c.run_id == event.run_id).values(status=event.status, finished_at=event.at, error=event.error, rows_written=totals[0], rows_quarantined=totals[1]))
+            conn.execute(runs.update().where(runs.c.run_id == event.run_id).values(status=event.status, finished_at=event.at, error=event.error))
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -1,0 +1,3 @@
+from agent_orchestrated_etl.cli import main
+
+main()
