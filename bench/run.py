@@ -1,0 +1,202 @@
+"""Benchmark runner: each contender loads the same input into a fresh DuckDB file.
+
+    python bench/run.py lineitem-to-duckdb [--sf 1] [--repeat N]
+
+A scenario prepares its input once, then runs every contender in its own
+subprocess and temp dir, checks the output row count, and reports. The first
+contender of a scenario is its reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import duckdb
+
+import harness
+import lineitem
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+class Unavailable(Exception):
+    """The contender cannot run here at all (e.g. its tool is not installed)."""
+
+
+@dataclass(frozen=True)
+class Input:
+    source: str  # whatever the contenders read: a file path, later a URL
+    rows: int
+    bytes: int
+    setup: dict[str, object] = field(default_factory=dict)  # how it was produced, for the record
+
+
+@dataclass(frozen=True)
+class Job:
+    source: str
+    out_db: Path
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    argv: Callable[[Job], list[str]]  # raises Unavailable
+
+
+@dataclass(frozen=True)
+class Scenario:
+    prepare: Callable[[argparse.Namespace], Input]
+    table: str
+    contenders: list[Contender]
+
+
+CTAS = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[2])
+con.execute("CREATE TABLE lineitem AS SELECT * FROM read_parquet(?)", [sys.argv[1]])
+con.close()
+"""
+
+
+def duckdb_ctas(job: Job) -> list[str]:
+    return [sys.executable, "-c", CTAS, job.source, str(job.out_db)]
+
+
+def agent_etl(job: Job) -> list[str]:
+    # The console script of the venv running us, so both contenders use the
+    # same duckdb build.
+    script = Path(sys.executable).parent / "agent-etl"
+    if not script.exists():
+        raise Unavailable(f"{script} not found")
+    spec = job.workdir / "spec.yaml"
+    # json.dumps quotes the paths; a JSON string is a valid YAML scalar.
+    spec.write_text(
+        "name: lineitem_to_duckdb\n"
+        "sources:\n"
+        f"  lineitem: {{type: file, path: {json.dumps(job.source)}}}\n"
+        f"destination: {{type: duckdb, path: {json.dumps(str(job.out_db))}, table: lineitem, write: replace}}\n"
+    )
+    return [str(script), "run", str(spec), "--json"]
+
+
+def prepare_lineitem(args: argparse.Namespace) -> Input:
+    path = lineitem.lineitem_path(args.sf)
+    setup: dict[str, object] = {"sf": args.sf}
+    if lineitem.is_complete(path, args.sf):
+        print(f"using existing {path}")
+    else:
+        # Generated in a subprocess so dbgen's memory is returned to the OS
+        # before any contender runs, and so it can be measured the same way.
+        print(f"generating {path} ...", flush=True)
+        m = harness.run_measured([sys.executable, str(BENCH_DIR / "lineitem.py"), "--sf", str(args.sf)])
+        if m.returncode != 0:
+            raise SystemExit(f"lineitem generation failed (exit {m.returncode}):\n{harness.tail(m.stderr)}")
+        print(m.stdout.strip())
+        print(f"generation subprocess: {m.seconds:.1f} s wall, peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB")
+        setup |= {"generation_seconds": round(m.seconds, 2), "generation_peak_rss_bytes": m.peak_rss_bytes}
+    return Input(str(path), lineitem.parquet_rows(path), path.stat().st_size, setup)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "lineitem-to-duckdb": Scenario(
+        prepare=prepare_lineitem,
+        table="lineitem",
+        contenders=[Contender("duckdb-ctas", duckdb_ctas), Contender("agent-etl", agent_etl)],
+    ),
+}
+
+
+def count_rows(db: Path, table: str) -> int:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def run_contender(contender: Contender, scenario: Scenario, data: Input, repeat: int, is_reference: bool) -> harness.Result:
+    result = harness.Result(contender.name, data.rows, data.bytes)
+    for attempt in range(1, repeat + 1):
+        with TemporaryDirectory(prefix=f"bench-{contender.name}-") as tmp:
+            job = Job(data.source, Path(tmp) / "out.duckdb", Path(tmp))
+            try:
+                argv = contender.argv(job)
+            except Unavailable as exc:
+                result.status = f"not available: {exc}"
+                break
+            load = harness.load_average()[0]
+            m = harness.run_measured(argv, cwd=job.workdir)
+            if m.returncode != 0:
+                message = f"{contender.name} exited {m.returncode}; stderr tail:\n{harness.tail(m.stderr)}"
+                if is_reference:
+                    raise SystemExit(message)  # nothing to compare against
+                print(message, file=sys.stderr)
+                result.status = f"not available: exit {m.returncode}"
+                break
+            got = count_rows(job.out_db, scenario.table)
+            if got != data.rows:
+                raise SystemExit(f"{contender.name}: {got:,} rows in {scenario.table}, expected {data.rows:,}")
+            result.runs.append(
+                harness.Run(
+                    seconds=m.seconds,
+                    peak_rss_bytes=m.peak_rss_bytes,
+                    kernel_maxrss_bytes=m.kernel_maxrss_bytes,
+                    sampled_tree_rss_bytes=m.sampled_tree_rss_bytes,
+                    load_1m_at_start=load,
+                )
+            )
+            print(f"{contender.name} run {attempt}/{repeat}: {m.seconds:.2f} s, "
+                  f"peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB, load {load:.2f}", flush=True)
+    return result
+
+
+def fmt_load(load: tuple[float, float, float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("--sf", type=float, default=1.0, help="TPC-H scale factor (default 1)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the median is reported")
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    scenario = SCENARIOS[args.scenario]
+    started_at = datetime.now().isoformat(timespec="seconds")
+    data = scenario.prepare(args)
+    load_start = harness.load_average()
+    print(f"input: {data.rows:,} rows, {data.bytes / harness.MB:.0f} MB; load average {fmt_load(load_start)}")
+
+    reference = scenario.contenders[0].name
+    results = [
+        run_contender(c, scenario, data, args.repeat, is_reference=c.name == reference)
+        for c in scenario.contenders
+    ]
+    load_end = harness.load_average()
+
+    harness.print_table(f"{args.scenario} (sf={args.sf:g}, repeat={args.repeat})", results, reference)
+    print(f"load average (1/5/15 min): start {fmt_load(load_start)}, end {fmt_load(load_end)}")
+    record = {
+        "scenario": args.scenario,
+        "started_at": started_at,
+        "args": {"sf": args.sf, "repeat": args.repeat},
+        "machine": harness.machine(),
+        "duckdb": duckdb.__version__,
+        "load_start": load_start,
+        "load_end": load_end,
+        "reference": reference,
+        "input": {"source": data.source, "rows": data.rows, "bytes": data.bytes, "setup": data.setup},
+    }
+    print(f"wrote {harness.write_json(RESULTS_DIR, args.scenario, record, results)}")
+
+
+if __name__ == "__main__":
+    main()
