@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     monitoring_enabled: bool = Field(default=True, validation_alias=AliasChoices("MONITORING_ENABLED"))
     websocket_port: int = Field(default=8765, validation_alias=AliasChoices("WEBSOCKET_PORT"))
     batch_rows: int = Field(
-        default=131_072,
+        # DuckDB's row group size: batches of it load into DuckDB without re-chunking.
+        default=122_880,
         ge=1,
         validation_alias=AliasChoices("AGENT_ETL_BATCH_ROWS", "batch_rows"),
         description="Target rows per Arrow record batch read from a source.",

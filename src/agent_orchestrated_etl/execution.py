@@ -137,6 +137,7 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
 
     outcome = _move(ctx, task, _located(source, task), checker, write, quarantine, progress)
     _rejected_by_reader(source, checker, quarantine, outcome)
+    dest.finish(ctx.run_id, task.id)
     outcome.checks = [r.as_dict() for r in checker.results]
     return outcome
 
@@ -166,6 +167,8 @@ def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
 
     outcome = _move(ctx, task, _located(source, task), checker, write, quarantine, progress)
     _rejected_by_reader(source, checker, quarantine, outcome)
+    workspace.finish(table)
+    workspace.finish(f"{table}__quarantine")
     outcome.checks = [r.as_dict() for r in checker.results]
     return outcome
 
@@ -205,5 +208,6 @@ def _transform_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutc
     origin = Position(origin=f"transform {task.transform}")
     batches = ((batch, origin) for batch in workspace.stream(task.transform, ctx.settings.batch_rows))
     outcome = _move(ctx, task, batches, checker, write, quarantine, progress)
+    dest.finish(ctx.run_id, task.id)
     outcome.checks = [r.as_dict() for r in checker.results]
     return outcome

@@ -149,6 +149,9 @@ class Destination(ABC):
     def write_quarantine(self, run_id: str, task_id: str, rows: pa.RecordBatch) -> None:
         """Stage rejected rows (QUARANTINE_SCHEMA) next to the data, published by the same commit."""
 
+    def finish(self, run_id: str, task_id: str) -> None:  # noqa: B027 - only buffering destinations flush
+        """The task wrote its last batch: flush buffers so its staging is complete and durable."""
+
     @abstractmethod
     def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
         """Publish the staged data of these tasks in one atomic step, recording ``run_id`` as loaded."""

@@ -88,7 +88,8 @@ class FileSource(Source):
     def _batches(self, path: str, fmt: Format) -> Iterator[pa.RecordBatch]:
         try:
             if fmt == "parquet":
-                yield from pq.ParquetFile(path).iter_batches(batch_size=self.batch_rows)
+                # pre_buffer caches every row group it has read until the file is closed.
+                yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=self.batch_rows)
             elif fmt == "jsonl":
                 yield from pajson.open_json(path, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES))
             else:
@@ -178,7 +179,7 @@ class FileDestination(Destination):
             self._writers[key] = _Writer(directory / f"part-0.{self.spec.format}", self.spec.format, schema)
         return self._writers[key]
 
-    def finish_task(self, run_id: str, task_id: str) -> None:
+    def finish(self, run_id: str, task_id: str) -> None:
         for kind in ("data", "quarantine"):
             writer = self._writers.pop((run_id, task_id, kind), None)
             if writer:
@@ -189,7 +190,7 @@ class FileDestination(Destination):
         if run_id in manifest.runs:
             return CommitResult(rows=manifest.runs[run_id], already_committed=True)
         for task_id in task_ids:
-            self.finish_task(run_id, task_id)
+            self.finish(run_id, task_id)
         staged = self._staging(run_id)
         moved: dict[str, list[str]] = {"data": [], "quarantine": []}
         rows = {"data": 0, "quarantine": 0}

@@ -17,14 +17,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from agent_orchestrated_etl.connectors.duckdb import quote
+from agent_orchestrated_etl.connectors.duckdb import ArrowAppender, quote
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
 
 
 class Workspace:
     def __init__(self, directory: Path, *, memory_limit_bytes: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        limit_mb = max(64, memory_limit_bytes // 2 // (1 << 20))
+        limit_mb = max(64, memory_limit_bytes // 4 // (1 << 20))
         self.path = directory / "workspace.duckdb"
         self._conn = duckdb.connect(
             str(self.path),
@@ -39,6 +39,7 @@ class Workspace:
         self._conn.execute("SET enable_external_access = false")
         self._conn.execute("SET lock_configuration = true")
         self._local = threading.local()
+        self._appender = ArrowAppender(where="run workspace")
 
     def _cursor(self) -> Any:
         cursor = getattr(self._local, "cursor", None)
@@ -47,16 +48,14 @@ class Workspace:
         return cursor
 
     def begin(self, table: str) -> None:
+        self._appender.discard(table)
         self._cursor().execute(f"DROP TABLE IF EXISTS {quote(table)}")
 
     def append(self, table: str, batch: pa.RecordBatch) -> None:
-        cursor = self._cursor()
-        cursor.register("_agent_etl_batch", batch)
-        try:
-            cursor.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} AS SELECT * FROM _agent_etl_batch LIMIT 0")
-            cursor.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _agent_etl_batch")
-        finally:
-            cursor.unregister("_agent_etl_batch")
+        self._appender.append(self._cursor(), table, batch)
+
+    def finish(self, table: str) -> None:
+        self._appender.flush(self._cursor(), table)
 
     def union_partitions(self, table: str, parts: list[str]) -> None:
         """Expose a source staged in several partitions as one view named like the source."""
