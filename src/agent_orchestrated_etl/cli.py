@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
@@ -32,8 +32,11 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 
 
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors, and debug logs.")] = False) -> None:
+    from agent_orchestrated_etl.logging_config import setup_logging
+
     _state["debug"] = debug
+    setup_logging("DEBUG" if debug else load_settings().log_level)
 
 
 @app.command()
@@ -50,7 +53,7 @@ def _run(loaded: Any, *, as_json: bool) -> Any:
     from agent_orchestrated_etl.orchestrator import run_pipeline
     from agent_orchestrated_etl.reports import progress_table, summary
 
-    settings = Settings()
+    settings = load_settings()
     if as_json:
         result = run_pipeline(loaded, settings)
         out.print_json(json.dumps(result.to_dict(), default=str))
@@ -126,7 +129,7 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
     from agent_orchestrated_etl.reports import runs_table
     from agent_orchestrated_etl.store.records import RunStore
 
-    rows = RunStore(Settings().store_url).list_runs(limit)
+    rows = RunStore(load_settings().store_url).list_runs(limit)
     if as_json:
         out.print_json(json.dumps(rows, default=str))
     else:
@@ -139,7 +142,7 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
     from agent_orchestrated_etl.reports import run_details
     from agent_orchestrated_etl.store.records import RunStore
 
-    run_record = RunStore(Settings().store_url).get_run(run_id)
+    run_record = RunStore(load_settings().store_url).get_run(run_id)
     if run_record is None:
         raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
     if as_json:

@@ -1,0 +1,23 @@
+"""Logging for the CLI and the server: one handler on stderr, level from AGENT_ETL_LOG_LEVEL.
+
+Run events already tell the story of a run; logs are for operators and
+debugging, so they stay quiet at the default level.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rich.logging import RichHandler
+
+from agent_orchestrated_etl.exceptions import ConfigurationError
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def setup_logging(level: str) -> None:
+    name = level.upper()
+    if name not in LEVELS:
+        raise ConfigurationError(f"unknown log level {level!r}", where="AGENT_ETL_LOG_LEVEL", hint=f"use one of {', '.join(LEVELS)}")
+    handler = RichHandler(show_path=False, rich_tracebacks=name == "DEBUG", markup=False)
+    logging.basicConfig(level=name, format="%(name)s: %(message)s", handlers=[handler], force=True)
