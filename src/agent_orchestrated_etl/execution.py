@@ -51,6 +51,7 @@ class RunContext:
         self.settings = settings
         self.run_dir = run_dir
         self.cancelled = threading.Event()
+        self._stopped_tasks: set[str] = set()
         self.sources: dict[str, Source] = {
             name: source_class(s.type)(name, s, batch_rows=settings.batch_rows) for name, s in spec.sources.items()
         }
@@ -67,6 +68,25 @@ class RunContext:
             if self._workspace is None:
                 self._workspace = Workspace(self.run_dir, memory_limit_bytes=self.settings.memory_limit_bytes)
             return self._workspace
+
+    def should_stop(self, task_id: str) -> bool:
+        return self.cancelled.is_set() or task_id in self._stopped_tasks
+
+    def cancel_task(self, task_id: str) -> None:
+        self._stopped_tasks.add(task_id)
+
+    def uncancel_task(self, task_id: str) -> None:
+        self._stopped_tasks.discard(task_id)
+
+    def is_critical(self, task: Task) -> bool:
+        """A task is critical unless every destination it feeds (directly or through the workspace) is not."""
+        if task.destination is not None:
+            return bool(self.spec.all_destinations[task.destination].critical)
+        users = [t for t in self.tasks.values() if task.id in t.depends_on]
+        return any(self.is_critical(t) for t in users) if users else True
+
+    def workspace_exists(self) -> bool:
+        return (self.run_dir / "workspace.duckdb").exists()
 
     def checks_for(self, input_name: str, *, feeds_destination: bool) -> list[QualityCheck]:
         """Checks naming this input, plus the unnamed ones on every stream into a destination."""
@@ -100,7 +120,7 @@ def execute_task(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome
 def _move(ctx: RunContext, task: Task, batches: Iterator[tuple[pa.RecordBatch, Position]], checker: BatchChecker, write: Callable[[pa.RecordBatch], None], quarantine: Callable[[pa.RecordBatch], None], progress: Progress) -> TaskOutcome:
     outcome = TaskOutcome()
     for batch, position in batches:
-        if ctx.cancelled.is_set():
+        if ctx.should_stop(task.id):
             raise Cancelled(task.id)
         good, bad = checker.apply(batch, position)
         if good.num_rows:

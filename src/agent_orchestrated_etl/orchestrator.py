@@ -104,7 +104,7 @@ class Runtime:
             await agent.stop()
         self.store.close()
 
-    async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None) -> RunResult:
+    async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None, resume: bool = False) -> RunResult:
         started = time.perf_counter()
         run_id = run_id or new_run_id()
         # Resolved values live only in memory, for this run; the store keeps the raw spec's hash.
@@ -119,13 +119,14 @@ class Runtime:
         self.runs[run_id] = ctx
         self.monitor.listeners.append(this_run)
         try:
-            await self.orchestrator.execute(ctx, spec_file=loaded.file, spec_sha256=loaded.sha256)
+            status = await self.orchestrator.execute(ctx, spec_file=loaded.file, spec_text=loaded.text, spec_sha256=loaded.sha256, resume=resume)
             await self.monitor.drain()
         finally:
             self.monitor.listeners.remove(this_run)
             del self.runs[run_id]
             ctx.close()
-            _clean_workspace(run_dir)
+        if status == "succeeded":
+            _clean_workspace(run_dir)  # a failed run keeps it: resume reuses what was staged there
         state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, "failed")
         return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits)
 

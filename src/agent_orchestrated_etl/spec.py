@@ -33,6 +33,7 @@ class RetryPolicy(_Model):
     attempts: int = Field(3, ge=1, le=100, description="Tries per task, the first included.")
     backoff_seconds: float = Field(1.0, ge=0, description="First wait; doubles each retry, with jitter.")
     max_backoff_seconds: float = Field(60.0, ge=0)
+    task_timeout_seconds: float | None = Field(None, gt=0, description="A task running longer is stopped and retried.")
 
 
 class TransformSpec(_Model):

@@ -45,7 +45,7 @@ class RunStarted(RunEvent):
 
 class RunFinished(RunEvent):
     kind: Literal["run_finished"] = "run_finished"
-    status: Literal["succeeded", "failed", "cancelled"]
+    status: Literal["succeeded", "partial", "failed", "cancelled"]
     error: str | None = None
 
 

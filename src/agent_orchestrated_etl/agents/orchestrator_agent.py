@@ -1,19 +1,20 @@
 """The orchestrator agent: plans a run, places tasks on ETL agents, recovers, commits.
 
 Every choice it makes (the plan, which agent, which recovery, each commit)
-is published as a Decision event and kept in the run record.
+is published as a Decision event and kept in the run record. A finished
+task's output stays staged and is checkpointed, so a run that crashes, fails
+or is cancelled can be resumed without redoing it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
 from agent_orchestrated_etl.agents.base import Agent
-from agent_orchestrated_etl.agents.hub import Hub
+from agent_orchestrated_etl.agents.hub import Hub, Subscription
 from agent_orchestrated_etl.agents.messages import (
     AssignTask,
     Decision,
@@ -26,13 +27,15 @@ from agent_orchestrated_etl.agents.messages import (
     TaskFailed,
     TaskFinished,
 )
+from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, RecoveryPolicy
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.plan import Plan, destination_label, make_plan
-from agent_orchestrated_etl.spec import RetryPolicy
+from agent_orchestrated_etl.plan import Plan, Task, destination_label, make_plan
 from agent_orchestrated_etl.store.records import RunStore
 
 ASSIGN_TIMEOUT_SECONDS = 10.0
+#: How long a cancelled run waits for its running tasks to stop between batches.
+STOP_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass
@@ -54,36 +57,28 @@ def select_agent(agents: list[AgentInfo], capability: str) -> AgentInfo | None:
     return best
 
 
-@dataclass(frozen=True)
-class Recovery:
-    action: Literal["retry", "fail"]
-    reason: str
-    delay: float = 0.0
+@dataclass
+class Schedule:
+    """Where every task of a run stands while the orchestrator drives it."""
 
+    plan: Plan
+    waiting: list[str]
+    done: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)
+    running: dict[str, str] = field(default_factory=dict)  # task -> agent
+    started: dict[str, float] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    not_before: dict[str, float] = field(default_factory=dict)
+    timed_out: set[str] = field(default_factory=set)
+    skipped_reasons: list[str] = field(default_factory=list)
+    failure: str | None = None
 
-class RecoveryPolicy(Protocol):
-    def decide(self, failure: TaskFailed, retry: RetryPolicy) -> Recovery: ...
+    def ready(self, task: Task, now: float) -> bool:
+        return set(task.depends_on) <= self.done and self.not_before.get(task.id, 0) <= now
 
-
-class BackoffRecoveryPolicy:
-    """Retry transient errors with exponential backoff and full jitter; fail fast on the rest."""
-
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self.rng = rng or random.Random()
-
-    def decide(self, failure: TaskFailed, retry: RetryPolicy) -> Recovery:
-        if failure.remedy == "retry":
-            if failure.attempt < retry.attempts:
-                ceiling = min(retry.max_backoff_seconds, retry.backoff_seconds * 2 ** (failure.attempt - 1))
-                delay = self.rng.uniform(0, ceiling)
-                return Recovery("retry", f"{failure.error_type} is transient; attempt {failure.attempt + 1} of {retry.attempts} in {delay:.1f}s", delay)
-            return Recovery("fail", f"{failure.error_type} persisted through {retry.attempts} attempts")
-        reasons = {
-            "fix_config": "the spec or the environment must change; retrying cannot help",
-            "quarantine": "the data cannot be read row by row, so it cannot be quarantined",
-            "cancelled": "the run was cancelled",
-        }
-        return Recovery("fail", f"{failure.error_type}: {reasons.get(failure.remedy, 'retrying cannot help')}")
+    @property
+    def active(self) -> bool:
+        return bool(self.running) or (bool(self.waiting) and self.failure is None)
 
 
 class OrchestratorAgent(Agent):
@@ -112,147 +107,226 @@ class OrchestratorAgent(Agent):
     def decide(self, run_id: str, subject: str, choice: str, reason: str) -> None:
         self._publish(Decision(sender=self.name, run_id=run_id, subject=subject, choice=choice, reason=reason))
 
-    async def execute(self, ctx: RunContext, *, spec_file: str, spec_sha256: str) -> str:
-        """Run a whole pipeline; returns the final status. Every event goes to the store."""
-        run_id = ctx.run_id
+    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False) -> str:
+        """Run (or resume) a whole pipeline; returns the final status. Every event goes to the store."""
+        run_id, pipeline = ctx.run_id, ctx.spec.name
+        durability = self.store.durability
         events = self.hub.subscribe(f"run.{run_id}", maxsize=1_000_000)
         recorder = asyncio.create_task(self._record(events))
-        self.store.start_run(run_id, ctx.spec.name, spec_file, spec_sha256)
-        status, error = "failed", None
+        if resume:
+            self.store.reopen_run(run_id)
+        else:
+            self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text)
+        durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
+        status, error, locked = "failed", None, False
         try:
-            try:
-                plan = make_plan(ctx.spec, ctx.sources)
-            except AgentETLError as exc:
-                self.decide(run_id, "plan", "fail before any task", str(exc))
-                raise
+            taken_from = durability.acquire(pipeline, run_id)
+            locked = True
+            if taken_from is not None:
+                self.decide(run_id, f"pipeline {pipeline}", "take over its lock", f"run {taken_from} held it, but its process is gone")
+            plan = self._plan(ctx)
             ctx.tasks = {t.id: t for t in plan.tasks}
             self.store.add_tasks(run_id, [t.as_dict() for t in plan.tasks])
-            self._publish(RunStarted(sender=self.name, run_id=run_id, pipeline=ctx.spec.name, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
+            self._publish(RunStarted(sender=self.name, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
             self.decide(run_id, "plan", f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)", f"order: {', '.join(plan.order())}")
             for d in plan.decisions:
                 self.decide(run_id, d.subject, d.choice, d.reason)
-            error = await self._run_tasks(ctx, plan)
-            if error is None:
-                await self._commit(ctx, plan)
-                status = "succeeded"
-            else:
-                status = "cancelled" if ctx.cancelled.is_set() and error == "cancelled" else "failed"
+            schedule = Schedule(plan, waiting=list(plan.order()))
+            if resume:
+                self._reuse_checkpoints(ctx, schedule)
+            await self._run_tasks(ctx, schedule)
+            status, error = await self._finish(ctx, schedule)
         except AgentETLError as exc:
             error = str(exc)
         except asyncio.CancelledError:
-            ctx.cancelled.set()
             status, error = "cancelled", "cancelled"
             raise
         finally:
-            if status != "succeeded":
-                await asyncio.to_thread(_abort_all, ctx)
+            if status != "succeeded" and locked:
+                self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
             self._publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error))  # type: ignore[arg-type]
             await self._finish_recording(events, recorder)
+            if locked:
+                durability.release(pipeline, run_id)
         return status
 
-    async def _run_tasks(self, ctx: RunContext, plan: Plan) -> str | None:
-        run_id = ctx.run_id
-        by_id = {t.id: t for t in plan.tasks}
-        waiting = list(plan.order())
-        done: set[str] = set()
-        running: dict[str, str] = {}
-        attempts: dict[str, int] = {}
-        not_before: dict[str, float] = {}
-        failure: str | None = None
-        results = self.hub.subscribe(f"run.{run_id}", maxsize=1_000_000)
+    def _plan(self, ctx: RunContext) -> Plan:
         try:
-            while (waiting and failure is None) or running:
-                if failure is None:
-                    await self._assign_ready(ctx, by_id, waiting, done, running, attempts, not_before)
-                    if waiting and not running and not self._any_agent_for(by_id, waiting):
-                        failure = f"no ETL agent can run {waiting[0]} (needs {by_id[waiting[0]].capability})"
-                        self.decide(run_id, waiting[0], "fail the run", failure)
+            return make_plan(ctx.spec, ctx.sources)
+        except AgentETLError as exc:
+            self.decide(ctx.run_id, "plan", "fail before any task", str(exc))
+            raise
+
+    def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule) -> None:
+        checkpoints = self.store.durability.checkpoints(ctx.run_id)
+        workspace_ok = ctx.workspace_exists()
+        for task_id in list(schedule.waiting):
+            outcome = checkpoints.get(task_id)
+            task = ctx.tasks[task_id]
+            if outcome is None or (task.kind == "stage" and not workspace_ok):
+                continue
+            schedule.waiting.remove(task_id)
+            schedule.done.add(task_id)
+            self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
+            self._publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
+
+    async def _run_tasks(self, ctx: RunContext, schedule: Schedule) -> None:
+        results = self.hub.subscribe(f"run.{ctx.run_id}", maxsize=1_000_000)
+        try:
+            while schedule.active:
+                if schedule.failure is None:
+                    await self._assign_ready(ctx, schedule)
+                    self._enforce_timeouts(ctx, schedule)
+                    if schedule.waiting and not schedule.running and not self._any_agent_for(ctx, schedule.waiting):
+                        task = ctx.tasks[schedule.waiting[0]]
+                        schedule.failure = f"no ETL agent can run {task.id} (needs {task.capability})"
+                        self.decide(ctx.run_id, f"task {task.id}", "fail", schedule.failure)
                         break
-                # Wake for the earliest delayed retry; with nothing running, poll for agents' heartbeats.
-                delays = [at - time.monotonic() for at in not_before.values()]
-                timeout = max(0.0, min(delays)) if delays else (None if running else 0.05)
                 try:
-                    event = await asyncio.wait_for(results.get(), timeout=timeout)
+                    event = await asyncio.wait_for(results.get(), timeout=self._wake_in(ctx, schedule))
                 except TimeoutError:
                     continue
-                if isinstance(event, TaskFinished) and event.task_id in running:
-                    self._release(running.pop(event.task_id))
-                    done.add(event.task_id)
-                elif isinstance(event, TaskFailed) and event.task_id in running:
-                    self._release(running.pop(event.task_id))
-                    if failure is not None or event.remedy == "cancelled":
-                        failure = failure or "cancelled"
-                        continue
-                    recovery = self.policy.decide(event, ctx.spec.retry)
-                    self.decide(run_id, f"task {event.task_id}", recovery.action, recovery.reason)
-                    if recovery.action == "retry":
-                        waiting.insert(0, event.task_id)
-                        not_before[event.task_id] = time.monotonic() + recovery.delay
-                    else:
-                        failure = event.message
-                        ctx.cancelled.set()  # stop the other tasks between batches; their staging is aborted
+                if isinstance(event, TaskFinished) and event.task_id in schedule.running:
+                    self._release(schedule.running.pop(event.task_id))
+                    schedule.done.add(event.task_id)
+                    outcome = event.model_dump(include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks"})
+                    await asyncio.to_thread(self.store.durability.checkpoint, ctx.run_id, event.task_id, schedule.attempts[event.task_id], outcome)
+                elif isinstance(event, TaskFailed) and event.task_id in schedule.running:
+                    self._release(schedule.running.pop(event.task_id))
+                    self._recover(ctx, schedule, event)
+        except asyncio.CancelledError:
+            ctx.cancelled.set()
+            self.decide(ctx.run_id, "run", "cancel", "asked to stop; running tasks stop between batches and their partial staging is dropped")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
+                    await self._drain_running(results, schedule)
+            raise
         finally:
             self.hub.unsubscribe(results)
-        return failure
 
-    def _any_agent_for(self, by_id: dict, waiting: list[str]) -> bool:
-        return any(by_id[w].capability in a.capabilities for a in self.agents.values() for w in waiting)
+    async def _drain_running(self, results: Subscription, schedule: Schedule) -> None:
+        while schedule.running:
+            event = await results.get()
+            if isinstance(event, (TaskFinished, TaskFailed)) and event.task_id in schedule.running:
+                self._release(schedule.running.pop(event.task_id))
+
+    def _wake_in(self, ctx: RunContext, schedule: Schedule) -> float | None:
+        """Wake for the earliest delayed retry or task deadline; with nothing running, poll for agents."""
+        now = time.monotonic()
+        moments = list(schedule.not_before.values())
+        limit = ctx.spec.retry.task_timeout_seconds
+        if limit:
+            moments += [schedule.started[t] + limit for t in schedule.running]
+        if moments:
+            return max(0.0, min(moments) - now)
+        return None if schedule.running else 0.05
+
+    def _enforce_timeouts(self, ctx: RunContext, schedule: Schedule) -> None:
+        limit = ctx.spec.retry.task_timeout_seconds
+        if not limit:
+            return
+        now = time.monotonic()
+        for task_id in schedule.running:
+            if task_id not in schedule.timed_out and now - schedule.started[task_id] > limit:
+                schedule.timed_out.add(task_id)
+                self.decide(ctx.run_id, f"task {task_id}", "stop it", f"it ran past its timeout of {limit:g}s")
+                ctx.cancel_task(task_id)
+
+    def _recover(self, ctx: RunContext, schedule: Schedule, failure: TaskFailed) -> None:
+        task_id = failure.task_id
+        if task_id in schedule.timed_out:
+            # A task we stopped for its deadline failed as "cancelled"; a timeout is transient.
+            schedule.timed_out.discard(task_id)
+            ctx.uncancel_task(task_id)
+            failure = failure.model_copy(update={"error_type": "TaskTimeout", "remedy": "retry", "message": f"task {task_id} timed out"})
+        if schedule.failure is not None or (failure.remedy == "cancelled" and ctx.cancelled.is_set()):
+            schedule.failure = schedule.failure or "cancelled"
+            return
+        task = ctx.tasks[task_id]
+        recovery = self.policy.decide(failure, ctx.spec.retry, critical=ctx.is_critical(task))
+        self.decide(ctx.run_id, f"task {task_id}", recovery.action, recovery.reason)
+        if recovery.action == "retry":
+            schedule.waiting.insert(0, task_id)
+            schedule.not_before[task_id] = time.monotonic() + recovery.delay
+        elif recovery.action == "skip":
+            self._skip_dependents(ctx, schedule, task, failure.message)
+        else:
+            schedule.failure = failure.message
+            ctx.cancelled.set()  # the other tasks stop between batches; finished ones stay checkpointed
+
+    def _skip_dependents(self, ctx: RunContext, schedule: Schedule, task: Task, reason: str) -> None:
+        """A non-critical task failed: its destination is not loaded, and tasks needing it do not run."""
+        schedule.skipped.add(task.id)
+        for other in ctx.tasks.values():
+            same_destination = task.destination is not None and other.destination == task.destination
+            if other.id in schedule.waiting and (task.id in other.depends_on or same_destination):
+                schedule.waiting.remove(other.id)
+                schedule.skipped.add(other.id)
+        schedule.skipped_reasons.append(f"{task.id}: {reason}")
+
+    def _any_agent_for(self, ctx: RunContext, waiting: list[str]) -> bool:
+        return any(ctx.tasks[w].capability in a.capabilities for a in self.agents.values() for w in waiting)
 
     def _release(self, agent: str) -> None:
         if agent in self.agents:
             self.agents[agent].in_flight -= 1
 
-    async def _assign_ready(self, ctx: RunContext, by_id: dict, waiting: list[str], done: set[str], running: dict[str, str], attempts: dict[str, int], not_before: dict[str, float]) -> None:
+    async def _assign_ready(self, ctx: RunContext, schedule: Schedule) -> None:
         self._see_agents()
         now = time.monotonic()
-        for task_id in list(waiting):
-            if len(running) >= self.max_workers:
+        for task_id in list(schedule.waiting):
+            if len(schedule.running) >= self.max_workers:
                 return
-            task = by_id[task_id]
-            if not set(task.depends_on) <= done or not_before.get(task_id, 0) > now:
+            task = ctx.tasks[task_id]
+            if not schedule.ready(task, now):
                 continue
             agent = select_agent(list(self.agents.values()), task.capability)
             if agent is None:
                 continue
-            attempts[task_id] = attempts.get(task_id, 0) + 1
-            not_before.pop(task_id, None)
+            attempt = schedule.attempts.get(task_id, 0) + 1
             self.decide(ctx.run_id, f"task {task_id}", f"assign to {agent.name}", f"it has {task.capability}; load {agent.in_flight}/{agent.capacity}, the lowest")
             try:
-                await self.hub.request(agent.name, AssignTask(sender=self.name, run_id=ctx.run_id, task=task.as_dict(), attempt=attempts[task_id]), timeout=ASSIGN_TIMEOUT_SECONDS)
+                await self.hub.request(agent.name, AssignTask(sender=self.name, run_id=ctx.run_id, task=task.as_dict(), attempt=attempt), timeout=ASSIGN_TIMEOUT_SECONDS)
             except (TimeoutError, RuntimeError) as exc:
                 self.decide(ctx.run_id, f"task {task_id}", "reassign", f"{agent.name} did not accept it: {exc or 'no answer'}")
-                attempts[task_id] -= 1
                 continue
+            schedule.attempts[task_id] = attempt
+            schedule.not_before.pop(task_id, None)
+            schedule.started[task_id] = time.monotonic()
             agent.in_flight += 1
-            running[task_id] = agent.name
-            waiting.remove(task_id)
+            schedule.running[task_id] = agent.name
+            schedule.waiting.remove(task_id)
 
-    async def _commit(self, ctx: RunContext, plan: Plan) -> None:
+    async def _finish(self, ctx: RunContext, schedule: Schedule) -> tuple[str, str | None]:
+        if schedule.failure is not None:
+            return ("cancelled" if schedule.failure == "cancelled" else "failed"), schedule.failure
+        skipped_destinations = {ctx.tasks[t].destination for t in schedule.skipped if ctx.tasks[t].destination is not None}
         for index, dest in enumerate(ctx.destinations):
             label = destination_label(ctx.spec, index)
-            feeding = plan.feeding(index)
+            if index in skipped_destinations:
+                self.decide(ctx.run_id, f"destination {label}", "do not commit", "a task feeding it failed and it is not critical; its target stays as it was")
+                await asyncio.to_thread(dest.abort, ctx.run_id)
+                continue
+            feeding = schedule.plan.feeding(index)
             self.decide(ctx.run_id, f"destination {label}", "commit", f"all {len(feeding)} task(s) feeding it finished; publish {ctx.spec.all_destinations[index].write} in one step")
             result = await asyncio.to_thread(dest.commit, ctx.run_id, feeding)
             self._publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
+        if schedule.skipped:
+            return "partial", "; ".join(schedule.skipped_reasons)
+        return "succeeded", None
 
-    async def _record(self, events) -> None:  # type: ignore[no-untyped-def]
+    async def _record(self, events: Subscription) -> None:
+        """Store the run's events in order, up to and including its RunFinished."""
         while True:
             event = await events.get()
             if isinstance(event, RunEvent):
                 await asyncio.to_thread(self.store.record, event)
+            if isinstance(event, RunFinished):
+                return
 
-    async def _finish_recording(self, events, recorder: asyncio.Task[None]) -> None:  # type: ignore[no-untyped-def]
-        recorder.cancel()
+    async def _finish_recording(self, events: Subscription, recorder: asyncio.Task[None]) -> None:
         try:
-            await recorder
-        except asyncio.CancelledError:
-            pass
-        while (event := events.get_nowait()) is not None:
-            if isinstance(event, RunEvent):
-                self.store.record(event)
-        self.hub.unsubscribe(events)
-
-
-def _abort_all(ctx: RunContext) -> None:
-    for dest in ctx.destinations:
-        dest.abort(ctx.run_id)
+            # Shielded: a cancelled run must still leave its whole record.
+            await asyncio.shield(recorder)
+        finally:
+            self.hub.unsubscribe(events)

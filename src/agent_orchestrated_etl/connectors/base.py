@@ -34,6 +34,7 @@ class DestinationSpecBase(ConnectorSpec):
     )
     write: Literal["append", "replace", "merge"] = "append"
     primary_key: list[str] = Field(default_factory=list, description="Key columns for write: merge.")
+    critical: bool = Field(True, description="When false, a failure loading this destination leaves it as it was and the run ends partial.")
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> DestinationSpecBase:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from agent_orchestrated_etl.agents.messages import RunEvent
 from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.store.durability import Durability, define_tables
 
 metadata = sa.MetaData()
 
@@ -25,6 +26,8 @@ runs = sa.Table(
     sa.Column("pipeline", sa.String(200), nullable=False, index=True),
     sa.Column("spec_file", sa.Text),
     sa.Column("spec_sha256", sa.String(64)),
+    # The raw spec (env references unresolved), so a run can be resumed as it was started.
+    sa.Column("spec_text", sa.Text),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -60,6 +63,8 @@ events = sa.Table(
     sa.Column("payload", sa.JSON, nullable=False),
 )
 
+checkpoints, pipeline_locks, audit_log = define_tables(metadata)
+
 # Progress events are news, not history; the task row keeps the totals.
 _NOT_STORED = {"task_progress"}
 
@@ -73,15 +78,23 @@ class RunStore:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
+        self.durability = Durability(self.engine, checkpoints, pipeline_locks, audit_log)
 
-    def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str) -> None:
+    def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str, spec_text: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, status="running", started_at=_now()))
+            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, status="running", started_at=_now()))
+
+    def reopen_run(self, run_id: str) -> None:
+        """A resumed run is running again; its history of events stays."""
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(status="running", finished_at=None, error=None))
 
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
-        if planned:
-            with self.engine.begin() as conn:
-                conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0} for t in planned])
+        with self.engine.begin() as conn:
+            known = {r[0] for r in conn.execute(sa.select(tasks.c.task_id).where(tasks.c.run_id == run_id))}
+            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0} for t in planned if t["id"] not in known]
+            if new:
+                conn.execute(tasks.insert(), new)
 
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED:

@@ -1,0 +1,62 @@
+"""How the orchestrator recovers from a failed task: a small policy interface and its default.
+
+The policy maps a failure (its remedy branch and attempt) to an action; the
+orchestrator publishes the choice and its reason as a Decision. A later policy
+can consult the agents' memory of past runs through the same interface.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from agent_orchestrated_etl.agents.messages import TaskFailed
+from agent_orchestrated_etl.spec import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Recovery:
+    action: Literal["retry", "fail", "skip"]
+    reason: str
+    delay: float = 0.0
+
+
+class RecoveryPolicy(Protocol):
+    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool) -> Recovery: ...
+
+
+_WHY_NOT_RETRY = {
+    "fix_config": "the spec or the environment must change; retrying cannot help",
+    "quarantine": "the data cannot be read row by row, so it cannot be quarantined",
+    "cancelled": "the run was cancelled",
+}
+
+
+class BackoffRecoveryPolicy:
+    """Retry transient errors with exponential backoff and full jitter; fail fast on the rest.
+
+    A task that is not critical is skipped instead of failing the run, which then ends partial.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+
+    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool = True) -> Recovery:
+        if failure.remedy == "retry" and failure.attempt < retry.attempts:
+            delay = self._backoff(failure.attempt, retry)
+            return Recovery("retry", f"{failure.error_type} is transient; attempt {failure.attempt + 1} of {retry.attempts} in {delay:.1f}s", delay)
+        if failure.remedy == "retry":
+            why = f"{failure.error_type} persisted through {retry.attempts} attempts"
+        else:
+            why = f"{failure.error_type}: {_WHY_NOT_RETRY.get(failure.remedy, 'retrying cannot help')}"
+        if not critical and failure.remedy != "cancelled":
+            return Recovery("skip", f"{why}; the task is not critical, so the rest of the run goes on")
+        return Recovery("fail", why)
+
+    def _backoff(self, attempt: int, retry: RetryPolicy) -> float:
+        # The same full-jitter formula as tenacity's wait_random_exponential. A task retry
+        # is a placement decision across agents, not a wrapped call, so tenacity's loop
+        # does not fit here; our own RNG lets tests fix the jitter.
+        ceiling = min(retry.max_backoff_seconds, retry.backoff_seconds * 2 ** (attempt - 1))
+        return self.rng.uniform(0, ceiling)
