@@ -11,6 +11,7 @@ import sys
 import traceback
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -42,28 +43,51 @@ def _options(debug: Annotated[bool, typer.Option("--debug", help="Show traceback
 @app.command()
 def run(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")], as_json: JsonFlag = False) -> None:
     """Run a pipeline, with live progress per task, then a summary."""
+    from agent_orchestrated_etl.orchestrator import run_pipeline
     from agent_orchestrated_etl.spec import load_spec
 
     loaded = load_spec(spec)
-    result = _run(loaded, as_json=as_json)
+    result = _render(lambda listener: run_pipeline(loaded, load_settings(), listener=listener), as_json=as_json)
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _run(loaded: Any, *, as_json: bool) -> Any:
-    from agent_orchestrated_etl.orchestrator import run_pipeline
+@app.command()
+def resume(run_id: Annotated[str, typer.Argument(help="The run to go on with (its first characters will do).")], as_json: JsonFlag = False) -> None:
+    """Go on with a failed, cancelled or crashed run from its last checkpoints."""
+    from agent_orchestrated_etl.orchestrator import resume_run
+
+    result = _render(lambda listener: resume_run(run_id, load_settings(), listener=listener), as_json=as_json)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
+    """Run with live progress on stderr (or none, for --json), then print the result."""
     from agent_orchestrated_etl.reports import progress_table, summary
 
-    settings = load_settings()
+    seen: dict[str, str] = {}
+
+    def follow(state: Any, _event: Any, live: Live | None = None) -> None:
+        seen["run_id"] = state.run_id
+        if live is not None:
+            live.update(progress_table(state))
+
+    try:
+        if as_json:
+            result = execute(follow)
+        else:
+            with Live(console=err, refresh_per_second=4, transient=True) as live:
+                result = execute(lambda state, event: follow(state, event, live))
+    except KeyboardInterrupt:
+        run_id = seen.get("run_id", "<run id>")
+        err.print(f"cancelled; nothing was committed by the unfinished part. Go on with: agent-etl resume {run_id}")
+        raise typer.Exit(130) from None
     if as_json:
-        result = run_pipeline(loaded, settings)
         out.print_json(json.dumps(result.to_dict(), default=str))
         return result
-    with Live(console=err, refresh_per_second=4, transient=True) as live:
-        result = run_pipeline(loaded, settings, listener=lambda state, _event: live.update(progress_table(state)))
     summary(out, result)
     if not result.ok:
         err.print(f"[red]error:[/] {escape(str(result.error))}", soft_wrap=True)
-        err.print(f"see the decisions: agent-etl runs show {result.run_id}")
+        err.print(f"see the decisions: agent-etl runs show {result.run_id}; go on from the checkpoints: agent-etl resume {result.run_id}")
     return result
 
 
@@ -111,7 +135,10 @@ def demo(
     spec_path = directory / "shop.yaml"
     spec_path.write_text(resources.files("agent_orchestrated_etl.demo").joinpath("shop.yaml").read_text())
     (directory / "warehouse.duckdb").unlink(missing_ok=True)
-    result = _run(load_spec(spec_path), as_json=as_json)
+    from agent_orchestrated_etl.orchestrator import run_pipeline
+
+    loaded = load_spec(spec_path)
+    result = _render(lambda listener: run_pipeline(loaded, load_settings(), listener=listener), as_json=as_json)
     if result.ok and not as_json:
         warehouse = directory / "warehouse.duckdb"
         out.print(f"\nThe warehouse is [bold]{warehouse}[/]. Try next:")
@@ -134,6 +161,15 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
         out.print_json(json.dumps(rows, default=str))
     else:
         out.print(runs_table(rows))
+
+
+@runs_app.command("discard")
+def runs_discard(run_id: Annotated[str, typer.Argument(help="A failed or cancelled run.")]) -> None:
+    """Drop what a run you will not resume left staged (its targets were never touched)."""
+    from agent_orchestrated_etl.orchestrator import discard_run
+
+    full_id = discard_run(run_id, load_settings())
+    out.print(f"discarded the staged output of run {full_id}")
 
 
 @runs_app.command("show")

@@ -24,7 +24,8 @@ from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
-from agent_orchestrated_etl.spec import LoadedSpec, resolve_env
+from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RunStore
 
 
@@ -119,7 +120,7 @@ class Runtime:
         self.runs[run_id] = ctx
         self.monitor.listeners.append(this_run)
         try:
-            status = await self.orchestrator.execute(ctx, spec_file=loaded.file, spec_text=loaded.text, spec_sha256=loaded.sha256, resume=resume)
+            status = await self.orchestrator.execute(ctx, spec_file=str(Path(loaded.file).resolve()), spec_text=loaded.text, spec_sha256=loaded.sha256, resume=resume)
             await self.monitor.drain()
         finally:
             self.monitor.listeners.remove(this_run)
@@ -130,6 +131,36 @@ class Runtime:
         state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, "failed")
         return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits)
 
+
+    async def resume(self, run_id: str, *, listener: Listener | None = None) -> RunResult:
+        """Go on with a failed, cancelled or crashed run from its checkpoints, with the spec it started with."""
+        loaded, full_id = self._stored_spec(run_id)
+        return await self.run(loaded, listener=listener, run_id=full_id, resume=True)
+
+    def discard(self, run_id: str) -> str:
+        """Drop what a run that will not be resumed left staged; its targets were never touched."""
+        loaded, full_id = self._stored_spec(run_id)
+        spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).parent)
+        ctx = RunContext(full_id, spec, self.settings, self.settings.home_dir / "runs" / full_id)
+        try:
+            for dest in ctx.destinations:
+                dest.abort(full_id)
+        finally:
+            ctx.close()
+        _clean_workspace(ctx.run_dir)
+        self.store.set_status(full_id, "discarded")
+        self.store.durability.audit("discard", run_id=full_id, pipeline=spec.name, spec_sha256=loaded.sha256)
+        return full_id
+
+    def _stored_spec(self, run_id: str) -> tuple[LoadedSpec, str]:
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
+        if record["status"] in ("succeeded", "discarded"):
+            raise ConfigurationError(f"run {record['run_id']} is {record['status']}; there is nothing to go on with", hint=f"start a new one: agent-etl run {record['spec_file']}")
+        if not record["spec_text"]:
+            raise ConfigurationError(f"run {record['run_id']} has no stored spec", hint="start a new run")
+        return parse_spec(record["spec_text"], file=record["spec_file"]), record["run_id"]
 
     def cancel(self, run_id: str) -> bool:
         """Ask a running run to stop; its tasks stop between batches and staging is aborted."""
@@ -147,6 +178,22 @@ async def run_pipeline_async(loaded: LoadedSpec, settings: Settings, *, listener
 
 def run_pipeline(loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None) -> RunResult:
     return asyncio.run(run_pipeline_async(loaded, settings, listener=listener))
+
+
+def resume_run(run_id: str, settings: Settings, *, listener: Listener | None = None) -> RunResult:
+    async def resume() -> RunResult:
+        async with Runtime(settings) as runtime:
+            return await runtime.resume(run_id, listener=listener)
+
+    return asyncio.run(resume())
+
+
+def discard_run(run_id: str, settings: Settings) -> str:
+    async def discard() -> str:
+        async with Runtime(settings) as runtime:
+            return await asyncio.to_thread(runtime.discard, run_id)
+
+    return asyncio.run(discard())
 
 
 def _clean_workspace(run_dir: Path) -> None:

@@ -251,8 +251,8 @@ class OrchestratorAgent(Agent):
         elif recovery.action == "skip":
             self._skip_dependents(ctx, schedule, task, failure.message)
         else:
+            # No new task starts; running ones finish and are checkpointed, so resume needs less.
             schedule.failure = failure.message
-            ctx.cancelled.set()  # the other tasks stop between batches; finished ones stay checkpointed
 
     def _skip_dependents(self, ctx: RunContext, schedule: Schedule, task: Task, reason: str) -> None:
         """A non-critical task failed: its destination is not loaded, and tasks needing it do not run."""

@@ -84,6 +84,10 @@ class RunStore:
         with self.engine.begin() as conn:
             conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, status="running", started_at=_now()))
 
+    def set_status(self, run_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(status=status))
+
     def reopen_run(self, run_id: str) -> None:
         """A resumed run is running again; its history of events stays."""
         with self.engine.begin() as conn:

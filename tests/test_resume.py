@@ -1,0 +1,96 @@
+"""Durable runs: a failed run keeps its finished work, resume goes on from it, nothing twice."""
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.orchestrator import discard_run, resume_run, run_pipeline
+from agent_orchestrated_etl.spec import load_spec
+from agent_orchestrated_etl.store.records import RunStore
+
+SPEC = """\
+name: two_files
+sources:
+  a: {type: file, path: a.csv}
+  b: {type: file, path: b.csv}
+destinations:
+  - {type: duckdb, path: out.duckdb, table: a, input: a}
+  - {type: duckdb, path: out.duckdb, table: b, input: b, critical: CRITICAL}
+"""
+
+
+def write_spec(tmp_path: Path, *, critical: bool = True) -> Path:
+    (tmp_path / "a.csv").write_text("id,name\n1,x\n2,y\n3,z\n")
+    spec = tmp_path / "p.yaml"
+    spec.write_text(SPEC.replace("CRITICAL", str(critical).lower()))
+    return spec
+
+
+def tables(path: Path) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')").fetchall()]
+    return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+
+
+def events(run_id: str) -> list[dict]:
+    return RunStore(Settings().store_url).get_run(run_id)["events"]
+
+
+def test_resume_reuses_finished_tasks_and_commits_once(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    first = run_pipeline(load_spec(spec), Settings())
+    assert first.status == "failed"
+    assert "b.csv" in first.error
+    assert tables(tmp_path / "out.duckdb") == {}  # nothing is visible: no destination committed
+
+    (tmp_path / "b.csv").write_text("id\n10\n20\n")
+    second = resume_run(first.run_id[:18], Settings())
+    assert (second.run_id, second.status) == (first.run_id, "succeeded")
+    assert tables(tmp_path / "out.duckdb") == {"a": 3, "b": 2}
+
+    history = events(first.run_id)
+    started = [e["task_id"] for e in history if e["kind"] == "task_started"]
+    assert started.count("a[0]>a") == 1  # a's staged output was reused, not read again
+    assert started.count("b[0]>b") == 2
+    reused = [e for e in history if e["kind"] == "decision" and e["choice"] == "reuse its staged output"]
+    assert [e["subject"] for e in reused] == ["task a[0]>a"]
+    assert RunStore(Settings().store_url).get_run(first.run_id)["status"] == "succeeded"
+
+    with pytest.raises(ConfigurationError, match="is succeeded; there is nothing to go on with"):
+        resume_run(first.run_id, Settings())
+
+
+def test_discard_drops_staged_output(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    failed = run_pipeline(load_spec(spec), Settings())
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')").fetchone()[0] == 1
+    con.close()
+    discard_run(failed.run_id, Settings())
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')").fetchone()[0] == 0
+    assert RunStore(Settings().store_url).get_run(failed.run_id)["status"] == "discarded"
+
+
+def test_a_failing_non_critical_destination_ends_the_run_partial(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, critical=False)
+    result = run_pipeline(load_spec(spec), Settings())
+    assert result.status == "partial"
+    assert "b[0]>b" in result.error and "b.csv" in result.error
+    assert tables(tmp_path / "out.duckdb") == {"a": 3}
+    choices = {(e["subject"], e["choice"]) for e in events(result.run_id) if e["kind"] == "decision"}
+    assert ("task b[0]>b", "skip") in choices
+    assert ("destination b", "do not commit") in choices
+
+
+def test_the_audit_log_records_runs_and_resumes(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    failed = run_pipeline(load_spec(spec), Settings())
+    (tmp_path / "b.csv").write_text("id\n1\n")
+    resume_run(failed.run_id, Settings())
+    log = RunStore(Settings().store_url).durability.audit_log()
+    assert [(e["action"], e["run_id"]) for e in log] == [("resume", failed.run_id), ("run", failed.run_id)]
+    assert all(e["pipeline"] == "two_files" and len(e["spec_sha256"]) == 64 and "@" in e["actor"] for e in log)
