@@ -191,31 +191,39 @@ class FileDestination(Destination):
             return CommitResult(rows=manifest.runs[run_id], already_committed=True)
         for task_id in task_ids:
             self.finish(run_id, task_id)
-        staged = self._staging(run_id)
-        moved: dict[str, list[str]] = {"data": [], "quarantine": []}
-        rows = {"data": 0, "quarantine": 0}
-        for kind in moved:
-            target = self.root if kind == "data" else self.root / "_quarantine"
-            target.mkdir(parents=True, exist_ok=True)
-            for task_id in task_ids:
-                for file in sorted((staged / kind / task_id).glob("part-*")):
-                    name = f"{run_id}-{task_id}-{file.name}".replace("/", "_")
-                    os.replace(file, target / name)
-                    moved[kind].append(str((target / name).relative_to(self.root)))
-                    rows[kind] += _count_rows(target / name, self.spec.format)
+        moves = self._commit_journal(run_id, task_ids)
+        for source, target, _ in moves:
+            # After a crash some moves are done already; the journal makes the rest repeatable.
+            if (self.root / source).exists():
+                (self.root / target).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.root / source, self.root / target)
+        data = [target for _, target, kind in moves if kind == "data"]
+        quarantine = [target for _, target, kind in moves if kind == "quarantine"]
+        rows = sum(_count_rows(self.root / f, self.spec.format) for f in data)
+        quarantined = sum(_count_rows(self.root / f, self.spec.format) for f in quarantine)
         previous = list(manifest.files)
-        if self.spec.write == "replace":
-            manifest.files = moved["data"]
-        else:
-            manifest.files += moved["data"]
-        manifest.quarantine += moved["quarantine"]
-        manifest.runs[run_id] = rows["data"]
+        manifest.files = data if self.spec.write == "replace" else manifest.files + data
+        manifest.quarantine += quarantine
+        manifest.runs[run_id] = rows
         manifest.save(self.root)  # the commit point
-        if self.spec.write == "replace":
-            for old in set(previous) - set(manifest.files):
-                (self.root / old).unlink(missing_ok=True)
-        shutil.rmtree(staged, ignore_errors=True)
-        return CommitResult(rows=rows["data"], quarantined_rows=rows["quarantine"])
+        for old in set(previous) - set(manifest.files):
+            (self.root / old).unlink(missing_ok=True)
+        shutil.rmtree(self._staging(run_id), ignore_errors=True)
+        return CommitResult(rows=rows, quarantined_rows=quarantined)
+
+    def _commit_journal(self, run_id: str, task_ids: list[str]) -> list[tuple[str, str, str]]:
+        """The moves that publish a run, written down before the first one is made."""
+        journal = self._staging(run_id) / "_commit.json"
+        if journal.exists():
+            return [tuple(move) for move in json.loads(journal.read_text())]  # type: ignore[misc]
+        moves = []
+        for kind, target in (("data", Path()), ("quarantine", Path("_quarantine"))):
+            for task_id in task_ids:
+                for file in sorted((self._staging(run_id) / kind / task_id).glob("part-*")):
+                    name = f"{run_id}-{task_id}-{file.name}".replace("/", "_")
+                    moves.append((str(file.relative_to(self.root)), str(target / name), kind))
+        _write_atomically(journal, json.dumps(moves))
+        return moves
 
     def abort(self, run_id: str) -> None:
         for key in [k for k in self._writers if k[0] == run_id]:
@@ -270,9 +278,14 @@ class _Manifest:
         return cls(data["files"], data.get("quarantine", []), data.get("runs", {}))
 
     def save(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".{self.NAME}.tmp"
-        tmp.write_text(json.dumps({"files": self.files, "quarantine": self.quarantine, "runs": self.runs}, indent=1))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, root / self.NAME)
+        _write_atomically(root / self.NAME, json.dumps({"files": self.files, "quarantine": self.quarantine, "runs": self.runs}, indent=1))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
