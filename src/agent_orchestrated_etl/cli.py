@@ -107,9 +107,10 @@ def validate(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")]
             err.print(f"{len(exc.problems)} problem(s) found", style="red")
         raise typer.Exit(2) from None
     if as_json:
-        out.print_json(json.dumps({"valid": True, "pipeline": loaded.pipeline.name}))
+        out.print_json(json.dumps({"valid": True, "name": loaded.name, "workflow": loaded.workflow is not None}))
     else:
-        out.print(f"{spec}: pipeline [bold]{loaded.pipeline.name}[/] is valid")
+        kind = f"workflow of {len(loaded.workflow.pipelines)} pipelines" if loaded.workflow else "pipeline"
+        out.print(f"{spec}: {kind} [bold]{loaded.name}[/] is valid")
 
 
 @app.command()

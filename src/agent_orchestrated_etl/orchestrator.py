@@ -27,6 +27,7 @@ from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RunStore
+from agent_orchestrated_etl.workflow import run_workflow
 
 
 @dataclass
@@ -105,9 +106,11 @@ class Runtime:
             await agent.stop()
         self.store.close()
 
-    async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None, resume: bool = False) -> RunResult:
+    async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None, resume: bool = False, parent_run_id: str | None = None) -> RunResult:
         started = time.perf_counter()
         run_id = run_id or new_run_id()
+        if loaded.workflow is not None:
+            return await run_workflow(self, loaded, run_id=run_id, resume=resume, listener=listener)
         # Resolved values live only in memory, for this run; the store keeps the raw spec's hash.
         spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).resolve().parent)
         run_dir = self.settings.home_dir / "runs" / run_id
@@ -120,7 +123,7 @@ class Runtime:
         self.runs[run_id] = ctx
         self.monitor.listeners.append(this_run)
         try:
-            status = await self.orchestrator.execute(ctx, spec_file=str(Path(loaded.file).resolve()), spec_text=loaded.text, spec_sha256=loaded.sha256, resume=resume)
+            status = await self.orchestrator.execute(ctx, spec_file=str(Path(loaded.file).resolve()), spec_text=loaded.text, spec_sha256=loaded.sha256, resume=resume, parent_run_id=parent_run_id)
             await self.monitor.drain()
         finally:
             self.monitor.listeners.remove(this_run)
@@ -140,6 +143,13 @@ class Runtime:
     def discard(self, run_id: str) -> str:
         """Drop what a run that will not be resumed left staged; its targets were never touched."""
         loaded, full_id = self._stored_spec(run_id)
+        if loaded.workflow is not None:
+            for pipeline in loaded.workflow.pipelines:
+                child = self.store.get_run(f"{full_id}.{pipeline.name}")
+                if child is not None and child["run_id"] == f"{full_id}.{pipeline.name}" and child["status"] not in ("succeeded", "discarded"):
+                    self.discard(child["run_id"])
+            self.store.set_status(full_id, "discarded")
+            return full_id
         spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).parent)
         ctx = RunContext(full_id, spec, self.settings, self.settings.home_dir / "runs" / full_id)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -73,6 +74,7 @@ class PipelineSpec(_Model):
     destination: DestinationSpec | None = None  # type: ignore[valid-type]
     destinations: list[DestinationSpec] = Field(default_factory=list)  # type: ignore[valid-type]
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    depends_on: list[str] = Field(default_factory=list, description="In a workflow: pipelines that must succeed before this one starts.")
     schedule: str | None = Field(None, description="Cron expression; used by `agent-etl serve`.")
     sla: SLASpec | None = None
     alerts: AlertSpec | None = None
@@ -128,14 +130,54 @@ class PipelineSpec(_Model):
         )
 
 
+class WorkflowSpec(_Model):
+    """Several pipelines run as one: each starts when the pipelines it depends on have succeeded."""
+
+    workflow: str = Field(pattern=_NAME, description="The workflow's name.")
+    description: str | None = None
+    pipelines: list[PipelineSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _dependencies(self) -> WorkflowSpec:
+        names = [p.name for p in self.pipelines]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"pipeline names must be unique in a workflow: {duplicates}")
+        for pipeline in self.pipelines:
+            unknown = [d for d in pipeline.depends_on if d not in names]
+            if unknown:
+                raise ValueError(f"pipeline {pipeline.name!r} depends on unknown pipeline(s) {unknown}")
+        try:
+            self.order()
+        except CycleError as exc:
+            raise ValueError(f"pipelines depend on each other in a cycle: {' -> '.join(exc.args[1])}") from None
+        return self
+
+    def order(self) -> list[str]:
+        return list(TopologicalSorter({p.name: set(p.depends_on) for p in self.pipelines}).static_order())
+
+
 class LoadedSpec(BaseModel):
-    """A validated spec with where it came from; the text is kept raw (env refs unresolved)."""
+    """A validated spec with where it came from; the text is kept raw (env refs unresolved).
+
+    It holds either one pipeline or a workflow of several.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    pipeline: PipelineSpec
+    pipeline: PipelineSpec | None = None
+    workflow: WorkflowSpec | None = None
     file: str
     text: str
+
+    @property
+    def name(self) -> str:
+        return self.workflow.workflow if self.workflow else self.pipeline.name  # type: ignore[union-attr]
+
+    def child(self, pipeline: PipelineSpec) -> LoadedSpec:
+        """One pipeline of a workflow as a spec of its own, so its run can be resumed alone."""
+        text = yaml.safe_dump(pipeline.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+        return LoadedSpec(pipeline=pipeline, file=self.file, text=text)
 
     @property
     def sha256(self) -> str:
@@ -162,8 +204,13 @@ def parse_spec(text: str, *, file: str = "<spec>") -> LoadedSpec:
         raise SpecError([SpecProblem(file, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
     if not isinstance(data, dict):
         raise SpecError([SpecProblem(file, 1, "", "a spec is a YAML mapping with name, sources and destination")])
+    is_workflow = "workflow" in data or "pipelines" in data
     try:
+        if is_workflow:
+            return LoadedSpec(workflow=WorkflowSpec.model_validate(data), file=file, text=text)
         pipeline = PipelineSpec.model_validate(data)
+        if pipeline.depends_on:
+            raise SpecError([SpecProblem(file, lines.get(("depends_on",)), "depends_on", "only pipelines inside a workflow (`pipelines:`) can depend on others")])
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -101,22 +101,21 @@ class OrchestratorAgent(Agent):
                 info = self.agents.setdefault(beat.agent, AgentInfo(beat.agent, frozenset(beat.capabilities), beat.capacity))
                 info.last_seen = time.monotonic()
 
-    def _publish(self, event: RunEvent) -> None:
+    def publish(self, event: RunEvent) -> None:
         self.hub.publish(event.topic, event)
 
     def decide(self, run_id: str, subject: str, choice: str, reason: str) -> None:
-        self._publish(Decision(sender=self.name, run_id=run_id, subject=subject, choice=choice, reason=reason))
+        self.publish(Decision(sender=self.name, run_id=run_id, subject=subject, choice=choice, reason=reason))
 
-    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False) -> str:
+    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False, parent_run_id: str | None = None) -> str:
         """Run (or resume) a whole pipeline; returns the final status. Every event goes to the store."""
         run_id, pipeline = ctx.run_id, ctx.spec.name
         durability = self.store.durability
-        events = self.hub.subscribe(f"run.{run_id}", maxsize=1_000_000)
-        recorder = asyncio.create_task(self._record(events))
+        recording = self.recording(run_id)
         if resume:
             self.store.reopen_run(run_id)
         else:
-            self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text)
+            self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text, parent_run_id)
         durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
         status, error, locked = "failed", None, False
         try:
@@ -127,7 +126,7 @@ class OrchestratorAgent(Agent):
             plan = self._plan(ctx)
             ctx.tasks = {t.id: t for t in plan.tasks}
             self.store.add_tasks(run_id, [t.as_dict() for t in plan.tasks])
-            self._publish(RunStarted(sender=self.name, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
+            self.publish(RunStarted(sender=self.name, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
             self.decide(run_id, "plan", f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)", f"order: {', '.join(plan.order())}")
             for d in plan.decisions:
                 self.decide(run_id, d.subject, d.choice, d.reason)
@@ -144,8 +143,8 @@ class OrchestratorAgent(Agent):
         finally:
             if status != "succeeded" and locked:
                 self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
-            self._publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error))  # type: ignore[arg-type]
-            await self._finish_recording(events, recorder)
+            self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error))  # type: ignore[arg-type]
+            await recording.finish()
             if locked:
                 durability.release(pipeline, run_id)
         return status
@@ -168,7 +167,7 @@ class OrchestratorAgent(Agent):
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
             self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
-            self._publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
+            self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
 
     async def _run_tasks(self, ctx: RunContext, schedule: Schedule) -> None:
         results = self.hub.subscribe(f"run.{ctx.run_id}", maxsize=1_000_000)
@@ -310,23 +309,36 @@ class OrchestratorAgent(Agent):
             feeding = schedule.plan.feeding(index)
             self.decide(ctx.run_id, f"destination {label}", "commit", f"all {len(feeding)} task(s) feeding it finished; publish {ctx.spec.all_destinations[index].write} in one step")
             result = await asyncio.to_thread(dest.commit, ctx.run_id, feeding)
-            self._publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
+            self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
         if schedule.skipped:
             return "partial", "; ".join(schedule.skipped_reasons)
         return "succeeded", None
 
-    async def _record(self, events: Subscription) -> None:
-        """Store the run's events in order, up to and including its RunFinished."""
+    def recording(self, run_id: str) -> Recording:
+        """Start storing a run's events; ``finish()`` after publishing its RunFinished."""
+        return Recording(self.hub, self.store, run_id)
+
+
+class Recording:
+    """Stores one run's events in order, up to and including its RunFinished."""
+
+    def __init__(self, hub: Hub, store: RunStore, run_id: str) -> None:
+        self.hub = hub
+        self.store = store
+        self.events = hub.subscribe(f"run.{run_id}", maxsize=1_000_000)
+        self.task = asyncio.create_task(self._record())
+
+    async def _record(self) -> None:
         while True:
-            event = await events.get()
+            event = await self.events.get()
             if isinstance(event, RunEvent):
                 await asyncio.to_thread(self.store.record, event)
             if isinstance(event, RunFinished):
                 return
 
-    async def _finish_recording(self, events: Subscription, recorder: asyncio.Task[None]) -> None:
+    async def finish(self) -> None:
         try:
             # Shielded: a cancelled run must still leave its whole record.
-            await asyncio.shield(recorder)
+            await asyncio.shield(self.task)
         finally:
-            self.hub.unsubscribe(events)
+            self.hub.unsubscribe(self.events)

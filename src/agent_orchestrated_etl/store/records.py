@@ -28,6 +28,7 @@ runs = sa.Table(
     sa.Column("spec_sha256", sa.String(64)),
     # The raw spec (env references unresolved), so a run can be resumed as it was started.
     sa.Column("spec_text", sa.Text),
+    sa.Column("parent_run_id", sa.String(64), index=True),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -80,9 +81,9 @@ class RunStore:
             raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
         self.durability = Durability(self.engine, checkpoints, pipeline_locks, audit_log)
 
-    def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str, spec_text: str) -> None:
+    def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str, spec_text: str, parent_run_id: str | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, status="running", started_at=_now()))
+            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, parent_run_id=parent_run_id, status="running", started_at=_now()))
 
     def set_status(self, run_id: str, status: str) -> None:
         with self.engine.begin() as conn:
@@ -132,7 +133,10 @@ class RunStore:
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
-            run = conn.execute(runs.select().where(runs.c.run_id.startswith(run_id)).order_by(runs.c.started_at.desc())).mappings().first()
+            # An exact id first: a workflow's pipelines have ids that extend the workflow's.
+            run = conn.execute(runs.select().where(runs.c.run_id == run_id)).mappings().first() or conn.execute(
+                runs.select().where(runs.c.run_id.startswith(run_id)).order_by(runs.c.started_at.desc())
+            ).mappings().first()
             if run is None:
                 return None
             full_id = run["run_id"]

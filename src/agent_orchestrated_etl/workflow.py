@@ -1,0 +1,81 @@
+"""Workflows: several pipelines, each started once the pipelines it depends on have succeeded.
+
+Each pipeline runs as a run of its own, with the id ``<workflow run>.<pipeline>``,
+its own lock, checkpoints and commit, so resuming the workflow resumes exactly
+the pipelines that did not succeed. Independent pipelines run at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from agent_orchestrated_etl.agents.messages import RunFinished
+from agent_orchestrated_etl.monitoring.live import TaskState
+
+if TYPE_CHECKING:
+    from agent_orchestrated_etl.agents.monitor_agent import Listener
+    from agent_orchestrated_etl.orchestrator import RunResult, Runtime
+    from agent_orchestrated_etl.spec import LoadedSpec
+
+
+async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, resume: bool, listener: Listener | None) -> RunResult:
+    from agent_orchestrated_etl.orchestrator import RunResult
+
+    assert loaded.workflow is not None
+    started = time.perf_counter()
+    workflow = loaded.workflow
+    orchestrator, store = runtime.orchestrator, runtime.store
+    recording = orchestrator.recording(run_id)
+    if resume:
+        store.reopen_run(run_id)
+    else:
+        store.start_run(run_id, workflow.workflow, str(loaded.file), loaded.sha256, loaded.text)
+    store.durability.audit("resume" if resume else "run", run_id=run_id, pipeline=workflow.workflow, spec_sha256=loaded.sha256, detail=loaded.file)
+    specs = {p.name: p for p in workflow.pipelines}
+    orchestrator.decide(run_id, "workflow", f"{len(specs)} pipelines", f"order: {', '.join(workflow.order())}")
+    status: dict[str, str] = {}
+    results: dict[str, RunResult] = {}
+    if resume:
+        for name in specs:
+            record = store.get_run(f"{run_id}.{name}")
+            if record is not None and record["status"] == "succeeded":
+                status[name] = "succeeded"
+                orchestrator.decide(run_id, f"pipeline {name}", "keep", "it succeeded before the workflow stopped")
+    try:
+        while len(status) < len(specs):
+            blocked = [n for n in specs if n not in status and any(status.get(d) in ("failed", "cancelled", "skipped", "partial") for d in specs[n].depends_on)]
+            for name in blocked:
+                status[name] = "skipped"
+                orchestrator.decide(run_id, f"pipeline {name}", "skip", f"it depends on {', '.join(specs[name].depends_on)}, which did not succeed")
+            ready = [n for n in specs if n not in status and all(status.get(d) == "succeeded" for d in specs[n].depends_on)]
+            if not ready:
+                continue
+            for name in ready:
+                orchestrator.decide(run_id, f"pipeline {name}", "start", "everything it depends on has succeeded" if specs[name].depends_on else "it depends on nothing")
+            runs = [_run_child(runtime, loaded, run_id, name, resume=resume, listener=listener) for name in ready]
+            for name, result in zip(ready, await asyncio.gather(*runs), strict=True):
+                results[name] = result
+                status[name] = result.status
+    except asyncio.CancelledError:
+        final, error = "cancelled", "cancelled"
+        raise
+    else:
+        failed = {n: s for n, s in status.items() if s != "succeeded"}
+        final = "succeeded" if not failed else "failed"
+        error = "; ".join(f"{n}: {results[n].error if n in results else s}" for n, s in failed.items()) or None
+    finally:
+        orchestrator.publish(RunFinished(sender=orchestrator.name, run_id=run_id, status=final, error=error))
+        await recording.finish()
+    tasks = [TaskState(f"{n}/{t.id}", t.kind, **{k: v for k, v in vars(t).items() if k not in ("id", "kind")}) for n, r in results.items() for t in r.tasks]
+    decisions = [d for r in results.values() for d in r.decisions]
+    commits = [{**c, "destination": f"{n}/{c['destination']}"} for n, r in results.items() for c in r.commits]
+    return RunResult(run_id, workflow.workflow, final, error, time.perf_counter() - started, tasks, decisions, commits)
+
+
+async def _run_child(runtime: Runtime, loaded: LoadedSpec, run_id: str, name: str, *, resume: bool, listener: Listener | None) -> RunResult:
+    child_id = f"{run_id}.{name}"
+    pipeline = next(p for p in loaded.workflow.pipelines if p.name == name)  # type: ignore[union-attr]
+    exists = resume and runtime.store.get_run(child_id) is not None
+    return await runtime.run(loaded.child(pipeline), run_id=child_id, resume=exists, listener=listener, parent_run_id=run_id)
