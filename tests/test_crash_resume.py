@@ -53,7 +53,9 @@ def workdir(base: Path, data: Path, name: str) -> Path:
 
 def agent_etl(directory: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "AGENT_ETL_HOME": str(directory / "home"), "AGENT_ETL_BATCH_ROWS": "8192"}
-    return subprocess.Popen([sys.executable, "-m", "agent_orchestrated_etl", *args], cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Output goes to files: an unread pipe that fills up would block the child.
+    log = open(directory / "agent-etl.log", "a")  # noqa: SIM115 - the child holds it
+    return subprocess.Popen([sys.executable, "-m", "agent_orchestrated_etl", *args], cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
 
 
 def latest_run(directory: Path) -> dict | None:
@@ -95,11 +97,15 @@ def run_to_completion(directory: Path, rng: random.Random, kills: int, window: f
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGKILL)
                 done += 1
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            subprocess.run(["py-spy", "dump", "--pid", str(process.pid)], check=False)
+            raise
         run = latest_run(directory)
         if process.returncode == 0 and run and run["status"] == "succeeded":
             return done
-        assert process.returncode in (-signal.SIGKILL, 1), process.stderr.read()
+        assert process.returncode in (-signal.SIGKILL, 1), (directory / "agent-etl.log").read_text()[-3000:]
         if run is None:  # killed before the run was recorded: nothing started
             process = agent_etl(directory, "run", "p.yaml", "--json")
         else:
