@@ -65,7 +65,10 @@ def latest_run(directory: Path) -> dict | None:
     import sqlite3
 
     with sqlite3.connect(store) as conn:
-        row = conn.execute("SELECT run_id, status FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+        try:
+            row = conn.execute("SELECT run_id, status FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+        except sqlite3.OperationalError:  # the store is being created
+            return None
     return {"run_id": row[0], "status": row[1]} if row else None
 
 
@@ -127,3 +130,31 @@ def test_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Pa
         assert fingerprint(directory) == expected, f"round {n} differs from the clean run"
         shutil.rmtree(directory)
     assert total_kills >= rounds()
+
+
+def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path: Path, data: Path) -> None:
+    clean = workdir(tmp_path, data, "clean")
+    assert run_to_completion(clean, random.Random(0), kills=0) == 0
+    directory = workdir(tmp_path, data, "interrupted")
+    process = agent_etl(directory, "run", "p.yaml")
+    deadline = time.monotonic() + 60
+    while (run := latest_run(directory)) is None:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the tasks
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+    log = (directory / "agent-etl.log").read_text()
+    if process.returncode == 0:  # it finished before the signal landed: nothing to check
+        pytest.skip("the run finished before Ctrl-C")
+    assert process.returncode == 130, log
+    assert f"agent-etl resume {run['run_id']}" in log
+    assert latest_run(directory)["status"] == "cancelled"
+    warehouse = directory / "out" / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse), read_only=True)
+    visible = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')").fetchall()}
+    con.close()
+    assert visible == set()  # nothing was committed
+    resumed = agent_etl(directory, "resume", run["run_id"])
+    assert resumed.wait(timeout=120) == 0, (directory / "agent-etl.log").read_text()[-2000:]
+    assert fingerprint(directory) == fingerprint(clean)

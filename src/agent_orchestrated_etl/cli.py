@@ -79,7 +79,7 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
                 result = execute(lambda state, event: follow(state, event, live))
     except KeyboardInterrupt:
         run_id = seen.get("run_id", "<run id>")
-        err.print(f"cancelled; nothing was committed by the unfinished part. Go on with: agent-etl resume {run_id}")
+        err.print(f"cancelled; destinations not yet committed are unchanged. Go on with: agent-etl resume {run_id}", soft_wrap=True)
         raise typer.Exit(130) from None
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
