@@ -94,3 +94,26 @@ def test_the_audit_log_records_runs_and_resumes(tmp_path: Path) -> None:
     log = RunStore(Settings().store_url).durability.audit_log()
     assert [(e["action"], e["run_id"]) for e in log] == [("resume", failed.run_id), ("run", failed.run_id)]
     assert all(e["pipeline"] == "two_files" and len(e["spec_sha256"]) == 64 and "@" in e["actor"] for e in log)
+
+
+def test_out_of_memory_is_retried_with_smaller_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_orchestrated_etl.connectors.files import FileSource
+
+    (tmp_path / "b.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(100)))
+    spec = write_spec(tmp_path)
+    real_read = FileSource.read
+    sizes: list[int] = []
+
+    def read(self: FileSource, partition):  # type: ignore[no-untyped-def]
+        sizes.append(self.batch_rows)
+        if self.batch_rows > 40_000:
+            raise MemoryError("pretend the batch did not fit")
+        yield from real_read(self, partition)
+
+    monkeypatch.setattr(FileSource, "read", read)
+    result = run_pipeline(load_spec(spec), Settings(batch_rows=100_000))
+    assert result.status == "succeeded", result.error
+    assert tables(tmp_path / "out.duckdb") == {"a": 3, "b": 100}
+    assert sorted(sizes) == [25_000, 25_000, 50_000, 50_000, 100_000, 100_000]
+    reasons = [e["reason"] for e in events(result.run_id) if e["kind"] == "decision" and e["choice"] == "retry"]
+    assert len(reasons) == 4 and all("batches half the size" in r for r in reasons)

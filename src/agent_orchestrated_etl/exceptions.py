@@ -5,7 +5,8 @@ The orchestrator's recovery policy reads the branch, never the message::
     AgentETLError                     what happened, where, and how to fix it
     ├── RetriableError                transient: retry with backoff
     │   ├── ConnectionFailedError     a server did not answer or dropped us
-    │   └── RateLimitedError          the server asked us to slow down
+    │   ├── RateLimitedError          the server asked us to slow down
+    │   └── ResourceExhaustedError    out of memory: retry with smaller batches
     ├── DataError                     bad rows: quarantine them and go on, where the spec allows
     ├── ConfigurationError            fail fast: the user must change something
     │   ├── SpecError                 the pipeline YAML is invalid (every problem, with line numbers)
@@ -58,6 +59,10 @@ class RateLimitedError(RetriableError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: str | None) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class ResourceExhaustedError(RetriableError):
+    pass
 
 
 class DataError(AgentETLError):

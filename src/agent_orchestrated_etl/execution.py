@@ -19,7 +19,7 @@ import pyarrow as pa
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Destination, Position, Source
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
-from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
+from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError
 from agent_orchestrated_etl.plan import Task
 from agent_orchestrated_etl.quality.checks import BatchChecker, QualityCheck
 from agent_orchestrated_etl.spec import PipelineSpec
@@ -111,6 +111,8 @@ def execute_task(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome
             outcome = _transform_load(ctx, task, progress)
     except (AgentETLError, Cancelled):
         raise
+    except (MemoryError, pa.ArrowMemoryError) as exc:
+        raise ResourceExhaustedError(f"out of memory: {exc}", where=f"task {task.id}", hint="lower AGENT_ETL_BATCH_ROWS or raise AGENT_ETL_MEMORY_LIMIT") from exc
     except Exception as exc:  # anything else is our bug; name the task so it can be reported
         raise InternalError(f"{type(exc).__name__}: {exc}", where=f"task {task.id}", hint="this is a bug in agent-etl; please report it with the run id") from exc
     outcome.seconds = time.perf_counter() - started
@@ -144,7 +146,7 @@ def _rejected_by_reader(source: Source, checker: BatchChecker, quarantine: Calla
 
 def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     assert task.source is not None and task.partition is not None and task.destination is not None
-    source = ctx.sources[task.source]
+    source = _source(ctx, task)
     dest = ctx.destinations[task.destination]
     checker = BatchChecker(ctx.checks_for(task.source, feeds_destination=True), ctx.run_id, task.id)
     dest.begin(ctx.run_id, task.id)
@@ -162,6 +164,15 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     return outcome
 
 
+def _source(ctx: RunContext, task: Task) -> Source:
+    """The run's source, or a copy reading smaller batches when a recovery asked for them."""
+    assert task.source is not None
+    source = ctx.sources[task.source]
+    if task.batch_rows is None:
+        return source
+    return type(source)(source.name, source.spec, batch_rows=task.batch_rows)
+
+
 def _located(source: Source, task: Task) -> Iterator[tuple[pa.RecordBatch, Position]]:
     assert task.partition is not None
     try:
@@ -172,7 +183,7 @@ def _located(source: Source, task: Task) -> Iterator[tuple[pa.RecordBatch, Posit
 
 def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     assert task.source is not None
-    source = ctx.sources[task.source]
+    source = _source(ctx, task)
     workspace = ctx.workspace
     table = _workspace_table(task)
     workspace.begin(table)
@@ -226,7 +237,7 @@ def _transform_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutc
             for batch in workspace.stream_if_exists(f"{part}__quarantine", ctx.settings.batch_rows):
                 quarantine(batch)
     origin = Position(origin=f"transform {task.transform}")
-    batches = ((batch, origin) for batch in workspace.stream(task.transform, ctx.settings.batch_rows))
+    batches = ((batch, origin) for batch in workspace.stream(task.transform, task.batch_rows or ctx.settings.batch_rows))
     outcome = _move(ctx, task, batches, checker, write, quarantine, progress)
     dest.finish(ctx.run_id, task.id)
     outcome.checks = [r.as_dict() for r in checker.results]

@@ -29,6 +29,8 @@ class Task:
     transform: str | None = None
     destination: int | None = None
     depends_on: tuple[str, ...] = ()
+    #: Set by a recovery that retries the task with smaller batches.
+    batch_rows: int | None = None
 
     @property
     def capability(self) -> str:

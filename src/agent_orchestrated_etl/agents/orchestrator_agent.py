@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
@@ -247,6 +247,9 @@ class OrchestratorAgent(Agent):
         if recovery.action == "retry":
             schedule.waiting.insert(0, task_id)
             schedule.not_before[task_id] = time.monotonic() + recovery.delay
+            if recovery.batch_factor:
+                rows = max(1, int((task.batch_rows or ctx.settings.batch_rows) * recovery.batch_factor))
+                ctx.tasks[task_id] = replace(task, batch_rows=rows)
         elif recovery.action == "skip":
             self._skip_dependents(ctx, schedule, task, failure.message)
         else:

@@ -20,6 +20,8 @@ class Recovery:
     action: Literal["retry", "fail", "skip"]
     reason: str
     delay: float = 0.0
+    #: Retry reading this fraction of the batch size (out of memory).
+    batch_factor: float | None = None
 
 
 class RecoveryPolicy(Protocol):
@@ -43,6 +45,8 @@ class BackoffRecoveryPolicy:
         self.rng = rng or random.Random()
 
     def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool = True) -> Recovery:
+        if failure.error_type == "ResourceExhaustedError" and failure.attempt < retry.attempts:
+            return Recovery("retry", f"out of memory; attempt {failure.attempt + 1} of {retry.attempts} with batches half the size", batch_factor=0.5)
         if failure.remedy == "retry" and failure.attempt < retry.attempts:
             delay = self._backoff(failure.attempt, retry)
             return Recovery("retry", f"{failure.error_type} is transient; attempt {failure.attempt + 1} of {retry.attempts} in {delay:.1f}s", delay)
