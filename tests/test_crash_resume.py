@@ -102,7 +102,7 @@ def run_to_completion(directory: Path, rng: random.Random, kills: int, window: f
                 done += 1
         process.wait(timeout=120)
         run = latest_run(directory)
-        if process.returncode == 0 and run and run["status"] == "succeeded":
+        if run and run["status"] == "succeeded":  # a kill may land after the commit, before the exit
             return done
         assert process.returncode in (-signal.SIGKILL, 1), (directory / "agent-etl.log").read_text()[-3000:]
         if run is None:  # killed before the run was recorded: nothing started
