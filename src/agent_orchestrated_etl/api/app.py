@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from agent_orchestrated_etl.api import pipelines, problems, runs, system, websocket
+from agent_orchestrated_etl.api.limits import BodyLimit
 from agent_orchestrated_etl.api.service import Server, ServeOptions
 
 STATIC = resources.files("agent_orchestrated_etl.api") / "static"
@@ -32,9 +33,9 @@ def create_app(options: ServeOptions) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
-        max_body_size=options.max_body_bytes,
     )
     problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
     for router in (pipelines.router, runs.router, system.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(system.metrics_router)

@@ -104,7 +104,7 @@ def _stored_task(row: dict[str, Any]) -> dict[str, Any]:
 async def cancel_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run = _load(srv, run_id)
     if not srv.cancel(run["run_id"]):
-        raise Problem(409, "run-not-running", f"run {run['run_id']} is {run['status']}, not running in this server; only a running run can be cancelled", run_id=run["run_id"], status=run["status"])
+        raise Problem(409, "run-not-running", f"run {run['run_id']} is {run['status']}, not running in this server; only a running run can be cancelled", run_id=run["run_id"], run_status=run["status"])
     return {"run_id": run["run_id"], "status": "cancelling"}
 
 
