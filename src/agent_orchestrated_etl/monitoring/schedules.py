@@ -76,7 +76,7 @@ class Scheduler:
         self.clock = clock
         self.entries: dict[str, _Entry] = {}
         self.queued: set[str] = set()
-        self._due_now: list[str] = []
+        self._due_now: list[tuple[str, datetime]] = []
         self._changed = asyncio.Event()
 
     def set(self, name: str, schedule: str | ScheduleSpec, last_fire: datetime | None) -> None:
@@ -91,7 +91,7 @@ class Scheduler:
                 missed = self._count_missed(spec.cron, last_fire, now)
                 if spec.missed == "run_once":
                     log.info("pipeline %s missed %d scheduled run(s) while serve was down; running once now", name, missed)
-                    self._due_now.append(name)
+                    self._due_now.append((name, previous))
                 else:
                     log.info("pipeline %s missed %d scheduled run(s) while serve was down; skipping them (missed: skip)", name, missed)
                 self.mark_fired(name, previous)
@@ -129,7 +129,7 @@ class Scheduler:
     async def tick(self, now: datetime) -> None:
         """Fire what is due at ``now``; tests call it with a chosen clock."""
         while self._due_now:
-            await self._fire(self._due_now.pop(0), now)
+            await self._fire(*self._due_now.pop(0))
         for entry in list(self.entries.values()):
             if entry.next_due <= now:
                 due = entry.next_due
