@@ -209,8 +209,12 @@ def serve(
         from agent_orchestrated_etl.exceptions import MissingDependencyError
 
         raise MissingDependencyError("agent-etl serve", "server") from None
+    from agent_orchestrated_etl.api.service import check_spec
     from agent_orchestrated_etl.config import parse_size
+    from agent_orchestrated_etl.spec import load_spec
 
+    for path in specs or []:
+        check_spec(load_spec(path).text, file=str(path))  # fail here, with the line, not in the server's start-up
     settings = Settings()
     token, generated = resolve_token(settings.home_dir)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
