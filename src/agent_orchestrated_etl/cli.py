@@ -215,7 +215,7 @@ def serve(
 
     for path in specs or []:
         check_spec(load_spec(path).text, file=str(path))  # fail here, with the line, not in the server's start-up
-    settings = Settings()
+    settings = load_settings()
     token, generated = resolve_token(settings.home_dir)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if generated:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    # Starlette 1.x suggests httpx2 for its test client; httpx still works and is what the project uses.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
 
 from agent_orchestrated_etl.api.app import create_app
 from agent_orchestrated_etl.api.service import ServeOptions
