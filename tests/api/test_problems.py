@@ -99,3 +99,27 @@ def test_docs_are_served_without_a_cdn(client: TestClient) -> None:
     assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
     assert "/api/v1/runs/{run_id}/cancel" in client.get("/api/v1/openapi.json").json()["paths"]
+
+
+def test_a_second_run_of_a_running_pipeline_is_refused(client: TestClient, data_dir) -> None:
+    import threading
+
+    client.post("/api/v1/pipelines", json={"yaml": PEOPLE_YAML}, headers=AUTH)
+    srv = client.app.state.server  # type: ignore[attr-defined]
+    gate = threading.Event()
+    original = srv.runtime.run
+
+    async def held_run(*args, **kwargs):  # keep the first run "going" until the test says so
+        import asyncio
+
+        await asyncio.to_thread(gate.wait, 10)
+        return await original(*args, **kwargs)
+
+    srv.runtime.run = held_run
+    first = client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]
+    body = assert_problem(client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH), 409, "urn:agent-etl:problem:run-already-running")
+    assert body["run_id"] == first
+    gate.set()
+    from tests.api.conftest import wait_for_run
+
+    assert wait_for_run(client, first)["status"] == "succeeded"

@@ -33,6 +33,10 @@ def _seconds(run: dict[str, Any]) -> float | None:
 @router.post("", status_code=202, dependencies=[Depends(require_token)], summary="Start a run of a registered pipeline")
 async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[str, Any]:
     find(srv, body.pipeline)
+    running = srv.running_run(body.pipeline)
+    if running is not None:
+        # Two runs of one pipeline would stage into the same targets; the scheduler avoids it too.
+        raise Problem(409, "run-already-running", f"pipeline {body.pipeline!r} has a run going ({running}); wait for it or cancel it: POST /api/v1/runs/{running}/cancel", run_id=running)
     run_id = await srv.start_run(body.pipeline, trigger="api")
     response.headers["Location"] = f"/api/v1/runs/{run_id}"
     return {"run_id": run_id, "pipeline": body.pipeline, "status": "running", "links": {"self": f"/api/v1/runs/{run_id}", "live": f"/ws?run={run_id}"}}

@@ -139,8 +139,11 @@ class Server:
 
     # Runs
 
+    def running_run(self, pipeline: str) -> str | None:
+        return next((run_id for run_id, (name, _) in tuple(self.active.items()) if name == pipeline), None)
+
     def is_running(self, pipeline: str) -> bool:
-        return any(name == pipeline for name, _ in tuple(self.active.values()))
+        return self.running_run(pipeline) is not None
 
     async def start_run(self, name: str, trigger: str = "api") -> str:
         loaded = self.loaded(self.get(name))
