@@ -60,3 +60,16 @@ def test_agents_tools_and_cancel_of_a_finished_run(client: TestClient) -> None:
     tools = client.get("/api/v1/tools").json()
     assert sorted(t["name"] for t in tools) == ["extract_load", "stage", "transform_load"]
     assert tools[0]["input_schema"]["required"] == ["task"]
+
+
+def test_a_transform_run_reports_its_dag_and_source_rows(client: TestClient, data_dir) -> None:
+    spec = PEOPLE_YAML.replace("quality:\n  - {not_null: [email], threshold: 0.5}\n", "transforms:\n  - {name: grown, sql: 'SELECT * FROM people WHERE id > 40'}\n")
+    assert client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH).status_code == 201
+    run_id = client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]
+    run = wait_for_run(client, run_id)
+    assert run["status"] == "succeeded", run
+    assert [(t["id"], t["kind"], t["depends_on"], t["rows"]) for t in run["tasks"]] == [
+        ("people[0]>workspace", "stage", [], 100),
+        ("grown>people", "transform_load", ["people[0]>workspace"], 60),
+    ]
+    assert (run["rows_read"], run["commits"][0]["rows"]) == (100, 60)

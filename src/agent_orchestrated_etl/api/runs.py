@@ -84,7 +84,7 @@ async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
         "finished_at": finished,
         "seconds": _seconds({"started_at": started, "finished_at": finished}),
         "live": full_id in srv.active,
-        "rows_read": sum(t["rows"] for t in tasks),
+        "rows_read": sum(t["rows"] for t in tasks if t["kind"] != "transform_load"),  # from sources, as in live.RunState
         "tasks": tasks,
         "decisions": [{k: e[k] for k in ("sender", "at", "subject", "choice", "reason")} for e in events if e["kind"] == "decision"],
         "quality": [{"task_id": t["id"], **check} for t in tasks for check in t["checks"]],

@@ -71,6 +71,11 @@ class RunState:
             return 0.0
         return ((self.finished_at or now) - self.started_at).total_seconds()
 
+    @property
+    def source_rows(self) -> int:
+        """Rows read from sources; a transform_load task reads the workspace, which stage tasks filled."""
+        return sum(t.rows for t in self.tasks.values() if t.kind != "transform_load")
+
     def apply(self, event: RunEvent) -> None:
         data: Any = event
         kind = event.kind
@@ -113,7 +118,7 @@ class RunState:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "seconds": round(self.seconds(now), 3),
-            "rows_read": sum(t.rows for t in self.tasks.values()),
+            "rows_read": self.source_rows,
             "rows_written": sum(c["rows"] for c in self.commits),
             "rows_quarantined": sum(c["quarantined_rows"] for c in self.commits),
             "tasks": [t.to_dict() for t in self.tasks.values()],

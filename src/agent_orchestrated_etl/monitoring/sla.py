@@ -137,7 +137,7 @@ class SlaWatcher:
         written = sum(c["rows"] for c in state.commits)
         if sla.min_rows is not None and state.status == "succeeded" and written < sla.min_rows:
             found.append(self._alert("sla_min_rows", "warning", state, f"run {state.run_id} of {state.pipeline} wrote {written:,} rows, fewer than its SLA minimum of {sla.min_rows:,}", {"rows_written": written, "min_rows": sla.min_rows}))
-        read = sum(t.rows for t in state.tasks.values() if t.kind != "transform_load")
+        read = state.source_rows
         quarantined = sum(c["quarantined_rows"] for c in state.commits)
         if sla.max_error_rate is not None and read:
             rate = quarantined / read

@@ -176,6 +176,7 @@ function RunsPage() {
 
 function Dag({ tasks }) {
   // Layers by longest path from a root; enough for plans, which are shallow (stage -> transform).
+  if (!tasks.length) return html`<span class="muted">no tasks: the run stopped before planning</span>`;
   const byId = new Map(tasks.map((t) => [t.id, t]));
   const depth = new Map();
   const level = (t) => {
@@ -187,8 +188,17 @@ function Dag({ tasks }) {
   tasks.forEach((t) => (columns[depth.get(t.id)] ||= []).push(t));
   const W = 230, H = 46, GX = 60, GY = 12;
   const pos = new Map();
-  columns.forEach((col, x) => col.forEach((t, y) => pos.set(t.id, { x: 10 + x * (W + GX), y: 10 + y * (H + GY) })));
-  const width = 20 + columns.length * (W + GX) - GX, height = 20 + Math.max(...columns.map((c) => c.length)) * (H + GY) - GY;
+  columns.forEach((col, x) => {
+    // A later column sits level with what it depends on, so edges run mostly straight.
+    const wanted = (t) => (x === 0 || !t.depends_on.length ? 0 : t.depends_on.reduce((s, d) => s + (pos.get(d)?.y || 0), 0) / t.depends_on.length);
+    let next = 10;
+    [...col].sort((a, b) => wanted(a) - wanted(b)).forEach((t) => {
+      const y = Math.max(next, x === 0 ? next : wanted(t));
+      pos.set(t.id, { x: 10 + x * (W + GX), y });
+      next = y + H + GY;
+    });
+  });
+  const width = 20 + columns.length * (W + GX) - GX, height = 10 + Math.max(...[...pos.values()].map((p) => p.y + H));
   const color = { succeeded: "#1f8a4c", failed: "#c2352b", running: "#b7791f", cancelled: "#7a4fb5", pending: "#9aa3ad" };
   return html`<svg class="dag" width=${width} height=${height} data-testid="dag">
     ${tasks.flatMap((t) => t.depends_on.filter((d) => pos.has(d)).map((d) => {
@@ -233,7 +243,7 @@ function RunPage({ runId }) {
   const detail = record || {};
   const written = (run.commits || []).reduce((s, c) => s + c.rows, 0);
   const quarantined = (run.commits || []).reduce((s, c) => s + c.quarantined_rows, 0);
-  const read = run.tasks.reduce((s, t) => s + (t.rows || 0), 0);
+  const read = run.tasks.filter((t) => t.kind !== "transform_load").reduce((s, t) => s + (t.rows || 0), 0); // from sources
   const rate = run.tasks.filter((t) => t.status === "running").reduce((s, t) => s + (t.rows_per_second || 0), 0);
   const cancel = () => api(`/runs/${runId}/cancel`, { method: "POST" }).catch((e) => setError(e.message));
   return html`
