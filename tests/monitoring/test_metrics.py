@@ -52,3 +52,26 @@ def test_labels_fold_away_partitions_and_run_ids() -> None:
             return {"mailbox:etl-1": 2, "subscription:run.*#0": 1, "subscription:run.20261125T150000-ab12cd#1": 3, "subscription:run.20261125T150001-ef34ab#2": 4}
 
     assert queue_depths(Hub()) == {"mailbox:etl-1": 2, "subscription:run.*": 1, "subscription:run.<id>": 7}  # type: ignore[arg-type]
+
+
+def test_circuit_breaker_changes_set_the_gauge(etl_home) -> None:
+    from typing import Literal
+
+    from agent_orchestrated_etl.agents.hub import InProcessHub
+    from agent_orchestrated_etl.agents.messages import Message
+    from agent_orchestrated_etl.agents.monitor_agent import MonitorAgent
+    from agent_orchestrated_etl.monitoring.metrics import Metrics
+
+    class BreakerChanged(Message):  # the shape the monitor reads; the orchestrator's breakers publish it
+        kind: Literal["breaker_changed"] = "breaker_changed"
+        system: str
+        state: str
+
+    hub = InProcessHub()
+    metrics = Metrics(MonitorAgent("monitor", hub), hub)
+    for state in ("open", "half_open"):
+        metrics.observe(BreakerChanged(system="postgres://db:5432", state=state), None)
+    metrics.observe(BreakerChanged(system="https://api.example", state="open"), None)
+    found = samples(metrics.render().decode())
+    assert found[("agent_etl_circuit_breaker_state", (("system", "postgres://db:5432"),))] == 1
+    assert found[("agent_etl_circuit_breaker_state", (("system", "https://api.example"),))] == 2

@@ -74,3 +74,19 @@ def test_cron_checks() -> None:
     assert check_cron("*/15 * * * *") is None
     assert check_cron("61 * * * *") == "'61 * * * *' is not a valid cron expression"
     assert check_cron("@hourly") == "'@hourly' is not a five-field cron expression (minute hour day month weekday), e.g. '*/15 * * * *'"
+
+
+async def test_a_pipeline_that_cannot_start_does_not_stop_the_others() -> None:
+    fake = Fake()
+
+    async def start(name: str, trigger: str) -> str:
+        if name == "broken":
+            raise LookupError("gone")
+        return await fake.start(name, trigger)
+
+    scheduler = Scheduler(start, lambda name: False, fake.fired.__setitem__, clock=lambda: fake.now)
+    scheduler.set("broken", "*/5 * * * *", last_fire=None)
+    scheduler.set("fine", "*/5 * * * *", last_fire=None)
+    fake.now = T0 + timedelta(minutes=5)
+    await scheduler.tick(fake.now)
+    assert [name for name, _ in fake.started] == ["fine"]

@@ -149,7 +149,10 @@ class Scheduler:
             else:
                 log.info("pipeline %s is due at %s but still running; skipped (overlap: skip)", name, f"{due:%H:%M}")
             return
-        await self.start(name, "schedule")
+        try:
+            await self.start(name, "schedule")
+        except Exception:  # one pipeline that cannot start must not stop the others' schedules
+            log.exception("pipeline %s: the scheduled run at %s could not start", name, f"{due:%Y-%m-%d %H:%M}")
 
     @staticmethod
     def _count_missed(cron: str, since: datetime, now: datetime) -> int:
