@@ -82,14 +82,14 @@ def test_oversized_and_malformed_bodies(client: TestClient) -> None:
     assert client.get("/api/v1/pipelines").status_code == 200
 
 
-def test_resume_is_refused_with_501_until_the_engine_has_it(client: TestClient) -> None:
+def test_resume_and_cancel_of_a_finished_run_are_conflicts(client: TestClient) -> None:
     client.post("/api/v1/pipelines", json={"yaml": PEOPLE_YAML}, headers=AUTH)
     run_id = client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]
     from tests.api.conftest import wait_for_run
 
     wait_for_run(client, run_id)
-    body = assert_problem(client.post(f"/api/v1/runs/{run_id}/resume", headers=AUTH), 501, "urn:agent-etl:problem:resume-not-available")
-    assert body["run_id"] == run_id
+    body = assert_problem(client.post(f"/api/v1/runs/{run_id}/resume", headers=AUTH), 409, "urn:agent-etl:problem:run-not-resumable")
+    assert (body["run_id"], body["run_status"]) == (run_id, "succeeded")
     conflict = assert_problem(client.post(f"/api/v1/runs/{run_id}/cancel", headers=AUTH), 409, "urn:agent-etl:problem:run-not-running")
     assert conflict["run_status"] == "succeeded"
 

@@ -73,3 +73,19 @@ def test_a_transform_run_reports_its_dag_and_source_rows(client: TestClient, dat
         ("grown>people", "transform_load", ["people[0]>workspace"], 60),
     ]
     assert (run["rows_read"], run["commits"][0]["rows"]) == (100, 60)
+
+
+def test_resume_a_failed_run_once_its_input_is_there(client: TestClient, data_dir) -> None:
+    import time
+
+    spec = PEOPLE_YAML.replace("people.csv", "later.csv")
+    client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH)
+    run_id = client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]
+    assert wait_for_run(client, run_id)["status"] == "failed"
+    (data_dir / "later.csv").write_text((data_dir / "people.csv").read_text())
+    resumed = client.post(f"/api/v1/runs/{run_id}/resume", headers=AUTH)
+    assert resumed.status_code == 202, resumed.text
+    deadline = time.monotonic() + 30
+    while (run := client.get(f"/api/v1/runs/{run_id}").json())["status"] != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (run["status"], [c["rows"] for c in run["commits"]]) == ("succeeded", [90])

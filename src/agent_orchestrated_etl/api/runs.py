@@ -112,11 +112,17 @@ async def cancel_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     return {"run_id": run["run_id"], "status": "cancelling"}
 
 
-@router.post("/{run_id}/resume", status_code=202, dependencies=[Depends(require_token)], summary="Continue a failed or cancelled run from its checkpoints")
+@router.post("/{run_id}/resume", status_code=202, dependencies=[Depends(require_token)], summary="Go on with a failed or cancelled run from its checkpoints")
 async def resume_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run = _load(srv, run_id)
-    raise Problem(
-        501, "resume-not-available",
-        f"resuming run {run['run_id']} is not available yet: the engine has no resume entry point in this version; start a new run with POST /api/v1/runs {{\"pipeline\": \"{run['pipeline']}\"}}",
-        run_id=run["run_id"],
-    )
+    full_id, pipeline = run["run_id"], run["pipeline"]
+    if full_id in srv.active:
+        raise Problem(409, "run-already-running", f"run {full_id} is running; there is nothing to resume yet", run_id=full_id)
+    if run["status"] in ("succeeded", "discarded") or not run.get("spec_text"):
+        why = f"it is {run['status']}" if run.get("spec_text") else "it has no stored spec"
+        raise Problem(409, "run-not-resumable", f"run {full_id} cannot be resumed: {why}; start a new run with POST /api/v1/runs {{\"pipeline\": \"{pipeline}\"}}", run_id=full_id, run_status=run["status"])
+    other = srv.running_run(pipeline)
+    if other is not None:
+        raise Problem(409, "run-already-running", f"pipeline {pipeline!r} has another run going ({other}); resume {full_id} when it ends", run_id=other)
+    srv.resume_run(run)
+    return {"run_id": full_id, "pipeline": pipeline, "status": "running", "links": {"self": f"/api/v1/runs/{full_id}", "live": f"/ws?run={full_id}"}}

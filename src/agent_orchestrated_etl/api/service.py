@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -149,18 +151,30 @@ class Server:
         loaded = self.loaded(self.get(name))
         run_id = new_run_id()
         self.sla.expect(run_id, _with_alert_env(loaded.pipeline))
-        task = asyncio.create_task(self._run(loaded, run_id), name=f"run:{run_id}")
-        self.active[run_id] = (name, task)
+        self._launch(self.runtime.run(loaded, run_id=run_id), loaded, run_id)
         log.info("run %s of %s started by %s", run_id, name, trigger)
         return run_id
+
+    def resume_run(self, record: dict[str, Any]) -> str:
+        """Go on with a failed or cancelled run (checked by the caller) from its checkpoints, with its own spec."""
+        run_id = record["run_id"]
+        loaded = parse_spec(record["spec_text"], file=record["spec_file"])
+        self.sla.expect(run_id, _with_alert_env(loaded.pipeline))
+        self._launch(self.runtime.resume(run_id), loaded, run_id)
+        log.info("run %s of %s resumed", run_id, loaded.pipeline.name)
+        return run_id
+
+    def _launch(self, work: Coroutine[Any, Any, object], loaded: LoadedSpec, run_id: str) -> None:
+        task = asyncio.create_task(self._run(work, loaded, run_id), name=f"run:{run_id}")
+        self.active[run_id] = (loaded.pipeline.name, task)
 
     def cancel(self, run_id: str) -> bool:
         return self.runtime.cancel(run_id)
 
-    async def _run(self, loaded: LoadedSpec, run_id: str) -> None:
+    async def _run(self, work: Coroutine[Any, Any, object], loaded: LoadedSpec, run_id: str) -> None:
         name = loaded.pipeline.name
         try:
-            await self.runtime.run(loaded, run_id=run_id)
+            await work
         except Exception as exc:  # the run failed before the orchestrator took it (e.g. an unset ${env:...})
             if not isinstance(exc, AgentETLError):
                 log.exception("run %s of %s crashed before it started", run_id, name)
@@ -172,8 +186,9 @@ class Server:
     def _record_early_failure(self, loaded: LoadedSpec, run_id: str, error: str) -> None:
         store = self.runtime.store
         if store.get_run(run_id) is not None:
+            log.warning("run %s could not go on: %s", run_id, error)  # a resume; the record keeps its last status
             return
-        store.start_run(run_id, loaded.pipeline.name, loaded.file, loaded.sha256)
+        store.start_run(run_id, loaded.pipeline.name, loaded.file, loaded.sha256, loaded.text)
         for event in (
             RunStarted(sender="serve", run_id=run_id, pipeline=loaded.pipeline.name, spec_sha256=loaded.sha256, tasks=[]),
             RunFinished(sender="serve", run_id=run_id, status="failed", error=error),

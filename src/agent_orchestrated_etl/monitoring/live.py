@@ -80,7 +80,9 @@ class RunState:
         data: Any = event
         kind = event.kind
         if kind == "run_started":
-            self.pipeline, self.started_at = data.pipeline, event.at
+            # A resumed run starts again under its own id: it is running, with a fresh plan.
+            self.pipeline, self.started_at, self.status, self.error, self.finished_at = data.pipeline, event.at, "running", None, None
+            self.commits = []
             for task in data.tasks:
                 self.tasks[task["id"]] = TaskState(task["id"], task["kind"], depends_on=list(task.get("depends_on", [])))
         elif kind == "run_finished":

@@ -1,7 +1,7 @@
 """SLAs per pipeline (``sla:`` in the spec), evaluated by the monitor during and after runs.
 
 Rules, each an alert with its own dedup key:
-- ``run_failed``: a run ended failed (critical);
+- ``run_failed``: a run ended failed (critical); ``run_partial``: a non-critical destination failed;
 - ``sla_max_duration``: a run is still going past ``max_duration`` (fires while it
   runs), or finished later than it;
 - ``sla_min_rows``: a successful run committed fewer than ``min_rows`` rows;
@@ -127,6 +127,8 @@ class SlaWatcher:
         found: list[Alert] = []
         if state.status == "failed":
             found.append(self._alert("run_failed", "critical", state, f"run {state.run_id} of {state.pipeline} failed: {state.error}", {"error": state.error}))
+        elif state.status == "partial":
+            found.append(self._alert("run_partial", "warning", state, f"run {state.run_id} of {state.pipeline} finished partly: {state.error}", {"error": state.error}))
         sla = spec.sla
         if sla is None or state.status == "cancelled":
             return found
