@@ -224,7 +224,7 @@ def serve(
     else:
         source = TOKEN_ENV if TOKEN_ENV in os.environ else str(settings.home_dir / "api-token")
         err.print(f"Dashboard: {url} (API token from {source})", highlight=False, soft_wrap=True)
-    options = ServeOptions(settings=settings, token=token, host=host, port=port, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack)
+    options = ServeOptions(settings=settings, token=token, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack)
     uvicorn.run(create_app(options), host=host, port=port, log_level=settings.log_level.lower(), ws_max_size=options.max_body_bytes)
 
 

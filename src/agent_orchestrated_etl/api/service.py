@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 class ServeOptions:
     settings: Settings
     token: str
-    host: str = "127.0.0.1"
-    port: int = 8080
     max_body_bytes: int = 1024 * 1024
     specs: list[Path] = field(default_factory=list)
     base_dir: Path = field(default_factory=Path.cwd)
