@@ -236,7 +236,8 @@ function RunPage({ runId }) {
   const [error, setError] = useState(null);
   const current = state.runs.get(runId);
   const finished = current ? current.status !== "running" : null;
-  useEffect(() => { api(`/runs/${runId}`).then(setRecord).catch((e) => setError(e.message)); }, [runId, finished]);
+  const alertsSeen = (state.alerts || []).filter((a) => a.run_id === runId).length; // alerts are stored just after the run ends
+  useEffect(() => { api(`/runs/${runId}`).then(setRecord).catch((e) => setError(e.message)); }, [runId, finished, alertsSeen]);
   if (error) return html`<div class="card error">${error}</div>`;
   const run = current && current.tasks.length ? current : record;
   if (!run) return html`<p class="muted">Loading run ${runId}…</p>`;
@@ -246,6 +247,7 @@ function RunPage({ runId }) {
   const read = run.tasks.filter((t) => t.kind !== "transform_load").reduce((s, t) => s + (t.rows || 0), 0); // from sources
   const rate = run.tasks.filter((t) => t.status === "running").reduce((s, t) => s + (t.rows_per_second || 0), 0);
   const cancel = () => api(`/runs/${runId}/cancel`, { method: "POST" }).catch((e) => setError(e.message));
+  const resume = () => api(`/runs/${runId}/resume`, { method: "POST" }).catch((e) => setError(e.message));
   return html`
     <h1>Run <code>${runId}</code> · ${run.pipeline} <${Badge} status=${run.status} /></h1>
     <div class="card stats" data-testid="run-summary" data-status=${run.status}>
@@ -255,6 +257,7 @@ function RunPage({ runId }) {
       <div class="stat"><div class="v">${run.status === "running" ? n(rate) : ""}</div><div class="k">rows/s now</div></div>
       <div class="stat"><div class="v">${seconds(run) == null ? "" : seconds(run).toFixed(1)}</div><div class="k">seconds</div></div>
       ${run.status === "running" && html`<div><button class="secondary" disabled=${!token()} onClick=${cancel}>Cancel</button></div>`}
+      ${["failed", "cancelled", "partial"].includes(run.status) && html`<div><button data-testid="resume" disabled=${!token()} onClick=${resume}>Resume</button></div>`}
     </div>
     ${run.error && html`<div class="card error" data-testid="run-error">${run.error}</div>`}
     <h2>Plan</h2><div class="card"><${Dag} tasks=${run.tasks} /></div>
