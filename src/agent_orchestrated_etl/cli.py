@@ -1,4 +1,4 @@
-"""The ``agent-etl`` command line: run, validate, schema, demo, runs.
+"""The ``agent-etl`` command line: run, validate, schema, demo, runs, serve.
 
 It renders what the engine returns and nothing more. Errors print as one
 line naming what failed, where, and what to do; ``--debug`` adds the traceback.
@@ -7,6 +7,7 @@ line naming what failed, where, and what to do; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from importlib import resources
@@ -186,6 +187,45 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
         out.print_json(json.dumps(run_record, default=str))
     else:
         run_details(out, run_record)
+
+
+@app.command()
+def serve(
+    specs: Annotated[list[Path] | None, typer.Argument(help="Pipeline specs to register at start (schedules in them run).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the server local. Use 0.0.0.0 to expose it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for the API, the dashboard, /ws and /metrics.")] = 8080,
+    max_body: Annotated[str, typer.Option(help="Largest request body accepted, e.g. 1MB.")] = "1MB",
+    alert_webhook: Annotated[str | None, typer.Option(help="Send every alert here too (JSON POST); pipelines add their own with `alerts: {webhook: ...}`.")] = None,
+    slack: Annotated[bool, typer.Option(help="Post --alert-webhook alerts as Slack messages.")] = False,
+) -> None:
+    """Serve the REST API, the live dashboard, /ws and /metrics; run pipelines on their schedules."""
+    try:
+        import uvicorn
+
+        from agent_orchestrated_etl.api.app import create_app
+        from agent_orchestrated_etl.api.security import TOKEN_ENV, resolve_token
+        from agent_orchestrated_etl.api.service import ServeOptions
+    except ImportError:
+        from agent_orchestrated_etl.exceptions import MissingDependencyError
+
+        raise MissingDependencyError("agent-etl serve", "server") from None
+    from agent_orchestrated_etl.api.service import check_spec
+    from agent_orchestrated_etl.config import parse_size
+    from agent_orchestrated_etl.spec import load_spec
+
+    for path in specs or []:
+        check_spec(load_spec(path).text, file=str(path))  # fail here, with the line, not in the server's start-up
+    settings = load_settings()
+    token, generated = resolve_token(settings.home_dir)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    if generated:
+        err.print(f"[bold]API token[/] (shown once; kept in {settings.home_dir / 'api-token'}): {token}", highlight=False, soft_wrap=True)
+        err.print(f"Dashboard: {url}#token={token}", highlight=False, soft_wrap=True)
+    else:
+        source = TOKEN_ENV if TOKEN_ENV in os.environ else str(settings.home_dir / "api-token")
+        err.print(f"Dashboard: {url} (API token from {source})", highlight=False, soft_wrap=True)
+    options = ServeOptions(settings=settings, token=token, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack)
+    uvicorn.run(create_app(options), host=host, port=port, log_level=settings.log_level.lower(), ws_max_size=options.max_body_bytes)
 
 
 def main() -> None:

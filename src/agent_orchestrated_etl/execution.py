@@ -38,6 +38,7 @@ class TaskOutcome:
     rows_written: int = 0
     rows_quarantined: int = 0
     bytes: int = 0
+    bytes_written: int = 0
     seconds: float = 0.0
     checks: list[dict[str, Any]] = field(default_factory=list)
 
@@ -127,6 +128,7 @@ def _move(ctx: RunContext, task: Task, batches: Iterator[tuple[pa.RecordBatch, P
         good, bad = checker.apply(batch, position)
         if good.num_rows:
             write(good)
+            outcome.bytes_written += good.nbytes
         if bad is not None:
             quarantine(bad)
             outcome.rows_quarantined += bad.num_rows

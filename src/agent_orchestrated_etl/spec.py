@@ -12,7 +12,7 @@ import os
 import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -53,6 +53,16 @@ class SLASpec(_Model):
     max_error_rate: float | None = Field(None, ge=0, le=1)
 
 
+class ScheduleSpec(_Model):
+    cron: str = Field(description="Five-field cron expression, in UTC, e.g. '*/15 * * * *'.")
+    overlap: Literal["skip", "queue"] = Field(
+        "skip", description="A run still going when the next is due: skip that time, or queue one run for when it ends."
+    )
+    missed: Literal["skip", "run_once"] = Field(
+        "run_once", description="Due times missed while serve was down: run once at start, or skip them."
+    )
+
+
 class AlertSpec(_Model):
     webhook: str | None = None
     slack: bool = False
@@ -76,7 +86,9 @@ class PipelineSpec(_Model):
     destinations: list[DestinationSpec] = Field(default_factory=list)  # type: ignore[valid-type]
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     depends_on: list[str] = Field(default_factory=list, description="In a workflow: pipelines that must succeed before this one starts.")
-    schedule: str | None = Field(None, description="Cron expression; used by `agent-etl serve`.")
+    schedule: str | ScheduleSpec | None = Field(
+        None, description="Cron expression, or {cron, overlap, missed}; used by `agent-etl serve`."
+    )
     sla: SLASpec | None = None
     alerts: AlertSpec | None = None
 

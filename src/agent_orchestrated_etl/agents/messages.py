@@ -71,6 +71,7 @@ class TaskFinished(RunEvent):
     rows_quarantined: int
     bytes: int
     seconds: float
+    bytes_written: int = 0
     checks: list[dict[str, Any]] = Field(default_factory=list)
 
 

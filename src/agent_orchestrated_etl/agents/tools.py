@@ -80,6 +80,7 @@ class TaskOutput(BaseModel):
     rows_written: int
     rows_quarantined: int
     bytes: int
+    bytes_written: int = 0
     seconds: float
     checks: list[dict[str, Any]]
 

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from agent_orchestrated_etl.agents.messages import RunEvent
+
+# What a user can do about a failure, by the error's remedy branch (exceptions.py).
+FIX_HINTS = {
+    "retry": "a transient error that outlasted the retries; check the system it names, then resume the run",
+    "fix_config": "change the spec or the environment as the message says, then run again",
+    "quarantine": "the data is malformed beyond row-level quarantine; fix the input or relax the check",
+    "fail": "retrying cannot help; fix what the message names, then run again",
+    "cancelled": "the run was cancelled; resume or start it again",
+}
 
 
 @dataclass
@@ -24,11 +34,20 @@ class TaskState:
     seconds: float | None = None
     error: str | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    error_type: str | None = None
+    remedy: str | None = None
 
     @property
     def rows_per_second(self) -> float:
         elapsed = self.seconds if self.seconds is not None else (time.monotonic() - self.started if self.started else 0)
         return self.rows / elapsed if elapsed > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in vars(self).items() if k != "started"}
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        data["fix_hint"] = FIX_HINTS.get(self.remedy or "") if self.error else None
+        return data
 
 
 @dataclass
@@ -40,18 +59,37 @@ class RunState:
     decisions: list[dict[str, str]] = field(default_factory=list)
     commits: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def seconds(self, now: datetime) -> float:
+        if self.started_at is None:
+            return 0.0
+        return ((self.finished_at or now) - self.started_at).total_seconds()
+
+    @property
+    def source_rows(self) -> int:
+        """Rows read from sources; a transform_load task reads the workspace, which stage tasks filled."""
+        return sum(t.rows for t in self.tasks.values() if t.kind != "transform_load")
 
     def apply(self, event: RunEvent) -> None:
         data: Any = event
         kind = event.kind
         if kind == "run_started":
-            self.pipeline = data.pipeline
+            # A resumed run starts again under its own id: it is running, with a fresh plan.
+            self.pipeline, self.started_at, self.status, self.error, self.finished_at = data.pipeline, event.at, "running", None, None
+            self.commits = []
             for task in data.tasks:
-                self.tasks[task["id"]] = TaskState(task["id"], task["kind"])
+                self.tasks[task["id"]] = TaskState(task["id"], task["kind"], depends_on=list(task.get("depends_on", [])))
         elif kind == "run_finished":
-            self.status, self.error = data.status, data.error
+            self.status, self.error, self.finished_at = data.status, data.error, event.at
+            self.started_at = self.started_at or event.at
         elif kind == "decision":
-            self.decisions.append({"by": event.sender, "subject": data.subject, "choice": data.choice, "reason": data.reason})
+            self.decisions.append({"by": event.sender, "at": event.at.isoformat(), "subject": data.subject, "choice": data.choice, "reason": data.reason})
         elif kind == "destination_committed":
             self.commits.append({"destination": data.destination, "rows": data.rows, "quarantined_rows": data.quarantined_rows})
         elif kind.startswith("task_") and data.task_id in self.tasks:
@@ -67,5 +105,25 @@ class RunState:
         elif data.kind == "task_finished":
             task.status, task.rows, task.bytes, task.seconds = "succeeded", data.rows_read, data.bytes, data.seconds
             task.rows_written, task.rows_quarantined, task.checks, task.error = data.rows_written, data.rows_quarantined, data.checks, None
+            task.error_type = task.remedy = None
         elif data.kind == "task_failed":
             task.status, task.error = ("cancelled" if data.remedy == "cancelled" else "failed"), data.message
+            task.error_type, task.remedy = data.error_type, data.remedy
+
+    def to_dict(self, now: datetime) -> dict[str, Any]:
+        """A JSON-ready snapshot: what a dashboard needs to draw the run from scratch."""
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "status": self.status,
+            "error": self.error,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "seconds": round(self.seconds(now), 3),
+            "rows_read": self.source_rows,
+            "rows_written": sum(c["rows"] for c in self.commits),
+            "rows_quarantined": sum(c["quarantined_rows"] for c in self.commits),
+            "tasks": [t.to_dict() for t in self.tasks.values()],
+            "decisions": self.decisions,
+            "commits": self.commits,
+        }

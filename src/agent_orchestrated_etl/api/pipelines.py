@@ -1,0 +1,92 @@
+"""``/api/v1/pipelines``: register from YAML, list, get, validate, unregister."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
+
+from agent_orchestrated_etl.api.deps import server
+from agent_orchestrated_etl.api.problems import Problem, spec_problem
+from agent_orchestrated_etl.api.security import require_token
+from agent_orchestrated_etl.api.service import Server, UnknownPipeline, check_spec
+from agent_orchestrated_etl.exceptions import SpecError
+from agent_orchestrated_etl.monitoring.schedules import as_schedule
+from agent_orchestrated_etl.store.history import runs_page
+from agent_orchestrated_etl.store.pipelines import RegisteredPipeline
+
+router = APIRouter(prefix="/pipelines", tags=["pipelines"])
+ServerDep = Annotated[Server, Depends(server)]
+
+
+class SpecBody(BaseModel):
+    yaml: str = Field(description="The pipeline spec, as YAML text.")
+    base_dir: str | None = Field(None, description="Directory relative paths in the spec resolve against; the server's working directory by default.")
+
+
+def find(srv: Server, name: str) -> RegisteredPipeline:
+    try:
+        return srv.get(name)
+    except UnknownPipeline:
+        known = ", ".join(p.name for p in srv.pipelines.list()) or "none yet"
+        raise Problem(404, "unknown-pipeline", f"no pipeline named {name!r} is registered (registered: {known}); POST its YAML to /api/v1/pipelines", pipeline=name) from None
+
+
+def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = False) -> dict[str, Any]:
+    spec = srv.loaded(registered).pipeline
+    last = runs_page(srv.runtime.store.engine, pipeline=registered.name, status=None, limit=1, before=None)
+    data: dict[str, Any] = {
+        "name": registered.name,
+        "description": spec.description,
+        "sha256": registered.sha256,
+        "base_dir": registered.base_dir,
+        "registered_at": registered.registered_at,
+        "updated_at": registered.updated_at,
+        "schedule": as_schedule(spec.schedule).model_dump() if spec.schedule is not None else None,
+        "next_run_at": srv.scheduler.next_due(registered.name),
+        "sla": spec.sla.model_dump(exclude_none=True) if spec.sla else None,
+        "sources": sorted(spec.sources),
+        "destinations": len(spec.all_destinations),
+        "running": srv.is_running(registered.name),
+        "last_run": {k: last[0][k] for k in ("run_id", "status", "started_at", "finished_at", "rows_written")} if last else None,
+    }
+    if with_yaml:
+        data["yaml"] = registered.yaml
+    return data
+
+
+@router.get("", summary="List registered pipelines")
+def list_pipelines(srv: ServerDep) -> list[dict[str, Any]]:
+    return [describe(srv, p) for p in srv.pipelines.list()]
+
+
+@router.post("", status_code=201, dependencies=[Depends(require_token)], summary="Register a pipeline from YAML (replaces one of the same name)")
+async def register(body: SpecBody, srv: ServerDep, response: Response) -> dict[str, Any]:
+    loaded, created = srv.register(body.yaml, base_dir=Path(body.base_dir) if body.base_dir else None)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/api/v1/pipelines/{loaded.pipeline.name}"
+    return describe(srv, find(srv, loaded.pipeline.name))
+
+
+@router.post("/validate", summary="Check a spec without registering it")
+def validate(body: SpecBody) -> dict[str, Any]:
+    try:
+        loaded = check_spec(body.yaml)
+    except SpecError as exc:
+        return {"valid": False, "problems": spec_problem(exc).extra["problems"]}
+    return {"valid": True, "pipeline": loaded.pipeline.name, "problems": []}
+
+
+@router.get("/{name}", summary="A registered pipeline, with its YAML")
+def get_pipeline(name: str, srv: ServerDep) -> dict[str, Any]:
+    return describe(srv, find(srv, name), with_yaml=True)
+
+
+@router.delete("/{name}", status_code=204, dependencies=[Depends(require_token)], summary="Unregister a pipeline (its runs stay in the store)")
+async def delete_pipeline(name: str, srv: ServerDep) -> Response:
+    find(srv, name)
+    srv.unregister(name)
+    return Response(status_code=204)

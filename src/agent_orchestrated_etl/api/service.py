@@ -1,0 +1,237 @@
+"""What ``agent-etl serve`` keeps for its lifetime: one runtime, the registered pipelines,
+the monitor's watchers (metrics, SLAs, memory), alerts and the scheduler.
+
+Runs started here (by the API, the dashboard or a schedule) are asyncio tasks
+on the server's loop; their run id is made up front so the caller gets it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent_orchestrated_etl.agents.messages import RunFinished, RunStarted
+from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem
+from agent_orchestrated_etl.monitoring.alerts import AlertChannel, AlertManager, LogChannel, WebhookChannel
+from agent_orchestrated_etl.monitoring.metrics import Metrics
+from agent_orchestrated_etl.monitoring.resources import MemoryWatcher
+from agent_orchestrated_etl.monitoring.schedules import Scheduler, as_schedule, check_cron
+from agent_orchestrated_etl.monitoring.sla import SlaWatcher, parse_duration
+from agent_orchestrated_etl.orchestrator import Runtime, new_run_id
+from agent_orchestrated_etl.spec import LoadedSpec, PipelineSpec, parse_spec, resolve_env
+from agent_orchestrated_etl.store.alerts import AlertStore
+from agent_orchestrated_etl.store.history import last_success
+from agent_orchestrated_etl.store.pipelines import PipelineStore, RegisteredPipeline
+from agent_orchestrated_etl.yaml_locations import node_lines
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeOptions:
+    settings: Settings
+    token: str
+    max_body_bytes: int = 1024 * 1024
+    specs: list[Path] = field(default_factory=list)
+    base_dir: Path = field(default_factory=Path.cwd)
+    alert_webhook: str | None = None
+    alert_slack: bool = False
+    dedup_seconds: float = 600.0
+    alerts_per_minute: int = 20
+
+
+class UnknownPipeline(LookupError):
+    pass
+
+
+class Server:
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.token = options.token
+        self.runtime = Runtime(options.settings)
+        engine = self.runtime.store.engine
+        self.pipelines = PipelineStore(engine)
+        self.metrics = Metrics(self.runtime.monitor, self.runtime.hub)
+        channels: list[AlertChannel] = [LogChannel()]
+        if options.alert_webhook:
+            channels.append(WebhookChannel(options.alert_webhook, slack=options.alert_slack))
+        self.alerts = AlertManager(
+            self.runtime.hub, AlertStore(engine), channels, dedup_seconds=options.dedup_seconds, max_per_minute=options.alerts_per_minute,
+            on_outcome=lambda alert, outcome: self.metrics.alerts.labels(alert.rule, outcome).inc(),
+        )
+        self.sla = SlaWatcher(self.alerts, lambda name: last_success(engine, name))
+        memory = MemoryWatcher(self.alerts, options.settings.memory_limit_bytes, options.settings.memory_limit)
+        self.runtime.monitor.watchers.extend([self.metrics, self.sla, memory])
+        self.scheduler = Scheduler(self.start_run, self.is_running, self.pipelines.mark_fired)
+        self.active: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        self._scheduling: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Server:
+        await self.runtime.__aenter__()
+        for path in self.options.specs:
+            text = path.read_text(encoding="utf-8")
+            self.register(text, base_dir=path.resolve().parent, file=str(path))
+        for registered in self.pipelines.list():
+            try:
+                self._watch(self.loaded(registered), registered)
+            except AgentETLError as exc:  # a spec stored by an older version may no longer validate
+                log.warning("pipeline %s is registered but does not load, so it is not scheduled: %s", registered.name, exc)
+        self._scheduling = asyncio.create_task(self.scheduler.run(), name="scheduler")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._scheduling is not None:
+            self._scheduling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduling
+        for run_id in list(self.active):
+            self.runtime.cancel(run_id)
+        tasks = [task for _, task in self.active.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+        await self.alerts.flush()
+        await self.runtime.__aexit__(*exc_info)
+
+    # Pipelines
+
+    def register(self, yaml_text: str, *, base_dir: Path | None = None, file: str = "<request body>") -> tuple[LoadedSpec, bool]:
+        """Validate and store a spec (replacing one of the same name); returns it and whether it is new."""
+        parsed = check_spec(yaml_text, file=file)
+        base = (base_dir or self.options.base_dir).resolve()
+        created = self.pipelines.register(parsed.pipeline.name, yaml_text, str(base))
+        registered = self.pipelines.get(parsed.pipeline.name)
+        assert registered is not None
+        loaded = self.loaded(registered)
+        self._watch(loaded, registered)
+        return loaded, created
+
+    def unregister(self, name: str) -> bool:
+        self.scheduler.remove(name)
+        self.sla.forget_pipeline(name)
+        return self.pipelines.delete(name)
+
+    def get(self, name: str) -> RegisteredPipeline:
+        registered = self.pipelines.get(name)
+        if registered is None:
+            raise UnknownPipeline(name)
+        return registered
+
+    @staticmethod
+    def loaded(registered: RegisteredPipeline) -> LoadedSpec:
+        # Relative paths in the spec resolve against base_dir, as they would beside a spec file there.
+        return parse_spec(registered.yaml, file=str(Path(registered.base_dir) / f"{registered.name}.yaml"))
+
+    def _watch(self, loaded: LoadedSpec, registered: RegisteredPipeline) -> None:
+        spec = loaded.pipeline
+        if spec.schedule is not None:
+            self.scheduler.set(spec.name, spec.schedule, registered.last_fire_at)
+        else:
+            self.scheduler.remove(spec.name)
+        self.sla.watch_pipeline(_with_alert_env(spec), registered.registered_at)
+
+    # Runs
+
+    def running_run(self, pipeline: str) -> str | None:
+        return next((run_id for run_id, (name, _) in tuple(self.active.items()) if name == pipeline), None)
+
+    def is_running(self, pipeline: str) -> bool:
+        return self.running_run(pipeline) is not None
+
+    async def start_run(self, name: str, trigger: str = "api") -> str:
+        loaded = self.loaded(self.get(name))
+        run_id = new_run_id()
+        self.sla.expect(run_id, _with_alert_env(loaded.pipeline))
+        self._launch(self.runtime.run(loaded, run_id=run_id), loaded, run_id)
+        log.info("run %s of %s started by %s", run_id, name, trigger)
+        return run_id
+
+    def resume_run(self, record: dict[str, Any]) -> str:
+        """Go on with a failed or cancelled run (checked by the caller) from its checkpoints, with its own spec."""
+        run_id = record["run_id"]
+        loaded = parse_spec(record["spec_text"], file=record["spec_file"])
+        self.sla.expect(run_id, _with_alert_env(loaded.pipeline))
+        self._launch(self.runtime.resume(run_id), loaded, run_id)
+        log.info("run %s of %s resumed", run_id, loaded.pipeline.name)
+        return run_id
+
+    def _launch(self, work: Coroutine[Any, Any, object], loaded: LoadedSpec, run_id: str) -> None:
+        task = asyncio.create_task(self._run(work, loaded, run_id), name=f"run:{run_id}")
+        self.active[run_id] = (loaded.pipeline.name, task)
+
+    def cancel(self, run_id: str) -> bool:
+        return self.runtime.cancel(run_id)
+
+    async def _run(self, work: Coroutine[Any, Any, object], loaded: LoadedSpec, run_id: str) -> None:
+        name = loaded.pipeline.name
+        try:
+            await work
+        except Exception as exc:  # the run failed before the orchestrator took it (e.g. an unset ${env:...})
+            if not isinstance(exc, AgentETLError):
+                log.exception("run %s of %s crashed before it started", run_id, name)
+            await asyncio.to_thread(self._record_early_failure, loaded, run_id, str(exc))
+        finally:
+            self.active.pop(run_id, None)
+            await self.scheduler.run_finished(name)
+
+    def _record_early_failure(self, loaded: LoadedSpec, run_id: str, error: str) -> None:
+        store = self.runtime.store
+        if store.get_run(run_id) is not None:
+            log.warning("run %s could not go on: %s", run_id, error)  # a resume; the record keeps its last status
+            return
+        store.start_run(run_id, loaded.pipeline.name, loaded.file, loaded.sha256, loaded.text)
+        for event in (
+            RunStarted(sender="serve", run_id=run_id, pipeline=loaded.pipeline.name, spec_sha256=loaded.sha256, tasks=[]),
+            RunFinished(sender="serve", run_id=run_id, status="failed", error=error),
+        ):
+            store.record(event)
+            self.runtime.hub.publish(event.topic, event)
+
+
+def _with_alert_env(spec: PipelineSpec) -> PipelineSpec:
+    """The spec with ``${env:...}`` in its alert settings resolved; alerts are the only part read outside a run."""
+    if spec.alerts is None:
+        return spec
+    try:
+        return spec.model_copy(update={"alerts": resolve_env(spec.alerts, where="alerts")})
+    except ConfigurationError as exc:
+        log.warning("pipeline %s: alerts go to the log only: %s", spec.name, exc)
+        return spec.model_copy(update={"alerts": None})
+
+
+def check_spec(yaml_text: str, *, file: str = "<request body>") -> LoadedSpec:
+    """Parse and validate a spec, including what only serve reads; raises SpecError."""
+    loaded = parse_spec(yaml_text, file=file)
+    problems = _serve_problems(loaded)
+    if problems:
+        raise SpecError(problems)
+    return loaded
+
+
+def _serve_problems(loaded: LoadedSpec) -> list[SpecProblem]:
+    """What only serve reads: the cron expression and the SLA durations."""
+    spec = loaded.pipeline
+    lines = node_lines(yaml.compose(loaded.text))
+    problems = []
+    if spec.schedule is not None:
+        schedule = as_schedule(spec.schedule)
+        if (message := check_cron(schedule.cron)) is not None:
+            key = ("schedule", "cron") if ("schedule", "cron") in lines else ("schedule",)
+            problems.append(SpecProblem(loaded.file, lines.get(key), ".".join(key), message))
+    if spec.sla is not None:
+        for field_name in ("max_duration", "freshness"):
+            value = getattr(spec.sla, field_name)
+            if value is None:
+                continue
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                problems.append(SpecProblem(loaded.file, lines.get(("sla", field_name)), f"sla.{field_name}", str(exc)))
+    return problems

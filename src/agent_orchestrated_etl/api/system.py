@@ -1,0 +1,50 @@
+"""Agents, tools, events, alerts and ``/metrics``: what the system is and what it did."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from agent_orchestrated_etl.api.deps import server
+from agent_orchestrated_etl.api.service import Server
+from agent_orchestrated_etl.monitoring.metrics import CONTENT_TYPE
+from agent_orchestrated_etl.store.history import page_events
+
+router = APIRouter(tags=["system"])
+ServerDep = Annotated[Server, Depends(server)]
+
+
+@router.get("/agents", summary="Agents: capabilities, status, load, heartbeat age, CPU and RSS")
+async def agents(srv: ServerDep) -> list[dict[str, Any]]:
+    return srv.runtime.monitor.agent_statuses()
+
+
+@router.get("/tools", summary="Tools the ETL agents hold, with input and output JSON Schemas")
+def tools(srv: ServerDep) -> list[dict[str, Any]]:
+    return srv.runtime.tools.describe()
+
+
+@router.get("/events", summary="Recorded run events in order, paged by id")
+def events(
+    srv: ServerDep,
+    run_id: str | None = None,
+    kind: str | None = None,
+    after: Annotated[int, Query(ge=0, description="The last event id seen; 0 to start.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    page = page_events(srv.runtime.store.engine, run_id=run_id, kind=kind, after=after, limit=limit)
+    return {"events": page, "next_after": page[-1]["id"] if len(page) == limit else None}
+
+
+@router.get("/alerts", summary="Alerts sent, newest first")
+def alerts(srv: ServerDep, run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    return srv.alerts.store.recent(run_id=run_id, limit=limit) if srv.alerts.store else []
+
+
+metrics_router = APIRouter(tags=["system"])
+
+
+@metrics_router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(srv: ServerDep) -> Response:
+    return Response(srv.metrics.render(), media_type=CONTENT_TYPE)

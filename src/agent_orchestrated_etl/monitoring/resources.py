@@ -1,0 +1,41 @@
+"""The resource alert: an agent's process over AGENT_ETL_MEMORY_LIMIT.
+
+The monitor samples this process's RSS every tick; agents of the embedded
+runtime all live in it, so one alert names all of them. The dedup window of
+the alert manager keeps a process that stays over the limit from alerting
+on every tick.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent_orchestrated_etl.agents.messages import Message
+from agent_orchestrated_etl.monitoring.alerts import Alert, AlertManager
+from agent_orchestrated_etl.monitoring.live import RunState
+
+if TYPE_CHECKING:
+    from agent_orchestrated_etl.agents.monitor_agent import MonitorAgent
+
+
+class MemoryWatcher:
+    def __init__(self, alerts: AlertManager, limit_bytes: int, limit_text: str) -> None:
+        self.alerts = alerts
+        self.limit_bytes = limit_bytes
+        self.limit_text = limit_text
+
+    def observe(self, message: Message, state: RunState | None) -> None:
+        """Memory is sampled on ticks, not read from events."""
+
+    def tick(self, monitor: MonitorAgent) -> None:
+        rss = monitor.process.rss_bytes
+        if rss <= self.limit_bytes:
+            return
+        agents = sorted(monitor.agents)
+        pid = next((a.pid for a in monitor.agents.values()), None)
+        summary = (
+            f"agents {', '.join(agents)} (process {pid}) use {rss / 2**20:,.0f} MB, over AGENT_ETL_MEMORY_LIMIT={self.limit_text}; "
+            "lower AGENT_ETL_MAX_WORKERS or AGENT_ETL_BATCH_ROWS, or raise the limit"
+        )
+        alert = Alert(sender=monitor.name, rule="memory_limit", severity="warning", subject=f"pid {pid}", summary=summary, details={"rss_bytes": rss, "limit_bytes": self.limit_bytes, "agents": agents, "pid": pid})
+        self.alerts.raise_alert(alert)
