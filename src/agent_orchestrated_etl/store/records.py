@@ -79,6 +79,7 @@ class RunStore:
             metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
+        _check_columns(self.engine, url)
         self.durability = Durability(self.engine, checkpoints, pipeline_locks, audit_log)
 
     def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str, spec_text: str, parent_run_id: str | None = None) -> None:
@@ -146,6 +147,28 @@ class RunStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _check_columns(engine: sa.Engine, url: str) -> None:
+    """Refuse a store made by an older version rather than fail later on a missing column.
+
+    There are no migrations yet (nothing has been released); until there are,
+    an old store is moved aside, which loses only run history.
+    """
+    inspector = sa.inspect(engine)
+    missing = {
+        table.name: sorted({c.name for c in table.columns} - {c["name"] for c in inspector.get_columns(table.name)})
+        for table in metadata.sorted_tables
+        if inspector.has_table(table.name)
+    }
+    missing = {name: columns for name, columns in missing.items() if columns}
+    if missing:
+        where = _safe(url)
+        raise ConfigurationError(
+            f"the metadata store was made by an older version of agent-etl (missing {missing})",
+            where=where,
+            hint=f"move it aside, e.g. mv {where.removeprefix('sqlite:///')} {where.removeprefix('sqlite:///')}.old, or point DATABASE_URL elsewhere",
+        )
 
 
 def _now() -> datetime:
