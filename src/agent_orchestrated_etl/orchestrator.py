@@ -47,7 +47,8 @@ class RunResult:
 
     @property
     def rows_read(self) -> int:
-        return sum(t.rows for t in self.tasks)
+        """Rows read from sources (as RunState.source_rows); a transform reads the workspace."""
+        return sum(t.rows for t in self.tasks if t.kind != "transform_load")
 
     @property
     def rows_written(self) -> int:
