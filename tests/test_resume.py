@@ -111,7 +111,7 @@ def test_out_of_memory_is_retried_with_smaller_batches(tmp_path: Path, monkeypat
         yield from real_read(self, partition)
 
     monkeypatch.setattr(FileSource, "read", read)
-    result = run_pipeline(load_spec(spec), Settings(batch_rows=100_000))
+    result = run_pipeline(load_spec(spec), Settings(AGENT_ETL_BATCH_ROWS=100_000))
     assert result.status == "succeeded", result.error
     assert tables(tmp_path / "out.duckdb") == {"a": 3, "b": 100}
     assert sorted(sizes) == [25_000, 25_000, 50_000, 50_000, 100_000, 100_000]

@@ -11,7 +11,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
@@ -31,39 +31,40 @@ def parse_size(text: str | int) -> int:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Only the documented names: a field name like `home` would also match $HOME.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=False)
 
     home: Path = Field(
         default=Path("~/.agent-etl"),
-        validation_alias=AliasChoices("AGENT_ETL_HOME", "home"),
+        validation_alias="AGENT_ETL_HOME",
         description="Where the metadata store and run workspaces live.",
     )
-    log_level: str = Field(default="INFO", validation_alias=AliasChoices("AGENT_ETL_LOG_LEVEL", "log_level"))
+    log_level: str = Field(default="INFO", validation_alias="AGENT_ETL_LOG_LEVEL")
     max_workers: int = Field(
         default=4,
         ge=1,
-        validation_alias=AliasChoices("AGENT_ETL_MAX_WORKERS", "max_workers"),
+        validation_alias="AGENT_ETL_MAX_WORKERS",
         description="How many tasks run at once, across all ETL agents.",
     )
     memory_limit: str = Field(
         default="512MB",
-        validation_alias=AliasChoices("AGENT_ETL_MEMORY_LIMIT", "memory_limit"),
+        validation_alias="AGENT_ETL_MEMORY_LIMIT",
         description="Memory budget of one agent process; DuckDB gets a share of it.",
     )
     database_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        validation_alias="DATABASE_URL",
         description="SQLAlchemy URL of the metadata store; a SQLite file under home by default.",
     )
-    connection_pool_size: int = Field(default=5, ge=1, validation_alias=AliasChoices("CONNECTION_POOL_SIZE"))
-    connection_timeout: float = Field(default=30, gt=0, validation_alias=AliasChoices("CONNECTION_TIMEOUT"))
-    monitoring_enabled: bool = Field(default=True, validation_alias=AliasChoices("MONITORING_ENABLED"))
-    websocket_port: int = Field(default=8765, validation_alias=AliasChoices("WEBSOCKET_PORT"))
+    connection_pool_size: int = Field(default=5, ge=1, validation_alias="CONNECTION_POOL_SIZE")
+    connection_timeout: float = Field(default=30, gt=0, validation_alias="CONNECTION_TIMEOUT")
+    monitoring_enabled: bool = Field(default=True, validation_alias="MONITORING_ENABLED")
+    websocket_port: int = Field(default=8765, validation_alias="WEBSOCKET_PORT")
     batch_rows: int = Field(
         # DuckDB's row group size: batches of it load into DuckDB without re-chunking.
         default=122_880,
         ge=1,
-        validation_alias=AliasChoices("AGENT_ETL_BATCH_ROWS", "batch_rows"),
+        validation_alias="AGENT_ETL_BATCH_ROWS",
         description="Target rows per Arrow record batch read from a source.",
     )
 
