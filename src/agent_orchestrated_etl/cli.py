@@ -143,10 +143,14 @@ def demo(
     result = _render(lambda listener: run_pipeline(loaded, load_settings(), listener=listener), as_json=as_json)
     if result.ok and not as_json:
         warehouse = directory / "warehouse.duckdb"
+        query = "SELECT category, sum(amount) FROM order_lines GROUP BY 1 ORDER BY 2 DESC"
         out.print(f"\nThe warehouse is [bold]{warehouse}[/]. Try next:")
-        out.print(f"  python -c \"import duckdb; print(duckdb.connect('{warehouse}').sql('SELECT category, sum(amount) FROM order_lines GROUP BY 1 ORDER BY 2 DESC'))\"")
-        out.print(f"  agent-etl runs show {result.run_id}      # the plan and every decision")
-        out.print(f"  agent-etl validate {spec_path}            # edit the spec, then check it")
+        for line in (
+            f"agent-etl runs show {result.run_id}    # the plan and every decision",
+            f"agent-etl run {spec_path}    # again, with live progress",
+            f"python -c \"import duckdb; duckdb.connect('{warehouse}').sql('{query}').show()\"",
+        ):
+            out.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
     raise typer.Exit(0 if result.ok else 1)
 
 

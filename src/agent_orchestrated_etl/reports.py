@@ -42,10 +42,11 @@ def summary(console: Console, result: RunResult) -> None:
     for commit in result.commits:
         quarantined = f", {commit['quarantined_rows']:,} quarantined" if commit["quarantined_rows"] else ""
         console.print(f"  committed [bold]{escape(commit['destination'])}[/]: {commit['rows']:,} rows{quarantined}")
-    failed_checks = [c for t in result.tasks for c in t.checks if c["rows_failed"]]
-    for check in failed_checks:
-        verdict = "[green]within threshold[/]" if check["passed"] else f"[red]failed ({check['severity']})[/]"
-        console.print(f"  check {escape(check['check'])}: {check['rows_failed']:,} of {check['rows_checked']:,} rows quarantined, {verdict}")
+    for task in result.tasks:
+        for check in task.checks:
+            if check["rows_failed"]:
+                verdict = "[green]within threshold[/]" if check["passed"] else f"[red]failed ({check['severity']})[/]"
+                console.print(f"  check {escape(check['check'])} in {escape(task.id)}: {check['rows_failed']:,} of {check['rows_checked']:,} rows quarantined, {verdict}")
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
