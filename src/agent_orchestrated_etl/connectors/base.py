@@ -29,17 +29,29 @@ class ConnectorSpec(BaseModel):
 
 
 class DestinationSpecBase(ConnectorSpec):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     input: str | None = Field(
         None, description="Source or transform whose rows this destination receives (default: the last one)."
     )
     write: Literal["append", "replace", "merge"] = "append"
     primary_key: list[str] = Field(default_factory=list, description="Key columns for write: merge.")
     critical: bool = Field(True, description="When false, a failure loading this destination leaves it as it was and the run ends partial.")
+    hard_delete: str | None = Field(
+        None, description="write: merge only: a boolean column; a row where it is true deletes its key from the target."
+    )
+    schema_: Literal["evolve", "freeze"] = Field(
+        "evolve",
+        alias="schema",
+        description="evolve: add new columns and widen types safely; freeze: fail with a diff on any change.",
+    )
 
     @model_validator(mode="after")
     def _merge_needs_key(self) -> DestinationSpecBase:
         if self.write == "merge" and not self.primary_key:
             raise ValueError("write: merge needs primary_key: [column, ...]")
+        if self.hard_delete is not None and self.write != "merge":
+            raise ValueError("hard_delete only applies to write: merge")
         return self
 
 
@@ -96,7 +108,13 @@ class Source(ABC):
         self.batch_rows = batch_rows
 
     def partitions(self) -> list[Partition]:
-        """Independent slices to read in parallel; one by default."""
+        """Independent slices to read in parallel; one by default.
+
+        A source whose spec has ``incremental:`` is called as ``partitions(window)``
+        with the run's ``incremental.Window``; it must put ``window.as_dict()`` in
+        every partition's ``options["window"]`` (the task filters the batches
+        through it) and may push the window down into its query.
+        """
         return [Partition(key="all", description=self.describe())]
 
     @abstractmethod
@@ -154,8 +172,19 @@ class Destination(ABC):
         """The task wrote its last batch: flush buffers so its staging is complete and durable."""
 
     @abstractmethod
-    def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
-        """Publish the staged data of these tasks in one atomic step, recording ``run_id`` as loaded."""
+    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
+        """Publish the staged data of these tasks in one atomic step, recording ``run_id`` as loaded.
+
+        ``state`` maps state keys (``pipeline/source``) to JSON values (the new
+        incremental high-water marks). A transactional destination stores them
+        in the same transaction as the data; a non-transactional one in the
+        same atomic step that publishes (the files' manifest). ``read_state``
+        returns them.
+        """
+
+    def read_state(self, key: str) -> Any | None:
+        """The state last committed under ``key``, or None (never committed, or no state kept)."""
+        return None
 
     @abstractmethod
     def abort(self, run_id: str) -> None:

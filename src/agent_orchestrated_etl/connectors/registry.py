@@ -19,13 +19,20 @@ if TYPE_CHECKING:
 _PACKAGE = "agent_orchestrated_etl.connectors"
 
 SOURCES: dict[str, str] = {
+    "duckdb": "duckdb:DuckDBSource",
     "file": "files:FileSource",
+    "mysql": "mysql:MySQLSource",
+    "postgres": "postgres:PostgresSource",
+    "sql": "sql.generic:GenericSQLSource",
     "sqlite": "sqlite:SQLiteSource",
 }
 
 DESTINATIONS: dict[str, str] = {
     "duckdb": "duckdb:DuckDBDestination",
     "file": "files:FileDestination",
+    "mysql": "mysql:MySQLDestination",
+    "postgres": "postgres:PostgresDestination",
+    "sqlite": "sqlite:SQLiteDestination",
 }
 
 

@@ -1,0 +1,198 @@
+"""PostgreSQL as a source and a destination, through ADBC's binary COPY in both directions.
+
+Reading: ADBC streams ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into
+Arrow batches. Before the first read the source looks up each column's type
+in ``pg_type``: enums are cast to text in the SELECT, NUMERIC(p, s) arrives
+from ADBC as text and is cast to ``decimal128(p, s)`` here, and a type Arrow
+cannot hold is refused up front with the cast to use.
+
+Writing: batches go into staging tables with ADBC's bulk ingest (binary COPY
+FROM STDIN); the shared SQL destination publishes them with MERGE, TRUNCATE
+and INSERT inside one transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import model_validator
+
+from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
+from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, check_one_of, connection_error
+from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
+from agent_orchestrated_etl.connectors.sql.source import SQLSource
+from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
+
+# Types ADBC turns into plain Arrow types (arrays of them too).
+_NATIVE = {
+    "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name", "char", "bool", "date", "time",
+    "timestamp", "timestamptz", "interval", "json", "jsonb", "uuid", "bytea", "oid",
+}
+_CASTS = {"money": "numeric(19, 2)", "numeric": "numeric(38, 9)"}
+
+
+def libpq_url(url: str) -> str:
+    """ADBC takes a libpq URI: no SQLAlchemy driver suffix."""
+    head, _, rest = url.partition("://")
+    return f"postgresql://{rest}" if head.lower().startswith("postgres") else url
+
+
+def _adbc() -> Any:
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+    except ImportError:
+        raise MissingDependencyError("PostgreSQL", "postgres") from None
+    return adbc
+
+
+class PostgresSourceSpec(ConnectorSpec, SQLSourceFields):
+    type: Literal["postgres"]
+
+    @model_validator(mode="after")
+    def _one_of(self) -> PostgresSourceSpec:
+        check_one_of(self)
+        return self
+
+
+class PostgresSource(SQLSource):
+    spec_model = PostgresSourceSpec
+    label = "postgres"
+
+    @cached_property
+    def _layout(self) -> tuple[str, dict[str, tuple[int, int]]]:
+        """The SELECT list (with casts) and the (precision, scale) of each NUMERIC column."""
+        with self._engine().connect() as conn:
+            result = conn.exec_driver_sql(f"SELECT * FROM {self.relation()} LIMIT 0")
+            described = result.cursor.description
+            oids = sorted({d.type_code for d in described})
+            types = {
+                row[0]: row[1:]
+                for row in conn.exec_driver_sql(
+                    "SELECT t.oid, t.typname, t.typtype, e.typname, e.typtype FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'"
+                    " WHERE t.oid = ANY(%s)",
+                    (oids,),
+                )
+            }
+        listed: list[str] = []
+        decimals: dict[str, tuple[int, int]] = {}
+        for d in described:
+            name, (typname, typtype, elem, elemtype) = d.name, types[d.type_code]
+            column = self.quote(name)
+            if typtype == "e":
+                listed.append(f"{column}::text AS {column}")
+            elif elemtype == "e":
+                listed.append(f"{column}::text[] AS {column}")
+            elif typname == "numeric" and d.precision is not None:
+                decimals[name] = (d.precision, d.scale or 0)
+                listed.append(column)
+            elif typname in _NATIVE or (elem is not None and elem in _NATIVE):
+                listed.append(column)
+            else:
+                cast = _CASTS.get(typname, "text")
+                why = "it has no declared precision" if typname == "numeric" else f"PostgreSQL type {typname} has no Arrow mapping"
+                raise DataError(
+                    f"column {name}: {why}",
+                    where=self.where,
+                    hint=f"read it through query: with CAST({name} AS {cast}) AS {name}",
+                )
+        return ", ".join(listed), decimals
+
+    def columns(self) -> str:
+        try:
+            return self._layout[0]
+        except DataError:
+            raise
+        except Exception as exc:
+            raise connection_error(exc, self.spec.url, self.where) from exc
+
+    def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
+        decimals = self._layout[1]
+        adbc = _adbc()
+        with adbc.connect(libpq_url(self.spec.url)) as conn, conn.cursor() as cursor:
+            cursor.execute(sql)
+            for batch in cursor.fetch_record_batch():
+                yield _with_decimals(batch, decimals) if decimals else batch
+
+
+def _with_decimals(batch: pa.RecordBatch, decimals: dict[str, tuple[int, int]]) -> pa.RecordBatch:
+    # ADBC hands NUMERIC over as text in an opaque extension type; the declared precision makes it exact.
+    columns = list(batch.columns)
+    fields = list(batch.schema)
+    for name, (precision, scale) in decimals.items():
+        i = batch.schema.get_field_index(name)
+        dtype = pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+        storage = columns[i].storage if isinstance(columns[i], pa.ExtensionArray) else columns[i]
+        columns[i] = pc.cast(storage, dtype)
+        fields[i] = pa.field(name, dtype)
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+
+
+class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):
+    type: Literal["postgres"]
+
+
+class PostgresDestination(SQLDestination):
+    spec_model = PostgresDestinationSpec
+    dialect = "postgresql"
+    label = "postgres"
+    seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
+
+    def __init__(self, spec: PostgresDestinationSpec, *, memory_limit_bytes: int) -> None:
+        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+        self._local = threading.local()
+        self._connections: list[Any] = []
+
+    def _adbc_connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _adbc().connect(libpq_url(self.spec.url))
+            self._connections.append(conn)
+        return conn
+
+    def load(self, name: str, batch: pa.RecordBatch) -> None:
+        conn = self._adbc_connection()
+        with conn.cursor() as cursor:
+            cursor.adbc_ingest(name, _ingestable(batch), mode="append", db_schema_name=self._schema)
+        conn.commit()
+
+    def clear_sql(self, target: str) -> str:
+        return f"TRUNCATE TABLE {target}"
+
+    def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
+        on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in self.spec.primary_key)
+        updates = [c for c in columns if c not in self.spec.primary_key]
+        matched = f"UPDATE SET {', '.join(f'{self.q(c)} = s.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
+        listed = ", ".join(self.q(c) for c in columns)
+        values = ", ".join(f"s.{self.q(c)}" for c in columns)
+        return f"MERGE INTO {target} AS t USING ({source}) AS s ON {on} WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
+
+    def close(self) -> None:
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+        self._local = threading.local()
+
+
+def _ingestable(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Cast the types binary COPY cannot send as they are (unsigned, dictionary) to ones it can."""
+    changed = False
+    columns, fields = [], []
+    for column, field in zip(batch.columns, batch.schema, strict=True):
+        dtype = field.type
+        target = None
+        if pa.types.is_dictionary(dtype):
+            target = dtype.value_type
+        elif pa.types.is_unsigned_integer(dtype):
+            target = {8: pa.int16(), 16: pa.int32(), 32: pa.int64(), 64: pa.decimal128(20, 0)}[dtype.bit_width]
+        if target is not None:
+            column, field, changed = pc.cast(column, target), pa.field(field.name, target), True
+        columns.append(column)
+        fields.append(field)
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
+
+

@@ -1,0 +1,139 @@
+"""Spec fields, URLs, engines and identifiers that every SQL connector shares.
+
+A URL may hold a password (usually through ``${env:...}``); it is only ever
+shown through ``redact``, and driver messages pass through ``scrub`` before
+they reach an exception, a log or a run record.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
+from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
+
+# schema.table or table, each part a plain identifier; anything else belongs in `query:`.
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+STAGING_PREFIX = "_aetl_stg_"
+
+# SQLAlchemy's driver for each URL scheme a user is likely to write.
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "sqlite": "sqlite"}
+_EXTRAS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql")}
+
+
+def table_name(value: str) -> str:
+    if not TABLE_NAME.match(value) or value.rsplit(".", 1)[-1].startswith(STAGING_PREFIX):
+        raise ValueError(f"table {value!r} must be `name` or `schema.name` of letters, digits and _; use query: for anything else")
+    return value
+
+
+class PartitionSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(description="A numeric, date or timestamp column to split on; bounds are found by the source.")
+    parts: int = Field(ge=1, le=1024, description="How many ranges (and parallel, separately checkpointed tasks).")
+
+
+class SQLSourceFields(BaseModel):
+    """The fields of every SQL source spec (mixed into each connector's spec model)."""
+
+    url: str = Field(description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through.")
+    table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
+    query: str | None = Field(None, description="Or read the result of this query.")
+    partition: PartitionSpec | None = Field(None, description="Split the read into ranges of one column, read in parallel.")
+    incremental: IncrementalSpec | None = Field(None, description="Read only rows past the committed high-water mark.")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str | None) -> str | None:
+        return None if value is None else table_name(value)
+
+
+class SQLDestinationFields(BaseModel):
+    """The fields of every SQL destination spec (mixed into each connector's spec model)."""
+
+    url: str = Field(description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through.")
+    table: str = Field(description="Target table, `name` or `schema.name`; created from the data's Arrow schema.")
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        return table_name(value)
+
+
+def check_one_of(spec: Any) -> None:
+    if (spec.table is None) == (spec.query is None):
+        raise ValueError("give exactly one of table or query")
+
+
+def scheme(url: str) -> str:
+    return url.split(":", 1)[0].split("+", 1)[0].lower()
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and records."""
+    return re.sub(r"(//[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def scrub(message: str, url: str) -> str:
+    """A driver's message without the URL's password, should the driver have echoed it."""
+    match = re.search(r"//[^:/@]+:([^@]*)@", url)
+    if match and match.group(1):
+        message = message.replace(match.group(1), "***")
+    return message.replace(url, redact(url))
+
+
+def sqlalchemy_url(url: str) -> str:
+    head, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"not a database URL: {redact(url)}", hint="write it as postgresql://user@host:5432/db")
+    return f"{_DRIVERS.get(head.lower(), head)}://{rest}"
+
+
+@lru_cache(maxsize=32)
+def engine(url: str) -> Any:
+    """One pooled SQLAlchemy engine per URL for the process; sizes and timeouts from the settings."""
+    import sqlalchemy as sa
+
+    from agent_orchestrated_etl.config import Settings
+
+    kind = scheme(url)
+    if kind in ("postgres", "postgresql", "mysql", "mariadb"):
+        module, extra = _EXTRAS["postgresql" if kind.startswith("postgres") else "mysql"]
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingDependencyError(f"a {kind} connection", extra) from None
+    settings = Settings()
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    connect_args: dict[str, Any] = {}
+    if kind != "sqlite":
+        options |= {"pool_size": settings.connection_pool_size, "pool_timeout": settings.connection_timeout}
+        connect_args["connect_timeout"] = int(settings.connection_timeout)
+    try:
+        return sa.create_engine(sqlalchemy_url(url), connect_args=connect_args, hide_parameters=True, **options)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigurationError(scrub(str(exc), url), where=redact(url), hint="check the URL") from None
+
+
+def quote_table(preparer: Any, name: str) -> str:
+    return ".".join(preparer.quote(part) for part in name.split("."))
+
+
+def connection_error(exc: Exception, url: str, where: str) -> Exception:
+    """Map a driver exception to our tree: refused credentials fail fast, a lost server is retriable."""
+    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, SourceNotFoundError
+
+    message = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+    lowered = message.lower()
+    if "password authentication failed" in lowered or "access denied" in lowered:
+        return AuthError(message, where=where, hint="check the user and password in the URL")
+    if "does not exist" in lowered or "doesn't exist" in lowered or "no such table" in lowered or "unknown database" in lowered:
+        return SourceNotFoundError(message, where=where, hint="check the table, schema and database names")
+    if any(s in lowered for s in ("connection refused", "could not connect", "can't connect", "timeout", "timed out", "server closed", "lost connection", "connection reset")):
+        return ConnectionFailedError(message, where=where, hint=f"is the server at {redact(url)} up?")
+    return ConfigurationError(message, where=where, hint="check the query and the table")

@@ -1,0 +1,363 @@
+"""A SQL database as a destination: per-task staging tables, published in one transaction.
+
+``begin`` creates nothing; the first batch of a task creates its staging
+table from the Arrow schema (after checking that schema against the target,
+so ``schema: freeze`` and incompatible types fail before any data moves).
+``commit`` then, in one transaction: applies the schema changes, publishes
+every staged table (append, replace or merge), records the run in
+``_agent_etl_loads`` and the incremental state in ``_agent_etl_state``.
+Committing a run twice finds it in ``_agent_etl_loads`` and does nothing.
+
+Databases without transactional DDL (MySQL, MariaDB) run the DDL (create
+the target, add or widen columns: changes every old row still fits) just
+before the transaction, and drop the staging tables just after it.
+Subclasses give the bulk path (``load``) and the dialect's upsert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities
+from agent_orchestrated_etl.connectors.sql import schema as schemas
+from agent_orchestrated_etl.connectors.sql.common import STAGING_PREFIX, connection_error, engine, quote_table, redact
+from agent_orchestrated_etl.connectors.sql.types import arrow_type, ddl_type
+from agent_orchestrated_etl.exceptions import AgentETLError, DataError
+
+LOADS = "_agent_etl_loads"
+STATE = "_agent_etl_state"
+SEQ = "_aetl_seq"
+_KINDS = {"data": "d", "quarantine": "q"}
+
+
+class SQLDestination(Destination):
+    capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}))
+    dialect: ClassVar[str]
+    label: ClassVar[str] = "sql"
+    transactional_ddl: ClassVar[bool] = True
+    #: Test hook: called inside ``commit`` after the data is published and before COMMIT.
+    before_commit: ClassVar[Callable[[str], None] | None] = None
+
+    def __init__(self, spec: Any, *, memory_limit_bytes: int) -> None:
+        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+        self._created: set[str] = set()
+        self._checked = False
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"{self.label} {redact(self.spec.url)} table {self.spec.table}"
+
+    @property
+    def where(self) -> str:
+        return f"destination {self.spec.table}"
+
+    # -- names ----------------------------------------------------------------
+    def _engine(self) -> Any:
+        return engine(self.spec.url)
+
+    @property
+    def _schema(self) -> str | None:
+        return self.spec.table.rsplit(".", 1)[0] if "." in self.spec.table else None
+
+    @property
+    def _name(self) -> str:
+        return self.spec.table.rsplit(".", 1)[-1]
+
+    def q(self, name: str) -> str:
+        return quote_table(self._engine().dialect.identifier_preparer, name)
+
+    def _qualified(self, name: str) -> str:
+        return self.q(f"{self._schema}.{name}" if self._schema else name)
+
+    def staging(self, run_id: str, task_id: str, kind: str = "data") -> str:
+        """Staging table name: short (PostgreSQL cuts names at 63 bytes) and findable by run."""
+        return f"{_run_prefix(run_id)}{_short(task_id)}_{_KINDS[kind]}"
+
+    # -- staging --------------------------------------------------------------
+    def begin(self, run_id: str, task_id: str) -> None:
+        self._bookkeeping()
+        with self._guard(), self._engine().begin() as conn:
+            for kind in _KINDS:
+                name = self.staging(run_id, task_id, kind)
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._qualified(name)}")
+                self._created.discard(name)
+
+    def write_batch(self, run_id: str, task_id: str, batch: pa.RecordBatch) -> None:
+        name = self.staging(run_id, task_id)
+        if name not in self._created:
+            self._check_schema(batch.schema)
+            self._create_staging(name, batch.schema, seq=self.spec.write == "merge")
+        with self._guard():
+            self.load(name, batch)
+
+    def write_quarantine(self, run_id: str, task_id: str, rows: pa.RecordBatch) -> None:
+        name = self.staging(run_id, task_id, "quarantine")
+        if name not in self._created:
+            self._create_staging(name, rows.schema, seq=False)
+        with self._guard():
+            self.load(name, rows)
+
+    def _create_staging(self, name: str, schema: pa.Schema, *, seq: bool) -> None:
+        columns = [f"{self.q(f.name)} {ddl_type(self.dialect, f.type, column=f.name, where=self.where)}" for f in schema]
+        if seq and self.seq_ddl:
+            columns.insert(0, f"{self.q(SEQ)} {self.seq_ddl}")
+        with self._guard(), self._engine().begin() as conn:
+            conn.exec_driver_sql(f"CREATE TABLE {self._qualified(name)} ({', '.join(columns)})")
+        self._created.add(name)
+
+    def _check_schema(self, incoming: pa.Schema) -> None:
+        """Fail on the first batch, not at commit, when the data cannot go into the target."""
+        with self._lock:
+            if self._checked:
+                return
+            target = self._target_columns()
+            if target is not None:
+                changes = schemas.diff({n: arrow_type(c["type"]) for n, c in target.items()}, self._without_marker(incoming))
+                schemas.check(changes, mode=self.spec.schema_, where=self.where)
+            self._checked = True
+
+    def _without_marker(self, incoming: pa.Schema) -> pa.Schema:
+        marker = self.spec.hard_delete
+        return pa.schema([f for f in incoming if f.name != marker])
+
+    def _target_columns(self, conn: Any = None) -> dict[str, dict[str, Any]] | None:
+        import sqlalchemy as sa
+
+        with self._guard():
+            inspector = sa.inspect(conn if conn is not None else self._engine())
+            if not inspector.has_table(self._name, schema=self._schema):
+                return None
+            return {c["name"]: c for c in inspector.get_columns(self._name, schema=self._schema)}
+
+    def load(self, name: str, batch: pa.RecordBatch) -> None:
+        """Append a batch to staging table ``name`` (in the target's schema).
+
+        This generic path binds Python rows; each dialect overrides it with its bulk path.
+        """
+        names = ", ".join(self.q(n) for n in batch.schema.names)
+        marks = ", ".join(["%s"] * batch.num_columns) if self._engine().dialect.paramstyle in ("format", "pyformat") else ", ".join(["?"] * batch.num_columns)
+        with self._engine().begin() as conn:
+            conn.exec_driver_sql(f"INSERT INTO {self._qualified(name)} ({names}) VALUES ({marks})", [tuple(r.values()) for r in batch.to_pylist()])
+
+    # -- commit ---------------------------------------------------------------
+    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
+        """Publish the staged tables of ``task_ids`` and store ``state`` (state key -> JSON value) atomically."""
+        self._bookkeeping()
+        with self._guard():
+            done = self._loaded(run_id)
+            if done is not None:
+                return CommitResult(rows=done[0], quarantined_rows=done[1], already_committed=True)
+            import sqlalchemy as sa
+
+            inspector = sa.inspect(self._engine())
+            present = set(inspector.get_table_names(schema=self._schema))
+            data = [n for n in (self.staging(run_id, t) for t in task_ids) if n in present]
+            quarantine = [n for n in (self.staging(run_id, t, "quarantine") for t in task_ids) if n in present]
+            staged = {n: {c["name"]: c for c in inspector.get_columns(n, schema=self._schema) if c["name"] != SEQ} for n in data}
+            if self.transactional_ddl:
+                with self._engine().begin() as conn:
+                    self._prepare(conn, staged)
+                    result = self._publish(conn, run_id, staged, quarantine, state)
+                    self._drop(conn, data + quarantine)
+            else:
+                with self._engine().begin() as conn:
+                    self._prepare(conn, staged)
+                with self._engine().begin() as conn:
+                    result = self._publish(conn, run_id, staged, quarantine, state)
+                with self._engine().begin() as conn:
+                    self._drop(conn, data + quarantine)
+        return result
+
+    def _loaded(self, run_id: str) -> tuple[int, int] | None:
+        with self._engine().connect() as conn:
+            row = conn.exec_driver_sql(f"SELECT rows_loaded, quarantined_rows FROM {self._qualified(LOADS)} WHERE run_id = {self._mark(1)} AND table_name = {self._mark(2)}", self._params(run_id, self.spec.table)).first()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def _prepare(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Create the target or bring its columns up to what was staged (the schema DDL)."""
+        if not staged:
+            return
+        wanted: dict[str, dict[str, Any]] = {}
+        for columns in staged.values():
+            for name, column in columns.items():
+                if name != self.spec.hard_delete:
+                    wanted.setdefault(name, column)
+        target = self._target_columns(conn)
+        if target is None:
+            self._create_target(conn, wanted)
+            return
+        incoming = pa.schema([(n, arrow_type(c["type"]) or pa.null()) for n, c in wanted.items()])
+        changes = schemas.diff({n: arrow_type(c["type"]) for n, c in target.items()}, incoming)
+        schemas.check(changes, mode=self.spec.schema_, where=self.where)
+        for added in changes.added:
+            conn.exec_driver_sql(f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}")
+        for name, _old, new in changes.widened:
+            conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.dialect, new, column=name, where=self.where)))
+
+    def _compiled(self, column: dict[str, Any]) -> str:
+        return column["type"].compile(dialect=self._engine().dialect)
+
+    def _create_target(self, conn: Any, columns: dict[str, dict[str, Any]]) -> None:
+        defs = [f"{self.q(n)} {self._compiled(c)}" + (" NOT NULL" if n in self.spec.primary_key else "") for n, c in columns.items()]
+        if self.spec.write == "merge":
+            defs.append(f"PRIMARY KEY ({', '.join(self.q(k) for k in self.spec.primary_key)})")
+        conn.exec_driver_sql(f"CREATE TABLE {self.q(self.spec.table)} ({', '.join(defs)})")
+
+    def _publish(self, conn: Any, run_id: str, staged: dict[str, dict[str, dict[str, Any]]], quarantine: list[str], state: dict[str, Any] | None) -> CommitResult:
+        target = self.q(self.spec.table)
+        rows = sum(int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(n)}").scalar()) for n in staged)
+        columns = list(dict.fromkeys(n for cols in staged.values() for n in cols if n != self.spec.hard_delete))
+        if self.spec.write == "replace":
+            conn.exec_driver_sql(self.clear_sql(target))
+        if staged and self.spec.write == "merge":
+            self._merge(conn, staged, columns)
+        elif staged:
+            listed = ", ".join(self.q(c) for c in columns)
+            conn.exec_driver_sql(f"INSERT INTO {target} ({listed}) {self._union(staged, columns)}")
+        quarantined = self._publish_quarantine(conn, quarantine)
+        conn.exec_driver_sql(f"INSERT INTO {self._qualified(LOADS)} (run_id, table_name, rows_loaded, quarantined_rows, committed_at) VALUES ({', '.join(self._mark(i) for i in range(1, 6))})", self._params(run_id, self.spec.table, rows, quarantined, datetime.now(UTC).replace(tzinfo=None)))
+        for key, value in (state or {}).items():
+            conn.exec_driver_sql(f"DELETE FROM {self._qualified(STATE)} WHERE state_key = {self._mark(1)}", self._params(key))
+            conn.exec_driver_sql(f"INSERT INTO {self._qualified(STATE)} (state_key, state_json, run_id) VALUES ({self._mark(1)}, {self._mark(2)}, {self._mark(3)})", self._params(key, json.dumps(value), run_id))
+        if type(self).before_commit is not None:
+            type(self).before_commit(run_id)  # type: ignore[misc]
+        return CommitResult(rows=rows, quarantined_rows=quarantined)
+
+    def _union(self, staged: dict[str, dict[str, dict[str, Any]]], columns: list[str], *, extra: bool = False) -> str:
+        """One SELECT over every staged table; a table lacking a column gives NULLs of the right type."""
+        types = {n: c for cols in staged.values() for n, c in cols.items()}
+        parts = []
+        for i, (name, cols) in enumerate(staged.items()):
+            listed = [self.q(c) if c in cols else f"CAST(NULL AS {self._compiled(types[c])}) AS {self.q(c)}" for c in columns]
+            if extra:
+                listed += [f"{i} AS _aetl_task", f"{self.seq_expr} AS {SEQ}"]
+            parts.append(f"SELECT {', '.join(listed)} FROM {self._qualified(name)}")
+        return " UNION ALL ".join(parts)
+
+    def _merge(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]], columns: list[str]) -> None:
+        marker = self.spec.hard_delete
+        union_columns = columns + ([marker] if marker else [])
+        keys = ", ".join(self.q(k) for k in self.spec.primary_key)
+        # Within one run the last staged row of a key wins: by task, then by arrival within the task.
+        latest = (
+            f"SELECT * FROM (SELECT u.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY _aetl_task DESC, {SEQ} DESC) AS _aetl_rn"
+            f" FROM ({self._union(staged, union_columns, extra=True)}) u) d WHERE _aetl_rn = 1"
+        )
+        target = self.q(self.spec.table)
+        if marker:
+            match = " AND ".join(f"s.{self.q(k)} = {target}.{self.q(k)}" for k in self.spec.primary_key)
+            conn.exec_driver_sql(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM ({latest}) s WHERE {match} AND s.{self.q(marker)} = {self.true})")
+            latest = f"SELECT * FROM ({latest}) k WHERE k.{self.q(marker)} IS NULL OR k.{self.q(marker)} <> {self.true}"
+        conn.exec_driver_sql(self.upsert_sql(target, columns, latest))
+
+    def _publish_quarantine(self, conn: Any, staged: list[str]) -> int:
+        if not staged:
+            return 0
+        import sqlalchemy as sa
+
+        target = f"{self._name}__quarantine"
+        if not sa.inspect(conn).has_table(target, schema=self._schema):
+            conn.exec_driver_sql(f"CREATE TABLE {self._qualified(target)} (run_id TEXT, task_id TEXT, check_name TEXT, reason TEXT, origin TEXT, row_json TEXT)")
+        total = 0
+        for name in staged:
+            total += int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(name)}").scalar())
+            conn.exec_driver_sql(f"INSERT INTO {self._qualified(target)} (run_id, task_id, check_name, reason, origin, row_json) SELECT run_id, task_id, check_name, reason, origin, row_json FROM {self._qualified(name)}")
+        return total
+
+    def _drop(self, conn: Any, names: list[str]) -> None:
+        for name in names:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._qualified(name)}")
+            self._created.discard(name)
+
+    def abort(self, run_id: str) -> None:
+        import sqlalchemy as sa
+
+        with self._guard():
+            prefix = _run_prefix(run_id)
+            names = [n for n in sa.inspect(self._engine()).get_table_names(schema=self._schema) if n.startswith(prefix)]
+            with self._engine().begin() as conn:
+                self._drop(conn, names)
+
+    # -- state ----------------------------------------------------------------
+    def read_state(self, key: str) -> Any | None:
+        """The state committed under ``key`` (JSON), or None before the first commit."""
+        self._bookkeeping()
+        with self._guard(), self._engine().connect() as conn:
+            value = conn.exec_driver_sql(f"SELECT state_json FROM {self._qualified(STATE)} WHERE state_key = {self._mark(1)}", self._params(key)).scalar()
+        return None if value is None else json.loads(value)
+
+    def _bookkeeping(self) -> None:
+        with self._lock:
+            if getattr(self, "_bookkept", False):
+                return
+            with self._guard(), self._engine().begin() as conn:
+                if self._schema:
+                    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {self.q(self._schema)}")
+                conn.exec_driver_sql(
+                    f"CREATE TABLE IF NOT EXISTS {self._qualified(LOADS)} (run_id VARCHAR(64) NOT NULL, table_name VARCHAR(200) NOT NULL,"
+                    f" rows_loaded BIGINT NOT NULL, quarantined_rows BIGINT NOT NULL, committed_at {self.timestamp_ddl}, PRIMARY KEY (run_id, table_name))"
+                )
+                conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {self._qualified(STATE)} (state_key VARCHAR(300) NOT NULL PRIMARY KEY, state_json TEXT NOT NULL, run_id VARCHAR(64))")
+            self._bookkept = True
+
+    # -- dialect pieces -------------------------------------------------------
+    seq_ddl: ClassVar[str | None] = None
+    seq_expr: ClassVar[str] = SEQ
+    true: ClassVar[str] = "TRUE"
+    timestamp_ddl: ClassVar[str] = "TIMESTAMP"
+
+    def clear_sql(self, target: str) -> str:
+        return f"DELETE FROM {target}"
+
+    def widen_sql(self, column: str, new_type: str) -> str:
+        return f"ALTER TABLE {self.q(self.spec.table)} ALTER COLUMN {self.q(column)} TYPE {new_type}"
+
+    def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
+        raise NotImplementedError
+
+    def _mark(self, n: int) -> str:
+        return "%s" if self._engine().dialect.paramstyle in ("format", "pyformat") else "?"
+
+    def _params(self, *values: Any) -> tuple[Any, ...]:
+        return values
+
+    def _guard(self) -> _Errors:
+        return _Errors(self)
+
+
+class _Errors:
+    """Turns driver exceptions into our tree, with the password scrubbed from the message."""
+
+    def __init__(self, dest: SQLDestination) -> None:
+        self.dest = dest
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, AgentETLError) or not isinstance(exc, Exception):
+            return False
+        mapped = connection_error(exc, self.dest.spec.url, self.dest.where)
+        if type(mapped).__name__ == "ConfigurationError" and _is_data_problem(exc):
+            mapped = DataError(mapped.message, where=mapped.where, hint="the staged rows do not fit the target; check types, NOT NULL and key columns")
+        raise mapped from exc
+
+
+def _is_data_problem(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("violates", "duplicate", "out of range", "invalid input", "cannot be null", "null value", "incorrect", "truncat", "constraint"))
+
+
+def _short(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _run_prefix(run_id: str) -> str:
+    return f"{STAGING_PREFIX}{_short(run_id)}_"
