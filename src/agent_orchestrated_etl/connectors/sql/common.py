@@ -114,6 +114,8 @@ def engine(url: str) -> Any:
     if kind != "sqlite":
         options |= {"pool_size": settings.connection_pool_size, "pool_timeout": settings.connection_timeout}
         connect_args["connect_timeout"] = int(settings.connection_timeout)
+    if kind in ("mysql", "mariadb"):
+        connect_args["local_infile"] = True  # the bulk path: LOAD DATA LOCAL INFILE of our own temp files
     try:
         return sa.create_engine(sqlalchemy_url(url), connect_args=connect_args, hide_parameters=True, **options)
     except sa.exc.ArgumentError as exc:

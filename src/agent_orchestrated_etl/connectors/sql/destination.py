@@ -205,7 +205,8 @@ class SQLDestination(Destination):
         return column["type"].compile(dialect=self._engine().dialect)
 
     def _create_target(self, conn: Any, columns: dict[str, dict[str, Any]]) -> None:
-        defs = [f"{self.q(n)} {self._compiled(c)}" + (" NOT NULL" if n in self.spec.primary_key else "") for n, c in columns.items()]
+        keys = set(self.spec.primary_key) if self.spec.write == "merge" else set()
+        defs = [f"{self.q(n)} {self.key_type(self._compiled(c)) + ' NOT NULL' if n in keys else self._compiled(c)}" for n, c in columns.items()]
         if self.spec.write == "merge":
             defs.append(f"PRIMARY KEY ({', '.join(self.q(k) for k in self.spec.primary_key)})")
         conn.exec_driver_sql(f"CREATE TABLE {self.q(self.spec.table)} ({', '.join(defs)})")
@@ -235,7 +236,7 @@ class SQLDestination(Destination):
         types = {n: c for cols in staged.values() for n, c in cols.items()}
         parts = []
         for i, (name, cols) in enumerate(staged.items()):
-            listed = [self.q(c) if c in cols else f"CAST(NULL AS {self._compiled(types[c])}) AS {self.q(c)}" for c in columns]
+            listed = [self.q(c) if c in cols else f"{self.null_as(self._compiled(types[c]))} AS {self.q(c)}" for c in columns]
             if extra:
                 listed += [f"{i} AS _aetl_task", f"{self.seq_expr} AS {SEQ}"]
             parts.append(f"SELECT {', '.join(listed)} FROM {self._qualified(name)}")
@@ -320,7 +321,15 @@ class SQLDestination(Destination):
         return f"ALTER TABLE {self.q(self.spec.table)} ALTER COLUMN {self.q(column)} TYPE {new_type}"
 
     def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
+        """The dialect's INSERT ... ON CONFLICT / MERGE of ``source`` (deduplicated by key) into ``target``."""
         raise NotImplementedError
+
+    def null_as(self, sql_type: str) -> str:
+        return f"CAST(NULL AS {sql_type})"
+
+    def key_type(self, sql_type: str) -> str:
+        """The column type of a primary key column created for merge."""
+        return sql_type
 
     def _mark(self, n: int) -> str:
         return "%s" if self._engine().dialect.paramstyle in ("format", "pyformat") else "?"
