@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 
 from agent_orchestrated_etl.connectors.duckdb import DuckDBDestination, DuckDBDestinationSpec
+from agent_orchestrated_etl.exceptions import DataError
 
 MB = 1 << 20
 
@@ -72,7 +72,7 @@ def test_a_failing_commit_rolls_back_everything(tmp_path: Path) -> None:
     load(dest, "r1", [batch([1], ["a"])])
     dest.begin("r2", "task0")
     dest.write_batch("r2", "task0", pa.record_batch({"id": pa.array(["one"]), "v": pa.array(["b"])}))  # no BIGINT key
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(DataError, match="(?s)do not fit the target.*! id: target holds int64, incoming string"):
         dest.commit("r2", ["task0"])
     assert rows(dest) == [(1, "a")]
     assert dest._cursor().execute("SELECT count(*) FROM _agent_etl_loads WHERE run_id = 'r2'").fetchone()[0] == 0

@@ -1,31 +1,44 @@
-"""DuckDB as a destination: Arrow batches into staging tables, published in one transaction.
+"""DuckDB as a source and a destination.
 
+Destination: Arrow batches into staging tables, published in one transaction.
 Staging tables live beside the target under a reserved prefix, so a fresh
 target can be published by a rename instead of a copy. The commit also
-records the run in ``_agent_etl_loads`` inside the same transaction, which
-makes committing a run twice a no-op.
+records the run in ``_agent_etl_loads`` and the incremental state in
+``_agent_etl_state`` inside the same transaction, which makes committing a
+run twice a no-op and keeps the high-water mark with the data.
+
+Source: a table or query of a DuckDB file, streamed as Arrow batches, with
+the partitions and incremental windows of every SQL source.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent_orchestrated_etl.connectors.base import (
     CommitResult,
+    ConnectorSpec,
     Destination,
     DestinationCapabilities,
     DestinationSpecBase,
 )
-from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
+from agent_orchestrated_etl.connectors.sql import schema as schemas
+from agent_orchestrated_etl.connectors.sql.common import PartitionSpec, check_one_of
+from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
+from agent_orchestrated_etl.connectors.sql.source import SQLSource
+from agent_orchestrated_etl.exceptions import ConfigurationError, DataError, SourceNotFoundError
 
 _STAGING_PREFIX = "_agent_etl_stg_"
 _LOADS = "_agent_etl_loads"
+_STATE = "_agent_etl_state"
 _ROW_GROUP = 122_880  # DuckDB's row group size
 _INSERT_ROWS = 4 * _ROW_GROUP
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -110,6 +123,8 @@ class DuckDBDestination(Destination):
     spec_model = DuckDBDestinationSpec
     # One process holds a DuckDB file for writing; tasks in it stage through their own cursors.
     capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}))
+    #: Test hook: called inside ``commit`` after the data is published and before COMMIT.
+    before_commit: ClassVar[Callable[[str], None] | None] = None
 
     def __init__(self, spec: DuckDBDestinationSpec, *, memory_limit_bytes: int) -> None:
         super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
@@ -158,7 +173,7 @@ class DuckDBDestination(Destination):
         found = {row[0] for row in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
         return [name for name in names if name in found]
 
-    def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
+    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
         for task_id in task_ids:
             self.finish(run_id, task_id)
         cursor = self._cursor()
@@ -172,6 +187,10 @@ class DuckDBDestination(Destination):
             rows = self._publish(cursor, staged)
             quarantined = self._publish_quarantine(cursor, self._existing(cursor, [self._staging(run_id, t, "quarantine") for t in task_ids]))
             cursor.execute(f"INSERT INTO {_LOADS} (run_id, table_name, rows, quarantined_rows) VALUES (?, ?, ?, ?)", [run_id, self.table, rows, quarantined])
+            for key, value in (state or {}).items():
+                cursor.execute(f"INSERT OR REPLACE INTO {_STATE} (state_key, state_json, run_id) VALUES (?, ?, ?)", [key, json.dumps(value), run_id])
+            if type(self).before_commit is not None:
+                type(self).before_commit(run_id)  # type: ignore[misc]
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
@@ -188,6 +207,8 @@ class DuckDBDestination(Destination):
                 cursor.execute(f"DELETE FROM {target}")
             return 0
         fresh = mode == "replace" or not exists
+        if exists and not fresh:
+            self._check_schema(cursor, staged)
         if mode != "merge" and fresh and len(staged) == 1:
             # A fresh or replaced target is the staging table renamed: no copy of the data.
             if exists:
@@ -199,7 +220,8 @@ class DuckDBDestination(Destination):
             cursor.execute(f"CREATE OR REPLACE TABLE {target} AS {union}")
         else:
             if not exists:
-                cursor.execute(f"CREATE TABLE {target} AS SELECT * FROM {quote(staged[0])} LIMIT 0")
+                marker = f" EXCLUDE ({quote(self.spec.hard_delete)})" if self.spec.hard_delete else ""
+                cursor.execute(f"CREATE TABLE {target} AS SELECT *{marker} FROM {quote(staged[0])} LIMIT 0")
             for name in staged:
                 self._add_new_columns(cursor, name)
             if mode == "append":
@@ -210,10 +232,22 @@ class DuckDBDestination(Destination):
             cursor.execute(f"DROP TABLE {quote(name)}")
         return rows
 
+    def _check_schema(self, cursor: Any, staged: list[str]) -> None:
+        """Refuse incompatible types, and any change under ``schema: freeze``, with a readable diff."""
+        target = cursor.execute(f"SELECT * FROM {quote(self.table)} LIMIT 0").to_arrow_table().schema
+        for name in staged:
+            incoming = cursor.execute(f"SELECT * FROM {quote(name)} LIMIT 0").to_arrow_table().schema
+            incoming = pa.schema([f for f in incoming if f.name != self.spec.hard_delete])
+            changes = schemas.diff({f.name: f.type for f in target}, incoming)
+            schemas.check(changes, mode=self.spec.schema_, where=self.describe())
+            for column, _old, new in changes.widened:
+                wider = cursor.from_arrow(pa.table({"x": pa.array([], new)})).types[0]
+                cursor.execute(f"ALTER TABLE {quote(self.table)} ALTER {quote(column)} TYPE {wider}")
+
     def _add_new_columns(self, cursor: Any, staged: str) -> None:
-        existing = {r[0] for r in cursor.execute(f"SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}
-        for name, dtype in cursor.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [staged]).fetchall():
-            if name not in existing:
+        existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}
+        for name, dtype in cursor.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [staged]).fetchall():
+            if name not in existing and name != self.spec.hard_delete:
                 cursor.execute(f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(name)} {dtype}")
 
     def _merge(self, cursor: Any, staged: list[str]) -> None:
@@ -221,11 +255,22 @@ class DuckDBDestination(Destination):
         ordered = " UNION ALL BY NAME ".join(f"SELECT *, {i} AS __task, rowid AS __row FROM {quote(s)}" for i, s in enumerate(staged))
         keys = ", ".join(quote(k) for k in self.spec.primary_key)
         on = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM s.{quote(k)}" for k in self.spec.primary_key)
-        cursor.execute(
-            f"MERGE INTO {quote(self.table)} AS t USING (SELECT * EXCLUDE (__task, __row) FROM ({ordered})"
-            f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __task DESC, __row DESC) = 1) AS s"
-            f" ON {on} WHEN MATCHED THEN UPDATE BY NAME WHEN NOT MATCHED THEN INSERT BY NAME"
+        latest = (
+            f"SELECT * EXCLUDE (__task, __row) FROM ({ordered})"
+            f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __task DESC, __row DESC) = 1"
         )
+        marker = self.spec.hard_delete
+        if marker is None:
+            actions = "WHEN MATCHED THEN UPDATE BY NAME WHEN NOT MATCHED THEN INSERT BY NAME"
+        else:
+            columns = [c for c in cursor.execute(f"SELECT * FROM ({latest}) LIMIT 0").to_arrow_table().schema.names if c != marker]
+            deleted = f"s.{quote(marker)} IS TRUE"
+            actions = (
+                f"WHEN MATCHED AND {deleted} THEN DELETE"
+                f" WHEN MATCHED THEN UPDATE SET {', '.join(f'{quote(c)} = s.{quote(c)}' for c in columns)}"
+                f" WHEN NOT MATCHED AND NOT ({deleted}) THEN INSERT ({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(f's.{quote(c)}' for c in columns)})"
+            )
+        cursor.execute(f"MERGE INTO {quote(self.table)} AS t USING ({latest}) AS s ON {on} {actions}")
 
     def _publish_quarantine(self, cursor: Any, staged: list[str]) -> int:
         if not staged:
@@ -244,11 +289,105 @@ class DuckDBDestination(Destination):
         for (name,) in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)", [f"{_STAGING_PREFIX}{slug}_"]).fetchall():
             cursor.execute(f"DROP TABLE IF EXISTS {quote(name)}")
 
+    def read_state(self, key: str) -> Any | None:
+        row = self._cursor().execute(f"SELECT state_json FROM {_STATE} WHERE state_key = ?", [key]).fetchone()
+        return None if row is None else json.loads(row[0])
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 _release(Path(self.spec.path).expanduser())
                 self._conn = None
+
+
+class DuckDBSourceSpec(ConnectorSpec):
+    type: Literal["duckdb"]
+    path: str = Field(description="The DuckDB database file.")
+    table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
+    query: str | None = Field(None, description="Or read the result of this query.")
+    partition: PartitionSpec | None = None
+    incremental: IncrementalSpec | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _plain(cls, table: str | None) -> str | None:
+        if table is not None and not all(_IDENTIFIER.match(part) for part in table.split(".")):
+            raise ValueError(f"table {table!r} must be `name` or `schema.name`; use query: for anything else")
+        return table
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DuckDBSourceSpec:
+        check_one_of(self)
+        return self
+
+
+class DuckDBSource(SQLSource):
+    """DuckDB has no SQLAlchemy dialect installed here, so this source talks to duckdb directly."""
+
+    spec_model = DuckDBSourceSpec
+    label = "duckdb"
+
+    @property
+    def url(self) -> str:
+        return f"duckdb:///{self.spec.path}"
+
+    def describe(self) -> str:
+        return f"duckdb {self.spec.path}" + (f" table {self.spec.table}" if self.spec.table else " query")
+
+    def quote(self, name: str) -> str:
+        return ".".join(quote(part) for part in name.split("."))
+
+    def literal(self, value: Any) -> str:
+        # Values are typed (numbers, dates, timestamps) before they get here; see SQLSource.
+        import datetime as dt
+        from decimal import Decimal
+
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal | dt.date):
+            raise ConfigurationError(f"bound {value!r} is not a number, date or timestamp", where=self.where)
+        if isinstance(value, dt.datetime):
+            return f"TIMESTAMPTZ '{value.isoformat()}'" if value.tzinfo else f"TIMESTAMP '{value.isoformat()}'"
+        if isinstance(value, dt.date):
+            return f"DATE '{value.isoformat()}'"
+        return repr(float(value)) if isinstance(value, float) else str(value)
+
+    def _connection(self) -> Any:
+        import duckdb
+
+        path = Path(self.spec.path).expanduser()
+        if not path.exists():
+            raise SourceNotFoundError(f"database file not found: {path}", where=self.where, hint="check `path:`")
+        with _open_lock:
+            shared = _open_files.get(path.resolve())
+        if shared is not None:  # this process writes the file too: read through the same database
+            return shared[0].cursor()
+        return duckdb.connect(str(path), read_only=True)
+
+    def _scalar(self, sql: str) -> list[Any]:
+        conn = self._connection()
+        try:
+            return list(conn.execute(sql).fetchone())
+        except Exception as exc:
+            raise _source_error(exc, self.where) from exc
+        finally:
+            conn.close()
+
+    def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
+        conn = self._connection()
+        try:
+            try:
+                reader = conn.execute(sql).to_arrow_reader(self.batch_rows)
+            except Exception as exc:
+                raise _source_error(exc, self.where) from exc
+            yield from reader
+        finally:
+            conn.close()
+
+
+def _source_error(exc: Exception, where: str) -> Exception:
+    message = str(exc).splitlines()[0]
+    if "does not exist" in message:
+        return SourceNotFoundError(message, where=where, hint="check `table:`; SHOW TABLES lists them")
+    return ConfigurationError(message, where=where, hint="check `query:`")
 
 
 # A DuckDB file has one writer process; destinations of one run that share a
@@ -278,6 +417,7 @@ def _open(path: Path, memory_limit_bytes: int) -> Any:
             f"CREATE TABLE IF NOT EXISTS {_LOADS} (run_id VARCHAR, table_name VARCHAR, rows BIGINT,"
             " quarantined_rows BIGINT, committed_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (run_id, table_name))"
         )
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {_STATE} (state_key VARCHAR PRIMARY KEY, state_json VARCHAR NOT NULL, run_id VARCHAR)")
         _open_files[key] = [conn, 1]
         return conn
 

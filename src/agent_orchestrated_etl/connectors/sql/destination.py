@@ -160,7 +160,7 @@ class SQLDestination(Destination):
             present = set(inspector.get_table_names(schema=self._schema))
             data = [n for n in (self.staging(run_id, t) for t in task_ids) if n in present]
             quarantine = [n for n in (self.staging(run_id, t, "quarantine") for t in task_ids) if n in present]
-            staged = {n: {c["name"]: c for c in inspector.get_columns(n, schema=self._schema) if c["name"] != SEQ} for n in data}
+            staged = {n: self.staged_columns(inspector, n) for n in data}
             if self.transactional_ddl:
                 with self._engine().begin() as conn:
                     self._prepare(conn, staged)
@@ -201,8 +201,12 @@ class SQLDestination(Destination):
         for name, _old, new in changes.widened:
             conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.dialect, new, column=name, where=self.where)))
 
+    def staged_columns(self, inspector: Any, name: str) -> dict[str, dict[str, Any]]:
+        """A staging table's columns as SQLAlchemy reflects them (a dialect may add the declared "ddl")."""
+        return {c["name"]: c for c in inspector.get_columns(name, schema=self._schema) if c["name"] != SEQ}
+
     def _compiled(self, column: dict[str, Any]) -> str:
-        return column["type"].compile(dialect=self._engine().dialect)
+        return column.get("ddl") or column["type"].compile(dialect=self._engine().dialect)
 
     def _create_target(self, conn: Any, columns: dict[str, dict[str, Any]]) -> None:
         keys = set(self.spec.primary_key) if self.spec.write == "merge" else set()

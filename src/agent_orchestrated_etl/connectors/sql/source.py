@@ -35,15 +35,19 @@ class SQLSource(Source):
     label: ClassVar[str] = "sql"
 
     def describe(self) -> str:
-        return f"{self.label} {redact(self.spec.url)} " + (f"table {self.spec.table}" if self.spec.table else "query")
+        return f"{self.label} {redact(self.url)} " + (f"table {self.spec.table}" if self.spec.table else "query")
 
     @property
     def where(self) -> str:
         return f"source {self.name}"
 
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
     # -- SQL text -------------------------------------------------------------
     def _engine(self) -> Any:
-        return engine(self.spec.url)
+        return engine(self.url)
 
     def quote(self, name: str) -> str:
         return quote_table(self._engine().dialect.identifier_preparer, name)
@@ -84,7 +88,7 @@ class SQLSource(Source):
             with self._engine().connect() as conn:
                 return list(conn.exec_driver_sql(sql).one())
         except Exception as exc:
-            raise connection_error(exc, self.spec.url, self.where) from exc
+            raise connection_error(exc, self.url, self.where) from exc
 
     # -- planning -------------------------------------------------------------
     def partitions(self, window: Window | None = None) -> list[Partition]:
@@ -139,7 +143,7 @@ class SQLSource(Source):
         except AgentETLError:
             raise
         except Exception as exc:  # each driver has its own exception classes
-            raise connection_error(exc, self.spec.url, self.where) from exc
+            raise connection_error(exc, self.url, self.where) from exc
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         """Arrow batches of ``sql``; this generic path goes through a server-side SQLAlchemy cursor."""

@@ -25,14 +25,14 @@ def ddl_type(dialect: str, dtype: pa.DataType, *, column: str, where: str) -> st
     """The column type a destination creates for an Arrow type; DataError if it has none."""
     ext = _extension(dtype)
     if ext == JSON:
-        return {"postgresql": "JSONB", "mysql": "JSON", "sqlite": "TEXT"}[dialect]
+        return {"postgresql": "JSONB", "mysql": "JSON", "sqlite": "JSON"}[dialect]
     if ext == UUID:
-        return {"postgresql": "UUID", "mysql": "UUID", "sqlite": "TEXT"}[dialect]
+        return {"postgresql": "UUID", "mysql": "CHAR(36)", "sqlite": "UUID"}[dialect]
     if pa.types.is_dictionary(dtype):
         return ddl_type(dialect, dtype.value_type, column=column, where=where)
     sqlite = dialect == "sqlite"
     if pa.types.is_boolean(dtype):
-        return "INTEGER" if sqlite else "BOOLEAN"
+        return "BOOLEAN"
     if pa.types.is_integer(dtype):
         if sqlite:
             return "INTEGER"
@@ -47,8 +47,8 @@ def ddl_type(dialect: str, dtype: pa.DataType, *, column: str, where: str) -> st
             return "REAL"
         return "REAL" if dtype.bit_width <= 32 and dialect == "postgresql" else "FLOAT" if dtype.bit_width <= 32 else "DOUBLE PRECISION"
     if pa.types.is_decimal(dtype):
-        if sqlite:  # SQLite has no exact decimal: text keeps every digit
-            return "TEXT"
+        if sqlite:  # SQLite has no exact decimal: text affinity (the TEXT in the name) keeps every digit
+            return f"TEXT_DECIMAL({dtype.precision}, {dtype.scale})"
         if dialect == "mysql" and dtype.precision > 65:
             raise DataError(f"column {column}: decimal({dtype.precision}, {dtype.scale}) exceeds MySQL's 65 digits", where=where, hint=f"CAST({column} AS text) or round it in a transform")
         return f"NUMERIC({dtype.precision}, {dtype.scale})"
@@ -57,12 +57,10 @@ def ddl_type(dialect: str, dtype: pa.DataType, *, column: str, where: str) -> st
     if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype) or pa.types.is_binary_view(dtype):
         return {"postgresql": "BYTEA", "mysql": "LONGBLOB", "sqlite": "BLOB"}[dialect]
     if pa.types.is_date(dtype):
-        return "TEXT" if sqlite else "DATE"
+        return "DATE"
     if pa.types.is_time(dtype):
-        return "TEXT" if sqlite else "TIME(6)" if dialect == "mysql" else "TIME"
+        return "TIME(6)" if dialect == "mysql" else "TIME"
     if pa.types.is_timestamp(dtype):
-        if sqlite:
-            return "TEXT"
         if dialect == "mysql":  # DATETIME: TIMESTAMP ends in 2038; tz-aware values are stored in UTC
             return "DATETIME(6)"
         return "TIMESTAMPTZ" if dtype.tz else "TIMESTAMP"
