@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Destination, Position, Source
+from agent_orchestrated_etl.connectors.incremental import Tracker, Window
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError
 from agent_orchestrated_etl.plan import Task
@@ -41,6 +42,8 @@ class TaskOutcome:
     bytes_written: int = 0
     seconds: float = 0.0
     checks: list[dict[str, Any]] = field(default_factory=list)
+    #: What the incremental tracker saw (connectors/incremental.py), for the commit's new state.
+    state: dict[str, Any] | None = None
 
 
 class RunContext:
@@ -60,6 +63,8 @@ class RunContext:
             destination_class(d.type)(d, memory_limit_bytes=settings.memory_limit_bytes) for d in spec.all_destinations
         ]
         self.tasks: dict[str, Task] = {}
+        #: Incremental reports of finished tasks, by task id (see connectors/incremental.py).
+        self.reports: dict[str, dict[str, Any] | None] = {}
         self._workspace: Workspace | None = None
         self._lock = threading.Lock()
 
@@ -159,10 +164,12 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     def quarantine(rows: pa.RecordBatch) -> None:
         dest.write_quarantine(ctx.run_id, task.id, rows)
 
-    outcome = _move(ctx, task, _located(source, task), checker, write, quarantine, progress)
+    batches, tracker = _windowed(source, task)
+    outcome = _move(ctx, task, batches, checker, write, quarantine, progress)
     _rejected_by_reader(source, checker, quarantine, outcome)
     dest.finish(ctx.run_id, task.id)
     outcome.checks = [r.as_dict() for r in checker.results]
+    outcome.state = tracker.report() if tracker else None
     return outcome
 
 
@@ -183,6 +190,16 @@ def _located(source: Source, task: Task) -> Iterator[tuple[pa.RecordBatch, Posit
         raise exc.at(f"task {task.id}") if not (exc.where or "").startswith("source") else exc
 
 
+def _windowed(source: Source, task: Task) -> tuple[Iterator[tuple[pa.RecordBatch, Position]], Tracker | None]:
+    """The task's batches, through its incremental window when the partition carries one."""
+    assert task.partition is not None
+    window = task.partition.options.get("window")
+    if window is None:
+        return _located(source, task), None
+    tracker = Tracker(Window.from_dict(window), where=f"source {task.source}")
+    return tracker.apply(_located(source, task)), tracker
+
+
 def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     assert task.source is not None
     source = _source(ctx, task)
@@ -198,11 +215,13 @@ def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     def quarantine(rows: pa.RecordBatch) -> None:
         workspace.append(f"{table}__quarantine", rows)
 
-    outcome = _move(ctx, task, _located(source, task), checker, write, quarantine, progress)
+    batches, tracker = _windowed(source, task)
+    outcome = _move(ctx, task, batches, checker, write, quarantine, progress)
     _rejected_by_reader(source, checker, quarantine, outcome)
     workspace.finish(table)
     workspace.finish(f"{table}__quarantine")
     outcome.checks = [r.as_dict() for r in checker.results]
+    outcome.state = tracker.report() if tracker else None
     return outcome
 
 

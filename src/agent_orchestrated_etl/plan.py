@@ -14,6 +14,7 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Any, Literal
 
 from agent_orchestrated_etl.connectors.base import Partition, Source
+from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.spec import PipelineSpec
 
@@ -72,6 +73,16 @@ class Plan:
             raise ConfigurationError(f"the plan has a dependency cycle: {' -> '.join(exc.args[1])}") from exc
 
 
+def fed_by(spec: PipelineSpec, index: int) -> set[str]:
+    """The sources whose rows reach destination ``index`` (directly or through transforms)."""
+    transforms = {t.name: t for t in spec.transforms}
+
+    def needed(name: str) -> set[str]:
+        return {name} if name in spec.sources else set().union(*(needed(i) for i in transforms[name].inputs or []))
+
+    return needed(spec.all_destinations[index].input)
+
+
 def destination_label(spec: PipelineSpec, index: int) -> str:
     dest = spec.all_destinations[index]
     label = getattr(dest, "table", None) or f"{dest.type}{index}"
@@ -79,10 +90,16 @@ def destination_label(spec: PipelineSpec, index: int) -> str:
     return label if labels.count(label) == 1 else f"{label}{index}"
 
 
-def make_plan(spec: PipelineSpec, sources: dict[str, Source]) -> Plan:
+def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str, Window] | None = None) -> Plan:
+    """The task DAG; ``windows`` are the incremental windows of the sources that have one."""
     plan = Plan(tasks=[])
+    windows = windows or {}
     transforms = {t.name: t for t in spec.transforms}
-    partitions = {name: source.partitions() for name, source in sources.items()}
+    partitions = {name: source.partitions(windows[name]) if name in windows else source.partitions() for name, source in sources.items()}  # type: ignore[call-arg]
+    for name, win in windows.items():
+        start = "the beginning" if win.start is None else f"{win.cursor} >= {win.start}"
+        skipped = f", skipping {len(win.exclude)} row(s) already loaded at that value" if win.exclude else ""
+        plan.decisions.append(PlannedDecision(f"source {name}", f"read incrementally from {start}{skipped}", "the destination committed this high-water mark with the last run's data" if win.previous else "no state committed yet"))
     for name, parts in partitions.items():
         if len(parts) > 1:
             plan.decisions.append(PlannedDecision(f"source {name}", f"read in {len(parts)} parallel tasks", f"it has {len(parts)} independent partitions ({sources[name].describe()})"))

@@ -73,6 +73,8 @@ class TaskFinished(RunEvent):
     seconds: float
     bytes_written: int = 0
     checks: list[dict[str, Any]] = Field(default_factory=list)
+    #: The partition's incremental report (highest cursor seen, boundary rows), if it has a window.
+    state: dict[str, Any] | None = None
 
 
 class TaskFailed(RunEvent):

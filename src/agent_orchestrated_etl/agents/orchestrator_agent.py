@@ -30,7 +30,8 @@ from agent_orchestrated_etl.agents.messages import (
 from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, RecoveryPolicy
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.plan import Plan, Task, destination_label, make_plan
+from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
+from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
 from agent_orchestrated_etl.store.records import RunStore
 
 ASSIGN_TIMEOUT_SECONDS = 10.0
@@ -151,7 +152,7 @@ class OrchestratorAgent(Agent):
 
     def _plan(self, ctx: RunContext) -> Plan:
         try:
-            return make_plan(ctx.spec, ctx.sources)
+            return make_plan(ctx.spec, ctx.sources, _windows(ctx), pushdown=ctx.settings.pushdown)
         except AgentETLError as exc:
             self.decide(ctx.run_id, "plan", "fail before any task", str(exc))
             raise
@@ -166,6 +167,7 @@ class OrchestratorAgent(Agent):
                 continue
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
+            ctx.reports[task_id] = outcome.get("state")
             self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
             self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
 
@@ -188,7 +190,8 @@ class OrchestratorAgent(Agent):
                 if isinstance(event, TaskFinished) and event.task_id in schedule.running:
                     self._release(schedule.running.pop(event.task_id))
                     schedule.done.add(event.task_id)
-                    outcome = event.model_dump(include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks"})
+                    ctx.reports[event.task_id] = event.state
+                    outcome = event.model_dump(include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks", "state"})
                     await asyncio.to_thread(self.store.durability.checkpoint, ctx.run_id, event.task_id, schedule.attempts[event.task_id], outcome)
                 elif isinstance(event, TaskFailed) and event.task_id in schedule.running:
                     self._release(schedule.running.pop(event.task_id))
@@ -311,7 +314,8 @@ class OrchestratorAgent(Agent):
                 continue
             feeding = schedule.plan.feeding(index)
             self.decide(ctx.run_id, f"destination {label}", "commit", f"all {len(feeding)} task(s) feeding it finished; publish {ctx.spec.all_destinations[index].write} in one step")
-            result = await asyncio.to_thread(dest.commit, ctx.run_id, feeding)
+            state = committed_states(ctx.spec.name, _reports(ctx, schedule.plan, feeding))
+            result = await asyncio.to_thread(dest.commit, ctx.run_id, feeding, state)
             self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
         if schedule.skipped:
             return "partial", "; ".join(schedule.skipped_reasons)
@@ -345,3 +349,20 @@ class Recording:
             await asyncio.shield(self.task)
         finally:
             self.hub.unsubscribe(self.events)
+
+
+def _windows(ctx: RunContext) -> dict:
+    """Incremental windows from the state the destinations committed (connectors/incremental.py)."""
+    fed: dict[str, list] = {}
+    for index, dest in enumerate(ctx.destinations):
+        for source in fed_by(ctx.spec, index):
+            fed.setdefault(source, []).append(dest)
+    return plan_windows(ctx.spec.name, ctx.spec.sources, fed)
+
+
+def _reports(ctx: RunContext, plan: Plan, feeding: list[str]) -> list[tuple[str, dict, dict | None]]:
+    """(source, window, report) of every task whose rows reach a destination: its own and the stages before."""
+    by_id = {t.id: t for t in plan.tasks}
+    tasks = [by_id[t] for t in feeding]
+    tasks += [by_id[d] for t in list(tasks) for d in t.depends_on]
+    return [(t.source, t.partition.options["window"], ctx.reports.get(t.id)) for t in tasks if t.source and t.partition and "window" in t.partition.options]

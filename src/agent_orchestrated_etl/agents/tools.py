@@ -83,6 +83,7 @@ class TaskOutput(BaseModel):
     bytes_written: int = 0
     seconds: float
     checks: list[dict[str, Any]]
+    state: dict[str, Any] | None = None
 
 
 def _task_tool(kind: str, description: str) -> Tool:

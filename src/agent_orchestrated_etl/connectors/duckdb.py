@@ -378,9 +378,19 @@ class DuckDBSource(SQLSource):
                 reader = conn.execute(sql).to_arrow_reader(self.batch_rows)
             except Exception as exc:
                 raise _source_error(exc, self.where) from exc
-            yield from reader
+            utc = _in_utc(reader.schema)
+            for batch in reader:
+                yield batch if utc is None else batch.cast(utc)
         finally:
             conn.close()
+
+
+def _in_utc(schema: pa.Schema) -> pa.Schema | None:
+    """The schema with zoned timestamps labelled UTC: DuckDB labels them with the machine's zone
+    (the same instants; without the ICU extension, which is not packaged, it cannot be told otherwise)."""
+    if not any(pa.types.is_timestamp(f.type) and f.type.tz and f.type.tz != "UTC" for f in schema):
+        return None
+    return pa.schema([f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f for f in schema])
 
 
 def _source_error(exc: Exception, where: str) -> Exception:

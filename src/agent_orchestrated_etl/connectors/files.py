@@ -185,7 +185,7 @@ class FileDestination(Destination):
             if writer:
                 writer.close()
 
-    def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
+    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
         manifest = _Manifest.load(self.root)
         if run_id in manifest.runs:
             return CommitResult(rows=manifest.runs[run_id], already_committed=True)
@@ -205,6 +205,7 @@ class FileDestination(Destination):
         manifest.files = data if self.spec.write == "replace" else manifest.files + data
         manifest.quarantine += quarantine
         manifest.runs[run_id] = rows
+        manifest.state.update(state or {})  # the incremental marks commit with the files that hold the rows
         manifest.save(self.root)  # the commit point
         for old in set(previous) - set(manifest.files):
             (self.root / old).unlink(missing_ok=True)
@@ -224,6 +225,9 @@ class FileDestination(Destination):
                     moves.append((str(file.relative_to(self.root)), str(target / name), kind))
         _write_atomically(journal, json.dumps(moves))
         return moves
+
+    def read_state(self, key: str) -> Any | None:
+        return _Manifest.load(self.root).state.get(key)
 
     def abort(self, run_id: str) -> None:
         for key in [k for k in self._writers if k[0] == run_id]:
@@ -264,7 +268,8 @@ def _count_rows(path: Path, fmt: Format) -> int:
 class _Manifest:
     NAME = "_manifest.json"
 
-    def __init__(self, files: list[str], quarantine: list[str], runs: dict[str, int]) -> None:
+    def __init__(self, files: list[str], quarantine: list[str], runs: dict[str, int], state: dict[str, Any] | None = None) -> None:
+        self.state = state or {}
         self.files = files
         self.quarantine = quarantine
         self.runs = runs
@@ -275,10 +280,10 @@ class _Manifest:
         if not path.exists():
             return cls([], [], {})
         data = json.loads(path.read_text())
-        return cls(data["files"], data.get("quarantine", []), data.get("runs", {}))
+        return cls(data["files"], data.get("quarantine", []), data.get("runs", {}), data.get("state", {}))
 
     def save(self, root: Path) -> None:
-        _write_atomically(root / self.NAME, json.dumps({"files": self.files, "quarantine": self.quarantine, "runs": self.runs}, indent=1))
+        _write_atomically(root / self.NAME, json.dumps({"files": self.files, "quarantine": self.quarantine, "runs": self.runs, "state": self.state}, indent=1))
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -224,3 +224,51 @@ def _scalar(value: Any, dtype: pa.DataType) -> pa.Scalar:
 
 
 
+
+
+def state_key(pipeline: str, source: str) -> str:
+    """Where a source's state lives in a destination: one key per pipeline and source."""
+    return f"{pipeline}/{source}"
+
+
+def plan_windows(pipeline: str, sources: dict[str, Any], fed: dict[str, list[Any]]) -> dict[str, Window]:
+    """The window of each incremental source, from the state its destinations committed.
+
+    ``fed`` maps a source name to the destinations its rows reach. When they
+    disagree (one commit failed after another succeeded), the lowest mark
+    wins: the destination that is ahead re-reads rows, which ``merge``
+    absorbs; that is why ``lag`` and several destinations want ``write: merge``.
+    """
+    windows = {}
+    for name, spec in sources.items():
+        incremental = getattr(spec, "incremental", None)
+        if incremental is None:
+            continue
+        where = f"source {name}"
+        if incremental.lag is not None:
+            for dest in fed.get(name, []):
+                if dest.spec.write != "merge":
+                    raise ConfigurationError(f"incremental.lag re-reads rows already loaded, and destination {dest.describe()} has write: {dest.spec.write}", where=where, hint="use write: merge with a primary_key, or drop lag")
+        states = [dest.read_state(state_key(pipeline, name)) for dest in fed.get(name, [])]
+        windows[name] = window(incremental, _lowest(states), where=where)
+    return windows
+
+
+def _lowest(states: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    if not states or any(s is None or s.get("value") is None for s in states):
+        return None
+    return min(states, key=lambda s: decode(s["value"]))
+
+
+def committed_states(pipeline: str, reports: Iterable[tuple[str, dict[str, Any], dict[str, Any] | None]]) -> dict[str, Any]:
+    """The states to commit with a destination, from (source, window, report) of every task feeding it."""
+    by_source: dict[str, tuple[Window, list[dict[str, Any] | None]]] = {}
+    for source, window_dict, report in reports:
+        entry = by_source.setdefault(source, (Window.from_dict(window_dict), []))
+        entry[1].append(report)
+    found = {}
+    for source, (win, source_reports) in by_source.items():
+        state = merge(win, source_reports)
+        if state is not None:
+            found[state_key(pipeline, source)] = state
+    return found

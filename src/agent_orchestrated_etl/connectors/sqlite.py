@@ -125,9 +125,9 @@ def _typed(batch: pa.RecordBatch, declared: dict[str, pa.DataType]) -> pa.Record
         if i < 0:
             continue
         column = columns[i]
-        if pa.types.is_null(column.type):
-            column = pa.nulls(len(column), pa.string())
-        if isinstance(dtype, pa.BaseExtensionType):
+        if column.null_count == len(column):  # ADBC guesses a type for an all-NULL batch; any type holds nulls
+            column = pa.nulls(len(column), dtype)
+        elif isinstance(dtype, pa.BaseExtensionType):
             column = pa.ExtensionArray.from_storage(dtype, pc.cast(column, dtype.storage_type))
         elif pa.types.is_time(dtype) and pa.types.is_string(column.type):
             column = pc.cast(pc.cast(pc.utf8_replace_slice(column, 0, 0, "1970-01-01T"), pa.timestamp("us")), pa.time64("us"))
