@@ -145,3 +145,12 @@ def test_committing_a_run_again_changes_nothing(harness: Harness) -> None:
     dest.close()
     assert again.already_committed and again.rows == 1
     assert harness.read().to_pylist() == [{"id": 1, "v": "a"}]
+
+
+def test_merge_with_hard_deletes(harness: Harness) -> None:
+    if "merge" not in harness.destination().capabilities.write_modes:
+        pytest.skip(f"{harness.kind} destinations do not merge (capabilities.write_modes)")
+    spec = {"write": "merge", "primary_key": ["id"], "hard_delete": "deleted"}
+    harness.load("r1", pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"], "deleted": [False, False, False]}), **spec)
+    harness.load("r2", pa.table({"id": [2, 3, 4, 5], "v": ["x", "C", "d", "never"], "deleted": [True, None, False, True]}), **spec)
+    assert harness.read().sort_by("id").to_pylist() == [{"id": 1, "v": "a"}, {"id": 3, "v": "C"}, {"id": 4, "v": "d"}]

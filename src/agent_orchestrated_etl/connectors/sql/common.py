@@ -132,7 +132,7 @@ def connection_error(exc: Exception, url: str, where: str) -> Exception:
 
     message = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
     lowered = message.lower()
-    if "password authentication failed" in lowered or "access denied" in lowered:
+    if "authentication failed" in lowered or "access denied" in lowered or re.search(r'role "[^"]*" does not exist', lowered):
         return AuthError(message, where=where, hint="check the user and password in the URL")
     if "does not exist" in lowered or "doesn't exist" in lowered or "no such table" in lowered or "unknown database" in lowered:
         return SourceNotFoundError(message, where=where, hint="check the table, schema and database names")
