@@ -68,6 +68,12 @@ class Settings(BaseSettings):
         description="Target rows per Arrow record batch read from a source.",
     )
 
+    pushdown: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("AGENT_ETL_PUSHDOWN", "pushdown"),
+        description="Let the planner have a destination's engine copy from a source by itself when no Python step needs the rows.",
+    )
+
     @field_validator("memory_limit")
     @classmethod
     def _check_size(cls, value: str) -> str:

@@ -113,6 +113,8 @@ def execute_task(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome
             outcome = _extract_load(ctx, task, progress)
         elif task.kind == "stage":
             outcome = _stage(ctx, task, progress)
+        elif task.kind == "pushdown":
+            outcome = _pushdown(ctx, task, progress)
         else:
             outcome = _transform_load(ctx, task, progress)
     except (AgentETLError, Cancelled):
@@ -223,6 +225,15 @@ def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     outcome.checks = [r.as_dict() for r in checker.results]
     outcome.state = tracker.report() if tracker else None
     return outcome
+
+
+def _pushdown(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
+    assert task.source is not None and task.partition is not None and task.destination is not None
+    dest = ctx.destinations[task.destination]
+    dest.begin(ctx.run_id, task.id)
+    rows = dest.pull(ctx.run_id, task.id, ctx.sources[task.source], task.partition)
+    progress(rows, 0)
+    return TaskOutcome(rows_read=rows, rows_written=rows)
 
 
 def _workspace_table(task: Task) -> str:

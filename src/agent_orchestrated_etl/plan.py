@@ -3,7 +3,9 @@
 A task is the unit of placement, retry and checkpoint. Three kinds:
 - ``extract_load``: one partition of a source streamed into a destination's staging;
 - ``stage``: one partition of a source written into the run workspace, for a transform;
-- ``transform_load``: a transform's result streamed from the workspace into a destination.
+- ``transform_load``: a transform's result streamed from the workspace into a destination;
+- ``pushdown``: one partition copied by the destination's engine itself (``Destination.pull``),
+  chosen when no Python step (quality check, incremental window) sits between source and destination.
 Each destination is committed once every task feeding it has finished.
 """
 
@@ -18,7 +20,7 @@ from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.spec import PipelineSpec
 
-TaskKind = Literal["extract_load", "stage", "transform_load"]
+TaskKind = Literal["extract_load", "stage", "transform_load", "pushdown"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,24 @@ def destination_label(spec: PipelineSpec, index: int) -> str:
     return label if labels.count(label) == 1 else f"{label}{index}"
 
 
-def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str, Window] | None = None) -> Plan:
+def pushdown_blocker(spec: PipelineSpec, index: int, sources: dict[str, Source], windows: dict[str, Window]) -> str | None:
+    """Why destination ``index`` must receive batches through Python; None when its engine may copy by itself."""
+    from agent_orchestrated_etl.connectors.registry import destination_class
+
+    dest = spec.all_destinations[index]
+    source = spec.sources.get(dest.input)
+    if source is None:
+        return "it reads a transform"
+    if source.type not in destination_class(dest.type).capabilities.pulls_from:
+        return f"a {dest.type} destination cannot read {source.type} by itself"
+    if any(c.input in (dest.input, None) for c in spec.quality):
+        return "quality checks run on its batches"
+    if dest.input in windows:
+        return "the incremental window filters its batches"
+    return None
+
+
+def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str, Window] | None = None, *, pushdown: bool = True) -> Plan:
     """The task DAG; ``windows`` are the incremental windows of the sources that have one."""
     plan = Plan(tasks=[])
     windows = windows or {}
@@ -113,10 +132,19 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
 
     for index, dest in enumerate(spec.all_destinations):
         label = destination_label(spec, index)
+        blocker = pushdown_blocker(spec, index, sources, windows) if pushdown else "pushdown is off (AGENT_ETL_PUSHDOWN)"
+        if dest.input in sources and blocker is None:
+            for i, part in enumerate(partitions[dest.input]):
+                plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "pushdown", source=dest.input, partition=part, destination=index))
+            plan.decisions.append(PlannedDecision(
+                f"destination {label}", f"push the copy down: the {dest.type} engine reads {spec.sources[dest.input].type} itself, one task per partition",
+                "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
+            ))
+            continue
         if dest.input in sources:
             for i, part in enumerate(partitions[dest.input]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=dest.input, partition=part, destination=index))
-            plan.decisions.append(PlannedDecision(f"destination {label}", "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed"))
+            plan.decisions.append(PlannedDecision(f"destination {label}", "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed" + (f"; no pushdown: {blocker}" if "cannot read" not in blocker else "")))
             continue
         inputs = sorted(needed_sources(dest.input))
         for name in inputs:

@@ -99,5 +99,6 @@ def default_registry() -> ToolRegistry:
     registry = ToolRegistry()
     registry.register(_task_tool("extract_load", "Stream one partition of a source through the quality checks into a destination's staging area."))
     registry.register(_task_tool("stage", "Stream one partition of a source into the run workspace, for SQL transforms to read."))
+    registry.register(_task_tool("pushdown", "Have a destination's engine copy one partition of a source into its staging area by itself."))
     registry.register(_task_tool("transform_load", "Run a SQL transform over the run workspace and stream its result into a destination's staging area."))
     return registry

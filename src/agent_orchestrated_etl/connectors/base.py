@@ -94,6 +94,8 @@ class DestinationCapabilities:
     write_modes: frozenset[str]
     #: Parallel tasks may stage into it at once (a DuckDB file allows one writer process).
     parallel_staging: bool = True
+    #: Source types it can copy from by itself (``pull``), with no batch passing through Python.
+    pulls_from: frozenset[str] = frozenset()
 
 
 class Source(ABC):
@@ -181,6 +183,14 @@ class Destination(ABC):
         same atomic step that publishes (the files' manifest). ``read_state``
         returns them.
         """
+
+    def pull(self, run_id: str, task_id: str, source: Source, partition: Partition) -> int:
+        """Copy one partition of ``source`` into the task's staging area inside the database engine.
+
+        Only called when ``source``'s type is in ``capabilities.pulls_from`` and
+        the planner chose pushdown; returns the rows staged.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot pull from a source")
 
     def read_state(self, key: str) -> Any | None:
         """The state last committed under ``key``, or None (never committed, or no state kept)."""

@@ -13,6 +13,9 @@ the partitions and incremental windows of every SQL source.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import re
 import threading
@@ -106,6 +109,22 @@ def _row_groups(table: pa.Table) -> list[pa.RecordBatch]:
     return batches
 
 
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def postgres_extension() -> str | None:
+    """The postgres extension file from the ``duckdb-extension-postgres-scanner`` wheel, if installed.
+
+    Loaded by path: DuckDB would otherwise try to download it, and there may be no network.
+    """
+    spec = importlib.util.find_spec("duckdb_extension_postgres_scanner")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "extensions" / f"v{importlib.metadata.version('duckdb')}" / "postgres_scanner.duckdb_extension"
+    return str(path) if path.exists() else None
+
+
 class DuckDBDestinationSpec(DestinationSpecBase):
     type: Literal["duckdb"]
     path: str = Field(description="The DuckDB database file; created if missing.")
@@ -122,7 +141,9 @@ class DuckDBDestinationSpec(DestinationSpecBase):
 class DuckDBDestination(Destination):
     spec_model = DuckDBDestinationSpec
     # One process holds a DuckDB file for writing; tasks in it stage through their own cursors.
-    capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}))
+    capabilities = DestinationCapabilities(
+        transactional=True, write_modes=frozenset({"append", "replace", "merge"}), pulls_from=frozenset({"postgres"}) if postgres_extension() else frozenset()
+    )
     #: Test hook: called inside ``commit`` after the data is published and before COMMIT.
     before_commit: ClassVar[Callable[[str], None] | None] = None
 
@@ -168,6 +189,33 @@ class DuckDBDestination(Destination):
     def finish(self, run_id: str, task_id: str) -> None:
         for kind in ("data", "quarantine"):
             self._appender.flush(self._cursor(), self._staging(run_id, task_id, kind))
+
+    def pull(self, run_id: str, task_id: str, source: Any, partition: Any) -> int:
+        """Stage a PostgreSQL partition with DuckDB's postgres extension: binary COPY straight into the table.
+
+        A table is scanned through the attached database (DuckDB splits the scan
+        over its threads by page ranges, and pushes the partition's filters
+        down); a query runs in PostgreSQL as it is (``postgres_query``). Both use
+        the source's own SELECT list, so the columns are those the Arrow path reads.
+        """
+        from agent_orchestrated_etl.connectors.postgres import libpq_url
+        from agent_orchestrated_etl.connectors.sql.common import scrub
+
+        cursor = self._cursor()
+        staging = quote(self._staging(run_id, task_id))
+        alias = "_aetl_pg_" + hashlib.sha1(source.url.encode()).hexdigest()[:8]
+        try:
+            if not cursor.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()[0]:
+                cursor.execute(f"LOAD '{postgres_extension()}'")
+                # ATTACH takes no parameters: the URL is quoted as a string literal.
+                cursor.execute(f"ATTACH IF NOT EXISTS {_string(libpq_url(source.url))} AS {alias} (TYPE postgres, READ_ONLY)")
+            if source.spec.table:
+                cursor.execute(f"CREATE TABLE {staging} AS {source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')}")
+            else:
+                cursor.execute(f"CREATE TABLE {staging} AS SELECT * FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
+        except Exception as exc:
+            raise ConfigurationError(scrub(str(exc).splitlines()[0], source.url), where=f"task {task_id}", hint="the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead") from None
+        return int(cursor.execute(f"SELECT count(*) FROM {staging}").fetchone()[0])
 
     def _existing(self, cursor: Any, names: list[str]) -> list[str]:
         found = {row[0] for row in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}

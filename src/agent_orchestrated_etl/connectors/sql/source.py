@@ -68,9 +68,9 @@ class SQLSource(Source):
         """The SELECT list; dialects override it to cast types Arrow cannot hold as they come."""
         return "*"
 
-    def select(self, predicates: list[str]) -> str:
+    def select(self, predicates: list[str], *, relation: str | None = None) -> str:
         where = f" WHERE {' AND '.join(predicates)}" if predicates else ""
-        return f"SELECT {self.columns()} FROM {self.relation()}{where}"
+        return f"SELECT {self.columns()} FROM {relation or self.relation()}{where}"
 
     def _window_predicates(self, window: Window | None) -> list[str]:
         if window is None:
@@ -120,7 +120,7 @@ class SQLSource(Source):
             for i, (lo, hi) in enumerate(bounds)
         ]
 
-    def _predicates(self, partition: Partition) -> list[str]:
+    def predicates(self, partition: Partition) -> list[str]:
         options = partition.options
         preds = self._window_predicates(Window.from_dict(options["window"])) if "window" in options else []
         if "range" in options:
@@ -132,8 +132,12 @@ class SQLSource(Source):
         return preds
 
     # -- reading --------------------------------------------------------------
+    def sql_for(self, partition: Partition) -> str:
+        """The SELECT that reads one partition (also what a pushed-down copy runs in the database)."""
+        return self.select(self.predicates(partition))
+
     def read(self, partition: Partition) -> Iterator[tuple[pa.RecordBatch, Position]]:
-        sql = self.select(self._predicates(partition))
+        sql = self.sql_for(partition)
         origin = f"{self.label} {self.spec.table or 'query'}" + ("" if partition.key == "all" else f" [{partition.key}]")
         row = 1
         try:
