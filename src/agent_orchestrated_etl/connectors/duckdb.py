@@ -205,10 +205,11 @@ class DuckDBDestination(Destination):
         staging = quote(self._staging(run_id, task_id))
         alias = "_aetl_pg_" + hashlib.sha1(source.url.encode()).hexdigest()[:8]
         try:
-            if not cursor.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()[0]:
-                cursor.execute(f"LOAD '{postgres_extension()}'")
-                # ATTACH takes no parameters: the URL is quoted as a string literal.
-                cursor.execute(f"ATTACH IF NOT EXISTS {_string(libpq_url(source.url))} AS {alias} (TYPE postgres, READ_ONLY)")
+            with self._lock:  # parallel tasks would race to attach the same database
+                if not cursor.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()[0]:
+                    cursor.execute(f"LOAD '{postgres_extension()}'")
+                    # ATTACH takes no parameters: the URL is quoted as a string literal.
+                    cursor.execute(f"ATTACH {_string(libpq_url(source.url))} AS {alias} (TYPE postgres, READ_ONLY)")
             if source.spec.table:
                 cursor.execute(f"CREATE TABLE {staging} AS {source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')}")
             else:

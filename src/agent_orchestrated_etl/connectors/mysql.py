@@ -64,7 +64,7 @@ class MySQLSource(SQLSource):
             if self.spec.table:
                 described = conn.exec_driver_sql(f"SHOW COLUMNS FROM {self.quote(self.spec.table)}").all()
             else:
-                conn.exec_driver_sql(f"CREATE TEMPORARY TABLE _aetl_probe AS SELECT * FROM {self.relation()} LIMIT 0")
+                conn.exec_driver_sql(self.raw(f"CREATE TEMPORARY TABLE _aetl_probe AS SELECT * FROM {self.relation()} LIMIT 0"))
                 described = conn.exec_driver_sql("SHOW COLUMNS FROM _aetl_probe").all()
                 conn.exec_driver_sql("DROP TEMPORARY TABLE _aetl_probe")
         listed: list[str] = []

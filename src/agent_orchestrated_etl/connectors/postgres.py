@@ -67,7 +67,7 @@ class PostgresSource(SQLSource):
     def _layout(self) -> tuple[str, dict[str, tuple[int, int]]]:
         """The SELECT list (with casts) and the (precision, scale) of each NUMERIC column."""
         with self._engine().connect() as conn:
-            result = conn.exec_driver_sql(f"SELECT * FROM {self.relation()} LIMIT 0")
+            result = conn.exec_driver_sql(self.raw(f"SELECT * FROM {self.relation()} LIMIT 0"))
             described = result.cursor.description
             oids = sorted({d.type_code for d in described})
             types = {

@@ -83,10 +83,14 @@ class SQLSource(Source):
             found.append(f"{column} <= {self.literal(window.end)}")
         return found
 
+    def raw(self, sql: str) -> str:
+        """SQL for ``exec_driver_sql`` without parameters: "format" drivers would read a % in a query as a placeholder."""
+        return sql.replace("%", "%%") if self._engine().dialect.paramstyle in ("format", "pyformat") else sql
+
     def _scalar(self, sql: str) -> list[Any]:
         try:
             with self._engine().connect() as conn:
-                return list(conn.exec_driver_sql(sql).one())
+                return list(conn.exec_driver_sql(self.raw(sql)).one())
         except Exception as exc:
             raise connection_error(exc, self.url, self.where) from exc
 
