@@ -20,8 +20,10 @@ from tempfile import TemporaryDirectory
 
 import duckdb
 
+import databases
 import harness
 import lineitem
+import pg_lineitem
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -57,6 +59,8 @@ class Scenario:
     prepare: Callable[[argparse.Namespace], Input]
     table: str
     contenders: list[Contender]
+    #: Rows the contender left behind; by default ``table`` in the output DuckDB file.
+    count: Callable[[Job], int] | None = None
 
 
 CTAS = """
@@ -106,7 +110,53 @@ def prepare_lineitem(args: argparse.Namespace) -> Input:
     return Input(str(path), lineitem.parquet_rows(path), path.stat().st_size, setup)
 
 
+def prepare_postgres(args: argparse.Namespace) -> Input:
+    table = pg_lineitem.ensure(args.sf, copies=args.copies)
+    rows = pg_lineitem.rows_in(databases.PG_URL, table) or 0
+    return Input(table, rows, lineitem.lineitem_path(args.sf).stat().st_size * args.copies, {"sf": args.sf, "copies": args.copies, "table": f"bench.{table}"})
+
+
+def prepare_duckdb_file(args: argparse.Namespace) -> Input:
+    parquet = lineitem.ensure(args.sf)
+    path = lineitem.DATA_DIR / f"lineitem_sf{args.sf:g}.duckdb"
+    if not path.exists():
+        with duckdb.connect(str(path)) as con:
+            con.execute("CREATE TABLE lineitem AS SELECT * FROM read_parquet(?)", [str(parquet)])
+    return Input(str(path), lineitem.parquet_rows(parquet), path.stat().st_size, {"sf": args.sf})
+
+
+def count_postgres_out(job: Job) -> int:
+    return pg_lineitem.rows_in(databases.PG_URL, "lineitem_out") or 0
+
+
+def _unavailable(fn: Callable[[Job], list[str]]) -> Callable[[Job], list[str]]:
+    def argv(job: Job) -> list[str]:
+        try:
+            return fn(job)
+        except databases.Unavailable as exc:
+            raise Unavailable(str(exc)) from None
+
+    return argv
+
+
 SCENARIOS: dict[str, Scenario] = {
+    "postgres-to-duckdb": Scenario(
+        prepare=prepare_postgres,
+        table="lineitem",
+        contenders=[
+            Contender("duckdb-scanner", databases.duckdb_scanner),
+            Contender("agent-etl", _unavailable(databases.agent_etl)),
+            Contender("agent-etl-arrow-2parts", _unavailable(lambda job: databases.agent_etl(job, pushdown=False, parts=2))),
+            Contender("dlt-connectorx", _unavailable(databases.dlt("connectorx"))),
+            Contender("dlt-pyarrow", _unavailable(databases.dlt("pyarrow"))),
+        ],
+    ),
+    "duckdb-to-postgres": Scenario(
+        prepare=prepare_duckdb_file,
+        table="bench.lineitem_out",
+        contenders=[Contender("duckdb-postgres-ext", databases.to_pg_scanner), Contender("agent-etl", _unavailable(databases.agent_etl_to_pg))],
+        count=count_postgres_out,
+    ),
     "lineitem-to-duckdb": Scenario(
         prepare=prepare_lineitem,
         table="lineitem",
@@ -139,7 +189,7 @@ def run_contender(contender: Contender, scenario: Scenario, data: Input, repeat:
                 print(message, file=sys.stderr)
                 result.status = f"not available: exit {m.returncode}"
                 break
-            got = count_rows(job.out_db, scenario.table)
+            got = scenario.count(job) if scenario.count else count_rows(job.out_db, scenario.table)
             if got != data.rows:
                 raise SystemExit(f"{contender.name}: {got:,} rows in {scenario.table}, expected {data.rows:,}")
             result.runs.append(
@@ -165,6 +215,8 @@ def main() -> None:
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--sf", type=float, default=1.0, help="TPC-H scale factor (default 1)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the median is reported")
+    parser.add_argument("--copies", type=int, default=1, help="database scenarios: repeat the rows (3 for the memory-flatness check)")
+    parser.add_argument("--only", help="comma-separated contenders to run (the reference always runs)")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -176,9 +228,11 @@ def main() -> None:
     print(f"input: {data.rows:,} rows, {data.bytes / harness.MB:.0f} MB; load average {fmt_load(load_start)}")
 
     reference = scenario.contenders[0].name
+    chosen = set(args.only.split(",")) | {reference} if args.only else None
     results = [
         run_contender(c, scenario, data, args.repeat, is_reference=c.name == reference)
         for c in scenario.contenders
+        if chosen is None or c.name in chosen
     ]
     load_end = harness.load_average()
 
@@ -187,7 +241,7 @@ def main() -> None:
     record = {
         "scenario": args.scenario,
         "started_at": started_at,
-        "args": {"sf": args.sf, "repeat": args.repeat},
+        "args": {"sf": args.sf, "repeat": args.repeat, "copies": args.copies, "only": args.only},
         "machine": harness.machine(),
         "duckdb": duckdb.__version__,
         "load_start": load_start,
