@@ -107,3 +107,29 @@ def test_lag_rereads_a_window_and_needs_merge(orders: tuple, tmp_path: Path) -> 
     again = run(spec(url, schema, out, write="merge", extra=", lag: 1d"))
     assert again.ok and again.rows_written == 3  # rows since 2024-01-01 10:00 (the mark minus a day) are read again
     assert target(out) == [(1, "a"), (2, "B"), (3, "c")]
+
+
+def test_a_duckdb_source_loads_incrementally_into_postgres(pg_schema: tuple[str, str], tmp_path: Path) -> None:
+    url, schema = pg_schema
+    source_db = tmp_path / "src.duckdb"
+    with duckdb.connect(str(source_db)) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER, seen DATE, v VARCHAR)")
+        conn.execute("INSERT INTO events VALUES (1, DATE '2024-03-01', 'a'), (2, DATE '2024-03-02', 'b'), (3, NULL, 'no date')")
+    text = f"""
+name: events_sync
+sources:
+  events: {{type: duckdb, path: "{source_db}", table: events, partition: {{column: id, parts: 2}}, incremental: {{cursor: seen}}}}
+destination: {{type: postgres, url: "{url}", table: {schema}.events}}
+"""
+    first = run(text)
+    assert first.ok and first.rows_written == 3  # the first run takes the NULL cursor too
+    with duckdb.connect(str(source_db)) as conn:
+        conn.execute("INSERT INTO events VALUES (4, DATE '2024-03-02', 'same day'), (5, DATE '2024-03-05', 'later')")
+    second = run(text)
+    assert second.ok and second.rows_written == 2
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        assert [r[0] for r in conn.exec_driver_sql(f"SELECT id FROM {schema}.events ORDER BY id")] == [1, 2, 3, 4, 5]
+        state = conn.exec_driver_sql(f"SELECT state_json FROM {schema}._agent_etl_state").scalar()
+    engine.dispose()
+    assert '"value": {"date": "2024-03-05"}' in state

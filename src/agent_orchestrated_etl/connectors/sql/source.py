@@ -80,7 +80,9 @@ class SQLSource(Source):
         if window.start is not None:
             found.append(f"{column} >= {self.literal(window.start)}")
         if window.end is not None:
-            found.append(f"{column} <= {self.literal(window.end)}")
+            # The first run (no start) also takes the rows whose cursor is NULL; later runs cannot place them.
+            bound = f"{column} <= {self.literal(window.end)}"
+            found.append(bound if window.start is not None else f"({bound} OR {column} IS NULL)")
         return found
 
     def raw(self, sql: str) -> str:
