@@ -53,8 +53,7 @@ class Harness:
                 dest.begin(run_id, f"t{i}")
                 for batch in data.to_batches() if isinstance(data, pa.Table) else [data]:
                     dest.write_batch(run_id, f"t{i}", batch)
-                if hasattr(dest, "finish_task"):
-                    dest.finish_task(run_id, f"t{i}")
+                dest.finish(run_id, f"t{i}")
             return dest.commit(run_id, [f"t{i}" for i in range(len(tasks))]).rows
         finally:
             dest.close()

@@ -81,8 +81,7 @@ def test_an_empty_table_reads_as_no_rows(harness: Harness) -> None:
     dest = harness.destination()
     dest.begin("r1", "t0")
     dest.write_batch("r1", "t0", pa.RecordBatch.from_pylist([], schema=empty.schema))
-    if hasattr(dest, "finish_task"):
-        dest.finish_task("r1", "t0")
+    dest.finish("r1", "t0")
     assert dest.commit("r1", ["t0"]).rows == 0
     dest.close()
     assert harness.read().num_rows == 0
