@@ -258,6 +258,9 @@ class DuckDBDestination(Destination):
         fresh = mode == "replace" or not exists
         if exists and not fresh:
             self._check_schema(cursor, staged)
+        duplicates = mode == "merge" and self._duplicate_keys(cursor, staged)
+        if mode == "merge" and not exists and not duplicates and not self.spec.hard_delete:
+            mode = "append"  # a first merge with unique keys is a plain load
         if mode != "merge" and fresh and len(staged) == 1:
             # A fresh or replaced target is the staging table renamed: no copy of the data.
             if exists:
@@ -276,7 +279,7 @@ class DuckDBDestination(Destination):
             if mode == "append":
                 cursor.execute(f"INSERT INTO {target} BY NAME {union}")
             else:
-                self._merge(cursor, staged)
+                self._merge(cursor, staged, duplicates=duplicates)
         for name in staged:
             cursor.execute(f"DROP TABLE {quote(name)}")
         return rows
@@ -299,15 +302,24 @@ class DuckDBDestination(Destination):
             if name not in existing and name != self.spec.hard_delete:
                 cursor.execute(f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(name)} {dtype}")
 
-    def _merge(self, cursor: Any, staged: list[str]) -> None:
-        # Within one run the last staged row of a key wins: order by task, then by row within the task.
-        ordered = " UNION ALL BY NAME ".join(f"SELECT *, {i} AS __task, rowid AS __row FROM {quote(s)}" for i, s in enumerate(staged))
+    def _duplicate_keys(self, cursor: Any, staged: list[str]) -> bool:
+        """Whether a key occurs twice among the staged rows (a grouping on the keys alone, which spills)."""
+        keys = ", ".join(quote(k) for k in self.spec.primary_key)
+        union = " UNION ALL ".join(f"SELECT {keys} FROM {quote(s)}" for s in staged)
+        return cursor.execute(f"SELECT 1 FROM ({union}) GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchone() is not None
+
+    def _merge(self, cursor: Any, staged: list[str], *, duplicates: bool) -> None:
         keys = ", ".join(quote(k) for k in self.spec.primary_key)
         on = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM s.{quote(k)}" for k in self.spec.primary_key)
-        latest = (
-            f"SELECT * EXCLUDE (__task, __row) FROM ({ordered})"
-            f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __task DESC, __row DESC) = 1"
-        )
+        if duplicates:
+            # Within one run the last staged row of a key wins: order by task, then by row within the task.
+            ordered = " UNION ALL BY NAME ".join(f"SELECT *, {i} AS __task, rowid AS __row FROM {quote(s)}" for i, s in enumerate(staged))
+            latest = (
+                f"SELECT * EXCLUDE (__task, __row) FROM ({ordered})"
+                f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __task DESC, __row DESC) = 1"
+            )
+        else:  # the window over every staged row costs memory; without duplicates it is not needed
+            latest = " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(s)}" for s in staged)
         marker = self.spec.hard_delete
         if marker is None:
             actions = "WHEN MATCHED THEN UPDATE BY NAME WHEN NOT MATCHED THEN INSERT BY NAME"
