@@ -116,7 +116,7 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
     transforms = {t.name: t for t in spec.transforms}
     partitions = {name: source.partitions(windows[name]) if name in windows else source.partitions() for name, source in sources.items()}  # type: ignore[call-arg]
     for name, win in windows.items():
-        start = "the beginning" if win.start is None else f"{win.cursor} >= {win.start}"
+        start = "the beginning" if win.start is None else f"{win.cursor} {'>' if win.strict else '>='} {win.start}"
         skipped = f", skipping {len(win.exclude)} row(s) already loaded at that value" if win.exclude else ""
         plan.decisions.append(PlannedDecision(f"source {name}", f"read incrementally from {start}{skipped}", "the destination committed this high-water mark with the last run's data" if win.previous else "no state committed yet"))
     for name, parts in partitions.items():

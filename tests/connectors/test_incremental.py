@@ -133,3 +133,17 @@ destination: {{type: postgres, url: "{url}", table: {schema}.events}}
         state = conn.exec_driver_sql(f"SELECT state_json FROM {schema}._agent_etl_state").scalar()
     engine.dispose()
     assert '"value": {"date": "2024-03-05"}' in state
+
+
+def test_too_many_rows_at_the_mark_switch_to_a_strict_bound(orders: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_orchestrated_etl.connectors import incremental
+
+    monkeypatch.setattr(incremental, "MAX_BOUNDARY_ROWS", 1)
+    url, schema, engine = orders
+    out = tmp_path / "w.duckdb"
+    assert run(spec(url, schema, out)).rows_written == 3
+    assert '"keys": null' in state(out)  # rows 2 and 3 share the mark: more than one
+    insert(engine, schema, "(7, 'g', '2024-01-03 00:00+00')")
+    second = run(spec(url, schema, out))
+    assert second.rows_written == 1
+    assert next(d for d in second.decisions if d["subject"] == "source orders")["choice"] == "read incrementally from updated_at > 2024-01-02 10:00:00+00:00"

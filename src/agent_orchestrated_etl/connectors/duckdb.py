@@ -306,7 +306,7 @@ class DuckDBDestination(Destination):
         """Whether a key occurs twice among the staged rows (a grouping on the keys alone, which spills)."""
         keys = ", ".join(quote(k) for k in self.spec.primary_key)
         union = " UNION ALL ".join(f"SELECT {keys} FROM {quote(s)}" for s in staged)
-        return cursor.execute(f"SELECT 1 FROM ({union}) GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchone() is not None
+        return cursor.execute(f"SELECT {keys} FROM ({union}) GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").fetchone() is not None
 
     def _merge(self, cursor: Any, staged: list[str], *, duplicates: bool) -> None:
         keys = ", ".join(quote(k) for k in self.spec.primary_key)

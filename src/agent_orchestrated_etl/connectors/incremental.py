@@ -7,6 +7,12 @@ rows that share the boundary value are neither lost (as with ``>``) nor
 loaded twice (as with ``>=``). ``lag`` re-reads a window below the mark on
 purpose (late-arriving rows) and therefore needs ``write: merge``.
 
+When more than ``MAX_BOUNDARY_ROWS`` rows share the highest value (a bulk
+update stamping one time on millions of rows), their digests are not kept:
+the state says ``"keys": null`` and the next run reads ``cursor > value``.
+A row that later arrives with exactly that value is then missed; ``lag``
+with ``write: merge`` covers that case.
+
 The planner turns the committed state into a ``Window`` that travels inside
 each Partition; the task applies it to the batches and reports what it saw;
 the orchestrator merges those reports into the new state, which the
@@ -30,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
 
+MAX_BOUNDARY_ROWS = 10_000
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -63,7 +70,7 @@ def decode(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Window:
-    """What one run reads: ``cursor >= start`` minus the rows in ``exclude``, up to ``end`` if known."""
+    """What one run reads: ``cursor >= start`` (``>`` if ``strict``) minus the rows in ``exclude``, up to ``end`` if known."""
 
     cursor: str
     start: Any = None
@@ -71,13 +78,14 @@ class Window:
     end: Any = None
     key: tuple[str, ...] = ()
     previous: dict[str, Any] | None = None
+    strict: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cursor": self.cursor, "start": encode(self.start), "exclude": sorted(self.exclude), "end": encode(self.end), "key": list(self.key), "previous": self.previous}
+        return {"cursor": self.cursor, "start": encode(self.start), "exclude": sorted(self.exclude), "end": encode(self.end), "key": list(self.key), "previous": self.previous, "strict": self.strict}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Window:
-        return cls(data["cursor"], decode(data["start"]), frozenset(data["exclude"]), decode(data["end"]), tuple(data["key"]), data.get("previous"))
+        return cls(data["cursor"], decode(data["start"]), frozenset(data["exclude"]), decode(data["end"]), tuple(data["key"]), data.get("previous"), data.get("strict", False))
 
 
 def window(spec: IncrementalSpec, state: dict[str, Any] | None, *, where: str) -> Window:
@@ -88,13 +96,15 @@ def window(spec: IncrementalSpec, state: dict[str, Any] | None, *, where: str) -
             where=where,
             hint="run once with write: replace to start over, or restore the old cursor",
         )
+    strict = False
     if state is None or state.get("value") is None:
         start, exclude = _initial(spec.initial_value), frozenset()
     else:
-        start, exclude = decode(state["value"]), frozenset(state.get("keys", ()))
+        keys = state.get("keys", ())
+        start, exclude, strict = decode(state["value"]), frozenset(keys or ()), keys is None
     if spec.lag is not None and start is not None:
-        start, exclude = _minus_lag(start, spec.lag, where=where), frozenset()
-    return Window(spec.cursor, start, exclude, None, tuple(spec.primary_key), state)
+        start, exclude, strict = _minus_lag(start, spec.lag, where=where), frozenset(), False
+    return Window(spec.cursor, start, exclude, None, tuple(spec.primary_key), state, strict)
 
 
 def _initial(value: Any) -> Any:
@@ -131,7 +141,7 @@ class Tracker:
         self.window = window
         self.where = where
         self.high: Any = None
-        self.keys: set[str] = set()
+        self.keys: set[str] | None = set()  # None: too many rows at ``high`` to remember
 
     def apply(self, batches: Iterable[tuple[pa.RecordBatch, Any]]) -> Iterator[tuple[pa.RecordBatch, Any]]:
         for batch, position in batches:
@@ -151,7 +161,7 @@ class Tracker:
             return batch
         column = self._column(batch)
         start = _scalar(self.window.start, column.type)
-        keep = pc.greater_equal(column, start)
+        keep = pc.greater(column, start) if self.window.strict else pc.greater_equal(column, start)
         if self.window.exclude:
             at_start = pc.fill_null(pc.equal(column, start), False)
             if pc.any(at_start).as_py():
@@ -170,8 +180,12 @@ class Tracker:
         value = high.as_py()
         if self.high is None or value > self.high:
             self.high, self.keys = value, set()
-        if value == self.high:
-            self.keys.update(self._digests(batch, pc.fill_null(pc.equal(column, high), False)))
+        if value == self.high and self.keys is not None:
+            at_high = pc.fill_null(pc.equal(column, high), False)
+            if len(self.keys) + pc.sum(at_high).as_py() > MAX_BOUNDARY_ROWS:
+                self.keys = None
+            else:
+                self.keys.update(self._digests(batch, at_high))
 
     def _digests(self, batch: pa.RecordBatch, mask: pa.Array) -> list[str]:
         # Only the rows at one cursor value pass through Python, usually a handful.
@@ -184,7 +198,7 @@ class Tracker:
         """What this partition saw, for ``merge``: None when no row passed."""
         if self.high is None:
             return None
-        return {"value": encode(self.high), "keys": sorted(self.keys)}
+        return {"value": encode(self.high), "keys": None if self.keys is None else sorted(self.keys)}
 
 
 def digest(row: dict[str, Any]) -> str:
@@ -195,21 +209,24 @@ def digest(row: dict[str, Any]) -> str:
 def merge(window: Window, reports: Iterable[dict[str, Any] | None]) -> dict[str, Any] | None:
     """The new state from the partitions' reports; the previous state when nothing new arrived."""
     high: Any = None
-    keys: set[str] = set()
+    keys: set[str] | None = set()
     for report in reports:
         if report is None:
             continue
         value = decode(report["value"])
         if high is None or value > high:
-            high, keys = value, set(report["keys"])
+            high, keys = value, None if report["keys"] is None else set(report["keys"])
         elif value == high:
-            keys.update(report["keys"])
+            keys = None if keys is None or report["keys"] is None else keys | set(report["keys"])
     if high is None:
         return window.previous
     previous = window.previous or {}
-    if previous.get("value") is not None and decode(previous["value"]) == high:
-        keys.update(previous.get("keys", ()))  # rows at the old mark stay excluded
-    return {"cursor": window.cursor, "value": encode(high), "keys": sorted(keys)}
+    if keys is not None and previous.get("value") is not None and decode(previous["value"]) == high:
+        old = previous.get("keys", ())
+        keys = None if old is None else keys | set(old)  # rows at the old mark stay excluded
+    if keys is not None and len(keys) > MAX_BOUNDARY_ROWS:
+        keys = None
+    return {"cursor": window.cursor, "value": encode(high), "keys": None if keys is None else sorted(keys)}
 
 
 def _scalar(value: Any, dtype: pa.DataType) -> pa.Scalar:

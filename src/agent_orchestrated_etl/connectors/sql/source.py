@@ -78,7 +78,7 @@ class SQLSource(Source):
         column = self.quote(window.cursor)
         found = []
         if window.start is not None:
-            found.append(f"{column} >= {self.literal(window.start)}")
+            found.append(f"{column} {'>' if window.strict else '>='} {self.literal(window.start)}")
         if window.end is not None:
             # The first run (no start) also takes the rows whose cursor is NULL; later runs cannot place them.
             bound = f"{column} <= {self.literal(window.end)}"
