@@ -11,6 +11,7 @@ spec says as text reaches the SQL except through ``query:`` itself.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Iterator
@@ -106,7 +107,7 @@ class SQLSource(Source):
         """
         if window is not None:
             (high,) = self._scalar(f"SELECT max({self.quote(window.cursor)}) FROM {self.relation()}" + (f" WHERE {self._window_predicates(window)[0]}" if window.start is not None else ""))
-            window = Window(window.cursor, window.start, window.exclude, high, window.key, window.previous)
+            window = dataclasses.replace(window, end=high)
         base = {"window": window.as_dict()} if window is not None else {}
         spec = self.spec.partition
         if spec is None or spec.parts == 1:
