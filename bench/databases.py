@@ -100,3 +100,62 @@ def agent_etl_to_pg(job: Any) -> list[str]:
         f"destination: {{type: postgres, url: {json.dumps(PG_URL)}, table: bench.lineitem_out, write: replace}}\n"
     )
     return ["/usr/bin/env", f"AGENT_ETL_HOME={job.workdir / 'home'}", str(script), "run", str(spec), "--json"]
+
+
+# MariaDB into DuckDB. The MariaDB table bench.lineitem_sf<sf> is loaded once by
+# agent-etl itself (Parquet -> MariaDB through LOAD DATA), which is timed too.
+MYSQL_URL = os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/bench")
+
+
+def mysql_rows(table: str) -> int | None:
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE DATABASE IF NOT EXISTS bench")
+            cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bench' AND table_name = %s", (table,))
+            if not cur.fetchone()[0]:
+                return None
+            cur.execute(f"SELECT count(*) FROM bench.{table}")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def load_mysql_argv(parquet: str, table: str, workdir: Path) -> list[str]:
+    spec = workdir / "load.yaml"
+    spec.write_text(
+        "name: parquet_to_mariadb\n"
+        f"sources:\n  lineitem: {{type: file, path: {json.dumps(parquet)}}}\n"
+        f"destination: {{type: mysql, url: {json.dumps(MYSQL_URL)}, table: {table}, write: replace}}\n"
+    )
+    return ["/usr/bin/env", f"AGENT_ETL_HOME={workdir / 'home'}", str(Path(sys.executable).parent / "agent-etl"), "run", str(spec), "--json"]
+
+
+def agent_etl_from_mysql(job: Any) -> list[str]:
+    spec = job.workdir / "spec.yaml"
+    spec.write_text(
+        "name: mariadb_to_duckdb\n"
+        f"sources:\n  lineitem: {{type: mysql, url: {json.dumps(MYSQL_URL)}, table: {job.source}}}\n"
+        f"destination: {{type: duckdb, path: {json.dumps(str(job.out_db))}, table: lineitem, write: replace}}\n"
+    )
+    return ["/usr/bin/env", f"AGENT_ETL_HOME={job.workdir / 'home'}", str(Path(sys.executable).parent / "agent-etl"), "run", str(spec), "--json"]
+
+
+DLT_MYSQL = """
+import sys
+import dlt
+from dlt.sources.sql_database import sql_table
+url, table, out, workdir = sys.argv[1:5]
+resource = sql_table(credentials=url, table=table, backend="connectorx", reflection_level="full_with_precision")
+resource.apply_hints(table_name="lineitem")
+pipeline = dlt.pipeline("bench", destination=dlt.destinations.duckdb(out), dataset_name="main", pipelines_dir=workdir + "/dlt")
+pipeline.run(resource, write_disposition="replace")
+"""
+
+
+def dlt_from_mysql(job: Any) -> list[str]:
+    if not DLT_PYTHON.exists():
+        raise Unavailable(f"{DLT_PYTHON} not found; see bench/README.md to make dlt's venv")
+    return ["/usr/bin/env", "RUNTIME__DLTHUB_TELEMETRY=false", str(DLT_PYTHON), "-c", DLT_MYSQL, MYSQL_URL, job.source, str(job.out_db), str(job.workdir)]

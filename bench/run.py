@@ -125,6 +125,22 @@ def prepare_duckdb_file(args: argparse.Namespace) -> Input:
     return Input(str(path), lineitem.parquet_rows(parquet), path.stat().st_size, {"sf": args.sf})
 
 
+def prepare_mysql(args: argparse.Namespace) -> Input:
+    parquet = lineitem.ensure(args.sf)
+    table = f"lineitem_sf{args.sf:g}".replace(".", "_")
+    rows = lineitem.parquet_rows(parquet)
+    setup: dict[str, object] = {"sf": args.sf, "table": f"bench.{table}"}
+    if databases.mysql_rows(table) != rows:
+        print(f"loading bench.{table} into MariaDB with agent-etl ...", flush=True)
+        with TemporaryDirectory(prefix="bench-mysql-load-") as tmp:
+            m = harness.run_measured(databases.load_mysql_argv(str(parquet), table, Path(tmp)))
+        if m.returncode != 0:
+            raise SystemExit(f"loading MariaDB failed:\n{harness.tail(m.stderr)}")
+        print(f"Parquet -> MariaDB (agent-etl, LOAD DATA): {m.seconds:.1f} s, {rows / m.seconds:,.0f} rows/s, peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB, load {harness.load_average()[0]:.2f}")
+        setup |= {"load_seconds": round(m.seconds, 2), "load_peak_rss_bytes": m.peak_rss_bytes}
+    return Input(table, rows, parquet.stat().st_size, setup)
+
+
 def count_postgres_out(job: Job) -> int:
     return pg_lineitem.rows_in(databases.PG_URL, "lineitem_out") or 0
 
@@ -150,6 +166,11 @@ SCENARIOS: dict[str, Scenario] = {
             Contender("dlt-connectorx", _unavailable(databases.dlt("connectorx"))),
             Contender("dlt-pyarrow", _unavailable(databases.dlt("pyarrow"))),
         ],
+    ),
+    "mysql-to-duckdb": Scenario(
+        prepare=prepare_mysql,
+        table="lineitem",
+        contenders=[Contender("agent-etl", _unavailable(databases.agent_etl_from_mysql)), Contender("dlt-connectorx", _unavailable(databases.dlt_from_mysql))],
     ),
     "duckdb-to-postgres": Scenario(
         prepare=prepare_duckdb_file,
