@@ -163,8 +163,8 @@ class SQLDestination(Destination):
             staged = {n: self.staged_columns(inspector, n) for n in data}
             if self.transactional_ddl:
                 with self._engine().begin() as conn:
-                    self._prepare(conn, staged)
-                    result = self._publish(conn, run_id, staged, quarantine, state)
+                    renamed = self._prepare(conn, staged)
+                    result = self._publish(conn, run_id, staged if renamed is None else {}, quarantine, state, rows=renamed)
                     self._drop(conn, data + quarantine)
             else:
                 with self._engine().begin() as conn:
@@ -180,19 +180,28 @@ class SQLDestination(Destination):
             row = conn.exec_driver_sql(f"SELECT rows_loaded, quarantined_rows FROM {self._qualified(LOADS)} WHERE run_id = {self._mark(1)} AND table_name = {self._mark(2)}", self._params(run_id, self.spec.table)).first()
         return (int(row[0]), int(row[1])) if row else None
 
-    def _prepare(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]) -> None:
-        """Create the target or bring its columns up to what was staged (the schema DDL)."""
+    def _prepare(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]) -> int | None:
+        """Create the target or bring its columns up to what was staged (the schema DDL).
+
+        A new target fed by one staging table (not a merge) is that table renamed,
+        inside the transaction: the rows are not copied. Returns their count then.
+        """
         if not staged:
-            return
+            return None
         wanted: dict[str, dict[str, Any]] = {}
         for columns in staged.values():
             for name, column in columns.items():
                 if name != self.spec.hard_delete:
                     wanted.setdefault(name, column)
         target = self._target_columns(conn)
+        if target is None and self.transactional_ddl and self.spec.write != "merge" and len(staged) == 1:
+            (name,) = staged
+            rows = int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(name)}").scalar())
+            conn.exec_driver_sql(f"ALTER TABLE {self._qualified(name)} RENAME TO {self.q(self._name)}")
+            return rows
         if target is None:
             self._create_target(conn, wanted)
-            return
+            return None
         incoming = pa.schema([(n, arrow_type(c["type"]) or pa.null()) for n, c in wanted.items()])
         changes = schemas.diff({n: arrow_type(c["type"]) for n, c in target.items()}, incoming)
         schemas.check(changes, mode=self.spec.schema_, where=self.where)
@@ -215,11 +224,13 @@ class SQLDestination(Destination):
             defs.append(f"PRIMARY KEY ({', '.join(self.q(k) for k in self.spec.primary_key)})")
         conn.exec_driver_sql(f"CREATE TABLE {self.q(self.spec.table)} ({', '.join(defs)})")
 
-    def _publish(self, conn: Any, run_id: str, staged: dict[str, dict[str, dict[str, Any]]], quarantine: list[str], state: dict[str, Any] | None) -> CommitResult:
+    def _publish(self, conn: Any, run_id: str, staged: dict[str, dict[str, dict[str, Any]]], quarantine: list[str], state: dict[str, Any] | None, *, rows: int | None = None) -> CommitResult:
+        """Publish ``staged`` into the target; ``rows`` is given when the target already is the staged table."""
         target = self.q(self.spec.table)
-        rows = sum(int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(n)}").scalar()) for n in staged)
+        if rows is None:
+            rows = sum(int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(n)}").scalar()) for n in staged)
         columns = list(dict.fromkeys(n for cols in staged.values() for n in cols if n != self.spec.hard_delete))
-        if self.spec.write == "replace":
+        if self.spec.write == "replace" and (staged or rows == 0):
             conn.exec_driver_sql(self.clear_sql(target))
         if staged and self.spec.write == "merge":
             self._merge(conn, staged, columns)
