@@ -78,7 +78,7 @@ def dlt(backend: str):  # noqa: ANN201 - returns a contender function
 TO_PG_SCANNER = """
 import sys, duckdb
 from agent_orchestrated_etl.connectors.duckdb import postgres_extension
-con = duckdb.connect(sys.argv[2], read_only=True)
+con = duckdb.connect(sys.argv[2])  # read-only would attach PostgreSQL read-only too
 con.execute(f"LOAD '{postgres_extension()}'")
 con.execute(f"ATTACH '{sys.argv[1]}' AS pg (TYPE postgres)")
 con.execute("DROP TABLE IF EXISTS pg.bench.lineitem_out")
@@ -99,7 +99,9 @@ def agent_etl_to_pg(job: Any) -> list[str]:
         f"sources:\n  lineitem: {{type: duckdb, path: {json.dumps(job.source)}, table: lineitem}}\n"
         f"destination: {{type: postgres, url: {json.dumps(PG_URL)}, table: bench.lineitem_out, write: replace}}\n"
     )
-    return ["/usr/bin/env", f"AGENT_ETL_HOME={job.workdir / 'home'}", str(script), "run", str(spec), "--json"]
+    # Like the reference, which drops the table and creates it again.
+    drop = f"psql {PG_URL} -qc 'DROP TABLE IF EXISTS bench.lineitem_out'"
+    return ["/bin/sh", "-c", f"{drop} && exec env AGENT_ETL_HOME={job.workdir / 'home'} {script} run {spec} --json"]
 
 
 # MariaDB into DuckDB. The MariaDB table bench.lineitem_sf<sf> is loaded once by
