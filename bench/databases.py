@@ -160,4 +160,4 @@ pipeline.run(resource, write_disposition="replace")
 def dlt_from_mysql(job: Any) -> list[str]:
     if not DLT_PYTHON.exists():
         raise Unavailable(f"{DLT_PYTHON} not found; see bench/README.md to make dlt's venv")
-    return ["/usr/bin/env", "RUNTIME__DLTHUB_TELEMETRY=false", str(DLT_PYTHON), "-c", DLT_MYSQL, MYSQL_URL, job.source, str(job.out_db), str(job.workdir)]
+    return ["/usr/bin/env", "RUNTIME__DLTHUB_TELEMETRY=false", str(DLT_PYTHON), "-c", DLT_MYSQL, MYSQL_URL.replace("mysql://", "mysql+pymysql://"), job.source, str(job.out_db), str(job.workdir)]
