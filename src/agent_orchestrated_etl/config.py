@@ -70,7 +70,7 @@ class Settings(BaseSettings):
 
     pushdown: bool = Field(
         default=True,
-        validation_alias=AliasChoices("AGENT_ETL_PUSHDOWN", "pushdown"),
+        validation_alias="AGENT_ETL_PUSHDOWN",
         description="Let the planner have a destination's engine copy from a source by itself when no Python step needs the rows.",
     )
 

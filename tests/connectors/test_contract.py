@@ -153,3 +153,19 @@ def test_merge_with_hard_deletes(harness: Harness) -> None:
     harness.load("r1", pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"], "deleted": [False, False, False]}), **spec)
     harness.load("r2", pa.table({"id": [2, 3, 4, 5], "v": ["x", "C", "d", "never"], "deleted": [True, None, False, True]}), **spec)
     assert harness.read().sort_by("id").to_pylist() == [{"id": 1, "v": "a"}, {"id": 3, "v": "C"}, {"id": 4, "v": "d"}]
+
+
+def test_state_is_committed_with_the_data_and_only_then(harness: Harness) -> None:
+    dest = harness.destination()
+    assert dest.read_state("p/src") is None
+    dest.begin("r1", "t0")
+    dest.write_batch("r1", "t0", pa.record_batch({"id": [1]}))
+    dest.finish("r1", "t0")
+    dest.commit("r1", ["t0"], {"p/src": {"cursor": "id", "value": 1, "keys": []}})
+    dest.begin("r2", "t0")
+    dest.write_batch("r2", "t0", pa.record_batch({"id": [2]}))
+    dest.abort("r2")
+    dest.close()
+    again = harness.destination()
+    assert again.read_state("p/src") == {"cursor": "id", "value": 1, "keys": []}
+    again.close()
