@@ -16,12 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import duckdb
-import psycopg
-
 import databases
+import duckdb
 import harness
 import pg_lineitem
+import psycopg
 
 
 def ensure_table(sf: float) -> int:

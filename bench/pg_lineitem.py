@@ -17,9 +17,8 @@ from pathlib import Path
 
 import duckdb
 import duckdb_extension_postgres_scanner
-import psycopg
-
 import lineitem
+import psycopg
 
 SCHEMA = "bench"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"

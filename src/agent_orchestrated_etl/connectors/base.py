@@ -6,10 +6,10 @@ planner code asks ``isinstance``.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 

@@ -19,8 +19,8 @@ import importlib.util
 import json
 import re
 import threading
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -33,9 +33,9 @@ from agent_orchestrated_etl.connectors.base import (
     DestinationCapabilities,
     DestinationSpecBase,
 )
+from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
 from agent_orchestrated_etl.connectors.sql import schema as schemas
 from agent_orchestrated_etl.connectors.sql.common import PartitionSpec, check_one_of
-from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError, SourceNotFoundError
 
