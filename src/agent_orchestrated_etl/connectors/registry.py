@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _PACKAGE = "agent_orchestrated_etl.connectors"
 
 SOURCES: dict[str, str] = {
-    "duckdb": "duckdb:DuckDBSource",
+    "duckdb": "duckdb_source:DuckDBSource",
     "file": "files:FileSource",
     "mysql": "mysql:MySQLSource",
     "postgres": "postgres:PostgresSource",
