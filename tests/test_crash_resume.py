@@ -141,7 +141,7 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path: Path, data: Path) 
     while (run := latest_run(directory)) is None:
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.02)
-    time.sleep(0.3)  # into the tasks
+    time.sleep(0.05)  # into planning or the first tasks
     process.send_signal(signal.SIGINT)
     process.wait(timeout=60)
     log = (directory / "agent-etl.log").read_text()
