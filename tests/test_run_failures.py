@@ -56,3 +56,11 @@ def _tables(path: Path) -> set[str]:
     import duckdb
 
     return {r[0] for r in duckdb.connect(str(path), read_only=True).execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
+def test_usage_errors_say_what_is_missing_without_a_traceback(tmp_path: Path) -> None:
+    result = agent_etl("run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Missing argument 'spec'" in result.stderr and "Traceback" not in result.stderr
+    result = agent_etl("bogus", cwd=tmp_path)
+    assert result.returncode == 2 and "No such command 'bogus'" in result.stderr

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -248,12 +249,10 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # the Click usage errors and our bugs
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except TyperException as exc:  # usage errors: a missing argument, an unknown command
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:  # our bugs
         if _state["debug"]:
             raise
         err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback; please report it)")

@@ -9,6 +9,7 @@ or is cancelled can be resumed without redoing it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 import time
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
 from agent_orchestrated_etl.store.records import RunStore
+
+log = logging.getLogger(__name__)
 
 ASSIGN_TIMEOUT_SECONDS = 10.0
 #: How long a cancelled run waits for its running tasks to stop between batches.
@@ -141,6 +144,9 @@ class OrchestratorAgent(Agent):
         except asyncio.CancelledError:
             status, error = "cancelled", "cancelled"
             raise
+        except Exception as exc:  # a bug, or a driver error nobody mapped: fail the run, keep its record
+            log.exception("run %s failed unexpectedly", run_id)
+            error = f"internal error: {type(exc).__name__}: {exc} (a bug in agent-etl; please report it with run {run_id})"
         finally:
             if status != "succeeded" and locked:
                 self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
