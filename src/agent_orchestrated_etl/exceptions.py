@@ -6,6 +6,7 @@ The orchestrator's recovery policy reads the branch, never the message::
     ├── RetriableError                transient: retry with backoff
     │   ├── ConnectionFailedError     a server did not answer or dropped us
     │   ├── RateLimitedError          the server asked us to slow down
+    │   │   └── CircuitOpenError      a breaker refuses calls to a failing system for a while
     │   └── ResourceExhaustedError    out of memory: retry with smaller batches
     ├── DataError                     bad rows: quarantine them and go on, where the spec allows
     ├── ConfigurationError            fail fast: the user must change something
@@ -59,6 +60,10 @@ class RateLimitedError(RetriableError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: str | None) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class CircuitOpenError(RateLimitedError):
+    """Retriable once ``retry_after`` seconds have passed, when the breaker lets a probe through."""
 
 
 class ResourceExhaustedError(RetriableError):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from agent_orchestrated_etl.connectors.registry import destination_spec_models, source_spec_models
 from agent_orchestrated_etl.exceptions import ConfigurationError, SpecError, SpecProblem
@@ -258,6 +258,8 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
         return {k: resolve_env(v, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve_env(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, SecretStr):  # credentials are the usual place for ${env:NAME}
+        return SecretStr(resolve_env(value.get_secret_value(), where=where))
     if isinstance(value, str) and "${env:" in value:
 
         def substitute(match: re.Match[str]) -> str:

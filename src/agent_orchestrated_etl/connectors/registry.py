@@ -21,8 +21,10 @@ _PACKAGE = "agent_orchestrated_etl.connectors"
 SOURCES: dict[str, str] = {
     "duckdb": "duckdb_source:DuckDBSource",
     "file": "files:FileSource",
+    "graphql": "graphql:GraphQLSource",
     "mysql": "mysql:MySQLSource",
     "postgres": "postgres:PostgresSource",
+    "rest": "rest:RestSource",
     "sql": "sql.generic:GenericSQLSource",
     "sqlite": "sqlite:SQLiteSource",
 }

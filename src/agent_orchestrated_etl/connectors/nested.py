@@ -1,0 +1,165 @@
+"""Nested JSON records to Arrow: one schema that widens across batches, and three shapes.
+
+- ``struct``: objects stay structs and arrays stay lists;
+- ``flatten``: struct fields become columns named ``address__city`` (lists stay lists);
+- ``unnest``: the elements of one list become the rows of a child table, each
+  carrying its parent's key columns (``_parent_id``) and its ``_index`` in the list.
+
+A field that appears on page 40 is added then; a type that widens (int to
+float, null to anything, a struct that gains fields) is widened for the rest
+of the stream. A value that cannot be widened safely (a string where earlier
+pages had numbers) sends its row to quarantine with the field and both types,
+and the rest of the batch loads. No field is dropped: columns missing from a
+batch are filled with nulls.
+
+pyarrow infers and merges the struct types in C++ (``pa.array`` of dicts),
+so the common page costs one call; Python only walks the rows of a page that
+holds a conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+Shape = Literal["struct", "flatten", "unnest"]
+
+
+class NestedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shape: Shape = Field("struct", description="struct: keep nesting; flatten: a__b columns; unnest: rows of one list.")
+    separator: str = Field("__", description="Joins the names of flattened struct fields.")
+    unnest: str | None = Field(None, description="With shape: unnest, the dotted path of the list whose elements become rows.")
+    parent_key: list[str] = Field(default_factory=list, description="Parent fields copied into each unnested row as _parent_<name>.")
+
+
+Rejected = tuple[dict[str, Any], str, int]
+"""A row that could not be converted: (record, reason, index within the records given)."""
+
+
+class RecordsToArrow:
+    """Converts lists of JSON records into record batches of one widening schema."""
+
+    def __init__(self, options: NestedOptions | None = None) -> None:
+        self.options = options or NestedOptions()
+        self.schema: pa.Schema | None = None
+
+    def convert(self, records: Sequence[Any]) -> tuple[pa.RecordBatch | None, list[Rejected]]:
+        """A batch of the records that fit the (widened) schema, and the rows that did not."""
+        rejected: list[Rejected] = []
+        rows: list[dict[str, Any]] = []
+        origins: list[int] = []
+        for row, source_index in self._reshape(records):
+            if isinstance(row, dict):
+                rows.append(row)
+                origins.append(source_index)
+            else:
+                rejected.append(({"value": row}, f"expected a JSON object, got {_json_type(row)}", source_index))
+        if not rows:
+            return None, rejected
+        try:
+            array = pa.array(rows)
+            target = self._widen(array.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            array, target, bad = self._convert_slowly(rows)
+            rejected += [(rows[i], reason, origins[i]) for i, reason in bad]
+        if len(array) == 0:
+            return None, rejected
+        self.schema = pa.schema(list(target))
+        batch = pa.RecordBatch.from_struct_array(array.cast(target) if array.type != target else array)
+        return (self._flatten(batch) if self.options.shape == "flatten" else batch), rejected
+
+    def _reshape(self, records: Sequence[Any]) -> list[tuple[Any, int]]:
+        if self.options.shape != "unnest" or not self.options.unnest:
+            return [(record, i) for i, record in enumerate(records)]
+        path = self.options.unnest.split(".")
+        out: list[tuple[Any, int]] = []
+        for i, record in enumerate(records):
+            if not isinstance(record, dict):
+                out.append((record, i))
+                continue
+            items = _dig(record, path)
+            parent = {f"_parent_{key}": record.get(key) for key in self.options.parent_key}
+            for position, item in enumerate(items if isinstance(items, list) else []):
+                child = item if isinstance(item, dict) else {"value": item}
+                out.append(({**parent, "_index": position, **child}, i))
+        return out
+
+    def _widen(self, found: pa.DataType) -> pa.StructType:
+        """The running schema widened by a batch's inferred type; raises ArrowTypeError when unsafe."""
+        if self.schema is None:
+            return found
+        merged = pa.unify_schemas([self.schema, pa.schema(list(found))], promote_options="permissive")
+        return pa.struct(list(merged))
+
+    def _convert_slowly(self, rows: list[dict[str, Any]]) -> tuple[pa.StructArray, pa.StructType, list[tuple[int, str]]]:
+        """Field by field: find each field's type and the rows whose value cannot take it."""
+        names = list(self.schema.names) if self.schema is not None else []
+        for row in rows:
+            names += [name for name in row if name not in names]
+        fields, bad = [], {}
+        for name in names:
+            values = [row.get(name) for row in rows]
+            known = self.schema.field(name).type if self.schema is not None and name in self.schema.names else None
+            field_type, misfits = _field_type(name, values, known)
+            fields.append(pa.field(name, field_type))
+            for i, reason in misfits:
+                bad.setdefault(i, reason)
+        target = pa.struct(fields)
+        good = [row for i, row in enumerate(rows) if i not in bad]
+        return pa.array(good, type=target), target, sorted(bad.items())
+
+    def _flatten(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        table = pa.Table.from_batches([batch])
+        while any(pa.types.is_struct(f.type) for f in table.schema):
+            table = table.flatten()
+        names = [name.replace(".", self.options.separator) for name in table.column_names]
+        return table.rename_columns(names).combine_chunks().to_batches()[0]
+
+
+def _field_type(name: str, values: list[Any], known: pa.DataType | None) -> tuple[pa.DataType, list[tuple[int, str]]]:
+    """The widest safe type of one field's values, and the values that do not fit it."""
+    types: list[pa.DataType | None] = []
+    for value in values:
+        try:
+            types.append(pa.array([value]).type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            types.append(None)
+    current = known or next((t for t, v in zip(types, values, strict=True) if v is not None and t is not None), pa.null())
+    misfits: list[tuple[int, str]] = []
+    for i, (value, found) in enumerate(zip(values, types, strict=True)):
+        if value is None:
+            continue
+        widened = _unify(current, found) if found is not None else None
+        if widened is None:
+            misfits.append((i, f"field {name}: {_json_type(value)} {_short(value)} does not fit type {current}"))
+        else:
+            current = widened
+    return current, misfits
+
+
+def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
+    try:
+        return pa.unify_schemas([pa.schema([("f", a)]), pa.schema([("f", b)])], promote_options="permissive").field("f").type
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+
+
+def _dig(record: dict[str, Any], path: list[str]) -> Any:
+    value: Any = record
+    for part in path:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,147 @@
+"""The one HTTP client of every HTTP source: pool, limiter, breaker, retries and status mapping.
+
+A client serves one read. Its ``httpx.AsyncClient`` keeps one connection
+pool per host; the rate limiter and the circuit breaker of a host are
+process-wide, so every task that talks to the host shares them.
+
+Responses map onto the exception tree as the Singer SDK does: 429 and 5xx
+and dropped connections are retriable; 401/403 are auth errors; 404 is a
+missing source; other 4xx mean the request is wrong (configuration). Only
+server-side failures count against the breaker: a 429 means the server is
+up and busy, a 404 means our URL is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_orchestrated_etl.circuit_breaker import breakers
+from agent_orchestrated_etl.connectors.rest.ratelimit import limiters, parse_rate, retry_after_seconds
+from agent_orchestrated_etl.exceptions import (
+    AuthError,
+    ConfigurationError,
+    ConnectionFailedError,
+    RateLimitedError,
+    SourceNotFoundError,
+)
+from agent_orchestrated_etl.retry import Backoff, retry_async
+
+_RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+
+
+class HttpRetry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(6, ge=1, le=100, description="Tries per request, the first included.")
+    backoff_seconds: float = Field(0.25, ge=0, description="First wait; doubles each retry, with jitter.")
+    max_backoff_seconds: float = Field(30.0, ge=0, description="Longest wait, Retry-After included.")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive server failures that open the host's circuit breaker.")
+    breaker_reset_seconds: float = Field(30.0, gt=0, description="How long the breaker stays open before a probe.")
+
+
+@dataclass
+class ClientSettings:
+    headers: dict[str, str] = field(default_factory=dict)
+    auth: httpx.Auth | None = None
+    timeout_seconds: float = 30.0
+    rate_limit: str | None = None
+    max_connections: int = 8
+    retry: HttpRetry = field(default_factory=HttpRetry)
+    #: Called with (attempt, error, wait) before each retry; the reader counts them.
+    on_retry: Callable[[int, BaseException, float], None] | None = None
+
+
+def host_of(url: str | httpx.URL) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+
+
+class HttpClient:
+    def __init__(self, settings: ClientSettings, *, where: str) -> None:
+        self.settings = settings
+        self.where = where
+        self._rate = parse_rate(settings.rate_limit) if settings.rate_limit else None
+        self._http = httpx.AsyncClient(
+            headers=settings.headers,
+            auth=settings.auth,
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections),
+            follow_redirects=True,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, url: str, *, params: Any = None, json: Any = None) -> httpx.Response:
+        """One request with retries; returns a 2xx response or raises from the exception tree."""
+        retry = self.settings.retry
+        backoff = Backoff(retry.attempts, retry.backoff_seconds, retry.max_backoff_seconds)
+
+        async def attempt() -> httpx.Response:
+            return await self._attempt(method, url, params, json)
+
+        return await retry_async(attempt, backoff, on_retry=self.settings.on_retry)
+
+    async def _attempt(self, method: str, url: str, params: Any, json: Any) -> httpx.Response:
+        host = host_of(url)
+        retry = self.settings.retry
+        breaker = breakers.get(host, failure_threshold=retry.breaker_failures, reset_seconds=retry.breaker_reset_seconds)
+        limiter = limiters.get(host, self._rate)
+        breaker.allow()
+        await limiter.acquire()
+        where = f"{self.where}: {method} {url}"
+        try:
+            response = await self._http.request(method, url, params=params, json=json)
+        except httpx.TimeoutException as exc:
+            breaker.record_failure(f"timeout ({type(exc).__name__})")
+            raise ConnectionFailedError(f"no answer within {self.settings.timeout_seconds}s", where=where, hint="raise timeout_seconds if the server is slow") from exc
+        except httpx.TransportError as exc:
+            breaker.record_failure(f"{type(exc).__name__}: {exc}")
+            raise ConnectionFailedError(f"connection failed: {type(exc).__name__}: {exc}", where=where, hint="check that the server is up and the URL is right") from exc
+        limiter.observe(response.headers)
+        status = response.status_code
+        if status < 400:
+            breaker.record_success()
+            return response
+        body = response.text[:300]
+        if status in _RETRY_STATUSES:
+            retry_after = retry_after_seconds(response.headers.get("retry-after"))
+            if status == 429:
+                breaker.record_success()  # alive, only busy
+                if retry_after:
+                    limiter.pause(retry_after)
+                raise RateLimitedError(f"429 Too Many Requests: {body}", retry_after=retry_after, where=where, hint="lower rate_limit")
+            breaker.record_failure(f"HTTP {status}")
+            if retry_after is None:
+                raise ConnectionFailedError(f"server error {status}: {body}", where=where, hint="the server is failing; retried with backoff")
+            limiter.pause(retry_after)
+            raise RateLimitedError(f"server error {status}: {body}", retry_after=retry_after, where=where, hint="the server asked to wait")
+        breaker.record_success()
+        if status in (401, 403):
+            raise AuthError(f"HTTP {status}: {body}", where=where, hint="check the credentials under `auth:`")
+        if status == 404:
+            raise SourceNotFoundError(f"HTTP 404: {body}", where=where, hint="check `url:` and the path")
+        raise ConfigurationError(f"HTTP {status}: {body}", where=where, hint="the server refused the request; check params and body")
+
+
+async def gather_ordered(calls: list[Callable[[], Awaitable[Any]]], concurrency: int) -> Any:
+    """Run calls with at most ``concurrency`` in flight; yield results in call order."""
+    window: list[asyncio.Task[Any]] = []
+    pending = iter(calls)
+    try:
+        for call in pending:
+            window.append(asyncio.ensure_future(call()))
+            if len(window) >= concurrency:
+                yield await window.pop(0)
+        while window:
+            yield await window.pop(0)
+    finally:
+        for task in window:
+            task.cancel()
+

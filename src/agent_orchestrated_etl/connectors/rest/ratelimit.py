@@ -1,0 +1,139 @@
+"""A rate limiter per host, shared by every task of the process, that slows down on the server's word.
+
+Hand-written rather than aiolimiter or pyrate-limiter: those take a fixed
+rate, and this one must lower its rate while a server's
+``X-RateLimit-Remaining``/``RateLimit-Remaining`` says the window is running
+out, and stop every caller of the host until a 429's ``Retry-After`` has
+passed. It schedules slots (generic cell rate algorithm) rather than counting
+tokens, which keeps the observed rate exact at steady state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def parse_rate(text: str) -> float:
+    """'100/s', '600/min' -> requests per second."""
+    match = _RATE.match(text)
+    if not match:
+        raise ValueError(f"not a rate: {text!r} (use a count per unit, e.g. 100/s or 600/min)")
+    return float(match.group(1)) / _PER[match.group(2)]
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header in seconds: delta seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - (now or time.time()))
+        except (TypeError, ValueError):
+            return None
+
+
+class RateLimiter:
+    """Spaces requests to at most ``rate`` per second, with ``burst`` requests of slack.
+
+    ``rate=None`` means no limit of our own; the server's headers may still impose one.
+    """
+
+    def __init__(self, rate: float | None, *, burst: int = 1, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._next = 0.0  # the earliest time the next request may start
+        self._server_rate: float | None = None
+        self._server_rate_until = 0.0
+        self._paused_until = 0.0
+        self._lock = threading.Lock()  # shared by tasks whose coroutines may run on different loops
+
+    def effective_rate(self) -> float | None:
+        now = self._clock()
+        rates = [r for r in (self.rate, self._server_rate if now < self._server_rate_until else None) if r]
+        return min(rates) if rates else None
+
+    def reserve(self) -> float:
+        """Take the next slot; returns how many seconds to wait before sending."""
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._paused_until)
+            rate = self.effective_rate()
+            if rate is None:
+                return start - now
+            interval = 1.0 / rate
+            slot = max(start, self._next - (self.burst - 1) * interval)
+            self._next = max(self._next, slot) + interval
+            return slot - now
+
+    async def acquire(self) -> None:
+        wait = self.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request to the host for ``seconds`` (a 429 or 503 with Retry-After)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Adapt to the server's quota headers before it starts answering 429.
+
+        With R requests left in a window that resets in T seconds, sending
+        faster than R/T would exhaust it early; so the rate drops to R/T
+        until the reset. Headers without both values are ignored.
+        """
+        remaining = _number(headers.get("x-ratelimit-remaining", headers.get("ratelimit-remaining")))
+        reset = _number(headers.get("x-ratelimit-reset", headers.get("ratelimit-reset")))
+        if remaining is None or reset is None:
+            return
+        seconds = reset - time.time() if reset > 1e9 else reset  # an epoch time or a delta
+        if seconds <= 0:
+            return
+        with self._lock:
+            if remaining <= 0:
+                self._paused_until = max(self._paused_until, self._clock() + seconds)
+                return
+            self._server_rate = remaining / seconds
+            self._server_rate_until = self._clock() + seconds
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class LimiterRegistry:
+    """One limiter per host for the whole process; the strictest configured rate wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limiters: dict[str, RateLimiter] = {}
+
+    def get(self, host: str, rate: float | None) -> RateLimiter:
+        with self._lock:
+            limiter = self._limiters.get(host)
+            if limiter is None:
+                limiter = self._limiters[host] = RateLimiter(rate)
+            elif rate is not None and (limiter.rate is None or rate < limiter.rate):
+                limiter.rate = rate
+            return limiter
+
+    def reset(self) -> None:
+        with self._lock:
+            self._limiters.clear()
+
+
+limiters = LimiterRegistry()
