@@ -74,7 +74,7 @@ def test_unknown_types_and_fields_name_the_choices() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(text, file="p.yaml")
     messages = [str(p) for p in caught.value.problems]
-    assert messages[0] == "p.yaml:4: sources.customers: unknown type fil; expected one of 'duckdb', 'file', 'mysql', 'postgres', 'sql', 'sqlite'"
+    assert messages[0] == "p.yaml:4: sources.customers: unknown type fil; expected one of 'duckdb', 'file', 'graphql', 'mysql', 'postgres', 'rest', 'sql', 'sqlite'"
     assert messages[1].startswith("p.yaml:11: destination.colour: unknown field")
 
 

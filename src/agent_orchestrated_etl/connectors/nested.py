@@ -71,7 +71,7 @@ class RecordsToArrow:
             return None, rejected
         self.schema = pa.schema(list(target))
         batch = pa.RecordBatch.from_struct_array(array.cast(target) if array.type != target else array)
-        return (self._flatten(batch) if self.options.shape == "flatten" else batch), rejected
+        return (flatten(batch, self.options.separator) if self.options.shape == "flatten" else batch), rejected
 
     def _reshape(self, records: Sequence[Any]) -> list[tuple[Any, int]]:
         if self.options.shape != "unnest" or not self.options.unnest:
@@ -113,12 +113,15 @@ class RecordsToArrow:
         good = [row for i, row in enumerate(rows) if i not in bad]
         return pa.array(good, type=target), target, sorted(bad.items())
 
-    def _flatten(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        table = pa.Table.from_batches([batch])
-        while any(pa.types.is_struct(f.type) for f in table.schema):
-            table = table.flatten()
-        names = [name.replace(".", self.options.separator) for name in table.column_names]
-        return table.rename_columns(names).combine_chunks().to_batches()[0]
+
+
+def flatten(batch: pa.RecordBatch, separator: str = "__") -> pa.RecordBatch:
+    """Struct fields as columns of their own, named parent__child, at every depth."""
+    table = pa.Table.from_batches([batch])
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    names = [name.replace(".", separator) for name in table.column_names]
+    return table.rename_columns(names).combine_chunks().to_batches()[0] if table.num_rows else batch
 
 
 def _field_type(name: str, values: list[Any], known: pa.DataType | None) -> tuple[pa.DataType, list[tuple[int, str]]]:

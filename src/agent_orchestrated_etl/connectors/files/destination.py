@@ -1,0 +1,224 @@
+"""Parquet, CSV and JSON Lines files as a destination, locally or on S3, optionally hive-partitioned.
+
+Each task stages its rows under ``_staging/<run>/``. The commit first writes
+its plan (staged file -> final name) into staging, then moves the files, and
+then replaces ``_manifest.json``: the manifest is the commit, and readers
+(this project's file source among them) ignore files it does not list. A
+commit that dies half-way is finished by the next one from the same plan,
+so files are neither lost nor listed twice. On S3 every object appears
+whole when its upload completes, so the manifest's single PUT is atomic too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from collections.abc import Iterator
+from typing import Any, Literal
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities, DestinationSpecBase
+from agent_orchestrated_etl.connectors.files import filesystems
+from agent_orchestrated_etl.connectors.files.filesystems import S3Settings
+
+OutFormat = Literal["parquet", "csv", "jsonl"]
+MANIFEST = "_manifest.json"
+_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+class FileDestinationSpec(DestinationSpecBase):
+    type: Literal["file"]
+    path: str = Field(description="A directory (local or s3://bucket/prefix); committed files and _manifest.json go in it.")
+    format: OutFormat = "parquet"
+    write: Literal["append", "replace"] = "append"  # type: ignore[assignment]
+    partition_by: list[str] = Field(default_factory=list, description="Hive partitioning: region=eu/day=2024-01-01/ directories.")
+    s3: S3Settings | None = None
+
+
+class FileDestination(Destination):
+    spec_model = FileDestinationSpec
+    capabilities = DestinationCapabilities(transactional=False, write_modes=frozenset({"append", "replace"}))
+
+    def __init__(self, spec: FileDestinationSpec, *, memory_limit_bytes: int) -> None:
+        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+        self.fs, self.root = filesystems.resolve(spec.path, spec.s3)
+        self._writers: dict[tuple[str, str, str, str], _Writer] = {}
+        self._parts: dict[tuple[str, str, str, str], int] = {}
+
+    def describe(self) -> str:
+        return f"{self.spec.format} files in {filesystems.display(self.fs, self.root)}"
+
+    def _staging(self, run_id: str) -> str:
+        return f"{self.root}/_staging/{run_id}"
+
+    def begin(self, run_id: str, task_id: str) -> None:
+        for kind in ("data", "quarantine"):
+            self.fs.delete_dir_contents(f"{self._staging(run_id)}/{kind}/{_safe(task_id)}", missing_dir_ok=True)
+
+    def write_batch(self, run_id: str, task_id: str, batch: pa.RecordBatch) -> None:
+        for directory, part in _split(batch, self.spec.partition_by):
+            self._write(run_id, task_id, "data", directory, part)
+
+    def write_quarantine(self, run_id: str, task_id: str, rows: pa.RecordBatch) -> None:
+        self._write(run_id, task_id, "quarantine", "", rows)
+
+    def _write(self, run_id: str, task_id: str, kind: str, directory: str, batch: pa.RecordBatch) -> None:
+        key = (run_id, task_id, kind, directory)
+        writer = self._writers.get(key)
+        if writer is not None and writer.schema != batch.schema:
+            writer.close()  # the schema widened: a new file, so no column is dropped
+            writer = None
+        if writer is None:
+            number = self._parts[key] = self._parts.get(key, -1) + 1
+            base = posixpath.join(self._staging(run_id), kind, _safe(task_id), directory)
+            self.fs.create_dir(base, recursive=True)
+            fmt = self.spec.format
+            writer = self._writers[key] = _Writer(self.fs, f"{base}/part-{number}.{fmt}", fmt, batch.schema)
+        writer.write(batch)
+
+    def finish_task(self, run_id: str, task_id: str) -> None:
+        for key in [k for k in self._writers if k[:2] == (run_id, task_id)]:
+            self._writers.pop(key).close()
+
+    def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
+        manifest = self._load_manifest()
+        if run_id in manifest["runs"]:
+            return CommitResult(rows=manifest["runs"][run_id]["rows"], quarantined_rows=manifest["runs"][run_id].get("quarantined", 0), already_committed=True)
+        for task_id in task_ids:
+            self.finish_task(run_id, task_id)
+        plan = self._plan(run_id, task_ids)
+        for move in plan:
+            if self.fs.get_file_info(move["staged"]).type == pafs.FileType.File:
+                self.fs.move(move["staged"], f"{self.root}/{move['final']}")
+        data = [m["final"] for m in plan if m["kind"] == "data"]
+        rows = sum(m["rows"] for m in plan if m["kind"] == "data")
+        quarantined = sum(m["rows"] for m in plan if m["kind"] == "quarantine")
+        previous = list(manifest["files"])
+        manifest["files"] = data if self.spec.write == "replace" else previous + data
+        manifest["quarantine"] += [m["final"] for m in plan if m["kind"] == "quarantine"]
+        manifest["runs"][run_id] = {"rows": rows, "quarantined": quarantined}
+        self._save(MANIFEST, manifest)  # the commit point
+        for old in set(previous) - set(manifest["files"]):
+            self.fs.delete_file(f"{self.root}/{old}")
+        self.fs.delete_dir(self._staging(run_id))
+        return CommitResult(rows=rows, quarantined_rows=quarantined)
+
+    def _plan(self, run_id: str, task_ids: list[str]) -> list[dict[str, Any]]:
+        """Staged file -> final name, with row counts; written once, reused by a commit that resumes."""
+        path = f"{self._staging(run_id)}/_commit.json"
+        if self.fs.get_file_info(path).type == pafs.FileType.File:
+            with self.fs.open_input_stream(path) as handle:
+                return json.loads(handle.read())
+        plan = []
+        for kind in ("data", "quarantine"):
+            for task_id in task_ids:
+                base = f"{self._staging(run_id)}/{kind}/{_safe(task_id)}"
+                infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+                for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+                    relative = posixpath.relpath(info.path, base)
+                    directory, name = posixpath.split(relative)
+                    final = posixpath.join("_quarantine" if kind == "quarantine" else directory, f"{run_id}-{_safe(task_id)}-{name}")
+                    plan.append({"kind": kind, "staged": info.path, "final": final, "rows": _count_rows(self.fs, info.path)})
+        with self.fs.open_output_stream(path) as handle:
+            handle.write(json.dumps(plan).encode())
+        return plan
+
+    def abort(self, run_id: str) -> None:
+        for key in [k for k in self._writers if k[0] == run_id]:
+            self._writers.pop(key).close()
+        self.fs.delete_dir_contents(self._staging(run_id), missing_dir_ok=True)
+
+    def _load_manifest(self) -> dict[str, Any]:
+        try:
+            with self.fs.open_input_stream(f"{self.root}/{MANIFEST}") as handle:
+                data = json.loads(handle.read())
+        except FileNotFoundError:
+            return {"files": [], "quarantine": [], "runs": {}}
+        runs = {k: (v if isinstance(v, dict) else {"rows": v}) for k, v in data.get("runs", {}).items()}
+        return {"files": data["files"], "quarantine": data.get("quarantine", []), "runs": runs}
+
+    def _save(self, name: str, content: dict[str, Any]) -> None:
+        self.fs.create_dir(self.root, recursive=True)
+        body = json.dumps(content, indent=1).encode()
+        if isinstance(self.fs, pafs.LocalFileSystem):  # write aside, then rename: readers see old or new, whole
+            tmp = f"{self.root}/.{name}.tmp"
+            with open(tmp, "wb") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.fs.move(tmp, f"{self.root}/{name}")
+        else:
+            with self.fs.open_output_stream(f"{self.root}/{name}") as handle:
+                handle.write(body)
+
+
+def read_manifest(fs: pafs.FileSystem, directory: str) -> list[str] | None:
+    """The committed files of a destination directory, or None when it has no manifest."""
+    try:
+        with fs.open_input_stream(f"{directory.rstrip('/')}/{MANIFEST}") as handle:
+            return [f"{directory.rstrip('/')}/{name}" for name in json.loads(handle.read())["files"]]
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def _split(batch: pa.RecordBatch, columns: list[str]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The batch's rows by hive partition directory (``region=eu/day=2024-01-01``), without the partition columns."""
+    if not columns:
+        yield "", batch
+        return
+    table = pa.Table.from_batches([batch])
+    data = table.drop_columns(columns)
+    for combo in table.select(columns).group_by(columns, use_threads=False).aggregate([]).to_pylist():
+        mask = None
+        for name, value in combo.items():
+            test = pc.is_null(table[name]) if value is None else pc.equal(table[name], pa.scalar(value, table[name].type))
+            mask = test if mask is None else pc.and_(mask, test)
+        directory = "/".join(f"{name}={_NULL_PARTITION if value is None else quote(str(value), safe='')}" for name, value in combo.items())
+        for part in data.filter(mask).to_batches():
+            yield directory, part
+
+
+class _Writer:
+    def __init__(self, fs: pafs.FileSystem, path: str, fmt: str, schema: pa.Schema) -> None:
+        self.fmt, self.schema = fmt, schema
+        self._stream = fs.open_output_stream(path)
+        if fmt == "parquet":
+            self._out: Any = pq.ParquetWriter(self._stream, schema)
+        elif fmt == "csv":
+            self._out = pacsv.CSVWriter(self._stream, schema)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.fmt == "jsonl":
+            # pyarrow has no JSON writer; rows are serialised here, one batch at a time.
+            self._stream.write("".join(json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode())
+        elif self.fmt == "csv":
+            self._out.write(batch)
+        else:
+            self._out.write_batch(batch)
+
+    def close(self) -> None:
+        if self.fmt != "jsonl":
+            self._out.close()
+        self._stream.close()
+
+
+def _count_rows(fs: pafs.FileSystem, path: str) -> int:
+    if path.endswith(".parquet"):
+        with fs.open_input_file(path) as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+    with fs.open_input_stream(path) as handle:
+        if path.endswith(".csv"):  # quoted values may hold newlines, so count records, not lines
+            return sum(batch.num_rows for batch in pacsv.open_csv(handle))
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))

@@ -1,0 +1,149 @@
+"""Where files live: local paths and ``s3://bucket/key`` through pyarrow.fs, globs, compression.
+
+S3 settings resolve in this order: the spec's ``s3:`` block, then the
+standard AWS environment (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
+``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``,
+``AWS_PROFILE`` and ``~/.aws/credentials``, read by the AWS SDK inside
+pyarrow), so a spec written for AWS runs unchanged against a local S3.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, SourceNotFoundError
+
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+
+
+class S3Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_url: str | None = Field(None, description="e.g. http://127.0.0.1:8333 for a local S3; AWS when omitted.")
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    allow_bucket_creation: bool = Field(False, description="Create the bucket of a destination when it is missing.")
+
+
+_cache: dict[tuple[Any, ...], pafs.FileSystem] = {}
+_lock = threading.Lock()
+
+
+def resolve(path: str, s3: S3Settings | None = None) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a path and the path inside it (``bucket/key`` on S3)."""
+    if path.startswith("s3://"):
+        return _s3(s3 or S3Settings()), path[len("s3://") :]
+    if "://" in path:
+        raise SourceNotFoundError(f"unsupported scheme in {path}", hint="use a local path or s3://bucket/key")
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+
+
+def display(fs: pafs.FileSystem, path: str) -> str:
+    return f"s3://{path}" if isinstance(fs, pafs.S3FileSystem) else path
+
+
+def _s3(settings: S3Settings) -> pafs.FileSystem:
+    endpoint = settings.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    secret = settings.secret_access_key.get_secret_value() if settings.secret_access_key else None
+    token = settings.session_token.get_secret_value() if settings.session_token else None
+    key = (endpoint, region, settings.access_key_id, secret, token, settings.allow_bucket_creation)
+    with _lock:
+        if key not in _cache:
+            kwargs: dict[str, Any] = {"region": region, "allow_bucket_creation": settings.allow_bucket_creation}
+            if endpoint:
+                scheme, _, host = endpoint.partition("://")
+                kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+            if settings.access_key_id:  # otherwise the AWS SDK's default chain: env, profile, instance role
+                kwargs.update(access_key=settings.access_key_id, secret_key=secret, session_token=token)
+            _cache[key] = pafs.S3FileSystem(**kwargs)
+        return _cache[key]
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def expand(fs: pafs.FileSystem, path: str) -> list[str]:
+    """The files a path or glob names, sorted; hidden and underscore files are skipped in globs."""
+    if not globlib.has_magic(path):
+        info = _info(fs, path)
+        if info.type == pafs.FileType.NotFound:
+            return []
+        if info.type == pafs.FileType.Directory:
+            return expand(fs, path.rstrip("/") + "/**/*")
+        return [path]
+    if isinstance(fs, pafs.LocalFileSystem):
+        found = [p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)]
+    else:
+        base = re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0]
+        pattern = _glob_regex(path)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise _os_error(exc, path) from exc
+        found = [i.path for i in infos if i.type == pafs.FileType.File and pattern.match(i.path)]
+    return sorted(p for p in found if not os.path.basename(p).startswith(("_", ".")))
+
+
+def _info(fs: pafs.FileSystem, path: str) -> pafs.FileInfo:
+    try:
+        return fs.get_file_info(path)
+    except OSError as exc:
+        raise _os_error(exc, path) from exc
+
+
+def compression_of(path: str) -> str | None:
+    return COMPRESSION_SUFFIXES.get(os.path.splitext(path)[1].lower())
+
+
+@contextmanager
+def open_input(fs: pafs.FileSystem, path: str, compression: str | None) -> Iterator[BinaryIO]:
+    """A readable stream of the file's bytes, decompressed."""
+    try:
+        raw = fs.open_input_stream(path)
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(f"file not found: {display(fs, path)}", hint="check `path:`") from exc
+    except OSError as exc:
+        raise _os_error(exc, display(fs, path)) from exc
+    stream = pa.CompressedInputStream(raw, compression) if compression else raw
+    try:
+        yield stream  # type: ignore[misc]
+    finally:
+        stream.close()
+
+
+def _os_error(exc: OSError, where: str) -> Exception:
+    text = str(exc)
+    if "ACCESS_DENIED" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+        return AuthError(f"S3 refused the credentials: {text}", where=where, hint="check s3.access_key_id/secret_access_key or AWS_* variables")
+    if "NETWORK_CONNECTION" in text or "curlCode" in text:
+        return ConnectionFailedError(f"cannot reach S3: {text}", where=where, hint="check s3.endpoint_url or AWS_ENDPOINT_URL")
+    if "NoSuchBucket" in text or "not found" in text.lower():
+        return SourceNotFoundError(text, where=where, hint="check the bucket and key")
+    return ConnectionFailedError(text, where=where)
