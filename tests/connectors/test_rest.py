@@ -1,0 +1,204 @@
+"""The REST source against json-server and the fault-injecting API: pagination, auth, faults, limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from http_servers import FaultAPI
+from rest_helpers import make_source, read_all
+
+from agent_orchestrated_etl.circuit_breaker import breakers
+from agent_orchestrated_etl.exceptions import AuthError, SourceNotFoundError, SpecError
+
+FAST_RETRY = {"attempts": 8, "backoff_seconds": 0.02, "max_backoff_seconds": 0.5}
+
+
+def ids(table) -> list[int]:
+    return table.column("id").to_pylist()
+
+
+def test_json_server_page_numbers_fetched_concurrently(json_server_url: str) -> None:
+    source = make_source({
+        "type": "rest", "url": f"{json_server_url}/items", "concurrency": 8,
+        "pagination": {"type": "page", "page_param": "_page", "size_param": "_limit", "page_size": 100},
+    })
+    table, rejected = read_all(source)
+    assert ids(table) == list(range(1, 10_001))
+    assert rejected == []
+    assert table.schema.field("address").type.names == ["city", "zip"]
+
+
+def test_json_server_link_header_flattened(json_server_url: str) -> None:
+    source = make_source({
+        "type": "rest", "url": f"{json_server_url}/items", "params": {"_page": 1, "_limit": 500},
+        "pagination": {"type": "link_header"}, "nested": {"shape": "flatten"},
+    })
+    table, _ = read_all(source)
+    assert ids(table) == list(range(1, 10_001))
+    assert table.column_names == ["id", "name", "price", "updated_at", "address__city", "address__zip", "tags"]
+    assert table.slice(41, 1).to_pylist() == [{"id": 42, "name": "item 42", "price": 52.5, "updated_at": "2024-01-15T00:00:42", "address__city": "city 0", "address__zip": "10042", "tags": ["t0", "t2"]}]
+
+
+@pytest.mark.parametrize(
+    ("route", "pagination", "records"),
+    [
+        ("/pages", {"type": "page", "size_param": "per_page", "total_path": "meta.total", "total_header": None}, "data.items"),
+        ("/offset", {"type": "offset", "size_param": "limit", "total_path": "count"}, "results"),
+        ("/cursor", {"type": "cursor", "cursor_path": "next_cursor"}, "items"),
+        ("/next", {"type": "next_url", "next_url_path": "links.next"}, "items"),
+    ],
+)
+def test_pagination_styles_read_every_record_once(fault_api: tuple[str, FaultAPI], route: str, pagination: dict, records: str) -> None:
+    url, api = fault_api
+    table, _ = read_all(make_source({"type": "rest", "url": url + route, "records": records, "pagination": pagination}))
+    assert ids(table) == list(range(1, 2001))
+    assert sum(1 for _, status, _ in api.log if status == 200) == 20
+
+
+def test_faults_on_schedule_lose_and_duplicate_nothing(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    api.faults["offset=200"] = ["429:0", "429:0", "503"]
+    api.faults["offset=500"] = ["500", "drop"]
+    api.faults["offset=900"] = ["slow:1.0"]
+    api.faults["offset=1500"] = ["503:0", "429"]
+    source = make_source({
+        "type": "rest", "url": f"{url}/offset", "records": "results", "timeout_seconds": 0.4, "concurrency": 4,
+        "pagination": {"type": "offset", "total_path": "count"}, "retry": FAST_RETRY,
+    })
+    table, rejected = read_all(source)
+    assert ids(table) == list(range(1, 2001))
+    assert rejected == []
+    assert source.retries == 8
+    # Retry-After: 0 still backs off: the three answers for offset=200 are spread out, not a burst
+    times = [t for path, _, t in api.log if "offset=200" in path]
+    assert len(times) == 4 and all(b - a >= 0.01 for a, b in zip(times, times[1:]))
+
+
+def test_breaker_opens_then_recovers_and_reports_each_change(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    api.faults["offset=300"] = ["503", "503", "503", "503"]
+    changes = []
+    remove = breakers.add_listener(lambda change: changes.append((change.old.value, change.new.value)))
+    try:
+        source = make_source({
+            "type": "rest", "url": f"{url}/offset", "records": "results", "concurrency": 1,
+            "pagination": {"type": "offset", "total_path": "count"},
+            "retry": {**FAST_RETRY, "breaker_failures": 3, "breaker_reset_seconds": 0.2},
+        })
+        table, _ = read_all(source)
+    finally:
+        remove()
+    assert ids(table) == list(range(1, 2001))
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_breaker_that_stays_open_fails_the_read_with_its_reason(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    api.faults["first"] = ["503"] * 10
+    source = make_source({"type": "rest", "url": f"{url}/offset", "records": "results", "retry": {"attempts": 4, "backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "breaker_failures": 2, "breaker_reset_seconds": 60}})
+    with pytest.raises(Exception) as info:
+        read_all(source)
+    assert str(info.value).startswith("http://127.0.0.1:")
+    assert "circuit breaker for http://127.0.0.1" in str(info.value) and "is open after 2 consecutive failures" in str(info.value)
+
+
+def test_quota_headers_slow_the_client_before_any_429(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    api.limit_per_second = 30
+    source = make_source({"type": "rest", "url": f"{url}/offset", "records": "results", "concurrency": 8, "pagination": {"type": "offset", "page_size": 100, "total_path": "count"}})
+    table, _ = read_all(source)
+    assert ids(table) == list(range(1, 2001))
+    assert [status for _, status, _ in api.log] == [200] * 20
+
+
+def test_server_rate_limit_answers_429_and_no_page_is_lost(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    api.limit_per_second = 30
+    api.quota_headers = False  # the server only says 429 with Retry-After: 1
+    source = make_source({
+        "type": "rest", "url": f"{url}/offset", "records": "results", "concurrency": 8,
+        "pagination": {"type": "offset", "page_size": 50, "total_path": "count"},
+        "retry": {"attempts": 10, "backoff_seconds": 0.05, "max_backoff_seconds": 2},
+    })
+    table, _ = read_all(source)
+    assert ids(table) == list(range(1, 2001))
+    assert sum(1 for _, status, _ in api.log if status == 200) == 40
+    assert any(status == 429 for _, status, _ in api.log)  # the server did refuse some
+
+
+def test_rate_limit_is_shared_by_every_task_on_the_host(fault_api: tuple[str, FaultAPI]) -> None:
+    url, _ = fault_api
+    spec = {"type": "rest", "url": f"{url}/offset", "records": "results", "rate_limit": "40/s", "concurrency": 4, "pagination": {"type": "offset", "total_path": "count", "page_size": 200}}
+    results: list[int] = []
+    started = time.monotonic()
+    threads = [threading.Thread(target=lambda: results.append(read_all(make_source(spec))[0].num_rows)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    assert results == [2000, 2000]
+    # 20 requests at 40/s across both tasks: the last starts 19/40 s after the first
+    assert elapsed >= 19 / 40
+
+
+def test_auth_bearer_api_key_in_header_and_query_basic(fault_api: tuple[str, FaultAPI], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, _ = fault_api
+    monkeypatch.setenv("API_TOKEN", "s3cr3t")
+    from agent_orchestrated_etl.spec import resolve_env
+
+    cases = [
+        ({"type": "bearer", "token": "${env:API_TOKEN}"}, "Bearer s3cr3t", None, ""),
+        ({"type": "api_key", "name": "X-API-Key", "value": "k1"}, None, "k1", ""),
+        ({"type": "api_key", "name": "api_key", "value": "k2", "in": "query"}, None, None, "api_key=k2"),
+        ({"type": "basic", "username": "u", "password": "p"}, "Basic dTpw", None, ""),
+    ]
+    for auth, authorization, api_key, query in cases:
+        source = make_source({"type": "rest", "url": f"{url}/echo", "auth": auth})
+        source.spec = resolve_env(source.spec)
+        table, _ = read_all(source)
+        assert table.to_pylist() == [{"authorization": authorization, "api_key": api_key, "query": query}]
+
+
+def test_oauth2_client_credentials_fetches_and_refreshes_the_token(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    source = make_source({
+        "type": "rest", "url": f"{url}/secure",
+        "auth": {"type": "oauth2_client_credentials", "token_url": f"{url}/token", "client_id": "client", "client_secret": "secret"},
+        "pagination": {"type": "page", "page_size": 10, "total_header": None},
+    })
+    table, _ = read_all(source)
+    assert ids(table) == list(range(1, 51))
+    assert api.tokens_issued == 2  # 3 uses per token: pages 1-3, then a 401 on page 4 and a fresh token
+
+
+def test_wrong_client_secret_is_an_auth_error(fault_api: tuple[str, FaultAPI]) -> None:
+    url, _ = fault_api
+    source = make_source({"type": "rest", "url": f"{url}/secure", "auth": {"type": "oauth2_client_credentials", "token_url": f"{url}/token", "client_id": "client", "client_secret": "wrong"}})
+    with pytest.raises(AuthError, match=r"the token endpoint answered 401: \{\"error\": \"invalid_client\"\} \(check client_id, client_secret and scope\)"):
+        read_all(source)
+
+
+def test_incremental_parameter_from_the_high_water_mark(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    spec = {"type": "rest", "url": f"{url}/offset", "records": "results", "params": {"updated_gte": "{{ high_water_mark }}"}, "pagination": {"type": "offset", "total_path": "count"}, "incremental": {"cursor_field": "updated_at", "initial": "2024-01-27"}}
+    source = make_source(spec)
+    table, _ = read_all(source)
+    expected = [i for i in range(1, 2001) if 1 + i % 28 >= 27]
+    assert ids(table) == expected
+    assert source.high_water_mark == "2024-01-28T00:00:59"
+    assert all("updated_gte=2024-01-27" in path for path, _, _ in api.log)
+
+
+def test_errors_name_the_request_and_the_fix(fault_api: tuple[str, FaultAPI]) -> None:
+    url, _ = fault_api
+    with pytest.raises(SourceNotFoundError, match=r"^source src: GET http://127\.0\.0\.1:\d+/nothing: HTTP 404: .* \(check `url:` and the path\)$"):
+        read_all(make_source({"type": "rest", "url": f"{url}/nothing"}))
+    with pytest.raises(Exception, match=r"the response is not JSON: '<html'"):
+        read_all(make_source({"type": "rest", "url": f"{url}/html"}))
+    with pytest.raises(SpecError, match=r"unknown template \{\{ since \}\}"):
+        make_source({"type": "rest", "url": url, "params": {"since": "{{ since }}"}})
+    with pytest.raises(SpecError, match=r"not a rate: '100 per second'"):
+        make_source({"type": "rest", "url": url, "rate_limit": "100 per second"})
