@@ -1,0 +1,58 @@
+"""Nested JSON to Arrow: widening across batches, conflicts to quarantine, flatten and unnest."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from agent_orchestrated_etl.connectors.nested import NestedOptions, RecordsToArrow
+
+
+def test_schema_widens_across_batches_and_keeps_every_field() -> None:
+    convert = RecordsToArrow()
+    first, _ = convert.convert([{"id": 1, "price": 2, "meta": {"a": 1}}, {"id": 2, "price": None}])
+    second, rejected = convert.convert([{"id": 3, "price": 2.5, "meta": {"b": "x"}, "late": True}])
+    assert first.schema == pa.schema([("id", pa.int64()), ("price", pa.int64()), ("meta", pa.struct([("a", pa.int64())]))])
+    assert second.schema == pa.schema([("id", pa.int64()), ("price", pa.float64()), ("meta", pa.struct([("a", pa.int64()), ("b", pa.string())])), ("late", pa.bool_())])
+    assert second.to_pylist() == [{"id": 3, "price": 2.5, "meta": {"a": None, "b": "x"}, "late": True}]
+    assert rejected == []
+    third, _ = convert.convert([{"id": 4}])
+    assert third.schema == second.schema and third.to_pylist() == [{"id": 4, "price": None, "meta": None, "late": None}]
+
+
+def test_unsafe_conflicts_go_to_quarantine_with_the_field_and_types() -> None:
+    convert = RecordsToArrow()
+    convert.convert([{"id": 1, "qty": 5}])
+    batch, rejected = convert.convert([{"id": 2, "qty": "five"}, {"id": 3, "qty": 7}, "not an object", {"id": 4, "qty": {"n": 1}}])
+    assert batch.to_pylist() == [{"id": 3, "qty": 7}]
+    assert rejected == [
+        ({"value": "not an object"}, "expected a JSON object, got string", 2),
+        ({"id": 2, "qty": "five"}, "field qty: string 'five' does not fit type int64", 0),
+        ({"id": 4, "qty": {"n": 1}}, "field qty: object {'n': 1} does not fit type int64", 3),
+    ]
+
+
+def test_a_conflict_inside_the_first_batch_keeps_the_first_type() -> None:
+    batch, rejected = RecordsToArrow().convert([{"v": 1}, {"v": 2.5}, {"v": "x"}, {"v": None}])
+    assert batch.schema.field("v").type == pa.float64()
+    assert batch.column("v").to_pylist() == [1.0, 2.5, None]
+    assert [reason for _, reason, _ in rejected] == ["field v: string 'x' does not fit type double"]
+
+
+def test_flatten_names_nested_fields_with_the_separator() -> None:
+    batch, _ = RecordsToArrow(NestedOptions(shape="flatten")).convert([{"id": 1, "address": {"city": "Oslo", "geo": {"lat": 59.9}}, "tags": ["a"]}])
+    assert batch.to_pylist() == [{"id": 1, "address__city": "Oslo", "address__geo__lat": 59.9, "tags": ["a"]}]
+
+
+def test_unnest_makes_child_rows_carrying_the_parent_key() -> None:
+    options = NestedOptions(shape="unnest", unnest="order.lines", parent_key=["id"])
+    batch, rejected = RecordsToArrow(options).convert([
+        {"id": 7, "order": {"lines": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]}},
+        {"id": 8, "order": {"lines": []}},
+        {"id": 9, "order": {"lines": [{"sku": "c", "qty": 3}]}},
+    ])
+    assert batch.to_pylist() == [
+        {"_parent_id": 7, "_index": 0, "sku": "a", "qty": 1},
+        {"_parent_id": 7, "_index": 1, "sku": "b", "qty": 2},
+        {"_parent_id": 9, "_index": 0, "sku": "c", "qty": 3},
+    ]
+    assert rejected == []
