@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ class Dialect:
     delimiter: str
     quote: str
     header: bool
+    #: Quoted values hold line breaks. Off unless the sample shows one: with it
+    #: on, an unclosed quote swallows the lines after it, and parsing is slower.
+    multiline: bool
 
 
 def detect_encoding(sample: bytes) -> str:
@@ -48,7 +52,7 @@ def detect_encoding(sample: bytes) -> str:
         return "latin1"
 
 
-def sniff(sample: bytes, *, encoding: str | None, delimiter: str | None, quote: str | None, header: bool | None) -> Dialect:
+def sniff(sample: bytes, *, encoding: str | None, delimiter: str | None, quote: str | None, header: bool | None, multiline: bool | None = None) -> Dialect:
     encoding = encoding or detect_encoding(sample)
     text = sample.decode("utf-8" if encoding == "utf8" else encoding, errors="replace")
     lines = text.splitlines(keepends=True)
@@ -61,14 +65,24 @@ def sniff(sample: bytes, *, encoding: str | None, delimiter: str | None, quote: 
             guessed = csv.Sniffer().sniff(head, delimiters=",;\t|")
         except csv.Error:
             guessed = None
+    delimiter = delimiter or (guessed.delimiter if guessed else ",")
+    quote = quote or (guessed.quotechar if guessed and guessed.quotechar else '"')
     if header is None:
-        header = _has_header(head, delimiter or (guessed.delimiter if guessed else ","))
-    return Dialect(
-        encoding=encoding,
-        delimiter=delimiter or (guessed.delimiter if guessed else ","),
-        quote=quote or (guessed.quotechar if guessed and guessed.quotechar else '"'),
-        header=header,
-    )
+        header = _has_header(head, delimiter)
+    return Dialect(encoding, delimiter, quote, header, _multiline(head, delimiter, quote) if multiline is None else multiline)
+
+
+def _multiline(head: str, delimiter: str, quote: str) -> bool:
+    if quote not in head:
+        return False
+    try:
+        rows = list(csv.reader(io.StringIO(head), delimiter=delimiter, quotechar=quote))
+    except csv.Error:
+        return False
+    # A line break inside a row of the right width; an unclosed quote instead swallows
+    # the rest of the sample into one short row, which must not switch the mode on.
+    width = len(rows[0]) if rows else 0
+    return any(len(row) == width and any("\n" in cell or "\r" in cell for cell in row) for row in rows[1:])
 
 
 def _has_header(head: str, delimiter: str) -> bool:

@@ -58,6 +58,7 @@ class FileSourceSpec(ConnectorSpec):
     quote: str | None = Field(None, min_length=1, max_length=1, description="CSV: detected when omitted.")
     header: bool | None = Field(None, description="CSV: whether the first line names the columns; detected when omitted.")
     encoding: str | None = Field(None, description="CSV: utf8, cp1252, latin1, utf16...; detected when omitted.")
+    multiline_values: bool | None = Field(None, description="CSV: quoted values may hold line breaks; detected from the first 64 KiB when omitted.")
     records: str | None = Field(None, description="JSON: dotted path of the record array in the document (data.items); default: the top-level array.")
     file_name_column: str | None = Field(None, description="Add a column with each row's file path under this name.")
     hive_partitioning: bool = Field(False, description="Add a string column for each key=value directory in a file's path.")
@@ -143,33 +144,67 @@ class _FileReader:
         if not sample.strip():
             self.rejected.append(({"file": self.shown}, "empty file: no header and no rows", Position(origin=self.shown)))
             return
-        dialect = sniff(sample, encoding=self.spec.encoding, delimiter=self.spec.delimiter, quote=self.spec.quote, header=self.spec.header)
-        block, done = _BLOCK_BYTES, 0
+        dialect = sniff(sample, encoding=self.spec.encoding, delimiter=self.spec.delimiter, quote=self.spec.quote, header=self.spec.header, multiline=self.spec.multiline_values)
+        block, done, schema, as_text = _BLOCK_BYTES, 0, None, False
         while True:
             bad: list[str] = []
             rows = 0
             try:
-                for batch in self._csv_attempt(dialect, block, bad):
+                for batch in self._csv_attempt(dialect, block, bad, schema if as_text else None):
                     start, rows = rows, rows + batch.num_rows
                     if rows <= done:  # given before a restart
                         continue
                     if start < done:
                         batch, start = batch.slice(done - start), done
                     done = rows
-                    yield self._valid_utf8(batch, start + 1)
+                    schema = schema or batch.schema
+                    batch = self._valid_utf8(batch, start + 1)
+                    yield self._conform(batch, schema, start + 1) if as_text else batch
                 break
             except pa.ArrowInvalid as exc:
-                if "straddling" not in str(exc) or block >= _MAX_BLOCK_BYTES:
+                if "straddling" in str(exc) and block < _MAX_BLOCK_BYTES:
+                    block *= 16  # a record longer than the block: restart with bigger blocks, skipping what was given
+                elif "conversion error" in str(exc) and schema is not None and not as_text:
+                    as_text = True  # a value that does not fit the column's type: restart reading text, quarantine misfits
+                else:
                     raise
-                block *= 16  # a record longer than the block: restart with bigger blocks, skipping what was given
         if done == 0 and not bad:
             self.rejected.append(({"file": self.shown}, "the file has a header but no rows", Position(origin=self.shown, line=1)))
-        lines = self._find_lines(bad, dialect.encoding)
-        for text, line in zip(bad, lines, strict=True):
+        rejected_lines: list[str] = []
+        while bad:
+            first, newline, rest = bad.pop(0).partition("\n")
+            if dialect.multiline or not newline or schema is None:
+                rejected_lines.append(first + newline + rest)
+                continue
+            # An unclosed quote swallowed the lines after it: reject its line, read the rest again.
+            rejected_lines.append(first)
+            if rest.strip():
+                batch = self._reparse(rest, dialect, schema, bad)
+                if batch.num_rows:
+                    yield batch
+        for text, line in zip(rejected_lines, self._find_lines(rejected_lines, dialect.encoding), strict=True):
             reason = f"malformed CSV line: wrong number of fields or an unclosed quote ({text[:200]!r})"
             self.rejected.append(({"line": text[:10_000]}, reason, Position(origin=self.shown, line=line)))
 
-    def _csv_attempt(self, dialect: Any, block: int, bad: list[str]) -> Iterator[pa.RecordBatch]:
+    def _reparse(self, text: str, dialect: Any, schema: pa.Schema, bad: list[str]) -> pa.RecordBatch:
+        """Rows of text that a broken quote had swallowed; rows still broken go to the front of ``bad``."""
+        again: list[str] = []
+
+        def reject(row: Any) -> str:
+            again.append(row.text)
+            return "skip"
+
+        table = pacsv.read_csv(
+            io.BytesIO(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(column_names=schema.names),
+            parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char=dialect.quote, invalid_row_handler=reject),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True, column_types={name: pa.string() for name in schema.names}),
+        )
+        bad[:0] = again
+        batch = table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
+        return self._conform(batch, schema, None)
+
+    def _csv_attempt(self, dialect: Any, block: int, bad: list[str], text_columns: pa.Schema | None) -> Iterator[pa.RecordBatch]:
         def reject(row: Any) -> str:
             bad.append(row.text)
             return "skip"
@@ -178,9 +213,30 @@ class _FileReader:
             yield from pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(block_size=block, encoding=dialect.encoding, autogenerate_column_names=not dialect.header),
-                convert_options=pacsv.ConvertOptions(strings_can_be_null=True, check_utf8=False),
-                parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char=dialect.quote, newlines_in_values=True, invalid_row_handler=reject),
+                convert_options=pacsv.ConvertOptions(
+                    strings_can_be_null=True, check_utf8=False,
+                    column_types={name: pa.string() for name in text_columns.names} if text_columns else None,
+                ),
+                parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char=dialect.quote, newlines_in_values=dialect.multiline, invalid_row_handler=reject),
             )
+
+    def _conform(self, batch: pa.RecordBatch, schema: pa.Schema, first_row: int | None) -> pa.RecordBatch:
+        """A batch read as text, cast to the types of the file's first block; rows that do not fit go to quarantine."""
+        try:
+            return batch.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        keep = [True] * batch.num_rows
+        for field in schema:
+            if field.type == pa.string():
+                continue
+            for i in _misfits(batch.column(field.name), field.type):
+                if keep[i]:
+                    keep[i] = False
+                    row = {name: column[i].as_py() for name, column in zip(batch.schema.names, batch.columns, strict=True)}
+                    reason = f"column {field.name}: {row[field.name]!r} is not {field.type} like the rows before it"
+                    self.rejected.append((row, reason, Position(origin=self.shown, row=None if first_row is None else first_row + i)))
+        return batch.filter(pa.array(keep)).cast(schema)
 
     def _valid_utf8(self, batch: pa.RecordBatch, first_row: int) -> pa.RecordBatch:
         """The batch without rows holding invalid UTF-8, which go to quarantine (checked once, here)."""
@@ -210,20 +266,23 @@ class _FileReader:
 
         pyarrow's streaming reader does not report line numbers to the handler
         (only its single-threaded whole-file reader does), and rejected rows are
-        rare, so one pass matching their first lines in order is cheap.
+        rare, so one pass matching their first lines is cheap.
         """
         found: list[int | None] = [None] * len(texts)
-        if not texts:
+        wanted: dict[str, list[int]] = {}
+        for index, text in enumerate(texts):
+            wanted.setdefault(text.split("\n", 1)[0].rstrip("\r"), []).append(index)
+        left = len(texts)
+        if not left:
             return found
-        wanted = [t.split("\n", 1)[0].rstrip("\r") for t in texts]
-        index = 0
         with self._open() as stream:
             handle = io.TextIOWrapper(stream, encoding="utf-8" if encoding == "utf8" else encoding, errors="replace", newline="")
             for number, line in enumerate(handle, start=1):
-                if line.rstrip("\r\n") == wanted[index]:
-                    found[index] = number
-                    index += 1
-                    if index == len(texts):
+                indices = wanted.get(line.rstrip("\r\n"))
+                if indices:
+                    found[indices.pop(0)] = number
+                    left -= 1
+                    if not left:
                         break
         return found
 
@@ -293,6 +352,18 @@ class _FileReader:
             except ijson.JSONError as exc:
                 self.rejected.append(({"file": self.shown}, f"malformed JSON after record {count}: {exc}; the rest of the file was not read", Position(origin=self.shown, row=count + 1)))
         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
+
+
+def _misfits(column: pa.Array, target: pa.DataType, offset: int = 0) -> list[int]:
+    """Indices of the values that do not cast, by bisection: a few casts for a few bad values among many."""
+    try:
+        column.cast(target)
+        return []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if len(column) == 1:
+            return [offset]
+    half = len(column) // 2
+    return _misfits(column.slice(0, half), target, offset) + _misfits(column.slice(half), target, offset + half)
 
 
 def _hive_values(path: str) -> dict[str, str | None]:
