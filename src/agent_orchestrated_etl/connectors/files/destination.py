@@ -94,10 +94,14 @@ class FileDestination(Destination):
             return CommitResult(rows=manifest["runs"][run_id]["rows"], quarantined_rows=manifest["runs"][run_id].get("quarantined", 0), already_committed=True)
         for task_id in task_ids:
             self.finish_task(run_id, task_id)
+        if not manifest["exists"]:  # from now on readers go by the manifest, not by what the directory holds
+            self._save(MANIFEST, manifest)
         plan = self._plan(run_id, task_ids)
         for move in plan:
             if self.fs.get_file_info(move["staged"]).type == pafs.FileType.File:
-                self.fs.move(move["staged"], f"{self.root}/{move['final']}")
+                final = f"{self.root}/{move['final']}"
+                self.fs.create_dir(posixpath.dirname(final), recursive=True)
+                self.fs.move(move["staged"], final)
         data = [m["final"] for m in plan if m["kind"] == "data"]
         rows = sum(m["rows"] for m in plan if m["kind"] == "data")
         quarantined = sum(m["rows"] for m in plan if m["kind"] == "quarantine")
@@ -141,13 +145,13 @@ class FileDestination(Destination):
             with self.fs.open_input_stream(f"{self.root}/{MANIFEST}") as handle:
                 data = json.loads(handle.read())
         except FileNotFoundError:
-            return {"files": [], "quarantine": [], "runs": {}}
+            return {"files": [], "quarantine": [], "runs": {}, "exists": False}
         runs = {k: (v if isinstance(v, dict) else {"rows": v}) for k, v in data.get("runs", {}).items()}
-        return {"files": data["files"], "quarantine": data.get("quarantine", []), "runs": runs}
+        return {"files": data["files"], "quarantine": data.get("quarantine", []), "runs": runs, "exists": True}
 
     def _save(self, name: str, content: dict[str, Any]) -> None:
         self.fs.create_dir(self.root, recursive=True)
-        body = json.dumps(content, indent=1).encode()
+        body = json.dumps({k: v for k, v in content.items() if k != "exists"}, indent=1).encode()
         if isinstance(self.fs, pafs.LocalFileSystem):  # write aside, then rename: readers see old or new, whole
             tmp = f"{self.root}/.{name}.tmp"
             with open(tmp, "wb") as handle:
@@ -193,7 +197,7 @@ def _split(batch: pa.RecordBatch, columns: list[str]) -> Iterator[tuple[str, pa.
 class _Writer:
     def __init__(self, fs: pafs.FileSystem, path: str, fmt: str, schema: pa.Schema) -> None:
         self.fmt, self.schema = fmt, schema
-        self._stream = fs.open_output_stream(path)
+        self._stream = fs.open_output_stream(path, compression=None)
         if fmt == "parquet":
             self._out: Any = pq.ParquetWriter(self._stream, schema)
         elif fmt == "csv":

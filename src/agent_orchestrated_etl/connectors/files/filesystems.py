@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -101,14 +100,24 @@ def expand(fs: pafs.FileSystem, path: str) -> list[str]:
     if isinstance(fs, pafs.LocalFileSystem):
         found = [p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)]
     else:
-        base = re.split(r"[*?\[]", path, maxsplit=1)[0].rsplit("/", 1)[0]
+        base = _root(path)
         pattern = _glob_regex(path)
         try:
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise _os_error(exc, path) from exc
         found = [i.path for i in infos if i.type == pafs.FileType.File and pattern.match(i.path)]
-    return sorted(p for p in found if not os.path.basename(p).startswith(("_", ".")))
+    return sorted(p for p in found if not _hidden(p[len(_root(path)) :]))
+
+
+def _root(pattern: str) -> str:
+    """The directory part of a glob before its first wildcard."""
+    return re.split(r"[*?\[]", pattern, maxsplit=1)[0].rsplit("/", 1)[0]
+
+
+def _hidden(relative: str) -> bool:
+    """Staging, manifests and dotfiles: any path component starting with _ or ."""
+    return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
 def _info(fs: pafs.FileSystem, path: str) -> pafs.FileInfo:
@@ -126,12 +135,11 @@ def compression_of(path: str) -> str | None:
 def open_input(fs: pafs.FileSystem, path: str, compression: str | None) -> Iterator[BinaryIO]:
     """A readable stream of the file's bytes, decompressed."""
     try:
-        raw = fs.open_input_stream(path)
+        stream = fs.open_input_stream(path, compression=compression)
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"file not found: {display(fs, path)}", hint="check `path:`") from exc
     except OSError as exc:
         raise _os_error(exc, display(fs, path)) from exc
-    stream = pa.CompressedInputStream(raw, compression) if compression else raw
     try:
         yield stream  # type: ignore[misc]
     finally:

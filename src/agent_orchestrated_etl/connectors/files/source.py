@@ -81,6 +81,9 @@ class FileSource(Source):
         """One per file; for a directory written by the file destination, the files its manifest lists."""
         fs, path = filesystems.resolve(self.spec.path, self.spec.s3)
         paths = read_manifest(fs, path) if fs.get_file_info(path).type == pafs.FileType.Directory else None
+        if paths == []:  # a destination directory with nothing committed yet: one task that reads nothing
+            shown = filesystems.display(fs, path)
+            return [Partition(key=shown, description=f"{shown} (no committed files)", options={"empty": True})]
         if paths is None:
             paths = filesystems.expand(fs, path)
         if not paths and not globlib.has_magic(path):
@@ -95,6 +98,8 @@ class FileSource(Source):
 
     def read(self, partition: Partition) -> Iterator[tuple[pa.RecordBatch, Position]]:
         """Yield the file's batches; raises SourceNotFoundError, and DataError for a file that cannot be read at all."""
+        if partition.options.get("empty"):
+            return
         fs, path = filesystems.resolve(partition.key, self.spec.s3)
         shown = partition.key
         fmt = self.spec.format or infer_format(path)
@@ -114,7 +119,7 @@ class FileSource(Source):
                     batch = batch.append_column(self.spec.file_name_column, pa.repeat(shown, batch.num_rows))
                 yield batch, Position(origin=shown, row=row)
                 row += batch.num_rows
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
             raise DataError(f"cannot read {fmt}: {exc}", where=f"source {self.name}: {shown}", hint="check the file's format, compression and encoding") from exc
         finally:
             self._rejected += reader.rejected
