@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from agent_orchestrated_etl.exceptions import CircuitOpenError
 
 
-class BreakerState(str, enum.Enum):
+class BreakerState(enum.StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"

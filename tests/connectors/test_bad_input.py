@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def test_mixed_csv_types_across_blocks_quarantine_the_misfit(tmp_path: Path) -> 
 def test_truncated_json_array_loads_what_precedes_the_break(corpus: Path) -> None:
     table, rejected = read_all(make_source({"type": "file", "path": str(corpus / "truncated.json")}))
     assert table.column("id").to_pylist() == list(range(1, table.num_rows + 1)) and 15 <= table.num_rows < 20
-    [(row, reason, where)] = rejected
+    [(_, reason, _)] = rejected
     assert reason.startswith(f"malformed JSON after record {table.num_rows}: ") and reason.endswith("the rest of the file was not read")
 
 

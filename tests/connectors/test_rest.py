@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -73,7 +74,7 @@ def test_faults_on_schedule_lose_and_duplicate_nothing(fault_api: tuple[str, Fau
     assert source.retries == 8
     # Retry-After: 0 still backs off: the three answers for offset=200 are spread out, not a burst
     times = [t for path, _, t in api.log if "offset=200" in path]
-    assert len(times) == 4 and all(b - a >= 0.01 for a, b in zip(times, times[1:]))
+    assert len(times) == 4 and all(b - a >= 0.01 for a, b in itertools.pairwise(times))
 
 
 def test_breaker_opens_then_recovers_and_reports_each_change(fault_api: tuple[str, FaultAPI]) -> None:

@@ -60,8 +60,13 @@ class FileDestination(Destination):
         return f"{self.root}/_staging/{run_id}"
 
     def begin(self, run_id: str, task_id: str) -> None:
-        for kind in ("data", "quarantine"):
-            self.fs.delete_dir_contents(f"{self._staging(run_id)}/{kind}/{_safe(task_id)}", missing_dir_ok=True)
+        shown = filesystems.display(self.fs, self.root)
+        try:
+            self.fs.create_dir(self.root, recursive=True)  # on S3 this creates the bucket, if s3.allow_bucket_creation
+            for kind in ("data", "quarantine"):
+                self.fs.delete_dir_contents(f"{self._staging(run_id)}/{kind}/{_safe(task_id)}", missing_dir_ok=True)
+        except OSError as exc:
+            raise filesystems.os_error(exc, shown) from exc
 
     def write_batch(self, run_id: str, task_id: str, batch: pa.RecordBatch) -> None:
         for directory, part in _split(batch, self.spec.partition_by):
@@ -78,7 +83,7 @@ class FileDestination(Destination):
             writer = None
         if writer is None:
             number = self._parts[key] = self._parts.get(key, -1) + 1
-            base = posixpath.join(self._staging(run_id), kind, _safe(task_id), directory)
+            base = posixpath.join(self._staging(run_id), kind, _safe(task_id), directory).rstrip("/")
             self.fs.create_dir(base, recursive=True)
             fmt = self.spec.format
             writer = self._writers[key] = _Writer(self.fs, f"{base}/part-{number}.{fmt}", fmt, batch.schema)

@@ -105,7 +105,7 @@ def expand(fs: pafs.FileSystem, path: str) -> list[str]:
         try:
             infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
-            raise _os_error(exc, path) from exc
+            raise os_error(exc, path) from exc
         found = [i.path for i in infos if i.type == pafs.FileType.File and pattern.match(i.path)]
     return sorted(p for p in found if not _hidden(p[len(_root(path)) :]))
 
@@ -124,7 +124,7 @@ def _info(fs: pafs.FileSystem, path: str) -> pafs.FileInfo:
     try:
         return fs.get_file_info(path)
     except OSError as exc:
-        raise _os_error(exc, path) from exc
+        raise os_error(exc, path) from exc
 
 
 def compression_of(path: str) -> str | None:
@@ -139,19 +139,19 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None) -> Itera
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"file not found: {display(fs, path)}", hint="check `path:`") from exc
     except OSError as exc:
-        raise _os_error(exc, display(fs, path)) from exc
+        raise os_error(exc, display(fs, path)) from exc
     try:
         yield stream  # type: ignore[misc]
     finally:
         stream.close()
 
 
-def _os_error(exc: OSError, where: str) -> Exception:
+def os_error(exc: OSError, where: str) -> Exception:
     text = str(exc)
     if "ACCESS_DENIED" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
         return AuthError(f"S3 refused the credentials: {text}", where=where, hint="check s3.access_key_id/secret_access_key or AWS_* variables")
     if "NETWORK_CONNECTION" in text or "curlCode" in text:
         return ConnectionFailedError(f"cannot reach S3: {text}", where=where, hint="check s3.endpoint_url or AWS_ENDPOINT_URL")
-    if "NoSuchBucket" in text or "not found" in text.lower():
-        return SourceNotFoundError(text, where=where, hint="check the bucket and key")
+    if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text or "not found" in text.lower():
+        return SourceNotFoundError(text, where=where, hint="check the bucket and key, or set s3.allow_bucket_creation: true")
     return ConnectionFailedError(text, where=where)
