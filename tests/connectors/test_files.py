@@ -94,7 +94,7 @@ def test_files_outside_the_manifest_are_invisible_and_a_rerun_adds_nothing(tmp_p
     assert stage_and_commit(dest, "r1", [ORDERS]) == 4
     dest.begin("r2", "t1")
     dest.write_batch("r2", "t1", ORDERS)
-    dest.finish_task("r2", "t1")  # staged, never committed: readers must not see it
+    dest.finish("r2", "t1")  # staged, never committed: readers must not see it
     (tmp_path / "orders" / "stray.parquet").write_bytes((tmp_path / "orders" / "r1-t1-part-0.parquet").read_bytes())
     assert read_all(make_source({"type": "file", "path": out}))[0].num_rows == 4
     again = dest.commit("r1", ["t1"])

@@ -89,7 +89,8 @@ class FileDestination(Destination):
             writer = self._writers[key] = _Writer(self.fs, f"{base}/part-{number}.{fmt}", fmt, batch.schema)
         writer.write(batch)
 
-    def finish_task(self, run_id: str, task_id: str) -> None:
+    def finish(self, run_id: str, task_id: str) -> None:
+        """Close the task's files, so its staging is complete before the commit lists it."""
         for key in [k for k in self._writers if k[:2] == (run_id, task_id)]:
             self._writers.pop(key).close()
 
@@ -98,7 +99,7 @@ class FileDestination(Destination):
         if run_id in manifest["runs"]:
             return CommitResult(rows=manifest["runs"][run_id]["rows"], quarantined_rows=manifest["runs"][run_id].get("quarantined", 0), already_committed=True)
         for task_id in task_ids:
-            self.finish_task(run_id, task_id)
+            self.finish(run_id, task_id)
         if not manifest["exists"]:  # from now on readers go by the manifest, not by what the directory holds
             self._save(MANIFEST, manifest)
         plan = self._plan(run_id, task_ids)
@@ -125,7 +126,7 @@ class FileDestination(Destination):
         path = f"{self._staging(run_id)}/_commit.json"
         if self.fs.get_file_info(path).type == pafs.FileType.File:
             with self.fs.open_input_stream(path) as handle:
-                return json.loads(handle.read())
+                return json.loads(handle.read())["plan"]
         plan = []
         for kind in ("data", "quarantine"):
             for task_id in task_ids:
@@ -136,8 +137,7 @@ class FileDestination(Destination):
                     directory, name = posixpath.split(relative)
                     final = posixpath.join("_quarantine" if kind == "quarantine" else directory, f"{run_id}-{_safe(task_id)}-{name}")
                     plan.append({"kind": kind, "staged": info.path, "final": final, "rows": _count_rows(self.fs, info.path)})
-        with self.fs.open_output_stream(path) as handle:
-            handle.write(json.dumps(plan).encode())
+        self._save(posixpath.relpath(path, self.root), {"plan": plan})
         return plan
 
     def abort(self, run_id: str) -> None:
@@ -155,17 +155,19 @@ class FileDestination(Destination):
         return {"files": data["files"], "quarantine": data.get("quarantine", []), "runs": runs, "exists": True}
 
     def _save(self, name: str, content: dict[str, Any]) -> None:
-        self.fs.create_dir(self.root, recursive=True)
+        """Write a small JSON file whole or not at all (the manifest, the commit plan)."""
+        path = f"{self.root}/{name}"
+        self.fs.create_dir(posixpath.dirname(path), recursive=True)
         body = json.dumps({k: v for k, v in content.items() if k != "exists"}, indent=1).encode()
-        if isinstance(self.fs, pafs.LocalFileSystem):  # write aside, then rename: readers see old or new, whole
-            tmp = f"{self.root}/.{name}.tmp"
+        if isinstance(self.fs, pafs.LocalFileSystem):  # write aside, fsync, rename: old or new, never half
+            tmp = f"{posixpath.dirname(path)}/.{posixpath.basename(path)}.tmp"
             with open(tmp, "wb") as handle:
                 handle.write(body)
                 handle.flush()
                 os.fsync(handle.fileno())
-            self.fs.move(tmp, f"{self.root}/{name}")
+            self.fs.move(tmp, path)
         else:
-            with self.fs.open_output_stream(f"{self.root}/{name}") as handle:
+            with self.fs.open_output_stream(path, compression=None) as handle:
                 handle.write(body)
 
 

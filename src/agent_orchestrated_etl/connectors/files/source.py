@@ -141,7 +141,8 @@ class _FileReader:
         if self.compression:
             raise DataError("Parquet compresses inside the file; a .gz/.zst around it is not supported", where=self.shown, hint="decompress the file first")
         with self.fs.open_input_file(self.path) as handle:
-            yield from pq.ParquetFile(handle).iter_batches(batch_size=self.batch_rows)
+            # pre_buffer caches every row group it has read until the file is closed.
+            yield from pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=self.batch_rows)
 
     def csv(self) -> Iterator[pa.RecordBatch]:
         with self._open() as stream:
