@@ -7,7 +7,7 @@ const port = Number(process.argv[2]);
 const total = Number(process.argv[3] || 1000000);
 const limit = Number(process.env.LIMIT || 0);
 let window = [];
-let served = 0, refused = 0;
+let served = 0, refused = 0, first = 0, last = 0;
 
 function page(n, size) {
   const start = (n - 1) * size;
@@ -23,7 +23,8 @@ http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   if (url.pathname === "/stats") {
     res.writeHead(200, { "Content-Type": "application/json" });
-    res.end(JSON.stringify({ served, refused }));
+    // the rate as the server saw it: between the first and the last answered request
+    res.end(JSON.stringify({ served, refused, seconds: (last - first) / 1000, rate: (served - 1) / ((last - first) / 1000) }));
     return;
   }
   if (limit) {
@@ -38,6 +39,8 @@ http.createServer((req, res) => {
     window.push(now);
   }
   served++;
+  last = Date.now();
+  if (!first) first = last;
   const body = page(Number(url.searchParams.get("page") || 1), Number(url.searchParams.get("per_page") || 100));
   res.writeHead(200, { "Content-Type": "application/json", "X-Total-Count": String(total), "Content-Length": Buffer.byteLength(body) });
   res.end(body);

@@ -112,8 +112,10 @@ def test_registry_shares_breakers_by_system_and_listeners_can_be_removed() -> No
 
 def test_rate_limiter_spaces_slots_and_adapts_to_quota_headers() -> None:
     clock = Clock()
-    limiter = RateLimiter(parse_rate("10/s"), clock=clock)
+    limiter = RateLimiter(parse_rate("10/s"), burst=1, clock=clock)
     assert [round(limiter.reserve(), 3) for _ in range(4)] == [0.0, 0.1, 0.2, 0.3]
+    catching_up = RateLimiter(parse_rate("10/s"), clock=clock)  # burst 2: one request of slack
+    assert [round(catching_up.reserve(), 3) for _ in range(4)] == [0.0, 0.0, 0.1, 0.2]
     clock.now += 1
     limiter.observe({"x-ratelimit-remaining": "2", "x-ratelimit-reset": "1"})  # 2 left for 1 s: 2/s
     assert [round(limiter.reserve(), 3) for _ in range(3)] == [0.0, 0.5, 1.0]

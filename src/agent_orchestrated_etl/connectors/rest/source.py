@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import queue
 import re
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
@@ -220,21 +222,44 @@ def _links(response: httpx.Response) -> dict[str, str]:
     return {rel: link["url"] for rel, link in response.links.items() if "url" in link}
 
 
-def _run_async_iter(pages: AsyncIterator[Any]) -> Iterator[Any]:
-    """Drive an async iterator from synchronous code, on a loop owned by this generator.
+_DONE = object()
 
-    A Source's read() runs in an agent's worker thread; the loop lives and
-    dies with the iteration, so a consumer that stops early closes the
-    connections too.
+
+def _run_async_iter(pages: AsyncIterator[Any], *, ahead: int = 64) -> Iterator[Any]:
+    """Drive an async iterator from synchronous code, on a loop in a thread of its own.
+
+    A Source's read() runs in an agent's worker thread. The HTTP loop keeps
+    running while that thread converts pages to Arrow, so rate-limit slots
+    and timeouts stay on time, and fetching overlaps converting. At most
+    ``ahead`` pages wait in the queue. A consumer that stops early cancels
+    the loop, which closes the connections.
     """
+    handoff: queue.Queue[Any] = queue.Queue()
     loop = asyncio.new_event_loop()
+    room = threading.Semaphore(ahead)
+
+    async def produce() -> None:
+        try:
+            async for item in pages:
+                while not room.acquire(blocking=False):
+                    await asyncio.sleep(0.002)
+                handoff.put(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            handoff.put(exc)
+        else:
+            handoff.put(_DONE)
+
+    task = loop.create_task(produce())
+    thread = threading.Thread(target=loop.run_until_complete, args=(task,), name="http-loop", daemon=True)
+    thread.start()
     try:
-        while True:
-            try:
-                item = loop.run_until_complete(pages.__anext__())  # type: ignore[attr-defined]
-            except StopAsyncIteration:
-                return
+        while (item := handoff.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            room.release()
             yield item
     finally:
-        loop.run_until_complete(pages.aclose())  # type: ignore[attr-defined]
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join()
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
