@@ -143,7 +143,8 @@ def csv_to_parquet(args: argparse.Namespace) -> list[dict[str, object]]:
         rows.append(measured("duckdb COPY (reference)", [PY, "-c", ref]))
         spec = Path(tmp) / "spec.yaml"
         spec.write_text(f"name: csv_to_parquet\nsources:\n  lineitem: {{type: file, path: {json.dumps(str(path))}}}\ndestination: {{type: file, path: {json.dumps(tmp + '/out')}, format: parquet}}\n")
-        rows.append(measured("agent-etl run (csv -> parquet files)", [str(Path(PY).parent / "agent-etl"), "run", str(spec)]))
+        # its own metadata store: a shared ~/.agent-etl may hold another version's schema
+        rows.append(measured("agent-etl run (csv -> parquet files)", ["env", f"AGENT_ETL_HOME={tmp}/home", str(Path(PY).parent / "agent-etl"), "run", str(spec)]))
         read_only = f"from agent_orchestrated_etl.connectors.files import FileSource, FileSourceSpec\ns = FileSource('l', FileSourceSpec(type='file', path={str(path)!r}), batch_rows=131072)\nprint(sum(b.num_rows for p in s.partitions() for b, _ in s.read(p)))"
         rows.append(measured("FileSource.read alone", [PY, "-c", read_only]))
     for row in rows:

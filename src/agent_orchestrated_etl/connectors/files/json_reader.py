@@ -1,0 +1,108 @@
+"""JSON Lines and JSON arrays, nested data included (nested.py shapes it).
+
+JSON Lines go through pyarrow's reader; at the first line it cannot take
+(a syntax error, a type conflict, a huge line) the file continues line by
+line in Python from where pyarrow stopped, quarantining bad lines with
+``file:line``. JSON arrays are streamed with ijson, never loaded whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from agent_orchestrated_etl.connectors.base import Position
+from agent_orchestrated_etl.connectors.files.reader import FileReader
+from agent_orchestrated_etl.connectors.nested import RecordsToArrow, flatten
+
+_BLOCK_BYTES = 4 << 20
+
+
+class _RecordsReader(FileReader):
+    """Python records of a JSON file into Arrow batches, rejected rows keeping their line or record number."""
+
+    def _convert(self, converter: RecordsToArrow, records: list[Any], lines: list[int]) -> Iterator[pa.RecordBatch]:
+        if not records:
+            return
+        batch, rejected = converter.convert(records)
+        self.rejected += [(row, reason, Position(origin=self.shown, line=lines[i])) for row, reason, i in rejected]
+        if batch is not None:
+            yield batch
+
+
+class JSONLinesReader(_RecordsReader):
+    def read(self) -> Iterator[pa.RecordBatch]:
+        done = 0
+        schema: pa.Schema | None = None
+        if self.spec.nested.shape != "unnest":
+            try:
+                with self._open() as stream:
+                    for batch in pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES)):
+                        schema = batch.schema
+                        yield flatten(batch, self.spec.nested.separator) if self.spec.nested.shape == "flatten" else batch
+                        done += batch.num_rows
+                return
+            except pa.ArrowInvalid:
+                pass  # a conflict, a syntax error or a huge line: go on line by line from record `done`
+        yield from self._jsonl_slowly(done, schema)
+
+    def _jsonl_slowly(self, skip: int, schema: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+        converter = RecordsToArrow(self.spec.nested)
+        converter.schema = schema
+        records: list[Any] = []
+        lines: list[int] = []
+        seen = 0
+        with self._open() as stream:
+            for number, raw in enumerate(_lines(stream), start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except ValueError as exc:
+                    self.rejected.append(({"line": raw[:10_000].decode("utf-8", "replace")}, f"malformed JSON: {exc}", Position(origin=self.shown, line=number)))
+                    continue
+                seen += 1
+                if seen <= skip:
+                    continue
+                records.append(record)
+                lines.append(number)
+                if len(records) >= self.batch_rows:
+                    yield from self._convert(converter, records, lines)
+                    records, lines = [], []
+        yield from self._convert(converter, records, lines)
+
+class JSONArrayReader(_RecordsReader):
+    def read(self) -> Iterator[pa.RecordBatch]:
+        import ijson
+
+        prefix = f"{self.spec.records}.item" if self.spec.records else "item"
+        converter = RecordsToArrow(self.spec.nested)
+        records: list[Any] = []
+        count = 0
+        with self._open() as stream:
+            try:
+                for record in ijson.items(stream, prefix, use_float=True):
+                    records.append(record)
+                    count += 1
+                    if len(records) >= self.batch_rows:
+                        yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
+                        records = []
+            except ijson.JSONError as exc:
+                self.rejected.append(({"file": self.shown}, f"malformed JSON after record {count}: {exc}; the rest of the file was not read", Position(origin=self.shown, row=count + 1)))
+        yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
+
+
+def _lines(stream: Any) -> Iterator[bytes]:
+    """Lines of a binary pyarrow stream, however long (a 50 MB line is one line)."""
+    pending = b""
+    while chunk := stream.read(1 << 20):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
+
