@@ -163,6 +163,8 @@ class _Handler(_Quick):
             host = self.headers["Host"]
             nxt = f"http://{host}/next?after={start + size}&per_page={size}" if start + size < total else None
             self._send(200, {"items": self.api.items[start : start + size], "links": {"next": nxt}}, headers)
+        elif route == "/loop":  # a broken server that hands out the same cursor forever
+            self._send(200, {"items": self.api.items[:2], "next_cursor": "same"}, headers)
         elif route == "/html":
             self.send_response(200)
             self.send_header("Content-Length", "5")

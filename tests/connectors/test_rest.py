@@ -11,7 +11,7 @@ from http_servers import FaultAPI
 from rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.circuit_breaker import breakers
-from agent_orchestrated_etl.exceptions import AuthError, SourceNotFoundError, SpecError
+from agent_orchestrated_etl.exceptions import AuthError, DataError, SourceNotFoundError, SpecError
 
 FAST_RETRY = {"attempts": 8, "backoff_seconds": 0.02, "max_backoff_seconds": 0.5}
 
@@ -56,6 +56,14 @@ def test_pagination_styles_read_every_record_once(fault_api: tuple[str, FaultAPI
     table, _ = read_all(make_source({"type": "rest", "url": url + route, "records": records, "pagination": pagination}))
     assert ids(table) == list(range(1, 2001))
     assert sum(1 for _, status, _ in api.log if status == 200) == 20
+
+
+def test_a_repeated_cursor_stops_the_read_instead_of_looping(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    source = make_source({"type": "rest", "url": f"{url}/loop", "records": "items", "pagination": {"type": "cursor", "cursor_path": "next_cursor"}})
+    with pytest.raises(DataError, match=r"the server sent the same page twice .*cursor.*same.*; pagination would loop \(check the pagination settings\)"):
+        read_all(source)
+    assert [path for path, _, _ in api.log] == ["/loop", "/loop?cursor=same"]  # the repeat is refused before it is sent
 
 
 def test_faults_on_schedule_lose_and_duplicate_nothing(fault_api: tuple[str, FaultAPI]) -> None:
