@@ -6,9 +6,12 @@ wait) instead of piling more load on a system that is down. After
 ``reset_seconds`` it lets one probe through (half-open): success closes it,
 failure opens it again.
 
-Every state change goes to the listeners, so it can become a hub event::
+Every state change goes to the listeners, so it can become a hub event.
+Listeners run in the thread that recorded the outcome (a task's worker
+thread, an HTTP source's loop thread), so hand the event to the hub's loop::
 
-    breakers.add_listener(lambda change: hub.publish_nowait(BreakerChanged(**change.as_dict())))
+    breakers.add_listener(lambda change: loop.call_soon_threadsafe(
+        hub.publish, "breaker.changed", BreakerChanged(**change.as_dict())))
 
 Hand-written rather than taken from pybreaker, purgatory or aiobreaker: the
 same breaker is used from sync worker threads and from the HTTP event loop,
