@@ -153,3 +153,13 @@ def test_abort_leaves_the_target_as_it_was(tmp_path: Path) -> None:
     dest.abort("r2")
     assert json.loads((tmp_path / "orders" / "_manifest.json").read_text())["runs"] == {"r1": {"rows": 4, "quarantined": 0}}
     assert not any((tmp_path / "orders" / "_staging").glob("r2/**/*.csv"))
+
+
+def test_the_commit_counts_rows_as_written_without_reading_files_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_orchestrated_etl.connectors.files import destination as module
+
+    def no_reading(fs: object, path: str) -> int:
+        raise AssertionError(f"read back {path}")
+
+    monkeypatch.setattr(module, "_count_rows", no_reading)
+    assert stage_and_commit(destination(str(tmp_path / "o"), format="csv", partition_by=["region"]), "r1", [ORDERS, ORDERS]) == 8

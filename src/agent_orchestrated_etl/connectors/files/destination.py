@@ -52,6 +52,8 @@ class FileDestination(Destination):
         self.fs, self.root = filesystems.resolve(spec.path, spec.s3)
         self._writers: dict[tuple[str, str, str, str], _Writer] = {}
         self._parts: dict[tuple[str, str, str, str], int] = {}
+        #: Rows per staged file, as written; files staged by an earlier process are counted by reading them.
+        self._rows: dict[str, int] = {}
 
     def describe(self) -> str:
         return f"{self.spec.format} files in {filesystems.display(self.fs, self.root)}"
@@ -88,6 +90,7 @@ class FileDestination(Destination):
             fmt = self.spec.format
             writer = self._writers[key] = _Writer(self.fs, f"{base}/part-{number}.{fmt}", fmt, batch.schema)
         writer.write(batch)
+        self._rows[writer.path] = self._rows.get(writer.path, 0) + batch.num_rows
 
     def finish(self, run_id: str, task_id: str) -> None:
         """Close the task's files, so its staging is complete before the commit lists it."""
@@ -136,7 +139,7 @@ class FileDestination(Destination):
                     relative = posixpath.relpath(info.path, base)
                     directory, name = posixpath.split(relative)
                     final = posixpath.join("_quarantine" if kind == "quarantine" else directory, f"{run_id}-{_safe(task_id)}-{name}")
-                    plan.append({"kind": kind, "staged": info.path, "final": final, "rows": _count_rows(self.fs, info.path)})
+                    plan.append({"kind": kind, "staged": info.path, "final": final, "rows": self._rows.get(info.path) or _count_rows(self.fs, info.path)})
         self._save(posixpath.relpath(path, self.root), {"plan": plan})
         return plan
 
@@ -203,7 +206,7 @@ def _split(batch: pa.RecordBatch, columns: list[str]) -> Iterator[tuple[str, pa.
 
 class _Writer:
     def __init__(self, fs: pafs.FileSystem, path: str, fmt: str, schema: pa.Schema) -> None:
-        self.fmt, self.schema = fmt, schema
+        self.fmt, self.schema, self.path = fmt, schema, path
         self._stream = fs.open_output_stream(path, compression=None)
         if fmt == "parquet":
             self._out: Any = pq.ParquetWriter(self._stream, schema)
