@@ -50,21 +50,23 @@ class RecordsToArrow:
 
     def convert(self, records: Sequence[Any]) -> tuple[pa.RecordBatch | None, list[Rejected]]:
         """A batch of the records that fit the (widened) schema, and the rows that did not."""
-        rejected: list[Rejected] = []
-        rows: list[dict[str, Any]] = []
-        origins: list[int] = []
-        for row, source_index in self._reshape(records):
-            if isinstance(row, dict):
-                rows.append(row)
-                origins.append(source_index)
-            else:
-                rejected.append(({"value": row}, f"expected a JSON object, got {_json_type(row)}", source_index))
-        if not rows:
-            return None, rejected
-        try:
+        if self.options.shape == "unnest" and self.options.unnest:
+            reshaped = self._reshape(records)
+            rows, origins = [row for row, _ in reshaped], [origin for _, origin in reshaped]
+        else:
+            rows, origins = list(records), list(range(len(records)))
+        try:  # the common page: one C++ call infers and merges every record's type
             array = pa.array(rows)
+            if not pa.types.is_struct(array.type):
+                raise pa.ArrowTypeError("not a list of objects")
             target = self._widen(array.type)
+            rejected: list[Rejected] = []
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            objects = [i for i, row in enumerate(rows) if isinstance(row, dict)]
+            rejected = [({"value": row}, f"expected a JSON object, got {_json_type(row)}", origins[i]) for i, row in enumerate(rows) if not isinstance(row, dict)]
+            rows, origins = [rows[i] for i in objects], [origins[i] for i in objects]
+            if not rows:
+                return None, rejected
             array, target, bad = self._convert_slowly(rows)
             rejected += [(rows[i], reason, origins[i]) for i, reason in bad]
         if len(array) == 0:
@@ -74,8 +76,7 @@ class RecordsToArrow:
         return (flatten(batch, self.options.separator) if self.options.shape == "flatten" else batch), rejected
 
     def _reshape(self, records: Sequence[Any]) -> list[tuple[Any, int]]:
-        if self.options.shape != "unnest" or not self.options.unnest:
-            return [(record, i) for i, record in enumerate(records)]
+        assert self.options.unnest is not None
         path = self.options.unnest.split(".")
         out: list[tuple[Any, int]] = []
         for i, record in enumerate(records):
@@ -160,7 +161,7 @@ def _dig(record: dict[str, Any], path: list[str]) -> Any:
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}.get(type(value), type(value).__name__)
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _short(value: Any) -> str:
