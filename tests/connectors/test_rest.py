@@ -199,6 +199,11 @@ def test_incremental_parameter_from_the_high_water_mark(fault_api: tuple[str, Fa
     assert ids(table) == expected
     assert source.high_water_mark == "2024-01-28T00:00:59"
     assert all("updated_gte=2024-01-27" in path for path, _, _ in api.log)
+    api.log.clear()
+    assert ids(read_all(source)[0]) == expected  # a retried task starts from the same mark, not the advanced one
+    assert all("updated_gte=2024-01-27" in path for path, _, _ in api.log)
+    source.start_mark = source.high_water_mark  # the next load, once the mark is stored with the commit
+    assert ids(read_all(source)[0]) == [i for i in expected if f"2024-01-{1 + i % 28:02d}T00:00:{i % 60:02d}" >= "2024-01-28T00:00:59"]
 
 
 def test_errors_name_the_request_and_the_fix(fault_api: tuple[str, FaultAPI]) -> None:

@@ -115,7 +115,10 @@ class RestSource(Source):
 
     def __init__(self, name: str, spec: RestSourceSpec, *, batch_rows: int) -> None:
         super().__init__(name, spec, batch_rows=batch_rows)
-        self.high_water_mark: Any = spec.incremental.initial if spec.incremental else None
+        #: Where this load starts: the stored mark of the last load (set by whoever stores it), or `initial`.
+        self.start_mark: Any = spec.incremental.initial if spec.incremental else None
+        #: The largest cursor value read so far: what to store, with the commit, for the next load.
+        self.high_water_mark: Any = self.start_mark
         self.retries = 0
         self._rejected: list[tuple[dict[str, Any], str, Position]] = []
 
@@ -130,8 +133,8 @@ class RestSource(Source):
         """Yield the records of every page; raises RetriableError subclasses once retries run out,
         AuthError, SourceNotFoundError, and DataError for a body that is not JSON."""
         batcher = PageBatcher(self.name, self.spec.nested, min(self.spec.records_per_batch, self.batch_rows))
-        start_mark = self.high_water_mark
-        for page in _run_async_iter(self._pages(start_mark)):
+        self.high_water_mark = self.start_mark  # a retried task reads from the same start again
+        for page in _run_async_iter(self._pages(self.start_mark)):
             records = page.records
             for batch, position in batcher.add(records, page.url):
                 self._advance_mark(batch)
