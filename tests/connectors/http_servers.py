@@ -160,8 +160,8 @@ class _Handler(_Quick):
             self._send(200, {"items": self.api.items[start : start + size], "next_cursor": nxt}, headers)
         elif route == "/next":
             start = int(query.get("after", 0))
-            host = self.headers["Host"]
-            nxt = f"http://{host}/next?after={start + size}&per_page={size}" if start + size < total else None
+            # relative, as many APIs send it: the client resolves it against the page's URL
+            nxt = f"/next?after={start + size}&per_page={size}" if start + size < total else None
             self._send(200, {"items": self.api.items[start : start + size], "links": {"next": nxt}}, headers)
         elif route == "/loop":  # a broken server that hands out the same cursor forever
             self._send(200, {"items": self.api.items[:2], "next_cursor": "same"}, headers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
+from urllib.parse import urljoin
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -163,7 +164,7 @@ class NextUrlPagination(_Paginator):
 
     def next(self, page: Page) -> PageRequest | None:
         url = dig(page.body, self.next_url_path)
-        return PageRequest(url=str(url)) if url and page.records else None
+        return PageRequest(url=urljoin(page.url, str(url))) if url and page.records else None
 
 
 class LinkHeaderPagination(_Paginator):
@@ -174,7 +175,7 @@ class LinkHeaderPagination(_Paginator):
 
     def next(self, page: Page) -> PageRequest | None:
         url = page.links.get(self.rel)
-        return PageRequest(url=url) if url and page.records else None
+        return PageRequest(url=urljoin(page.url, url)) if url and page.records else None
 
 
 Pagination = Annotated[
