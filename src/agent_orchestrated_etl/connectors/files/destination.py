@@ -97,7 +97,7 @@ class FileDestination(Destination):
         for key in [k for k in self._writers if k[:2] == (run_id, task_id)]:
             self._writers.pop(key).close()
 
-    def commit(self, run_id: str, task_ids: list[str]) -> CommitResult:
+    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
         manifest = self._load_manifest()
         if run_id in manifest["runs"]:
             return CommitResult(rows=manifest["runs"][run_id]["rows"], quarantined_rows=manifest["runs"][run_id].get("quarantined", 0), already_committed=True)
@@ -118,6 +118,7 @@ class FileDestination(Destination):
         manifest["files"] = data if self.spec.write == "replace" else previous + data
         manifest["quarantine"] += [m["final"] for m in plan if m["kind"] == "quarantine"]
         manifest["runs"][run_id] = {"rows": rows, "quarantined": quarantined}
+        manifest["state"].update(state or {})  # the incremental marks commit with the files that hold the rows
         self._save(MANIFEST, manifest)  # the commit point
         for old in set(previous) - set(manifest["files"]):
             self.fs.delete_file(f"{self.root}/{old}")
@@ -143,6 +144,9 @@ class FileDestination(Destination):
         self._save(posixpath.relpath(path, self.root), {"plan": plan})
         return plan
 
+    def read_state(self, key: str) -> Any | None:
+        return self._load_manifest()["state"].get(key)
+
     def abort(self, run_id: str) -> None:
         for key in [k for k in self._writers if k[0] == run_id]:
             self._writers.pop(key).close()
@@ -153,9 +157,9 @@ class FileDestination(Destination):
             with self.fs.open_input_stream(f"{self.root}/{MANIFEST}") as handle:
                 data = json.loads(handle.read())
         except FileNotFoundError:
-            return {"files": [], "quarantine": [], "runs": {}, "exists": False}
+            return {"files": [], "quarantine": [], "runs": {}, "state": {}, "exists": False}
         runs = {k: (v if isinstance(v, dict) else {"rows": v}) for k, v in data.get("runs", {}).items()}
-        return {"files": data["files"], "quarantine": data.get("quarantine", []), "runs": runs, "exists": True}
+        return {"files": data["files"], "quarantine": data.get("quarantine", []), "runs": runs, "state": data.get("state", {}), "exists": True}
 
     def _save(self, name: str, content: dict[str, Any]) -> None:
         """Write a small JSON file whole or not at all (the manifest, the commit plan)."""
