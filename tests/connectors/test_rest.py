@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from http_servers import FaultAPI
@@ -190,20 +195,37 @@ def test_wrong_client_secret_is_an_auth_error(fault_api: tuple[str, FaultAPI]) -
         read_all(source)
 
 
-def test_incremental_parameter_from_the_high_water_mark(fault_api: tuple[str, FaultAPI]) -> None:
+def test_incremental_runs_pass_the_committed_mark_to_the_api(fault_api: tuple[str, FaultAPI], tmp_path: Path) -> None:
     url, api = fault_api
-    spec = {"type": "rest", "url": f"{url}/offset", "records": "results", "params": {"updated_gte": "{{ high_water_mark }}"}, "pagination": {"type": "offset", "total_path": "count"}, "incremental": {"cursor_field": "updated_at", "initial": "2024-01-27"}}
-    source = make_source(spec)
-    table, _ = read_all(source)
+    (tmp_path / "p.yaml").write_text(f"""
+name: changed_items
+sources:
+  items:
+    type: rest
+    url: {url}/offset
+    records: results
+    params: {{updated_gte: "{{{{ high_water_mark }}}}"}}
+    pagination: {{type: offset, total_path: count}}
+    incremental: {{cursor: updated_at, initial_value: "2024-01-27"}}
+destination: {{type: file, path: out, format: parquet}}
+""")
+    env = {**os.environ, "AGENT_ETL_HOME": str(tmp_path / "home")}
+
+    def run() -> None:
+        result = subprocess.run([sys.executable, "-m", "agent_orchestrated_etl", "run", "p.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+
+    run()
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
     expected = [i for i in range(1, 2001) if 1 + i % 28 >= 27]
-    assert ids(table) == expected
-    assert source.high_water_mark == "2024-01-28T00:00:59"
-    assert all("updated_gte=2024-01-27" in path for path, _, _ in api.log)
+    assert [run["rows"] for run in manifest["runs"].values()] == [len(expected)]
+    assert manifest["state"]["changed_items/items"]["value"] == "2024-01-28T00:00:59"
+    assert {path.split("&")[0] for path, _, _ in api.log} == {"/offset?updated_gte=2024-01-27"}
     api.log.clear()
-    assert ids(read_all(source)[0]) == expected  # a retried task starts from the same mark, not the advanced one
-    assert all("updated_gte=2024-01-27" in path for path, _, _ in api.log)
-    source.start_mark = source.high_water_mark  # the next load, once the mark is stored with the commit
-    assert ids(read_all(source)[0]) == [i for i in expected if f"2024-01-{1 + i % 28:02d}T00:00:{i % 60:02d}" >= "2024-01-28T00:00:59"]
+    run()  # nothing changed since: the API is asked from the mark, and the boundary row is not loaded again
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert [run["rows"] for run in manifest["runs"].values()] == [len(expected), 0]
+    assert {path.split("&")[0] for path, _, _ in api.log} == {"/offset?updated_gte=2024-01-28T00%3A00%3A59"}
 
 
 def test_errors_name_the_request_and_the_fix(fault_api: tuple[str, FaultAPI]) -> None:

@@ -10,6 +10,7 @@ wide.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import bisect
 import queue
 import re
@@ -19,10 +20,10 @@ from typing import Any, Literal
 
 import httpx
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, Partition, Position, Source, SourceCapabilities
+from agent_orchestrated_etl.connectors.incremental import IncrementalSpec, Window
 from agent_orchestrated_etl.connectors.nested import NestedOptions, RecordsToArrow
 from agent_orchestrated_etl.connectors.rest.auth import AuthSpec
 from agent_orchestrated_etl.connectors.rest.client import ClientSettings, HttpClient, HttpRetry, gather_ordered
@@ -33,17 +34,12 @@ from agent_orchestrated_etl.exceptions import DataError
 _TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
-class IncrementalSpec(ConnectorSpec):
-    cursor_field: str = Field(description="Record field whose largest value is the high-water mark (updated_at, id).")
-    initial: str | None = Field(None, description="The mark before the first load; without it the first load reads everything.")
-
-
 class RestSourceSpec(ConnectorSpec):
     type: Literal["rest"]
     url: str = Field(description="The endpoint, e.g. https://api.example.com/v1/orders.")
     method: Literal["GET", "POST"] = "GET"
     params: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Query parameters; {{ high_water_mark }} is replaced by the incremental mark."
+        default_factory=dict, description="Query parameters; {{ high_water_mark }} is replaced by the committed incremental mark."
     )
     body: dict[str, Any] | None = Field(None, description="JSON body for POST.")
     headers: dict[str, str] = Field(default_factory=dict)
@@ -55,7 +51,7 @@ class RestSourceSpec(ConnectorSpec):
     timeout_seconds: float = Field(30, gt=0)
     retry: HttpRetry = Field(default_factory=HttpRetry)
     nested: NestedOptions = Field(default_factory=NestedOptions)
-    incremental: IncrementalSpec | None = None
+    incremental: IncrementalSpec | None = Field(None, description="Load only records past the committed mark of `cursor`; pass the mark to the API with {{ high_water_mark }} in params.")
     records_per_batch: int = Field(10_000, ge=1, description="Records of several pages converted into one Arrow batch.")
 
     @field_validator("rate_limit")
@@ -115,15 +111,15 @@ class RestSource(Source):
 
     def __init__(self, name: str, spec: RestSourceSpec, *, batch_rows: int) -> None:
         super().__init__(name, spec, batch_rows=batch_rows)
-        #: Where this load starts: the stored mark of the last load (set by whoever stores it), or `initial`.
-        self.start_mark: Any = spec.incremental.initial if spec.incremental else None
-        #: The largest cursor value read so far: what to store, with the commit, for the next load.
-        self.high_water_mark: Any = self.start_mark
         self.retries = 0
         self._rejected: list[tuple[dict[str, Any], str, Position]] = []
 
     def describe(self) -> str:
         return f"{self.spec.method} {self.spec.url}"
+
+    def partitions(self, window: Window | None = None) -> list[Partition]:
+        """One partition; an incremental window travels in it (the task filters through it too)."""
+        return [Partition(key="all", description=self.describe(), options={"window": window.as_dict()} if window else {})]
 
     def quarantined(self) -> Iterator[tuple[dict[str, Any], str, Position]]:
         rejected, self._rejected = self._rejected, []
@@ -133,24 +129,12 @@ class RestSource(Source):
         """Yield the records of every page; raises RetriableError subclasses once retries run out,
         AuthError, SourceNotFoundError, and DataError for a body that is not JSON."""
         batcher = PageBatcher(self.name, self.spec.nested, min(self.spec.records_per_batch, self.batch_rows))
-        self.high_water_mark = self.start_mark  # a retried task reads from the same start again
-        for page in _run_async_iter(self._pages(self.start_mark)):
-            records = page.records
-            for batch, position in batcher.add(records, page.url):
-                self._advance_mark(batch)
-                yield batch, position
-        for batch, position in batcher.flush():
-            self._advance_mark(batch)
-            yield batch, position
+        window = partition.options.get("window")
+        mark = Window.from_dict(window).start if window else None
+        for page in _run_async_iter(self._pages(mark)):
+            yield from batcher.add(page.records, page.url)
+        yield from batcher.flush()
         self._rejected += batcher.rejected
-
-    def _advance_mark(self, batch: pa.RecordBatch) -> None:
-        """The largest cursor value read so far: what a destination stores as the next start."""
-        field = self.spec.incremental.cursor_field if self.spec.incremental else None
-        if field and field in batch.schema.names:
-            top = pc.max(batch.column(field)).as_py()
-            if top is not None and (self.high_water_mark is None or top > self.high_water_mark):
-                self.high_water_mark = top
 
     def _params(self, mark: Any) -> dict[str, str]:
         params: dict[str, str] = {}
@@ -159,7 +143,7 @@ class RestSource(Source):
             if _TEMPLATE.search(text):
                 if mark is None:
                     continue  # no mark yet: read everything
-                text = _TEMPLATE.sub(lambda _: str(mark), text)
+                text = _TEMPLATE.sub(lambda _: _as_text(mark), text)
             params[key] = text
         return params
 
@@ -223,6 +207,11 @@ class RestSource(Source):
 
 def _links(response: httpx.Response) -> dict[str, str]:
     return {rel: link["url"] for rel, link in response.links.items() if "url" in link}
+
+
+def _as_text(mark: Any) -> str:
+    """A mark as an API expects it in a query: ISO 8601 for dates and times."""
+    return mark.isoformat() if isinstance(mark, dt.date) else str(mark)
 
 
 _DONE = object()
