@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import queue
+import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import quote
@@ -149,7 +151,7 @@ class FileDestination(Destination):
 
     def abort(self, run_id: str) -> None:
         for key in [k for k in self._writers if k[0] == run_id]:
-            self._writers.pop(key).close()
+            self._writers.pop(key).close(raise_errors=False)
         self.fs.delete_dir_contents(self._staging(run_id), missing_dir_ok=True)
 
     def _load_manifest(self) -> dict[str, Any]:
@@ -209,27 +211,49 @@ def _split(batch: pa.RecordBatch, columns: list[str]) -> Iterator[tuple[str, pa.
 
 
 class _Writer:
+    """One staged file. Parquet and CSV are encoded in a thread of the writer's own: pyarrow
+    releases the GIL while encoding, so the task's thread parses the next batch meanwhile
+    (at most two batches wait). JSON Lines, serialised in Python, stays in the task's thread."""
+
     def __init__(self, fs: pafs.FileSystem, path: str, fmt: str, schema: pa.Schema) -> None:
         self.fmt, self.schema, self.path = fmt, schema, path
         self._stream = fs.open_output_stream(path, compression=None)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
         if fmt == "parquet":
             self._out: Any = pq.ParquetWriter(self._stream, schema)
         elif fmt == "csv":
             self._out = pacsv.CSVWriter(self._stream, schema)
+        if fmt != "jsonl":
+            self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=2)
+            self._thread = threading.Thread(target=self._drain, name=f"encode {posixpath.basename(path)}", daemon=True)
+            self._thread.start()
+
+    def _drain(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._out.write(batch) if self.fmt == "csv" else self._out.write_batch(batch)
+                except BaseException as exc:  # noqa: BLE001 - raised in the task's thread by the next write or close
+                    self._error = exc
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self.fmt == "jsonl":
+        if self._error is not None:
+            raise self._error
+        if self._thread is not None:
+            self._queue.put(batch)
+        else:
             # pyarrow has no JSON writer; rows are serialised here, one batch at a time.
             self._stream.write("".join(json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode())
-        elif self.fmt == "csv":
-            self._out.write(batch)
-        else:
-            self._out.write_batch(batch)
 
-    def close(self) -> None:
-        if self.fmt != "jsonl":
+    def close(self, *, raise_errors: bool = True) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
             self._out.close()
         self._stream.close()
+        if self._error is not None and raise_errors:
+            raise self._error
 
 
 def _count_rows(fs: pafs.FileSystem, path: str) -> int:
