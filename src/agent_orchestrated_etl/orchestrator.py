@@ -17,7 +17,8 @@ from typing import Any
 
 from agent_orchestrated_etl.agents.etl_agent import ETLAgent
 from agent_orchestrated_etl.agents.hub import InProcessHub
-from agent_orchestrated_etl.agents.messages import RunEvent
+from agent_orchestrated_etl.agents.messages import BreakerChanged, RunEvent
+from agent_orchestrated_etl.circuit_breaker import StateChange, breakers
 from agent_orchestrated_etl.agents.monitor_agent import Listener, MonitorAgent
 from agent_orchestrated_etl.agents.orchestrator_agent import OrchestratorAgent
 from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
@@ -100,9 +101,18 @@ class Runtime:
     async def __aenter__(self) -> Runtime:
         for agent in self.agents:
             await agent.start()
+        loop = asyncio.get_running_loop()
+
+        def on_breaker(change: StateChange) -> None:
+            # Breakers change state in worker threads; the hub lives on this loop.
+            event = BreakerChanged(sender="breakers", system=change.system, state=change.new.value, previous=change.old.value, consecutive_failures=change.consecutive_failures, reason=change.reason)  # type: ignore[arg-type]
+            loop.call_soon_threadsafe(self.hub.publish, event.topic, event)
+
+        self._unlisten = breakers.add_listener(on_breaker)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._unlisten()
         for agent in self.agents:
             await agent.stop()
         self.store.close()

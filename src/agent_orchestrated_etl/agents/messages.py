@@ -103,6 +103,21 @@ class DestinationCommitted(RunEvent):
     already_committed: bool
 
 
+class BreakerChanged(Message):
+    """A circuit breaker of an external system changed state; shared by every run that uses it."""
+
+    kind: Literal["breaker_changed"] = "breaker_changed"
+    system: str
+    state: Literal["closed", "open", "half_open"]
+    previous: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    reason: str
+
+    @property
+    def topic(self) -> str:
+        return f"breakers.{self.system}"
+
+
 class AssignTask(Message):
     """Request from the orchestrator to an ETL agent; the reply is a TaskAccepted."""
 
