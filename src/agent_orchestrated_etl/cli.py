@@ -94,23 +94,41 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
 
 
 @app.command()
-def validate(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")], as_json: JsonFlag = False) -> None:
-    """Check a spec and report every problem with its line; exit 2 if there are any."""
-    from agent_orchestrated_etl.spec import load_spec
+def validate(
+    spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")],
+    as_json: JsonFlag = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Do not read the sources; check transform syntax only.")] = False,
+) -> None:
+    """Check a spec and report every problem with its line; exit 2 if there are any.
 
+    Transforms and checks are bound against each source's schema (its first batch),
+    so a bad expression or column is reported here with its step, not mid-run.
+    """
+    from agent_orchestrated_etl.spec import load_spec
+    from agent_orchestrated_etl.transform.validate import check_loaded, spec_problems
+
+    notes: list[str] = []
     try:
         loaded = load_spec(spec)
+        findings = check_loaded(loaded, offline=offline)
+        notes = findings.notes
+        if findings.problems:
+            raise SpecError(spec_problems(loaded, findings))
     except SpecError as exc:
         if as_json:
-            out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems]}))
+            out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems], "notes": notes}))
         else:
             for problem in exc.problems:
                 err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            for note in notes:
+                err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
             err.print(f"{len(exc.problems)} problem(s) found", style="red")
         raise typer.Exit(2) from None
     if as_json:
-        out.print_json(json.dumps({"valid": True, "name": loaded.name, "workflow": loaded.workflow is not None}))
+        out.print_json(json.dumps({"valid": True, "name": loaded.name, "workflow": loaded.workflow is not None, "notes": notes}))
     else:
+        for note in notes:
+            err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         kind = f"workflow of {len(loaded.workflow.pipelines)} pipelines" if loaded.workflow else "pipeline"
         out.print(f"{spec}: {kind} [bold]{loaded.name}[/] is valid")
 
@@ -155,6 +173,65 @@ def demo(
     raise typer.Exit(0 if result.ok else 1)
 
 
+SampleRows = Annotated[int | None, typer.Option("--sample", help="Profile a sample of this many rows instead of the whole source.")]
+SampleMethod = Annotated[str, typer.Option("--method", help="Sampling: reservoir, random, systematic or stratified.")]
+SampleSeed = Annotated[int, typer.Option("--seed", help="Seed of the sample, so it can be drawn again.")]
+SampleBy = Annotated[str | None, typer.Option("--by", help="Column to stratify by (--method stratified).")]
+SourceRef = Annotated[str, typer.Argument(help="A data file or glob (csv, jsonl, parquet), or spec.yaml:source_name.")]
+
+
+def _profile(source: str, sample: int | None, method: str, seed: int, by: str | None, whole: bool) -> Any:
+    from agent_orchestrated_etl.profiling.run import profile_reference
+
+    if method not in ("reservoir", "random", "systematic", "stratified"):
+        raise ConfigurationError(f"unknown sampling method {method!r}", hint="use reservoir, random, systematic or stratified")
+    if method == "stratified" and (by is None or sample is None):
+        raise ConfigurationError("a stratified sample needs --sample N and --by COLUMN")
+    return profile_reference(source, sample_rows=sample, method=method, seed=seed, by=by, whole=whole, memory_limit_bytes=load_settings().memory_limit_bytes)  # type: ignore[arg-type]
+
+
+@app.command()
+def profile(
+    source: SourceRef,
+    sample: SampleRows = None,
+    method: SampleMethod = "reservoir",
+    seed: SampleSeed = 0,
+    by: SampleBy = None,
+    whole: Annotated[bool, typer.Option("--whole", help="Profile every row even of a big file (over 2 GB is sampled by default).")] = False,
+    as_json: JsonFlag = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
+) -> None:
+    """Profile a source: types, nulls, distinct counts, ranges, quantiles, top values, semantic types and PII."""
+    from agent_orchestrated_etl.profiling import render
+
+    result = _profile(source, sample, method, seed, by, whole)
+    if html is not None:
+        html.write_text(render.as_html(result), encoding="utf-8")
+    if as_json:
+        print(render.as_json(result))
+    else:
+        out.print(render.as_table(result))
+        if html is not None:
+            out.print(f"HTML report: {html}")
+
+
+@app.command("suggest-checks")
+def suggest_checks(
+    source: SourceRef,
+    input_name: Annotated[str | None, typer.Option("--input", help="The name the checks apply to (default: the source's name).")] = None,
+    sample: SampleRows = None,
+    method: SampleMethod = "reservoir",
+    seed: SampleSeed = 0,
+    by: SampleBy = None,
+) -> None:
+    """Propose quality checks from a profile, as YAML to paste under `quality:`, each with its reason."""
+    from agent_orchestrated_etl.profiling.sources import source_name
+    from agent_orchestrated_etl.profiling.suggest import as_yaml
+
+    result = _profile(source, sample, method, seed, by, whole=False)
+    print(as_yaml(result, input_name or source_name(source)), end="")
+
+
 @runs_app.callback()
 def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How many runs.")] = 20, as_json: JsonFlag = False) -> None:
     """List recent runs."""
@@ -189,6 +266,9 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
     if run_record is None:
         raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
     if as_json:
+        from agent_orchestrated_etl.quality.verdicts import report
+
+        run_record["quality"] = report(c for t in run_record["tasks"] for c in t.get("checks") or [])
         out.print_json(json.dumps(run_record, default=str))
     else:
         run_details(out, run_record)

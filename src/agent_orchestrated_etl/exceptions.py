@@ -11,6 +11,7 @@ The orchestrator's recovery policy reads the branch, never the message::
     ├── DataError                     bad rows: quarantine them and go on, where the spec allows
     ├── ConfigurationError            fail fast: the user must change something
     │   ├── SpecError                 the pipeline YAML is invalid (every problem, with line numbers)
+    │   ├── StepError                 a transform step or check does not fit its input (bad expression, column)
     │   ├── MissingDependencyError    an optional extra is not installed
     │   └── AuthError                 credentials were refused
     ├── FatalError                    fail fast: retrying cannot help (missing file or table, ...)
@@ -103,6 +104,14 @@ class SpecError(ConfigurationError):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+
+class StepError(ConfigurationError):
+    """A transform step or a check that does not bind to its input; ``path`` is its YAML key path."""
+
+    def __init__(self, message: str, *, path: tuple[str | int, ...], where: str, hint: str | None = None) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.path = path
 
 
 class MissingDependencyError(ConfigurationError):

@@ -17,13 +17,19 @@ from typing import Any
 import pyarrow as pa
 
 from agent_orchestrated_etl.config import Settings
-from agent_orchestrated_etl.connectors.base import Destination, Position, Source
+from agent_orchestrated_etl.connectors.base import Destination, Partition, Position, Source
 from agent_orchestrated_etl.connectors.incremental import Tracker, Window
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError
-from agent_orchestrated_etl.plan import Task
-from agent_orchestrated_etl.quality.checks import BatchChecker, QualityCheck
+from agent_orchestrated_etl.plan import Task, destination_label
+from agent_orchestrated_etl.quality.checks import Check
+from agent_orchestrated_etl.quality.evaluate import rejected_rows, visible
 from agent_orchestrated_etl.spec import PipelineSpec
+from agent_orchestrated_etl.transform.chain import Point, StreamChain
+from agent_orchestrated_etl.transform.graph import WorkspaceGraph
+from agent_orchestrated_etl.transform.query import stage
+from agent_orchestrated_etl.transform.routing import checks_at
+from agent_orchestrated_etl.transform.rows import Numbering, Origins
 from agent_orchestrated_etl.transform.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -65,6 +71,8 @@ class RunContext:
         self.tasks: dict[str, Task] = {}
         #: Incremental reports of finished tasks, by task id (see connectors/incremental.py).
         self.reports: dict[str, dict[str, Any] | None] = {}
+        #: Positions of the rows staged in the workspace, by their ordinals.
+        self.origins = Origins()
         self._workspace: Workspace | None = None
         self._lock = threading.Lock()
 
@@ -94,9 +102,21 @@ class RunContext:
     def workspace_exists(self) -> bool:
         return (self.run_dir / "workspace.duckdb").exists()
 
-    def checks_for(self, input_name: str, *, feeds_destination: bool) -> list[QualityCheck]:
-        """Checks naming this input, plus the unnamed ones on every stream into a destination."""
-        return [c for c in self.spec.quality if c.input == input_name or (c.input is None and feeds_destination)]
+    def reader(self, task: Task, name: str | None = None) -> Source:
+        """A Source of the task's own: a source keeps per-read state (the rows its reader
+        rejected), which tasks reading it at once must not share. It reads smaller
+        batches when a recovery asked for them."""
+        name = name or task.source or ""
+        spec = self.spec.sources[name]
+        return source_class(spec.type)(name, spec, batch_rows=task.batch_rows or self.settings.batch_rows)
+
+    def checks_for(self, name: str, *, final: bool) -> list[tuple[int, Check]]:
+        """Checks evaluated where data is called ``name``; ``final`` adds the unnamed ones (a destination's input)."""
+        return checks_at(self.spec.quality, name, final=final)
+
+    def scope(self, task: Task) -> str:
+        """Where a task's check results belong: its destination, or the workspace."""
+        return destination_label(self.spec, task.destination) if task.destination is not None else "workspace"
 
     def close(self) -> None:
         for dest in self.destinations:
@@ -127,103 +147,142 @@ def execute_task(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome
     return outcome
 
 
-def _move(ctx: RunContext, task: Task, batches: Iterator[tuple[pa.RecordBatch, Position]], checker: BatchChecker, write: Callable[[pa.RecordBatch], None], quarantine: Callable[[pa.RecordBatch], None], progress: Progress) -> TaskOutcome:
+def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
+    """One partition of a source, through streaming transforms and checks, into a destination."""
+    assert task.source is not None and task.partition is not None and task.destination is not None
+    dest = ctx.destinations[task.destination]
+    dest.begin(ctx.run_id, task.id)
     outcome = TaskOutcome()
-    for batch, position in batches:
-        if ctx.should_stop(task.id):
-            raise Cancelled(task.id)
-        good, bad = checker.apply(batch, position)
-        if good.num_rows:
-            write(good)
-            outcome.bytes_written += good.nbytes
-        if bad is not None:
-            quarantine(bad)
-            outcome.rows_quarantined += bad.num_rows
-        outcome.rows_read += batch.num_rows
-        outcome.rows_written += good.num_rows
-        outcome.bytes += batch.nbytes
-        progress(batch.num_rows, batch.nbytes)
+    points = _points(ctx, task.source, task.transform)
+    origins = Origins()
+    source = ctx.reader(task)
+    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=any(p.checks for p in points))
+    if task.transform is None and not any(p.checks for p in points):
+        for batch in batches:
+            _write(ctx, task, dest, batch, outcome)
+    else:
+        _through_chain(ctx, task, dest, points, batches, origins, outcome)
+    _rejected_by_reader(ctx, task, source, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
+    dest.finish(ctx.run_id, task.id)
     return outcome
 
 
-def _rejected_by_reader(source: Source, checker: BatchChecker, quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome) -> None:
-    rejected = list(source.quarantined())
-    if rejected:
-        quarantine(checker.quarantine_rows(rejected, check_name="parse"))
-        outcome.rows_quarantined += len(rejected)
+def _points(ctx: RunContext, source: str, target: str | None) -> list[Point]:
+    """The named places from a source to ``target`` along a chain of single-input transforms."""
+    transforms = {t.name: (i, t) for i, t in enumerate(ctx.spec.transforms)}
+    names = [target or source]
+    while names[0] != source:
+        names.insert(0, transforms[names[0]][1].input or "")
+    last = names[-1]
+    return [
+        Point(name, transforms[name][1] if name in transforms else None, transforms[name][0] if name in transforms else -1, ctx.checks_for(name, final=name == last))
+        for name in names
+    ]
 
 
-def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
-    assert task.source is not None and task.partition is not None and task.destination is not None
-    source = _source(ctx, task)
-    dest = ctx.destinations[task.destination]
-    checker = BatchChecker(ctx.checks_for(task.source, feeds_destination=True), ctx.run_id, task.id)
-    dest.begin(ctx.run_id, task.id)
+def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partition], numbering: Numbering, outcome: TaskOutcome, progress: Progress, *, numbered: bool) -> Iterator[pa.RecordBatch]:
+    """The source's batches (through the incremental window, when the partitions carry one),
+    counted, with a row ordinal column when something may quarantine rows."""
+    window = partitions[0].options.get("window") if partitions else None
+    tracker = Tracker(Window.from_dict(window), where=f"source {source.name}") if window is not None else None
 
-    def write(batch: pa.RecordBatch) -> None:
-        dest.write_batch(ctx.run_id, task.id, batch)
+    def located() -> Iterator[tuple[pa.RecordBatch, Position]]:
+        for partition in partitions:
+            try:
+                read = source.read(partition)
+                for batch, position in (tracker.apply(read) if tracker else read):
+                    if ctx.should_stop(task.id):
+                        raise Cancelled(task.id)
+                    outcome.rows_read += batch.num_rows
+                    outcome.bytes += batch.nbytes
+                    progress(batch.num_rows, batch.nbytes)
+                    yield batch, position
+            except AgentETLError as exc:
+                raise exc.at(f"task {task.id}") if not (exc.where or "").startswith("source") else exc
 
+    def reported() -> Iterator[tuple[pa.RecordBatch, Position]]:
+        yield from located()
+        outcome.state = tracker.report() if tracker else None
+
+    if numbered:
+        return numbering.number(reported())
+    return (batch for batch, _ in reported())
+
+
+def _peek(batches: Iterator[pa.RecordBatch]) -> tuple[pa.Schema | None, Iterator[pa.RecordBatch]]:
+    first = next(batches, None)
+    if first is None:
+        return None, iter(())
+
+    def again() -> Iterator[pa.RecordBatch]:
+        yield first
+        yield from batches
+
+    return first.schema, again()
+
+
+def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[Point], batches: Iterator[pa.RecordBatch], origins: Origins, outcome: TaskOutcome) -> None:
     def quarantine(rows: pa.RecordBatch) -> None:
         dest.write_quarantine(ctx.run_id, task.id, rows)
 
-    batches, tracker = _windowed(source, task)
-    outcome = _move(ctx, task, batches, checker, write, quarantine, progress)
-    _rejected_by_reader(source, checker, quarantine, outcome)
-    dest.finish(ctx.run_id, task.id)
-    outcome.checks = [r.as_dict() for r in checker.results]
-    outcome.state = tracker.report() if tracker else None
-    return outcome
-
-
-def _source(ctx: RunContext, task: Task) -> Source:
-    """The run's source, or a copy reading smaller batches when a recovery asked for them."""
-    assert task.source is not None
-    source = ctx.sources[task.source]
-    if task.batch_rows is None:
-        return source
-    return type(source)(source.name, source.spec, batch_rows=task.batch_rows)
-
-
-def _located(source: Source, task: Task) -> Iterator[tuple[pa.RecordBatch, Position]]:
-    assert task.partition is not None
+    chain = StreamChain(ctx.workspace, points, run_id=ctx.run_id, task_id=task.id, scope=ctx.scope(task), batch_rows=task.batch_rows or ctx.settings.batch_rows, locate=origins.locate, quarantine=quarantine)
     try:
-        yield from source.read(task.partition)
-    except AgentETLError as exc:
-        raise exc.at(f"task {task.id}") if not (exc.where or "").startswith("source") else exc
+        schema, batches = _peek(batches)
+        if schema is not None:
+            for batch in chain.run(schema, batches):
+                _write(ctx, task, dest, visible(batch), outcome)
+        else:
+            chain.no_rows(points, f"task {task.id}")
+        outcome.rows_quarantined += chain.rows_quarantined
+        outcome.checks = chain.results()
+    finally:
+        chain.close()
 
 
-def _windowed(source: Source, task: Task) -> tuple[Iterator[tuple[pa.RecordBatch, Position]], Tracker | None]:
-    """The task's batches, through its incremental window when the partition carries one."""
-    assert task.partition is not None
-    window = task.partition.options.get("window")
-    if window is None:
-        return _located(source, task), None
-    tracker = Tracker(Window.from_dict(window), where=f"source {task.source}")
-    return tracker.apply(_located(source, task)), tracker
+def _write(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch, outcome: TaskOutcome) -> None:
+    if batch.num_rows:
+        dest.write_batch(ctx.run_id, task.id, batch)
+        outcome.rows_written += batch.num_rows
+        outcome.bytes_written += batch.nbytes
+
+
+def _rejected_by_reader(ctx: RunContext, task: Task, source: Source, quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome) -> None:
+    rejected = list(source.quarantined())
+    if rejected:
+        quarantine(rejected_rows(rejected, run_id=ctx.run_id, task_id=task.id, check_name="parse"))
+        outcome.rows_quarantined += len(rejected)
 
 
 def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
-    assert task.source is not None
-    source = _source(ctx, task)
+    """One partition of a source, through its row checks, into a workspace table."""
+    assert task.source is not None and task.partition is not None
     workspace = ctx.workspace
     table = _workspace_table(task)
-    workspace.begin(table)
-    workspace.begin(f"{table}__quarantine")
-    checker = BatchChecker(ctx.checks_for(task.source, feeds_destination=False), ctx.run_id, task.id)
-
-    def write(batch: pa.RecordBatch) -> None:
-        workspace.append(table, batch)
+    workspace.drop(table, f"{table}__quarantine")
+    outcome = TaskOutcome()
+    # Row checks run here, per partition; checks comparing rows run where all partitions meet.
+    checks = [(i, c) for i, c in ctx.checks_for(task.source, final=False) if c.level != "all_rows"]
+    point = Point(task.source, None, -1, checks)
+    stage_tasks = sorted(t.id for t in ctx.tasks.values() if t.kind == "stage")
+    numbering = Numbering(ctx.origins, partition=stage_tasks.index(task.id) if task.id in stage_tasks else 0)
+    source = ctx.reader(task)
+    batches = _read(ctx, task, source, [task.partition], numbering, outcome, progress, numbered=True)
 
     def quarantine(rows: pa.RecordBatch) -> None:
         workspace.append(f"{table}__quarantine", rows)
 
-    batches, tracker = _windowed(source, task)
-    outcome = _move(ctx, task, batches, checker, write, quarantine, progress)
-    _rejected_by_reader(source, checker, quarantine, outcome)
-    workspace.finish(table)
-    workspace.finish(f"{table}__quarantine")
-    outcome.checks = [r.as_dict() for r in checker.results]
-    outcome.state = tracker.report() if tracker else None
+    chain = StreamChain(workspace, [point], run_id=ctx.run_id, task_id=task.id, scope=ctx.scope(task), batch_rows=task.batch_rows or ctx.settings.batch_rows, locate=ctx.origins.locate, quarantine=quarantine)
+    try:
+        schema, batches = _peek(batches)
+        if schema is not None:
+            out_schema, out = _peek(chain.run(schema, batches))
+            if out_schema is not None:
+                outcome.rows_written = stage(workspace, table, out_schema, out, where=f"task {task.id}")
+        outcome.rows_quarantined = chain.rows_quarantined
+        outcome.checks = chain.results()
+    finally:
+        chain.close()
+    _rejected_by_reader(ctx, task, source, quarantine, outcome)
     return outcome
 
 
@@ -242,35 +301,69 @@ def _workspace_table(task: Task) -> str:
 
 def _transform_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     assert task.transform is not None and task.destination is not None
+    if task.source is not None:
+        return _single(ctx, task, progress)
     workspace = ctx.workspace
-    staged_by_source: dict[str, list[str]] = {}
-    for dep in (ctx.tasks[d] for d in task.depends_on):
-        assert dep.source is not None
-        staged_by_source.setdefault(dep.source, []).append(_workspace_table(dep))
-    for name, parts in staged_by_source.items():
-        workspace.union_partitions(name, parts)
-    for transform in ctx.spec.transforms:
-        workspace.define(transform.name, transform.sql)
-        if transform.name == task.transform:
-            break
     dest = ctx.destinations[task.destination]
     dest.begin(ctx.run_id, task.id)
-    checker = BatchChecker(ctx.checks_for(task.transform, feeds_destination=True), ctx.run_id, task.id)
-
-    def write(batch: pa.RecordBatch) -> None:
-        dest.write_batch(ctx.run_id, task.id, batch)
+    outcome = TaskOutcome()
+    staged: dict[str, list[str]] = {}
+    for dep in (ctx.tasks[d] for d in task.depends_on):
+        assert dep.source is not None
+        staged.setdefault(dep.source, []).append(_workspace_table(dep))
 
     def quarantine(rows: pa.RecordBatch) -> None:
         dest.write_quarantine(ctx.run_id, task.id, rows)
 
     # Rows the upstream stage tasks rejected belong next to this destination too.
-    for parts in staged_by_source.values():
+    for parts in staged.values():
         for part in parts:
             for batch in workspace.stream_if_exists(f"{part}__quarantine", ctx.settings.batch_rows):
                 quarantine(batch)
-    origin = Position(origin=f"transform {task.transform}")
-    batches = ((batch, origin) for batch in workspace.stream(task.transform, task.batch_rows or ctx.settings.batch_rows))
-    outcome = _move(ctx, task, batches, checker, write, quarantine, progress)
+                outcome.rows_quarantined += batch.num_rows
+
+    def checks_here(name: str) -> list[tuple[int, Check]]:
+        # Stage tasks ran the sources' row checks already.
+        return [(i, c) for i, c in ctx.checks_for(name, final=False) if name not in staged or c.level == "all_rows"]
+
+    graph = WorkspaceGraph(workspace, staged=staged, transforms=ctx.spec.transforms, checks_at=checks_here, run_id=ctx.run_id, task_id=task.id, scope=ctx.scope(task), batch_rows=task.batch_rows or ctx.settings.batch_rows, locate=ctx.origins.locate, quarantine=quarantine)
+    try:
+        target = task.transform
+        rel = graph.relation(target, final=True)
+        final = [(i, c) for i, c in ctx.checks_for(target, final=True) if target not in staged or c.level == "all_rows" or c.input is None]
+        where = f"transform {target}"
+        if final:
+            rel = graph.flagged(target, rel, final)
+            run = graph.runs[-1]
+        for batch in graph.stream(rel, where=where):
+            if ctx.should_stop(task.id):
+                raise Cancelled(task.id)
+            outcome.rows_read += batch.num_rows
+            progress(batch.num_rows, batch.nbytes)
+            if final:
+                batch, rejected = run.split(batch)
+                if rejected is not None:
+                    quarantine(rejected)
+                    graph.rows_quarantined += rejected.num_rows
+            _write(ctx, task, dest, visible(batch), outcome)
+        outcome.rows_quarantined += graph.rows_quarantined
+        outcome.checks = graph.results()
+    finally:
+        graph.close()
     dest.finish(ctx.run_id, task.id)
-    outcome.checks = [r.as_dict() for r in checker.results]
+    return outcome
+
+
+def _single(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
+    """A blocking chain over one source: every partition streams into one DuckDB query, which spills."""
+    assert task.source is not None and task.destination is not None
+    dest = ctx.destinations[task.destination]
+    dest.begin(ctx.run_id, task.id)
+    outcome = TaskOutcome()
+    origins = Origins()
+    source = ctx.reader(task)
+    batches = _read(ctx, task, source, list(task.partitions), Numbering(origins), outcome, progress, numbered=True)
+    _through_chain(ctx, task, dest, _points(ctx, task.source, task.transform), batches, origins, outcome)
+    _rejected_by_reader(ctx, task, source, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
+    dest.finish(ctx.run_id, task.id)
     return outcome

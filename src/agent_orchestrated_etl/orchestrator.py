@@ -26,6 +26,7 @@ from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RunStore
 from agent_orchestrated_etl.workflow import run_workflow
@@ -45,6 +46,11 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
+
+    @property
+    def quality(self) -> list[dict[str, Any]]:
+        """Every check with its counts, pass or fail, and why (see quality/verdicts.py)."""
+        return report(c for t in self.tasks for c in t.checks)
 
     @property
     def rows_read(self) -> int:
@@ -72,6 +78,7 @@ class RunResult:
             "tasks": [{k: v for k, v in asdict(t).items() if k != "started"} for t in self.tasks],
             "decisions": self.decisions,
             "commits": self.commits,
+            "quality": self.quality,
         }
 
 

@@ -1,11 +1,14 @@
 """Turn a pipeline spec into a plan: a DAG of tasks, and the decisions that shaped it.
 
 A task is the unit of placement, retry and checkpoint. Three kinds:
-- ``extract_load``: one partition of a source streamed into a destination's staging;
+- ``extract_load``: one partition of a source streamed (through streaming transforms
+  and checks) into a destination's staging;
 - ``stage``: one partition of a source written into the run workspace, for a transform;
-- ``transform_load``: a transform's result streamed from the workspace into a destination;
+- ``transform_load``: a transform's result streamed into a destination; it reads the
+  workspace, or (with ``source`` and ``partitions`` set) every partition of one source itself;
 - ``pushdown``: one partition copied by the destination's engine itself (``Destination.pull``),
   chosen when no Python step (quality check, incremental window) sits between source and destination.
+How the rows for a destination travel is chosen in ``transform/routing.py``.
 Each destination is committed once every task feeding it has finished.
 """
 
@@ -19,6 +22,8 @@ from agent_orchestrated_etl.connectors.base import Partition, Source
 from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.spec import PipelineSpec
+from agent_orchestrated_etl.transform.routing import route
+from agent_orchestrated_etl.transform.validate import preflight
 
 TaskKind = Literal["extract_load", "stage", "transform_load", "pushdown"]
 
@@ -32,6 +37,8 @@ class Task:
     transform: str | None = None
     destination: int | None = None
     depends_on: tuple[str, ...] = ()
+    #: Every partition of ``source`` that a transform_load task reads itself (a blocking chain over one source).
+    partitions: tuple[Partition, ...] = ()
     #: Set by a recovery that retries the task with smaller batches.
     batch_rows: int | None = None
 
@@ -43,12 +50,14 @@ class Task:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["depends_on"] = list(self.depends_on)
+        data["partitions"] = list(data["partitions"])
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Task:
         partition = Partition(**data["partition"]) if data.get("partition") else None
-        return cls(**{**data, "partition": partition, "depends_on": tuple(data.get("depends_on", ()))})
+        partitions = tuple(Partition(**p) for p in data.get("partitions", ()))
+        return cls(**{**data, "partition": partition, "partitions": partitions, "depends_on": tuple(data.get("depends_on", ()))})
 
 
 @dataclass(frozen=True)
@@ -111,9 +120,10 @@ def pushdown_blocker(spec: PipelineSpec, index: int, sources: dict[str, Source],
 
 def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str, Window] | None = None, *, pushdown: bool = True) -> Plan:
     """The task DAG; ``windows`` are the incremental windows of the sources that have one."""
+    if spec.transforms or spec.quality:
+        preflight(spec, sources)  # a bad expression fails the run before any task, with its step and column
     plan = Plan(tasks=[])
     windows = windows or {}
-    transforms = {t.name: t for t in spec.transforms}
     partitions = {name: source.partitions(windows[name]) if name in windows else source.partitions() for name, source in sources.items()}  # type: ignore[call-arg]
     for name, win in windows.items():
         start = "the beginning" if win.start is None else f"{win.cursor} {'>' if win.strict else '>='} {win.start}"
@@ -124,34 +134,37 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
             plan.decisions.append(PlannedDecision(f"source {name}", f"read in {len(parts)} parallel tasks", f"it has {len(parts)} independent partitions ({sources[name].describe()})"))
 
     staged: dict[str, list[str]] = {}
-
-    def needed_sources(name: str) -> set[str]:
-        if name in sources:
-            return {name}
-        return set().union(*(needed_sources(i) for i in transforms[name].inputs or []))
-
     for index, dest in enumerate(spec.all_destinations):
         label = destination_label(spec, index)
+        subject = f"destination {label}"
         blocker = pushdown_blocker(spec, index, sources, windows) if pushdown else "pushdown is off (AGENT_ETL_PUSHDOWN)"
         if dest.input in sources and blocker is None:
             for i, part in enumerate(partitions[dest.input]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "pushdown", source=dest.input, partition=part, destination=index))
             plan.decisions.append(PlannedDecision(
-                f"destination {label}", f"push the copy down: the {dest.type} engine reads {spec.sources[dest.input].type} itself, one task per partition",
+                subject, f"push the copy down: the {dest.type} engine reads {spec.sources[dest.input].type} itself, one task per partition",
                 "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
             ))
             continue
-        if dest.input in sources:
-            for i, part in enumerate(partitions[dest.input]):
-                plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=dest.input, partition=part, destination=index))
-            plan.decisions.append(PlannedDecision(f"destination {label}", "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed" + (f"; no pushdown: {blocker}" if "cannot read" not in blocker else "")))
+        way = route(set(sources), spec.transforms, spec.quality, dest.input)
+        if way.kind in ("source", "stream"):
+            for i, part in enumerate(partitions[way.source]):
+                plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=way.source, partition=part, transform=None if way.kind == "source" else dest.input, destination=index))
+            if way.kind == "source":
+                no_pushdown = f"; no pushdown: {blocker}" if "cannot read" not in blocker else ""
+                plan.decisions.append(PlannedDecision(subject, "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed{no_pushdown}"))
+            else:
+                plan.decisions.append(PlannedDecision(subject, f"stream {' > '.join(way.chain)} batch by batch into staging", way.reason))
             continue
-        inputs = sorted(needed_sources(dest.input))
-        for name in inputs:
+        if way.kind == "single":
+            plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", source=way.source, transform=dest.input, destination=index, partitions=tuple(partitions[way.source])))
+            plan.decisions.append(PlannedDecision(subject, f"run {' > '.join(way.chain)} in one task over every partition", way.reason))
+            continue
+        for name in way.sources:
             if name not in staged:
                 staged[name] = [f"{name}[{i}]>workspace" for i in range(len(partitions[name]))]
                 plan.tasks.extend(Task(tid, "stage", source=name, partition=part) for tid, part in zip(staged[name], partitions[name], strict=True))
-        plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", transform=dest.input, destination=index, depends_on=tuple(t for n in inputs for t in staged[n])))
-        plan.decisions.append(PlannedDecision(f"destination {label}", f"materialise {', '.join(inputs)} in the run workspace, then stream transform {dest.input}", "a SQL transform needs its inputs at once; DuckDB spills to disk, so memory stays bounded"))
+        plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", transform=dest.input, destination=index, depends_on=tuple(t for n in way.sources for t in staged[n])))
+        plan.decisions.append(PlannedDecision(subject, f"materialise {', '.join(way.sources)} in the run workspace, then run {dest.input} there", way.reason))
     plan.order()
     return plan

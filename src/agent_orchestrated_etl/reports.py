@@ -10,6 +10,7 @@ from rich.table import Table
 
 from agent_orchestrated_etl.monitoring.live import RunState
 from agent_orchestrated_etl.orchestrator import RunResult
+from agent_orchestrated_etl.quality.verdicts import report
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "cancelled": "magenta", "pending": "dim"}
 
@@ -42,11 +43,22 @@ def summary(console: Console, result: RunResult) -> None:
     for commit in result.commits:
         quarantined = f", {commit['quarantined_rows']:,} quarantined" if commit["quarantined_rows"] else ""
         console.print(f"  committed [bold]{escape(commit['destination'])}[/]: {commit['rows']:,} rows{quarantined}")
-    for task in result.tasks:
-        for check in task.checks:
-            if check["rows_failed"]:
-                verdict = "[green]within threshold[/]" if check["passed"] else f"[red]failed ({check['severity']})[/]"
-                console.print(f"  check {escape(check['check'])} in {escape(task.id)}: {check['rows_failed']:,} of {check['rows_checked']:,} rows quarantined, {verdict}")
+    if result.quality:
+        console.print(quality_table(result.quality))
+
+
+def quality_table(quality: list[dict[str, Any]]) -> Table:
+    """Every check of a run: where it ran, its verdict and why."""
+    table = Table(title="quality", title_justify="left")
+    for column in ("check", "input", "for", "severity", "result", "detail"):
+        table.add_column(column)
+    for check in quality:
+        if check["passed"]:
+            verdict = "[green]pass[/]"
+        else:
+            verdict = "[red]FAIL[/]" if check["severity"] == "error" else "[yellow]warn[/]"
+        table.add_row(escape(check["check"]), escape(check["input"]), escape(check["scope"]), check["severity"], verdict, escape(check["message"]))
+    return table
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
@@ -70,6 +82,9 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
     for t in run["tasks"]:
         tasks.add_row(escape(t["task_id"]), t["kind"], _status(t["status"]), t["agent"] or "", str(t["attempts"]), f"{t['rows_read'] or 0:,}", f"{t['rows_written'] or 0:,}", f"{t['rows_quarantined'] or 0:,}", escape(t["error"] or ""))
     console.print(tasks)
+    quality = report([c for t in run["tasks"] for c in t.get("checks") or []])
+    if quality:
+        console.print(quality_table(quality))
     decisions = Table(title="decisions", title_justify="left")
     for column in ("by", "subject", "choice", "reason"):
         decisions.add_column(column)

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from agent_orchestrated_etl.connectors.registry import destination_spec_models, source_spec_models
 from agent_orchestrated_etl.exceptions import ConfigurationError, SpecError, SpecProblem
-from agent_orchestrated_etl.quality.checks import QualityCheck
+from agent_orchestrated_etl.quality.checks import QualityCheck, ReferentialCheck
+from agent_orchestrated_etl.transform.steps import TransformSpec
 from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -36,14 +37,6 @@ class RetryPolicy(_Model):
     backoff_seconds: float = Field(1.0, ge=0, description="First wait; doubles each retry, with jitter.")
     max_backoff_seconds: float = Field(60.0, ge=0)
     task_timeout_seconds: float | None = Field(None, gt=0, description="A task running longer is stopped and retried.")
-
-
-class TransformSpec(_Model):
-    name: str = Field(pattern=_NAME, description="The transform's output, usable as an input by name.")
-    sql: str = Field(description="DuckDB SQL over the named inputs (sources or earlier transforms).")
-    inputs: list[str] | None = Field(
-        None, description="Inputs the SQL reads; by default every source or transform named in it."
-    )
 
 
 class SLASpec(_Model):
@@ -118,6 +111,13 @@ class PipelineSpec(_Model):
                         f"transform {transform.name!r} reads {name!r}, which is not a source or an earlier transform"
                     )
             known.add(transform.name)
+        for check in self.quality:
+            names = [check.input] if check.input is not None else []
+            if isinstance(check, ReferentialCheck):
+                names.append(check.referential.target[0])
+            for name in names:
+                if name not in known:
+                    raise ValueError(f"check {check.label} reads {name!r}, which is not a source or transform")
         last = self.transforms[-1].name if self.transforms else (next(iter(self.sources)) if len(self.sources) == 1 else None)
         for dest in self.all_destinations:
             if dest.input is None:

@@ -13,6 +13,7 @@ import logging
 import contextlib
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
@@ -33,6 +34,7 @@ from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
+from agent_orchestrated_etl.quality.verdicts import blocking_failures
 from agent_orchestrated_etl.store.records import RunStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class Schedule:
     not_before: dict[str, float] = field(default_factory=dict)
     timed_out: set[str] = field(default_factory=set)
     skipped_reasons: list[str] = field(default_factory=list)
+    checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> its check results
     failure: str | None = None
 
     def ready(self, task: Task, now: float) -> bool:
@@ -174,6 +177,7 @@ class OrchestratorAgent(Agent):
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
             ctx.reports[task_id] = outcome.get("state")
+            schedule.checks[task_id] = outcome.get("checks") or []
             self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
             self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
 
@@ -197,6 +201,7 @@ class OrchestratorAgent(Agent):
                     self._release(schedule.running.pop(event.task_id))
                     schedule.done.add(event.task_id)
                     ctx.reports[event.task_id] = event.state
+                    schedule.checks[event.task_id] = event.checks
                     outcome = event.model_dump(include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks", "state"})
                     await asyncio.to_thread(self.store.durability.checkpoint, ctx.run_id, event.task_id, schedule.attempts[event.task_id], outcome)
                 elif isinstance(event, TaskFailed) and event.task_id in schedule.running:
@@ -311,6 +316,11 @@ class OrchestratorAgent(Agent):
     async def _finish(self, ctx: RunContext, schedule: Schedule) -> tuple[str, str | None]:
         if schedule.failure is not None:
             return ("cancelled" if schedule.failure == "cancelled" else "failed"), schedule.failure
+        failed_checks = blocking_failures(c for checks in schedule.checks.values() for c in checks)
+        if failed_checks:
+            reason = "; ".join(f"{c['check']} on {c['input']}: {c['message']}" for c in failed_checks)
+            self.decide(ctx.run_id, "quality", "fail the run, commit nothing", f"checks with severity error failed: {reason}")
+            return "failed", f"quality checks failed: {reason} (fix the data, or give the check a threshold or severity: warn, and run again)"
         skipped_destinations = {ctx.tasks[t].destination for t in schedule.skipped if ctx.tasks[t].destination is not None}
         for index, dest in enumerate(ctx.destinations):
             label = destination_label(ctx.spec, index)
@@ -371,4 +381,10 @@ def _reports(ctx: RunContext, plan: Plan, feeding: list[str]) -> list[tuple[str,
     by_id = {t.id: t for t in plan.tasks}
     tasks = [by_id[t] for t in feeding]
     tasks += [by_id[d] for t in list(tasks) for d in t.depends_on]
-    return [(t.source, t.partition.options["window"], ctx.reports.get(t.id)) for t in tasks if t.source and t.partition and "window" in t.partition.options]
+    found = []
+    for t in tasks:
+        # A task reading every partition of its source (a blocking chain) carries them in ``partitions``.
+        part = t.partition or (t.partitions[0] if t.partitions else None)
+        if t.source and part and "window" in part.options:
+            found.append((t.source, part.options["window"], ctx.reports.get(t.id)))
+    return found

@@ -1,10 +1,13 @@
-"""The run workspace: a DuckDB file where inputs of SQL transforms are materialised.
+"""The run workspace: the one sandboxed DuckDB engine of a run, where transforms execute.
 
-A transform with several inputs (a join) needs them all at once, so upstream
-tasks stage them here and the transform task streams its result out. The
-connection is sandboxed: user SQL cannot read or write files, ATTACH, or
-INSTALL/LOAD extensions, and cannot change that configuration. DuckDB
-spills to the temp directory, so memory stays within its limit.
+Transforms run in it as queries over Arrow readers of a task's source batches;
+the inputs of multi-input transforms are staged in its file, so a resumed run
+finds them again. It spills to ``<run dir>/spill`` past its memory limit (a share
+of AGENT_ETL_MEMORY_LIMIT), so a run's memory stays bounded however big the data.
+
+The connection is sandboxed before any user SQL runs: no file or network access
+(read_csv, COPY ... TO, ATTACH, INSTALL/LOAD all fail), and the configuration is
+locked so user SQL cannot lift that.
 """
 
 from __future__ import annotations
@@ -17,73 +20,92 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from agent_orchestrated_etl.connectors.duckdb import ArrowAppender, quote
-from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
+from agent_orchestrated_etl.exceptions import DataError
+from agent_orchestrated_etl.transform.sql import ident
+
+#: The workspace gets this share of the agent's memory budget; destinations and batches in flight use the rest.
+DUCKDB_MEMORY_SHARE = 0.25
+
+
+def duckdb_memory_limit(memory_limit_bytes: int) -> str:
+    return f"{max(64, int(memory_limit_bytes * DUCKDB_MEMORY_SHARE) // (1 << 20))}MB"
+
+
+def sandboxed_connection(database: str = ":memory:", *, memory_limit_bytes: int, spill_dir: Path | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that cannot touch files (but its own), the network or extensions."""
+    config: dict[str, Any] = {
+        "memory_limit": duckdb_memory_limit(memory_limit_bytes),
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    if spill_dir is not None:
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        config["temp_directory"] = str(spill_dir)
+    if threads is not None:
+        config["threads"] = threads
+    conn = duckdb.connect(database, config=config)
+    # Spilling to temp_directory stays possible: it is set before access is closed.
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+    return conn
 
 
 class Workspace:
     def __init__(self, directory: Path, *, memory_limit_bytes: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        limit_mb = max(64, memory_limit_bytes // 4 // (1 << 20))
         self.path = directory / "workspace.duckdb"
-        self._conn = duckdb.connect(
-            str(self.path),
-            config={
-                "memory_limit": f"{limit_mb}MB",
-                "temp_directory": str(directory / "spill"),
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-            },
-        )
-        # Spilling to temp_directory must stay possible, so the sandbox closes after it is set.
-        self._conn.execute("SET enable_external_access = false")
-        self._conn.execute("SET lock_configuration = true")
+        self._conn = sandboxed_connection(str(self.path), memory_limit_bytes=memory_limit_bytes, spill_dir=directory / "spill")
         self._local = threading.local()
-        self._appender = ArrowAppender(where="run workspace")
+        self._lock = threading.Lock()
 
-    def _cursor(self) -> Any:
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the workspace, for one query that streams while others run."""
+        with self._lock:
+            return self._conn.cursor()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
         if cursor is None:
-            cursor = self._local.cursor = self._conn.cursor()
+            cursor = self._local.cursor = self.cursor()
         return cursor
 
-    def begin(self, table: str) -> None:
-        self._appender.discard(table)
-        self._cursor().execute(f"DROP TABLE IF EXISTS {quote(table)}")
-
     def append(self, table: str, batch: pa.RecordBatch) -> None:
-        self._appender.append(self._cursor(), table, batch)
-
-    def finish(self, table: str) -> None:
-        self._appender.flush(self._cursor(), table)
-
-    def union_partitions(self, table: str, parts: list[str]) -> None:
-        """Expose a source staged in several partitions as one view named like the source."""
         cursor = self._cursor()
-        existing = {r[0] for r in cursor.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        present = [p for p in parts if p in existing]
-        if not present:
-            raise DataError(f"input {table} has no staged rows", hint="the source was empty or its tasks did not run")
-        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(p)}" for p in present)
-        cursor.execute(f"CREATE OR REPLACE VIEW {quote(table)} AS {union}")
-
-    def define(self, name: str, sql: str) -> None:
-        """Make a transform's SQL a view, so later transforms can read it by name."""
+        cursor.register("_agent_etl_batch", batch)
         try:
-            self._cursor().execute(f"CREATE OR REPLACE VIEW {quote(name)} AS {sql}")
-        except duckdb.Error as exc:
-            raise ConfigurationError(str(exc).splitlines()[0], where=f"transform {name}", hint="fix the transform's sql:") from exc
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {ident(table)} AS SELECT * FROM _agent_etl_batch LIMIT 0")
+            cursor.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM _agent_etl_batch")
+        finally:
+            cursor.unregister("_agent_etl_batch")
 
-    def stream(self, name: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        try:
-            reader = self._cursor().execute(f"SELECT * FROM {quote(name)}").to_arrow_reader(batch_rows)
-            yield from reader
-        except duckdb.Error as exc:
-            raise DataError(str(exc).splitlines()[0], where=f"transform {name}", hint="fix the transform's sql:") from exc
+    def tables(self) -> set[str]:
+        return {r[0] for r in self._cursor().execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+    def union_partitions(self, view: str, parts: list[str]) -> list[str]:
+        """Expose a source staged in several partitions as one view; returns the staged parts found."""
+        present = [p for p in parts if p in self.tables()]
+        if present:
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {ident(p)}" for p in present)
+            self._cursor().execute(f"CREATE OR REPLACE VIEW {ident(view)} AS {union}")
+        return present
+
+    def schema(self, relation: str) -> pa.Schema:
+        return self._cursor().execute(f"SELECT * FROM {ident(relation)} LIMIT 0").to_arrow_table().schema
 
     def stream_if_exists(self, table: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        if self._cursor().execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone():
-            yield from self.stream(table, batch_rows)
+        if table in self.tables():
+            try:
+                yield from self._cursor().execute(f"SELECT * FROM {ident(table)}").to_arrow_reader(batch_rows)
+            except duckdb.Error as exc:
+                raise DataError(str(exc).splitlines()[0], where=f"workspace table {table}") from exc
+
+    def drop(self, *tables: str) -> None:
+        for table in tables:
+            self._cursor().execute(f"DROP TABLE IF EXISTS {ident(table)}")
+
+    def drop_views(self, *views: str) -> None:
+        for view in views:
+            self._cursor().execute(f"DROP VIEW IF EXISTS {ident(view)}")
 
     def close(self) -> None:
         self._conn.close()
