@@ -155,14 +155,14 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     outcome = TaskOutcome()
     points = _points(ctx, task.source, task.transform)
     origins = Origins()
-    source = ctx.reader(task)
-    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=any(p.checks for p in points))
+    source, rejected = ctx.reader(task), []
+    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=any(p.checks for p in points), rejected=rejected)
     if task.transform is None and not any(p.checks for p in points):
         for batch in batches:
             _write(ctx, task, dest, batch, outcome)
     else:
         _through_chain(ctx, task, dest, points, batches, origins, outcome)
-    _rejected_by_reader(ctx, task, source, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
+    _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
     dest.finish(ctx.run_id, task.id)
     return outcome
 
@@ -180,7 +180,7 @@ def _points(ctx: RunContext, source: str, target: str | None) -> list[Point]:
     ]
 
 
-def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partition], numbering: Numbering, outcome: TaskOutcome, progress: Progress, *, numbered: bool) -> Iterator[pa.RecordBatch]:
+def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partition], numbering: Numbering, outcome: TaskOutcome, progress: Progress, *, numbered: bool, rejected: list[Any]) -> Iterator[pa.RecordBatch]:
     """The source's batches (through the incremental window, when the partitions carry one),
     counted, with a row ordinal column when something may quarantine rows."""
     window = partitions[0].options.get("window") if partitions else None
@@ -199,6 +199,9 @@ def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partitio
                     yield batch, position
             except AgentETLError as exc:
                 raise exc.at(f"task {task.id}") if not (exc.where or "").startswith("source") else exc
+            # A source may keep rejected rows per thread, and DuckDB may be the one pulling
+            # these batches, on its threads: collect them here, in the thread that read them.
+            rejected.extend(source.quarantined())
 
     def reported() -> Iterator[tuple[pa.RecordBatch, Position]]:
         yield from located()
@@ -246,8 +249,7 @@ def _write(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch
         outcome.bytes_written += batch.nbytes
 
 
-def _rejected_by_reader(ctx: RunContext, task: Task, source: Source, quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome) -> None:
-    rejected = list(source.quarantined())
+def _rejected_by_reader(ctx: RunContext, task: Task, rejected: list[Any], quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome) -> None:
     if rejected:
         quarantine(rejected_rows(rejected, run_id=ctx.run_id, task_id=task.id, check_name="parse"))
         outcome.rows_quarantined += len(rejected)
@@ -265,8 +267,8 @@ def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     point = Point(task.source, None, -1, checks)
     stage_tasks = sorted(t.id for t in ctx.tasks.values() if t.kind == "stage")
     numbering = Numbering(ctx.origins, partition=stage_tasks.index(task.id) if task.id in stage_tasks else 0)
-    source = ctx.reader(task)
-    batches = _read(ctx, task, source, [task.partition], numbering, outcome, progress, numbered=True)
+    source, rejected = ctx.reader(task), []
+    batches = _read(ctx, task, source, [task.partition], numbering, outcome, progress, numbered=True, rejected=rejected)
 
     def quarantine(rows: pa.RecordBatch) -> None:
         workspace.append(f"{table}__quarantine", rows)
@@ -282,7 +284,7 @@ def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
         outcome.checks = chain.results()
     finally:
         chain.close()
-    _rejected_by_reader(ctx, task, source, quarantine, outcome)
+    _rejected_by_reader(ctx, task, rejected, quarantine, outcome)
     return outcome
 
 
@@ -361,9 +363,9 @@ def _single(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     dest.begin(ctx.run_id, task.id)
     outcome = TaskOutcome()
     origins = Origins()
-    source = ctx.reader(task)
-    batches = _read(ctx, task, source, list(task.partitions), Numbering(origins), outcome, progress, numbered=True)
+    source, rejected = ctx.reader(task), []
+    batches = _read(ctx, task, source, list(task.partitions), Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
     _through_chain(ctx, task, dest, _points(ctx, task.source, task.transform), batches, origins, outcome)
-    _rejected_by_reader(ctx, task, source, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
+    _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
     dest.finish(ctx.run_id, task.id)
     return outcome

@@ -150,7 +150,7 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
         if way.kind in ("source", "stream"):
             for i, part in enumerate(partitions[way.source]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=way.source, partition=part, transform=None if way.kind == "source" else dest.input, destination=index))
-            if way.kind == "source":
+            if len(way.chain) == 1:  # the source itself, with or without checks
                 no_pushdown = f"; no pushdown: {blocker}" if "cannot read" not in blocker else ""
                 plan.decisions.append(PlannedDecision(subject, "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed{no_pushdown}"))
             else:

@@ -84,6 +84,11 @@ def verdict(result: dict[str, Any]) -> tuple[bool, str]:
     return ok, f"{failed:,} of {checked:,} rows failed{share}{allowed}"
 
 
+def judged(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One task's results, each with the verdict on that task's rows alone (the run's comes from ``report``)."""
+    return [{**r, "passed": passed, "message": message} for r in results for passed, message in [verdict(r)]]
+
+
 def report(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The quality report: every check with its counts, pass or fail, and why."""
     out = []

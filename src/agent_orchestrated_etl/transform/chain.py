@@ -18,6 +18,7 @@ import pyarrow as pa
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import CheckRun, bind_dataset_checks, flag
+from agent_orchestrated_etl.quality.verdicts import judged
 from agent_orchestrated_etl.transform import python_step
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, split_at_python
 from agent_orchestrated_etl.transform.query import run_query
@@ -52,7 +53,7 @@ class StreamChain:
         self._in_schema = pa.schema([])
 
     def results(self) -> list[dict[str, Any]]:
-        return [r for run in self.runs for r in run.results]
+        return judged(r for run in self.runs for r in run.results)
 
     def run(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """The chain's output batches, flag columns dropped (the row ordinal stays)."""

@@ -19,6 +19,7 @@ from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.exceptions import DataError
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import CheckRun, bind_dataset_checks, flag
+from agent_orchestrated_etl.quality.verdicts import judged
 from agent_orchestrated_etl.transform import python_step
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql, split_at_python
 from agent_orchestrated_etl.transform.query import run_query, stage
@@ -61,7 +62,7 @@ class WorkspaceGraph:
         self._views: list[str] = []
 
     def results(self) -> list[dict[str, Any]]:
-        return [r for run in self.runs for r in run.results]
+        return judged(r for run in self.runs for r in run.results)
 
     def relation(self, name: str, *, final: bool = False) -> Relation:
         """The relation called ``name``; ``final`` leaves its checks to the caller (they run on the way out)."""
