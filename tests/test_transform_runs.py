@@ -155,3 +155,36 @@ def test_run_json_has_the_quality_report(shop: Path, capsys: pytest.CaptureFixtu
     app(["run", str(shop / "p.yaml"), "--json"], standalone_mode=False)
     printed = json.loads(capsys.readouterr().out)
     assert {q["check"] for q in printed["quality"]} == {"not_null(customer_id)", "referential(customer_id -> customers.customer_id)"}
+
+
+def test_inner_and_anti_joins_and_a_column_clash(shop: Path) -> None:
+    result = run(shop, HEAD + """\
+transforms:
+  - name: known
+    input: orders
+    steps:
+      - join: {with: customers, on: {customer_id: customer_id}, columns: [country]}
+      - select: [order_id, country]
+  - name: orphans
+    input: orders
+    steps:
+      - join: {with: customers, on: customer_id, how: anti}
+      - select: [order_id, customer_id]
+destinations:
+  - {type: duckdb, path: out.duckdb, table: known, input: known}
+  - {type: duckdb, path: out.duckdb, table: orphans, input: orphans}
+""")
+    assert result.ok, result.error
+    assert table(shop, "SELECT * FROM known ORDER BY order_id, country") == [(1, "NL"), (2, "DE"), (2, "FR"), (4, "NL")]
+    assert table(shop, "SELECT * FROM orphans ORDER BY order_id") == [(3, 99), (5, None)]
+    clash = run(shop, HEAD + """\
+transforms:
+  - name: both
+    input: orders
+    steps:
+      - derive: {country: "'?'"}
+      - join: {with: customers, on: customer_id}
+destination: {type: duckdb, path: out.duckdb, table: both, input: both}
+""")
+    assert clash.status == "failed"
+    assert clash.error == "transform both: step 2 (join columns): customers brings columns the input already has: ['country'] (list `columns:` to take, or rename them in an earlier step)"
