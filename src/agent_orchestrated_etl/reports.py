@@ -48,16 +48,18 @@ def summary(console: Console, result: RunResult) -> None:
 
 
 def quality_table(quality: list[dict[str, Any]]) -> Table:
-    """Every check of a run: where it ran, its verdict and why."""
+    """Every check of a run: on what, for which destination, its verdict and why."""
     table = Table(title="quality", title_justify="left")
-    for column in ("check", "input", "for", "severity", "result", "detail"):
-        table.add_column(column)
+    table.add_column("check", overflow="fold")
+    table.add_column("on > for")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
     for check in quality:
         if check["passed"]:
             verdict = "[green]pass[/]"
         else:
             verdict = "[red]FAIL[/]" if check["severity"] == "error" else "[yellow]warn[/]"
-        table.add_row(escape(check["check"]), escape(check["input"]), escape(check["scope"]), check["severity"], verdict, escape(check["message"]))
+        table.add_row(escape(check["check"]), escape(f"{check['input']} > {check['scope']}"), verdict, escape(check["message"]))
     return table
 
 
