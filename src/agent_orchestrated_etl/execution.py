@@ -292,8 +292,7 @@ def _pushdown(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     assert task.source is not None and task.partition is not None and task.destination is not None
     dest = ctx.destinations[task.destination]
     dest.begin(ctx.run_id, task.id)
-    rows = dest.pull(ctx.run_id, task.id, ctx.sources[task.source], task.partition)
-    progress(rows, 0)
+    rows = dest.pull(ctx.run_id, task.id, ctx.sources[task.source], task.partition, progress)
     return TaskOutcome(rows_read=rows, rows_written=rows)
 
 

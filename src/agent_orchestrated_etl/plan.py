@@ -111,6 +111,8 @@ def pushdown_blocker(spec: PipelineSpec, index: int, sources: dict[str, Source],
         return "it reads a transform"
     if source.type not in destination_class(dest.type).capabilities.pulls_from:
         return f"a {dest.type} destination cannot read {source.type} by itself"
+    if (reason := sources[dest.input].pushdown_blocker()) is not None:
+        return reason
     if any(c.input in (dest.input, None) for c in spec.quality):
         return "quality checks run on its batches"
     if dest.input in windows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -127,6 +127,13 @@ class Source(ABC):
         unreadable content that cannot be quarantined row by row.
         """
 
+    def pushdown_blocker(self) -> str | None:
+        """Why a destination's engine may not read this source by itself (None: it may).
+
+        Asked only when the destination declares the source's type in ``pulls_from``.
+        """
+        return None
+
     def quarantined(self) -> Iterator[tuple[dict[str, Any], str, Position]]:
         """Rows the reader itself had to reject (a malformed CSV line), as (row, reason, position)."""
         return iter(())
@@ -184,11 +191,12 @@ class Destination(ABC):
         returns them.
         """
 
-    def pull(self, run_id: str, task_id: str, source: Source, partition: Partition) -> int:
+    def pull(self, run_id: str, task_id: str, source: Source, partition: Partition, progress: Callable[[int, int], None]) -> int:
         """Copy one partition of ``source`` into the task's staging area inside the database engine.
 
         Only called when ``source``'s type is in ``capabilities.pulls_from`` and
-        the planner chose pushdown; returns the rows staged.
+        the planner chose pushdown. Reports rows staged through ``progress``
+        (increments, as the batch path does) and returns their total.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot pull from a source")
 

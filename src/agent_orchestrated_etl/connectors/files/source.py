@@ -68,6 +68,15 @@ class FileSource(Source):
     def describe(self) -> str:
         return f"file {self.spec.path}"
 
+    def pushdown_blocker(self) -> str | None:
+        if (self.spec.format or infer_format(self.spec.path)) != "parquet":
+            return "only Parquet is read by the destination's engine (CSV and JSON are checked line by line here)"
+        if self.spec.s3 is not None or "://" in self.spec.path:
+            return "the files are not on local disk"
+        if self.spec.file_name_column or self.spec.hive_partitioning or self.spec.nested != NestedOptions():
+            return "columns are added or reshaped while reading"
+        return None
+
     def partitions(self) -> list[Partition]:
         """One per file; for a directory written by the file destination, the files its manifest lists."""
         fs, path = filesystems.resolve(self.spec.path, self.spec.s3)

@@ -1,0 +1,47 @@
+"""Local Parquet -> DuckDB: DuckDB reads the files itself when no Python step needs the rows."""
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.orchestrator import run_pipeline
+from agent_orchestrated_etl.spec import parse_spec
+
+
+def write_files(directory: Path) -> None:
+    for n in range(3):
+        pq.write_table(pa.table({"id": pa.array(range(n * 100, n * 100 + 100), pa.int64()), "part": [f"p{n}"] * 100}), directory / f"part{n}.parquet")
+
+
+def run(directory: Path, extra: str = "") -> tuple[str, list[dict[str, str]]]:
+    text = f"""
+name: parquet_copy
+sources:
+  parts: {{type: file, path: "{directory}/*.parquet"}}
+destination: {{type: duckdb, path: "{directory}/w.duckdb", table: parts, write: replace}}
+{extra}
+"""
+    result = run_pipeline(parse_spec(text, file=str(directory / "p.yaml")), Settings())
+    assert result.status == "succeeded", result.error
+    return result.run_id, result.decisions
+
+
+def test_parquet_files_are_copied_by_duckdb_itself(tmp_path: Path) -> None:
+    write_files(tmp_path)
+    _, decisions = run(tmp_path)
+    assert any(d["choice"].startswith("push the copy down") for d in decisions if d["subject"] == "destination parts"), decisions
+    assert sum(1 for d in decisions if d["choice"].startswith("assign to") and "pushdown" in d["reason"]) == 3
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*), sum(id), count(DISTINCT part) FROM parts").fetchone() == (300, sum(range(300)), 3)
+
+
+def test_a_quality_check_keeps_the_rows_in_python(tmp_path: Path) -> None:
+    write_files(tmp_path)
+    _, decisions = run(tmp_path, "quality:\n  - not_null: [id]\n")
+    reasons = " ".join(d["reason"] for d in decisions if d["subject"] == "destination parts")
+    assert "no pushdown: quality checks run on its batches" in reasons
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM parts").fetchone() == (300,)
