@@ -25,10 +25,9 @@ from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import model_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, check_one_of, connection_error
+from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
@@ -46,11 +45,6 @@ def connectorx_url(url: str) -> str:
 
 class MySQLSourceSpec(ConnectorSpec, SQLSourceFields):
     type: Literal["mysql"]
-
-    @model_validator(mode="after")
-    def _one_of(self) -> MySQLSourceSpec:
-        check_one_of(self)
-        return self
 
 
 class MySQLSource(SQLSource):

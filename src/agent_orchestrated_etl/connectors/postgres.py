@@ -20,10 +20,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import model_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, check_one_of, connection_error
+from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
@@ -52,11 +51,6 @@ def _adbc() -> Any:
 
 class PostgresSourceSpec(ConnectorSpec, SQLSourceFields):
     type: Literal["postgres"]
-
-    @model_validator(mode="after")
-    def _one_of(self) -> PostgresSourceSpec:
-        check_one_of(self)
-        return self
 
 
 class PostgresSource(SQLSource):

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationCapabilities, DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, check_one_of
+from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError, SourceNotFoundError
@@ -51,7 +51,6 @@ class SQLiteSourceSpec(ConnectorSpec, SQLSourceFields):
     def _one_of_each(self) -> SQLiteSourceSpec:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of url or path")
-        check_one_of(self)
         if self.url is not None and not self.url.startswith("sqlite:///"):
             raise ValueError("url must start with sqlite:/// (e.g. sqlite:///shop.db)")
         return self

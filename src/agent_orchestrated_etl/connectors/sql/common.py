@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
 from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
@@ -51,6 +51,11 @@ class SQLSourceFields(BaseModel):
     @classmethod
     def _table(cls, value: str | None) -> str | None:
         return None if value is None else table_name(value)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SQLSourceFields:
+        check_one_of(self)
+        return self
 
 
 class SQLDestinationFields(BaseModel):

@@ -8,20 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec
-from agent_orchestrated_etl.connectors.sql.common import SQLSourceFields, check_one_of
+from agent_orchestrated_etl.connectors.sql.common import SQLSourceFields
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 
 
 class GenericSQLSourceSpec(ConnectorSpec, SQLSourceFields):
     type: Literal["sql"]
-
-    @model_validator(mode="after")
-    def _one_of(self) -> GenericSQLSourceSpec:
-        check_one_of(self)
-        return self
 
 
 class GenericSQLSource(SQLSource):
