@@ -117,3 +117,46 @@ def test_out_of_memory_is_retried_with_smaller_batches(tmp_path: Path, monkeypat
     assert sorted(sizes) == [25_000, 25_000, 50_000, 50_000, 100_000, 100_000]
     reasons = [e["reason"] for e in events(result.run_id) if e["kind"] == "decision" and e["choice"] == "retry"]
     assert len(reasons) == 4 and all("batches half the size" in r for r in reasons)
+
+
+def test_resume_reads_the_first_plan_not_the_data_as_it_is_now(tmp_path: Path) -> None:
+    """Rows added between the crash and the resume wait for the next run, and are not lost.
+
+    Re-planning on resume would move the incremental window's end (and the
+    partition bounds) to the data as it is now, while the finished partitions
+    were read with the old ones.
+    """
+    import sqlite3
+
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"n{i}") for i in range(1, 101)])
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"""\
+name: first_plan
+sources:
+  t: {{type: sqlite, url: "sqlite:///{db}", table: t, partition: {{column: id, parts: 2}}, incremental: {{cursor: id}}}}
+  b: {{type: file, path: b.csv}}
+destinations:
+  - {{type: duckdb, path: out.duckdb, table: t, input: t}}
+  - {{type: duckdb, path: out.duckdb, table: b, input: b}}
+""")
+    first = run_pipeline(load_spec(spec), Settings())
+    assert first.status == "failed"
+
+    with sqlite3.connect(db) as con:
+        con.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"n{i}") for i in range(101, 151)])
+    (tmp_path / "b.csv").write_text("id\n1\n")
+    second = resume_run(first.run_id, Settings())
+    assert second.status == "succeeded"
+    history = events(first.run_id)
+    assert [e["choice"] for e in history if e["kind"] == "decision" and e["subject"] == "plan"][-1] == "reuse the first attempt's 3 tasks"
+    resumed = [e for e in history if e["kind"] == "run_started"][-1]["tasks"]
+    ranges = [(t["partition"]["options"]["range"], t["partition"]["options"]["window"]["end"]) for t in resumed if t["source"] == "t"]
+    assert ranges == [([1, 51], 100), ([51, None], 100)]  # as first planned; a re-plan would split 1..150
+
+    third = run_pipeline(load_spec(spec), Settings())  # the next run picks up the rows added meanwhile
+    assert third.status == "succeeded"
+    con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT id), max(id) FROM t").fetchone() == (150, 150, 150)

@@ -130,13 +130,15 @@ class OrchestratorAgent(Agent):
             locked = True
             if taken_from is not None:
                 self.decide(run_id, f"pipeline {pipeline}", "take over its lock", f"run {taken_from} held it, but its process is gone")
-            plan = self._plan(ctx)
+            first = self._first_plan(ctx) if resume else None
+            plan = first or self._plan(ctx)
             ctx.tasks = {t.id: t for t in plan.tasks}
             self.store.add_tasks(run_id, [t.as_dict() for t in plan.tasks])
             self.publish(RunStarted(sender=self.name, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
-            self.decide(run_id, "plan", f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)", f"order: {', '.join(plan.order())}")
-            for d in plan.decisions:
-                self.decide(run_id, d.subject, d.choice, d.reason)
+            if first is None:
+                self.decide(run_id, "plan", f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)", f"order: {', '.join(plan.order())}")
+                for d in plan.decisions:
+                    self.decide(run_id, d.subject, d.choice, d.reason)
             schedule = Schedule(plan, waiting=list(plan.order()))
             if resume:
                 self._reuse_checkpoints(ctx, schedule)
@@ -165,6 +167,20 @@ class OrchestratorAgent(Agent):
         except AgentETLError as exc:
             self.decide(ctx.run_id, "plan", "fail before any task", str(exc))
             raise
+
+    def _first_plan(self, ctx: RunContext) -> Plan | None:
+        """The plan stored when the run started, so resumed tasks read the same partitions and windows.
+
+        Re-planning would recompute partition bounds and incremental windows
+        from the data as it is now: rows added since would shift bounds between
+        finished and unfinished partitions (loss or duplicates).
+        """
+        stored = self.store.planned_tasks(ctx.run_id)
+        if not stored or any(d is None for d in stored):
+            return None
+        plan = Plan(tasks=[Task.from_dict(d) for d in stored])
+        self.decide(ctx.run_id, "plan", f"reuse the first attempt's {len(plan.tasks)} tasks", "partition bounds and incremental windows stay as first planned, so the unfinished tasks read exactly the rows the finished ones did not")
+        return plan
 
     def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule) -> None:
         checkpoints = self.store.durability.checkpoints(ctx.run_id)

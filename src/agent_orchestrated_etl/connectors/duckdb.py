@@ -413,7 +413,10 @@ def _open(path: Path, memory_limit_bytes: int) -> Any:
         if key in _open_files:
             _open_files[key][1] += 1
             return _open_files[key][0]
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the folder for the database: {exc.strerror}", where=f"duckdb {path}", hint="check `path:` in the spec; a file may stand where a folder is needed") from exc
         limit_mb = _buffer_pool_mb(memory_limit_bytes)
         try:
             conn = duckdb.connect(str(path), config={"memory_limit": f"{limit_mb}MB"})

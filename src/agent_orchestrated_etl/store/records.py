@@ -52,6 +52,9 @@ tasks = sa.Table(
     sa.Column("seconds", sa.Float),
     sa.Column("error", sa.Text),
     sa.Column("checks", sa.JSON),
+    # The task as first planned (partition bounds, incremental window), so a
+    # resume reads exactly what the first attempt would have, not a re-plan of live data.
+    sa.Column("definition", sa.JSON),
 )
 
 events = sa.Table(
@@ -98,9 +101,15 @@ class RunStore:
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             known = {r[0] for r in conn.execute(sa.select(tasks.c.task_id).where(tasks.c.run_id == run_id))}
-            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0} for t in planned if t["id"] not in known]
+            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": t} for t in planned if t["id"] not in known]
             if new:
                 conn.execute(tasks.insert(), new)
+
+    def planned_tasks(self, run_id: str) -> list[dict[str, Any]]:
+        """The task definitions stored when the run was first planned, in plan order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id).order_by(tasks.c.task_id)).all()
+        return [row[0] for row in rows]
 
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED:
