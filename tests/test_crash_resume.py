@@ -14,25 +14,40 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from agent_orchestrated_etl.demo.data import generate_demo_data
+import sqlalchemy as sa
 
+from agent_orchestrated_etl.demo.data import generate_demo_data
+from tests.conftest import server_url
+
+# Three pipelines, one per kind of target: a PostgreSQL merge, DuckDB appends
+# behind a quality check, and a Parquet lake; orders_lake waits for accounts.
 SPEC = """\
-name: crashy
-sources:
-  customers: {type: file, path: data/customers.csv}
-  items:     {type: file, path: data/order_items.jsonl}
-  orders:    {type: sqlite, url: "sqlite:///data/shop.db", table: orders}
-quality:
-  - {not_null: [email], input: customers, threshold: 0.05}
-destinations:
-  - {type: duckdb, path: out/warehouse.duckdb, table: customers, input: customers, write: append}
-  - {type: duckdb, path: out/warehouse.duckdb, table: items, input: items, write: append}
-  - {type: file, path: out/orders, format: parquet, input: orders, write: append}
+workflow: crashy
+pipelines:
+  - name: accounts
+    sources:
+      accounts: {type: postgres, url: "PG_URL", table: SOURCE_SCHEMA.accounts, partition: {column: id, parts: 4}}
+    destination: {type: postgres, url: "PG_URL", table: ROUND_SCHEMA.accounts, write: merge, primary_key: [id]}
+  - name: shop_files
+    sources:
+      customers: {type: file, path: data/customers.csv}
+      items:     {type: file, path: data/order_items.jsonl}
+    quality:
+      - {not_null: [email], input: customers, threshold: 0.05}
+    destinations:
+      - {type: duckdb, path: out/warehouse.duckdb, table: customers, input: customers, write: append}
+      - {type: duckdb, path: out/warehouse.duckdb, table: items, input: items, write: append}
+  - name: orders_lake
+    depends_on: [accounts]
+    sources:
+      orders: {type: sqlite, url: "sqlite:///data/shop.db", table: orders}
+    destination: {type: file, path: out/orders, format: parquet, write: append}
 """
 
 
@@ -43,11 +58,41 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def workdir(base: Path, data: Path, name: str) -> Path:
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[tuple[str, str]]:
+    """The PostgreSQL URL and a schema holding the source table, made once for every round."""
+    url = server_url("postgres")
+    schema = f"crash_{os.getpid()}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        conn.exec_driver_sql(
+            f"CREATE TABLE {schema}.accounts AS SELECT i AS id, md5(i::text) AS name, mod(i, 9973)::numeric(12, 2) AS balance,"
+            " date '2024-01-01' + mod(i, 365) AS opened FROM generate_series(1, 200000) i"
+        )
+    yield url, schema
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+def workdir(base: Path, data: Path, postgres: tuple[str, str], name: str) -> Path:
+    """A fresh directory and PostgreSQL target schema; the target already holds rows the merge must update or keep."""
+    url, source_schema = postgres
     directory = base / name
     (directory / "out").mkdir(parents=True)
     (directory / "data").symlink_to(data)
-    (directory / "p.yaml").write_text(SPEC)
+    target = f"{source_schema}_{name}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {target} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {target}")
+        conn.exec_driver_sql(f"CREATE TABLE {target}.accounts (id integer PRIMARY KEY, name text, balance numeric(12, 2), opened date)")
+        conn.exec_driver_sql(f"INSERT INTO {target}.accounts SELECT i, 'stale', -1, date '2000-01-01' FROM generate_series(-500, 1000) i")
+    engine.dispose()
+    (directory / "p.yaml").write_text(SPEC.replace("PG_URL", url).replace("SOURCE_SCHEMA", source_schema).replace("ROUND_SCHEMA", target))
+    (directory / "target").write_text(target)
     return directory
 
 
@@ -66,7 +111,7 @@ def latest_run(directory: Path) -> dict | None:
 
     with sqlite3.connect(store) as conn:
         try:
-            row = conn.execute("SELECT run_id, status FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()
+            row = conn.execute("SELECT run_id, status FROM runs WHERE parent_run_id IS NULL ORDER BY started_at DESC LIMIT 1").fetchone()
         except sqlite3.OperationalError:  # the store is being created
             return None
     return {"run_id": row[0], "status": row[1]} if row else None
@@ -87,6 +132,14 @@ def fingerprint(directory: Path) -> dict[str, tuple[int, int]]:
     manifest = json.loads((directory / "out" / "orders" / "_manifest.json").read_text())
     files = [str(directory / "out" / "orders" / f) for f in manifest["files"]]
     result["orders"] = duckdb.execute(f"SELECT count(*), sum(hash(t)) FROM read_parquet({files!r}) t").fetchone()
+    url = (directory / "p.yaml").read_text().split('url: "', 1)[1].split('"', 1)[0]
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        target = (directory / "target").read_text()
+        result["accounts"] = tuple(conn.exec_driver_sql(f"SELECT count(*), count(DISTINCT id), sum(hashtext(t::text)::numeric) FROM {target}.accounts t").one())
+        conn.exec_driver_sql(f"DROP SCHEMA {target} CASCADE")
+        conn.commit()
+    engine.dispose()
     return result
 
 
@@ -115,27 +168,29 @@ def rounds() -> int:
     return int(os.environ.get("AGENT_ETL_CRASH_ROUNDS", "3"))
 
 
-def test_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Path) -> None:
-    clean = workdir(tmp_path, data, "clean")
+def test_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Path, postgres: tuple[str, str]) -> None:
+    clean = workdir(tmp_path, data, postgres, "clean")
     started = time.monotonic()
     assert run_to_completion(clean, random.Random(0), kills=0) == 0
     window = time.monotonic() - started  # kill anywhere from start-up to the last commit
     expected = fingerprint(clean)
     assert expected["customers"][0] > 0 and expected["items"][0] > 0 and expected["orders"][0] > 0
+    assert expected["accounts"][:2] == (200_501, 200_501)  # 200,000 merged over 1,501 rows: 1,000 updated, 501 kept
     rng = random.Random(int(os.environ.get("AGENT_ETL_CRASH_SEED", "20261125")))
     total_kills = 0
     for n in range(rounds()):
-        directory = workdir(tmp_path, data, f"round{n}")
+        directory = workdir(tmp_path, data, postgres, f"round{n}")
         total_kills += run_to_completion(directory, rng, kills=rng.randint(1, 3), window=window)
         assert fingerprint(directory) == expected, f"round {n} differs from the clean run"
         shutil.rmtree(directory)
     assert total_kills >= rounds()
 
 
-def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path: Path, data: Path) -> None:
-    clean = workdir(tmp_path, data, "clean")
+def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path: Path, data: Path, postgres: tuple[str, str]) -> None:
+    clean = workdir(tmp_path, data, postgres, "clean")
     assert run_to_completion(clean, random.Random(0), kills=0) == 0
-    directory = workdir(tmp_path, data, "interrupted")
+    expected = fingerprint(clean)
+    directory = workdir(tmp_path, data, postgres, "interrupted")
     process = agent_etl(directory, "run", "p.yaml")
     deadline = time.monotonic() + 60
     while (run := latest_run(directory)) is None:
@@ -151,10 +206,11 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path: Path, data: Path) 
     assert f"agent-etl resume {run['run_id']}" in log
     assert latest_run(directory)["status"] == "cancelled"
     warehouse = directory / "out" / "warehouse.duckdb"
-    con = duckdb.connect(str(warehouse), read_only=True)
-    visible = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')").fetchall()}
-    con.close()
-    assert visible == set()  # nothing was committed
+    if warehouse.exists():  # the cancel may land before any task opened it
+        con = duckdb.connect(str(warehouse), read_only=True)
+        visible = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')").fetchall()}
+        con.close()
+        assert visible == set()  # nothing was committed
     resumed = agent_etl(directory, "resume", run["run_id"])
     assert resumed.wait(timeout=120) == 0, (directory / "agent-etl.log").read_text()[-2000:]
-    assert fingerprint(directory) == fingerprint(clean)
+    assert fingerprint(directory) == expected
