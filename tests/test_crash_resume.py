@@ -168,6 +168,7 @@ def rounds() -> int:
     return int(os.environ.get("AGENT_ETL_CRASH_ROUNDS", "3"))
 
 
+@pytest.mark.timeout(120 + 60 * rounds())
 def test_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Path, postgres: tuple[str, str]) -> None:
     clean = workdir(tmp_path, data, postgres, "clean")
     started = time.monotonic()
