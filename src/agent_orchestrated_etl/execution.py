@@ -129,7 +129,9 @@ def execute_task(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome
     """Run one task to the end of its staging; raises AgentETLError subclasses on failure."""
     started = time.perf_counter()
     try:
-        if task.kind == "extract_load":
+        if task.set_aside is not None:
+            outcome = _set_aside(ctx, task)
+        elif task.kind == "extract_load":
             outcome = _extract_load(ctx, task, progress)
         elif task.kind == "stage":
             outcome = _stage(ctx, task, progress)
@@ -165,6 +167,22 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
     dest.finish(ctx.run_id, task.id)
     return outcome
+
+
+def _set_aside(ctx: RunContext, task: Task) -> TaskOutcome:
+    """A partition the orchestrator gave up reading: one quarantine entry names it and why.
+
+    Its rows cannot be quarantined one by one (they cannot be read), so the
+    entry holds the partition's bounds, enough to find the rows in the source.
+    """
+    assert task.partition is not None and task.destination is not None
+    dest = ctx.destinations[task.destination]
+    dest.begin(ctx.run_id, task.id)
+    bounds = {"source": task.source, "partition": task.partition.key, **({"range": task.partition.options["range"]} if "range" in task.partition.options else {})}
+    entry = (bounds, task.set_aside, Position(origin=task.partition.description))
+    dest.write_quarantine(ctx.run_id, task.id, rejected_rows([entry], run_id=ctx.run_id, task_id=task.id, check_name="unreadable"))
+    dest.finish(ctx.run_id, task.id)
+    return TaskOutcome(rows_quarantined=1)
 
 
 def _points(ctx: RunContext, source: str, target: str | None) -> list[Point]:

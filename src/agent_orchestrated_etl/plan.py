@@ -41,6 +41,8 @@ class Task:
     partitions: tuple[Partition, ...] = ()
     #: Set by a recovery that retries the task with smaller batches.
     batch_rows: int | None = None
+    #: Set by a recovery that quarantines the partition instead of reading it: the reason.
+    set_aside: str | None = None
 
     @property
     def capability(self) -> str:

@@ -36,7 +36,11 @@ class RetryPolicy(_Model):
     attempts: int = Field(3, ge=1, le=100, description="Tries per task, the first included.")
     backoff_seconds: float = Field(1.0, ge=0, description="First wait; doubles each retry, with jitter.")
     max_backoff_seconds: float = Field(60.0, ge=0)
-    task_timeout_seconds: float | None = Field(None, gt=0, description="A task running longer is stopped and retried.")
+    task_timeout_seconds: float | None = Field(None, gt=0, description="A task running longer is stopped and retried (split in two, where its source can split it).")
+    on_bad_data: Literal["fail", "quarantine"] = Field(
+        "fail",
+        description="A partition that cannot be read (a value no Arrow type holds): fail the run, or narrow it down by splitting and quarantine the smallest range that still fails.",
+    )
 
 
 class SLASpec(_Model):

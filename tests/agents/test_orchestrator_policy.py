@@ -2,6 +2,7 @@ import random
 
 from agent_orchestrated_etl.agents.messages import TaskFailed
 from agent_orchestrated_etl.agents.orchestrator_agent import AgentInfo, BackoffRecoveryPolicy, select_agent
+from agent_orchestrated_etl.agents.recovery import MAX_SPLIT_DEPTH
 from agent_orchestrated_etl.spec import RetryPolicy
 
 
@@ -55,3 +56,21 @@ def test_configuration_and_fatal_errors_fail_fast() -> None:
         recovery = policy.decide(failure(remedy, 1), RetryPolicy(attempts=5))
         assert recovery.action == "fail"
         assert recovery.delay == 0
+
+
+def test_bad_data_is_narrowed_down_by_splitting_then_set_aside_only_where_the_spec_allows() -> None:
+    policy = BackoffRecoveryPolicy(random.Random(1))
+    allowed = RetryPolicy(on_bad_data="quarantine")
+    assert policy.decide(failure("quarantine", 1), allowed, split_depth=0).action == "split"
+    assert policy.decide(failure("quarantine", 1), allowed, split_depth=MAX_SPLIT_DEPTH - 1).action == "split"
+    assert policy.decide(failure("quarantine", 1), allowed, split_depth=MAX_SPLIT_DEPTH).action == "quarantine"
+    assert policy.decide(failure("quarantine", 1), allowed, split_depth=None).action == "quarantine"  # a file cannot be split
+    assert policy.decide(failure("quarantine", 1), RetryPolicy(), split_depth=0).action == "fail"  # the default: fail
+    assert policy.decide(failure("fix_config", 1), allowed, split_depth=0).action == "fail"  # not a data problem
+
+
+def test_a_timed_out_partition_is_split_and_an_unsplittable_one_retried() -> None:
+    policy = BackoffRecoveryPolicy(random.Random(1))
+    timeout = TaskFailed(run_id="r", task_id="t", attempt=1, error_type="TaskTimeout", remedy="retry", message="m")
+    assert policy.decide(timeout, RetryPolicy(), split_depth=0).action == "split"
+    assert policy.decide(timeout, RetryPolicy(), split_depth=None).action == "retry"

@@ -29,8 +29,9 @@ from agent_orchestrated_etl.agents.messages import (
     TaskFailed,
     TaskFinished,
 )
-from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, RecoveryPolicy
+from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
 from agent_orchestrated_etl.exceptions import AgentETLError
+from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
@@ -222,7 +223,7 @@ class OrchestratorAgent(Agent):
                     await asyncio.to_thread(self.store.durability.checkpoint, ctx.run_id, event.task_id, schedule.attempts[event.task_id], outcome)
                 elif isinstance(event, TaskFailed) and event.task_id in schedule.running:
                     self._release(schedule.running.pop(event.task_id))
-                    self._recover(ctx, schedule, event)
+                    await self._recover(ctx, schedule, event)
         except asyncio.CancelledError:
             ctx.cancelled.set()
             self.decide(ctx.run_id, "run", "cancel", "asked to stop; running tasks stop between batches and their partial staging is dropped")
@@ -245,9 +246,11 @@ class OrchestratorAgent(Agent):
         moments = list(schedule.not_before.values())
         limit = ctx.spec.retry.task_timeout_seconds
         if limit:
-            moments += [schedule.started[t] + limit for t in schedule.running]
+            moments += [schedule.started[t] + limit for t in schedule.running if t not in schedule.timed_out]
         if moments:
-            return max(0.0, min(moments) - now)
+            # Never 0: wait_for(..., 0) gives up without reading the queue, so a due
+            # moment that cannot act yet (no free agent) would spin without seeing results.
+            return max(0.01, min(moments) - now)
         return None if schedule.running else 0.05
 
     def _enforce_timeouts(self, ctx: RunContext, schedule: Schedule) -> None:
@@ -261,7 +264,7 @@ class OrchestratorAgent(Agent):
                 self.decide(ctx.run_id, f"task {task_id}", "stop it", f"it ran past its timeout of {limit:g}s")
                 ctx.cancel_task(task_id)
 
-    def _recover(self, ctx: RunContext, schedule: Schedule, failure: TaskFailed) -> None:
+    async def _recover(self, ctx: RunContext, schedule: Schedule, failure: TaskFailed) -> None:
         task_id = failure.task_id
         if task_id in schedule.timed_out:
             # A task we stopped for its deadline failed as "cancelled"; a timeout is transient.
@@ -272,7 +275,13 @@ class OrchestratorAgent(Agent):
             schedule.failure = schedule.failure or "cancelled"
             return
         task = ctx.tasks[task_id]
-        recovery = self.policy.decide(failure, ctx.spec.retry, critical=ctx.is_critical(task))
+        recovery = self.policy.decide(failure, ctx.spec.retry, critical=ctx.is_critical(task), split_depth=_split_depth(task))
+        halves = await asyncio.to_thread(ctx.reader(task).subdivide, task.partition) if recovery.action == "split" else None
+        if recovery.action == "split" and not halves:
+            # The rows left in it share one value of the partition column: it cannot be halved.
+            recovery = self.policy.decide(failure, ctx.spec.retry, critical=ctx.is_critical(task), split_depth=None)
+        if recovery.action == "quarantine" and task.destination is None:
+            recovery = Recovery("fail", f"{failure.error_type}: a partition read for a transform cannot be set aside (its rows would silently miss the transform)")
         self.decide(ctx.run_id, f"task {task_id}", recovery.action, recovery.reason)
         if recovery.action == "retry":
             schedule.waiting.insert(0, task_id)
@@ -280,11 +289,35 @@ class OrchestratorAgent(Agent):
             if recovery.batch_factor:
                 rows = max(1, int((task.batch_rows or ctx.settings.batch_rows) * recovery.batch_factor))
                 ctx.tasks[task_id] = replace(task, batch_rows=rows)
+        elif recovery.action == "split" and halves:
+            await self._split(ctx, schedule, task, halves)
+        elif recovery.action == "quarantine":
+            ctx.tasks[task_id] = replace(task, set_aside=failure.message)
+            schedule.waiting.insert(0, task_id)
         elif recovery.action == "skip":
             self._skip_dependents(ctx, schedule, task, failure.message)
         else:
             # No new task starts; running ones finish and are checkpointed, so resume needs less.
             schedule.failure = failure.message
+
+    async def _split(self, ctx: RunContext, schedule: Schedule, task: Task, halves: list[Partition]) -> None:
+        """Replace a task by one task per half of its partition, in the plan, the schedule and the store."""
+        parts = [replace(task, id=task.id.replace("]>", f".{i + 1}]>", 1), partition=half) for i, half in enumerate(halves)]
+        new_ids = tuple(p.id for p in parts)
+        at = schedule.plan.tasks.index(task)
+        schedule.plan.tasks[at : at + 1] = parts
+        grown = []
+        for other in list(ctx.tasks.values()):
+            if task.id in other.depends_on:  # a transform waiting for a staged partition waits for both halves
+                grown.append(replace(other, depends_on=tuple(d for d in other.depends_on if d != task.id) + new_ids))
+                schedule.plan.tasks[schedule.plan.tasks.index(other)] = grown[-1]
+        del ctx.tasks[task.id]
+        ctx.tasks.update({t.id: t for t in [*parts, *grown]})
+        schedule.waiting[0:0] = list(new_ids)
+        if task.destination is not None:
+            await asyncio.to_thread(ctx.destinations[task.destination].begin, ctx.run_id, task.id)  # drop what it staged
+        await asyncio.to_thread(self.store.split_task, ctx.run_id, task.id, [t.as_dict() for t in parts], [t.as_dict() for t in grown])
+        self.decide(ctx.run_id, f"task {task.id}", f"read it as {' and '.join(new_ids)}", "; ".join(h.description for h in halves))
 
     def _skip_dependents(self, ctx: RunContext, schedule: Schedule, task: Task, reason: str) -> None:
         """A non-critical task failed: its destination is not loaded, and tasks needing it do not run."""
@@ -381,6 +414,11 @@ class Recording:
             await asyncio.shield(self.task)
         finally:
             self.hub.unsubscribe(self.events)
+
+
+def _split_depth(task: Task) -> int | None:
+    """How often the task's partition was halved already; None if it reads no single partition."""
+    return None if task.partition is None else int(task.partition.options.get("split_depth", 0))
 
 
 def _windows(ctx: RunContext) -> dict:

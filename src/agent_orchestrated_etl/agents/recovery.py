@@ -15,9 +15,15 @@ from agent_orchestrated_etl.agents.messages import TaskFailed
 from agent_orchestrated_etl.spec import RetryPolicy
 
 
+#: How many times a partition may be halved while narrowing a failure down (1/256 of it).
+MAX_SPLIT_DEPTH = 8
+
+
 @dataclass(frozen=True)
 class Recovery:
-    action: Literal["retry", "fail", "skip"]
+    """``split``: read the partition as two halves; ``quarantine``: set the partition aside, with the error as its reason."""
+
+    action: Literal["retry", "fail", "skip", "split", "quarantine"]
     reason: str
     delay: float = 0.0
     #: Retry reading this fraction of the batch size (out of memory).
@@ -25,7 +31,9 @@ class Recovery:
 
 
 class RecoveryPolicy(Protocol):
-    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool) -> Recovery: ...
+    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool, split_depth: int | None = None) -> Recovery:
+        """``split_depth``: how often the task's partition was split already; None if it cannot be split."""
+        ...
 
 
 _WHY_NOT_RETRY = {
@@ -38,13 +46,24 @@ _WHY_NOT_RETRY = {
 class BackoffRecoveryPolicy:
     """Retry transient errors with exponential backoff and full jitter; fail fast on the rest.
 
-    A task that is not critical is skipped instead of failing the run, which then ends partial.
+    A partition that timed out is split in two (where its source can split it)
+    rather than read whole again. Where the spec allows quarantine, a
+    partition holding unreadable data is halved until the failure is narrowed
+    down to a small range, which is then set aside. A task that is not
+    critical is skipped instead of failing the run, which then ends partial.
     """
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
 
-    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool = True) -> Recovery:
+    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool = True, split_depth: int | None = None) -> Recovery:
+        splittable = split_depth is not None and split_depth < MAX_SPLIT_DEPTH
+        if failure.error_type == "TaskTimeout" and splittable:
+            return Recovery("split", "it ran past its timeout; its two halves are read as separate tasks, in parallel where agents are free")
+        if failure.remedy == "quarantine" and retry.on_bad_data == "quarantine":
+            if splittable:
+                return Recovery("split", f"{failure.error_type} in this partition; halving it to narrow the bad rows down (retry.on_bad_data: quarantine)")
+            return Recovery("quarantine", f"{failure.error_type} persists in the smallest range it could be narrowed to; set aside with its reason (retry.on_bad_data: quarantine)")
         if failure.error_type == "ResourceExhaustedError" and failure.attempt < retry.attempts:
             return Recovery("retry", f"out of memory; attempt {failure.attempt + 1} of {retry.attempts} with batches half the size", batch_factor=0.5)
         if failure.remedy == "retry" and failure.attempt < retry.attempts:

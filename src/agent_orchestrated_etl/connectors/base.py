@@ -127,6 +127,14 @@ class Source(ABC):
         unreadable content that cannot be quarantined row by row.
         """
 
+    def subdivide(self, partition: Partition) -> list[Partition] | None:
+        """Smaller partitions that together read exactly what ``partition`` reads; None if it cannot be split.
+
+        The orchestrator splits a partition that timed out, or one that holds a
+        value it cannot read (to narrow it down before quarantining it).
+        """
+        return None
+
     def pushdown_blocker(self) -> str | None:
         """Why a destination's engine may not read this source by itself (None: it may).
 
@@ -167,7 +175,7 @@ class Destination(ABC):
 
     @abstractmethod
     def begin(self, run_id: str, task_id: str) -> None:
-        """Create the task's staging area (drop a leftover one from a crashed attempt)."""
+        """Drop the task's staging area left by an earlier attempt (or by a task that was split); writes create it anew."""
 
     @abstractmethod
     def write_batch(self, run_id: str, task_id: str, batch: pa.RecordBatch) -> None:

@@ -106,10 +106,20 @@ class RunStore:
                 conn.execute(tasks.insert(), new)
 
     def planned_tasks(self, run_id: str) -> list[dict[str, Any]]:
-        """The task definitions stored when the run was first planned, in plan order."""
+        """The task definitions stored when the run was planned, as recoveries changed them since."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id).order_by(tasks.c.task_id)).all()
-        return [row[0] for row in rows]
+        return [row[0] for row in rows if row[0] is None or "split_into" not in row[0]]
+
+    def split_task(self, run_id: str, task_id: str, parts: list[dict[str, Any]], changed: list[dict[str, Any]]) -> None:
+        """A task was replaced by ``parts``; ``changed`` are tasks that now depend on the parts instead."""
+        with self.engine.begin() as conn:
+            # The mark lives in the definition: the task's own events may still be landing on its status.
+            old = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id, tasks.c.task_id == task_id)).scalar_one()
+            conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == task_id).values(status="split", definition={**(old or {}), "split_into": [t["id"] for t in parts]}))
+            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": t} for t in parts])
+            for t in changed:
+                conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=t))
 
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED:
@@ -119,7 +129,8 @@ class RunStore:
             self._apply(conn, event)
 
     def _apply(self, conn: sa.Connection, event: Any) -> None:
-        where = sa.and_(tasks.c.run_id == event.run_id, tasks.c.task_id == getattr(event, "task_id", None))
+        # A split task's last events may land after the split was stored: it stays "split".
+        where = sa.and_(tasks.c.run_id == event.run_id, tasks.c.task_id == getattr(event, "task_id", None), tasks.c.status != "split")
         if event.kind == "task_started":
             conn.execute(tasks.update().where(where).values(status="running", agent=event.agent, attempts=event.attempt))
         elif event.kind == "task_finished":

@@ -127,6 +127,29 @@ class SQLSource(Source):
             for i, (lo, hi) in enumerate(bounds)
         ]
 
+    def subdivide(self, partition: Partition) -> list[Partition] | None:
+        """Two halves of a range partition, split where its rows are (min and max found now)."""
+        if "range" not in partition.options:
+            return None
+        column = self.quote(self.spec.partition.column)
+        low, high = self._scalar(f"SELECT min({column}), max({column}) FROM {self.relation()} WHERE {' AND '.join(self.predicates(partition))}")
+        if low is None or low == high:
+            return None
+        halves = split(low, high, 2)
+        if len(halves) < 2:
+            return None
+        lo, hi = partition.options["range"]
+        (_, middle), _ = halves
+        bounds = [(lo, encode(middle)), (encode(middle), hi)]
+        return [
+            Partition(
+                key=f"{partition.key}.{i + 1}",
+                description=f"{self.describe()} where {self.spec.partition.column} in [{decode(a)}, {'...' if b is None else decode(b)})",
+                options={**partition.options, "range": [a, b], "first": bool(partition.options.get("first")) and i == 0, "split_depth": partition.options.get("split_depth", 0) + 1},
+            )
+            for i, (a, b) in enumerate(bounds)
+        ]
+
     def predicates(self, partition: Partition) -> list[str]:
         options = partition.options
         preds = self._window_predicates(Window.from_dict(options["window"])) if "window" in options else []
