@@ -163,7 +163,10 @@ class OrchestratorAgent(Agent):
 
     def _plan(self, ctx: RunContext) -> Plan:
         try:
-            return make_plan(ctx.spec, ctx.sources, _windows(ctx), pushdown=ctx.settings.pushdown)
+            expansions = ctx.expand()
+            plan = make_plan(ctx.spec, ctx.sources, _windows(ctx), pushdown=ctx.settings.pushdown)
+            plan.decisions[:0] = expansions
+            return plan
         except AgentETLError as exc:
             self.decide(ctx.run_id, "plan", "fail before any task", str(exc))
             raise
