@@ -120,10 +120,10 @@ def _listing(schema: str | None, tables: set[str]) -> str:
 
 
 def _one_table(spec: Any, table: str) -> Any:
-    """The source's spec reading ``table`` alone, with the table's own partition and incremental if it has any."""
+    """The source's spec reading ``table`` alone; an entry under table_options replaces its partition and incremental."""
     options = spec.table_options.get(bare(table))
-    overrides = {key: getattr(options, key) for key in options.model_fields_set} if options is not None else {}
-    return spec.model_copy(update={"table": table, "tables": None, "schema_": None, "exclude": [], "table_options": {}, **overrides})
+    own = {"partition": options.partition, "incremental": options.incremental} if options is not None else {}
+    return spec.model_copy(update={"table": table, "tables": None, "schema_": None, "exclude": [], "table_options": {}, **own})
 
 
 def _destination(dest: Any, reader: Any, source_name: str, table: str, decisions: list[PlannedDecision]) -> Any:

@@ -267,3 +267,26 @@ destination: {{type: duckdb, path: w.duckdb}}
     assert app(["validate", str(spec)], standalone_mode=False) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(str(spec))]
     assert lines == [f"{spec}:3: sources.crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers, lines, orders)"]
+
+
+def test_the_source_incremental_applies_to_each_table_without_an_entry_of_its_own(crm: tuple, tmp_path: Path) -> None:
+    url, schema, _ = crm
+    out = tmp_path / "w.duckdb"
+    text = f"""
+name: crm_incremental
+sources:
+  crm:
+    type: postgres
+    url: "{url}"
+    tables: [{schema}.customers, {schema}.orders]
+    incremental: {{cursor: updated_at}}
+    table_options: {{customers: {{}}}}
+destination: {{type: duckdb, path: "{out}", write: merge}}
+"""
+    first = run(text)
+    assert first.ok, first.error
+    assert decision(first, "source crm.orders")["choice"] == "read incrementally from the beginning"
+    again = run(text)
+    assert again.ok, again.error
+    assert sorted((t.id, t.rows) for t in again.tasks) == [("crm.customers[0]>customers", 3), ("crm.orders[0]>orders", 0)]
+    assert rows(out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders)") == [(3, 500)]

@@ -62,7 +62,7 @@ class TablesFields(BaseModel):
     schema_: str | None = Field(None, alias="schema", description="Or read every base table of this schema (views are left out).")
     exclude: list[str] = Field(default_factory=list, description="With schema: tables not to read.")
     table_options: dict[str, TableOptions] = Field(
-        default_factory=dict, description="Per table (by name, without schema): partition and incremental, instead of the source's own."
+        default_factory=dict, description="Per table (by name, without schema): its partition and incremental, replacing the source's (`{}` reads it whole)."
     )
 
     @field_validator("tables")
