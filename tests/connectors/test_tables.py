@@ -290,3 +290,18 @@ destination: {{type: duckdb, path: "{out}", write: merge}}
     assert again.ok, again.error
     assert sorted((t.id, t.rows) for t in again.tasks) == [("crm.customers[0]>customers", 3), ("crm.orders[0]>orders", 0)]
     assert rows(out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders)") == [(3, 500)]
+
+
+def test_one_table_of_a_schema_source_can_be_profiled(tmp_path: Path) -> None:
+    from agent_orchestrated_etl.exceptions import ConfigurationError
+    from agent_orchestrated_etl.profiling.sources import open_source
+
+    source = tmp_path / "src.duckdb"
+    with duckdb.connect(str(source)) as conn:
+        conn.execute("CREATE TABLE kinds AS SELECT range AS kind FROM range(7)")
+    spec = tmp_path / "p.yaml"
+    spec.write_text("name: p\nsources:\n  lake: {type: duckdb, path: src.duckdb, schema: main}\ndestination: {type: duckdb, path: w.duckdb}\n")
+    opened = open_source(f"{spec}:lake.kinds")
+    assert sum(b.num_rows for p in opened.source.partitions() for b, _ in opened.source.read(p)) == 7
+    with pytest.raises(ConfigurationError, match="reads several tables"):
+        open_source(f"{spec}:lake")
