@@ -80,12 +80,13 @@ class RunContext:
             destination_class(d.type)(d, memory_limit_bytes=self.settings.memory_limit_bytes) for d in spec.all_destinations
         ]
 
-    def expand(self) -> list[PlannedDecision]:
-        """Give each table of a multi-table source its own source and destinations (expansion.py), asking its database.
+    def expand(self, planned: dict[str, list[str]] | None = None) -> list[PlannedDecision]:
+        """Give each table of a multi-table source its own source and destinations (expansion.py).
 
-        Called before planning (and before discarding a run's staging); returns the decisions it made.
+        Called before planning (and before discarding a run's staging), or with the
+        tables of a resumed run's first plan; returns the decisions it made.
         """
-        spec, decisions = expand(self.spec)
+        spec, decisions = expand(self.spec, planned)
         if decisions:
             for dest in self.destinations:
                 dest.close()

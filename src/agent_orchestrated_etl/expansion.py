@@ -36,12 +36,14 @@ def several_tables(spec: PipelineSpec) -> list[str]:
     return [name for name, source in spec.sources.items() if getattr(source, "reads_tables", False)]
 
 
-def expand(spec: PipelineSpec) -> tuple[PipelineSpec, list[PlannedDecision]]:
+def expand(spec: PipelineSpec, planned: dict[str, list[str]] | None = None) -> tuple[PipelineSpec, list[PlannedDecision]]:
     """``spec`` with every multi-table source replaced by one source (and destination) per table.
 
-    Asks each such source's database for its tables. Raises SourceNotFoundError
-    naming a listed or excluded table that does not exist, ConfigurationError
-    for a merge into a table without a primary key.
+    Asks each such source's database for its tables, unless ``planned`` gives
+    them (source name -> table names without schema, as a resumed run's first
+    plan read them: a table created since must not shift the destinations).
+    Raises SourceNotFoundError naming a listed or excluded table that does not
+    exist, ConfigurationError for a merge into a table without a primary key.
     """
     names = several_tables(spec)
     if not names:
@@ -52,7 +54,11 @@ def expand(spec: PipelineSpec) -> tuple[PipelineSpec, list[PlannedDecision]]:
     decisions: list[PlannedDecision] = []
     for name in names:
         reader = source_class(sources[name].type)(name, sources[name], batch_rows=1024)
-        tables, choice, reason = _tables(reader)
+        if planned is not None:
+            tables = _as_planned(reader.spec, planned.get(name, []))
+            choice, reason = _choice(name, tables), "the tables of the run's first plan"
+        else:
+            tables, choice, reason = _tables(reader)
         decisions.append(PlannedDecision(f"source {name}", choice, reason))
         per_table = {f"{name}.{bare(t)}": _one_table(reader.spec, t) for t in tables}
         sources = {k: v for n, s in sources.items() for k, v in (per_table.items() if n == name else [(n, s)])}
@@ -108,6 +114,13 @@ def _tables(reader: Any) -> tuple[list[str], str, str]:
     if odd:
         reason += f"; {', '.join(odd)} are not plain names (read them with query:)"
     return [f"{schema}.{t}" for t in tables], _choice(reader.name, tables), reason
+
+
+def _as_planned(spec: Any, names: list[str]) -> list[str]:
+    """The tables a first plan read, in the order expansion gave them then."""
+    if spec.tables is not None:
+        return [t for t in spec.tables if bare(t) in names]
+    return [f"{spec.schema_}.{t}" for t in sorted(names)]
 
 
 def _choice(name: str, tables: list[str]) -> str:

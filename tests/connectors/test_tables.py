@@ -147,7 +147,7 @@ def test_merge_needs_each_table_to_have_a_primary_key(crm: tuple, tmp_path: Path
 
 
 def test_a_crash_between_table_commits_resumes_without_loading_any_table_twice(crm: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url, schema, _ = crm
+    url, schema, engine = crm
     out = tmp_path / "w.duckdb"
     commits: list[str] = []
 
@@ -161,10 +161,13 @@ def test_a_crash_between_table_commits_resumes_without_loading_any_table_twice(c
     assert failed.status == "failed" and "injected" in failed.error
     assert [c["destination"] for c in failed.commits] == ["customers"]
     monkeypatch.setattr(DuckDBDestination, "before_commit", None)
+    with engine.begin() as conn:  # created after the first plan: the resumed run keeps to the tables it planned
+        conn.exec_driver_sql(f"CREATE TABLE {schema}.a_new AS SELECT 1 AS id")
     resumed = resume_run(failed.run_id, Settings())
     assert resumed.ok, resumed.error
     assert sorted((c["destination"], c["rows"]) for c in resumed.commits) == [("customers", 3), ("lines", 1000), ("orders", 500)]
     assert rows(out, "SELECT table_name, rows FROM _agent_etl_loads ORDER BY 1") == [("customers", 3), ("lines", 1000), ("orders", 500)]
+    assert rows(out, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'a_new'") == [(0,)]
     assert rows(out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM lines), (SELECT count(*) FROM orders)") == [(3, 1000, 500)]
 
 
