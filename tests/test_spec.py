@@ -114,3 +114,64 @@ def test_relative_paths_are_relative_to_the_spec_file(tmp_path: Path) -> None:
 def test_json_schema_covers_connectors() -> None:
     schema = json.dumps(json_schema())
     assert '"sqlite"' in schema and '"duckdb"' in schema and '"primary_key"' in schema
+
+
+SCHEMA_SOURCE = """\
+name: crm_copy
+sources:
+  crm:
+    type: postgres
+    url: postgresql://etl@db/crm
+    schema: public
+    exclude: [audit_log]
+destination:
+  type: duckdb
+  path: w.duckdb
+  write: replace
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, file="p.yaml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_a_schema_source_loads_into_a_destination_without_table() -> None:
+    spec = parse_spec(SCHEMA_SOURCE).pipeline
+    crm = spec.sources["crm"]
+    assert (crm.schema_, crm.exclude, crm.reads_tables) == ("public", ["audit_log"], True)
+    assert spec.destination.input == "crm" and spec.destination.table is None
+
+
+def test_multi_table_mistakes_name_their_key_and_line() -> None:
+    assert problems(SCHEMA_SOURCE.replace("    schema: public\n", "    table: orders\n    schema: public\n")) == [
+        "p.yaml:3: sources.crm: give exactly one of table, query, tables or schema (not table and schema)"
+    ]
+    assert problems(SCHEMA_SOURCE.replace("  write: replace", "  write: replace\n  table: everything")) == [
+        "p.yaml:12: destination.table: input 'crm' reads several tables, each into a table of its own name: drop table: (table_prefix: puts a prefix before each name)"
+    ]
+    single = SCHEMA_SOURCE.replace("    schema: public\n    exclude: [audit_log]\n", "    table: orders\n")
+    assert problems(single) == ["p.yaml:7: destination.table: field required (only an input with tables: or schema: lands in tables named after its own)"]
+    assert problems(single.replace("  write: replace", "  table: orders\n  table_prefix: raw_")) == [
+        "p.yaml:11: destination.table_prefix: table_prefix only applies when the input reads several tables (tables: or schema:); name the target with table:"
+    ]
+    assert problems(single.replace("  write: replace", "  table: orders\n  write: merge")) == ["p.yaml:7: destination.primary_key: write: merge needs primary_key: [column, ...]"]
+    assert problems(SCHEMA_SOURCE.replace("    exclude: [audit_log]", "    tables: [a, b, public.a]")) == [
+        "p.yaml:7: sources.crm.tables: two tables would land in one destination table 'a'; read one of them through a source of its own"
+    ]
+    assert problems(SCHEMA_SOURCE.replace("    schema: public\n", "    tables: [a]\n")) == [
+        "p.yaml:3: sources.crm: exclude only applies with schema:; list the tables you want under tables: instead"
+    ]
+
+
+def test_a_transform_cannot_read_a_multi_table_source_yet() -> None:
+    text = SCHEMA_SOURCE.replace("destination:", "transforms:\n  - {name: t, sql: SELECT * FROM crm}\ndestination:")
+    assert problems(text) == [
+        "p.yaml:9: transforms[0]: transform 't' reads 'crm', which reads several tables; transforms over tables: or schema: are not supported yet: give the table a source of its own (table: ...)"
+    ]
+
+
+def test_a_file_destination_takes_one_table() -> None:
+    text = SCHEMA_SOURCE.replace("  type: duckdb\n  path: w.duckdb", "  type: file\n  path: out")
+    assert problems(text) == ["p.yaml:8: destination: a file destination takes one table, and input 'crm' reads several; load them into a database destination"]

@@ -21,7 +21,8 @@ from agent_orchestrated_etl.connectors.base import Destination, Partition, Posit
 from agent_orchestrated_etl.connectors.incremental import Tracker, Window
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError
-from agent_orchestrated_etl.plan import Task, destination_label
+from agent_orchestrated_etl.expansion import expand
+from agent_orchestrated_etl.plan import PlannedDecision, Task, destination_label
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import rejected_rows, visible
 from agent_orchestrated_etl.spec import PipelineSpec
@@ -57,17 +58,11 @@ class RunContext:
 
     def __init__(self, run_id: str, spec: PipelineSpec, settings: Settings, run_dir: Path) -> None:
         self.run_id = run_id
-        self.spec = spec
         self.settings = settings
         self.run_dir = run_dir
         self.cancelled = threading.Event()
         self._stopped_tasks: set[str] = set()
-        self.sources: dict[str, Source] = {
-            name: source_class(s.type)(name, s, batch_rows=settings.batch_rows) for name, s in spec.sources.items()
-        }
-        self.destinations: list[Destination] = [
-            destination_class(d.type)(d, memory_limit_bytes=settings.memory_limit_bytes) for d in spec.all_destinations
-        ]
+        self._open(spec)
         self.tasks: dict[str, Task] = {}
         #: Incremental reports of finished tasks, by task id (see connectors/incremental.py).
         self.reports: dict[str, dict[str, Any] | None] = {}
@@ -75,6 +70,28 @@ class RunContext:
         self.origins = Origins()
         self._workspace: Workspace | None = None
         self._lock = threading.Lock()
+
+    def _open(self, spec: PipelineSpec) -> None:
+        self.spec = spec
+        self.sources: dict[str, Source] = {
+            name: source_class(s.type)(name, s, batch_rows=self.settings.batch_rows) for name, s in spec.sources.items()
+        }
+        self.destinations: list[Destination] = [
+            destination_class(d.type)(d, memory_limit_bytes=self.settings.memory_limit_bytes) for d in spec.all_destinations
+        ]
+
+    def expand(self, planned: dict[str, list[str]] | None = None) -> list[PlannedDecision]:
+        """Give each table of a multi-table source its own source and destinations (expansion.py).
+
+        Called before planning (and before discarding a run's staging), or with the
+        tables of a resumed run's first plan; returns the decisions it made.
+        """
+        spec, decisions = expand(self.spec, planned)
+        if decisions:
+            for dest in self.destinations:
+                dest.close()
+            self._open(spec)
+        return decisions
 
     @property
     def workspace(self) -> Workspace:

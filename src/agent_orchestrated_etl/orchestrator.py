@@ -171,6 +171,7 @@ class Runtime:
         spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).parent)
         ctx = RunContext(full_id, spec, self.settings, self.settings.home_dir / "runs" / full_id)
         try:
+            ctx.expand()  # a multi-table source staged into one destination per table
             for dest in ctx.destinations:
                 dest.abort(full_id)
         finally:

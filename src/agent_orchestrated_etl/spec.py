@@ -65,6 +65,14 @@ class AlertSpec(_Model):
     slack: bool = False
 
 
+class _Located(ValueError):
+    """A problem of the whole pipeline that belongs to one key: ``parse_spec`` reports that key's line."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def _union(models: tuple[type[BaseModel], ...]) -> Any:
     return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - built at runtime
 
@@ -130,7 +138,33 @@ class PipelineSpec(_Model):
                 dest.input = last
             elif dest.input not in known:
                 raise ValueError(f"destination input {dest.input!r} is not a source or transform")
+        self._check_tables()
         return self
+
+    def _check_tables(self) -> None:
+        """Where rows of a source with ``tables:`` or ``schema:`` may go: only straight into table destinations."""
+        several = {name for name, source in self.sources.items() if getattr(source, "reads_tables", False)}
+        for index, transform in enumerate(self.transforms):
+            if read := sorted(several & set(transform.inputs or [])):
+                raise _Located(("transforms", index), f"transform {transform.name!r} reads {read[0]!r}, which reads several tables; transforms over tables: or schema: are not supported yet: give the table a source of its own (table: ...)")
+        for index, check in enumerate(self.quality):
+            if isinstance(check, ReferentialCheck) and check.referential.target[0] in several:
+                raise _Located(("quality", index), f"check {check.label} refers to {check.referential.target[0]!r}, which reads several tables; refer to a source with table:")
+        keys: list[tuple[str | int, ...]] = [("destination",)] if self.destination is not None else [("destinations", i) for i in range(len(self.destinations))]
+        for key, dest in zip(keys, self.all_destinations, strict=True):
+            named = "table" in type(dest).model_fields
+            if dest.input in several:
+                if not named:
+                    raise _Located(key, f"a {dest.type} destination takes one table, and input {dest.input!r} reads several; load them into a database destination")
+                if dest.table is not None:
+                    raise _Located((*key, "table"), f"input {dest.input!r} reads several tables, each into a table of its own name: drop table: (table_prefix: puts a prefix before each name)")
+                continue
+            if named and dest.table is None:
+                raise _Located((*key, "table"), "field required (only an input with tables: or schema: lands in tables named after its own)")
+            if getattr(dest, "table_prefix", None) is not None:
+                raise _Located((*key, "table_prefix"), "table_prefix only applies when the input reads several tables (tables: or schema:); name the target with table:")
+            if dest.write == "merge" and not dest.primary_key:
+                raise _Located((*key, "primary_key"), "write: merge needs primary_key: [column, ...]")
 
     @property
     def all_destinations(self) -> list[Any]:
@@ -231,7 +265,11 @@ def parse_spec(text: str, *, file: str = "<spec>") -> LoadedSpec:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            path, line = locate_problem(err["loc"], lines, missing_key=err["type"] == "missing")
+            located = err.get("ctx", {}).get("error")
+            if isinstance(located, _Located):
+                path, line = locate_problem((*err["loc"], *located.path), lines, missing_key=True)
+            else:
+                path, line = locate_problem(err["loc"], lines, missing_key=err["type"] == "missing")
             problems.append(SpecProblem(file, line, path, _message(err)))
         raise SpecError(problems) from None
     return LoadedSpec(pipeline=pipeline, file=file, text=text)

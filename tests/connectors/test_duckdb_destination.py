@@ -102,11 +102,6 @@ def test_new_columns_are_added_on_append(tmp_path: Path) -> None:
     assert dest._cursor().execute("SELECT id, v, extra FROM t ORDER BY id").fetchall() == [(1, "a", None), (2, "b", True)]
 
 
-def test_merge_needs_a_primary_key() -> None:
-    with pytest.raises(ValueError, match="primary_key"):
-        DuckDBDestinationSpec(type="duckdb", path="w.duckdb", table="t", write="merge")
-
-
 def test_table_names_must_be_plain_identifiers() -> None:
     with pytest.raises(ValueError, match="plain identifier"):
         DuckDBDestinationSpec(type="duckdb", path="w.duckdb", table='t"; DROP TABLE x; --')

@@ -34,6 +34,7 @@ from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
+from agent_orchestrated_etl.expansion import several_tables
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
 from agent_orchestrated_etl.quality.verdicts import blocking_failures
 from agent_orchestrated_etl.store.records import RunStore
@@ -164,7 +165,10 @@ class OrchestratorAgent(Agent):
 
     def _plan(self, ctx: RunContext) -> Plan:
         try:
-            return make_plan(ctx.spec, ctx.sources, _windows(ctx), pushdown=ctx.settings.pushdown)
+            expansions = ctx.expand()
+            plan = make_plan(ctx.spec, ctx.sources, _windows(ctx), pushdown=ctx.settings.pushdown)
+            plan.decisions[:0] = expansions
+            return plan
         except AgentETLError as exc:
             self.decide(ctx.run_id, "plan", "fail before any task", str(exc))
             raise
@@ -180,6 +184,8 @@ class OrchestratorAgent(Agent):
         if not stored or any(d is None for d in stored):
             return None
         plan = Plan(tasks=[Task.from_dict(d) for d in stored])
+        # A source with tables: or schema: read the tables it then had, one source each (crm.orders).
+        ctx.expand({name: sorted({t.source.partition(".")[2] for t in plan.tasks if t.source and t.source.partition(".")[0] == name}) for name in several_tables(ctx.spec)})
         self.decide(ctx.run_id, "plan", f"reuse the first attempt's {len(plan.tasks)} tasks", "partition bounds and incremental windows stay as first planned, so the unfinished tasks read exactly the rows the finished ones did not")
         return plan
 

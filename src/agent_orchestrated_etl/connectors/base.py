@@ -35,7 +35,7 @@ class DestinationSpecBase(ConnectorSpec):
         None, description="Source or transform whose rows this destination receives (default: the last one)."
     )
     write: Literal["append", "replace", "merge"] = "append"
-    primary_key: list[str] = Field(default_factory=list, description="Key columns for write: merge.")
+    primary_key: list[str] = Field(default_factory=list, description="Key columns for write: merge (from an input with tables: or schema:, each table's own primary key by default).")
     critical: bool = Field(True, description="When false, a failure loading this destination leaves it as it was and the run ends partial.")
     hard_delete: str | None = Field(
         None, description="write: merge only: a boolean column; a row where it is true deletes its key from the target."
@@ -47,9 +47,8 @@ class DestinationSpecBase(ConnectorSpec):
     )
 
     @model_validator(mode="after")
-    def _merge_needs_key(self) -> DestinationSpecBase:
-        if self.write == "merge" and not self.primary_key:
-            raise ValueError("write: merge needs primary_key: [column, ...]")
+    def _hard_delete_needs_merge(self) -> DestinationSpecBase:
+        # write: merge without primary_key is checked with the pipeline: a multi-table input brings each table's own key.
         if self.hard_delete is not None and self.write != "merge":
             raise ValueError("hard_delete only applies to write: merge")
         return self

@@ -122,14 +122,22 @@ def postgres_extension() -> str | None:
 class DuckDBDestinationSpec(DestinationSpecBase):
     type: Literal["duckdb"]
     path: str = Field(description="The DuckDB database file; created if missing.")
-    table: str = Field(description="Target table, created from the data's Arrow schema.")
+    table: str | None = Field(None, description="Target table, created from the data's Arrow schema. Left out when the input reads several tables.")
+    table_prefix: str | None = Field(None, description="When the input reads several tables: each lands in prefix + its name.")
 
     @field_validator("table")
     @classmethod
-    def _plain_identifier(cls, table: str) -> str:
-        if not _IDENTIFIER.match(table) or table.startswith(_STAGING_PREFIX):
+    def _plain_identifier(cls, table: str | None) -> str | None:
+        if table is not None and (not _IDENTIFIER.match(table) or table.startswith(_STAGING_PREFIX)):
             raise ValueError(f"table {table!r} must be a plain identifier (letters, digits, _)")
         return table
+
+    @field_validator("table_prefix")
+    @classmethod
+    def _prefix(cls, prefix: str | None) -> str | None:
+        if prefix is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", prefix + "x"):
+            raise ValueError(f"table_prefix {prefix!r} must be letters, digits and _")
+        return prefix
 
 
 class DuckDBDestination(Destination):
@@ -168,8 +176,14 @@ class DuckDBDestination(Destination):
         return cursor
 
     def _staging(self, run_id: str, task_id: str, kind: str = "data") -> str:
-        slug = re.sub(r"[^A-Za-z0-9_]", "_", f"{run_id}_{task_id}")
-        return f"{_STAGING_PREFIX}{slug}_{self.table}_{kind}"
+        slug = re.sub(r"[^A-Za-z0-9_]", "_", task_id)
+        return f"{self._own_prefix(run_id)}{slug}_{kind}"
+
+    def _own_prefix(self, run_id: str) -> str:
+        # The target's hash keeps apart the staging of destinations of one run in one file (a table each),
+        # so aborting one (critical: false) leaves the others' staging for their commits.
+        slug = re.sub(r"[^A-Za-z0-9_]", "_", run_id)
+        return f"{_STAGING_PREFIX}{slug}_{hashlib.sha1(self.table.encode()).hexdigest()[:8]}_"
 
     def begin(self, run_id: str, task_id: str) -> None:
         cursor = self._cursor()
@@ -204,7 +218,7 @@ class DuckDBDestination(Destination):
         staging = quote(self._staging(run_id, task_id))
         alias = "_aetl_pg_" + hashlib.sha1(source.url.encode()).hexdigest()[:8]
         try:
-            with self._lock:  # parallel tasks would race to attach the same database
+            with _attach_lock:  # parallel tasks, of this destination or another in the same file, would race to attach the same database
                 if not cursor.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]).fetchone()[0]:
                     cursor.execute(f"LOAD '{postgres_extension()}'")
                     # ATTACH takes no parameters: the URL is quoted as a string literal.
@@ -384,8 +398,7 @@ class DuckDBDestination(Destination):
 
     def abort(self, run_id: str) -> None:
         cursor = self._cursor()
-        slug = re.sub(r"[^A-Za-z0-9_]", "_", run_id)
-        for (name,) in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)", [f"{_STAGING_PREFIX}{slug}_"]).fetchall():
+        for (name,) in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)", [self._own_prefix(run_id)]).fetchall():
             cursor.execute(f"DROP TABLE IF EXISTS {quote(name)}")
 
     def read_state(self, key: str) -> Any | None:
@@ -403,6 +416,7 @@ class DuckDBDestination(Destination):
 # file must share its connection too, or they race creating the same tables.
 _open_files: dict[Path, list[Any]] = {}
 _open_lock = threading.Lock()
+_attach_lock = threading.Lock()
 
 
 def _open(path: Path, memory_limit_bytes: int) -> Any:

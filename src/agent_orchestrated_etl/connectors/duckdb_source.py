@@ -16,12 +16,12 @@ from pydantic import Field, field_validator, model_validator
 from agent_orchestrated_etl.connectors.base import ConnectorSpec
 from agent_orchestrated_etl.connectors.duckdb import _IDENTIFIER, _open_files, _open_lock, quote
 from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
-from agent_orchestrated_etl.connectors.sql.common import PartitionSpec, check_one_of
+from agent_orchestrated_etl.connectors.sql.common import PartitionSpec, TablesFields, check_one_of
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import ConfigurationError, SourceNotFoundError
 
 
-class DuckDBSourceSpec(ConnectorSpec):
+class DuckDBSourceSpec(ConnectorSpec, TablesFields):
     type: Literal["duckdb"]
     path: str = Field(description="The DuckDB database file.")
     table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
@@ -79,6 +79,28 @@ class DuckDBSource(SQLSource):
         if shared is not None:  # this process writes the file too: read through the same database
             return shared[0].cursor()
         return duckdb.connect(str(path), read_only=True)
+
+    def table_names(self, schema: str | None) -> list[str]:
+        return [row[0] for row in self._rows(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = coalesce(?, current_schema()) ORDER BY 1", [schema]
+        )]
+
+    def primary_key(self, table: str) -> list[str]:
+        schema, _, name = table.rpartition(".")
+        found = self._rows(
+            "SELECT constraint_column_names FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+            " AND database_name = current_database() AND schema_name = coalesce(?, current_schema()) AND table_name = ?", [schema or None, name]
+        )
+        return list(found[0][0]) if found else []
+
+    def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        conn = self._connection()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except Exception as exc:
+            raise _source_error(exc, self.where) from exc
+        finally:
+            conn.close()
 
     def _scalar(self, sql: str) -> list[Any]:
         conn = self._connection()

@@ -76,6 +76,11 @@ class SQLiteSource(SQLSource):
     def describe(self) -> str:
         return f"sqlite {self.spec.database}" + (f" table {self.spec.table}" if self.spec.table else " query")
 
+    def table_names(self, schema: str | None) -> list[str]:
+        if not self.spec.database.exists():  # SQLAlchemy would create an empty database
+            raise SourceNotFoundError(f"database file not found: {self.spec.database}", where=self.where, hint="check url/path in the spec")
+        return super().table_names(schema)
+
     @cached_property
     def _declared(self) -> dict[str, pa.DataType]:
         """Arrow types from the table's declared column types (a query's columns have none)."""
@@ -83,7 +88,9 @@ class SQLiteSource(SQLSource):
             return {}
         found = {}
         with self._engine().connect() as conn:
-            for _, name, declared, *_ in conn.exec_driver_sql(f"PRAGMA table_info({self.quote(self.spec.table)})"):
+            schema, _, table = self.spec.table.rpartition(".")
+            pragma = f"PRAGMA {self.quote(schema)}.table_info({self.quote(table)})" if schema else f"PRAGMA table_info({self.quote(table)})"
+            for _, name, declared, *_ in conn.exec_driver_sql(pragma):
                 declared = (declared or "").upper()
                 if match := _DECIMAL.search(declared):
                     precision, scale = int(match.group(1)), int(match.group(2))

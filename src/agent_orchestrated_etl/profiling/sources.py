@@ -74,10 +74,19 @@ def open_source(reference: str) -> Opened:
 
 
 def _from_spec(spec_file: Path, name: str) -> Opened:
+    from agent_orchestrated_etl.expansion import expand, several_tables
     from agent_orchestrated_etl.spec import load_spec, resolve_env
 
-    loaded = load_spec(spec_file)
-    if name not in loaded.pipeline.sources:
-        raise ConfigurationError(f"{spec_file} has no source {name!r}", hint=f"its sources are {sorted(loaded.pipeline.sources)}")
-    spec = resolve_env(loaded.pipeline).rebased(spec_file.resolve().parent).sources[name]
+    pipeline = load_spec(spec_file).pipeline
+    several = several_tables(pipeline)
+    if name not in pipeline.sources and name.partition(".")[0] not in several:
+        raise ConfigurationError(f"{spec_file} has no source {name!r}", hint=f"its sources are {sorted(pipeline.sources)}")
+    if name in several:
+        raise ConfigurationError(f"source {name} of {spec_file} reads several tables", hint=f"profile one at a time: {spec_file}:{name}.<table>")
+    pipeline = resolve_env(pipeline).rebased(spec_file.resolve().parent)
+    if name not in pipeline.sources:  # crm.orders: one table of a multi-table source
+        pipeline = expand(pipeline)[0]
+        if name not in pipeline.sources:
+            raise ConfigurationError(f"{spec_file} has no table {name!r}", hint=f"its tables: {', '.join(sorted(pipeline.sources))}")
+    spec = pipeline.sources[name]
     return Opened(f"{spec_file}:{name}", source_class(spec.type)(name, spec, batch_rows=BATCH_ROWS))

@@ -50,6 +50,7 @@ def check_loaded(loaded: Any, *, offline: bool = False) -> Findings:
 
 def _check_one(pipeline: Any, file: str, *, offline: bool) -> Findings:
     from agent_orchestrated_etl.connectors.registry import source_class
+    from agent_orchestrated_etl.expansion import expand, several_tables
     from agent_orchestrated_etl.spec import resolve_env
 
     if offline:
@@ -62,6 +63,12 @@ def _check_one(pipeline: Any, file: str, *, offline: bool) -> Findings:
         findings = check_pipeline(pipeline, {})
         findings.notes.insert(0, f"sources were not read ({exc}); transforms were checked for syntax only")
         return findings
+    try:
+        spec, _ = expand(spec)
+    except AgentETLError as exc:  # a listed table that does not exist, a schema with no table
+        name = next((n for n in several_tables(spec) if exc.where == f"source {n}"), None)
+        path: tuple[str | int, ...] = ("sources", name) if name else ()
+        return Findings(problems=[StepError(exc.message, path=path, where=exc.where or "", hint=exc.hint)])
     sources = {name: source_class(src.type)(name, src, batch_rows=1024) for name, src in spec.sources.items()}
     return check_pipeline(spec, sources)
 

@@ -18,6 +18,8 @@ from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDepende
 
 # schema.table or table, each part a plain identifier; anything else belongs in `query:`.
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+TABLE_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z0-9_$]*$")
+PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 STAGING_PREFIX = "_aetl_stg_"
 
 # SQLAlchemy's driver for each URL scheme a user is likely to write.
@@ -38,14 +40,83 @@ class PartitionSpec(BaseModel):
     parts: int = Field(ge=1, le=1024, description="How many ranges (and parallel, separately checkpointed tasks).")
 
 
-class SQLSourceFields(BaseModel):
+class TableOptions(BaseModel):
+    """What one table of a multi-table source reads differently from the source's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: PartitionSpec | None = Field(None, description="Split this table's read into ranges of one column.")
+    incremental: IncrementalSpec | None = Field(None, description="Read only this table's rows past its committed high-water mark.")
+
+
+class TablesFields(BaseModel):
+    """``tables:`` and ``schema:``: one source that reads several tables, each into a destination table of its own name.
+
+    The run expands such a source into one ordinary source per table
+    (``expansion.py``); the connectors themselves only ever read one table.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    tables: list[str] | None = Field(None, min_length=1, description="Read these tables (`name` or `schema.name`), each into a destination table of its own name.")
+    schema_: str | None = Field(None, alias="schema", description="Or read every base table of this schema (views are left out).")
+    exclude: list[str] = Field(default_factory=list, description="With schema: tables not to read.")
+    table_options: dict[str, TableOptions] = Field(
+        default_factory=dict, description="Per table (by name, without schema): its partition and incremental, replacing the source's (`{}` reads it whole)."
+    )
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        names = [table_name(t) for t in value]
+        bare = [t.rsplit(".", 1)[-1] for t in names]
+        if clash := sorted({t for t in bare if bare.count(t) > 1}):
+            raise ValueError(f"two tables would land in one destination table {clash[0]!r}; read one of them through a source of its own")
+        return names
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, value: str | None) -> str | None:
+        if value is not None and not PLAIN_NAME.match(value):
+            raise ValueError(f"schema {value!r} must be a plain name of letters, digits and _")
+        return value
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not PLAIN_NAME.match(name):
+                raise ValueError(f"exclude: {name!r} must be a table name of the schema, without the schema")
+        return value
+
+    @property
+    def reads_tables(self) -> bool:
+        """True when the source reads several tables (``tables:`` or ``schema:``)."""
+        return self.tables is not None or self.schema_ is not None
+
+    @model_validator(mode="after")
+    def _table_options(self) -> TablesFields:
+        if self.exclude and self.schema_ is None:
+            raise ValueError("exclude only applies with schema:; list the tables you want under tables: instead")
+        if self.table_options and not self.reads_tables:
+            raise ValueError("table_options only applies with tables: or schema:; put partition and incremental on the source itself")
+        if self.tables is not None:
+            listed = {t.rsplit(".", 1)[-1] for t in self.tables}
+            if unknown := sorted(set(self.table_options) - listed):
+                raise ValueError(f"table_options names {unknown[0]!r}, which is not under tables: {sorted(listed)}")
+        return self
+
+
+class SQLSourceFields(TablesFields):
     """The fields of every SQL source spec (mixed into each connector's spec model)."""
 
     url: str = Field(description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through.")
     table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
     query: str | None = Field(None, description="Or read the result of this query.")
-    partition: PartitionSpec | None = Field(None, description="Split the read into ranges of one column, read in parallel.")
-    incremental: IncrementalSpec | None = Field(None, description="Read only rows past the committed high-water mark.")
+    partition: PartitionSpec | None = Field(None, description="Split the read into ranges of one column, read in parallel (with tables: or schema:, of every table).")
+    incremental: IncrementalSpec | None = Field(None, description="Read only rows past the committed high-water mark (with tables: or schema:, of every table).")
 
     @field_validator("table")
     @classmethod
@@ -62,17 +133,26 @@ class SQLDestinationFields(BaseModel):
     """The fields of every SQL destination spec (mixed into each connector's spec model)."""
 
     url: str = Field(description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through.")
-    table: str = Field(description="Target table, `name` or `schema.name`; created from the data's Arrow schema.")
+    table: str | None = Field(None, description="Target table, `name` or `schema.name`; created from the data's Arrow schema. Left out when the input reads several tables.")
+    table_prefix: str | None = Field(None, description="When the input reads several tables: each lands in prefix + its name (`raw_`, or `raw.` for schema raw).")
 
     @field_validator("table")
     @classmethod
-    def _table(cls, value: str) -> str:
-        return table_name(value)
+    def _table(cls, value: str | None) -> str | None:
+        return None if value is None else table_name(value)
+
+    @field_validator("table_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        if value is not None and not TABLE_PREFIX.match(value):
+            raise ValueError(f"table_prefix {value!r} must be letters, digits and _, optionally after `schema.`")
+        return value
 
 
 def check_one_of(spec: Any) -> None:
-    if (spec.table is None) == (spec.query is None):
-        raise ValueError("give exactly one of table or query")
+    given = [key for key, value in (("table", spec.table), ("query", spec.query), ("tables", spec.tables), ("schema", spec.schema_)) if value is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of table, query, tables or schema{f' (not {given[0]} and {given[1]})' if given else ''}")
 
 
 def scheme(url: str) -> str:

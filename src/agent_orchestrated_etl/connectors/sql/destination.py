@@ -35,6 +35,7 @@ LOADS = "_agent_etl_loads"
 STATE = "_agent_etl_state"
 SEQ = "_aetl_seq"
 _KINDS = {"data": "d", "quarantine": "q"}
+_bookkeeping_lock = threading.Lock()
 
 
 class SQLDestination(Destination):
@@ -78,7 +79,12 @@ class SQLDestination(Destination):
 
     def staging(self, run_id: str, task_id: str, kind: str = "data") -> str:
         """Staging table name: short (PostgreSQL cuts names at 63 bytes) and findable by run."""
-        return f"{_run_prefix(run_id)}{_short(task_id)}_{_KINDS[kind]}"
+        return f"{self._own_prefix(run_id)}{_short(task_id)}_{_KINDS[kind]}"
+
+    def _own_prefix(self, run_id: str) -> str:
+        # The target's part keeps apart the staging of destinations of one run in one schema (a table each),
+        # so aborting one (critical: false) leaves the others' staging for their commits.
+        return f"{_run_prefix(run_id)}{_short(self.spec.table)[:6]}"
 
     # -- staging --------------------------------------------------------------
     def begin(self, run_id: str, task_id: str) -> None:
@@ -296,7 +302,7 @@ class SQLDestination(Destination):
         import sqlalchemy as sa
 
         with self._guard():
-            prefix = _run_prefix(run_id)
+            prefix = self._own_prefix(run_id)
             names = [n for n in sa.inspect(self._engine()).get_table_names(schema=self._schema) if n.startswith(prefix)]
             with self._engine().begin() as conn:
                 self._drop(conn, names)
@@ -310,7 +316,8 @@ class SQLDestination(Destination):
         return None if value is None else json.loads(value)
 
     def _bookkeeping(self) -> None:
-        with self._lock:
+        # Across destinations: PostgreSQL's CREATE ... IF NOT EXISTS fails when two sessions create the same table at once.
+        with self._lock, _bookkeeping_lock:
             if getattr(self, "_bookkept", False):
                 return
             with self._guard(), self._engine().begin() as conn:

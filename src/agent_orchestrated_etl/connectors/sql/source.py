@@ -97,6 +97,26 @@ class SQLSource(Source):
         except Exception as exc:
             raise connection_error(exc, self.url, self.where) from exc
 
+    # -- several tables (tables:, schema:; expanded by expansion.py) ----------
+    def table_names(self, schema: str | None) -> list[str]:
+        """The base tables of ``schema`` (the connection's default schema when None); views are left out."""
+        import sqlalchemy as sa
+
+        try:
+            return sorted(sa.inspect(self._engine()).get_table_names(schema=schema))
+        except Exception as exc:
+            raise connection_error(exc, self.url, self.where) from exc
+
+    def primary_key(self, table: str) -> list[str]:
+        """The primary key columns of ``table`` (`name` or `schema.name`), in key order; [] without one."""
+        import sqlalchemy as sa
+
+        schema, _, name = table.rpartition(".")
+        try:
+            return list(sa.inspect(self._engine()).get_pk_constraint(name, schema=schema or None)["constrained_columns"])
+        except Exception as exc:
+            raise connection_error(exc, self.url, self.where) from exc
+
     # -- planning -------------------------------------------------------------
     def partitions(self, window: Window | None = None) -> list[Partition]:
         """One partition per range of ``partition.column``, bounds found with min/max.
