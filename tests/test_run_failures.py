@@ -45,6 +45,23 @@ def test_a_missing_file_fails_with_one_line_and_a_recorded_decision(tmp_path: Pa
     assert "customers[0]>customers" in shown.stdout and "failed" in shown.stdout
 
 
+def test_a_failed_quality_gate_says_to_fix_the_data_not_to_resume(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("id,email\n1,a@x\n2,\n")
+    (tmp_path / "p.yaml").write_text(
+        "name: gate\nsources:\n  people: {type: file, path: people.csv}\n"
+        "quality:\n  - not_null: [email]\ndestination: {type: duckdb, path: out.duckdb, table: people}\n"
+    )
+    result = agent_etl("run", "p.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "quality checks failed: not_null(email)" in result.stderr
+    assert "fix the data or the check and run again; agent-etl runs discard" in result.stderr
+    assert "agent-etl resume" not in result.stderr
+
+    (tmp_path / "p.yaml").write_text(MISSING_FILE)
+    failed = agent_etl("run", "p.yaml", cwd=tmp_path)
+    assert "go on from the checkpoints: agent-etl resume" in failed.stderr  # a task did not finish: resume helps
+
+
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = agent_etl("--debug", "run", "does-not-exist.yaml", cwd=tmp_path)
     assert result.returncode == 1

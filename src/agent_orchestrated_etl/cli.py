@@ -89,8 +89,16 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     summary(out, result)
     if not result.ok:
         err.print(f"[red]error:[/] {escape(str(result.error))}", soft_wrap=True)
-        err.print(f"see the decisions: agent-etl runs show {result.run_id}; go on from the checkpoints: agent-etl resume {result.run_id}")
+        err.print(f"see the decisions: agent-etl runs show {result.run_id}; {next_step(result)}", soft_wrap=True)
     return result
+
+
+def next_step(result: Any) -> str:
+    """What to do after a run that did not succeed: resume only helps when a task did not finish."""
+    if any(d.get("subject") == "quality" and d.get("choice", "").startswith("fail") for d in result.decisions):
+        # Resuming would commit the same staged rows, which failed the same checks.
+        return f"fix the data or the check and run again; agent-etl runs discard {result.run_id} drops its staged output"
+    return f"go on from the checkpoints: agent-etl resume {result.run_id}"
 
 
 @app.command()
