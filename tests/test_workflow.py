@@ -85,3 +85,38 @@ def test_a_failure_skips_dependents_and_resume_finishes_the_rest(tmp_path: Path)
     assert (second.run_id, second.status) == (first.run_id, "succeeded")
     assert count(tmp_path / "wh.duckdb", "people") == 1
     assert ("pipeline cities", "keep") in decisions(first.run_id)
+
+
+def test_parallel_pipelines_share_max_workers(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AGENT_ETL_MAX_WORKERS bounds the tasks running at once across a workflow, not per pipeline."""
+    import sqlalchemy as sa
+
+    table = f"slow_{tmp_path.name[-12:].replace('-', '_')}"
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {table} AS SELECT i AS id FROM generate_series(1, 300) i")
+    # About 2 ms a row slept in the server: each 100-row task runs for about 0.2 s.
+    source = f'{{type: postgres, url: "{postgres_url}", query: "SELECT id FROM {table} WHERE pg_sleep(0.001)::text = \'\'", partition: {{column: id, parts: 3}}}}'
+    (tmp_path / "wf.yaml").write_text(
+        "workflow: shared\npipelines:\n"
+        + "".join(f"  - name: p{i}\n    sources: {{s: {source}}}\n    quality: [{{not_null: [id]}}]\n    destination: {{type: duckdb, path: w{i}.duckdb, table: t}}\n" for i in (1, 2))
+    )
+    monkeypatch.setenv("AGENT_ETL_MAX_WORKERS", "3")
+    try:
+        result = run_pipeline(load_spec(tmp_path / "wf.yaml"), Settings())
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        engine.dispose()
+    assert result.status == "succeeded", result.error
+    store = RunStore(Settings().store_url)
+    moments = []
+    for name in ("p1", "p2"):
+        for event in store.get_run(f"{result.run_id}.{name}")["events"]:
+            if event["kind"] in ("task_started", "task_finished"):
+                moments.append((event["at"], 1 if event["kind"] == "task_started" else -1))
+    running, most = 0, 0
+    for _, step in sorted(moments, key=lambda m: (m[0], m[1])):  # a finish before a start at the same instant
+        running += step
+        most = max(most, running)
+    assert most == 3, sorted((str(m[0])[11:], m[1]) for m in moments)

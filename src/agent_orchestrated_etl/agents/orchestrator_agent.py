@@ -346,7 +346,8 @@ class OrchestratorAgent(Agent):
         self._see_agents()
         now = time.monotonic()
         for task_id in list(schedule.waiting):
-            if len(schedule.running) >= self.max_workers:
+            # The limit holds across every run this orchestrator drives (a workflow's parallel pipelines).
+            if sum(a.in_flight for a in self.agents.values()) >= self.max_workers:
                 return
             task = ctx.tasks[task_id]
             if not schedule.ready(task, now):
@@ -356,15 +357,17 @@ class OrchestratorAgent(Agent):
                 continue
             attempt = schedule.attempts.get(task_id, 0) + 1
             self.decide(ctx.run_id, f"task {task_id}", f"assign to {agent.name}", f"it has {task.capability}; load {agent.in_flight}/{agent.capacity}, the lowest")
+            # The slot is taken before the request is awaited: another run's assignment may run meanwhile.
+            agent.in_flight += 1
             try:
                 await self.hub.request(agent.name, AssignTask(sender=self.name, run_id=ctx.run_id, task=task.as_dict(), attempt=attempt), timeout=ASSIGN_TIMEOUT_SECONDS)
             except (TimeoutError, RuntimeError) as exc:
+                agent.in_flight -= 1
                 self.decide(ctx.run_id, f"task {task_id}", "reassign", f"{agent.name} did not accept it: {exc or 'no answer'}")
                 continue
             schedule.attempts[task_id] = attempt
             schedule.not_before.pop(task_id, None)
             schedule.started[task_id] = time.monotonic()
-            agent.in_flight += 1
             schedule.running[task_id] = agent.name
             schedule.waiting.remove(task_id)
 
