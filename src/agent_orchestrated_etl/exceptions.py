@@ -57,6 +57,10 @@ class ConnectionFailedError(RetriableError):
     pass
 
 
+class TransactionConflictError(RetriableError):
+    """A deadlock or serialization failure: the database chose this transaction to roll back."""
+
+
 class RateLimitedError(RetriableError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: str | None) -> None:
         super().__init__(message, **kwargs)

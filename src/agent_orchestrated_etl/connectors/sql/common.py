@@ -213,7 +213,7 @@ def quote_table(preparer: Any, name: str) -> str:
 
 def connection_error(exc: Exception, url: str, where: str) -> Exception:
     """Map a driver exception to our tree: refused credentials fail fast, a lost server is retriable."""
-    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, DataError, SourceNotFoundError
+    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, DataError, SourceNotFoundError, TransactionConflictError
 
     message = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
     lowered = message.lower()
@@ -223,6 +223,9 @@ def connection_error(exc: Exception, url: str, where: str) -> Exception:
         return SourceNotFoundError(message, where=where, hint="check the table, schema and database names")
     if any(s in lowered for s in ("connection refused", "could not connect", "can't connect", "timeout", "timed out", "server closed", "lost connection", "connection reset")):
         return ConnectionFailedError(message, where=where, hint=f"is the server at {redact(url)} up?")
+    if any(s in lowered for s in ("deadlock", "could not serialize access", "serialization failure", "try restarting transaction")):
+        # Another transaction won this time; the same work succeeds when tried again.
+        return TransactionConflictError(message, where=where, hint="another transaction held the rows; the task is retried")
     if any(s in lowered for s in ("is not a valid", "out of range", "overflow", "cannot convert", "invalid input syntax")):
         # A value the Arrow conversion cannot hold: the data, not the spec, is at fault.
         return DataError(message, where=where, hint="cast the column in query:, or set retry.on_bad_data: quarantine to set the rows aside")
