@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_orchestrated_etl.circuit_breaker import breakers
@@ -31,6 +30,9 @@ from agent_orchestrated_etl.exceptions import (
     SourceNotFoundError,
 )
 from agent_orchestrated_etl.retry import Backoff, retry_async
+
+if TYPE_CHECKING:
+    import httpx
 
 _RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 
@@ -58,12 +60,16 @@ class ClientSettings:
 
 
 def host_of(url: str | httpx.URL) -> str:
+    import httpx
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
 
 
 class HttpClient:
     def __init__(self, settings: ClientSettings, *, where: str) -> None:
+        import httpx  # here, not at the top: the spec models in this package must not pull it in
+
         self.settings = settings
         self.where = where
         self._rate = parse_rate(settings.rate_limit) if settings.rate_limit else None
@@ -89,6 +95,8 @@ class HttpClient:
         return await retry_async(attempt, backoff, on_retry=self.settings.on_retry)
 
     async def _attempt(self, method: str, url: str, params: Any, json: Any) -> httpx.Response:
+        import httpx
+
         host = host_of(url)
         retry = self.settings.retry
         breaker = breakers.get(host, failure_threshold=retry.breaker_failures, reset_seconds=retry.breaker_reset_seconds)

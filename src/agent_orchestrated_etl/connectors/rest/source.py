@@ -16,9 +16,8 @@ import queue
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import pyarrow as pa
 from pydantic import Field, field_validator
 
@@ -30,6 +29,9 @@ from agent_orchestrated_etl.connectors.rest.client import ClientSettings, HttpCl
 from agent_orchestrated_etl.connectors.rest.ratelimit import parse_rate
 from agent_orchestrated_etl.connectors.rest.paginators import NoPagination, Page, PageRequest, Pagination, dig
 from agent_orchestrated_etl.exceptions import DataError
+
+if TYPE_CHECKING:
+    import httpx
 
 _TEMPLATE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
