@@ -63,6 +63,20 @@ def test_a_type_without_an_arrow_mapping_names_the_column_and_the_cast(pg: tuple
         read_all(source(url, query=f"SELECT id, addr::text AS addr, amount FROM {schema}.odd"))
 
 
+@pytest.mark.parametrize(("column", "value"), [("day", "infinity"), ("day", "-infinity"), ("at", "infinity"), ("at_tz", "-infinity")])
+def test_infinity_is_refused_not_loaded_as_a_wrong_date(pg: tuple, column: str, value: str) -> None:
+    url, schema, engine = pg
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {schema}.inf (id int, day date, at timestamp, at_tz timestamptz)")
+        conn.exec_driver_sql(f"INSERT INTO {schema}.inf VALUES (1, '2024-01-01', '2024-01-01', '2024-01-01'), (2, NULL, NULL, NULL)")
+        conn.exec_driver_sql(f"UPDATE {schema}.inf SET {column} = '{value}' WHERE id = 2")
+    with pytest.raises(DataError, match=f"column {column} holds infinity or -infinity.*CASE WHEN isfinite"):
+        read_all(source(url, table=f"{schema}.inf"))
+    hinted = f"SELECT id, CASE WHEN isfinite({column}) THEN {column} END AS {column} FROM {schema}.inf"
+    _, table = read_all(source(url, query=hinted))
+    assert table.column(column).null_count == 1
+
+
 def test_enums_and_arrays_of_enums_arrive_as_text(pg: tuple) -> None:
     url, schema, engine = pg
     with engine.begin() as conn:

@@ -33,6 +33,8 @@ _NATIVE = {
     "timestamp", "timestamptz", "interval", "json", "jsonb", "uuid", "bytea", "oid",
 }
 _CASTS = {"money": "numeric(19, 2)", "numeric": "numeric(38, 9)"}
+# Below any real value: PostgreSQL's dates start in 4713 BC (-2.2e17 microseconds, -2.5e6 days).
+_WRAPPED_INFINITY = {pa.int64(): -(1 << 62), pa.int32(): -(1 << 30)}
 
 
 def libpq_url(url: str) -> str:
@@ -58,8 +60,8 @@ class PostgresSource(SQLSource):
     label = "postgres"
 
     @cached_property
-    def _layout(self) -> tuple[str, dict[str, tuple[int, int]]]:
-        """The SELECT list (with casts) and the (precision, scale) of each NUMERIC column."""
+    def _layout(self) -> tuple[str, dict[str, tuple[int, int]], list[str]]:
+        """The SELECT list (with casts), the (precision, scale) of each NUMERIC column, and the date and timestamp columns."""
         with self._engine().connect() as conn:
             result = conn.exec_driver_sql(self.raw(f"SELECT * FROM {self.relation()} LIMIT 0"))
             described = result.cursor.description
@@ -74,6 +76,7 @@ class PostgresSource(SQLSource):
             }
         listed: list[str] = []
         decimals: dict[str, tuple[int, int]] = {}
+        temporal: list[str] = []
         for d in described:
             name, (typname, typtype, elem, elemtype) = d.name, types[d.type_code]
             column = self.quote(name)
@@ -86,6 +89,8 @@ class PostgresSource(SQLSource):
                 listed.append(column)
             elif typname in _NATIVE or (elem is not None and elem in _NATIVE):
                 listed.append(column)
+                if typname in ("date", "timestamp", "timestamptz"):
+                    temporal.append(name)
             else:
                 cast = _CASTS.get(typname, "text")
                 why = "it has no declared precision" if typname == "numeric" else f"PostgreSQL type {typname} has no Arrow mapping"
@@ -94,7 +99,7 @@ class PostgresSource(SQLSource):
                     where=self.where,
                     hint=f"read it through query: with CAST({name} AS {cast}) AS {name}",
                 )
-        return ", ".join(listed), decimals
+        return ", ".join(listed), decimals, temporal
 
     def columns(self) -> str:
         try:
@@ -105,12 +110,27 @@ class PostgresSource(SQLSource):
             raise connection_error(exc, self.spec.url, self.where) from exc
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
-        decimals = self._layout[1]
+        _, decimals, temporal = self._layout
         adbc = _adbc()
         with adbc.connect(libpq_url(self.spec.url)) as conn, conn.cursor() as cursor:
             cursor.execute(sql)
             for batch in cursor.fetch_record_batch():
+                self._refuse_infinity(batch, temporal)
                 yield _with_decimals(batch, decimals) if decimals else batch
+
+    def _refuse_infinity(self, batch: pa.RecordBatch, temporal: list[str]) -> None:
+        # PostgreSQL's ±infinity has no Arrow value; the driver's epoch shift wraps it
+        # around to a date near the int64 minimum, which would load as year 290279 BC.
+        for name in temporal:
+            column = batch.column(name)
+            raw = column.view(pa.int64() if pa.types.is_timestamp(column.type) else pa.int32())
+            lowest = pc.min(raw).as_py()
+            if lowest is not None and lowest < _WRAPPED_INFINITY[raw.type]:
+                raise DataError(
+                    f"column {name} holds infinity or -infinity, which no Arrow {column.type} can hold",
+                    where=self.where,
+                    hint=f"read it through query: with CASE WHEN isfinite({name}) THEN {name} END AS {name} to load them as NULL, or set retry.on_bad_data: quarantine",
+                )
 
 
 def _with_decimals(batch: pa.RecordBatch, decimals: dict[str, tuple[int, int]]) -> pa.RecordBatch:
