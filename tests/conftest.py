@@ -38,6 +38,21 @@ def server_url(name: str) -> str:
     return url
 
 
+def run_sql(url: str, *statements: str) -> list[tuple]:
+    """Run statements in one transaction on a test server; the rows of the last one (if it returns any)."""
+    import sqlalchemy as sa
+
+    driver = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}[url.split("://", 1)[0]]
+    engine = sa.create_engine(driver + "://" + url.split("://", 1)[1])
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                result = conn.exec_driver_sql(statement)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture
 def postgres_url() -> str:
     return server_url("postgres")

@@ -20,10 +20,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import sqlalchemy as sa
 
 from agent_orchestrated_etl.demo.data import generate_demo_data
-from tests.conftest import server_url
+from tests.conftest import run_sql, server_url
 
 # Three pipelines, one per kind of target: a PostgreSQL merge, DuckDB appends
 # behind a quality check, and a Parquet lake; orders_lake waits for accounts.
@@ -63,18 +62,16 @@ def postgres() -> Iterator[tuple[str, str]]:
     """The PostgreSQL URL and a schema holding the source table, made once for every round."""
     url = server_url("postgres")
     schema = f"crash_{os.getpid()}"
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        conn.exec_driver_sql(
-            f"CREATE TABLE {schema}.accounts AS SELECT i AS id, md5(i::text) AS name, mod(i, 9973)::numeric(12, 2) AS balance,"
-            " date '2024-01-01' + mod(i, 365) AS opened FROM generate_series(1, 200000) i"
-        )
+    run_sql(
+        url,
+        f"DROP SCHEMA IF EXISTS {schema} CASCADE",
+        f"CREATE SCHEMA {schema}",
+        f"CREATE TABLE {schema}.accounts AS SELECT i AS id, md5(i::text) AS name, mod(i, 9973)::numeric(12, 2) AS balance,"
+        " date '2024-01-01' + mod(i, 365) AS opened FROM generate_series(1, 200000) i",
+    )
     yield url, schema
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
+    rounds = run_sql(url, f"SELECT nspname FROM pg_namespace WHERE starts_with(nspname, '{schema}_')")
+    run_sql(url, *(f"DROP SCHEMA {name} CASCADE" for (name,) in rounds), f"DROP SCHEMA {schema} CASCADE")
 
 
 def workdir(base: Path, data: Path, postgres: tuple[str, str], name: str) -> Path:
@@ -84,13 +81,13 @@ def workdir(base: Path, data: Path, postgres: tuple[str, str], name: str) -> Pat
     (directory / "out").mkdir(parents=True)
     (directory / "data").symlink_to(data)
     target = f"{source_schema}_{name}"
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {target} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {target}")
-        conn.exec_driver_sql(f"CREATE TABLE {target}.accounts (id integer PRIMARY KEY, name text, balance numeric(12, 2), opened date)")
-        conn.exec_driver_sql(f"INSERT INTO {target}.accounts SELECT i, 'stale', -1, date '2000-01-01' FROM generate_series(-500, 1000) i")
-    engine.dispose()
+    run_sql(
+        url,
+        f"DROP SCHEMA IF EXISTS {target} CASCADE",
+        f"CREATE SCHEMA {target}",
+        f"CREATE TABLE {target}.accounts (id integer PRIMARY KEY, name text, balance numeric(12, 2), opened date)",
+        f"INSERT INTO {target}.accounts SELECT i, 'stale', -1, date '2000-01-01' FROM generate_series(-500, 1000) i",
+    )
     (directory / "p.yaml").write_text(SPEC.replace("PG_URL", url).replace("SOURCE_SCHEMA", source_schema).replace("ROUND_SCHEMA", target))
     (directory / "target").write_text(target)
     return directory
@@ -133,13 +130,8 @@ def fingerprint(directory: Path) -> dict[str, tuple[int, int]]:
     files = [str(directory / "out" / "orders" / f) for f in manifest["files"]]
     result["orders"] = duckdb.execute(f"SELECT count(*), sum(hash(t)) FROM read_parquet({files!r}) t").fetchone()
     url = (directory / "p.yaml").read_text().split('url: "', 1)[1].split('"', 1)[0]
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as conn:
-        target = (directory / "target").read_text()
-        result["accounts"] = tuple(conn.exec_driver_sql(f"SELECT count(*), count(DISTINCT id), sum(hashtext(t::text)::numeric) FROM {target}.accounts t").one())
-        conn.exec_driver_sql(f"DROP SCHEMA {target} CASCADE")
-        conn.commit()
-    engine.dispose()
+    target = (directory / "target").read_text()
+    [result["accounts"]] = run_sql(url, f"SELECT count(*), count(DISTINCT id), sum(hashtext(t::text)::numeric) FROM {target}.accounts t")
     return result
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.postgres import PostgresSource
@@ -14,14 +13,12 @@ from agent_orchestrated_etl.exceptions import DataError
 from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 from agent_orchestrated_etl.store.records import RunStore
+from tests.conftest import run_sql
 
 
 def test_resume_rereads_only_the_unfinished_partition(pg_schema: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url, schema = pg_schema
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {schema}.t AS SELECT i AS id, 'v' || i AS v FROM generate_series(1, 4000) i")
-    engine.dispose()
+    run_sql(url, f"CREATE TABLE {schema}.t AS SELECT i AS id, 'v' || i AS v FROM generate_series(1, 4000) i")
     out = tmp_path / "w.duckdb"
     spec = tmp_path / "p.yaml"
     spec.write_text(

@@ -7,23 +7,23 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import sqlalchemy as sa
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import RunResult, run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
+from tests.conftest import run_sql
 
 
 @pytest.fixture
 def items(pg_schema: tuple[str, str]) -> tuple[str, str]:
     url, schema = pg_schema
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TYPE {schema}.size AS ENUM ('s', 'm', 'l')")
-        conn.exec_driver_sql(f"CREATE TABLE {schema}.items (id int, price numeric(10, 2), size {schema}.size)")
-        conn.exec_driver_sql(f"INSERT INTO {schema}.items SELECT i, i * 1.25, (ARRAY['s', 'm', 'l'])[1 + mod(i, 3)]::{schema}.size FROM generate_series(1, 999) i")
-        conn.exec_driver_sql(f"INSERT INTO {schema}.items VALUES (NULL, NULL, NULL)")
-    engine.dispose()
+    run_sql(
+        url,
+        f"CREATE TYPE {schema}.size AS ENUM ('s', 'm', 'l')",
+        f"CREATE TABLE {schema}.items (id int, price numeric(10, 2), size {schema}.size)",
+        f"INSERT INTO {schema}.items SELECT i, i * 1.25, (ARRAY['s', 'm', 'l'])[1 + mod(i, 3)]::{schema}.size FROM generate_series(1, 999) i",
+        f"INSERT INTO {schema}.items VALUES (NULL, NULL, NULL)",
+    )
     return url, schema
 
 

@@ -7,20 +7,20 @@ import json
 from pathlib import Path
 
 import duckdb
-import sqlalchemy as sa
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 from agent_orchestrated_etl.store.records import RunStore
+from tests.conftest import run_sql
 
 
 def make_table(url: str, schema: str) -> None:
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {schema}.t AS SELECT i AS id, (i * 1.5)::numeric(14, 2) AS amount FROM generate_series(1, 10000) i")
-        conn.exec_driver_sql(f"UPDATE {schema}.t SET amount = 'NaN' WHERE id = 7777")  # Arrow's decimal has no NaN
-    engine.dispose()
+    run_sql(
+        url,
+        f"CREATE TABLE {schema}.t AS SELECT i AS id, (i * 1.5)::numeric(14, 2) AS amount FROM generate_series(1, 10000) i",
+        f"UPDATE {schema}.t SET amount = 'NaN' WHERE id = 7777",  # Arrow's decimal has no NaN
+    )
 
 
 def spec_text(url: str, schema: str, out: Path, on_bad_data: str) -> str:
@@ -75,10 +75,7 @@ def test_the_store_keeps_the_halves_in_place_of_the_split_tasks(pg_schema: tuple
 
 def test_a_partition_that_times_out_is_split_and_its_halves_finish(pg_schema: tuple[str, str], tmp_path: Path) -> None:
     url, schema = pg_schema
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {schema}.t AS SELECT i AS id, 'v' || i AS v FROM generate_series(1, 800) i")
-    engine.dispose()
+    run_sql(url, f"CREATE TABLE {schema}.t AS SELECT i AS id, 'v' || i AS v FROM generate_series(1, 800) i")
     out = tmp_path / "w.duckdb"
     # About 2 ms a row, slept in the server: a 400-row partition takes 0.9 s, a half 0.45 s.
     query = f"SELECT id, v FROM {schema}.t WHERE pg_sleep(0.001)::text = ''"
