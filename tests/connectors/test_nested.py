@@ -1,8 +1,16 @@
-"""Nested JSON to Arrow: widening across batches, conflicts to quarantine, flatten and unnest."""
+"""Nested JSON to Arrow: widening across batches, conflicts to quarantine, flatten and unnest; child tables from one read."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
+from http_servers import FaultAPI
 
 from agent_orchestrated_etl.connectors.nested import NestedOptions, RecordsToArrow
 
@@ -56,3 +64,38 @@ def test_unnest_makes_child_rows_carrying_the_parent_key() -> None:
         {"_parent_id": 9, "_index": 0, "sku": "c", "qty": 3},
     ]
     assert rejected == []
+
+
+def test_a_parent_and_its_child_table_come_from_one_read_of_the_api(fault_api: tuple[str, FaultAPI], tmp_path: Path) -> None:
+    url, api = fault_api
+    (tmp_path / "p.yaml").write_text(f"""
+name: items_and_tags
+sources:
+  items:
+    type: rest
+    url: {url}/offset
+    records: results
+    pagination: {{type: offset, size_param: limit, total_path: count}}
+transforms:
+  - name: item_tags
+    input: items
+    steps:
+      - unnest: tags
+        parent_key: [id]
+destinations:
+  - {{type: file, path: items, format: parquet, input: items}}
+  - {{type: file, path: item_tags, format: parquet, input: item_tags}}
+""")
+    env = {**os.environ, "AGENT_ETL_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "agent_orchestrated_etl", "run", "p.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    parents = pq.read_table([str(tmp_path / "items" / name) for name in json.loads((tmp_path / "items" / "_manifest.json").read_text())["files"]])
+    children = pq.read_table([str(tmp_path / "item_tags" / name) for name in json.loads((tmp_path / "item_tags" / "_manifest.json").read_text())["files"]])
+    assert parents.num_rows == 2000 and sorted(parents.column("id").to_pylist()) == list(range(1, 2001))
+    assert children.num_rows == 4000  # two tags per item
+    assert children.column_names == ["_parent_id", "_index", "value"]
+    assert sorted(children.select(["_parent_id", "_index", "value"]).to_pylist(), key=lambda r: (r["_parent_id"], r["_index"]))[:3] == [
+        {"_parent_id": 1, "_index": 0, "value": "t1"}, {"_parent_id": 1, "_index": 1, "value": "t1"}, {"_parent_id": 2, "_index": 0, "value": "t2"},
+    ]
+    pages = [path for path, status, _ in api.log if status == 200]
+    assert len(pages) == len(set(pages)) == 20  # 2,000 items at 100 a page, each page asked for once
