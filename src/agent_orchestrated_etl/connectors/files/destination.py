@@ -265,7 +265,7 @@ class _Writer:
     def _flush(self) -> None:
         if self._group:
             rows = sum(b.num_rows for b in self._group)
-            self._out.write_table(pa.Table.from_batches(self._group), row_group_size=rows)
+            self._out.write_table(pa.Table.from_batches(self._group), row_group_size=max(rows, 1))  # pyarrow refuses 0 for an empty table
             self._group, self._group_bytes = [], 0
 
     def write(self, batch: pa.RecordBatch) -> None:
