@@ -99,3 +99,34 @@ destinations:
     ]
     pages = [path for path, status, _ in api.log if status == 200]
     assert len(pages) == len(set(pages)) == 20  # 2,000 items at 100 a page, each page asked for once
+
+
+def test_the_plan_records_why_the_api_is_read_once(tmp_path: Path) -> None:
+    from agent_orchestrated_etl.connectors.registry import source_class
+    from agent_orchestrated_etl.plan import make_plan
+    from agent_orchestrated_etl.spec import load_spec
+
+    (tmp_path / "p.yaml").write_text("""
+name: orders
+sources:
+  orders: {type: rest, url: "http://127.0.0.1:9/orders"}
+  local: {type: file, path: orders.jsonl}
+transforms:
+  - {name: lines, input: orders, steps: [{unnest: lines, parent_key: [id]}]}
+  - {name: local_lines, input: local, steps: [{unnest: lines, parent_key: [id]}]}
+destinations:
+  - {type: file, path: orders, input: orders}
+  - {type: file, path: lines, input: lines}
+  - {type: file, path: local, input: local}
+  - {type: file, path: local_lines, input: local_lines}
+""")
+    (tmp_path / "orders.jsonl").write_text('{"id": 1, "lines": [{"sku": "a"}]}\n')
+    spec = load_spec(str(tmp_path / "p.yaml")).pipeline
+    plan = make_plan(spec, {name: source_class(s.type)(name, s, batch_rows=1000) for name, s in spec.sources.items()})
+    kinds = {t.id: (t.kind, t.depends_on) for t in plan.tasks}
+    assert kinds["orders[0]>workspace"] == ("stage", ())
+    assert kinds["orders>file0"] == kinds["lines>file1"] == ("transform_load", ("orders[0]>workspace",))
+    assert kinds["local[0]>file2"][0] == kinds["local_lines[0]>file3"][0] == "extract_load"  # a local file is cheap to read again
+    decision = next(d for d in plan.decisions if d.subject == "source orders")
+    assert decision.choice == "read once into the run workspace for destinations file0, file1"
+    assert "repeats every request" in decision.reason
