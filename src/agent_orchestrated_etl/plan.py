@@ -8,7 +8,10 @@ A task is the unit of placement, retry and checkpoint. Three kinds:
   workspace, or (with ``source`` and ``partitions`` set) every partition of one source itself;
 - ``pushdown``: one partition copied by the destination's engine itself (``Destination.pull``),
   chosen when no Python step (quality check, incremental window) sits between source and destination.
-How the rows for a destination travel is chosen in ``transform/routing.py``.
+How the rows for a destination travel is chosen in ``transform/routing.py``, except that a
+source several destinations need, and costly to read twice (``Source.reread_cost``: an API),
+is staged once and every one of those destinations reads the workspace (a parent table and
+the child tables an ``unnest`` step with ``parent_key`` makes from it).
 Each destination is committed once every task feeding it has finished.
 """
 
@@ -138,9 +141,19 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
             plan.decisions.append(PlannedDecision(f"source {name}", f"read in {len(parts)} parallel tasks", f"it has {len(parts)} independent partitions ({sources[name].describe()})"))
 
     staged: dict[str, list[str]] = {}
+    read_once = _read_once(spec, sources)
+    for name, (labels, cost) in read_once.items():
+        plan.decisions.append(PlannedDecision(f"source {name}", f"read once into the run workspace for destinations {', '.join(labels)}", f"{cost}; each destination then reads the staged rows"))
     for index, dest in enumerate(spec.all_destinations):
         label = destination_label(spec, index)
         subject = f"destination {label}"
+        way = route(set(sources), spec.transforms, spec.quality, dest.input)
+        shared = sorted(set(way.sources) & read_once.keys())
+        if shared:
+            _stage_sources(plan, staged, way.sources, partitions)
+            plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", transform=dest.input, destination=index, depends_on=tuple(t for n in way.sources for t in staged[n])))
+            plan.decisions.append(PlannedDecision(subject, f"read {dest.input} from the run workspace", f"source {', '.join(shared)} feeds other destinations too and is read only once"))
+            continue
         blocker = pushdown_blocker(spec, index, sources, windows) if pushdown else "pushdown is off (AGENT_ETL_PUSHDOWN)"
         if dest.input in sources and blocker is None:
             for i, part in enumerate(partitions[dest.input]):
@@ -150,7 +163,6 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
                 "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
             ))
             continue
-        way = route(set(sources), spec.transforms, spec.quality, dest.input)
         if way.kind in ("source", "stream"):
             for i, part in enumerate(partitions[way.source]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=way.source, partition=part, transform=None if way.kind == "source" else dest.input, destination=index))
@@ -164,11 +176,31 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
             plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", source=way.source, transform=dest.input, destination=index, partitions=tuple(partitions[way.source])))
             plan.decisions.append(PlannedDecision(subject, f"run {' > '.join(way.chain)} in one task over every partition", way.reason))
             continue
-        for name in way.sources:
-            if name not in staged:
-                staged[name] = [f"{name}[{i}]>workspace" for i in range(len(partitions[name]))]
-                plan.tasks.extend(Task(tid, "stage", source=name, partition=part) for tid, part in zip(staged[name], partitions[name], strict=True))
+        _stage_sources(plan, staged, way.sources, partitions)
         plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", transform=dest.input, destination=index, depends_on=tuple(t for n in way.sources for t in staged[n])))
         plan.decisions.append(PlannedDecision(subject, f"materialise {', '.join(way.sources)} in the run workspace, then run {dest.input} there", way.reason))
     plan.order()
     return plan
+
+
+def _stage_sources(plan: Plan, staged: dict[str, list[str]], names: tuple[str, ...], partitions: dict[str, list[Partition]]) -> None:
+    """Stage tasks for the sources not staged yet: each source is staged once, whatever reads it there."""
+    for name in names:
+        if name not in staged:
+            staged[name] = [f"{name}[{i}]>workspace" for i in range(len(partitions[name]))]
+            plan.tasks.extend(Task(tid, "stage", source=name, partition=part) for tid, part in zip(staged[name], partitions[name], strict=True))
+
+
+def _read_once(spec: PipelineSpec, sources: dict[str, Source]) -> dict[str, tuple[list[str], str]]:
+    """The sources that several destinations need and that cost more to read again than to stage,
+    with those destinations and the cost (a parent table and its child tables from one API)."""
+    users: dict[str, list[str]] = {}
+    for index in range(len(spec.all_destinations)):
+        for name in fed_by(spec, index):
+            users.setdefault(name, []).append(destination_label(spec, index))
+    found = {}
+    for name, labels in users.items():
+        cost = sources[name].reread_cost() if len(labels) > 1 else None
+        if cost is not None:
+            found[name] = (labels, cost)
+    return found

@@ -163,3 +163,19 @@ def test_the_commit_counts_rows_as_written_without_reading_files_back(tmp_path: 
 
     monkeypatch.setattr(module, "_count_rows", no_reading)
     assert stage_and_commit(destination(str(tmp_path / "o"), format="csv", partition_by=["region"]), "r1", [ORDERS, ORDERS]) == 8
+
+
+def test_parquet_batches_gather_into_row_groups_and_unique_columns_skip_the_dictionary(tmp_path: Path) -> None:
+    out = str(tmp_path / "lines")
+    dest = FileDestination(FileDestinationSpec(type="file", path=out), memory_limit_bytes=16 << 20)  # row groups of 1 MiB
+    batches = [pa.record_batch({"id": pa.array(range(i * 4000, (i + 1) * 4000), pa.int64()), "flag": ["a", "b"] * 2000}) for i in range(50)]
+    assert stage_and_commit(dest, "r1", batches) == 200_000
+    meta = pq.ParquetFile(tmp_path / "lines" / "r1-t1-part-0.parquet").metadata
+    assert meta.num_rows == 200_000
+    assert 1 < meta.num_row_groups < 50  # 64 KiB batches gathered into row groups of about 1 MiB
+    first = meta.row_group(0)
+    assert first.num_rows > 4000
+    assert not first.column(0).has_dictionary_page  # every id distinct: no dictionary
+    assert first.column(1).has_dictionary_page  # two values: a dictionary
+    table, _ = read_all(make_source({"type": "file", "path": out}))
+    assert table.column("id").to_pylist() == list(range(200_000))

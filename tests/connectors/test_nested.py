@@ -1,8 +1,16 @@
-"""Nested JSON to Arrow: widening across batches, conflicts to quarantine, flatten and unnest."""
+"""Nested JSON to Arrow: widening across batches, conflicts to quarantine, flatten and unnest; child tables from one read."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
+from http_servers import FaultAPI
 
 from agent_orchestrated_etl.connectors.nested import NestedOptions, RecordsToArrow
 
@@ -56,3 +64,69 @@ def test_unnest_makes_child_rows_carrying_the_parent_key() -> None:
         {"_parent_id": 9, "_index": 0, "sku": "c", "qty": 3},
     ]
     assert rejected == []
+
+
+def test_a_parent_and_its_child_table_come_from_one_read_of_the_api(fault_api: tuple[str, FaultAPI], tmp_path: Path) -> None:
+    url, api = fault_api
+    (tmp_path / "p.yaml").write_text(f"""
+name: items_and_tags
+sources:
+  items:
+    type: rest
+    url: {url}/offset
+    records: results
+    pagination: {{type: offset, size_param: limit, total_path: count}}
+transforms:
+  - name: item_tags
+    input: items
+    steps:
+      - unnest: tags
+        parent_key: [id]
+destinations:
+  - {{type: file, path: items, format: parquet, input: items}}
+  - {{type: file, path: item_tags, format: parquet, input: item_tags}}
+""")
+    env = {**os.environ, "AGENT_ETL_HOME": str(tmp_path / "home")}
+    result = subprocess.run([sys.executable, "-m", "agent_orchestrated_etl", "run", "p.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    parents = pq.read_table([str(tmp_path / "items" / name) for name in json.loads((tmp_path / "items" / "_manifest.json").read_text())["files"]])
+    children = pq.read_table([str(tmp_path / "item_tags" / name) for name in json.loads((tmp_path / "item_tags" / "_manifest.json").read_text())["files"]])
+    assert parents.num_rows == 2000 and sorted(parents.column("id").to_pylist()) == list(range(1, 2001))
+    assert children.num_rows == 4000  # two tags per item
+    assert children.column_names == ["_parent_id", "_index", "value"]
+    assert sorted(children.select(["_parent_id", "_index", "value"]).to_pylist(), key=lambda r: (r["_parent_id"], r["_index"]))[:3] == [
+        {"_parent_id": 1, "_index": 0, "value": "t1"}, {"_parent_id": 1, "_index": 1, "value": "t1"}, {"_parent_id": 2, "_index": 0, "value": "t2"},
+    ]
+    pages = [path for path, status, _ in api.log if status == 200]
+    assert len(pages) == len(set(pages)) == 20  # 2,000 items at 100 a page, each page asked for once
+
+
+def test_the_plan_records_why_the_api_is_read_once(tmp_path: Path) -> None:
+    from agent_orchestrated_etl.connectors.registry import source_class
+    from agent_orchestrated_etl.plan import make_plan
+    from agent_orchestrated_etl.spec import load_spec
+
+    (tmp_path / "p.yaml").write_text("""
+name: orders
+sources:
+  orders: {type: rest, url: "http://127.0.0.1:9/orders"}
+  local: {type: file, path: orders.jsonl}
+transforms:
+  - {name: lines, input: orders, steps: [{unnest: lines, parent_key: [id]}]}
+  - {name: local_lines, input: local, steps: [{unnest: lines, parent_key: [id]}]}
+destinations:
+  - {type: file, path: orders, input: orders}
+  - {type: file, path: lines, input: lines}
+  - {type: file, path: local, input: local}
+  - {type: file, path: local_lines, input: local_lines}
+""")
+    (tmp_path / "orders.jsonl").write_text('{"id": 1, "lines": [{"sku": "a"}]}\n')
+    spec = load_spec(str(tmp_path / "p.yaml")).pipeline
+    plan = make_plan(spec, {name: source_class(s.type)(name, s, batch_rows=1000) for name, s in spec.sources.items()})
+    kinds = {t.id: (t.kind, t.depends_on) for t in plan.tasks}
+    assert kinds["orders[0]>workspace"] == ("stage", ())
+    assert kinds["orders>file0"] == kinds["lines>file1"] == ("transform_load", ("orders[0]>workspace",))
+    assert kinds["local[0]>file2"][0] == kinds["local_lines[0]>file3"][0] == "extract_load"  # a local file is cheap to read again
+    decision = next(d for d in plan.decisions if d.subject == "source orders")
+    assert decision.choice == "read once into the run workspace for destinations file0, file1"
+    assert "repeats every request" in decision.reason

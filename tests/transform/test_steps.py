@@ -138,6 +138,19 @@ def test_unnest_makes_a_row_per_element_and_drops_empty_and_null_lists(tmp_path:
     assert out.rows() == [{"id": 1, "tags": "a"}, {"id": 1, "tags": "b"}, {"id": 3, "tags": "c"}, {"id": 4, "tags": "d"}, {"id": 4, "tags": "e"}, {"id": 4, "tags": "f"}]
 
 
+def test_unnest_with_a_parent_key_makes_a_child_table(tmp_path: Path) -> None:
+    lines = pa.array([[{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}], [], None, [{"sku": "c", "qty": 3}]])
+    table = pa.table({"id": [7, 8, 9, 10], "lines": lines, "tags": [["x"], ["y", "z"], [], None]})
+    out = run_chain(tmp_path, table, [{"unnest": "lines", "parent_key": ["id"]}])
+    assert out.rows() == [
+        {"_parent_id": 7, "_index": 0, "sku": "a", "qty": 1},
+        {"_parent_id": 7, "_index": 1, "sku": "b", "qty": 2},
+        {"_parent_id": 10, "_index": 0, "sku": "c", "qty": 3},
+    ]
+    scalars = run_chain(tmp_path / "2", table, [{"unnest": "tags", "parent_key": ["id"]}])
+    assert scalars.rows() == [{"_parent_id": 7, "_index": 0, "value": "x"}, {"_parent_id": 8, "_index": 0, "value": "y"}, {"_parent_id": 8, "_index": 1, "value": "z"}]
+
+
 def test_unnest_of_a_scalar_column_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(StepError, match="ts is int64, not a list"):
         run_chain(tmp_path, ORDERS, [{"unnest": "ts"}])

@@ -141,6 +141,14 @@ class Source(ABC):
         """
         return None
 
+    def reread_cost(self) -> str | None:
+        """Why a second read of this source in one run costs more than staging it once (None: it is cheap and repeatable).
+
+        When several destinations need the source (a parent table and its child
+        tables), the planner then reads it once into the run workspace.
+        """
+        return None
+
     def quarantined(self) -> Iterator[tuple[dict[str, Any], str, Position]]:
         """Rows the reader itself had to reject (a malformed CSV line), as (row, reason, position)."""
         return iter(())

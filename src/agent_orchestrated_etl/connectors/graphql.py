@@ -52,6 +52,9 @@ class GraphQLSource(Source):
     def describe(self) -> str:
         return f"graphql {self.spec.url} {self.spec.connection}"
 
+    def reread_cost(self) -> str | None:
+        return f"each read repeats every query to {self.spec.url}, and the API may answer differently the second time"
+
     def quarantined(self) -> Iterator[tuple[dict[str, Any], str, Position]]:
         rejected, self._rejected = self._rejected, []
         return iter(rejected)

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from agent_orchestrated_etl.exceptions import StepError
 from agent_orchestrated_etl.transform import steps as s
-from agent_orchestrated_etl.transform.sql import ROW, ident, is_hidden, literal
+from agent_orchestrated_etl.transform.sql import HIDDEN_PREFIX, ROW, ident, is_hidden, literal
 from agent_orchestrated_etl.transform.workspace import sandboxed_connection
 
 _DEDUPE_ROW = "__agent_etl_dedupe_row"
@@ -190,7 +190,18 @@ class StepCompiler:
         if not pa.types.is_list(rel.schema.field(step.unnest).type) and not pa.types.is_large_list(rel.schema.field(step.unnest).type):
             raise self.fail(f"{step.unnest} is {rel.schema.field(step.unnest).type}, not a list", number, step, step.unnest)
         column = ident(step.unnest)
-        return self._bind(f"SELECT * REPLACE (unnest({column}) AS {column}) FROM {rel.subquery()}", number, step)
+        if step.parent_key is None:
+            return self._bind(f"SELECT * REPLACE (unnest({column}) AS {column}) FROM {rel.subquery()}", number, step)
+        # The child table of connectors/nested.py's unnest shape, from rows already loaded,
+        # so a parent and its child tables come from one read of the source.
+        self._need(rel, step.parent_key, number, step)
+        hidden = [ident(n) for n in rel.schema.names if is_hidden(n)]
+        keys = [f"{ident(k)} AS {ident('_parent_' + k)}" for k in step.parent_key]
+        element = ident(HIDDEN_PREFIX + "element")
+        inner = ", ".join([*hidden, *keys, f"generate_subscripts({column}, 1) - 1 AS _index", f"unnest({column}) AS {element}"])
+        fields = f"unnest({element})" if pa.types.is_struct(rel.schema.field(step.unnest).type.value_type) else f"{element} AS value"
+        outer = ", ".join([*hidden, *(ident("_parent_" + k) for k in step.parent_key), "_index", fields])
+        return self._bind(f"SELECT {outer} FROM (SELECT {inner} FROM {rel.subquery()})", number, step)
 
     def _sort(self, rel: Relation, number: int, step: s.SortStep) -> Relation:
         for item in step.sort:

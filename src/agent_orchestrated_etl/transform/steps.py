@@ -135,6 +135,11 @@ class DedupeStep(_Step):
 
 class UnnestStep(_Step):
     unnest: str = Field(description="A list column; each element becomes a row (rows with empty lists go away).")
+    parent_key: list[str] | None = Field(
+        None,
+        description="A child table instead: each element's fields become the columns (a list of scalars gives `value`), "
+        "after the parent's key columns as _parent_<name> and the element's _index in the list.",
+    )
     op: ClassVar[str] = "unnest"
 
 

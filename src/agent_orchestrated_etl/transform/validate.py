@@ -74,8 +74,13 @@ def _check_one(pipeline: Any, file: str, *, offline: bool) -> Findings:
 
 
 def preflight(spec: Any, sources: dict[str, Source]) -> None:
-    """Fail a run before its first task when a transform or check does not fit its input."""
-    fresh = {name: type(source)(name, source.spec, batch_rows=1024) for name, source in sources.items()}
+    """Fail a run before its first task when a transform or check does not fit its input.
+
+    A source that is costly to read twice (an API: its first batch may be every
+    page, fetched concurrently) is not sampled here; what reads it is checked
+    for syntax now and bound against its rows when its task runs.
+    """
+    fresh = {name: type(source)(name, source.spec, batch_rows=1024) for name, source in sources.items() if source.reread_cost() is None}
     problems = check_pipeline(spec, fresh).problems
     if problems:
         first = problems[0]

@@ -77,6 +77,11 @@ class FileSource(Source):
             return "columns are added or reshaped while reading"
         return None
 
+    def reread_cost(self) -> str | None:
+        if self.spec.s3 is not None or "://" in self.spec.path:
+            return "each read downloads the files again"
+        return None
+
     def partitions(self) -> list[Partition]:
         """One per file; for a directory written by the file destination, the files its manifest lists."""
         fs, path = filesystems.resolve(self.spec.path, self.spec.s3)

@@ -119,6 +119,9 @@ class RestSource(Source):
     def describe(self) -> str:
         return f"{self.spec.method} {self.spec.url}"
 
+    def reread_cost(self) -> str | None:
+        return f"each read repeats every request to {self.spec.url}, and the API may answer differently the second time"
+
     def partitions(self, window: Window | None = None) -> list[Partition]:
         """One partition; an incremental window travels in it (the task filters through it too)."""
         return [Partition(key="all", description=self.describe(), options={"window": window.as_dict()} if window else {})]
