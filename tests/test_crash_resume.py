@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres() -> Iterator[tuple[str, str]]:
     """The PostgreSQL URL and a schema holding the source table, made once for every round."""
     url = server_url("postgres")
-    schema = f"crash_{os.getpid()}"
+    schema = f"crash_{uuid.uuid4().hex[:10]}"  # the test database is shared: a pid can repeat across checkouts
     run_sql(
         url,
         f"DROP SCHEMA IF EXISTS {schema} CASCADE",

@@ -27,6 +27,7 @@ from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import rejected_rows, visible
 from agent_orchestrated_etl.spec import PipelineSpec
 from agent_orchestrated_etl.transform.chain import Point, StreamChain
+from agent_orchestrated_etl.transform.context import TaskContext
 from agent_orchestrated_etl.transform.graph import WorkspaceGraph
 from agent_orchestrated_etl.transform.query import stage
 from agent_orchestrated_etl.transform.routing import checks_at
@@ -131,9 +132,10 @@ class RunContext:
         """Checks evaluated where data is called ``name``; ``final`` adds the unnamed ones (a destination's input)."""
         return checks_at(self.spec.quality, name, final=final)
 
-    def scope(self, task: Task) -> str:
-        """Where a task's check results belong: its destination, or the workspace."""
-        return destination_label(self.spec, task.destination) if task.destination is not None else "workspace"
+    def task_context(self, task: Task, workspace: Workspace, locate: Callable[[int | None], Position | None], quarantine: Callable[[pa.RecordBatch], None]) -> TaskContext:
+        """What a transform chain or graph needs of ``task``; its check results belong to its destination, or the workspace."""
+        scope = destination_label(self.spec, task.destination) if task.destination is not None else "workspace"
+        return TaskContext(workspace, self.run_id, task.id, scope, task.batch_rows or self.settings.batch_rows, locate, quarantine)
 
     def close(self) -> None:
         for dest in self.destinations:
@@ -263,7 +265,7 @@ def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[
     def quarantine(rows: pa.RecordBatch) -> None:
         dest.write_quarantine(ctx.run_id, task.id, rows)
 
-    chain = StreamChain(ctx.workspace, points, run_id=ctx.run_id, task_id=task.id, scope=ctx.scope(task), batch_rows=task.batch_rows or ctx.settings.batch_rows, locate=origins.locate, quarantine=quarantine)
+    chain = StreamChain(ctx.task_context(task, ctx.workspace, origins.locate, quarantine), points)
     try:
         schema, batches = _peek(batches)
         if schema is not None:
@@ -308,7 +310,7 @@ def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     def quarantine(rows: pa.RecordBatch) -> None:
         workspace.append(f"{table}__quarantine", rows)
 
-    chain = StreamChain(workspace, [point], run_id=ctx.run_id, task_id=task.id, scope=ctx.scope(task), batch_rows=task.batch_rows or ctx.settings.batch_rows, locate=ctx.origins.locate, quarantine=quarantine)
+    chain = StreamChain(ctx.task_context(task, workspace, ctx.origins.locate, quarantine), [point])
     try:
         schema, batches = _peek(batches)
         if schema is not None:
@@ -362,7 +364,7 @@ def _transform_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutc
         # Stage tasks ran the sources' row checks already.
         return [(i, c) for i, c in ctx.checks_for(name, final=False) if name not in staged or c.level == "all_rows"]
 
-    graph = WorkspaceGraph(workspace, staged=staged, transforms=ctx.spec.transforms, checks_at=checks_here, run_id=ctx.run_id, task_id=task.id, scope=ctx.scope(task), batch_rows=task.batch_rows or ctx.settings.batch_rows, locate=ctx.origins.locate, quarantine=quarantine)
+    graph = WorkspaceGraph(ctx.task_context(task, workspace, ctx.origins.locate, quarantine), staged=staged, transforms=ctx.spec.transforms, checks_at=checks_here)
     try:
         target = task.transform
         rel = graph.relation(target, final=True)

@@ -15,6 +15,7 @@ from agent_orchestrated_etl.quality.checks import QualityCheck
 from agent_orchestrated_etl.quality.evaluate import visible
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.transform.chain import Point, StreamChain
+from agent_orchestrated_etl.transform.context import TaskContext
 from agent_orchestrated_etl.transform.rows import Numbering, Origins
 from agent_orchestrated_etl.transform.steps import TransformSpec
 from agent_orchestrated_etl.transform.workspace import Workspace
@@ -48,7 +49,7 @@ def run_chain(tmp_path: Path, table: pa.Table, steps: list[dict[str, Any]] | Non
     workspace = Workspace(tmp_path / "run", memory_limit_bytes=memory_limit)
     quarantined: list[pa.RecordBatch] = []
     origins = Origins()
-    chain = StreamChain(workspace, points, run_id="r1", task_id="t1", scope="dest", batch_rows=batch_rows, locate=origins.locate, quarantine=quarantined.append)
+    chain = StreamChain(TaskContext(workspace, "r1", "t1", "dest", batch_rows, origins.locate, quarantined.append), points)
     try:
         located = []
         row = 1

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.transform.chain import Point, StreamChain
+from agent_orchestrated_etl.transform.context import TaskContext
 from agent_orchestrated_etl.transform.rows import Numbering, Origins
 from agent_orchestrated_etl.transform.steps import TransformSpec
 from agent_orchestrated_etl.transform.workspace import Workspace, duckdb_memory_limit
@@ -32,7 +33,8 @@ def test_dedupe_bigger_than_memory_spills_and_is_exact(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path / "run", memory_limit_bytes=memory)
     transform = TransformSpec.model_validate({"name": "t", "input": "src", "steps": [{"dedupe": {"keys": ["key"], "keep": "last"}}]})
     origins = Origins()
-    chain = StreamChain(workspace, [Point("src", None, -1, []), Point("t", transform, 0, [])], run_id="r", task_id="t", scope="d", batch_rows=BATCH, locate=origins.locate, quarantine=lambda rows: None)
+    task = TaskContext(workspace, "r", "t", "d", BATCH, origins.locate, lambda rows: None)
+    chain = StreamChain(task, [Point("src", None, -1, []), Point("t", transform, 0, [])])
     schema = pa.schema([("id", pa.int64()), ("key", pa.int64()), ("pad", pa.string()), ("__agent_etl_row", pa.int64())])
     rows, spilled, id_sum = 0, 0, 0
     try:

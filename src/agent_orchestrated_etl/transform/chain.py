@@ -9,22 +9,20 @@ are split off to quarantine before the next transform sees the data).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import CheckRun, bind_dataset_checks, flag
 from agent_orchestrated_etl.quality.verdicts import judged
 from agent_orchestrated_etl.transform import python_step
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, split_at_python
-from agent_orchestrated_etl.transform.query import run_query
+from agent_orchestrated_etl.transform.context import TaskContext
 from agent_orchestrated_etl.transform.sql import FLAG_PREFIX, ROW
 from agent_orchestrated_etl.transform.steps import TransformSpec
-from agent_orchestrated_etl.transform.workspace import Workspace
 
 IN = "__agent_etl_in"
 
@@ -40,13 +38,9 @@ class Point:
 
 
 class StreamChain:
-    def __init__(self, workspace: Workspace, points: list[Point], *, run_id: str, task_id: str, scope: str, batch_rows: int, locate: Callable[[int | None], Position | None], quarantine: Callable[[pa.RecordBatch], None]) -> None:
-        self.workspace = workspace
+    def __init__(self, task: TaskContext, points: list[Point]) -> None:
+        self.task = task
         self.points = points
-        self.run_id, self.task_id, self.scope = run_id, task_id, scope
-        self.batch_rows = batch_rows
-        self.locate = locate
-        self.quarantine = quarantine
         self.binder = Binder()
         self.runs: list[CheckRun] = []
         self.rows_quarantined = 0
@@ -88,7 +82,7 @@ class StreamChain:
         if rel.sql == f"SELECT * FROM {IN}":
             return stream
         inputs = {IN: (self._in_schema, stream)}
-        return run_query(self.workspace, rel.sql, inputs=inputs, variables=self.binder.variables, batch_rows=self.batch_rows, where=where)
+        return self.task.query(rel.sql, inputs=inputs, variables=self.binder.variables, where=where)
 
     def _check(self, point: Point, rel: Relation, stream: Iterator[pa.RecordBatch], where: str) -> tuple[Relation, Iterator[pa.RecordBatch]]:
         flagged = flag(self.binder, rel, point.checks, _no_other_inputs)
@@ -101,7 +95,7 @@ class StreamChain:
             for batch in executed:
                 kept, rejected = run.split(batch)
                 if rejected is not None:
-                    self.quarantine(rejected)
+                    self.task.quarantine(rejected)
                     self.rows_quarantined += rejected.num_rows
                 if kept.num_rows:
                     yield kept
@@ -110,7 +104,7 @@ class StreamChain:
         return self._restart(out_schema, rel.unique_rows), split()
 
     def _run_for(self, point: Point, where: str) -> CheckRun:
-        run = CheckRun(point.checks, run_id=self.run_id, task_id=self.task_id, scope=self.scope, input_name=point.name, locate=self.locate, origin=where, cursor=self.workspace.cursor)
+        run = self.task.check_run(point.checks, input_name=point.name, origin=where)
         self.runs.append(run)
         return run
 

@@ -15,49 +15,32 @@ from typing import Any
 
 import pyarrow as pa
 
-from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.exceptions import DataError
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import CheckRun, bind_dataset_checks, flag
 from agent_orchestrated_etl.quality.verdicts import judged
 from agent_orchestrated_etl.transform import python_step
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql, split_at_python
-from agent_orchestrated_etl.transform.query import run_query, stage
+from agent_orchestrated_etl.transform.context import TaskContext
+from agent_orchestrated_etl.transform.query import stage
 from agent_orchestrated_etl.transform.sql import FLAG_PREFIX, ident
 from agent_orchestrated_etl.transform.steps import TransformSpec
-from agent_orchestrated_etl.transform.workspace import Workspace
 
 
 class WorkspaceGraph:
     """Relations of one transform_load task; ``checks_at`` gives the checks evaluated at a name here."""
 
-    def __init__(
-        self,
-        workspace: Workspace,
-        *,
-        staged: dict[str, list[str]],
-        transforms: list[TransformSpec],
-        checks_at: Callable[[str], list[tuple[int, Check]]],
-        run_id: str,
-        task_id: str,
-        scope: str,
-        batch_rows: int,
-        locate: Callable[[int | None], Position | None],
-        quarantine: Callable[[pa.RecordBatch], None],
-    ) -> None:
-        self.workspace = workspace
+    def __init__(self, task: TaskContext, *, staged: dict[str, list[str]], transforms: list[TransformSpec], checks_at: Callable[[str], list[tuple[int, Check]]]) -> None:
+        self.task = task
+        self.workspace = task.workspace
         self.staged = staged
         self.transforms = {t.name: (i, t) for i, t in enumerate(transforms)}
         self.checks_at = checks_at
-        self.run_id, self.task_id, self.scope = run_id, task_id, scope
-        self.batch_rows = batch_rows
-        self.locate = locate
-        self.quarantine = quarantine
         self.binder = Binder()
         self.runs: list[CheckRun] = []
         self.rows_quarantined = 0
         self._relations: dict[str, Relation] = {}
-        self._slug = re.sub(r"[^A-Za-z0-9_]", "_", task_id)
+        self._slug = re.sub(r"[^A-Za-z0-9_]", "_", task.task_id)
         self._tables: list[str] = []
         self._views: list[str] = []
 
@@ -87,7 +70,7 @@ class WorkspaceGraph:
         view = f"__agent_etl_{self._slug}_src_{name}"
         self._views.append(view)
         if not self.workspace.union_partitions(view, self.staged[name]):
-            raise DataError(f"input {name} has no staged rows", where=f"task {self.task_id}", hint="the source was empty or its tasks did not run")
+            raise DataError(f"input {name} has no staged rows", where=f"task {self.task.task_id}", hint="the source was empty or its tasks did not run")
         return self._table_relation(view, unique_rows=True)
 
     def _table_relation(self, table: str, *, unique_rows: bool) -> Relation:
@@ -117,7 +100,7 @@ class WorkspaceGraph:
             for batch in self.stream(flagged, where=f"checks on {name}"):
                 good, rejected = run.split(batch)
                 if rejected is not None:
-                    self.quarantine(rejected)
+                    self.task.quarantine(rejected)
                     self.rows_quarantined += rejected.num_rows
                 yield good
 
@@ -128,19 +111,19 @@ class WorkspaceGraph:
         """``rel`` with its checks' flags; the CheckRun that splits it is the last of ``runs``."""
         flagged = flag(self.binder, rel, checks, self.relation)
         bind_dataset_checks(self.binder, rel, checks)
-        run = CheckRun(checks, run_id=self.run_id, task_id=self.task_id, scope=self.scope, input_name=name, locate=self.locate, origin=f"transform {name}" if name in self.transforms else f"source {name}", cursor=self.workspace.cursor)
+        run = self.task.check_run(checks, input_name=name, origin=f"transform {name}" if name in self.transforms else f"source {name}")
         run.observe_schema(rel.schema)
         self.runs.append(run)
         return flagged
 
     def _materialize(self, label: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *, unique_rows: bool) -> Relation:
         table = f"__agent_etl_{self._slug}_{label}"
-        stage(self.workspace, table, schema, batches, where=f"task {self.task_id}")
+        stage(self.workspace, table, schema, batches, where=f"task {self.task.task_id}")
         self._tables.append(table)
         return self._table_relation(table, unique_rows=unique_rows)
 
     def stream(self, rel: Relation, *, where: str) -> Iterator[pa.RecordBatch]:
-        return run_query(self.workspace, rel.sql, inputs={}, variables=self.binder.variables, batch_rows=self.batch_rows, where=where)
+        return self.task.query(rel.sql, variables=self.binder.variables, where=where)
 
     def close(self) -> None:
         for run in self.runs:
