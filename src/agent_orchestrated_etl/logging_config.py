@@ -21,3 +21,6 @@ def setup_logging(level: str) -> None:
         raise ConfigurationError(f"unknown log level {level!r}", where="AGENT_ETL_LOG_LEVEL", hint=f"use one of {', '.join(LEVELS)}")
     handler = RichHandler(show_path=False, rich_tracebacks=name == "DEBUG", markup=False)
     logging.basicConfig(level=name, format="%(name)s: %(message)s", handlers=[handler], force=True)
+    if name != "DEBUG":
+        # Alembic says which dialect it found at every open of the store; store/migrate.py logs what an upgrade does.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
