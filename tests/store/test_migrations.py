@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -192,3 +193,20 @@ def test_processes_opening_an_empty_sqlite_store_at_once_all_succeed(tmp_path: P
     go.touch()
     assert [(p.wait(timeout=120), p.stderr.read()) for p in openers if p.stderr] == [(0, "")] * 4
     assert revision(url) == HEAD
+
+
+def test_store_current_and_upgrade_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent_orchestrated_etl.cli import app
+
+    url = Settings().store_url
+    RunStore(url).close()
+    with engine(url).begin() as conn:
+        command.downgrade(migrate.alembic_config(conn), "0001")
+    capsys.readouterr()
+
+    app(["store", "current", "--json"], standalone_mode=False)
+    assert json.loads(capsys.readouterr().out) == {"current": "0001", "head": HEAD}
+    app(["store", "upgrade"], standalone_mode=False)
+    assert capsys.readouterr().out.strip() == f"upgraded from revision 0001 to {HEAD}"
+    app(["store", "current"], standalone_mode=False)
+    assert capsys.readouterr().out.strip() == f"revision {HEAD} (the newest)"

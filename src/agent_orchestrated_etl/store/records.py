@@ -31,7 +31,7 @@ class RunStore:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            migrate.upgrade(url, where)
+            self.revisions = migrate.upgrade(url, where)
             self.engine = sa.create_engine(url)
         except sa.exc.SQLAlchemyError as exc:
             raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=where, hint="check DATABASE_URL") from exc
@@ -119,6 +119,17 @@ class RunStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def store_revisions(url: str) -> migrate.Revisions:
+    """The store's schema revision and the newest this version knows, without upgrading it."""
+    url = _with_driver(url)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).expanduser().exists():
+        return migrate.Revisions(None, migrate.HEAD)  # connecting would create the file
+    try:
+        return migrate.revisions(url)
+    except sa.exc.SQLAlchemyError as exc:
+        raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
 
 
 def _now() -> datetime:

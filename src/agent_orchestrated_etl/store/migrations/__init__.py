@@ -8,6 +8,7 @@ and, from a checkout (pyproject.toml's ``[tool.alembic]`` points here)::
     alembic -x url=sqlite:////tmp/dev.db revision --autogenerate --rev-id 0003 -m "what changed"
 
 then read the new file in versions/ (autogenerate misses renames and data
-moves). tests/store/test_migrations.py fails while schema.py and the head
-revision differ.
+moves) and set ``HEAD`` in store/migrate.py to its id.
+tests/store/test_migrations.py fails while schema.py, the head revision and
+``HEAD`` disagree.
 """
