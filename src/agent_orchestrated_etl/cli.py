@@ -1,4 +1,4 @@
-"""The ``agent-etl`` command line: run, validate, schema, demo, runs, serve.
+"""The ``agent-etl`` command line: run, validate, schema, demo, runs, store, serve.
 
 It renders what the engine returns and nothing more. Errors print as one
 line naming what failed, where, and what to do; ``--debug`` adds the traceback.
@@ -27,6 +27,8 @@ from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError,
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
 runs_app = typer.Typer(help="List past runs, or show one with its tasks and decisions.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
+store_app = typer.Typer(help="The metadata store's schema revision (any command that opens the store upgrades it).", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 out = Console()
 err = Console(stderr=True)
 _state = {"debug": False}
@@ -280,6 +282,34 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
         out.print_json(json.dumps(run_record, default=str))
     else:
         run_details(out, run_record)
+
+
+@store_app.command("current")
+def store_current(as_json: JsonFlag = False) -> None:
+    """Show the store's schema revision and the newest this agent-etl knows, changing nothing."""
+    from agent_orchestrated_etl.store.records import store_revisions
+
+    settings = load_settings()
+    revisions = store_revisions(settings.store_url)
+    if as_json:
+        out.print_json(json.dumps({"current": revisions.current, "head": revisions.head}))
+    elif revisions.current == revisions.head:
+        out.print(f"revision {revisions.current} (the newest)")
+    elif revisions.current is None:
+        out.print(f"no revision: the store is empty or was made before migrations; `agent-etl store upgrade` brings it to {revisions.head}")
+    else:
+        out.print(f"revision {revisions.current}; this agent-etl's newest is {revisions.head} (`agent-etl store upgrade` upgrades an older store, a newer one needs a newer agent-etl)")
+
+
+@store_app.command("upgrade")
+def store_upgrade() -> None:
+    """Upgrade the store to this agent-etl's schema now, rather than at the next command that opens it."""
+    from agent_orchestrated_etl.store.records import RunStore
+
+    store = RunStore(load_settings().store_url)
+    store.close()
+    before, head = store.revisions.current, store.revisions.head
+    out.print(f"revision {head} (the newest)" if before == head else f"upgraded from revision {before or '(none)'} to {head}")
 
 
 @app.command()

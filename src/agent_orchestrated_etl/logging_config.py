@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
@@ -19,5 +20,9 @@ def setup_logging(level: str) -> None:
     name = level.upper()
     if name not in LEVELS:
         raise ConfigurationError(f"unknown log level {level!r}", where="AGENT_ETL_LOG_LEVEL", hint=f"use one of {', '.join(LEVELS)}")
-    handler = RichHandler(show_path=False, rich_tracebacks=name == "DEBUG", markup=False)
+    # On stderr: stdout carries what a command prints, such as --json output.
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=name == "DEBUG", markup=False)
     logging.basicConfig(level=name, format="%(name)s: %(message)s", handlers=[handler], force=True)
+    if name != "DEBUG":
+        # Alembic says which dialect it found at every open of the store; store/migrate.py logs what an upgrade does.
+        logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -5,7 +5,8 @@ import pytest
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.store.durability import PipelineBusyError
-from agent_orchestrated_etl.store.records import RunStore, pipeline_locks
+from agent_orchestrated_etl.store.records import RunStore
+from agent_orchestrated_etl.store.schema import pipeline_locks
 
 
 def test_a_live_holder_keeps_the_pipeline() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from agent_orchestrated_etl.store.pipelines import utc
-from agent_orchestrated_etl.store.records import events, runs
+from agent_orchestrated_etl.store.schema import events, runs
 
 
 def page_events(engine: sa.Engine, *, run_id: str | None, after: int, limit: int, kind: str | None = None) -> list[dict[str, Any]]:

@@ -2,9 +2,7 @@
 
 The raw YAML is kept (``${env:...}`` unresolved), like the run records keep
 the spec's hash, so a secret is resolved at run time and never stored.
-The table joins the run records' ``metadata`` so one migration history can
-cover both; it is created here because this module may be imported after
-the run store made its tables.
+The table is in store/schema.py with the others, made by the migrations.
 """
 
 from __future__ import annotations
@@ -15,20 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.store.records import metadata
-
-pipelines = sa.Table(
-    "pipelines",
-    metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("yaml", sa.Text, nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("base_dir", sa.Text, nullable=False),
-    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    # The last cron time the scheduler acted on (ran or skipped): what "missed during downtime" is measured from.
-    sa.Column("last_fire_at", sa.DateTime(timezone=True)),
-)
+from agent_orchestrated_etl.store.schema import pipelines
 
 
 @dataclass(frozen=True)
@@ -45,7 +30,6 @@ class RegisteredPipeline:
 class PipelineStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, tables=[pipelines])
 
     def register(self, name: str, yaml_text: str, base_dir: str) -> bool:
         """Insert or replace a pipeline's YAML; True when the name is new."""

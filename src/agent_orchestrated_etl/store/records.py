@@ -1,8 +1,9 @@
 """Run records in the metadata store: runs, their tasks, and every event (decisions, errors).
 
 SQLAlchemy Core on a SQLite file under AGENT_ETL_HOME by default, or the
-DATABASE_URL database. The store is the source of truth about runs; the
-hub only carries the news.
+DATABASE_URL database, upgraded to this version's schema when opened
+(store/migrate.py). The store is the source of truth about runs; the hub
+only carries the news.
 """
 
 from __future__ import annotations
@@ -14,60 +15,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from agent_orchestrated_etl.agents.messages import RunEvent
-from agent_orchestrated_etl.exceptions import ConfigurationError
-from agent_orchestrated_etl.store.durability import Durability, define_tables
-
-metadata = sa.MetaData()
-
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("run_id", sa.String(64), primary_key=True),
-    sa.Column("pipeline", sa.String(200), nullable=False, index=True),
-    sa.Column("spec_file", sa.Text),
-    sa.Column("spec_sha256", sa.String(64)),
-    # The raw spec (env references unresolved), so a run can be resumed as it was started.
-    sa.Column("spec_text", sa.Text),
-    sa.Column("parent_run_id", sa.String(64), index=True),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("error", sa.Text),
-    sa.Column("rows_written", sa.BigInteger, default=0),
-    sa.Column("rows_quarantined", sa.BigInteger, default=0),
-)
-
-tasks = sa.Table(
-    "tasks",
-    metadata,
-    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
-    sa.Column("task_id", sa.String(300), primary_key=True),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("agent", sa.String(100)),
-    sa.Column("attempts", sa.Integer, default=0),
-    sa.Column("rows_read", sa.BigInteger, default=0),
-    sa.Column("rows_written", sa.BigInteger, default=0),
-    sa.Column("rows_quarantined", sa.BigInteger, default=0),
-    sa.Column("seconds", sa.Float),
-    sa.Column("error", sa.Text),
-    sa.Column("checks", sa.JSON),
-    # The task as first planned (partition bounds, incremental window), so a
-    # resume reads exactly what the first attempt would have, not a re-plan of live data.
-    sa.Column("definition", sa.JSON),
-)
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), index=True, nullable=False),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("payload", sa.JSON, nullable=False),
-)
-
-checkpoints, pipeline_locks, audit_log = define_tables(metadata)
+from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
+from agent_orchestrated_etl.store import migrate
+from agent_orchestrated_etl.store.durability import Durability
+from agent_orchestrated_etl.store.schema import events, runs, tasks
 
 # Progress events are news, not history; the task row keeps the totals.
 _NOT_STORED = {"task_progress"}
@@ -75,15 +26,16 @@ _NOT_STORED = {"task_progress"}
 
 class RunStore:
     def __init__(self, url: str) -> None:
+        url = _with_driver(url)
+        where = _safe(url)
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.revisions = migrate.upgrade(url, where)
             self.engine = sa.create_engine(url)
-            metadata.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
-        _check_columns(self.engine, url)
-        self.durability = Durability(self.engine, checkpoints, pipeline_locks, audit_log)
+            raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=where, hint="check DATABASE_URL") from exc
+        self.durability = Durability(self.engine)
 
     def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str, spec_text: str, parent_run_id: str | None = None) -> None:
         with self.engine.begin() as conn:
@@ -169,30 +121,34 @@ class RunStore:
         self.engine.dispose()
 
 
-def _check_columns(engine: sa.Engine, url: str) -> None:
-    """Refuse a store made by an older version rather than fail later on a missing column.
-
-    There are no migrations yet (nothing has been released); until there are,
-    an old store is moved aside, which loses only run history.
-    """
-    inspector = sa.inspect(engine)
-    missing = {
-        table.name: sorted({c.name for c in table.columns} - {c["name"] for c in inspector.get_columns(table.name)})
-        for table in metadata.sorted_tables
-        if inspector.has_table(table.name)
-    }
-    missing = {name: columns for name, columns in missing.items() if columns}
-    if missing:
-        where = _safe(url)
-        raise ConfigurationError(
-            f"the metadata store was made by an older version of agent-etl (missing {missing})",
-            where=where,
-            hint=f"move it aside, e.g. mv {where.removeprefix('sqlite:///')} {where.removeprefix('sqlite:///')}.old, or point DATABASE_URL elsewhere",
-        )
+def store_revisions(url: str) -> migrate.Revisions:
+    """The store's schema revision and the newest this version knows, without upgrading it."""
+    url = _with_driver(url)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).expanduser().exists():
+        return migrate.Revisions(None, migrate.HEAD)  # connecting would create the file
+    try:
+        return migrate.revisions(url)
+    except sa.exc.SQLAlchemyError as exc:
+        raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _with_driver(url: str) -> str:
+    """postgresql:// names psycopg 3, the driver the [postgres] extra installs (SQLAlchemy would pick psycopg2)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return url  # opening it says what is wrong
+    if parsed.drivername not in ("postgresql", "postgres"):
+        return url
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("a PostgreSQL metadata store (DATABASE_URL)", "postgres") from None
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
 def _safe(url: str) -> str:
