@@ -389,7 +389,14 @@ class OrchestratorAgent(Agent):
             feeding = schedule.plan.feeding(index)
             self.decide(ctx.run_id, f"destination {label}", "commit", f"all {len(feeding)} task(s) feeding it finished; publish {ctx.spec.all_destinations[index].write} in one step")
             state = committed_states(ctx.spec.name, _reports(ctx, schedule.plan, feeding))
-            result = await asyncio.to_thread(dest.commit, ctx.run_id, feeding, state)
+            policy = ctx.spec.all_destinations[index].schema_
+            try:
+                result = await asyncio.to_thread(dest.commit, ctx.run_id, feeding, state)
+            except AgentETLError as exc:
+                self.decide(ctx.run_id, f"destination {label}", "fail the commit; the target stays as it was", str(exc))
+                raise
+            if result.schema_changes:
+                self.decide(ctx.run_id, f"destination {label}", f"schema {policy}: {'; '.join(result.schema_changes)}", _POLICY_REASONS[policy])
             self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
         if schedule.skipped:
             return "partial", "; ".join(schedule.skipped_reasons)
@@ -423,6 +430,12 @@ class Recording:
             await asyncio.shield(self.task)
         finally:
             self.hub.unsubscribe(self.events)
+
+
+_POLICY_REASONS = {
+    "evolve": "the data brought columns or wider types the target lacked; `schema: evolve` adds and widens them",
+    "discard": "the data brought columns the target lacks; `schema: discard` leaves them out and widens types that grew",
+}
 
 
 def _split_depth(task: Task) -> int | None:

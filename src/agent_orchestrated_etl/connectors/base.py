@@ -40,10 +40,13 @@ class DestinationSpecBase(ConnectorSpec):
     hard_delete: str | None = Field(
         None, description="write: merge only: a boolean column; a row where it is true deletes its key from the target."
     )
-    schema_: Literal["evolve", "freeze"] = Field(
+    schema_: Literal["evolve", "freeze", "discard"] = Field(
         "evolve",
         alias="schema",
-        description="evolve: add new columns and widen types safely; freeze: fail with a diff on any change.",
+        description=(
+            "When the data differs from an existing target table. evolve: add new columns and widen types safely;"
+            " freeze: fail with a diff on any change; discard: drop the columns the target lacks, widen types safely."
+        ),
     )
 
     @model_validator(mode="after")
@@ -162,6 +165,8 @@ class CommitResult:
     rows: int
     quarantined_rows: int = 0
     already_committed: bool = False
+    #: What the schema policy did to the target, one line a column ("added column note VARCHAR").
+    schema_changes: list[str] = field(default_factory=list)
 
 
 class Destination(ABC):

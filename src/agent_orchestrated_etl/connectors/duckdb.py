@@ -96,6 +96,11 @@ class ArrowAppender:
             cursor.unregister("_agent_etl_batches")
 
 
+def _duckdb_type(cursor: Any, dtype: pa.DataType) -> str:
+    """The DuckDB column type that holds an Arrow type (INTEGER for int32)."""
+    return str(cursor.from_arrow(pa.table({"x": pa.array([], dtype)})).types[0])
+
+
 def _row_groups(table: pa.Table) -> list[pa.RecordBatch]:
     batches = table.to_batches()
     if any(b.num_rows % _ROW_GROUP for b in batches):
@@ -285,7 +290,7 @@ class DuckDBDestination(Destination):
                 cursor.execute("ROLLBACK")
                 return CommitResult(rows=done[0], quarantined_rows=done[1], already_committed=True)
             staged = self._existing(cursor, [self._staging(run_id, t) for t in task_ids])
-            rows = self._publish(cursor, staged)
+            rows, changes = self._publish(cursor, staged)
             quarantined = self._publish_quarantine(cursor, self._existing(cursor, [self._staging(run_id, t, "quarantine") for t in task_ids]))
             cursor.execute(f"INSERT INTO {_LOADS} (run_id, table_name, rows, quarantined_rows) VALUES (?, ?, ?, ?)", [run_id, self.table, rows, quarantined])
             for key, value in (state or {}).items():
@@ -296,9 +301,10 @@ class DuckDBDestination(Destination):
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
-        return CommitResult(rows=rows, quarantined_rows=quarantined)
+        return CommitResult(rows=rows, quarantined_rows=quarantined, schema_changes=changes)
 
-    def _publish(self, cursor: Any, staged: list[str]) -> int:
+    def _publish(self, cursor: Any, staged: list[str]) -> tuple[int, list[str]]:
+        """Publish the staged tables into the target; returns the rows and the schema changes made."""
         target = quote(self.table)
         rows = sum(cursor.execute(f"SELECT count(*) FROM {quote(s)}").fetchone()[0] for s in staged)
         exists = bool(self._existing(cursor, [self.table]))
@@ -306,10 +312,10 @@ class DuckDBDestination(Destination):
         if not staged:
             if mode == "replace" and exists:
                 cursor.execute(f"DELETE FROM {target}")
-            return 0
-        fresh = mode == "replace" or not exists
-        if exists and not fresh:
-            self._check_schema(cursor, staged)
+            return 0, []
+        # write: replace under evolve rebuilds the table from the data; freeze and discard keep the target's columns.
+        fresh = not exists or (mode == "replace" and self.spec.schema_ == "evolve")
+        changes = [] if fresh else self._check_schema(cursor, staged)
         duplicates = mode == "merge" and self._duplicate_keys(cursor, staged)
         if mode == "merge" and not exists and not duplicates and not self.spec.hard_delete:
             mode = "append"  # a first merge with unique keys is a plain load
@@ -318,7 +324,7 @@ class DuckDBDestination(Destination):
             if exists:
                 cursor.execute(f"DROP TABLE {target}")
             cursor.execute(f"ALTER TABLE {quote(staged[0])} RENAME TO {target}")
-            return rows
+            return rows, []
         union = " UNION ALL BY NAME ".join(f"SELECT * FROM {quote(s)}" for s in staged)
         if mode != "merge" and fresh:
             cursor.execute(f"CREATE OR REPLACE TABLE {target} AS {union}")
@@ -328,25 +334,37 @@ class DuckDBDestination(Destination):
                 cursor.execute(f"CREATE TABLE {target} AS SELECT *{marker} FROM {quote(staged[0])} LIMIT 0")
             for name in staged:
                 self._add_new_columns(cursor, name)
-            if mode == "append":
-                cursor.execute(f"INSERT INTO {target} BY NAME {union}")
-            else:
+            if mode == "replace":
+                cursor.execute(f"DELETE FROM {target}")
+            if mode == "merge":
                 self._merge(cursor, staged, duplicates=duplicates)
+            else:
+                cursor.execute(f"INSERT INTO {target} BY NAME {union}")
         for name in staged:
             cursor.execute(f"DROP TABLE {quote(name)}")
-        return rows
+        return rows, changes
 
-    def _check_schema(self, cursor: Any, staged: list[str]) -> None:
-        """Refuse incompatible types, and any change under ``schema: freeze``, with a readable diff."""
+    def _check_schema(self, cursor: Any, staged: list[str]) -> list[str]:
+        """Apply the schema policy to the existing target; returns what it changed, a line a column.
+
+        Incompatible types, and any change under ``schema: freeze``, fail with
+        a readable diff. Under ``schema: discard`` the columns the target lacks
+        are dropped from the staging tables, so the publish never sees them.
+        """
         target = cursor.execute(f"SELECT * FROM {quote(self.table)} LIMIT 0").to_arrow_table().schema
+        summary: list[str] = []
         for name in staged:
             incoming = cursor.execute(f"SELECT * FROM {quote(name)} LIMIT 0").to_arrow_table().schema
             incoming = pa.schema([f for f in incoming if f.name != self.spec.hard_delete])
             changes = schemas.diff({f.name: f.type for f in target}, incoming)
             schemas.check(changes, mode=self.spec.schema_, where=self.describe())
+            summary += changes.summary(self.spec.schema_, lambda dtype: _duckdb_type(cursor, dtype))
             for column, _old, new in changes.widened:
-                wider = cursor.from_arrow(pa.table({"x": pa.array([], new)})).types[0]
-                cursor.execute(f"ALTER TABLE {quote(self.table)} ALTER {quote(column)} TYPE {wider}")
+                cursor.execute(f"ALTER TABLE {quote(self.table)} ALTER {quote(column)} TYPE {_duckdb_type(cursor, new)}")
+            if self.spec.schema_ == "discard":
+                for dropped in changes.added:
+                    cursor.execute(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(dropped.name)}")
+        return list(dict.fromkeys(summary))  # several staging tables bring the same change
 
     def _add_new_columns(self, cursor: Any, staged: str) -> None:
         existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}

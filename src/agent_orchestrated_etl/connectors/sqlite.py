@@ -183,6 +183,12 @@ class SQLiteDestination(SQLDestination):
                     columns[column]["ddl"] = declared
         return columns
 
+    def target_type(self, column: dict[str, Any]) -> pa.DataType | None:
+        # An INTEGER column holds 64-bit values: int64 data fits the column that int64 data created.
+        if type(column["type"]).__name__.upper() == "INTEGER":
+            return pa.int64()
+        return super().target_type(column)
+
     def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
         listed = ", ".join(self.q(c) for c in columns)
         keys = ", ".join(self.q(k) for k in self.spec.primary_key)

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities, DestinationSpecBase
 from agent_orchestrated_etl.connectors.files import filesystems
@@ -46,6 +46,13 @@ class FileDestinationSpec(DestinationSpecBase):
     write: Literal["append", "replace"] = "append"  # type: ignore[assignment]
     partition_by: list[str] = Field(default_factory=list, description="Hive partitioning: region=eu/day=2024-01-01/ directories.")
     s3: S3Settings | None = None
+
+    @model_validator(mode="after")
+    def _no_schema_policy(self) -> FileDestinationSpec:
+        # Each committed file holds the columns its own data had: there is no target table to freeze or trim.
+        if self.schema_ != "evolve":
+            raise ValueError(f"schema: {self.schema_} does not apply to a file destination (each file keeps the columns of its data); leave `schema:` out")
+        return self
 
 
 class FileDestination(Destination):

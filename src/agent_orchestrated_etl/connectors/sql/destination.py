@@ -3,7 +3,9 @@
 ``begin`` creates nothing; the first batch of a task creates its staging
 table from the Arrow schema (after checking that schema against the target,
 so ``schema: freeze`` and incompatible types fail before any data moves).
-``commit`` then, in one transaction: applies the schema changes, publishes
+``commit`` then, in one transaction: applies the schema changes (under
+``schema: discard`` the columns the target lacks are left out of the
+publish, and stay in staging until it is dropped), publishes
 every staged table (append, replace or merge), records the run in
 ``_agent_etl_loads`` and the incremental state in ``_agent_etl_state``.
 Committing a run twice finds it in ``_agent_etl_loads`` and does nothing.
@@ -125,7 +127,7 @@ class SQLDestination(Destination):
                 return
             target = self._target_columns()
             if target is not None:
-                changes = schemas.diff({n: arrow_type(c["type"]) for n, c in target.items()}, self._without_marker(incoming))
+                changes = schemas.diff({n: self.target_type(c) for n, c in target.items()}, self._without_marker(incoming))
                 schemas.check(changes, mode=self.spec.schema_, where=self.where)
             self._checked = True
 
@@ -169,16 +171,17 @@ class SQLDestination(Destination):
             staged = {n: self.staged_columns(inspector, n) for n in data}
             if self.transactional_ddl:
                 with self._engine().begin() as conn:
-                    renamed = self._prepare(conn, staged)
-                    result = self._publish(conn, run_id, staged if renamed is None else {}, quarantine, state, rows=renamed)
+                    renamed, dropped, changes = self._prepare(conn, staged)
+                    result = self._publish(conn, run_id, _without(staged, dropped) if renamed is None else {}, quarantine, state, rows=renamed)
                     self._drop(conn, data + quarantine)
             else:
                 with self._engine().begin() as conn:
-                    self._prepare(conn, staged)
+                    _, dropped, changes = self._prepare(conn, staged)
                 with self._engine().begin() as conn:
-                    result = self._publish(conn, run_id, staged, quarantine, state)
+                    result = self._publish(conn, run_id, _without(staged, dropped), quarantine, state)
                 with self._engine().begin() as conn:
                     self._drop(conn, data + quarantine)
+        result.schema_changes = changes
         return result
 
     def _loaded(self, run_id: str) -> tuple[int, int] | None:
@@ -186,14 +189,16 @@ class SQLDestination(Destination):
             row = conn.exec_driver_sql(f"SELECT rows_loaded, quarantined_rows FROM {self._qualified(LOADS)} WHERE run_id = {self._mark(1)} AND table_name = {self._mark(2)}", self._params(run_id, self.spec.table)).first()
         return (int(row[0]), int(row[1])) if row else None
 
-    def _prepare(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]) -> int | None:
+    def _prepare(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]) -> tuple[int | None, set[str], list[str]]:
         """Create the target or bring its columns up to what was staged (the schema DDL).
 
         A new target fed by one staging table (not a merge) is that table renamed,
-        inside the transaction: the rows are not copied. Returns their count then.
+        inside the transaction: the rows are not copied. Returns their count then
+        (else None), the staged columns to leave out (``schema: discard``), and
+        what the schema policy changed, a line a column.
         """
         if not staged:
-            return None
+            return None, set(), []
         wanted: dict[str, dict[str, Any]] = {}
         for columns in staged.values():
             for name, column in columns.items():
@@ -204,17 +209,25 @@ class SQLDestination(Destination):
             (name,) = staged
             rows = int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(name)}").scalar())
             conn.exec_driver_sql(f"ALTER TABLE {self._qualified(name)} RENAME TO {self.q(self._name)}")
-            return rows
+            return rows, set(), []
         if target is None:
             self._create_target(conn, wanted)
-            return None
+            return None, set(), []
         incoming = pa.schema([(n, arrow_type(c["type"]) or pa.null()) for n, c in wanted.items()])
-        changes = schemas.diff({n: arrow_type(c["type"]) for n, c in target.items()}, incoming)
+        changes = schemas.diff({n: self.target_type(c) for n, c in target.items()}, incoming)
         schemas.check(changes, mode=self.spec.schema_, where=self.where)
-        for added in changes.added:
-            conn.exec_driver_sql(f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}")
+        discard = self.spec.schema_ == "discard"
+        if not discard:
+            for added in changes.added:
+                conn.exec_driver_sql(f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}")
         for name, _old, new in changes.widened:
             conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.dialect, new, column=name, where=self.where)))
+        dropped = {f.name for f in changes.added} if discard else set()
+        return None, dropped, changes.summary(self.spec.schema_, lambda dtype: ddl_type(self.dialect, dtype, column="", where=self.where), lambda f: self._compiled(wanted[f.name]))
+
+    def target_type(self, column: dict[str, Any]) -> pa.DataType | None:
+        """The Arrow type a reflected target column holds, to judge schema changes by."""
+        return arrow_type(column["type"])
 
     def staged_columns(self, inspector: Any, name: str) -> dict[str, dict[str, Any]]:
         """A staging table's columns as SQLAlchemy reflects them (a dialect may add the declared "ddl")."""
@@ -384,6 +397,11 @@ class _Errors:
 def _is_data_problem(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(s in text for s in ("violates", "duplicate", "out of range", "invalid input", "cannot be null", "null value", "incorrect", "truncat", "constraint"))
+
+
+def _without(staged: dict[str, dict[str, dict[str, Any]]], dropped: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The staged tables' columns less ``dropped`` (the columns ``schema: discard`` leaves out)."""
+    return {n: {c: column for c, column in cols.items() if c not in dropped} for n, cols in staged.items()}
 
 
 def _short(text: str) -> str:

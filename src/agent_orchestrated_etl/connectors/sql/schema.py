@@ -1,13 +1,15 @@
 """Schema changes on load: compare what arrives with what the target holds.
 
 ``evolve`` (the default) adds new columns and applies safe widenings;
-``freeze`` refuses any change with a readable diff. A change that would
+``freeze`` refuses any change with a readable diff; ``discard`` leaves out
+the columns the target lacks and applies safe widenings. A change that would
 lose data (text into an integer column, a wider decimal into a narrower one
-that cannot grow) is refused in both modes: nothing is silently truncated or dropped.
+that cannot grow) is refused in every mode: nothing is silently truncated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -25,6 +27,18 @@ class SchemaDiff:
     @property
     def changes(self) -> bool:
         return bool(self.added or self.widened)
+
+    def summary(self, mode: str, type_name: Callable[[pa.DataType], str], added_type: Callable[[pa.Field], str] | None = None) -> list[str]:
+        """What applying the diff under ``mode`` does to the target, a line a column, in the destination's type names.
+
+        ``added_type`` names the type of an added column where the destination
+        adds it as declared in staging rather than from its Arrow type.
+        """
+        if mode == "discard":
+            lines = [f"dropped column {f.name} (not in the target)" for f in self.added]
+        else:
+            lines = [f"added column {f.name} {added_type(f) if added_type else type_name(f.type)}" for f in self.added]
+        return lines + [f"widened {name} {type_name(old)} -> {type_name(new)}" for name, old, new in self.widened]
 
     def render(self) -> str:
         lines = [f"  + {f.name}: {f.type}" for f in self.added]
@@ -68,5 +82,5 @@ def check(d: SchemaDiff, *, mode: str, where: str) -> None:
         raise ConfigurationError(
             "the incoming schema differs from the target table and `schema: freeze` forbids changes:\n" + d.render(),
             where=where,
-            hint="set `schema: evolve` to apply these changes, or change the source to match",
+            hint="set `schema: evolve` to apply these changes or `schema: discard` to leave new columns out, or change the source to match",
         )
