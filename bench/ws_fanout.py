@@ -81,13 +81,13 @@ async def _subscribe(url: str, clients: int, ready: Path) -> None:
                             if run["status"] != "running" and run_id is not None:
                                 return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id}
                     continue
-                event = frame["event"]
-                if event["kind"] == "run_started":
-                    run_id = event["run_id"]
-                elif event["kind"] == "task_finished" and event["run_id"] == run_id:
-                    finished.add(event["task_id"])
-                elif event["kind"] == "run_finished" and event["run_id"] == run_id:
-                    return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id}
+                for event in frame["events"]:
+                    if event["kind"] == "run_started":
+                        run_id = event["run_id"]
+                    elif event["kind"] == "task_finished" and event["run_id"] == run_id:
+                        finished.add(event["task_id"])
+                    elif event["kind"] == "run_finished" and event["run_id"] == run_id:
+                        return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id}
 
     events = [asyncio.Event() for _ in range(clients)]
     tasks = [asyncio.create_task(client(event)) for event in events]

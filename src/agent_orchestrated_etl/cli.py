@@ -348,7 +348,12 @@ def serve(
         source = TOKEN_ENV if TOKEN_ENV in os.environ else str(settings.home_dir / "api-token")
         err.print(f"Dashboard: {url} (API token from {source})", highlight=False, soft_wrap=True)
     options = ServeOptions(settings=settings, token=token, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack)
-    uvicorn.run(create_app(options), host=host, port=port, log_level=settings.log_level.lower(), ws_max_size=options.max_body_bytes)
+    # No permessage-deflate on /ws: it compresses every frame once per client, which undoes sharing
+    # one encoded frame among clients, and frames of a few kB every quarter second need no compression.
+    uvicorn.run(
+        create_app(options), host=host, port=port, log_level=settings.log_level.lower(),
+        ws_max_size=options.max_body_bytes, ws_per_message_deflate=False,
+    )
 
 
 def main() -> None:

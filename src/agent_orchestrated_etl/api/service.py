@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from agent_orchestrated_etl.agents.messages import RunFinished, RunStarted
+from agent_orchestrated_etl.api.fanout import Fanout
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem
 from agent_orchestrated_etl.monitoring.alerts import AlertChannel, AlertManager, LogChannel, WebhookChannel
@@ -71,6 +72,7 @@ class Server:
         memory = MemoryWatcher(self.alerts, options.settings.memory_limit_bytes, options.settings.memory_limit)
         self.runtime.monitor.watchers.extend([self.metrics, self.sla, memory])
         self.scheduler = Scheduler(self.start_run, self.is_running, self.pipelines.mark_fired)
+        self.fanout = Fanout(self.runtime.hub)
         self.active: dict[str, tuple[str, asyncio.Task[None]]] = {}
         self._scheduling: asyncio.Task[None] | None = None
 
@@ -98,6 +100,7 @@ class Server:
         if tasks:
             await asyncio.wait(tasks, timeout=30)
         await self.alerts.flush()
+        await self.fanout.aclose()
         await self.runtime.__aexit__(*exc_info)
 
     # Pipelines

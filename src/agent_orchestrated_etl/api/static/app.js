@@ -1,6 +1,6 @@
 // The agent-etl dashboard: runs, a run's DAG with live progress, agents and throughput.
 // Plain ES modules, Preact + htm and uPlot vendored under ./vendor (no build step, no CDN).
-// Live state comes from /ws: a hello (run snapshots + backlog), then every hub event, which is
+// Live state comes from /ws: a hello (run snapshots + backlog), then frames of hub events, each
 // folded here the way monitoring/live.py folds it on the server; a resync replaces the snapshots.
 import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm-3.1.1.module.js";
 
@@ -92,10 +92,12 @@ function connect() {
       live.connected = true;
       adopt(frame.runs);
       (frame.backlog || []).forEach((e) => live.seen.add(e.id));
-    } else if (frame.type === "event") {
-      fold(frame.event);
-      if (frame.event.kind === "alert") live.alerts = [frame.event, ...(live.alerts || [])].slice(0, 20);
-      if (frame.event.kind === "run_finished" || frame.event.kind === "run_started") live.runsChanged = Date.now();
+    } else if (frame.type === "events") {
+      for (const event of frame.events) {
+        fold(event);
+        if (event.kind === "alert") live.alerts = [event, ...(live.alerts || [])].slice(0, 20);
+        if (event.kind === "run_finished" || event.kind === "run_started") live.runsChanged = Date.now();
+      }
     }
     changed();
   };
