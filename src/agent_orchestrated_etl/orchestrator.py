@@ -29,7 +29,7 @@ from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RunStore
-from agent_orchestrated_etl.workflow import run_workflow
+from agent_orchestrated_etl.workflow import child_run_id, run_workflow
 
 
 @dataclass
@@ -163,8 +163,8 @@ class Runtime:
         loaded, full_id = self._stored_spec(run_id)
         if loaded.workflow is not None:
             for pipeline in loaded.workflow.pipelines:
-                child = self.store.get_run(f"{full_id}.{pipeline.name}")
-                if child is not None and child["run_id"] == f"{full_id}.{pipeline.name}" and child["status"] not in ("succeeded", "discarded"):
+                child = self.store.get_run(child_run_id(full_id, pipeline.name))
+                if child is not None and child["run_id"] == child_run_id(full_id, pipeline.name) and child["status"] not in ("succeeded", "discarded"):
                     self.discard(child["run_id"])
             self.store.set_status(full_id, "discarded")
             return full_id

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from agent_orchestrated_etl.spec import LoadedSpec
 
 
+def child_run_id(run_id: str, pipeline: str) -> str:
+    """The run id of one pipeline of a workflow run."""
+    return f"{run_id}.{pipeline}"
+
+
 async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, resume: bool, listener: Listener | None) -> RunResult:
     from agent_orchestrated_etl.orchestrator import RunResult
 
@@ -39,7 +44,7 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
     results: dict[str, RunResult] = {}
     if resume:
         for name in specs:
-            record = store.get_run(f"{run_id}.{name}")
+            record = store.get_run(child_run_id(run_id, name))
             if record is not None and record["status"] == "succeeded":
                 status[name] = "succeeded"
                 orchestrator.decide(run_id, f"pipeline {name}", "keep", "it succeeded before the workflow stopped")
@@ -75,7 +80,7 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
 
 
 async def _run_child(runtime: Runtime, loaded: LoadedSpec, run_id: str, name: str, *, resume: bool, listener: Listener | None) -> RunResult:
-    child_id = f"{run_id}.{name}"
+    child_id = child_run_id(run_id, name)
     pipeline = next(p for p in loaded.workflow.pipelines if p.name == name)  # type: ignore[union-attr]
     exists = resume and runtime.store.get_run(child_id) is not None
     return await runtime.run(loaded.child(pipeline), run_id=child_id, resume=exists, listener=listener, parent_run_id=run_id)

@@ -42,7 +42,7 @@ def test_invalid_spec_lists_every_problem_with_its_line(client: TestClient) -> N
     assert client.get("/api/v1/pipelines").json() == []
     checked = client.post("/api/v1/pipelines/validate", json={"yaml": bad}).json()
     assert checked["valid"] is False and len(checked["problems"]) == 2
-    assert client.post("/api/v1/pipelines/validate", json={"yaml": PEOPLE_YAML}).json() == {"valid": True, "pipeline": "people", "problems": []}
+    assert client.post("/api/v1/pipelines/validate", json={"yaml": PEOPLE_YAML}).json() == {"valid": True, "pipeline": "people", "kind": "pipeline", "problems": []}
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``/api/v1/pipelines``: register from YAML, list, get, validate, unregister."""
+"""``/api/v1/pipelines``: register from YAML (a pipeline, or a workflow of several), list, get, validate, unregister."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ ServerDep = Annotated[Server, Depends(server)]
 
 
 class SpecBody(BaseModel):
-    yaml: str = Field(description="The pipeline spec, as YAML text.")
+    yaml: str = Field(description="The pipeline spec, or a workflow spec (`workflow:` with `pipelines:`), as YAML text.")
     base_dir: str | None = Field(None, description="Directory relative paths in the spec resolve against; the server's working directory by default.")
 
 
@@ -35,23 +35,28 @@ def find(srv: Server, name: str) -> RegisteredPipeline:
 
 
 def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = False) -> dict[str, Any]:
-    spec = srv.loaded(registered).pipeline
+    loaded = srv.loaded(registered)
+    spec, workflow = loaded.pipeline, loaded.workflow
+    members = workflow.pipelines if workflow else [spec]
     last = runs_page(srv.runtime.store.engine, pipeline=registered.name, status=None, limit=1, before=None)
     data: dict[str, Any] = {
         "name": registered.name,
-        "description": spec.description,
+        "kind": "workflow" if workflow else "pipeline",
+        "description": workflow.description if workflow else spec.description,  # type: ignore[union-attr]
         "sha256": registered.sha256,
         "base_dir": registered.base_dir,
         "registered_at": registered.registered_at,
         "updated_at": registered.updated_at,
-        "schedule": as_schedule(spec.schedule).model_dump() if spec.schedule is not None else None,
+        "schedule": as_schedule(spec.schedule).model_dump() if spec is not None and spec.schedule is not None else None,
         "next_run_at": srv.scheduler.next_due(registered.name),
-        "sla": spec.sla.model_dump(exclude_none=True) if spec.sla else None,
-        "sources": sorted(spec.sources),
-        "destinations": len(spec.all_destinations),
+        "sla": spec.sla.model_dump(exclude_none=True) if spec is not None and spec.sla else None,
+        "sources": sorted({name for p in members for name in p.sources}),  # type: ignore[union-attr]
+        "destinations": sum(len(p.all_destinations) for p in members),  # type: ignore[union-attr]
         "running": srv.is_running(registered.name),
         "last_run": {k: last[0][k] for k in ("run_id", "status", "started_at", "finished_at", "rows_written")} if last else None,
     }
+    if workflow:
+        data["pipelines"] = [{"name": p.name, "depends_on": p.depends_on, "sla": p.sla.model_dump(exclude_none=True) if p.sla else None} for p in workflow.pipelines]
     if with_yaml:
         data["yaml"] = registered.yaml
     return data
@@ -62,13 +67,13 @@ def list_pipelines(srv: ServerDep) -> list[dict[str, Any]]:
     return [describe(srv, p) for p in srv.pipelines.list()]
 
 
-@router.post("", status_code=201, dependencies=[Depends(require_token)], summary="Register a pipeline from YAML (replaces one of the same name)")
+@router.post("", status_code=201, dependencies=[Depends(require_token)], summary="Register a pipeline or a workflow from YAML (replaces one of the same name)")
 async def register(body: SpecBody, srv: ServerDep, response: Response) -> dict[str, Any]:
     loaded, created = srv.register(body.yaml, base_dir=Path(body.base_dir) if body.base_dir else None)
     if not created:
         response.status_code = 200
-    response.headers["Location"] = f"/api/v1/pipelines/{loaded.pipeline.name}"
-    return describe(srv, find(srv, loaded.pipeline.name))
+    response.headers["Location"] = f"/api/v1/pipelines/{loaded.name}"
+    return describe(srv, find(srv, loaded.name))
 
 
 @router.post("/validate", summary="Check a spec without registering it")
@@ -77,7 +82,7 @@ def validate(body: SpecBody) -> dict[str, Any]:
         loaded = check_spec(body.yaml)
     except SpecError as exc:
         return {"valid": False, "problems": spec_problem(exc).extra["problems"]}
-    return {"valid": True, "pipeline": loaded.pipeline.name, "problems": []}
+    return {"valid": True, "pipeline": loaded.name, "kind": "workflow" if loaded.workflow else "pipeline", "problems": []}
 
 
 @router.get("/{name}", summary="A registered pipeline, with its YAML")

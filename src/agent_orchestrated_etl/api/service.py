@@ -31,7 +31,8 @@ from agent_orchestrated_etl.spec import LoadedSpec, PipelineSpec, parse_spec, re
 from agent_orchestrated_etl.store.alerts import AlertStore
 from agent_orchestrated_etl.store.history import last_success
 from agent_orchestrated_etl.store.pipelines import PipelineStore, RegisteredPipeline
-from agent_orchestrated_etl.yaml_locations import node_lines
+from agent_orchestrated_etl.workflow import child_run_id
+from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,11 @@ class Server:
     # Pipelines
 
     def register(self, yaml_text: str, *, base_dir: Path | None = None, file: str = "<request body>") -> tuple[LoadedSpec, bool]:
-        """Validate and store a spec (replacing one of the same name); returns it and whether it is new."""
+        """Validate and store a pipeline or workflow spec (replacing one of the same name); returns it and whether it is new."""
         parsed = check_spec(yaml_text, file=file)
         base = (base_dir or self.options.base_dir).resolve()
-        created = self.pipelines.register(parsed.pipeline.name, yaml_text, str(base))
-        registered = self.pipelines.get(parsed.pipeline.name)
+        created = self.pipelines.register(parsed.name, yaml_text, str(base))
+        registered = self.pipelines.get(parsed.name)
         assert registered is not None
         loaded = self.loaded(registered)
         self._watch(loaded, registered)
@@ -118,7 +119,10 @@ class Server:
 
     def unregister(self, name: str) -> bool:
         self.scheduler.remove(name)
-        self.sla.forget_pipeline(name)
+        registered = self.pipelines.get(name)
+        with contextlib.suppress(AgentETLError):  # a stored spec that no longer loads has nothing watched
+            for pipeline in _pipelines(self.loaded(registered)) if registered else []:
+                self.sla.forget_pipeline(pipeline.name)
         return self.pipelines.delete(name)
 
     def get(self, name: str) -> RegisteredPipeline:
@@ -134,11 +138,12 @@ class Server:
 
     def _watch(self, loaded: LoadedSpec, registered: RegisteredPipeline) -> None:
         spec = loaded.pipeline
-        if spec.schedule is not None:
+        if spec is not None and spec.schedule is not None:
             self.scheduler.set(spec.name, spec.schedule, registered.last_fire_at)
         else:
-            self.scheduler.remove(spec.name)
-        self.sla.watch_pipeline(_with_alert_env(spec), registered.registered_at)
+            self.scheduler.remove(loaded.name)
+        for pipeline in _pipelines(loaded):
+            self.sla.watch_pipeline(_with_alert_env(pipeline), registered.registered_at)
 
     # Runs
 
@@ -151,7 +156,7 @@ class Server:
     async def start_run(self, name: str, trigger: str = "api") -> str:
         loaded = self.loaded(self.get(name))
         run_id = new_run_id()
-        self.sla.expect(run_id, _with_alert_env(loaded.pipeline))
+        self._expect(run_id, loaded)
         self._launch(self.runtime.run(loaded, run_id=run_id), loaded, run_id)
         log.info("run %s of %s started by %s", run_id, name, trigger)
         return run_id
@@ -160,20 +165,27 @@ class Server:
         """Go on with a failed or cancelled run (checked by the caller) from its checkpoints, with its own spec."""
         run_id = record["run_id"]
         loaded = parse_spec(record["spec_text"], file=record["spec_file"])
-        self.sla.expect(run_id, _with_alert_env(loaded.pipeline))
+        self._expect(run_id, loaded)
         self._launch(self.runtime.resume(run_id), loaded, run_id)
-        log.info("run %s of %s resumed", run_id, loaded.pipeline.name)
+        log.info("run %s of %s resumed", run_id, loaded.name)
         return run_id
+
+    def _expect(self, run_id: str, loaded: LoadedSpec) -> None:
+        """Tell the SLA watcher what is about to run: the pipeline, or each pipeline of a workflow under its own run id."""
+        if loaded.pipeline is not None:
+            self.sla.expect(run_id, _with_alert_env(loaded.pipeline))
+        for pipeline in loaded.workflow.pipelines if loaded.workflow else []:
+            self.sla.expect(child_run_id(run_id, pipeline.name), _with_alert_env(pipeline))
 
     def _launch(self, work: Coroutine[Any, Any, object], loaded: LoadedSpec, run_id: str) -> None:
         task = asyncio.create_task(self._run(work, loaded, run_id), name=f"run:{run_id}")
-        self.active[run_id] = (loaded.pipeline.name, task)
+        self.active[run_id] = (loaded.name, task)
 
     def cancel(self, run_id: str) -> bool:
         return self.runtime.cancel(run_id)
 
     async def _run(self, work: Coroutine[Any, Any, object], loaded: LoadedSpec, run_id: str) -> None:
-        name = loaded.pipeline.name
+        name = loaded.name
         try:
             await work
         except Exception as exc:  # the run failed before the orchestrator took it (e.g. an unset ${env:...})
@@ -189,13 +201,18 @@ class Server:
         if store.get_run(run_id) is not None:
             log.warning("run %s could not go on: %s", run_id, error)  # a resume; the record keeps its last status
             return
-        store.start_run(run_id, loaded.pipeline.name, loaded.file, loaded.sha256, loaded.text)
+        store.start_run(run_id, loaded.name, loaded.file, loaded.sha256, loaded.text)
         for event in (
-            RunStarted(sender="serve", run_id=run_id, pipeline=loaded.pipeline.name, spec_sha256=loaded.sha256, tasks=[]),
+            RunStarted(sender="serve", run_id=run_id, pipeline=loaded.name, spec_sha256=loaded.sha256, tasks=[]),
             RunFinished(sender="serve", run_id=run_id, status="failed", error=error),
         ):
             store.record(event)
             self.runtime.hub.publish(event.topic, event)
+
+
+def _pipelines(loaded: LoadedSpec) -> list[PipelineSpec]:
+    """The pipeline of a spec, or every pipeline of a workflow."""
+    return loaded.workflow.pipelines if loaded.workflow else [loaded.pipeline]  # type: ignore[list-item]
 
 
 def _with_alert_env(spec: PipelineSpec) -> PipelineSpec:
@@ -219,22 +236,32 @@ def check_spec(yaml_text: str, *, file: str = "<request body>") -> LoadedSpec:
 
 
 def _serve_problems(loaded: LoadedSpec) -> list[SpecProblem]:
-    """What only serve reads: the cron expression and the SLA durations."""
-    spec = loaded.pipeline
+    """What only serve reads: the cron expression and the SLA durations, of the pipeline or of each in a workflow."""
     lines = node_lines(yaml.compose(loaded.text))
     problems = []
-    if spec.schedule is not None:
-        schedule = as_schedule(spec.schedule)
-        if (message := check_cron(schedule.cron)) is not None:
-            key = ("schedule", "cron") if ("schedule", "cron") in lines else ("schedule",)
-            problems.append(SpecProblem(loaded.file, lines.get(key), ".".join(key), message))
-    if spec.sla is not None:
+    for at, spec in _located_pipelines(loaded):
+        def problem(key: tuple[str, ...], message: str, at: tuple[str | int, ...] = at) -> SpecProblem:
+            path, line = locate_problem((*at, *key), lines)
+            return SpecProblem(loaded.file, line, path, message)
+
+        if spec.schedule is not None and loaded.workflow is not None:
+            problems.append(problem(("schedule",), "a pipeline inside a workflow runs when the workflow runs; schedule it as a pipeline spec of its own, or start the workflow with POST /api/v1/runs"))
+        elif spec.schedule is not None:
+            schedule = as_schedule(spec.schedule)
+            if (message := check_cron(schedule.cron)) is not None:
+                problems.append(problem(("schedule", "cron") if (*at, "schedule", "cron") in lines else ("schedule",), message))
         for field_name in ("max_duration", "freshness"):
-            value = getattr(spec.sla, field_name)
+            value = getattr(spec.sla, field_name) if spec.sla is not None else None
             if value is None:
                 continue
             try:
                 parse_duration(value)
             except ValueError as exc:
-                problems.append(SpecProblem(loaded.file, lines.get(("sla", field_name)), f"sla.{field_name}", str(exc)))
+                problems.append(problem(("sla", field_name), str(exc)))
     return problems
+
+
+def _located_pipelines(loaded: LoadedSpec) -> list[tuple[tuple[str | int, ...], PipelineSpec]]:
+    if loaded.workflow is None:
+        return [((), loaded.pipeline)]  # type: ignore[list-item]
+    return [(("pipelines", i), p) for i, p in enumerate(loaded.workflow.pipelines)]

@@ -92,7 +92,12 @@ class SlaWatcher:
         self._pipelines.pop(name, None)
 
     def observe(self, message: Message, state: RunState | None) -> None:
-        if message.kind != "run_finished" or state is None or state.run_id not in self._runs:
+        if message.kind != "run_finished" or state is None:
+            return
+        # A workflow's pipelines (run ids "<workflow run>.<pipeline>") end before it; those left never started.
+        for never_started in [r for r in self._runs if r.startswith(f"{state.run_id}.")]:
+            del self._runs[never_started]
+        if state.run_id not in self._runs:
             return
         expected = self._runs.pop(state.run_id)
         for alert in self._after_run(state, expected.spec, overdue_sent=expected.overdue_sent):
