@@ -58,7 +58,11 @@ class Settings(BaseSettings):
     )
     connection_pool_size: int = Field(default=5, ge=1, validation_alias="CONNECTION_POOL_SIZE")
     connection_timeout: float = Field(default=30, gt=0, validation_alias="CONNECTION_TIMEOUT")
-    monitoring_enabled: bool = Field(default=True, validation_alias="MONITORING_ENABLED")
+    monitoring_enabled: bool = Field(
+        default=True,
+        validation_alias="MONITORING_ENABLED",
+        description="Sample the agents' CPU and RSS (and alert on the memory limit) and serve Prometheus /metrics.",
+    )
     websocket_port: int = Field(default=8765, validation_alias="WEBSOCKET_PORT")
     batch_rows: int = Field(
         # DuckDB's row group size: batches of it load into DuckDB without re-chunking.

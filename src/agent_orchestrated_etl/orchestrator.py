@@ -100,7 +100,7 @@ class Runtime:
         self.runs: dict[str, RunContext] = {}
         self.tools = tools or default_registry()
         slots = max(1, -(-settings.max_workers // etl_agents))
-        self.monitor = MonitorAgent("monitor", self.hub)
+        self.monitor = MonitorAgent("monitor", self.hub, sample_resources=settings.monitoring_enabled)
         self.orchestrator = OrchestratorAgent("orchestrator", self.hub, self.store, max_workers=settings.max_workers)
         self.workers = [ETLAgent(f"etl-{i + 1}", self.hub, self.tools, self.runs, capacity=slots) for i in range(etl_agents)]
         self.agents = [self.monitor, self.orchestrator, *self.workers]

@@ -2,7 +2,8 @@
 
 It keeps the live state of runs (``runs``), the agents it hears heartbeats
 from (``agents``), a short backlog of recent messages for newcomers (a
-dashboard that just connected), and a sample of this process's CPU and RSS.
+dashboard that just connected), and a sample of this process's CPU and RSS
+(unless ``sample_resources`` is off: MONITORING_ENABLED=false).
 Watchers (metrics, SLAs, resource alerts under ``agent-etl serve``) see
 every message as it is folded and get a tick every ``tick_seconds``, so
 time-based rules (a run over its max duration, a stale pipeline) fire
@@ -57,14 +58,14 @@ class AgentStatus:
     last_seen: float = field(default_factory=time.monotonic)
     pid: int = field(default_factory=os.getpid)
 
-    def to_dict(self, process: ProcessSample, *, heartbeat_seconds: float) -> dict[str, Any]:
+    def to_dict(self, process: ProcessSample | None, *, heartbeat_seconds: float) -> dict[str, Any]:
         age = time.monotonic() - self.last_seen
         # Agents of this process share its CPU and memory: in-process they are one OS process.
         status = "lost" if age > 5 * heartbeat_seconds else ("busy" if self.load else "idle")
         return {
             "name": self.name, "role": self.role, "capabilities": self.capabilities, "status": status,
             "load": self.load, "capacity": self.capacity, "heartbeat_age_seconds": round(age, 2),
-            "pid": self.pid, "cpu_percent": process.cpu_percent, "rss_bytes": process.rss_bytes,
+            "pid": self.pid, "cpu_percent": process.cpu_percent if process else None, "rss_bytes": process.rss_bytes if process else None,
         }
 
 
@@ -78,14 +79,15 @@ class ProcessSample:
 class MonitorAgent(Agent):
     role = "monitor"
 
-    def __init__(self, name: str, hub: Hub, *, tick_seconds: float = 1.0) -> None:
+    def __init__(self, name: str, hub: Hub, *, tick_seconds: float = 1.0, sample_resources: bool = True) -> None:
         super().__init__(name, hub, capabilities=frozenset({"monitor"}))
         self.runs: dict[str, RunState] = {}
         self.agents: dict[str, AgentStatus] = {}
         self.listeners: list[Listener] = []
         self.watchers: list[Watcher] = []
         self.recent: deque[Message] = deque(maxlen=BACKLOG)
-        self.process = ProcessSample()
+        self.process: ProcessSample | None = None  # until the first sample, and for good when sampling is off
+        self.sample_resources = sample_resources
         self.tick_seconds = tick_seconds
         # Monitoring must see every task's end, so this queue is deep; progress and heartbeats are the chatter.
         self._events = hub.subscribe("*", maxsize=100_000)
@@ -137,6 +139,8 @@ class MonitorAgent(Agent):
                     log.exception("monitor watcher %s failed on tick", type(watcher).__name__)
 
     def _sample(self) -> None:
+        if not self.sample_resources:
+            return
         with self._psutil.oneshot():
             cpu = self._psutil.cpu_times()
             self.process = ProcessSample(self._psutil.cpu_percent(None), self._psutil.memory_info().rss, cpu.user + cpu.system)

@@ -70,8 +70,10 @@ class Server:
             on_outcome=lambda alert, outcome: self.metrics.alerts.labels(alert.rule, outcome).inc(),
         )
         self.sla = SlaWatcher(self.alerts, lambda name: last_success(engine, name))
-        memory = MemoryWatcher(self.alerts, options.settings.memory_limit_bytes, options.settings.memory_limit)
-        self.runtime.monitor.watchers.extend([self.metrics, self.sla, memory])
+        self.runtime.monitor.watchers.append(self.sla)
+        if options.settings.monitoring_enabled:
+            # Off, the monitor samples no CPU or RSS (so no memory alert) and /metrics answers 404; run state and SLAs come from events and stay.
+            self.runtime.monitor.watchers.extend([self.metrics, MemoryWatcher(self.alerts, options.settings.memory_limit_bytes, options.settings.memory_limit)])
         self.scheduler = Scheduler(self.start_run, self.is_running, self.pipelines.mark_fired)
         self.fanout = Fanout(self.runtime.hub)
         self.active: dict[str, tuple[str, asyncio.Task[None]]] = {}

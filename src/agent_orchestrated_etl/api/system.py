@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 
 from agent_orchestrated_etl.api.deps import server
+from agent_orchestrated_etl.api.problems import Problem
 from agent_orchestrated_etl.api.service import Server
 from agent_orchestrated_etl.monitoring.metrics import CONTENT_TYPE
 from agent_orchestrated_etl.store.history import page_events
@@ -47,4 +48,6 @@ metrics_router = APIRouter(tags=["system"])
 
 @metrics_router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(srv: ServerDep) -> Response:
+    if not srv.options.settings.monitoring_enabled:
+        raise Problem(404, "monitoring-disabled", "metrics are off because MONITORING_ENABLED=false; set MONITORING_ENABLED=true and restart agent-etl serve")
     return Response(srv.metrics.render(), media_type=CONTENT_TYPE)

@@ -294,7 +294,7 @@ function AgentsPage() {
       <tbody>${agents.map((a) => html`<tr data-testid="agent-row">
         <td><b>${a.name}</b></td><td>${a.role}</td><td><${Badge} status=${a.status} /></td>
         <td><div class="bar" title="${a.load}/${a.capacity}"><div style="width:${(100 * a.load) / Math.max(1, a.capacity)}%"></div></div>${a.load}/${a.capacity}</td>
-        <td class="num">${a.heartbeat_age_seconds.toFixed(1)}</td><td class="num">${a.cpu_percent.toFixed(0)}</td><td class="num">${n(a.rss_bytes / 1048576)}</td>
+        <td class="num">${a.heartbeat_age_seconds.toFixed(1)}</td><td class="num">${a.cpu_percent == null ? "off" : a.cpu_percent.toFixed(0)}</td><td class="num">${a.rss_bytes == null ? "off" : n(a.rss_bytes / 1048576)}</td>
         <td class="muted">${a.capabilities.join(", ")}</td></tr>`)}</tbody></table>
       <p class="muted">Agents in one process (the embedded runtime) share its CPU and memory, so they show the same figures.</p></div>
     <h2>Throughput, all runs (rows read per second)</h2>
