@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     memory_limit: str = Field(
         default="512MB",
         validation_alias="AGENT_ETL_MEMORY_LIMIT",
-        description="Memory budget of one agent process; DuckDB gets a share of it.",
+        description="Memory budget of the process running the agents (they share it); DuckDB gets a share of it.",
     )
     database_url: str | None = Field(
         default=None,

@@ -1,8 +1,9 @@
-"""The resource alert: an agent's process over AGENT_ETL_MEMORY_LIMIT.
+"""The resource alert: the process running the agents over AGENT_ETL_MEMORY_LIMIT.
 
-The monitor samples this process's RSS every tick; agents of the embedded
-runtime all live in it, so one alert names all of them. The dedup window of
-the alert manager keeps a process that stays over the limit from alerting
+Agents of the embedded runtime are actors in one OS process, so memory per
+agent cannot be told apart: the monitor samples the whole process's RSS every
+tick, and one alert names the process and every agent in it. The dedup window
+of the alert manager keeps a process that stays over the limit from alerting
 on every tick.
 """
 
@@ -28,14 +29,14 @@ class MemoryWatcher:
         """Memory is sampled on ticks, not read from events."""
 
     def tick(self, monitor: MonitorAgent) -> None:
-        rss = monitor.process.rss_bytes
-        if rss <= self.limit_bytes:
+        if monitor.process is None or monitor.process.rss_bytes <= self.limit_bytes:
             return
+        rss = monitor.process.rss_bytes
         agents = sorted(monitor.agents)
         pid = next((a.pid for a in monitor.agents.values()), None)
         summary = (
-            f"agents {', '.join(agents)} (process {pid}) use {rss / 2**20:,.0f} MB, over AGENT_ETL_MEMORY_LIMIT={self.limit_text}; "
-            "lower AGENT_ETL_MAX_WORKERS or AGENT_ETL_BATCH_ROWS, or raise the limit"
+            f"the process {pid} running agents {', '.join(agents)} uses {rss / 2**20:,.0f} MB (its whole RSS: the agents share it), "
+            f"over AGENT_ETL_MEMORY_LIMIT={self.limit_text}; lower AGENT_ETL_MAX_WORKERS or AGENT_ETL_BATCH_ROWS, or raise the limit"
         )
         alert = Alert(sender=monitor.name, rule="memory_limit", severity="warning", subject=f"pid {pid}", summary=summary, details={"rss_bytes": rss, "limit_bytes": self.limit_bytes, "agents": agents, "pid": pid})
         self.alerts.raise_alert(alert)
