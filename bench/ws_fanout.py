@@ -66,20 +66,21 @@ async def _subscribe(url: str, clients: int, ready: Path) -> None:
 
     async def client(connected: asyncio.Event) -> dict:
         finished: set[str] = set()
-        resyncs = 0
+        resyncs = frames = 0
         run_id = None
         async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, max_size=None) as ws:
             json.loads(await ws.recv())  # hello
             connected.set()
             while True:
                 frame = json.loads(await ws.recv())
+                frames += 1
                 if frame["type"] == "resync":
                     resyncs += 1
                     for run in frame["runs"]:
                         if run_id in (None, run["run_id"]):
                             finished |= {t["id"] for t in run["tasks"] if t["status"] in ("succeeded", "failed")}
                             if run["status"] != "running" and run_id is not None:
-                                return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id}
+                                return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id, "frames": frames}
                     continue
                 for event in frame["events"]:
                     if event["kind"] == "run_started":
@@ -87,7 +88,7 @@ async def _subscribe(url: str, clients: int, ready: Path) -> None:
                     elif event["kind"] == "task_finished" and event["run_id"] == run_id:
                         finished.add(event["task_id"])
                     elif event["kind"] == "run_finished" and event["run_id"] == run_id:
-                        return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id}
+                        return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id, "frames": frames}
 
     events = [asyncio.Event() for _ in range(clients)]
     tasks = [asyncio.create_task(client(event)) for event in events]
@@ -113,6 +114,8 @@ def _run_once(base: str, subscribers: int, workdir: Path, trial: int, server_pid
             if sub.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"subscribers did not connect (exit {sub.poll()})")
             time.sleep(0.05)
+        clients_process = psutil.Process(sub.pid)
+        clients_cpu_before = sum(clients_process.cpu_times()[:2])
     load = os.getloadavg()
     cpu_before = sum(server.cpu_times()[:2])
     run_id = httpx.post(f"{base}/api/v1/runs", json={"pipeline": "fanout"}, headers={"Authorization": f"Bearer {TOKEN}"}).json()["run_id"]
@@ -122,10 +125,14 @@ def _run_once(base: str, subscribers: int, workdir: Path, trial: int, server_pid
     tasks = sorted(t["id"] for t in run["tasks"])
     record = {"server_cpu_seconds": round(server_cpu, 3), "subscribers": subscribers, "run_id": run_id, "status": run["status"], "seconds": run["seconds"], "rows": run["rows_written"], "rows_per_second": run["rows_written"] / run["seconds"], "load_1m_at_start": load[0], "tasks": len(tasks)}
     if sub is not None:
+        clients_cpu = sum(clients_process.cpu_times()[:2]) - clients_cpu_before  # before it exits; it is done once the run is
         out, _ = sub.communicate(timeout=120)
         clients = json.loads(out)
         complete = sum(1 for c in clients if c["run_id"] == run_id and c["finished"] == tasks)
-        record.update({"clients_with_every_task_end": complete, "clients": len(clients), "resyncs": sum(c["resyncs"] for c in clients)})
+        record.update({
+            "clients_with_every_task_end": complete, "clients": len(clients), "resyncs": sum(c["resyncs"] for c in clients),
+            "frames_per_client": statistics.median(c["frames"] for c in clients), "clients_cpu_seconds": round(clients_cpu, 3),
+        })
     return record
 
 
@@ -181,16 +188,21 @@ def main() -> None:
         "rows": args.rows, "files": args.files, "clients": args.clients, "repeat": args.repeat,
         "median_rows_per_second_alone": statistics.median(alone), "median_rows_per_second_watched": statistics.median(watched),
         "drop_percent": round(100 * (1 - statistics.median(watched) / statistics.median(alone)), 1),
+        # Each watched trial against the unwatched one just before it: slow drifts in the machine's load cancel out.
+        "median_paired_drop_percent": round(100 * statistics.median(1 - w / a for a, w in zip(alone, watched, strict=True)), 1),
         # CPU the server spends per run is steadier than wall time on a shared machine.
         "median_server_cpu_seconds_alone": statistics.median(t["server_cpu_seconds"] for t in trials if t["subscribers"] == 0),
         "median_server_cpu_seconds_watched": statistics.median(t["server_cpu_seconds"] for t in trials if t["subscribers"]),
+        "median_clients_cpu_seconds": statistics.median(t["clients_cpu_seconds"] for t in trials if t["subscribers"]),
+        "median_frames_per_client": statistics.median(t["frames_per_client"] for t in trials if t["subscribers"]),
         "every_client_saw_every_task_end": all(t["clients_with_every_task_end"] == t["clients"] == args.clients for t in trials if t["subscribers"]),
         "load_average_start": started_load, "load_average_end": load_average(),
     }
     print(f"\n{args.rows:,} rows in {args.files} tasks; median over {args.repeat} trials each")
     print(f"  no subscriber : {summary['median_rows_per_second_alone']:>12,.0f} rows/s")
-    print(f"  {args.clients} subscribers: {summary['median_rows_per_second_watched']:>12,.0f} rows/s  ({summary['drop_percent']}% drop)")
+    print(f"  {args.clients} subscribers: {summary['median_rows_per_second_watched']:>12,.0f} rows/s  ({summary['drop_percent']}% drop; {summary['median_paired_drop_percent']}% median of paired trials)")
     print(f"  server CPU seconds per run: {summary['median_server_cpu_seconds_alone']:.2f} alone, {summary['median_server_cpu_seconds_watched']:.2f} watched")
+    print(f"  clients' process: {summary['median_clients_cpu_seconds']:.2f} CPU s per run, {summary['median_frames_per_client']:.0f} frames per client")
     print(f"  every client saw every task's final event: {summary['every_client_saw_every_task_end']}")
     print(f"  load average at start {started_load}, at end {summary['load_average_end']}")
     results = HERE / "results"
