@@ -246,10 +246,8 @@ class DuckDBDestination(Destination):
         """
         if partition.options.get("empty"):
             return 0
-        import pyarrow.parquet as pq
-
-        total = pq.ParquetFile(partition.key).metadata.num_rows
         cursor = self._cursor()
+        (total,) = cursor.execute("SELECT num_rows FROM parquet_file_metadata(?)", [partition.key]).fetchone()
         staging = quote(self._staging(run_id, task_id))
         reported = [0]
         done = threading.Event()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
+from agent_orchestrated_etl.lazy_modules import pc
 
 Method = Literal["random", "reservoir", "systematic", "stratified"]
 MAX_STRATA = 10_000

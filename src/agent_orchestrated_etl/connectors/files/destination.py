@@ -21,10 +21,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import pyarrow as pa
-import pyarrow.compute as pc
+from agent_orchestrated_etl.lazy_modules import pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
+from agent_orchestrated_etl.lazy_modules import pq
 from pydantic import Field, model_validator
 
 from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities, DestinationSpecBase
