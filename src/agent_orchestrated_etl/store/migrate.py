@@ -115,7 +115,10 @@ def _upgrade(conn: sa.Connection, current: str | None, where: str) -> None:
         command.upgrade(config, "0001")
         if has_definition:
             command.stamp(config, "0002")
-    log.info("metadata store %s: upgrading from revision %s to %s", where, current or ("0001" if adopting else "(empty)"), HEAD)
+    if current is None and not adopting:
+        log.debug("metadata store %s: creating it at revision %s", where, HEAD)  # a first run: nothing to tell the user
+    else:
+        log.info("metadata store %s: upgrading from revision %s to %s", where, current or "0001", HEAD)
     command.upgrade(config, "head")
     if adopting:
         _refuse_missing_columns(conn, where)
