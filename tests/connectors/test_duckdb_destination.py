@@ -105,3 +105,22 @@ def test_new_columns_are_added_on_append(tmp_path: Path) -> None:
 def test_table_names_must_be_plain_identifiers() -> None:
     with pytest.raises(ValueError, match="plain identifier"):
         DuckDBDestinationSpec(type="duckdb", path="w.duckdb", table='t"; DROP TABLE x; --')
+
+
+def test_a_copy_by_the_engine_may_reorder_rows_unless_a_merge_copy_runs_too() -> None:
+    import duckdb as ddb
+
+    from agent_orchestrated_etl.connectors.duckdb import _engine_copy
+
+    conn = ddb.connect(":memory:", config={"memory_limit": "64MB"})
+
+    def settings() -> tuple[bool, str]:
+        return conn.execute("SELECT current_setting('preserve_insertion_order'), current_setting('memory_limit')").fetchone()
+
+    budget = 512 << 20
+    with _engine_copy(conn, budget, keep_order=False):
+        assert settings() == (False, "122.0 MiB")  # 128 MB (DuckDB's MB are decimal): a quarter of the budget: the unordered copy needs no more
+        with _engine_copy(conn, budget, keep_order=True):
+            assert settings() == (True, "274.6 MiB")  # 288 MB: a merge's last row of a key must stay last
+        assert settings() == (False, "122.0 MiB")
+    assert settings() == (True, "61.0 MiB")

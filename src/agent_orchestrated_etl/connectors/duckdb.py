@@ -228,10 +228,11 @@ class DuckDBDestination(Destination):
                     cursor.execute(f"LOAD '{postgres_extension()}'")
                     # ATTACH takes no parameters: the URL is quoted as a string literal.
                     cursor.execute(f"ATTACH {_string(libpq_url(source.url))} AS {alias} (TYPE postgres, READ_ONLY)")
-            if source.spec.table:
-                cursor.execute(f"CREATE TABLE {staging} AS {source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')}")
-            else:
-                cursor.execute(f"CREATE TABLE {staging} AS SELECT * FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
+            with _engine_copy(self._conn, self.memory_limit_bytes, keep_order=self.spec.write == "merge"):
+                if source.spec.table:
+                    cursor.execute(f"CREATE TABLE {staging} AS {source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')}")
+                else:
+                    cursor.execute(f"CREATE TABLE {staging} AS SELECT * FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
         except Exception as exc:
             raise ConfigurationError(scrub(str(exc).splitlines()[0], source.url), where=f"task {task_id}", hint="the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead") from None
         rows = int(cursor.execute(f"SELECT count(*) FROM {staging}").fetchone()[0])
@@ -262,7 +263,7 @@ class DuckDBDestination(Destination):
         watcher = threading.Thread(target=poll, name=f"progress {task_id}", daemon=True)
         watcher.start()
         try:
-            with _engine_memory(self._conn, self.memory_limit_bytes):
+            with _engine_copy(self._conn, self.memory_limit_bytes, keep_order=self.spec.write == "merge"):
                 cursor.execute(f"CREATE TABLE {staging} AS SELECT * FROM read_parquet(?)", [partition.key])
         except Exception as exc:
             raise DataError(str(exc).splitlines()[0], where=f"task {task_id}: {partition.key}", hint="the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead") from None
@@ -461,30 +462,45 @@ def _open(path: Path, memory_limit_bytes: int) -> Any:
         return conn
 
 
-_engine_users: dict[int, int] = {}
+#: The copies running by themselves in each database: id(conn) -> one flag per copy, "may reorder rows".
+_engine_copies: dict[int, list[bool]] = {}
 
 
 @contextmanager
-def _engine_memory(conn: Any, budget_bytes: int) -> Iterator[None]:
-    """Give DuckDB nine sixteenths of the budget (288 MB of 512) while it copies by itself.
+def _engine_copy(conn: Any, budget_bytes: int, *, keep_order: bool) -> Iterator[None]:
+    """Settings for DuckDB while it copies by itself, and back when the last copy ends.
 
-    With no Arrow batches in flight in Python, DuckDB may use most of the
-    agent's memory; at an eighth of it, its Parquet reader ran at half speed.
-    The limit is the database's, so it drops back when the last copy ends.
+    Measured on lineitem SF1 (bench/README.md): a CREATE TABLE AS that keeps
+    the rows in source order needs about 260 MB of DuckDB's memory, and below a
+    272 MB limit runs at half speed; allowed to reorder rows, it runs as fast
+    within a quarter of the budget (128 MB of 512). Rows are reordered only
+    where order means nothing: not for ``write: merge``, where the last row of
+    a key within a run wins. Both settings are the database's, so the strictest
+    running copy decides them.
     """
     key = id(conn)
     with _open_lock:
-        _engine_users[key] = _engine_users.get(key, 0) + 1
-        if _engine_users[key] == 1:
-            conn.execute(f"SET memory_limit = '{max(64, budget_bytes * 9 // 16 // (1 << 20))}MB'")
+        copies = _engine_copies.setdefault(key, [])
+        copies.append(not keep_order)
+        _apply_engine_settings(conn, copies, budget_bytes)
     try:
         yield
     finally:
         with _open_lock:
-            _engine_users[key] -= 1
-            if _engine_users[key] == 0:
-                del _engine_users[key]
+            copies.remove(not keep_order)
+            if copies:
+                _apply_engine_settings(conn, copies, budget_bytes)
+            else:
+                del _engine_copies[key]
                 conn.execute(f"SET memory_limit = '{_buffer_pool_mb(budget_bytes)}MB'")
+                conn.execute("RESET preserve_insertion_order")
+
+
+def _apply_engine_settings(conn: Any, copies: list[bool], budget_bytes: int) -> None:
+    unordered = all(copies)
+    fraction = (1, 4) if unordered else (9, 16)
+    conn.execute(f"SET memory_limit = '{max(64, budget_bytes * fraction[0] // fraction[1] // (1 << 20))}MB'")
+    conn.execute(f"SET preserve_insertion_order = {'false' if unordered else 'true'}")
 
 
 def _buffer_pool_mb(budget_bytes: int) -> int:
