@@ -73,7 +73,6 @@ class AgentStatus:
 class ProcessSample:
     cpu_percent: float = 0.0
     rss_bytes: int = 0
-    cpu_seconds: float = 0.0
 
 
 class MonitorAgent(Agent):
@@ -142,8 +141,7 @@ class MonitorAgent(Agent):
         if not self.sample_resources:
             return
         with self._psutil.oneshot():
-            cpu = self._psutil.cpu_times()
-            self.process = ProcessSample(self._psutil.cpu_percent(None), self._psutil.memory_info().rss, cpu.user + cpu.system)
+            self.process = ProcessSample(self._psutil.cpu_percent(None), self._psutil.memory_info().rss)
 
     def _fold(self, message: Message) -> None:
         state: RunState | None = None
