@@ -160,3 +160,34 @@ destinations:
     assert third.status == "succeeded"
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
     assert con.execute("SELECT count(*), count(DISTINCT id), max(id) FROM t").fetchone() == (150, 150, 150)
+
+
+def test_a_cancel_that_lands_during_a_commit_says_the_destination_was_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while DuckDB commits: the commit ends (one transaction), the record says so, resume publishes nothing twice."""
+    import asyncio
+
+    from agent_orchestrated_etl.connectors.duckdb import DuckDBDestination
+    from agent_orchestrated_etl.orchestrator import run_pipeline_async
+
+    (tmp_path / "a.csv").write_text("id,name\n1,x\n2,y\n3,z\n")
+    spec = tmp_path / "p.yaml"
+    spec.write_text("name: one\nsources:\n  a: {type: file, path: a.csv}\ndestination: {type: duckdb, path: out.duckdb, table: a}\n")
+
+    async def main() -> None:
+        run = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        assert run is not None
+        monkeypatch.setattr(DuckDBDestination, "before_commit", lambda run_id: loop.call_soon_threadsafe(run.cancel))
+        await run_pipeline_async(load_spec(spec), Settings())
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(main())
+    monkeypatch.setattr(DuckDBDestination, "before_commit", None)
+    assert tables(tmp_path / "out.duckdb") == {"a": 3}
+    [run] = RunStore(Settings().store_url).list_runs()
+    record = RunStore(Settings().store_url).get_run(run["run_id"])
+    assert record["status"] == "cancelled"
+    [said] = [e for e in record["events"] if e["kind"] == "decision" and e["choice"] == "committed as the cancel came"]
+    assert said["reason"].startswith("its commit had begun; 3 rows are published")
+    assert resume_run(run["run_id"], Settings()).status == "succeeded"
+    assert tables(tmp_path / "out.duckdb") == {"a": 3}

@@ -390,10 +390,18 @@ class OrchestratorAgent(Agent):
             self.decide(ctx.run_id, f"destination {label}", "commit", f"all {len(feeding)} task(s) feeding it finished; publish {ctx.spec.all_destinations[index].write} in one step")
             state = committed_states(ctx.spec.name, _reports(ctx, schedule.plan, feeding))
             policy = ctx.spec.all_destinations[index].schema_
+            commit = asyncio.ensure_future(asyncio.to_thread(dest.commit, ctx.run_id, feeding, state))
             try:
-                result = await asyncio.to_thread(dest.commit, ctx.run_id, feeding, state)
+                result = await asyncio.shield(commit)
             except AgentETLError as exc:
                 self.decide(ctx.run_id, f"destination {label}", "fail the commit; the target stays as it was", str(exc))
+                raise
+            except asyncio.CancelledError:
+                # The commit is one transaction in a thread: it ends either way. Say how, so a
+                # cancelled run does not hide a destination it did publish.
+                result = await asyncio.shield(commit)
+                self.decide(ctx.run_id, f"destination {label}", "committed as the cancel came", f"its commit had begun; {result.rows:,} rows are published, and resume will not publish them again")
+                self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
                 raise
             if result.schema_changes:
                 self.decide(ctx.run_id, f"destination {label}", f"schema {policy}: {'; '.join(result.schema_changes)}", _POLICY_REASONS[policy])
