@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_orchestrated_etl.exceptions import ConfigurationError

@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error

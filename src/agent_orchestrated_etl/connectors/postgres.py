@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error

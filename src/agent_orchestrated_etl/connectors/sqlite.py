@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationCapabilities, DestinationSpecBase

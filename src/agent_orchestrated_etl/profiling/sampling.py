@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 
 Method = Literal["random", "reservoir", "systematic", "stratified"]
 MAX_STRATA = 10_000

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 
 from agent_orchestrated_etl.connectors.base import QUARANTINE_SCHEMA, Position
 from agent_orchestrated_etl.exceptions import StepError

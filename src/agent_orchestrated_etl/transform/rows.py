@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.transform.sql import ROW

@@ -21,10 +21,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pc
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
-from agent_orchestrated_etl.lazy_modules import pq
+import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities, DestinationSpecBase

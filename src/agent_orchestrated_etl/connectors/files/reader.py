@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-from agent_orchestrated_etl.lazy_modules import pq
+import pyarrow.parquet as pq
 
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.connectors.files import filesystems
