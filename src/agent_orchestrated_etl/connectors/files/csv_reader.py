@@ -23,7 +23,8 @@ from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.connectors.files.reader import FileReader
 from agent_orchestrated_etl.connectors.files.sniff import SAMPLE_BYTES, sniff
 
-_BLOCK_BYTES = 4 << 20  # pyarrow infers types from the first block: 4 MiB sees enough rows
+_INFER_BYTES = 4 << 20  # the types come from pyarrow's reading of the first 4 MiB: enough rows to judge
+_BLOCK_BYTES = 2 << 20  # then the text is read 2 MiB at a time: fewer bytes in flight, as fast (lineitem: 405-437 MB peak against 505-521 at 4 MiB)
 _MAX_BLOCK_BYTES = 1 << 30
 
 
@@ -35,7 +36,12 @@ class CSVReader(FileReader):
             self.rejected.append(({"file": self.shown}, "empty file: no header and no rows", Position(origin=self.shown)))
             return
         dialect = sniff(sample, encoding=self.spec.encoding, delimiter=self.spec.delimiter, quote=self.spec.quote, header=self.spec.header, multiline=self.spec.multiline_values)
-        block, done, schema, as_text = _BLOCK_BYTES, 0, None, False
+        block, done = _BLOCK_BYTES, 0
+        # The types come from the first block; the file is then read as text and cast. Measured on
+        # lineitem SF1 (737 MB): 2.5-2.8 s against 3.6 s for pyarrow converting each block itself,
+        # and a value that does not fit its column is quarantined without reading the file again.
+        schema = self._first_block_schema(dialect, _INFER_BYTES)
+        as_text = schema is not None
         while True:
             bad: list[str] = []
             rows = 0
@@ -75,6 +81,15 @@ class CSVReader(FileReader):
         for text, line in zip(rejected_lines, self._find_lines(rejected_lines, dialect.encoding), strict=True):
             reason = f"malformed CSV line: wrong number of fields or an unclosed quote ({text[:200]!r})"
             self.rejected.append(({"line": text[:10_000]}, reason, Position(origin=self.shown, line=line)))
+
+    def _first_block_schema(self, dialect: Any, block: int) -> pa.Schema | None:
+        """The types pyarrow infers from the first block; None when that block cannot be read (the loop below says why)."""
+        try:
+            for batch in self._csv_attempt(dialect, block, [], None):
+                return batch.schema
+        except pa.ArrowInvalid:
+            return None
+        return None
 
     def _reparse(self, text: str, dialect: Any, schema: pa.Schema, bad: list[str]) -> pa.RecordBatch:
         """Rows of text that a broken quote had swallowed; rows still broken go to the front of ``bad``."""
