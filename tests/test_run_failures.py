@@ -54,7 +54,7 @@ def test_a_failed_quality_gate_says_to_fix_the_data_not_to_resume(tmp_path: Path
     result = agent_etl("run", "p.yaml", cwd=tmp_path)
     assert result.returncode == 1
     assert "quality checks failed: not_null(email)" in result.stderr
-    assert "fix the data or the check and run again; agent-etl runs discard" in result.stderr
+    assert "fix the data, the check or the target and run again; agent-etl runs discard" in result.stderr
     assert "agent-etl resume" not in result.stderr
 
     (tmp_path / "p.yaml").write_text(MISSING_FILE)
@@ -81,3 +81,14 @@ def test_usage_errors_say_what_is_missing_without_a_traceback(tmp_path: Path) ->
     assert "Missing argument 'spec'" in result.stderr and "Traceback" not in result.stderr
     result = agent_etl("bogus", cwd=tmp_path)
     assert result.returncode == 2 and "No such command 'bogus'" in result.stderr
+
+
+def test_a_refused_commit_says_to_fix_and_run_again_not_to_resume() -> None:
+    from types import SimpleNamespace
+
+    from agent_orchestrated_etl.cli import next_step
+
+    refused = SimpleNamespace(run_id="r1", decisions=[{"subject": "destination t", "choice": "fail the commit; the target stays as it was", "reason": "schema: freeze forbids changes"}])
+    assert next_step(refused).startswith("fix the data, the check or the target and run again; agent-etl runs discard r1")
+    unfinished = SimpleNamespace(run_id="r2", decisions=[{"subject": "task a[0]>a", "choice": "fail", "reason": "SourceNotFoundError: retrying cannot help"}])
+    assert next_step(unfinished) == "go on from the checkpoints: agent-etl resume r2"

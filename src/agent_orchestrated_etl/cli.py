@@ -97,9 +97,13 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
 
 def next_step(result: Any) -> str:
     """What to do after a run that did not succeed: resume only helps when a task did not finish."""
-    if any(d.get("subject") == "quality" and d.get("choice", "").startswith("fail") for d in result.decisions):
-        # Resuming would commit the same staged rows, which failed the same checks.
-        return f"fix the data or the check and run again; agent-etl runs discard {result.run_id} drops its staged output"
+    refused = any(
+        (d.get("subject") == "quality" and d.get("choice", "").startswith("fail")) or d.get("choice", "").startswith("fail the commit")
+        for d in result.decisions
+    )
+    if refused:
+        # Resuming would commit the same staged rows (with the spec as it was), which were refused the same way.
+        return f"fix the data, the check or the target and run again; agent-etl runs discard {result.run_id} drops its staged output"
     return f"go on from the checkpoints: agent-etl resume {result.run_id}"
 
 
