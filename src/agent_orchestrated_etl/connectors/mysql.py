@@ -30,6 +30,7 @@ from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpe
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
+from agent_orchestrated_etl.connectors.sql.types import cast_columns
 from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
 
 _NATIVE = re.compile(
@@ -101,19 +102,7 @@ class MySQLSource(SQLSource):
             pre_execution_query=["SET time_zone = '+00:00'"],
         )
         for batch in reader:
-            yield _cast(batch, casts) if casts else batch
-
-
-def _cast(batch: pa.RecordBatch, casts: dict[str, pa.DataType]) -> pa.RecordBatch:
-    columns, fields = list(batch.columns), list(batch.schema)
-    for name, dtype in casts.items():
-        i = batch.schema.get_field_index(name)
-        if isinstance(dtype, pa.BaseExtensionType):
-            columns[i] = pa.ExtensionArray.from_storage(dtype, pc.cast(columns[i], dtype.storage_type))
-        else:
-            columns[i] = pc.cast(columns[i], dtype)
-        fields[i] = pa.field(name, dtype)
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+            yield cast_columns(batch, casts) if casts else batch
 
 
 class MySQLDestinationSpec(DestinationSpecBase, SQLDestinationFields):

@@ -25,6 +25,7 @@ from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpe
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
+from agent_orchestrated_etl.connectors.sql.types import cast_columns
 from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
 
 # Types ADBC turns into plain Arrow types (arrays of them too).
@@ -60,8 +61,8 @@ class PostgresSource(SQLSource):
     label = "postgres"
 
     @cached_property
-    def _layout(self) -> tuple[str, dict[str, tuple[int, int]], list[str]]:
-        """The SELECT list (with casts), the (precision, scale) of each NUMERIC column, and the date and timestamp columns."""
+    def _layout(self) -> tuple[str, dict[str, pa.DataType], list[str]]:
+        """The SELECT list (with casts), the decimal type of each NUMERIC column, and the date and timestamp columns."""
         with self._engine().connect() as conn:
             result = conn.exec_driver_sql(self.raw(f"SELECT * FROM {self.relation()} LIMIT 0"))
             described = result.cursor.description
@@ -75,7 +76,7 @@ class PostgresSource(SQLSource):
                 )
             }
         listed: list[str] = []
-        decimals: dict[str, tuple[int, int]] = {}
+        decimals: dict[str, pa.DataType] = {}
         temporal: list[str] = []
         for d in described:
             name, (typname, typtype, elem, elemtype) = d.name, types[d.type_code]
@@ -85,7 +86,8 @@ class PostgresSource(SQLSource):
             elif elemtype == "e":
                 listed.append(f"{column}::text[] AS {column}")
             elif typname == "numeric" and d.precision is not None:
-                decimals[name] = (d.precision, d.scale or 0)
+                # ADBC hands NUMERIC over as text in an opaque extension type; the declared precision makes it exact.
+                decimals[name] = pa.decimal128(d.precision, d.scale or 0) if d.precision <= 38 else pa.decimal256(d.precision, d.scale or 0)
                 listed.append(column)
             elif typname in _NATIVE or (elem is not None and elem in _NATIVE):
                 listed.append(column)
@@ -116,7 +118,7 @@ class PostgresSource(SQLSource):
             cursor.execute(sql)
             for batch in cursor.fetch_record_batch():
                 self._refuse_infinity(batch, temporal)
-                yield _with_decimals(batch, decimals) if decimals else batch
+                yield cast_columns(batch, decimals) if decimals else batch
 
     def _refuse_infinity(self, batch: pa.RecordBatch, temporal: list[str]) -> None:
         # PostgreSQL's ±infinity has no Arrow value; the driver's epoch shift wraps it
@@ -131,19 +133,6 @@ class PostgresSource(SQLSource):
                     where=self.where,
                     hint=f"read it through query: with CASE WHEN isfinite({name}) THEN {name} END AS {name} to load them as NULL, or set retry.on_bad_data: quarantine",
                 )
-
-
-def _with_decimals(batch: pa.RecordBatch, decimals: dict[str, tuple[int, int]]) -> pa.RecordBatch:
-    # ADBC hands NUMERIC over as text in an opaque extension type; the declared precision makes it exact.
-    columns = list(batch.columns)
-    fields = list(batch.schema)
-    for name, (precision, scale) in decimals.items():
-        i = batch.schema.get_field_index(name)
-        dtype = pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
-        storage = columns[i].storage if isinstance(columns[i], pa.ExtensionArray) else columns[i]
-        columns[i] = pc.cast(storage, dtype)
-        fields[i] = pa.field(name, dtype)
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
 
 class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):

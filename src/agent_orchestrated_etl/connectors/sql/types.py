@@ -10,11 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from agent_orchestrated_etl.exceptions import DataError
 
 JSON = "arrow.json"
 UUID = "arrow.uuid"
+
+
+def cast_columns(batch: pa.RecordBatch, casts: dict[str, pa.DataType]) -> pa.RecordBatch:
+    """The batch with the named columns cast, through storage types where a driver's or our type is an extension type."""
+    columns, fields = list(batch.columns), list(batch.schema)
+    for name, dtype in casts.items():
+        i = batch.schema.get_field_index(name)
+        column = columns[i].storage if isinstance(columns[i], pa.ExtensionArray) else columns[i]
+        if isinstance(dtype, pa.BaseExtensionType):
+            columns[i] = pa.ExtensionArray.from_storage(dtype, pc.cast(column, dtype.storage_type))
+        else:
+            columns[i] = pc.cast(column, dtype)
+        fields[i] = pa.field(name, dtype)
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
 
 def _extension(dtype: pa.DataType) -> str | None:
