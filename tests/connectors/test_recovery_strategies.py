@@ -77,13 +77,16 @@ def test_a_partition_that_times_out_is_split_and_its_halves_finish(pg_schema: tu
     url, schema = pg_schema
     run_sql(url, f"CREATE TABLE {schema}.t AS SELECT i AS id, 'v' || i AS v FROM generate_series(1, 800) i")
     out = tmp_path / "w.duckdb"
-    # About 2 ms a row, slept in the server: a 400-row partition takes 0.9 s, a half 0.45 s.
-    query = f"SELECT id, v FROM {schema}.t WHERE pg_sleep(0.001)::text = ''"
+    # 5 ms a row, slept in the server: a 400-row partition takes 2 s, a half 1 s. The timeout
+    # leaves a task 1.5 s, so halves (or quarters) finish even when a loaded machine adds most of a
+    # second to each task (at 2 ms a row and 0.65 s, a loaded run split down to 3-row tasks and still
+    # timed out). Finding a partition's bounds runs the slow query too, so slower rows cost minutes.
+    query = f"SELECT id, v FROM {schema}.t WHERE pg_sleep(0.005)::text = ''"
     text = (
         f"name: slow\nsources:\n  t: {{type: postgres, url: \"{url}\", query: \"{query}\", partition: {{column: id, parts: 2}}}}\n"
         f"destination: {{type: duckdb, path: \"{out}\", table: t}}\n"
         "quality:\n  - {not_null: [id], input: t}\n"
-        "retry: {task_timeout_seconds: 0.65, backoff_seconds: 0}\n"
+        "retry: {task_timeout_seconds: 1.5, backoff_seconds: 0}\n"
     )
     result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
     assert result.status == "succeeded", result.error
