@@ -217,7 +217,7 @@ class DuckDBDestination(Destination):
         if source.spec.type == "file":
             return self._pull_parquet(run_id, task_id, partition, progress)
         from agent_orchestrated_etl.connectors.postgres import libpq_url
-        from agent_orchestrated_etl.connectors.sql.common import scrub
+        from agent_orchestrated_etl.connectors.sql.common import connection_error
 
         cursor = self._cursor()
         staging = quote(self._staging(run_id, task_id))
@@ -234,7 +234,11 @@ class DuckDBDestination(Destination):
                 else:
                     cursor.execute(f"CREATE TABLE {staging} AS SELECT * FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
         except Exception as exc:
-            raise ConfigurationError(scrub(str(exc).splitlines()[0], source.url), where=f"task {task_id}", hint="the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead") from None
+            # Classified as the Arrow path classifies the same failure: a refused connection is retried there too.
+            mapped = connection_error(exc, source.url, f"task {task_id}")
+            if type(mapped) is ConfigurationError:
+                mapped.hint = "the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead"
+            raise mapped from None
         rows = int(cursor.execute(f"SELECT count(*) FROM {staging}").fetchone()[0])
         progress(rows, 0)
         return rows
