@@ -228,11 +228,14 @@ class DuckDBDestination(Destination):
                     cursor.execute(f"LOAD '{postgres_extension()}'")
                     # ATTACH takes no parameters: the URL is quoted as a string literal.
                     cursor.execute(f"ATTACH {_string(libpq_url(source.url))} AS {alias} (TYPE postgres, READ_ONLY)")
+            # The scanner reads json and jsonb as VARCHAR; the Arrow path stores them as JSON.
+            as_json = ", ".join(f"{quote(c)}::JSON AS {quote(c)}" for c in source.json_columns())
+            columns = f"* REPLACE ({as_json})" if as_json else "*"
             with _engine_copy(self._conn, self.memory_limit_bytes, keep_order=self.spec.write == "merge"):
                 if source.spec.table:
-                    cursor.execute(f"CREATE TABLE {staging} AS {source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')}")
+                    cursor.execute(f"CREATE TABLE {staging} AS SELECT {columns} FROM ({source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')})")
                 else:
-                    cursor.execute(f"CREATE TABLE {staging} AS SELECT * FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
+                    cursor.execute(f"CREATE TABLE {staging} AS SELECT {columns} FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
         except Exception as exc:
             # Classified as the Arrow path classifies the same failure: a refused connection is retried there too.
             mapped = connection_error(exc, source.url, f"task {task_id}")

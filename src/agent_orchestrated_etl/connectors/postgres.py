@@ -2,7 +2,8 @@
 
 Reading: ADBC streams ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into
 Arrow batches. Before the first read the source looks up each column's type
-in ``pg_type``: enums are cast to text in the SELECT, NUMERIC(p, s) arrives
+in ``pg_type``: enums and char(n) are cast to text in the SELECT (char(n)
+without its pad spaces, as DuckDB's own copy reads it), NUMERIC(p, s) arrives
 from ADBC as text and is cast to ``decimal128(p, s)`` here, and a type Arrow
 cannot hold is refused up front with the cast to use.
 
@@ -60,9 +61,14 @@ class PostgresSource(SQLSource):
     spec_model = PostgresSourceSpec
     label = "postgres"
 
+    def quote(self, name: str) -> str:
+        # Always quoted: a pushed-down copy runs this SQL in DuckDB, whose reserved words
+        # (BY, ...) PostgreSQL's quoting rules leave bare.
+        return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
     @cached_property
-    def _layout(self) -> tuple[str, dict[str, pa.DataType], list[str]]:
-        """The SELECT list (with casts), the decimal type of each NUMERIC column, and the date and timestamp columns."""
+    def _layout(self) -> tuple[str, dict[str, pa.DataType], list[str], list[str]]:
+        """The SELECT list (with casts), the decimal type of each NUMERIC column, the date and timestamp columns, and the JSON columns."""
         with self._engine().connect() as conn:
             result = conn.exec_driver_sql(self.raw(f"SELECT * FROM {self.relation()} LIMIT 0"))
             described = result.cursor.description
@@ -78,6 +84,7 @@ class PostgresSource(SQLSource):
         listed: list[str] = []
         decimals: dict[str, pa.DataType] = {}
         temporal: list[str] = []
+        json: list[str] = []
         for d in described:
             name, (typname, typtype, elem, elemtype) = d.name, types[d.type_code]
             column = self.quote(name)
@@ -85,6 +92,10 @@ class PostgresSource(SQLSource):
                 listed.append(f"{column}::text AS {column}")
             elif elemtype == "e":
                 listed.append(f"{column}::text[] AS {column}")
+            elif "bpchar" in (typname, elem):
+                # char(n)'s trailing pad spaces are not data (PostgreSQL's comparisons ignore them, and
+                # DuckDB's scanner drops them): its cast to text drops them on every path alike.
+                listed.append(f"{column}::text{'[]' if elem else ''} AS {column}")
             elif typname == "numeric" and d.precision is not None:
                 # ADBC hands NUMERIC over as text in an opaque extension type; the declared precision makes it exact.
                 decimals[name] = pa.decimal128(d.precision, d.scale or 0) if d.precision <= 38 else pa.decimal256(d.precision, d.scale or 0)
@@ -93,6 +104,8 @@ class PostgresSource(SQLSource):
                 listed.append(column)
                 if typname in ("date", "timestamp", "timestamptz"):
                     temporal.append(name)
+                elif typname in ("json", "jsonb"):
+                    json.append(name)
             else:
                 cast = _CASTS.get(typname, "text")
                 why = "it has no declared precision" if typname == "numeric" else f"PostgreSQL type {typname} has no Arrow mapping"
@@ -101,7 +114,7 @@ class PostgresSource(SQLSource):
                     where=self.where,
                     hint=f"read it through query: with CAST({name} AS {cast}) AS {name}",
                 )
-        return ", ".join(listed), decimals, temporal
+        return ", ".join(listed), decimals, temporal, json
 
     def columns(self) -> str:
         try:
@@ -111,8 +124,12 @@ class PostgresSource(SQLSource):
         except Exception as exc:
             raise connection_error(exc, self.spec.url, self.where) from exc
 
+    def json_columns(self) -> list[str]:
+        """The json and jsonb columns: the Arrow path marks them as JSON, so a pushed-down copy casts them to DuckDB's JSON."""
+        return self._layout[3]
+
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
-        _, decimals, temporal = self._layout
+        _, decimals, temporal, _ = self._layout
         adbc = _adbc()
         with adbc.connect(libpq_url(self.spec.url)) as conn, conn.cursor() as cursor:
             cursor.execute(sql)
