@@ -180,6 +180,22 @@ class PostgresDestination(SQLDestination):
             cursor.adbc_ingest(name, _ingestable(batch), mode="append", db_schema_name=self._schema)
         conn.commit()
 
+    def unstorable(self, batch: pa.RecordBatch) -> list[str | None] | None:
+        # PostgreSQL text (and json) cannot hold a NUL byte: COPY would refuse the whole batch.
+        reasons: list[str | None] | None = None
+        for column, field in zip(batch.columns, batch.schema, strict=True):
+            values = column.storage if isinstance(column, pa.ExtensionArray) else column
+            if pa.types.is_dictionary(values.type):
+                values = values.dictionary_decode()
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+                continue
+            nul = pc.fill_null(pc.match_substring(values, "\x00"), False)
+            if pc.any(nul).as_py():
+                reasons = reasons or [None] * batch.num_rows
+                for i in pc.indices_nonzero(nul).to_pylist():
+                    reasons[i] = reasons[i] or f"column {field.name} holds a NUL byte (\\x00), which PostgreSQL text cannot store"
+        return reasons
+
     def clear_sql(self, target: str) -> str:
         return f"TRUNCATE TABLE {target}"
 
