@@ -244,3 +244,20 @@ def test_a_backend_terminated_mid_read_is_retried_and_every_row_loads_once(pg_sc
     assert retry["choice"] == "retry" and retry["reason"].startswith("ConnectionFailedError is transient; attempt 2 of 2")
     with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM t").fetchone() == (20000, 20000, 1, 20000)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "consuming input failed: server closed the connection unexpectedly",
+        "SSL SYSCALL error: EOF detected",
+        "could not receive data from server: Connection reset by peer",
+    ],
+)
+def test_libpq_messages_of_a_broken_connection_without_sqlstate_are_retriable(message: str) -> None:
+    # Provoking these needs a network that fails mid-query; libpq gives them no SQLSTATE.
+    import psycopg
+
+    error = psycopg.OperationalError(message)
+    assert error.sqlstate is None
+    assert isinstance(connection_error(error, "postgresql://h/db", "source t"), ConnectionFailedError)

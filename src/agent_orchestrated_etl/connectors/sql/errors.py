@@ -100,7 +100,13 @@ _LIBPQ: list[tuple[re.Pattern[str], Kind]] = [
     (re.compile(r'password authentication failed|role "[^"]*" does not exist|no pg_hba\.conf entry'), "auth"),
     (re.compile(r'database "[^"]*" does not exist|relation "[^"]*" does not exist'), "missing"),
     # FATAL ends the session: the server went away or threw us out; a new connection may well work.
-    (re.compile(r"\bFATAL:|connection to server .*failed|could not connect|server closed the connection|no connection to the server|could not translate host name"), "transient"),
+    (
+        re.compile(
+            r"\bFATAL:|connection to server .*failed|could not connect|server closed the connection|no connection to the server"
+            r"|could not (send|receive) data (to|from) server|SSL SYSCALL error|SSL connection has been closed|could not translate host name"
+        ),
+        "transient",
+    ),
 ]
 
 # DuckDB's exception classes, for its postgres extension (most specific first).
