@@ -261,3 +261,9 @@ def test_libpq_messages_of_a_broken_connection_without_sqlstate_are_retriable(me
     error = psycopg.OperationalError(message)
     assert error.sqlstate is None
     assert isinstance(connection_error(error, "postgresql://h/db", "source t"), ConnectionFailedError)
+
+
+def test_a_postgres_statement_timeout_is_retriable_as_before(postgres_url: str) -> None:
+    error = _error(lambda: _psycopg(postgres_url + "?options=-c%20statement_timeout%3D50", "SELECT pg_sleep(1)"))
+    assert error.orig.sqlstate == "57014"
+    assert isinstance(connection_error(error, postgres_url, "source t"), ConnectionFailedError)

@@ -30,6 +30,8 @@ _POSTGRES_CODES: dict[str, Kind] = {
     "57P03": "transient",  # cannot_connect_now: the server is starting up
     "57P05": "transient",  # idle_session_timeout
     "53300": "transient",  # too_many_connections: a slot frees up
+    "57014": "transient",  # query_canceled: statement_timeout under load
+    "55P03": "conflict",  # lock_not_available: lock_timeout
     "40001": "conflict",  # serialization_failure
     "40P01": "conflict",  # deadlock_detected
     "42P01": "missing",  # undefined_table
@@ -57,6 +59,8 @@ _MYSQL_CODES: dict[int, Kind] = {
     1053: "transient",  # server shutdown in progress
     1927: "transient",  # MariaDB: connection was killed
     4031: "transient",  # disconnected by the server for inactivity
+    1317: "transient",  # query execution was interrupted
+    3024: "transient",  # max_execution_time exceeded
     1205: "conflict",  # lock wait timeout
     1213: "conflict",  # deadlock
     1045: "auth",  # access denied (password)
