@@ -267,3 +267,21 @@ def test_a_postgres_statement_timeout_is_retriable_as_before(postgres_url: str) 
     error = _error(lambda: _psycopg(postgres_url + "?options=-c%20statement_timeout%3D50", "SELECT pg_sleep(1)"))
     assert error.orig.sqlstate == "57014"
     assert isinstance(connection_error(error, postgres_url, "source t"), ConnectionFailedError)
+
+
+def test_sqlite_errors_are_classed_by_result_code_and_a_missing_table_is_missing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+    def run(sql: str) -> None:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+
+    missing, duplicate = _error(lambda: run("SELECT * FROM nope")), _error(lambda: run("INSERT INTO t VALUES (1)"))
+    engine.dispose()
+    assert type(connection_error(missing, url, "source t")) is SourceNotFoundError
+    assert duplicate.orig.sqlite_errorcode & 0xFF == 19  # SQLITE_CONSTRAINT
+    assert type(connection_error(duplicate, url, "destination t")) is DataError

@@ -13,6 +13,7 @@ Text is the fallback only where no code exists to read:
   from the stream. What libpq says then is matched by ``_LIBPQ``.
 - DuckDB's postgres extension passes on only libpq's text. Its own
   exception classes come first (``_DUCKDB``), then the same ``_LIBPQ`` text.
+- SQLite's result code for any SQL error is SQLITE_ERROR, a missing table included.
 """
 
 from __future__ import annotations
@@ -177,6 +178,9 @@ def _mysql(chain: list[BaseException]) -> Kind:
 
 
 def _sqlite(chain: list[BaseException]) -> Kind:
+    # SQLITE_ERROR (1) is every SQL error alike, and ADBC gives no code at all: a missing table is told by its words.
+    if any("no such table" in str(e) for e in chain):
+        return "missing"
     for e in chain:
         code = getattr(e, "sqlite_errorcode", None)
         if isinstance(code, int):
