@@ -32,6 +32,7 @@ from agent_orchestrated_etl.transform.graph import WorkspaceGraph
 from agent_orchestrated_etl.transform.query import stage
 from agent_orchestrated_etl.transform.routing import checks_at
 from agent_orchestrated_etl.transform.rows import Numbering, Origins
+from agent_orchestrated_etl.transform.sql import ROW
 from agent_orchestrated_etl.transform.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -177,10 +178,11 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     points = _points(ctx, task.source, task.transform)
     origins = Origins()
     source, rejected = ctx.reader(task), []
-    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=any(p.checks for p in points), rejected=rejected)
+    # Numbered even without checks: the destination may refuse a row, which then needs its position.
+    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
     if task.transform is None and not any(p.checks for p in points):
         for batch in batches:
-            _write(ctx, task, dest, batch, outcome)
+            _write(ctx, task, dest, batch, outcome, origins.locate)
     else:
         _through_chain(ctx, task, dest, points, batches, origins, outcome)
     _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
@@ -270,7 +272,7 @@ def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[
         schema, batches = _peek(batches)
         if schema is not None:
             for batch in chain.run(schema, batches):
-                _write(ctx, task, dest, visible(batch), outcome)
+                _write(ctx, task, dest, batch, outcome, origins.locate)
         else:
             chain.no_rows(points, f"task {task.id}")
         outcome.rows_quarantined += chain.rows_quarantined
@@ -279,7 +281,21 @@ def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[
         chain.close()
 
 
-def _write(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch, outcome: TaskOutcome) -> None:
+def _write(ctx: RunContext, task: Task, dest: Destination, numbered: pa.RecordBatch, outcome: TaskOutcome, locate: Callable[[int | None], Position | None]) -> None:
+    """Write a batch (with its ROW column, if any); rows the destination cannot store go to quarantine with their position."""
+    batch = visible(numbered)
+    reasons = dest.unstorable(batch) if batch.num_rows else None
+    if reasons is not None:
+        keep = pa.array([r is None for r in reasons])
+        ordinals = numbered.column(ROW).to_pylist() if ROW in numbered.schema.names else [None] * batch.num_rows
+        refused = [
+            (row, reason, locate(ordinal) or Position(origin=f"task {task.id}"))
+            for row, reason, ordinal in zip(batch.to_pylist(), reasons, ordinals, strict=True)
+            if reason is not None
+        ]
+        dest.write_quarantine(ctx.run_id, task.id, rejected_rows(refused, run_id=ctx.run_id, task_id=task.id, check_name="destination"))
+        outcome.rows_quarantined += len(refused)
+        batch = batch.filter(keep)
     if batch.num_rows:
         dest.write_batch(ctx.run_id, task.id, batch)
         outcome.rows_written += batch.num_rows
@@ -383,7 +399,7 @@ def _transform_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutc
                 if rejected is not None:
                     quarantine(rejected)
                     graph.rows_quarantined += rejected.num_rows
-            _write(ctx, task, dest, visible(batch), outcome)
+            _write(ctx, task, dest, batch, outcome, ctx.origins.locate)
         outcome.rows_quarantined += graph.rows_quarantined
         outcome.checks = graph.results()
     finally:

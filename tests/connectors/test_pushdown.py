@@ -63,3 +63,49 @@ def test_pushdown_can_be_turned_off(items: tuple[str, str], tmp_path: Path, monk
     result = run(*items, tmp_path / "w.duckdb")
     assert result.ok and result.rows_written == 1000
     assert "no pushdown: pushdown is off (AGENT_ETL_PUSHDOWN)" in next(d for d in result.decisions if d["subject"] == "destination items")["reason"]
+
+
+EVERY_TYPE = """(
+    id int, i2 smallint, i8 bigint, num numeric(12, 3), r real, d double precision, t text, vc varchar(20), c char(10),
+    b bool, day date, tm time, ts timestamp, tstz timestamptz, iv interval, u uuid, j json, jb jsonb, "by" bytea,
+    ia int[], ta text[], ca char(5)[]
+)"""
+EVERY_ROW = (
+    "(1, -3, 9000000000, 123.456, 1.5, 2.25, 'text ', 'varchar ', 'TRUCK', true, '2024-02-29', '13:14:15.123456', '2024-01-02 03:04:05.678901',"
+    " '2024-01-02 03:04:05+02', '1 year 2 mons 3 days 04:05:06.5', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"a\": [1, 2]}', '{\"b\": {\"c\": null}}',"
+    " '\\x00ff10', '{1,NULL,3}', '{\"x \",\"y\"}', '{\"ab\",\"c  \"}')"
+)
+EVERY_EDGE = "(3, 0, 0, -0.001, 'NaN', '-Infinity', '', '', '', false, '0001-01-01', '00:00:00', '1970-01-01', '1970-01-01 00:00:00+00', '-1 days', '00000000-0000-0000-0000-000000000000', '[]', '[]', '\\x', '{}', '{}', '{}')"
+
+
+@pytest.mark.parametrize("read", ["table", "query"])
+def test_the_pushdown_and_the_arrow_path_write_identical_values_for_every_postgres_type(
+    pg_schema: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    url, schema = pg_schema
+    nulls = "(2" + ", NULL" * 21 + ")"
+    run_sql(url, f"CREATE TABLE {schema}.every {EVERY_TYPE}", f"INSERT INTO {schema}.every VALUES {EVERY_ROW}, {nulls}, {EVERY_EDGE}")
+    source = f"table: {schema}.every" if read == "table" else f'query: "SELECT * FROM {schema}.every"'
+    written = {}
+    for pushdown in ("true", "false"):
+        monkeypatch.setenv("AGENT_ETL_PUSHDOWN", pushdown)
+        out = tmp_path / f"{pushdown}.duckdb"
+        text = f"""
+name: every
+sources:
+  every: {{type: postgres, url: "{url}", {source}}}
+destination: {{type: duckdb, path: "{out}", table: every, write: replace}}
+"""
+        result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
+        assert result.ok and result.rows_written == 3, result.error
+        assert [t.kind for t in result.tasks] == ["pushdown" if pushdown == "true" else "extract_load"]
+        with duckdb.connect(str(out), read_only=True) as conn:
+            written[pushdown] = (conn.execute("DESCRIBE every").fetchall(), conn.execute("SELECT * FROM every ORDER BY id").to_arrow_table())
+    (pushed_types, pushed), (arrow_types, arrowed) = written["true"], written["false"]
+    assert pushed_types == arrow_types
+    assert [t for _, t, *_ in arrow_types if t in ("JSON", "VARCHAR[]", "UUID", "INTERVAL")] == ["INTERVAL", "UUID", "JSON", "JSON", "VARCHAR[]", "VARCHAR[]"]
+    rows = pushed.to_pylist()
+    for a, b in zip(rows, arrowed.to_pylist(), strict=True):
+        assert {k: v for k, v in a.items() if v == v} == {k: v for k, v in b.items() if v == v}  # NaN != NaN
+    assert [(r["c"], r["ca"], r["t"], r["vc"]) for r in rows] == [("TRUCK", ["ab", "c"], "text ", "varchar "), (None, None, None, None), ("", [], "", "")]
+    assert [r["jb"] for r in rows] == ['{"b": {"c": null}}', None, "[]"]

@@ -197,6 +197,13 @@ class Destination(ABC):
     def write_quarantine(self, run_id: str, task_id: str, rows: pa.RecordBatch) -> None:
         """Stage rejected rows (QUARANTINE_SCHEMA) next to the data, published by the same commit."""
 
+    def unstorable(self, batch: pa.RecordBatch) -> list[str | None] | None:
+        """Per row, why this destination cannot store it (None: it can); None when it can store every row.
+
+        The task quarantines those rows with their source position instead of failing the batch.
+        """
+        return None
+
     def finish(self, run_id: str, task_id: str) -> None:  # noqa: B027 - only buffering destinations flush
         """The task wrote its last batch: flush buffers so its staging is complete and durable."""
 

@@ -217,7 +217,7 @@ class DuckDBDestination(Destination):
         if source.spec.type == "file":
             return self._pull_parquet(run_id, task_id, partition, progress)
         from agent_orchestrated_etl.connectors.postgres import libpq_url
-        from agent_orchestrated_etl.connectors.sql.common import scrub
+        from agent_orchestrated_etl.connectors.sql.common import connection_error
 
         cursor = self._cursor()
         staging = quote(self._staging(run_id, task_id))
@@ -228,13 +228,20 @@ class DuckDBDestination(Destination):
                     cursor.execute(f"LOAD '{postgres_extension()}'")
                     # ATTACH takes no parameters: the URL is quoted as a string literal.
                     cursor.execute(f"ATTACH {_string(libpq_url(source.url))} AS {alias} (TYPE postgres, READ_ONLY)")
+            # The scanner reads json and jsonb as VARCHAR; the Arrow path stores them as JSON.
+            as_json = ", ".join(f"{quote(c)}::JSON AS {quote(c)}" for c in source.json_columns())
+            columns = f"* REPLACE ({as_json})" if as_json else "*"
             with _engine_copy(self._conn, self.memory_limit_bytes, keep_order=self.spec.write == "merge"):
                 if source.spec.table:
-                    cursor.execute(f"CREATE TABLE {staging} AS {source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')}")
+                    cursor.execute(f"CREATE TABLE {staging} AS SELECT {columns} FROM ({source.select(source.predicates(partition), relation=f'{alias}.{source.quote(source.spec.table)}')})")
                 else:
-                    cursor.execute(f"CREATE TABLE {staging} AS SELECT * FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
+                    cursor.execute(f"CREATE TABLE {staging} AS SELECT {columns} FROM postgres_query('{alias}', ?)", [source.sql_for(partition)])
         except Exception as exc:
-            raise ConfigurationError(scrub(str(exc).splitlines()[0], source.url), where=f"task {task_id}", hint="the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead") from None
+            # Classified as the Arrow path classifies the same failure: a refused connection is retried there too.
+            mapped = connection_error(exc, source.url, f"task {task_id}")
+            if type(mapped) is ConfigurationError:
+                mapped.hint = "the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead"
+            raise mapped from None
         rows = int(cursor.execute(f"SELECT count(*) FROM {staging}").fetchone()[0])
         progress(rows, 0)
         return rows

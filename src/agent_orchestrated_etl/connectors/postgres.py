@@ -2,7 +2,8 @@
 
 Reading: ADBC streams ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` into
 Arrow batches. Before the first read the source looks up each column's type
-in ``pg_type``: enums are cast to text in the SELECT, NUMERIC(p, s) arrives
+in ``pg_type``: enums and char(n) are cast to text in the SELECT (char(n)
+without its pad spaces, as DuckDB's own copy reads it), NUMERIC(p, s) arrives
 from ADBC as text and is cast to ``decimal128(p, s)`` here, and a type Arrow
 cannot hold is refused up front with the cast to use.
 
@@ -60,9 +61,14 @@ class PostgresSource(SQLSource):
     spec_model = PostgresSourceSpec
     label = "postgres"
 
+    def quote(self, name: str) -> str:
+        # Always quoted: a pushed-down copy runs this SQL in DuckDB, whose reserved words
+        # (BY, ...) PostgreSQL's quoting rules leave bare.
+        return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
     @cached_property
-    def _layout(self) -> tuple[str, dict[str, pa.DataType], list[str]]:
-        """The SELECT list (with casts), the decimal type of each NUMERIC column, and the date and timestamp columns."""
+    def _layout(self) -> tuple[str, dict[str, pa.DataType], list[str], list[str]]:
+        """The SELECT list (with casts), the decimal type of each NUMERIC column, the date and timestamp columns, and the JSON columns."""
         with self._engine().connect() as conn:
             result = conn.exec_driver_sql(self.raw(f"SELECT * FROM {self.relation()} LIMIT 0"))
             described = result.cursor.description
@@ -78,6 +84,7 @@ class PostgresSource(SQLSource):
         listed: list[str] = []
         decimals: dict[str, pa.DataType] = {}
         temporal: list[str] = []
+        json: list[str] = []
         for d in described:
             name, (typname, typtype, elem, elemtype) = d.name, types[d.type_code]
             column = self.quote(name)
@@ -85,6 +92,10 @@ class PostgresSource(SQLSource):
                 listed.append(f"{column}::text AS {column}")
             elif elemtype == "e":
                 listed.append(f"{column}::text[] AS {column}")
+            elif "bpchar" in (typname, elem):
+                # char(n)'s trailing pad spaces are not data (PostgreSQL's comparisons ignore them, and
+                # DuckDB's scanner drops them): its cast to text drops them on every path alike.
+                listed.append(f"{column}::text{'[]' if elem else ''} AS {column}")
             elif typname == "numeric" and d.precision is not None:
                 # ADBC hands NUMERIC over as text in an opaque extension type; the declared precision makes it exact.
                 decimals[name] = pa.decimal128(d.precision, d.scale or 0) if d.precision <= 38 else pa.decimal256(d.precision, d.scale or 0)
@@ -93,6 +104,8 @@ class PostgresSource(SQLSource):
                 listed.append(column)
                 if typname in ("date", "timestamp", "timestamptz"):
                     temporal.append(name)
+                elif typname in ("json", "jsonb"):
+                    json.append(name)
             else:
                 cast = _CASTS.get(typname, "text")
                 why = "it has no declared precision" if typname == "numeric" else f"PostgreSQL type {typname} has no Arrow mapping"
@@ -101,7 +114,7 @@ class PostgresSource(SQLSource):
                     where=self.where,
                     hint=f"read it through query: with CAST({name} AS {cast}) AS {name}",
                 )
-        return ", ".join(listed), decimals, temporal
+        return ", ".join(listed), decimals, temporal, json
 
     def columns(self) -> str:
         try:
@@ -111,8 +124,12 @@ class PostgresSource(SQLSource):
         except Exception as exc:
             raise connection_error(exc, self.spec.url, self.where) from exc
 
+    def json_columns(self) -> list[str]:
+        """The json and jsonb columns: the Arrow path marks them as JSON, so a pushed-down copy casts them to DuckDB's JSON."""
+        return self._layout[3]
+
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
-        _, decimals, temporal = self._layout
+        _, decimals, temporal, _ = self._layout
         adbc = _adbc()
         with adbc.connect(libpq_url(self.spec.url)) as conn, conn.cursor() as cursor:
             cursor.execute(sql)
@@ -162,6 +179,22 @@ class PostgresDestination(SQLDestination):
         with conn.cursor() as cursor:
             cursor.adbc_ingest(name, _ingestable(batch), mode="append", db_schema_name=self._schema)
         conn.commit()
+
+    def unstorable(self, batch: pa.RecordBatch) -> list[str | None] | None:
+        # PostgreSQL text (and json) cannot hold a NUL byte: COPY would refuse the whole batch.
+        reasons: list[str | None] | None = None
+        for column, field in zip(batch.columns, batch.schema, strict=True):
+            values = column.storage if isinstance(column, pa.ExtensionArray) else column
+            if pa.types.is_dictionary(values.type):
+                values = values.dictionary_decode()
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+                continue
+            nul = pc.fill_null(pc.match_substring(values, "\x00"), False)
+            if pc.any(nul).as_py():
+                reasons = reasons or [None] * batch.num_rows
+                for i in pc.indices_nonzero(nul).to_pylist():
+                    reasons[i] = reasons[i] or f"column {field.name} holds a NUL byte (\\x00), which PostgreSQL text cannot store"
+        return reasons
 
     def clear_sql(self, target: str) -> str:
         return f"TRUNCATE TABLE {target}"

@@ -9,6 +9,7 @@ a float), and the source reads those declarations back into Arrow types.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Iterator
@@ -98,6 +99,21 @@ class SQLiteSource(SQLSource):
                 elif declared in _DECLARED:
                     found[name] = _DECLARED[declared]
         return found
+
+    def bound(self, column: str, value: Any) -> Any:
+        # SQLite keeps a DATE or TIMESTAMP column's values as ISO text; its declared type says what they are.
+        declared = self._declared.get(column)
+        if not isinstance(value, str) or declared is None:
+            return value
+        try:
+            if pa.types.is_timestamp(declared):
+                parsed = dt.datetime.fromisoformat(value)
+                return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+            if pa.types.is_date(declared):
+                return dt.date.fromisoformat(value)
+        except ValueError:
+            raise DataError(f"column {column} is declared {declared} but holds {value!r}, which is not ISO 8601", where=self.where, hint="store ISO 8601 text (2024-01-02 03:46:40) or CAST it in a query:") from None
+        return value
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         import adbc_driver_sqlite.dbapi as adbc

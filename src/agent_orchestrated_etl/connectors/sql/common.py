@@ -14,7 +14,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
-from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
+from agent_orchestrated_etl.exceptions import (
+    AgentETLError,
+    AuthError,
+    ConfigurationError,
+    ConnectionFailedError,
+    DataError,
+    MissingDependencyError,
+    ResourceExhaustedError,
+    SourceNotFoundError,
+    TransactionConflictError,
+)
 
 # schema.table or table, each part a plain identifier; anything else belongs in `query:`.
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
@@ -211,22 +221,28 @@ def quote_table(preparer: Any, name: str) -> str:
     return ".".join(preparer.quote(part) for part in name.split("."))
 
 
-def connection_error(exc: Exception, url: str, where: str) -> Exception:
-    """Map a driver exception to our tree: refused credentials fail fast, a lost server is retriable."""
-    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, DataError, SourceNotFoundError, TransactionConflictError
+def connection_error(exc: BaseException, url: str, where: str, *, data_hint: str | None = None) -> AgentETLError:
+    """Map a driver exception to our tree by its SQLSTATE or error number (``errors.py``), the password scrubbed.
 
-    message = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
-    lowered = message.lower()
-    if "authentication failed" in lowered or "access denied" in lowered or re.search(r'role "[^"]*" does not exist', lowered):
-        return AuthError(message, where=where, hint="check the user and password in the URL")
-    if "does not exist" in lowered or "doesn't exist" in lowered or "no such table" in lowered or "unknown database" in lowered:
-        return SourceNotFoundError(message, where=where, hint="check the table, schema and database names")
-    if any(s in lowered for s in ("connection refused", "could not connect", "can't connect", "timeout", "timed out", "server closed", "lost connection", "connection reset")):
-        return ConnectionFailedError(message, where=where, hint=f"is the server at {redact(url)} up?")
-    if any(s in lowered for s in ("deadlock", "could not serialize access", "serialization failure", "try restarting transaction")):
-        # Another transaction won this time; the same work succeeds when tried again.
-        return TransactionConflictError(message, where=where, hint="another transaction held the rows; the task is retried")
-    if any(s in lowered for s in ("is not a valid", "out of range", "overflow", "cannot convert", "invalid input syntax")):
-        # A value the Arrow conversion cannot hold: the data, not the spec, is at fault.
-        return DataError(message, where=where, hint="cast the column in query:, or set retry.on_bad_data: quarantine to set the rows aside")
-    return ConfigurationError(message, where=where, hint="check the query and the table")
+    ``data_hint`` replaces the hint of a data error: a destination says the staged rows do not fit.
+    """
+    from agent_orchestrated_etl.connectors.sql.errors import classify
+
+    text = str(exc).strip()
+    message = scrub(text.splitlines()[0] if text else type(exc).__name__, url)
+    kind = classify(exc, scheme(url))
+    if kind == "data":
+        return DataError(message, where=where, hint=data_hint or "cast the column in query:, or set retry.on_bad_data: quarantine to set the rows aside")
+    cls, hint = _KINDS[kind]
+    return cls(message, where=where, hint=hint.format(url=redact(url)))
+
+
+_KINDS: dict[str, tuple[type[AgentETLError], str]] = {
+    "transient": (ConnectionFailedError, "is the server at {url} up?"),
+    # Another transaction won this time; the same work succeeds when tried again.
+    "conflict": (TransactionConflictError, "another transaction held the rows; the task is retried"),
+    "resource": (ResourceExhaustedError, "the database ran short of memory, disk or connections; the task is retried"),
+    "auth": (AuthError, "check the user and password in the URL, and the user's grants"),
+    "missing": (SourceNotFoundError, "check the table, schema and database names"),
+    "config": (ConfigurationError, "check the query and the table"),
+}

@@ -31,7 +31,7 @@ from agent_orchestrated_etl.connectors.base import CommitResult, Destination, De
 from agent_orchestrated_etl.connectors.sql import schema as schemas
 from agent_orchestrated_etl.connectors.sql.common import STAGING_PREFIX, connection_error, engine, quote_table, redact
 from agent_orchestrated_etl.connectors.sql.types import arrow_type, ddl_type
-from agent_orchestrated_etl.exceptions import AgentETLError, DataError
+from agent_orchestrated_etl.exceptions import AgentETLError
 
 LOADS = "_agent_etl_loads"
 STATE = "_agent_etl_state"
@@ -388,15 +388,7 @@ class _Errors:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
         if exc is None or isinstance(exc, AgentETLError) or not isinstance(exc, Exception):
             return False
-        mapped = connection_error(exc, self.dest.spec.url, self.dest.where)
-        if type(mapped).__name__ == "ConfigurationError" and _is_data_problem(exc):
-            mapped = DataError(mapped.message, where=mapped.where, hint="the staged rows do not fit the target; check types, NOT NULL and key columns")
-        raise mapped from exc
-
-
-def _is_data_problem(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(s in text for s in ("violates", "duplicate", "out of range", "invalid input", "cannot be null", "null value", "incorrect", "truncat", "constraint"))
+        raise connection_error(exc, self.dest.spec.url, self.dest.where, data_hint="the staged rows do not fit the target; check types, NOT NULL and key columns") from exc
 
 
 def _without(staged: dict[str, dict[str, dict[str, Any]]], dropped: set[str]) -> dict[str, dict[str, dict[str, Any]]]:

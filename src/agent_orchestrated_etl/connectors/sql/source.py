@@ -60,6 +60,10 @@ class SQLSource(Source):
             raise ConfigurationError(f"bound {value!r} is not a number, date or timestamp", where=self.where, hint="partition and incremental columns must be numeric, date or timestamp columns")
         return str(sa.literal(value).compile(dialect=self._engine().dialect, compile_kwargs={"literal_binds": True}))
 
+    def bound(self, column: str, value: Any) -> Any:
+        """A min or max the database returned for ``column``, as the value it stands for (SQLite returns dates as text)."""
+        return value
+
     def relation(self) -> str:
         if self.spec.table:
             return self.quote(self.spec.table)
@@ -127,14 +131,14 @@ class SQLSource(Source):
         """
         if window is not None:
             (high,) = self._scalar(f"SELECT max({self.quote(window.cursor)}) FROM {self.relation()}" + (f" WHERE {self._window_predicates(window)[0]}" if window.start is not None else ""))
-            window = dataclasses.replace(window, end=high)
+            window = dataclasses.replace(window, end=self.bound(window.cursor, high))
         base = {"window": window.as_dict()} if window is not None else {}
         spec = self.spec.partition
         if spec is None or spec.parts == 1:
             return [Partition(key="all", description=self.describe(), options=base)]
         preds = self._window_predicates(window)
         column = self.quote(spec.column)
-        low, high = self._scalar(f"SELECT min({column}), max({column}) FROM {self.relation()}" + (f" WHERE {' AND '.join(preds)}" if preds else ""))
+        low, high = (self.bound(spec.column, v) for v in self._scalar(f"SELECT min({column}), max({column}) FROM {self.relation()}" + (f" WHERE {' AND '.join(preds)}" if preds else "")))
         if low is None:
             return [Partition(key="all", description=f"{self.describe()} (empty)", options=base)]
         bounds = split(low, high, spec.parts)
@@ -152,7 +156,7 @@ class SQLSource(Source):
         if "range" not in partition.options:
             return None
         column = self.quote(self.spec.partition.column)
-        low, high = self._scalar(f"SELECT min({column}), max({column}) FROM {self.relation()} WHERE {' AND '.join(self.predicates(partition))}")
+        low, high = (self.bound(self.spec.partition.column, v) for v in self._scalar(f"SELECT min({column}), max({column}) FROM {self.relation()} WHERE {' AND '.join(self.predicates(partition))}"))
         if low is None or low == high:
             return None
         halves = split(low, high, 2)
