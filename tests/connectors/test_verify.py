@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +263,62 @@ def test_verify_spec_forms() -> None:
     spec = parse_spec(base % "{severity: warn, columns: [a, b]}").pipeline.destination.verify  # type: ignore[union-attr]
     assert (spec.severity, spec.columns) == ("warn", ["a", "b"])
     assert parse_spec(base.replace(", verify: %s", "")).pipeline.destination.verify is False  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("direction", ["postgres>mysql", "mysql>duckdb", "duckdb>postgres"])
+def test_typical_types_verify_in_every_direction(direction: str, pg_schema: tuple[str, str], mysql_database: str, tmp_path: Path) -> None:
+    """The Arrow path between engines keeps each value's canonical text: a faithful load verifies."""
+    pg, schema = pg_schema
+    path = tmp_path / "t.duckdb"
+    for side in _typical_table(pg, schema, mysql_database, path):
+        side.close()  # type: ignore[attr-defined]
+    sources = {"postgres": f'{{type: postgres, url: "{pg}", table: {schema}.t}}', "mysql": f'{{type: mysql, url: "{mysql_database}", table: t}}', "duckdb": f'{{type: duckdb, path: "{path}", table: t}}'}
+    targets = {
+        "mysql": f'{{type: mysql, url: "{mysql_database}", table: copy, write: replace, primary_key: [id], verify: true}}',
+        "duckdb": f'{{type: duckdb, path: "{tmp_path / "out.duckdb"}", table: copy, write: replace, primary_key: [id], verify: true}}',
+        "postgres": f'{{type: postgres, url: "{pg}", table: {schema}.copy, write: replace, primary_key: [id], verify: true}}',
+    }
+    source, target = direction.split(">")
+    result = run_pipeline(parse_spec(f"name: typical\nsources:\n  t: {sources[source]}\ndestination: {targets[target]}\n", file="p.yaml"), Settings())
+    assert result.ok, (result.error, _verify(result)["message"] if result.quality else None)
+    assert _verify(result)["message"] == "4 rows match the source by count, key set and hash of id, amount, name, d, ts, tz, flag, f, big"
+
+
+def test_an_api_source_is_not_read_again_and_its_counts_are_reconciled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    requests: list[str] = []
+    body = json.dumps([{"id": i, "name": f"n{i}"} for i in range(1, 251)]).encode()
+
+    class Items(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Items)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "w.duckdb"
+    text = f"""
+name: api
+sources:
+  items: {{type: rest, url: "http://127.0.0.1:{server.server_port}/items"}}
+destination: {{type: duckdb, path: "{out}", table: items, write: replace, primary_key: [id], verify: true}}
+"""
+    try:
+        result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
+        assert result.ok and result.rows_written == 250 and requests == ["/items"]
+        found = _verify(result)
+        assert found["message"] == "counts only (source items is an API and is not read again; its staged counts are compared): 250 read, 250 loaded, 0 quarantined"
+        assert found["observed"]["target_rows"] == 250
+        _tamper_before_verify(monkeypatch, "DELETE FROM items WHERE id > 240", duckdb_path=out)
+        result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
+        assert result.status == "failed" and len(requests) == 2
+        assert _verify(result)["message"] == "the target holds 240 rows, the run committed 250"
+    finally:
+        server.shutdown()
+        server.server_close()

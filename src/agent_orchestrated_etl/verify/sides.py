@@ -93,7 +93,10 @@ class DuckDBSide:
             elif not self.path.exists():
                 raise ConfigurationError(f"database file not found: {self.path}", where=self.label, hint="check `path:`")
             else:
-                self._conn = duckdb.connect(str(self.path), read_only=True)
+                try:
+                    self._conn = duckdb.connect(str(self.path), read_only=True)
+                except duckdb.IOException as exc:
+                    raise ConfigurationError(str(exc).splitlines()[0], where=self.label, hint="another process holds the file; verify when it is done") from exc
         return self._conn
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
