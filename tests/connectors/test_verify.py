@@ -322,3 +322,26 @@ destination: {{type: duckdb, path: "{out}", table: items, write: replace, primar
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_row_wise_steps_are_hashed_on_the_columns_they_pass_through(source: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, schema = source
+    out = tmp_path / "w.duckdb"
+    steps = """transforms:
+  - name: shaped
+    input: orders
+    steps:
+      - rename: {note: label, day: order_day}
+      - derive: {amount: amount * 2, doubled: amount * 2}
+      - mask: [label]
+      - select: [id, amount, label, order_day, placed_at, doubled]
+"""
+    destination = f'{{type: duckdb, path: "{out}", table: shaped, write: replace, primary_key: [id], verify: true}}'
+    result = _run(url, schema, destination, extra=steps)
+    assert result.ok, result.error
+    assert _verify(result)["message"] == "20,000 rows match the source by count, key set and hash of id, order_day, placed_at"
+    _tamper_before_verify(monkeypatch, "UPDATE shaped SET order_day = order_day + 1 WHERE id = 99", "UPDATE shaped SET label = 'x' WHERE id = 98", duckdb_path=out)
+    found = _verify(_run(url, schema, destination, extra=steps))
+    assert found["observed"]["differing_keys"] == ["id=99 (values differ)"]  # label is masked: not the source's value to compare
+    filtered = _run(url, schema, destination.replace("shaped", "kept"), extra="transforms:\n  - {name: kept, input: orders, steps: [{filter: 'id > 10'}]}")
+    assert _verify(filtered)["message"] == "counts only (it loads transform kept, whose rows are not the source's one to one): 20,000 read, 19,990 loaded, 0 quarantined"

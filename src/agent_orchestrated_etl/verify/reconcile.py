@@ -26,6 +26,7 @@ from agent_orchestrated_etl.connectors.registry import source_class
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.verify.fingerprint import Shape, Side, family, fingerprint, first_differences
 from agent_orchestrated_etl.verify.options import VerifySpec
+from agent_orchestrated_etl.verify.rowwise import Lineage, lineage
 from agent_orchestrated_etl.verify.sides import DatabaseSide, DuckDBSide, ReaderSide, window_predicates
 
 CHECK = "verify"
@@ -51,22 +52,26 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     dest = spec.all_destinations[index]
     observed: dict[str, Any] = {"mode": "counts", "problems": [], "differing_keys": []}
     problems: list[str] = observed["problems"]
-    problems += _count_problems(tasks, committed)
+    lin = lineage(spec, dest.input)
+    problems += _count_problems(tasks, committed, rowwise=lin is not None)
     window = _window(tasks)
-    reason = _no_hash_reason(spec, dest, tasks, window)
+    reason = _no_hash_reason(dest, lin, tasks, window)
     target = _target_side(dest, window, label)
     if reason is None and target is None:
         reason = f"a {dest.type} target cannot hash its rows (no md5 in the engine)"
-    source = _source_side(spec, dest.input, tasks, window, batch_rows) if reason is None else None
+    source = _source_side(spec, lin.source, tasks, window, batch_rows) if reason is None and lin is not None else None
     if reason is None and source is None:
-        reason = f"source {dest.input} is an API and is not read again; its staged counts are compared"
+        reason = f"source {lin.source if lin else dest.input} is an API and is not read again; its staged counts are compared"
     rows_checked = (committed or {}).get("rows", sum(t.rows_written for t in tasks))
     try:
         if reason is None:
-            assert source is not None and target is not None
+            assert source is not None and target is not None and lin is not None
             observed["mode"] = "hash"
-            rows_checked = _compare(source, target, dest, options.columns, observed)
-        else:
+            try:
+                rows_checked = _compare(source, target, dest, lin, options.columns, observed)
+            except _CountsOnly as exc:
+                observed["mode"], reason = "counts", str(exc)
+        if reason is not None:
             observed["reason"] = reason
             if target is not None and dest.write == "replace" and committed is not None:
                 (rows,), = target.query(f"SELECT count(*) FROM {target.relation}")
@@ -96,12 +101,16 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     }
 
 
-def _count_problems(tasks: list[TaskCount], committed: dict[str, Any] | None) -> list[str]:
+class _CountsOnly(Exception):
+    """The rows correspond, but the columns that would identify them cannot be compared."""
+
+
+def _count_problems(tasks: list[TaskCount], committed: dict[str, Any] | None, *, rowwise: bool) -> list[str]:
     problems = []
     for t in tasks:
-        # Without a transform every row read is loaded or quarantined (a row kept in the target by a
-        # check is both); a transform may filter, join or aggregate, so its counts prove nothing.
-        if t.transform is None and t.kind in ("extract_load", "pushdown", "stage") and t.rows_written + t.rows_quarantined < t.rows_read:
+        # Without a transform (or through row-wise steps only) every row read is loaded or quarantined (a row
+        # kept in the target by a check is both); a transform may filter, join or aggregate: its counts prove nothing.
+        if (t.transform is None or rowwise) and t.kind in ("extract_load", "pushdown", "stage") and t.rows_written + t.rows_quarantined < t.rows_read:
             lost = t.rows_read - t.rows_written - t.rows_quarantined
             problems.append(f"task {t.id} read {t.rows_read:,} rows but loaded {t.rows_written:,} and quarantined {t.rows_quarantined:,}: {lost:,} unaccounted for")
     loading = [t for t in tasks if t.kind != "stage"]
@@ -121,12 +130,12 @@ def _window(tasks: list[TaskCount]) -> Window | None:
     return None
 
 
-def _no_hash_reason(spec: Any, dest: Any, tasks: list[TaskCount], window: Window | None) -> str | None:
+def _no_hash_reason(dest: Any, lin: Lineage | None, tasks: list[TaskCount], window: Window | None) -> str | None:
     """Why the target's rows cannot be compared one to one with the source's (None: they can)."""
-    if dest.input not in spec.sources:
+    if lin is None:
         return f"it loads transform {dest.input}, whose rows are not the source's one to one"
-    if any(t.transform is not None for t in tasks):
-        return "a transform step sits between source and target"
+    if any(t.kind == "stage" for t in tasks):
+        return "its source is staged in the run workspace first"
     if any(t.rows_quarantined for t in tasks):
         return "rows were quarantined"
     if dest.write != "replace" and window is None:
@@ -176,17 +185,26 @@ def _quoted(table: str, mark: str) -> str:
     return ".".join(mark + part.replace(mark, mark * 2) + mark for part in table.split("."))
 
 
-def _compare(source: Side, target: Side, dest: Any, columns: list[str] | None, observed: dict[str, Any]) -> int:
+def _compare(source: Side, target: Side, dest: Any, lin: Lineage, columns: list[str] | None, observed: dict[str, Any]) -> int:
     """Fingerprint both sides; on a difference, name the first differing keys. Returns the target's rows."""
     problems: list[str] = observed["problems"]
     source_types, target_types = source.types(), target.types()
-    both = [c for c in source_types if c in target_types]
-    missing = [c for c in [*dest.primary_key, *(columns or [])] if c not in source_types or c not in target_types]
+    held = {c: lin.of(c) for c in target_types if lin.of(c) in source_types}
+    both = list(held)
+    if changed := [c for c in dest.primary_key if c in target_types and c not in held]:
+        raise _CountsOnly(f"key column {changed[0]} is changed on the way, or not in the source")
+    missing = [c for c in [*dest.primary_key, *(columns or [])] if c not in held]
     if missing:
-        problems.append(f"column {missing[0]} is not on both sides (source has {sorted(source_types)}, target {sorted(target_types)})")
+        problems.append(f"column {missing[0]} is not on both sides unchanged (source has {sorted(source_types)}, target {sorted(target_types)})")
         return 0
     compared = columns if columns is not None else both
     key = dest.primary_key or compared
+    if any(held[c] != c for c in held) or len(held) < len(source_types):
+        # The source's columns under the target's names, and only those: one scan still.
+        where = f" WHERE {' AND '.join(source.where)}" if source.where else ""
+        source.relation = f"(SELECT {', '.join(f'{source.quote(held[c])} AS {source.quote(c)}' for c in held)} FROM {source.relation}{where}) AS _aetl_s"
+        source.where = []
+        source_types = {c: source_types[held[c]] for c in held}  # type: ignore[index]
     shape = Shape(
         key=[(c, family(target_types[c])) for c in key],
         columns=[(c, family(target_types[c])) for c in dict.fromkeys([*key, *compared])],

@@ -122,13 +122,14 @@ class ReaderSide:
     """A source read again through its own reader; DuckDB aggregates its batches as they stream."""
 
     dialect: Dialect = "duckdb"
-    relation = "_aetl_src"
-    where: list[str] = []
+    #: The name the batches are scanned under; ``relation`` may wrap it in a SELECT.
+    table = "_aetl_src"
 
     def __init__(self, batches: Callable[[], Iterator[pa.RecordBatch]], *, label: str) -> None:
         import duckdb
 
         self._batches, self.label = batches, label
+        self.relation, self.where = self.table, []
         self._conn = duckdb.connect()
         self._schema: pa.Schema | None = None
 
@@ -153,22 +154,22 @@ class ReaderSide:
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         import duckdb
 
-        self._conn.register(self.relation, self._reader())
+        self._conn.register(self.table, self._reader())
         try:
             return self._conn.execute(sql).fetchall()
         except (duckdb.Error, pa.ArrowException) as exc:
             raise DataError(str(exc).splitlines()[0], where=self.label, hint="reading the source again for verify failed; `columns:` can leave out a column it cannot compare") from exc
         finally:
-            self._conn.unregister(self.relation)
+            self._conn.unregister(self.table)
 
     def types(self) -> dict[str, str]:
         if self._schema is None:
             self._reader()  # reads the first batch only, for its schema
-        self._conn.register(self.relation, pa.table({n: pa.array([], type=t) for n, t in zip(self._schema.names, self._schema.types, strict=True)}))
+        self._conn.register(self.table, pa.table({n: pa.array([], type=t) for n, t in zip(self._schema.names, self._schema.types, strict=True)}))
         try:
             return {row[0]: row[1] for row in self._conn.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()}
         finally:
-            self._conn.unregister(self.relation)
+            self._conn.unregister(self.table)
 
     def close(self) -> None:
         self._conn.close()
