@@ -345,3 +345,19 @@ def test_row_wise_steps_are_hashed_on_the_columns_they_pass_through(source: tupl
     assert found["observed"]["differing_keys"] == ["id=99 (values differ)"]  # label is masked: not the source's value to compare
     filtered = _run(url, schema, destination.replace("shaped", "kept"), extra="transforms:\n  - {name: kept, input: orders, steps: [{filter: 'id > 10'}]}")
     assert _verify(filtered)["message"] == "counts only (it loads transform kept, whose rows are not the source's one to one): 20,000 read, 19,990 loaded, 0 quarantined"
+
+
+def test_the_api_shows_the_verify_result_with_the_run(tmp_path: Path) -> None:
+    from tests.api.conftest import AUTH, TOKEN, TestClient, wait_for_run
+
+    from agent_orchestrated_etl.api.app import create_app
+    from agent_orchestrated_etl.api.service import ServeOptions
+
+    (tmp_path / "people.csv").write_text("id,name\n" + "".join(f"{i},p{i}\n" for i in range(1, 51)))
+    spec = "name: people\nsources:\n  people: {type: file, path: people.csv}\ndestination: {type: duckdb, path: out.duckdb, table: people, write: replace, primary_key: [id], verify: true}\n"
+    options = ServeOptions(settings=Settings(), token=TOKEN, base_dir=tmp_path, max_body_bytes=64 * 1024, dedup_seconds=600)
+    with TestClient(create_app(options), raise_server_exceptions=False) as client:
+        assert client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH).status_code == 201
+        run = wait_for_run(client, client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"])
+    assert run["status"] == "succeeded", run
+    assert [(q["check"], q["scope"], q["passed"], q["message"]) for q in run["quality"]] == [("verify", "people", True, "50 rows match the source by count, key set and hash of id, name")]
