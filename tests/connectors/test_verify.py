@@ -361,3 +361,29 @@ def test_the_api_shows_the_verify_result_with_the_run(tmp_path: Path) -> None:
         run = wait_for_run(client, client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"])
     assert run["status"] == "succeeded", run
     assert [(q["check"], q["scope"], q["passed"], q["message"]) for q in run["quality"]] == [("verify", "people", True, "50 rows match the source by count, key set and hash of id, name")]
+
+
+def test_a_sqlite_target_reconciles_counts_and_its_row_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    data = tmp_path / "in.csv"
+    data.write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 301)))
+    target = tmp_path / "out.db"
+    text = f"""
+name: lite
+sources:
+  f: {{type: file, path: "{data}"}}
+destination: {{type: sqlite, url: "sqlite:///{target}", table: t, write: replace, verify: true}}
+"""
+    result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
+    assert result.ok and _verify(result)["message"] == "counts only (a sqlite target has no md5 to hash its rows with): 300 read, 300 loaded, 0 quarantined"
+    real = after_commit.reconcile
+
+    def tampered(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        with sqlite3.connect(target) as conn:
+            conn.execute("DELETE FROM t WHERE id = 300")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(after_commit, "reconcile", tampered)
+    result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
+    assert result.status == "failed" and _verify(result)["message"] == "the target holds 299 rows, the run committed 300"

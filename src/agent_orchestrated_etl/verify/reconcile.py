@@ -27,7 +27,7 @@ from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.verify.fingerprint import Shape, Side, family, fingerprint, first_differences
 from agent_orchestrated_etl.verify.options import VerifySpec
 from agent_orchestrated_etl.verify.rowwise import Lineage, lineage
-from agent_orchestrated_etl.verify.sides import DatabaseSide, DuckDBSide, ReaderSide, window_predicates
+from agent_orchestrated_etl.verify.sides import DatabaseSide, DuckDBSide, ReaderSide, SQLiteCount, window_predicates
 
 CHECK = "verify"
 _READ_AGAIN = {"file", "sqlite"}
@@ -58,7 +58,9 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     reason = _no_hash_reason(dest, lin, tasks, window)
     target = _target_side(dest, window, label)
     if reason is None and target is None:
-        reason = f"a {dest.type} target cannot hash its rows (no md5 in the engine)"
+        reason = f"a {dest.type} target has no md5 to hash its rows with"
+    if target is None and dest.type == "sqlite":
+        target = SQLiteCount(dest.url, dest.table, label=f"destination {label}")
     source = _source_side(spec, lin.source, tasks, window, batch_rows) if reason is None and lin is not None else None
     if reason is None and source is None:
         reason = f"source {lin.source if lin else dest.input} is an API and is not read again; its staged counts are compared"
@@ -68,7 +70,7 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
             assert source is not None and target is not None and lin is not None
             observed["mode"] = "hash"
             try:
-                rows_checked = _compare(source, target, dest, lin, options.columns, observed)
+                rows_checked = _compare(source, target, dest, lin, options.columns, observed)  # type: ignore[arg-type]
             except _CountsOnly as exc:
                 observed["mode"], reason = "counts", str(exc)
         if reason is not None:

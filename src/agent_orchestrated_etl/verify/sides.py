@@ -68,6 +68,31 @@ class DatabaseSide:
         self._engine.dispose()
 
 
+class SQLiteCount:
+    """A SQLite target, which has no md5: only its row count is asked for."""
+
+    def __init__(self, url: str, table: str, *, label: str) -> None:
+        import sqlalchemy as sa
+
+        from agent_orchestrated_etl.connectors.sqlite import _database
+
+        self.url, self.label = url, label
+        self.relation = '"' + table.replace('"', '""') + '"'
+        self._engine = sa.create_engine(f"sqlite:///{_database(url, None)}", poolclass=sa.pool.NullPool)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        from agent_orchestrated_etl.connectors.sql.common import connection_error
+
+        try:
+            with self._engine.connect() as conn:
+                return [tuple(r) for r in conn.exec_driver_sql(sql)]
+        except Exception as exc:
+            raise connection_error(exc, self.url, self.label) from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
 class DuckDBSide:
     """A relation in a DuckDB file: through this process's own connection to it, if it has one."""
 
