@@ -56,25 +56,26 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     problems += _count_problems(tasks, committed, rowwise=lin is not None)
     window = _window(tasks)
     reason = _no_hash_reason(dest, lin, tasks, window)
-    target = _target_side(dest, window, label)
-    if reason is None and target is None:
-        reason = f"a {dest.type} target has no md5 to hash its rows with"
-    if target is None and dest.type == "sqlite":
-        target = SQLiteCount(dest.url, dest.table, label=f"destination {label}")
-    source = _source_side(spec, lin.source, tasks, window, batch_rows) if reason is None and lin is not None else None
-    if reason is None and source is None:
-        reason = f"source {lin.source if lin else dest.input} is an API and is not read again; its staged counts are compared"
     rows_checked = (committed or {}).get("rows", sum(t.rows_written for t in tasks))
+    source = target = None
     try:
-        if reason is None:
-            assert source is not None and target is not None and lin is not None
+        target = _target_side(dest, window, label)
+        if reason is None and target is None:
+            reason = f"a {dest.type} target has no md5 to hash its rows with"
+        if reason is None and lin is not None:
+            source = _source_side(spec, lin.source, tasks, window, batch_rows)
+            if source is None:
+                reason = f"source {lin.source} is an API and is not read again; its staged counts are compared"
+        if reason is None and source is not None and target is not None and lin is not None:
             observed["mode"] = "hash"
             try:
-                rows_checked = _compare(source, target, dest, lin, options.columns, observed)  # type: ignore[arg-type]
+                rows_checked = _compare(source, target, dest, lin, options.columns, observed)
             except _CountsOnly as exc:
                 observed["mode"], reason = "counts", str(exc)
         if reason is not None:
             observed["reason"] = reason
+            if target is None and dest.type == "sqlite":
+                target = SQLiteCount(dest.url, dest.table, label=f"destination {label}")
             if target is not None and dest.write == "replace" and committed is not None:
                 (rows,), = target.query(f"SELECT count(*) FROM {target.relation}")
                 observed["target_rows"] = int(rows)
@@ -85,11 +86,11 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     finally:
         for side in (source, target):
             if side is not None:
-                side.close()  # type: ignore[attr-defined]
+                side.close()
     # A transform_load task over the workspace reads the transform's result, not the source.
     observed["read"] = sum(t.rows_read for t in tasks if t.kind != "transform_load" or t.source is not None)
     observed["loaded"] = sum(t.rows_written for t in tasks if t.kind != "stage")
-    observed["quarantined"] = sum(t.rows_quarantined for t in tasks)
+    observed["quarantined"] = sum(t.rows_quarantined for t in tasks if t.kind != "stage")  # a transform_load counts its stages' too
     return {
         "check": CHECK,
         "kind": "reconcile",
@@ -145,7 +146,7 @@ def _no_hash_reason(dest: Any, lin: Lineage | None, tasks: list[TaskCount], wind
     return None
 
 
-def _target_side(dest: Any, window: Window | None, label: str) -> Side | None:
+def _target_side(dest: Any, window: Window | None, label: str) -> Any:
     where = f"destination {label}"
     if dest.type == "duckdb":
         side: Any = DuckDBSide(dest.path, _quoted(dest.table, '"'), [], label=where)
@@ -159,7 +160,7 @@ def _target_side(dest: Any, window: Window | None, label: str) -> Side | None:
     return side
 
 
-def _source_side(spec: Any, name: str, tasks: list[TaskCount], window: Window | None, batch_rows: int) -> Side | None:
+def _source_side(spec: Any, name: str, tasks: list[TaskCount], window: Window | None, batch_rows: int) -> Any:
     source_spec = spec.sources[name]
     source = source_class(source_spec.type)(name, source_spec, batch_rows=batch_rows)
     where = f"source {name}"
