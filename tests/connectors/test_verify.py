@@ -387,3 +387,34 @@ destination: {{type: sqlite, url: "sqlite:///{target}", table: t, write: replace
     monkeypatch.setattr(after_commit, "reconcile", tampered)
     result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
     assert result.status == "failed" and _verify(result)["message"] == "the target holds 299 rows, the run committed 300"
+
+
+def test_a_parquet_file_target_is_read_back_and_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "in.csv"
+    data.write_text("id,price,day\n" + "".join(f"{i},{i}.25,2024-03-{1 + i % 28:02d}\n" for i in range(1, 401)))
+    out = tmp_path / "out"
+    text = f"""
+name: files
+sources:
+  f: {{type: file, path: "{data}"}}
+destination: {{type: file, path: "{out}", write: replace, primary_key: [id], verify: true}}
+"""
+    result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
+    assert result.ok and _verify(result)["message"] == "400 rows match the source by count, key set and hash of id, price, day"
+    real = after_commit.reconcile
+
+    def tampered(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        (name,) = json.loads((out / "_manifest.json").read_text())["files"]
+        table = pq.read_table(out / name)
+        pq.write_table(table.set_column(1, "price", pc.if_else(pc.equal(table["id"], 42), 0.0, table["price"])), out / name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(after_commit, "reconcile", tampered)
+    found = _verify(run_pipeline(parse_spec(text, file="p.yaml"), Settings()))
+    assert found["observed"]["differing_keys"] == ["id=42 (values differ)"]
+    csv_out = text.replace(f'path: "{out}", write', f'path: "{tmp_path / "csv"}", format: csv, write')
+    monkeypatch.setattr(after_commit, "reconcile", real)
+    assert _verify(run_pipeline(parse_spec(csv_out, file="p.yaml"), Settings()))["message"] == "counts only (only a local, unpartitioned Parquet file target is read back for a hash): 400 read, 400 loaded, 0 quarantined"

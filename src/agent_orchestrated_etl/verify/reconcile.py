@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from agent_orchestrated_etl.connectors.base import Partition
+from agent_orchestrated_etl.connectors.files.source import FileSourceSpec
 from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.connectors.registry import source_class
 from agent_orchestrated_etl.exceptions import AgentETLError
@@ -61,7 +62,7 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     try:
         target = _target_side(dest, window, label)
         if reason is None and target is None:
-            reason = f"a {dest.type} target has no md5 to hash its rows with"
+            reason = "only a local, unpartitioned Parquet file target is read back for a hash" if dest.type == "file" else f"a {dest.type} target has no md5 to hash its rows with"
         if reason is None and lin is not None:
             source = _source_side(spec, lin.source, tasks, window, batch_rows)
             if source is None:
@@ -153,6 +154,10 @@ def _target_side(dest: Any, window: Window | None, label: str) -> Any:
     elif dest.type in ("postgres", "mysql"):
         side = DatabaseSide(dest.url, "", [], label=where)
         side.relation = ".".join(side.quote(p) for p in dest.table.split("."))
+    elif dest.type == "file" and dest.format == "parquet" and not dest.partition_by and "://" not in dest.path:
+        # Parquet keeps its types, so the committed files read back as they were written (through the
+        # manifest); CSV and JSON Lines would be typed anew, and hive directories drop their columns.
+        side = _source_side_of(FileSourceSpec(type="file", path=dest.path, format="parquet"), "target", None, where)
     else:
         return None
     if window is not None and dest.write != "replace":
@@ -165,14 +170,7 @@ def _source_side(spec: Any, name: str, tasks: list[TaskCount], window: Window | 
     source = source_class(source_spec.type)(name, source_spec, batch_rows=batch_rows)
     where = f"source {name}"
     if source_spec.type in _READ_AGAIN:
-        partitions = [t.partition for t in tasks if t.partition is not None]
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            for partition in partitions:
-                for batch, _ in source.read(partition):
-                    yield batch
-
-        return ReaderSide(batches, label=where)
+        return _source_side_of(source_spec, name, [t.partition for t in tasks if t.partition is not None], where, batch_rows)
     if source_spec.type == "duckdb":
         side: Any = DuckDBSide(source_spec.path, source.relation(), [], label=where)
     elif source_spec.type in ("postgres", "mysql"):
@@ -182,6 +180,19 @@ def _source_side(spec: Any, name: str, tasks: list[TaskCount], window: Window | 
     if window is not None:
         side.where = window_predicates(window, side.quote, side.dialect)
     return side
+
+
+def _source_side_of(source_spec: Any, name: str, partitions: list[Partition] | None, where: str, batch_rows: int = 10_000) -> ReaderSide:
+    """A reader's batches (of ``partitions``, or of every partition it finds) aggregated by DuckDB."""
+    source = source_class(source_spec.type)(name, source_spec, batch_rows=batch_rows)
+    parts = partitions if partitions is not None else source.partitions()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for partition in parts:
+            for batch, _ in source.read(partition):
+                yield batch
+
+    return ReaderSide(batches, label=where)
 
 
 def _quoted(table: str, mark: str) -> str:
