@@ -418,3 +418,22 @@ destination: {{type: file, path: "{out}", write: replace, primary_key: [id], ver
     csv_out = text.replace(f'path: "{out}", write', f'path: "{tmp_path / "csv"}", format: csv, write')
     monkeypatch.setattr(after_commit, "reconcile", real)
     assert _verify(run_pipeline(parse_spec(csv_out, file="p.yaml"), Settings()))["message"] == "counts only (only a local, unpartitioned Parquet file target is read back for a hash): 400 read, 400 loaded, 0 quarantined"
+
+
+def test_without_a_primary_key_a_duplicated_row_is_named_by_all_its_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "in.csv"
+    data.write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 101)))
+    out = tmp_path / "w.duckdb"
+    _tamper_before_verify(monkeypatch, "INSERT INTO t SELECT * FROM t WHERE id = 7", "UPDATE t SET name = NULL WHERE id = 8", duckdb_path=out)
+    text = f"""
+name: nokey
+sources:
+  f: {{type: file, path: "{data}"}}
+destination: {{type: duckdb, path: "{out}", table: t, write: replace, verify: true}}
+"""
+    found = _verify(run_pipeline(parse_spec(text, file="p.yaml"), Settings()))
+    assert found["observed"]["key"] == ["id", "name"]
+    assert found["message"] == (
+        "the source has 100 rows, the target 101; the key sets differ; first differing keys: "
+        "id=7, name=n7 (1 in the source, 2 in the target), id=8, name=NULL (not in the source), id=8, name=n8 (missing in the target)"
+    )

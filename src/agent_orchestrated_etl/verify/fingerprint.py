@@ -169,10 +169,12 @@ def fingerprint(side: Side, shape: Shape) -> Fingerprint:
 @dataclass(frozen=True)
 class Difference:
     key: dict[str, str | None]
-    what: Literal["missing in the target", "not in the source", "values differ"]
+    #: "missing in the target", "not in the source", "values differ", or how many rows each side holds with it.
+    what: str
 
     def __str__(self) -> str:
-        return f"{', '.join(f'{k}={v}' for k, v in self.key.items())} ({self.what})"
+        values = ", ".join(f"{k}={'NULL' if v is None else v}" for k, v in self.key.items())
+        return f"{values} ({self.what})"
 
 
 def first_differences(source: Side, target: Side, shape: Shape, *, limit: int = MAX_KEYS) -> list[Difference]:
@@ -219,6 +221,9 @@ def _listed(source: Side, target: Side, shape: Shape, kinds: tuple[dict[str, Fam
         a, b = sorted(sides[0].get(key, [])), sorted(sides[1].get(key, []))
         if a == b:
             continue
-        what = "not in the source" if not a else "missing in the target" if not b else "values differ"
+        if len(a) != len(b) and a and b:
+            what = f"{len(a)} in the source, {len(b)} in the target"
+        else:
+            what = "not in the source" if not a else "missing in the target" if not b else "values differ"
         found.append(Difference(dict(zip(names, (None if v is None else str(v) for v in key), strict=True)), what))  # type: ignore[arg-type]
     return found
