@@ -282,10 +282,33 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
     if as_json:
         from agent_orchestrated_etl.quality.verdicts import report
 
-        run_record["quality"] = report(c for t in run_record["tasks"] for c in t.get("checks") or [])
+        from agent_orchestrated_etl.verify.stored import latest
+
+        run_record["quality"] = report([*(c for t in run_record["tasks"] for c in t.get("checks") or []), *latest(run_record["events"])])
         out.print_json(json.dumps(run_record, default=str))
     else:
         run_details(out, run_record)
+
+
+@app.command()
+def verify(run_id: Annotated[str, typer.Argument(help="A committed run, or its first characters.")], as_json: JsonFlag = False) -> None:
+    """Reconcile a committed run's targets with their sources again; exit 1 on a mismatch.
+
+    Counts, key set and hash where the target's rows are the source's one to one,
+    counts elsewhere (README: verify). The result is recorded with the run.
+    """
+    from agent_orchestrated_etl.quality.verdicts import report
+    from agent_orchestrated_etl.reports import quality_table
+    from agent_orchestrated_etl.verify.stored import verify_run
+
+    full_id, results = verify_run(run_id, load_settings())
+    judged = report(results)
+    if as_json:
+        out.print_json(json.dumps({"run_id": full_id, "verify": judged}, default=str))
+    else:
+        out.print(f"run {full_id}")
+        out.print(quality_table(judged))
+    raise typer.Exit(0 if all(r["passed"] for r in judged) else 1)
 
 
 @store_app.command("current")

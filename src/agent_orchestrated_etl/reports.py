@@ -84,7 +84,9 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
     for t in run["tasks"]:
         tasks.add_row(escape(t["task_id"]), t["kind"], _status(t["status"]), t["agent"] or "", str(t["attempts"]), f"{t['rows_read'] or 0:,}", f"{t['rows_written'] or 0:,}", f"{t['rows_quarantined'] or 0:,}", escape(t["error"] or ""))
     console.print(tasks)
-    quality = report([c for t in run["tasks"] for c in t.get("checks") or []])
+    from agent_orchestrated_etl.verify.stored import latest
+
+    quality = report([*(c for t in run["tasks"] for c in t.get("checks") or []), *latest(run["events"])])
     if quality:
         console.print(quality_table(quality))
     decisions = Table(title="decisions", title_justify="left")

@@ -103,6 +103,14 @@ class DestinationCommitted(RunEvent):
     already_committed: bool
 
 
+class DestinationVerified(RunEvent):
+    """A committed destination reconciled with its source (verify/reconcile.py); ``result`` is a quality result."""
+
+    kind: Literal["destination_verified"] = "destination_verified"
+    destination: str
+    result: dict[str, Any]
+
+
 class BreakerChanged(Message):
     """A circuit breaker of an external system changed state; shared by every run that uses it."""
 

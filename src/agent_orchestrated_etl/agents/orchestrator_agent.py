@@ -38,6 +38,7 @@ from agent_orchestrated_etl.expansion import several_tables
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
 from agent_orchestrated_etl.quality.verdicts import blocking_failures
 from agent_orchestrated_etl.store.records import RunStore
+from agent_orchestrated_etl.verify.after_commit import verify_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +381,7 @@ class OrchestratorAgent(Agent):
             self.decide(ctx.run_id, "quality", "fail the run, commit nothing", f"checks with severity error failed: {reason}")
             return "failed", f"quality checks failed: {reason} (fix the data, or give the check a threshold or severity: warn, and run again)"
         skipped_destinations = {ctx.tasks[t].destination for t in schedule.skipped if ctx.tasks[t].destination is not None}
+        mismatches: list[str] = []
         for index, dest in enumerate(ctx.destinations):
             label = destination_label(ctx.spec, index)
             if index in skipped_destinations:
@@ -406,6 +408,10 @@ class OrchestratorAgent(Agent):
             if result.schema_changes:
                 self.decide(ctx.run_id, f"destination {label}", f"schema {policy}: {'; '.join(result.schema_changes)}", _POLICY_REASONS[policy])
             self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
+            if (mismatch := await verify_after_commit(self, ctx, schedule.plan, index, label, result)) is not None:
+                mismatches.append(mismatch)
+        if mismatches:
+            return "failed", "; ".join(mismatches)
         if schedule.skipped:
             return "partial", "; ".join(schedule.skipped_reasons)
         return "succeeded", None

@@ -14,8 +14,10 @@ from agent_orchestrated_etl.api.problems import Problem
 from agent_orchestrated_etl.api.security import require_token
 from agent_orchestrated_etl.api.service import Server
 from agent_orchestrated_etl.monitoring.live import FIX_HINTS
+from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.store.history import runs_page
 from agent_orchestrated_etl.store.pipelines import utc
+from agent_orchestrated_etl.verify.stored import latest
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 ServerDep = Annotated[Server, Depends(server)]
@@ -87,7 +89,7 @@ async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
         "rows_read": sum(t["rows"] for t in tasks if t["kind"] != "transform_load"),  # from sources, as in live.RunState
         "tasks": tasks,
         "decisions": [{k: e[k] for k in ("sender", "at", "subject", "choice", "reason")} for e in events if e["kind"] == "decision"],
-        "quality": [{"task_id": t["id"], **check} for t in tasks for check in t["checks"]],
+        "quality": [{"task_id": t["id"], **check} for t in tasks for check in t["checks"]] + [{"task_id": None, **check} for check in report(latest(events))],
         "errors": errors,
         "commits": [{k: e[k] for k in ("destination", "rows", "quarantined_rows", "already_committed")} for e in events if e["kind"] == "destination_committed"],
         "alerts": srv.alerts.store.recent(run_id=full_id) if srv.alerts.store else [],

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Literal, Self
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent_orchestrated_etl.verify.options import VerifySpec
+
 
 class ConnectorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +49,11 @@ class DestinationSpecBase(ConnectorSpec):
             "When the data differs from an existing target table. evolve: add new columns and widen types safely;"
             " freeze: fail with a diff on any change; discard: drop the columns the target lacks, widen types safely."
         ),
+    )
+
+    verify: bool | VerifySpec = Field(
+        False,
+        description="After the commit, reconcile the target with the source (count, key set, hash; or counts where rows do not map one to one); costs a scan of both. true, or {severity, columns}.",
     )
 
     @model_validator(mode="after")

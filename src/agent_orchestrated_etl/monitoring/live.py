@@ -92,6 +92,11 @@ class RunState:
             self.decisions.append({"by": event.sender, "at": event.at.isoformat(), "subject": data.subject, "choice": data.choice, "reason": data.reason})
         elif kind == "destination_committed":
             self.commits.append({"destination": data.destination, "rows": data.rows, "quarantined_rows": data.quarantined_rows})
+        elif kind == "destination_verified":
+            for commit in reversed(self.commits):
+                if commit["destination"] == data.destination:
+                    commit["verify"] = data.result
+                    break
         elif kind.startswith("task_") and data.task_id in self.tasks:
             self._apply_task(self.tasks[data.task_id], data)
 

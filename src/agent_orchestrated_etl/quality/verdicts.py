@@ -62,6 +62,10 @@ def merge(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def verdict(result: dict[str, Any]) -> tuple[bool, str]:
     """Passed or not, and a one-line account of why."""
     observed, kind = result["observed"], result["kind"]
+    if kind == "reconcile":
+        from agent_orchestrated_etl.verify.reconcile import verdict as reconciled
+
+        return reconciled(observed)
     if kind == "row_count":
         rows, low, high = observed["rows"], observed["min"], observed["max"]
         ok = (low is None or rows >= low) and (high is None or rows <= high)
