@@ -28,7 +28,7 @@ from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
-from agent_orchestrated_etl.store.records import RunStore
+from agent_orchestrated_etl.store.records import RESUMABLE, RunStore
 from agent_orchestrated_etl.workflow import child_run_id, run_workflow
 
 
@@ -166,19 +166,27 @@ class Runtime:
                 child = self.store.get_run(child_run_id(full_id, pipeline.name))
                 if child is not None and child["run_id"] == child_run_id(full_id, pipeline.name) and child["status"] not in ("succeeded", "discarded"):
                     self.discard(child["run_id"])
-            self.store.set_status(full_id, "discarded")
+            self.store.set_status(full_id, "discarded", was=RESUMABLE)
             return full_id
         spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).parent)
+        durability = self.store.durability
+        # A run that still names the lock is running, or crashed: its staging is dropped only by
+        # the lock's holder, so never under a live process (acquire refuses then).
+        locked = (durability.holder(spec.name) or {}).get("run_id") == full_id
+        if locked:
+            durability.acquire(spec.name, full_id)
         ctx = RunContext(full_id, spec, self.settings, self.settings.home_dir / "runs" / full_id)
         try:
             ctx.expand()  # a multi-table source staged into one destination per table
             for dest in ctx.destinations:
                 dest.abort(full_id)
+            _clean_workspace(ctx.run_dir)
+            self.store.set_status(full_id, "discarded", was=RESUMABLE)
         finally:
             ctx.close()
-        _clean_workspace(ctx.run_dir)
-        self.store.set_status(full_id, "discarded")
-        self.store.durability.audit("discard", run_id=full_id, pipeline=spec.name, spec_sha256=loaded.sha256)
+            if locked:
+                durability.release(spec.name, full_id)
+        durability.audit("discard", run_id=full_id, pipeline=spec.name, spec_sha256=loaded.sha256)
         return full_id
 
     def _stored_spec(self, run_id: str) -> tuple[LoadedSpec, str]:

@@ -37,6 +37,7 @@ from agent_orchestrated_etl.connectors.incremental import committed_states, plan
 from agent_orchestrated_etl.expansion import several_tables
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
 from agent_orchestrated_etl.quality.verdicts import blocking_failures
+from agent_orchestrated_etl.store.durability import PipelineBusyError
 from agent_orchestrated_etl.store.records import RunStore
 
 log = logging.getLogger(__name__)
@@ -120,16 +121,21 @@ class OrchestratorAgent(Agent):
         """Run (or resume) a whole pipeline; returns the final status. Every event goes to the store."""
         run_id, pipeline = ctx.run_id, ctx.spec.name
         durability = self.store.durability
-        recording = self.recording(run_id)
+        taken_from, locked = None, False
         if resume:
-            self.store.reopen_run(run_id)
+            # The lock before the record: a resume that is refused leaves the run exactly as it was.
+            taken_from, locked = durability.acquire(pipeline, run_id), True
+            if not self.store.reopen_run(run_id):
+                durability.release(pipeline, run_id)
+                raise PipelineBusyError(f"run {run_id} is no longer resumable: it moved on while this resume started", hint=f"see `agent-etl runs show {run_id}`")
         else:
             self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text, parent_run_id)
+        recording = self.recording(run_id)
         durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
-        status, error, locked = "failed", None, False
+        status, error = "failed", None
         try:
-            taken_from = durability.acquire(pipeline, run_id)
-            locked = True
+            if not resume:
+                taken_from, locked = durability.acquire(pipeline, run_id), True
             if taken_from is not None:
                 self.decide(run_id, f"pipeline {pipeline}", "take over its lock", f"run {taken_from} held it, but its process is gone")
             first = self._first_plan(ctx) if resume else None
