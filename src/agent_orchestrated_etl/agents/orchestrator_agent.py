@@ -198,11 +198,18 @@ class OrchestratorAgent(Agent):
     def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule) -> None:
         checkpoints = self.store.durability.checkpoints(ctx.run_id)
         workspace_ok = ctx.workspace_exists()
+        committed: dict[int, bool] = {}
         for task_id in list(schedule.waiting):
             outcome = checkpoints.get(task_id)
             task = ctx.tasks[task_id]
             if outcome is None or (task.kind == "stage" and not workspace_ok):
                 continue
+            if task.destination is not None and not committed.setdefault(task.destination, ctx.destinations[task.destination].committed(ctx.run_id)):
+                # A checkpoint is only as good as the staging it points to: someone may have dropped it.
+                staged = ctx.destinations[task.destination].staged_rows(ctx.run_id, task_id)
+                if staged is not None and staged != outcome.get("rows_written", 0):
+                    self.decide(ctx.run_id, f"task {task_id}", "read it again", f"its checkpoint says {outcome.get('rows_written', 0):,} rows were staged, but its staging holds {staged:,}")
+                    continue
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
             ctx.reports[task_id] = outcome.get("state")
