@@ -9,12 +9,14 @@ or is cancelled can be resumed without redoing it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent_orchestrated_etl import reconcile
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
 from agent_orchestrated_etl.agents.messages import (
@@ -138,6 +140,11 @@ class OrchestratorAgent(Agent):
                 taken_from, locked = durability.acquire(pipeline, run_id), True
             if taken_from is not None:
                 self.decide(run_id, f"pipeline {pipeline}", "take over its lock", f"run {taken_from} held it, but its process is gone")
+            decide = functools.partial(self.decide, run_id)
+            if taken_from is not None and taken_from != run_id:
+                reconcile.settle(self.store, ctx.settings, taken_from, decide)  # first: a dead run that committed is not superseded
+            if not resume:
+                reconcile.supersede(self.store, ctx.settings, pipeline, run_id, decide)
             first = self._first_plan(ctx) if resume else None
             plan = first or self._plan(ctx)
             ctx.tasks = {t.id: t for t in plan.tasks}

@@ -57,6 +57,27 @@ class RunStore:
             update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(RESUMABLE), _not_held_elsewhere(run_id))
             return conn.execute(update.values(status="running", finished_at=None, error=None)).rowcount == 1
 
+    def settle(self, run_id: str, status: str, error: str | None) -> bool:
+        """Finish a run whose process died, as its destinations' ledgers say; False when it was not running (any more)."""
+        with self.engine.begin() as conn:
+            update = runs.update().where(runs.c.run_id == run_id, runs.c.status == "running", _not_held_elsewhere(run_id))
+            return conn.execute(update.values(status=status, finished_at=_now(), error=error)).rowcount == 1
+
+    def supersede(self, run_id: str, *, by: str, was: tuple[str, ...]) -> bool:
+        """A new run of the pipeline loads what ``run_id`` did not: it is never resumed."""
+        with self.engine.begin() as conn:
+            update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(was), _not_held_elsewhere(run_id))
+            return conn.execute(update.values(status="superseded", error=f"superseded by run {by}")).rowcount == 1
+
+    def runs_of(self, pipeline: str | None, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The pipeline's (or every pipeline's) runs in these statuses, oldest first."""
+        query = runs.select().where(runs.c.status.in_(statuses)).order_by(runs.c.started_at)
+        if pipeline is not None:
+            query = query.where(runs.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [dict(r) for r in rows]
+
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             known = {r[0] for r in conn.execute(sa.select(tasks.c.task_id).where(tasks.c.run_id == run_id))}
