@@ -251,10 +251,14 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
     """List recent runs."""
     if ctx.invoked_subcommand:
         return
+    from agent_orchestrated_etl.reconcile import settle_dead_runs
     from agent_orchestrated_etl.reports import runs_table
     from agent_orchestrated_etl.store.records import RunStore
 
-    rows = RunStore(load_settings().store_url).list_runs(limit)
+    settings = load_settings()
+    store = RunStore(settings.store_url)
+    settle_dead_runs(store, settings, limit)  # a run whose process died shows what it did, not "running"
+    rows = store.list_runs(limit)
     if as_json:
         out.print_json(json.dumps(rows, default=str))
     else:
@@ -262,12 +266,17 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
 
 
 @runs_app.command("discard")
-def runs_discard(run_id: Annotated[str, typer.Argument(help="A failed or cancelled run.")]) -> None:
+def runs_discard(
+    run_id: Annotated[str | None, typer.Argument(help="A failed or cancelled run.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed, cancelled or crashed run instead of one.")] = False,
+) -> None:
     """Drop what a run you will not resume left staged (its targets were never touched)."""
-    from agent_orchestrated_etl.orchestrator import discard_run
+    from agent_orchestrated_etl.orchestrator import discard_failed_runs, discard_run
 
-    full_id = discard_run(run_id, load_settings())
-    out.print(f"discarded the staged output of run {full_id}")
+    if failed == (run_id is not None):
+        raise ConfigurationError("runs discard takes a run id or --failed", hint="agent-etl runs discard <run id>, or agent-etl runs discard --failed")
+    for full_id in discard_failed_runs(load_settings()) if failed else [discard_run(run_id or "", load_settings())]:
+        out.print(f"discarded the staged output of run {full_id}")
 
 
 @runs_app.command("show")

@@ -27,8 +27,10 @@ from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.quality.verdicts import report
+from agent_orchestrated_etl.reconcile import SUPERSEDABLE, settle_dead_runs
+from agent_orchestrated_etl.reconcile import clean_workspace as _clean_workspace
 from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
-from agent_orchestrated_etl.store.records import RunStore
+from agent_orchestrated_etl.store.records import RESUMABLE, RunStore
 from agent_orchestrated_etl.workflow import child_run_id, run_workflow
 
 
@@ -166,25 +168,48 @@ class Runtime:
                 child = self.store.get_run(child_run_id(full_id, pipeline.name))
                 if child is not None and child["run_id"] == child_run_id(full_id, pipeline.name) and child["status"] not in ("succeeded", "discarded"):
                     self.discard(child["run_id"])
-            self.store.set_status(full_id, "discarded")
+            self.store.set_status(full_id, "discarded", was=RESUMABLE)
             return full_id
         spec = resolve_env(loaded.pipeline).rebased(Path(loaded.file).parent)
+        durability = self.store.durability
+        # A run that still names the lock is running, or crashed: its staging is dropped only by
+        # the lock's holder, so never under a live process (acquire refuses then).
+        locked = (durability.holder(spec.name) or {}).get("run_id") == full_id
+        if locked:
+            durability.acquire(spec.name, full_id)
         ctx = RunContext(full_id, spec, self.settings, self.settings.home_dir / "runs" / full_id)
         try:
             ctx.expand()  # a multi-table source staged into one destination per table
             for dest in ctx.destinations:
                 dest.abort(full_id)
+            _clean_workspace(ctx.run_dir)
+            self.store.set_status(full_id, "discarded", was=RESUMABLE)
         finally:
             ctx.close()
-        _clean_workspace(ctx.run_dir)
-        self.store.set_status(full_id, "discarded")
-        self.store.durability.audit("discard", run_id=full_id, pipeline=spec.name, spec_sha256=loaded.sha256)
+            if locked:
+                durability.release(spec.name, full_id)
+        durability.audit("discard", run_id=full_id, pipeline=spec.name, spec_sha256=loaded.sha256)
         return full_id
+
+    def discard_failed(self) -> list[str]:
+        """Discard every failed or cancelled run, and every crashed one (settled from its lock's dead holder first)."""
+        settle_dead_runs(self.store, self.settings, limit=None)
+        done = []
+        for record in self.store.runs_of(None, SUPERSEDABLE):
+            # A workflow's discard takes its pipelines' runs with it.
+            if self.store.get_run(record["run_id"])["status"] in SUPERSEDABLE:
+                done.append(self.discard(record["run_id"]))
+        return done
 
     def _stored_spec(self, run_id: str) -> tuple[LoadedSpec, str]:
         record = self.store.get_run(run_id)
         if record is None:
             raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
+        if record["status"] == "superseded":
+            raise ConfigurationError(
+                f"run {record['run_id']} was {record['error'] or 'superseded by a later run'}, which loaded its rows; resuming it would load them twice",
+                hint=f"its staging is gone; start a new run for what came since: agent-etl run {record['spec_file']}",
+            )
         if record["status"] in ("succeeded", "discarded"):
             raise ConfigurationError(f"run {record['run_id']} is {record['status']}; there is nothing to go on with", hint=f"start a new one: agent-etl run {record['spec_file']}")
         if not record["spec_text"]:
@@ -225,14 +250,9 @@ def discard_run(run_id: str, settings: Settings) -> str:
     return asyncio.run(discard())
 
 
-def _clean_workspace(run_dir: Path) -> None:
-    """The workspace holds intermediate copies only; the store keeps the run's history."""
-    for name in ("workspace.duckdb", "workspace.duckdb.wal"):
-        (run_dir / name).unlink(missing_ok=True)
-    for leftover in (run_dir / "spill",):
-        if leftover.exists():
-            for file in leftover.iterdir():
-                file.unlink()
-            leftover.rmdir()
-    if run_dir.exists() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
+def discard_failed_runs(settings: Settings) -> list[str]:
+    async def discard() -> list[str]:
+        async with Runtime(settings) as runtime:
+            return await asyncio.to_thread(runtime.discard_failed)
+
+    return asyncio.run(discard())

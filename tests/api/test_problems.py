@@ -123,3 +123,17 @@ def test_a_second_run_of_a_running_pipeline_is_refused(client: TestClient, data_
     from tests.api.conftest import wait_for_run
 
     assert wait_for_run(client, first)["status"] == "succeeded"
+
+
+def test_resume_of_a_superseded_run_is_a_conflict(client: TestClient, data_dir) -> None:
+    from tests.api.conftest import wait_for_run
+
+    client.post("/api/v1/pipelines", json={"yaml": PEOPLE_YAML.replace("people.csv", "later.csv")}, headers=AUTH)
+    failed = client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]
+    assert wait_for_run(client, failed)["status"] == "failed"
+    (data_dir / "later.csv").write_text((data_dir / "people.csv").read_text())
+    second = client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]  # a new run, not a resume
+    assert wait_for_run(client, second)["status"] == "succeeded"
+    body = assert_problem(client.post(f"/api/v1/runs/{failed}/resume", headers=AUTH), 409, "urn:agent-etl:problem:run-not-resumable")
+    assert (body["run_id"], body["run_status"]) == (failed, "superseded")
+    assert body["detail"].startswith(f"run {failed} cannot be resumed: it was superseded by run {second}; start a new run")

@@ -9,12 +9,14 @@ or is cancelled can be resumed without redoing it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent_orchestrated_etl import reconcile
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
 from agent_orchestrated_etl.agents.messages import (
@@ -37,6 +39,7 @@ from agent_orchestrated_etl.connectors.incremental import committed_states, plan
 from agent_orchestrated_etl.expansion import several_tables
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
 from agent_orchestrated_etl.quality.verdicts import blocking_failures
+from agent_orchestrated_etl.store.durability import PipelineBusyError
 from agent_orchestrated_etl.store.records import RunStore
 from agent_orchestrated_etl.verify.after_commit import verify_after_commit
 
@@ -121,18 +124,28 @@ class OrchestratorAgent(Agent):
         """Run (or resume) a whole pipeline; returns the final status. Every event goes to the store."""
         run_id, pipeline = ctx.run_id, ctx.spec.name
         durability = self.store.durability
-        recording = self.recording(run_id)
+        taken_from, locked = None, False
         if resume:
-            self.store.reopen_run(run_id)
+            # The lock before the record: a resume that is refused leaves the run exactly as it was.
+            taken_from, locked = durability.acquire(pipeline, run_id), True
+            if not self.store.reopen_run(run_id):
+                durability.release(pipeline, run_id)
+                raise PipelineBusyError(f"run {run_id} is no longer resumable: it moved on while this resume started", hint=f"see `agent-etl runs show {run_id}`")
         else:
             self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text, parent_run_id)
+        recording = self.recording(run_id)
         durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
-        status, error, locked = "failed", None, False
+        status, error = "failed", None
         try:
-            taken_from = durability.acquire(pipeline, run_id)
-            locked = True
+            if not resume:
+                taken_from, locked = durability.acquire(pipeline, run_id), True
             if taken_from is not None:
                 self.decide(run_id, f"pipeline {pipeline}", "take over its lock", f"run {taken_from} held it, but its process is gone")
+            decide = functools.partial(self.decide, run_id)
+            if taken_from is not None and taken_from != run_id:
+                reconcile.settle(self.store, ctx.settings, taken_from, decide)  # first: a dead run that committed is not superseded
+            if not resume:
+                reconcile.supersede(self.store, ctx.settings, pipeline, run_id, decide)
             first = self._first_plan(ctx) if resume else None
             plan = first or self._plan(ctx)
             ctx.tasks = {t.id: t for t in plan.tasks}
@@ -193,11 +206,18 @@ class OrchestratorAgent(Agent):
     def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule) -> None:
         checkpoints = self.store.durability.checkpoints(ctx.run_id)
         workspace_ok = ctx.workspace_exists()
+        committed: dict[int, bool] = {}
         for task_id in list(schedule.waiting):
             outcome = checkpoints.get(task_id)
             task = ctx.tasks[task_id]
             if outcome is None or (task.kind == "stage" and not workspace_ok):
                 continue
+            if task.destination is not None and not committed.setdefault(task.destination, ctx.destinations[task.destination].committed(ctx.run_id)):
+                # A checkpoint is only as good as the staging it points to: someone may have dropped it.
+                staged = ctx.destinations[task.destination].staged_rows(ctx.run_id, task_id)
+                if staged is not None and staged != outcome.get("rows_written", 0):
+                    self.decide(ctx.run_id, f"task {task_id}", "read it again", f"its checkpoint says {outcome.get('rows_written', 0):,} rows were staged, but its staging holds {staged:,}")
+                    continue
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
             ctx.reports[task_id] = outcome.get("state")

@@ -120,8 +120,8 @@ async def resume_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     full_id, pipeline = run["run_id"], run["pipeline"]
     if full_id in srv.active:
         raise Problem(409, "run-already-running", f"run {full_id} is running; there is nothing to resume yet", run_id=full_id)
-    if run["status"] in ("succeeded", "discarded") or not run.get("spec_text"):
-        why = f"it is {run['status']}" if run.get("spec_text") else "it has no stored spec"
+    if run["status"] in ("succeeded", "discarded", "superseded") or not run.get("spec_text"):
+        why = ("it was " + run["error"] if run["status"] == "superseded" else f"it is {run['status']}") if run.get("spec_text") else "it has no stored spec"
         raise Problem(409, "run-not-resumable", f"run {full_id} cannot be resumed: {why}; start a new run with POST /api/v1/runs {{\"pipeline\": \"{pipeline}\"}}", run_id=full_id, run_status=run["status"])
     other = srv.running_run(pipeline)
     if other is not None:

@@ -238,6 +238,14 @@ class Destination(ABC):
         """The state last committed under ``key``, or None (never committed, or no state kept)."""
         return None
 
+    def committed(self, run_id: str) -> bool:
+        """Whether the destination's loads ledger records ``run_id`` as committed (what a crashed run did)."""
+        return False
+
+    def staged_rows(self, run_id: str, task_id: str) -> int | None:
+        """Data rows in the task's staging area, to check a checkpoint by before trusting it; None when it cannot tell."""
+        return None
+
     @abstractmethod
     def abort(self, run_id: str) -> None:
         """Drop every staging area of the run; the target stays as it was."""

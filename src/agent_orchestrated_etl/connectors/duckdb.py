@@ -420,6 +420,15 @@ class DuckDBDestination(Destination):
             cursor.execute(f"DROP TABLE {quote(name)}")
         return int(rows)
 
+    def committed(self, run_id: str) -> bool:
+        return self._cursor().execute(f"SELECT 1 FROM {_LOADS} WHERE run_id = ? AND table_name = ?", [run_id, self.table]).fetchone() is not None
+
+    def staged_rows(self, run_id: str, task_id: str) -> int | None:
+        cursor = self._cursor()
+        if not self._existing(cursor, [self._staging(run_id, task_id)]):
+            return 0
+        return int(cursor.execute(f"SELECT count(*) FROM {quote(self._staging(run_id, task_id))}").fetchone()[0])
+
     def abort(self, run_id: str) -> None:
         cursor = self._cursor()
         for (name,) in cursor.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, ?)", [self._own_prefix(run_id)]).fetchall():

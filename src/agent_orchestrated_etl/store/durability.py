@@ -44,24 +44,47 @@ class Durability:
     def acquire(self, pipeline: str, run_id: str) -> str | None:
         """Take the pipeline's lock for this run; returns the run id of a dead holder taken over.
 
-        Raises PipelineBusyError when a live process holds it for another run.
+        Raises PipelineBusyError when a live process holds it, for another run or
+        for this one (a resume while the run's own process is still going).
         """
+        locks = schema.pipeline_locks
         me = {"pipeline": pipeline, "run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "acquired_at": _now()}
-        with self.engine.begin() as conn:
-            holder = conn.execute(sa.select(schema.pipeline_locks).where(schema.pipeline_locks.c.pipeline == pipeline).with_for_update()).mappings().first()
-            if holder is None:
-                try:
-                    conn.execute(schema.pipeline_locks.insert().values(**me))
-                except sa.exc.IntegrityError:  # another process took it between our read and insert
-                    raise PipelineBusyError(f"pipeline {pipeline} was just started by another process", hint="wait for it, or see `agent-etl runs`") from None
-                return None
-            if holder["run_id"] != run_id and _alive(holder["host"], holder["pid"]):
+        with self.engine.connect() as conn:
+            holder = conn.execute(sa.select(locks).where(locks.c.pipeline == pipeline)).mappings().first()
+        if holder is None:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(locks.insert().values(**me))
+            except sa.exc.IntegrityError:  # another process took it between our read and insert
+                raise PipelineBusyError(f"pipeline {pipeline} was just started by another process", hint="wait for it, or see `agent-etl runs`") from None
+            return None
+        if _alive(holder["host"], holder["pid"]):
+            if holder["run_id"] == run_id:
                 raise PipelineBusyError(
-                    f"pipeline {pipeline} is already running as run {holder['run_id']} (pid {holder['pid']} on {holder['host']})",
-                    hint="wait for it to finish; two runs of one pipeline never load at once",
+                    f"run {run_id} is still running (pid {holder['pid']} on {holder['host']})",
+                    hint="wait for it to finish, or cancel it; a resume goes on only from a run whose process is gone",
                 )
-            conn.execute(schema.pipeline_locks.update().where(schema.pipeline_locks.c.pipeline == pipeline).values(**me))
-            return str(holder["run_id"])
+            raise PipelineBusyError(
+                f"pipeline {pipeline} is already running as run {holder['run_id']} (pid {holder['pid']} on {holder['host']})",
+                hint="wait for it to finish; two runs of one pipeline never load at once",
+            )
+        # One compare-and-set: of the processes that saw the same dead holder, exactly one
+        # replaces it. A read-then-write would let two take it over (SQLite has no row locks).
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                locks.update()
+                .where(locks.c.pipeline == pipeline, locks.c.run_id == holder["run_id"], locks.c.host == holder["host"], locks.c.pid == holder["pid"])
+                .values(**me)
+            ).rowcount
+        if taken != 1:
+            raise PipelineBusyError(f"pipeline {pipeline} was just taken over by another process from dead run {holder['run_id']}", hint="wait for it, or see `agent-etl runs`")
+        return str(holder["run_id"])
+
+    def holder(self, pipeline: str) -> dict[str, Any] | None:
+        """Who holds the pipeline's lock, with ``alive`` saying whether its process still runs."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(schema.pipeline_locks).where(schema.pipeline_locks.c.pipeline == pipeline)).mappings().first()
+        return None if row is None else {**dict(row), "alive": _alive(row["host"], row["pid"])}
 
     def release(self, pipeline: str, run_id: str) -> None:
         with self.engine.begin() as conn:

@@ -8,6 +8,8 @@ only carries the news.
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,13 @@ from agent_orchestrated_etl.agents.messages import RunEvent
 from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
 from agent_orchestrated_etl.store import migrate
 from agent_orchestrated_etl.store.durability import Durability
-from agent_orchestrated_etl.store.schema import events, runs, tasks
+from agent_orchestrated_etl.store.schema import events, pipeline_locks, runs, tasks
 
 # Progress events are news, not history; the task row keeps the totals.
 _NOT_STORED = {"task_progress"}
+
+#: What a resume may reopen: a run that ended without succeeding, or one whose process died ("running").
+RESUMABLE = ("failed", "cancelled", "partial", "running")
 
 
 class RunStore:
@@ -41,14 +46,37 @@ class RunStore:
         with self.engine.begin() as conn:
             conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, parent_run_id=parent_run_id, status="running", started_at=_now()))
 
-    def set_status(self, run_id: str, status: str) -> None:
+    def set_status(self, run_id: str, status: str, *, was: tuple[str, ...]) -> bool:
+        """Move a run from one of the statuses ``was`` to ``status``; False when it had moved on meanwhile."""
         with self.engine.begin() as conn:
-            conn.execute(runs.update().where(runs.c.run_id == run_id).values(status=status))
+            return conn.execute(runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(was), _not_held_elsewhere(run_id)).values(status=status)).rowcount == 1
 
-    def reopen_run(self, run_id: str) -> None:
-        """A resumed run is running again; its history of events stays."""
+    def reopen_run(self, run_id: str) -> bool:
+        """A resumed run is running again; its history of events stays. False when it is not resumable (any more)."""
         with self.engine.begin() as conn:
-            conn.execute(runs.update().where(runs.c.run_id == run_id).values(status="running", finished_at=None, error=None))
+            update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(RESUMABLE), _not_held_elsewhere(run_id))
+            return conn.execute(update.values(status="running", finished_at=None, error=None)).rowcount == 1
+
+    def settle(self, run_id: str, status: str, error: str | None) -> bool:
+        """Finish a run whose process died, as its destinations' ledgers say; False when it was not running (any more)."""
+        with self.engine.begin() as conn:
+            update = runs.update().where(runs.c.run_id == run_id, runs.c.status == "running", _not_held_elsewhere(run_id))
+            return conn.execute(update.values(status=status, finished_at=_now(), error=error)).rowcount == 1
+
+    def supersede(self, run_id: str, *, by: str, was: tuple[str, ...]) -> bool:
+        """A new run of the pipeline loads what ``run_id`` did not: it is never resumed."""
+        with self.engine.begin() as conn:
+            update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(was), _not_held_elsewhere(run_id))
+            return conn.execute(update.values(status="superseded", error=f"superseded by run {by}")).rowcount == 1
+
+    def runs_of(self, pipeline: str | None, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The pipeline's (or every pipeline's) runs in these statuses, oldest first."""
+        query = runs.select().where(runs.c.status.in_(statuses)).order_by(runs.c.started_at)
+        if pipeline is not None:
+            query = query.where(runs.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [dict(r) for r in rows]
 
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
@@ -97,7 +125,10 @@ class RunStore:
                 .values(rows_written=sa.func.coalesce(runs.c.rows_written, 0) + event.rows, rows_quarantined=sa.func.coalesce(runs.c.rows_quarantined, 0) + event.quarantined_rows)
             )
         elif event.kind == "run_finished":
-            conn.execute(runs.update().where(runs.c.run_id == event.run_id).values(status=event.status, finished_at=event.at, error=event.error))
+            # A status only moves forward, and only the run's own process moves it: a losing
+            # process (a refused resume, a run whose lock was taken over) changes nothing.
+            finished = runs.update().where(runs.c.run_id == event.run_id, runs.c.status == "running", _not_held_elsewhere(event.run_id))
+            conn.execute(finished.values(status=event.status, finished_at=event.at, error=event.error))
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -130,6 +161,12 @@ def store_revisions(url: str) -> migrate.Revisions:
         return migrate.revisions(url)
     except sa.exc.SQLAlchemyError as exc:
         raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
+
+
+def _not_held_elsewhere(run_id: str) -> sa.ColumnElement[bool]:
+    """No other process holds the lock for this run (this one may, or nobody: a run refused its lock, a workflow)."""
+    other = sa.or_(pipeline_locks.c.host != socket.gethostname(), pipeline_locks.c.pid != os.getpid())
+    return ~sa.exists().where(pipeline_locks.c.run_id == run_id, other)
 
 
 def _now() -> datetime:

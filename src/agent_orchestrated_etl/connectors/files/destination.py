@@ -162,6 +162,16 @@ class FileDestination(Destination):
     def read_state(self, key: str) -> Any | None:
         return self._load_manifest()["state"].get(key)
 
+    def committed(self, run_id: str) -> bool:
+        return run_id in self._load_manifest()["runs"]
+
+    def staged_rows(self, run_id: str, task_id: str) -> int | None:
+        if self.fs.get_file_info(f"{self._staging(run_id)}/_commit.json").type == pafs.FileType.File:
+            return None  # a commit began: its plan holds the counts, and some files may have moved already
+        base = f"{self._staging(run_id)}/data/{_safe(task_id)}"
+        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        return sum(_count_rows(self.fs, i.path) for i in infos if i.type == pafs.FileType.File)
+
     def abort(self, run_id: str) -> None:
         for key in [k for k in self._writers if k[0] == run_id]:
             self._writers.pop(key).close(raise_errors=False)

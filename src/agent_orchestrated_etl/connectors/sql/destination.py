@@ -184,6 +184,21 @@ class SQLDestination(Destination):
         result.schema_changes = changes
         return result
 
+    def committed(self, run_id: str) -> bool:
+        self._bookkeeping()
+        with self._guard():
+            return self._loaded(run_id) is not None
+
+    def staged_rows(self, run_id: str, task_id: str) -> int | None:
+        import sqlalchemy as sa
+
+        name = self.staging(run_id, task_id)
+        with self._guard():
+            if not sa.inspect(self._engine()).has_table(name, schema=self._schema):
+                return 0
+            with self._engine().connect() as conn:
+                return int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(name)}").scalar())
+
     def _loaded(self, run_id: str) -> tuple[int, int] | None:
         with self._engine().connect() as conn:
             row = conn.exec_driver_sql(f"SELECT rows_loaded, quarantined_rows FROM {self._qualified(LOADS)} WHERE run_id = {self._mark(1)} AND table_name = {self._mark(2)}", self._params(run_id, self.spec.table)).first()
