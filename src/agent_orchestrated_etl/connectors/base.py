@@ -167,6 +167,8 @@ class CommitResult:
     already_committed: bool = False
     #: What the schema policy did to the target, one line a column ("added column note VARCHAR").
     schema_changes: list[str] = field(default_factory=list)
+    #: The DDL that gave an existing merge target its key (a target agent-etl loaded before), if it lacked one.
+    key_added: str | None = None
 
 
 class Destination(ABC):

@@ -314,6 +314,8 @@ class DuckDBDestination(Destination):
             return 0, []
         # write: replace under evolve rebuilds the table from the data; freeze and discard keep the target's columns.
         fresh = not exists or (mode == "replace" and self.spec.schema_ == "evolve")
+        if mode == "merge" and exists:
+            self._check_merge_key(cursor)
         changes = [] if fresh else self._check_schema(cursor, staged)
         duplicates = mode == "merge" and self._duplicate_keys(cursor, staged)
         if mode == "merge" and not exists and not duplicates and not self.spec.hard_delete:
@@ -364,6 +366,19 @@ class DuckDBDestination(Destination):
                 for dropped in changes.added:
                     cursor.execute(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(dropped.name)}")
         return list(dict.fromkeys(summary))  # several staging tables bring the same change
+
+    def _check_merge_key(self, cursor: Any) -> None:
+        # DuckDB's MERGE matches on the key columns themselves (no constraint needed), so only a key that
+        # `schema: discard` would leave out of a hand-made target stops it.
+        if self.spec.schema_ != "discard":
+            return
+        existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}
+        absent = [k for k in self.spec.primary_key if k not in existing]
+        if absent:
+            raise ConfigurationError(
+                f"merge key {', '.join(absent)} is not a column of {self.table}, and schema: discard would leave it out of the load",
+                where=self.describe(), hint="add the column to the table, or set schema: evolve",
+            )
 
     def _add_new_columns(self, cursor: Any, staged: str) -> None:
         existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}

@@ -172,6 +172,12 @@ class MySQLDestination(SQLDestination):
     def null_as(self, sql_type: str) -> str:
         return "NULL"  # MySQL's CAST knows only a few type names
 
+    def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
+        # The key columns take the types and NOT NULL a created merge target gives them (no TEXT key without a length).
+        columns = [f"MODIFY COLUMN {self.q(k)} {self.key_type(self._compiled(target[k]))} NOT NULL" for k in self.spec.primary_key if k in target]
+        keys = ", ".join(self.q(k) for k in self.spec.primary_key)
+        return f"ALTER TABLE {self.q(self.spec.table)} {', '.join([*columns, f'ADD PRIMARY KEY ({keys})'])}"
+
     def key_type(self, sql_type: str) -> str:
         # TEXT and BLOB columns cannot be keys without a prefix length.
         upper = sql_type.upper()

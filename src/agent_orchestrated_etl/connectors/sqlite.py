@@ -197,6 +197,10 @@ class SQLiteDestination(SQLDestination):
         # `WHERE true` lets SQLite's parser tell the upsert clause from a join constraint.
         return f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({source}) WHERE true ON CONFLICT ({keys}) {action}"
 
+    def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
+        # SQLite cannot add a primary key to a table; ON CONFLICT matches a unique index as well.
+        return f"CREATE UNIQUE INDEX {self.q(self._name + '__merge_key')} ON {self.q(self.spec.table)} ({', '.join(self.q(k) for k in self.spec.primary_key)})"
+
     def widen_sql(self, column: str, new_type: str) -> str:
         # SQLite keeps any value in any column: a wider value needs no DDL.
         return "SELECT 1"
