@@ -316,7 +316,8 @@ class SQLDestination(Destination):
         if rows is None:
             rows = sum(int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(n)}").scalar()) for n in staged)
         columns = list(dict.fromkeys(n for cols in staged.values() for n in cols if n != self.spec.hard_delete))
-        if self.spec.write == "replace" and (staged or rows == 0):
+        # An empty input creates no target (it has no types to create one from), so there may be nothing to clear.
+        if self.spec.write == "replace" and (staged or (rows == 0 and self._target_columns(conn) is not None)):
             conn.exec_driver_sql(self.clear_sql(target))
         if staged and self.spec.write == "merge":
             self._merge(conn, staged, columns)
