@@ -6,6 +6,7 @@ the task, and only counts and progress leave it; the batches never touch the hub
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Destination, Partition, Position, Source
@@ -32,6 +34,7 @@ from agent_orchestrated_etl.transform.graph import WorkspaceGraph
 from agent_orchestrated_etl.transform.query import stage
 from agent_orchestrated_etl.transform.routing import checks_at
 from agent_orchestrated_etl.transform.rows import Numbering, Origins
+from agent_orchestrated_etl.transform.sql import ROW
 from agent_orchestrated_etl.transform.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -177,10 +180,11 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     points = _points(ctx, task.source, task.transform)
     origins = Origins()
     source, rejected = ctx.reader(task), []
-    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=any(p.checks for p in points), rejected=rejected)
+    # Numbered always: a row whose value is over the destination's limit is quarantined with its origin.
+    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
     if task.transform is None and not any(p.checks for p in points):
         for batch in batches:
-            _write(ctx, task, dest, batch, outcome)
+            _write(ctx, task, dest, batch, outcome, origins.locate)
     else:
         _through_chain(ctx, task, dest, points, batches, origins, outcome)
     _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
@@ -270,7 +274,7 @@ def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[
         schema, batches = _peek(batches)
         if schema is not None:
             for batch in chain.run(schema, batches):
-                _write(ctx, task, dest, visible(batch), outcome)
+                _write(ctx, task, dest, batch, outcome, origins.locate)
         else:
             chain.no_rows(points, f"task {task.id}")
         outcome.rows_quarantined += chain.rows_quarantined
@@ -279,11 +283,41 @@ def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[
         chain.close()
 
 
-def _write(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch, outcome: TaskOutcome) -> None:
+def _write(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch, outcome: TaskOutcome, locate: Callable[[int | None], Position | None] | None = None) -> None:
+    batch = visible(_within_limit(ctx, task, dest, batch, outcome, locate))
     if batch.num_rows:
         dest.write_batch(ctx.run_id, task.id, batch)
         outcome.rows_written += batch.num_rows
         outcome.bytes_written += batch.nbytes
+
+
+def _within_limit(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch, outcome: TaskOutcome, locate: Callable[[int | None], Position | None] | None) -> pa.RecordBatch:
+    """The batch less its rows with a text or binary value over the destination's limit, which go to quarantine."""
+    limit, why = dest.value_limit()
+    sizes: dict[str, pa.Array] = {}
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) or pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            lengths = pc.binary_length(column)
+            if (pc.max(lengths).as_py() or 0) > limit:
+                sizes[field.name] = lengths
+    if not sizes:
+        return batch
+    over = pc.fill_null(functools.reduce(pc.or_, (pc.greater(lengths, limit) for lengths in sizes.values())), False)
+    rejected = batch.filter(over)
+    ordinals = rejected.column(ROW).to_pylist() if ROW in rejected.schema.names else [None] * rejected.num_rows
+    big = {name: pc.filter(lengths, over).to_pylist() for name, lengths in sizes.items()}
+    # The big values stay out of the entry (it would not fit the destination either): their size stands in.
+    rows = visible(rejected.drop_columns(list(sizes))).to_pylist()
+    entries = []
+    for i, row in enumerate(rows):
+        too_big = {name: size[i] for name, size in big.items() if size[i] is not None and size[i] > limit}
+        row.update({name: f"<{size:,} bytes>" for name, size in too_big.items()})
+        reason = "; ".join(f"column {name} holds {size:,} bytes, over this destination's limit of {limit:,} bytes ({why})" for name, size in too_big.items())
+        position = locate(ordinals[i]) if locate is not None else None
+        entries.append((row, reason, position or Position(f"task {task.id}")))
+    dest.write_quarantine(ctx.run_id, task.id, rejected_rows(entries, run_id=ctx.run_id, task_id=task.id, check_name="value_size"))
+    outcome.rows_quarantined += len(entries)
+    return batch.filter(pc.invert(over))
 
 
 def _rejected_by_reader(ctx: RunContext, task: Task, rejected: list[Any], quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome) -> None:

@@ -187,6 +187,14 @@ class Destination(ABC):
         self.spec = spec
         self.memory_limit_bytes = memory_limit_bytes
 
+    def value_limit(self) -> tuple[int, str]:
+        """The largest text or binary value a row may bring, in bytes, and what sets it; a row over it is quarantined.
+
+        A value is held whole a few times on its way (the batch, the driver's or the
+        engine's copy), so a quarter of the memory budget is what fits in it.
+        """
+        return self.memory_limit_bytes // 4, "a quarter of AGENT_ETL_MEMORY_LIMIT"
+
     @abstractmethod
     def begin(self, run_id: str, task_id: str) -> None:
         """Drop the task's staging area left by an earlier attempt (or by a task that was split); writes create it anew."""

@@ -152,6 +152,13 @@ class MySQLDestination(SQLDestination):
         finally:
             os.unlink(path)
 
+    def value_limit(self) -> tuple[int, str]:
+        # LOAD DATA takes bigger values, but a statement or a row sent to a client is bounded by max_allowed_packet.
+        if getattr(self, "_packet", None) is None:
+            with self._guard(), self._engine().connect() as conn:
+                self._packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar())
+        return min(super().value_limit(), (self._packet, "the server's max_allowed_packet"))
+
     def _duck(self) -> Any:
         import duckdb
 

@@ -174,6 +174,9 @@ class SQLiteDestination(SQLDestination):
             cursor.adbc_ingest(name, _storable(batch), mode="append")
             conn.commit()
 
+    def value_limit(self) -> tuple[int, str]:
+        return min(super().value_limit(), (1_000_000_000, "SQLite's SQLITE_MAX_LENGTH"))
+
     def staged_columns(self, inspector: Any, name: str) -> dict[str, dict[str, Any]]:
         # The declared type names carry the Arrow types (TEXT_DECIMAL, TIMESTAMPTZ); reflection would fold them.
         columns = super().staged_columns(inspector, name)
