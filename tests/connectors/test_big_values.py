@@ -102,3 +102,38 @@ def test_duckdb_names_a_type_change_between_batches_from_the_error_itself(tmp_pa
         assert "Could not convert string 'one' to INT64" in caught.value.message
     finally:
         dest.close()
+
+
+def quarantined(h: Harness, tmp_path: Path) -> list[tuple]:
+    sql = "SELECT check_name, reason, origin, row_json FROM t__quarantine"
+    if h.kind == "duckdb":
+        with duckdb.connect(h.destination_fields["path"], read_only=True) as conn:
+            return conn.execute(sql).fetchall()
+    if h.kind == "sqlite":
+        with sqlite3.connect(tmp_path / "db.sqlite") as conn:
+            return conn.execute(sql).fetchall()
+    if h.kind == "file":
+        table = pq.read_table(next(Path(h.destination_fields["path"], "_quarantine").glob("*.parquet")))
+        return [tuple(r[c] for c in ("check_name", "reason", "origin", "row_json")) for r in table.to_pylist()]
+    return run_sql(h.destination_fields["url"], sql.replace("t__quarantine", f"{h.table}__quarantine"))
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres", "sqlite", "file"])
+def test_a_value_over_a_quarter_of_the_budget_is_quarantined(kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = make_harness(kind, request, tmp_path)
+    path = big_csv(tmp_path, 33 * MIB)
+    monkeypatch.setenv("AGENT_ETL_MEMORY_LIMIT", "128MB")
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"name: big\nsources:\n  s: {{type: file, path: big.csv}}\ndestination: {json.dumps({'type': h.kind, **h.destination_fields})}\n")
+    result = run_pipeline(parse_spec(spec.read_text(), file=str(spec)), Settings())
+    assert result.status == "succeeded", result.error
+    assert [(c["rows"], c["quarantined_rows"]) for c in result.commits] == [(2, 1)]
+    assert lengths(h, tmp_path) == [(1, 5), (3, 5)]
+    assert quarantined(h, tmp_path) == [
+        (
+            "value_size",
+            "column v holds 34,603,008 bytes, over this destination's limit of 33,554,432 bytes (a quarter of AGENT_ETL_MEMORY_LIMIT)",
+            f"{path} record 2",
+            '{"id": 2, "v": "<34,603,008 bytes>"}',
+        )
+    ]
