@@ -238,9 +238,9 @@ class SQLDestination(Destination):
         """The SQL that gives an existing merge target its key, or None when it has one.
 
         MySQL's ON DUPLICATE KEY and SQLite's ON CONFLICT match rows only through a
-        unique key, and PostgreSQL's MERGE would carry duplicate and NULL keys along:
-        without the key every merge appends. A target agent-etl loaded (it is in the
-        loads ledger) gets the key; any other target is refused with the SQL to add it.
+        unique key (without one MySQL appends every row again), and PostgreSQL's MERGE
+        would carry a keyless table's duplicate and NULL keys along. A target agent-etl
+        loaded (it is in the loads ledger) gets the key; any other is refused with the SQL to add it.
         """
         keys = list(self.spec.primary_key)
         listed = ", ".join(keys)
