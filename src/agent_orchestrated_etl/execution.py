@@ -6,6 +6,7 @@ the task, and only counts and progress leave it; the batches never touch the hub
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Destination, Partition, Position, Source
@@ -178,7 +180,8 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     points = _points(ctx, task.source, task.transform)
     origins = Origins()
     source, rejected = ctx.reader(task), []
-    # Numbered even without checks: the destination may refuse a row, which then needs its position.
+    # Numbered always: a row the destination cannot store (a value over its limit, a NUL in
+    # PostgreSQL text) is quarantined with its origin.
     batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
     if task.transform is None and not any(p.checks for p in points):
         for batch in batches:
@@ -283,6 +286,7 @@ def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[
 
 def _write(ctx: RunContext, task: Task, dest: Destination, numbered: pa.RecordBatch, outcome: TaskOutcome, locate: Callable[[int | None], Position | None]) -> None:
     """Write a batch (with its ROW column, if any); rows the destination cannot store go to quarantine with their position."""
+    numbered = _within_limit(ctx, task, dest, numbered, outcome, locate)
     batch = visible(numbered)
     reasons = dest.unstorable(batch) if batch.num_rows else None
     if reasons is not None:
@@ -300,6 +304,35 @@ def _write(ctx: RunContext, task: Task, dest: Destination, numbered: pa.RecordBa
         dest.write_batch(ctx.run_id, task.id, batch)
         outcome.rows_written += batch.num_rows
         outcome.bytes_written += batch.nbytes
+
+
+def _within_limit(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch, outcome: TaskOutcome, locate: Callable[[int | None], Position | None] | None) -> pa.RecordBatch:
+    """The batch less its rows with a text or binary value over the destination's limit, which go to quarantine."""
+    limit, why = dest.value_limit()
+    sizes: dict[str, pa.Array] = {}
+    for field, column in zip(batch.schema, batch.columns, strict=True):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) or pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            lengths = pc.binary_length(column)
+            if (pc.max(lengths).as_py() or 0) > limit:
+                sizes[field.name] = lengths
+    if not sizes:
+        return batch
+    over = pc.fill_null(functools.reduce(pc.or_, (pc.greater(lengths, limit) for lengths in sizes.values())), False)
+    rejected = batch.filter(over)
+    ordinals = rejected.column(ROW).to_pylist() if ROW in rejected.schema.names else [None] * rejected.num_rows
+    big = {name: pc.filter(lengths, over).to_pylist() for name, lengths in sizes.items()}
+    # The big values stay out of the entry (it would not fit the destination either): their size stands in.
+    rows = visible(rejected.drop_columns(list(sizes))).to_pylist()
+    entries = []
+    for i, row in enumerate(rows):
+        too_big = {name: size[i] for name, size in big.items() if size[i] is not None and size[i] > limit}
+        row.update({name: f"<{size:,} bytes>" for name, size in too_big.items()})
+        reason = "; ".join(f"column {name} holds {size:,} bytes, over this destination's limit of {limit:,} bytes ({why})" for name, size in too_big.items())
+        position = locate(ordinals[i]) if locate is not None else None
+        entries.append((row, reason, position or Position(f"task {task.id}")))
+    dest.write_quarantine(ctx.run_id, task.id, rejected_rows(entries, run_id=ctx.run_id, task_id=task.id, check_name="value_size"))
+    outcome.rows_quarantined += len(entries)
+    return batch.filter(pc.invert(over))
 
 
 def _rejected_by_reader(ctx: RunContext, task: Task, rejected: list[Any], quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome) -> None:

@@ -427,6 +427,8 @@ class OrchestratorAgent(Agent):
                 raise
             if result.schema_changes:
                 self.decide(ctx.run_id, f"destination {label}", f"schema {policy}: {'; '.join(result.schema_changes)}", _POLICY_REASONS[policy])
+            if result.key_added:
+                self.decide(ctx.run_id, f"destination {label}", f"merge key: {result.key_added}", "write: merge matches rows by primary_key and the target had no key on it; agent-etl loaded this table before, so it added the key")
             self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
             if (mismatch := await verify_after_commit(self, ctx, schedule.plan, index, label, result)) is not None:
                 mismatches.append(mismatch)

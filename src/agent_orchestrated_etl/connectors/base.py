@@ -174,6 +174,8 @@ class CommitResult:
     already_committed: bool = False
     #: What the schema policy did to the target, one line a column ("added column note VARCHAR").
     schema_changes: list[str] = field(default_factory=list)
+    #: The DDL that gave an existing merge target its key (a target agent-etl loaded before), if it lacked one.
+    key_added: str | None = None
 
 
 class Destination(ABC):
@@ -191,6 +193,14 @@ class Destination(ABC):
     def __init__(self, spec: Any, *, memory_limit_bytes: int) -> None:
         self.spec = spec
         self.memory_limit_bytes = memory_limit_bytes
+
+    def value_limit(self) -> tuple[int, str]:
+        """The largest text or binary value a row may bring, in bytes, and what sets it; a row over it is quarantined.
+
+        A value is held whole a few times on its way (the batch, the driver's or the
+        engine's copy), so a quarter of the memory budget is what fits in it.
+        """
+        return self.memory_limit_bytes // 4, "a quarter of AGENT_ETL_MEMORY_LIMIT"
 
     @abstractmethod
     def begin(self, run_id: str, task_id: str) -> None:

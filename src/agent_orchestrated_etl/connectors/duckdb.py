@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from agent_orchestrated_etl.connectors.base import (
@@ -31,7 +32,7 @@ from agent_orchestrated_etl.connectors.base import (
     DestinationSpecBase,
 )
 from agent_orchestrated_etl.connectors.sql import schema as schemas
-from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
+from agent_orchestrated_etl.exceptions import ConfigurationError, DataError, ResourceExhaustedError
 
 _STAGING_PREFIX = "_agent_etl_stg_"
 _LOADS = "_agent_etl_loads"
@@ -54,12 +55,21 @@ class ArrowAppender:
     are staging areas, so committing each group makes nothing visible.
     """
 
-    def __init__(self, *, where: str) -> None:
+    def __init__(self, *, where: str, budget_bytes: int, database: Callable[[], Any]) -> None:
         self.where = where
+        self.budget_bytes = budget_bytes
+        self._database = database  # the connection the cursors belong to: memory settings are per database
         self._pending: dict[str, list[pa.RecordBatch]] = {}
         self._lock = threading.Lock()
 
     def append(self, cursor: Any, table: str, batch: pa.RecordBatch) -> None:
+        with self._lock:
+            pending = self._pending.get(table)
+            changed = bool(pending) and not pending[0].schema.equals(batch.schema)
+        if changed:
+            # One INSERT scans one Arrow schema: the batches before a change of types go first,
+            # and DuckDB's cast of the new ones into the staging table's types decides.
+            self.flush(cursor, table)
         with self._lock:
             pending = self._pending.setdefault(table, [])
             pending.append(batch)
@@ -86,14 +96,57 @@ class ArrowAppender:
             self._insert(cursor, table, batches)
 
     def _insert(self, cursor: Any, table: str, batches: list[pa.RecordBatch]) -> None:
+        import duckdb
+
         cursor.register("_agent_etl_batches", pa.RecordBatchReader.from_batches(batches[0].schema, batches))
         try:
-            cursor.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} AS SELECT * FROM _agent_etl_batches LIMIT 0")
-            cursor.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _agent_etl_batches")
-        except Exception as exc:
+            with _room_for(cursor, id(self._database()), self.budget_bytes, largest_value(batches)):
+                cursor.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} AS SELECT * FROM _agent_etl_batches LIMIT 0")
+                cursor.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _agent_etl_batches")
+        except duckdb.OutOfMemoryException as exc:
+            raise ResourceExhaustedError(str(exc).splitlines()[0], where=self.where, hint="raise AGENT_ETL_MEMORY_LIMIT or lower AGENT_ETL_BATCH_ROWS") from exc
+        except (duckdb.ConversionException, duckdb.BinderException, duckdb.TypeMismatchException) as exc:
+            # The staging table took its types from the first batch; a later batch's column does not fit them.
             raise DataError(str(exc).splitlines()[0], where=self.where, hint="a column changed type between batches; CAST it in a transform") from exc
         finally:
             cursor.unregister("_agent_etl_batches")
+
+
+def largest_value(batches: list[pa.RecordBatch]) -> int:
+    """The size in bytes of the largest text or binary value in ``batches`` (top-level columns)."""
+    largest = 0
+    for batch in batches:
+        for column in batch.columns:
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+                largest = max(largest, pc.max(pc.binary_length(column)).as_py() or 0)
+    return largest
+
+
+@contextmanager
+def _room_for(cursor: Any, database: int, budget_bytes: int, largest: int) -> Iterator[None]:
+    """Room in DuckDB's memory for an insert holding a value of ``largest`` bytes.
+
+    DuckDB keeps a value in one block, and an insert copies it about twice: a
+    50 MiB value does not fit the eighth of the budget the pool has while loading.
+    The pool grows by three times the value for that insert and is set back after;
+    the destination's value limit (a quarter of the budget) keeps it within the budget.
+    """
+    pool = _buffer_pool_mb(budget_bytes)
+    needed = pool + 3 * largest // (1 << 20)
+    if largest * 3 < pool << 20:
+        yield
+        return
+    with _open_lock:
+        cursor.execute(f"SET memory_limit = '{needed}MB'")
+    try:
+        yield
+    finally:
+        with _open_lock:
+            copies = _engine_copies.get(database)
+            if copies:  # a pushed-down copy running beside this insert keeps its settings
+                _apply_engine_settings(cursor, copies, budget_bytes)
+            else:
+                cursor.execute(f"SET memory_limit = '{pool}MB'")
 
 
 def _duckdb_type(cursor: Any, dtype: pa.DataType) -> str:
@@ -159,7 +212,7 @@ class DuckDBDestination(Destination):
         self._conn: Any = None
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._appender = ArrowAppender(where=self.describe())
+        self._appender = ArrowAppender(where=self.describe(), budget_bytes=memory_limit_bytes, database=lambda: self._conn)
 
     def describe(self) -> str:
         return f"duckdb {self.spec.path} table {self.spec.table}"
@@ -321,6 +374,8 @@ class DuckDBDestination(Destination):
             return 0, []
         # write: replace under evolve rebuilds the table from the data; freeze and discard keep the target's columns.
         fresh = not exists or (mode == "replace" and self.spec.schema_ == "evolve")
+        if mode == "merge" and exists:
+            self._check_merge_key(cursor)
         changes = [] if fresh else self._check_schema(cursor, staged)
         duplicates = mode == "merge" and self._duplicate_keys(cursor, staged)
         if mode == "merge" and not exists and not duplicates and not self.spec.hard_delete:
@@ -371,6 +426,19 @@ class DuckDBDestination(Destination):
                 for dropped in changes.added:
                     cursor.execute(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(dropped.name)}")
         return list(dict.fromkeys(summary))  # several staging tables bring the same change
+
+    def _check_merge_key(self, cursor: Any) -> None:
+        # DuckDB's MERGE matches on the key columns themselves (no constraint needed), so only a key that
+        # `schema: discard` would leave out of a hand-made target stops it.
+        if self.spec.schema_ != "discard":
+            return
+        existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}
+        absent = [k for k in self.spec.primary_key if k not in existing]
+        if absent:
+            raise ConfigurationError(
+                f"merge key {', '.join(absent)} is not a column of {self.table}, and schema: discard would leave it out of the load",
+                where=self.describe(), hint="add the column to the table, or set schema: evolve",
+            )
 
     def _add_new_columns(self, cursor: Any, staged: str) -> None:
         existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}

@@ -152,6 +152,13 @@ class MySQLDestination(SQLDestination):
         finally:
             os.unlink(path)
 
+    def value_limit(self) -> tuple[int, str]:
+        # LOAD DATA takes bigger values, but a statement or a row sent to a client is bounded by max_allowed_packet.
+        if getattr(self, "_packet", None) is None:
+            with self._guard(), self._engine().connect() as conn:
+                self._packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar())
+        return min(super().value_limit(), (self._packet, "the server's max_allowed_packet"))
+
     def _duck(self) -> Any:
         import duckdb
 
@@ -171,6 +178,12 @@ class MySQLDestination(SQLDestination):
 
     def null_as(self, sql_type: str) -> str:
         return "NULL"  # MySQL's CAST knows only a few type names
+
+    def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
+        # The key columns take the types and NOT NULL a created merge target gives them (no TEXT key without a length).
+        columns = [f"MODIFY COLUMN {self.q(k)} {self.key_type(self._compiled(target[k]))} NOT NULL" for k in self.spec.primary_key if k in target]
+        keys = ", ".join(self.q(k) for k in self.spec.primary_key)
+        return f"ALTER TABLE {self.q(self.spec.table)} {', '.join([*columns, f'ADD PRIMARY KEY ({keys})'])}"
 
     def key_type(self, sql_type: str) -> str:
         # TEXT and BLOB columns cannot be keys without a prefix length.

@@ -199,6 +199,9 @@ class PostgresDestination(SQLDestination):
     def clear_sql(self, target: str) -> str:
         return f"TRUNCATE TABLE {target}"
 
+    def value_limit(self) -> tuple[int, str]:
+        return min(super().value_limit(), ((1 << 30) - 1, "PostgreSQL's 1 GB field size"))
+
     def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
         on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in self.spec.primary_key)
         updates = [c for c in columns if c not in self.spec.primary_key]

@@ -190,6 +190,9 @@ class SQLiteDestination(SQLDestination):
             cursor.adbc_ingest(name, _storable(batch), mode="append")
             conn.commit()
 
+    def value_limit(self) -> tuple[int, str]:
+        return min(super().value_limit(), (1_000_000_000, "SQLite's SQLITE_MAX_LENGTH"))
+
     def staged_columns(self, inspector: Any, name: str) -> dict[str, dict[str, Any]]:
         # The declared type names carry the Arrow types (TEXT_DECIMAL, TIMESTAMPTZ); reflection would fold them.
         columns = super().staged_columns(inspector, name)
@@ -212,6 +215,10 @@ class SQLiteDestination(SQLDestination):
         action = f"DO UPDATE SET {', '.join(f'{self.q(c)} = excluded.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
         # `WHERE true` lets SQLite's parser tell the upsert clause from a join constraint.
         return f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({source}) WHERE true ON CONFLICT ({keys}) {action}"
+
+    def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
+        # SQLite cannot add a primary key to a table; ON CONFLICT matches a unique index as well.
+        return f"CREATE UNIQUE INDEX {self.q(self._name + '__merge_key')} ON {self.q(self.spec.table)} ({', '.join(self.q(k) for k in self.spec.primary_key)})"
 
     def widen_sql(self, column: str, new_type: str) -> str:
         # SQLite keeps any value in any column: a wider value needs no DDL.

@@ -31,7 +31,7 @@ from agent_orchestrated_etl.connectors.base import CommitResult, Destination, De
 from agent_orchestrated_etl.connectors.sql import schema as schemas
 from agent_orchestrated_etl.connectors.sql.common import STAGING_PREFIX, connection_error, engine, quote_table, redact
 from agent_orchestrated_etl.connectors.sql.types import arrow_type, ddl_type
-from agent_orchestrated_etl.exceptions import AgentETLError
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, DataError
 
 LOADS = "_agent_etl_loads"
 STATE = "_agent_etl_state"
@@ -129,6 +129,9 @@ class SQLDestination(Destination):
             if target is not None:
                 changes = schemas.diff({n: self.target_type(c) for n, c in target.items()}, self._without_marker(incoming))
                 schemas.check(changes, mode=self.spec.schema_, where=self.where)
+                if self.spec.write == "merge":
+                    with self._guard(), self._engine().connect() as conn:
+                        self._missing_key(conn, target)
             self._checked = True
 
     def _without_marker(self, incoming: pa.Schema) -> pa.Schema:
@@ -169,6 +172,7 @@ class SQLDestination(Destination):
             data = [n for n in (self.staging(run_id, t) for t in task_ids) if n in present]
             quarantine = [n for n in (self.staging(run_id, t, "quarantine") for t in task_ids) if n in present]
             staged = {n: self.staged_columns(inspector, n) for n in data}
+            self._key_added: str | None = None
             if self.transactional_ddl:
                 with self._engine().begin() as conn:
                     renamed, dropped, changes = self._prepare(conn, staged)
@@ -182,6 +186,7 @@ class SQLDestination(Destination):
                 with self._engine().begin() as conn:
                     self._drop(conn, data + quarantine)
         result.schema_changes = changes
+        result.key_added = self._key_added
         return result
 
     def committed(self, run_id: str) -> bool:
@@ -231,14 +236,76 @@ class SQLDestination(Destination):
         incoming = pa.schema([(n, arrow_type(c["type"]) or pa.null()) for n, c in wanted.items()])
         changes = schemas.diff({n: self.target_type(c) for n, c in target.items()}, incoming)
         schemas.check(changes, mode=self.spec.schema_, where=self.where)
+        add_key = self._missing_key(conn, target) if self.spec.write == "merge" else None
         discard = self.spec.schema_ == "discard"
         if not discard:
             for added in changes.added:
                 conn.exec_driver_sql(f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}")
         for name, _old, new in changes.widened:
             conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.dialect, new, column=name, where=self.where)))
+        if add_key is not None:
+            self._add_key(conn, add_key)
         dropped = {f.name for f in changes.added} if discard else set()
         return None, dropped, changes.summary(self.spec.schema_, lambda dtype: ddl_type(self.dialect, dtype, column="", where=self.where), lambda f: self._compiled(wanted[f.name]))
+
+    # -- the merge key ----------------------------------------------------------
+    def _missing_key(self, conn: Any, target: dict[str, dict[str, Any]]) -> str | None:
+        """The SQL that gives an existing merge target its key, or None when it has one.
+
+        MySQL's ON DUPLICATE KEY and SQLite's ON CONFLICT match rows only through a
+        unique key (without one MySQL appends every row again), and PostgreSQL's MERGE
+        would carry a keyless table's duplicate and NULL keys along. A target agent-etl
+        loaded (it is in the loads ledger) gets the key; any other is refused with the SQL to add it.
+        """
+        keys = list(self.spec.primary_key)
+        listed = ", ".join(keys)
+        absent = [k for k in keys if k not in target]
+        if absent and self.spec.schema_ == "discard":
+            raise ConfigurationError(
+                f"merge key {', '.join(absent)} is not a column of {self.spec.table}, and schema: discard would leave it out of the load",
+                where=self.where, hint="add the column and a primary key on it to the table, or set schema: evolve",
+            )
+        if self._has_key(conn, keys):
+            return None
+        fix = self.add_key_sql(target)
+        if not self._ours(conn):
+            raise ConfigurationError(
+                f"table {self.spec.table} has no primary key or unique index on ({listed}), which write: merge needs to match rows, and agent-etl did not create it",
+                where=self.where, hint=f"add it: {fix}",
+            )
+        return fix
+
+    def _has_key(self, conn: Any, keys: list[str]) -> bool:
+        import sqlalchemy as sa
+
+        inspector = sa.inspect(conn)
+        wanted = set(keys)
+        if set(inspector.get_pk_constraint(self._name, schema=self._schema).get("constrained_columns") or []) == wanted:
+            return True
+        if any(set(u["column_names"]) == wanted for u in inspector.get_unique_constraints(self._name, schema=self._schema)):
+            return True
+        # A partial index (WHERE ...) does not make every key unique.
+        return any(
+            i.get("unique") and set(i["column_names"]) == wanted and not any(k.endswith("_where") and v is not None for k, v in i.get("dialect_options", {}).items())
+            for i in inspector.get_indexes(self._name, schema=self._schema)
+        )
+
+    def _ours(self, conn: Any) -> bool:
+        return conn.exec_driver_sql(f"SELECT 1 FROM {self._qualified(LOADS)} WHERE table_name = {self._mark(1)}", self._params(self.spec.table)).first() is not None
+
+    def _add_key(self, conn: Any, sql: str) -> None:
+        try:
+            conn.exec_driver_sql(sql)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot add the merge key ({', '.join(self.spec.primary_key)}) to {self.spec.table}, which agent-etl loaded before: {str(getattr(exc, 'orig', exc)).splitlines()[0]}",
+                where=self.where, hint=f"its rows hold duplicate or NULL keys (an earlier append?); remove them, then {sql}",
+            ) from exc
+        self._key_added = sql
+
+    def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
+        """The DDL that adds the primary key on ``primary_key`` to the existing target."""
+        return f"ALTER TABLE {self.q(self.spec.table)} ADD PRIMARY KEY ({', '.join(self.q(k) for k in self.spec.primary_key)})"
 
     def target_type(self, column: dict[str, Any]) -> pa.DataType | None:
         """The Arrow type a reflected target column holds, to judge schema changes by."""
@@ -264,7 +331,8 @@ class SQLDestination(Destination):
         if rows is None:
             rows = sum(int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(n)}").scalar()) for n in staged)
         columns = list(dict.fromkeys(n for cols in staged.values() for n in cols if n != self.spec.hard_delete))
-        if self.spec.write == "replace" and (staged or rows == 0):
+        # An empty input creates no target (it has no types to create one from), so there may be nothing to clear.
+        if self.spec.write == "replace" and (staged or (rows == 0 and self._target_columns(conn) is not None)):
             conn.exec_driver_sql(self.clear_sql(target))
         if staged and self.spec.write == "merge":
             self._merge(conn, staged, columns)
