@@ -240,3 +240,23 @@ def test_errors_name_the_request_and_the_fix(fault_api: tuple[str, FaultAPI]) ->
         make_source({"type": "rest", "url": url, "params": {"since": "{{ since }}"}})
     with pytest.raises(SpecError, match=r"not a rate: '100 per second'"):
         make_source({"type": "rest", "url": url, "rate_limit": "100 per second"})
+
+
+def test_a_query_string_in_url_is_kept_and_merged_with_params(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    expected = [i for i in range(1, 2001) if 1 + i % 28 >= 27]
+    pagination = {"type": "offset", "size_param": "limit", "page_size": 50, "total_path": "count"}
+    # the filter is only in the URL; the paginator adds offset and limit
+    table, _ = read_all(make_source({"type": "rest", "url": f"{url}/offset?updated_gte=2024-01-27", "records": "results", "pagination": pagination, "concurrency": 1}))
+    assert ids(table) == expected
+    pages = -(-len(expected) // 50)
+    assert [path for path, _, _ in api.log] == [f"/offset?updated_gte=2024-01-27&limit=50&offset={50 * n}" for n in range(pages)]
+    api.log.clear()
+    # a clash: params (and the paginator's) win over the URL's
+    source = make_source({"type": "rest", "url": f"{url}/offset?updated_gte=2000-01-01&limit=7", "params": {"updated_gte": "2024-01-27"}, "records": "results", "pagination": pagination, "concurrency": 1})
+    table, _ = read_all(source)
+    assert ids(table) == expected
+    assert [path for path, _, _ in api.log] == [f"/offset?updated_gte=2024-01-27&limit=50&offset={50 * n}" for n in range(pages)]
+    # no params at all: the URL's query goes out as written
+    table, _ = read_all(make_source({"type": "rest", "url": f"{url}/echo?status=open&x=1"}))
+    assert table.column("query").to_pylist() == ["status=open&x=1"]

@@ -85,7 +85,10 @@ class HttpClient:
         await self._http.aclose()
 
     async def request(self, method: str, url: str, *, params: Any = None, json: Any = None) -> httpx.Response:
-        """One request with retries; returns a 2xx response or raises from the exception tree."""
+        """One request with retries; returns a 2xx response or raises from the exception tree.
+
+        ``params`` are merged into the URL's own query; on a clash ``params`` win.
+        """
         retry = self.settings.retry
         backoff = Backoff(retry.attempts, retry.backoff_seconds, retry.max_backoff_seconds)
 
@@ -103,9 +106,12 @@ class HttpClient:
         limiter = limiters.get(host, self._rate)
         breaker.allow()
         await limiter.acquire()
+        if params:
+            # httpx replaces a URL's query with ``params``; a filter written into `url:` must survive
+            url = str(httpx.URL(url).copy_merge_params(params))
         where = f"{self.where}: {method} {url}"
         try:
-            response = await self._http.request(method, url, params=params, json=json)
+            response = await self._http.request(method, url, json=json)
         except httpx.TimeoutException as exc:
             breaker.record_failure(f"timeout ({type(exc).__name__})")
             raise ConnectionFailedError(f"no answer within {self.settings.timeout_seconds}s", where=where, hint="raise timeout_seconds if the server is slow") from exc
