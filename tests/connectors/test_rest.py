@@ -260,3 +260,35 @@ def test_a_query_string_in_url_is_kept_and_merged_with_params(fault_api: tuple[s
     # no params at all: the URL's query goes out as written
     table, _ = read_all(make_source({"type": "rest", "url": f"{url}/echo?status=open&x=1"}))
     assert table.column("query").to_pylist() == ["status=open&x=1"]
+
+
+def test_a_port_nothing_listens_on_fails_fast_naming_the_url(tmp_path: Path) -> None:
+    import re
+    import socket
+
+    from agent_orchestrated_etl.config import Settings
+    from agent_orchestrated_etl.orchestrator import run_pipeline
+    from agent_orchestrated_etl.spec import load_spec
+    from agent_orchestrated_etl.store.records import RunStore
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/items"
+    (tmp_path / "p.yaml").write_text(f"name: wrong_port\nsources:\n  items: {{type: rest, url: \"{url}\"}}\ndestination: {{type: duckdb, path: out.duckdb, table: items}}\n")
+    started = time.monotonic()
+    result = run_pipeline(load_spec(tmp_path / "p.yaml"), Settings())
+    assert time.monotonic() - started < 10  # it took 184 s: 3 task attempts waiting out the backoff and the open breaker
+    assert result.status == "failed"
+    assert result.error == (
+        f"source items: cannot connect to {url} after 3 attempt(s): ConnectError: All connection attempts failed"
+        " (check that the server is up and that `url:` (host and port) is right)"
+    )
+    events = RunStore(Settings().store_url).get_run(result.run_id)["events"]
+    assert [e["attempt"] for e in events if e["kind"] == "task_started"] == [1]  # the task is not retried: the client did
+    assert [e["reason"] for e in events if e["kind"] == "decision" and e["choice"] == "fail"] == ["UnreachableError: retrying cannot help"]
+    # the live view showed each failed attempt and when the next one would go
+    notes = [e["note"] for e in events if e["kind"] == "task_progress" and e.get("note")]
+    assert len(notes) == 2
+    for attempt, note in enumerate(notes, 1):
+        assert re.fullmatch(rf"attempt {attempt} failed \(connection failed: ConnectError: All connection attempts failed\); next in 0\.\ds", note), note

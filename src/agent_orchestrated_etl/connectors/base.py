@@ -114,6 +114,8 @@ class Source(ABC):
         self.name = name
         self.spec = spec
         self.batch_rows = batch_rows
+        #: Set by the task: tells the live view what the read waits for (an HTTP retry), in a few words.
+        self.notice: Callable[[str], None] | None = None
 
     def partitions(self) -> list[Partition]:
         """Independent slices to read in parallel; one by default.
