@@ -292,3 +292,36 @@ def test_a_port_nothing_listens_on_fails_fast_naming_the_url(tmp_path: Path) -> 
     assert len(notes) == 2
     for attempt, note in enumerate(notes, 1):
         assert re.fullmatch(rf"attempt {attempt} failed \(connection failed: ConnectError: All connection attempts failed\); next in 0\.\ds", note), note
+
+
+def test_a_host_that_answered_and_then_refuses_keeps_every_retry() -> None:
+    import asyncio
+
+    from http_servers import fault_server
+
+    from agent_orchestrated_etl.connectors.rest.client import ClientSettings, HttpClient, HttpRetry
+    from agent_orchestrated_etl.exceptions import ConnectionFailedError, UnreachableError
+
+    server, url, _ = fault_server(10)
+    retries: list[int] = []
+    # Connection: close, so the second request needs a new connection, which the stopped server refuses
+    settings = ClientSettings(headers={"Connection": "close"}, retry=HttpRetry(attempts=5, backoff_seconds=0.01, max_backoff_seconds=0.02, breaker_failures=50), on_retry=lambda attempt, error, wait: retries.append(attempt))
+
+    async def read() -> BaseException:
+        client = HttpClient(settings, where="source src")
+        try:
+            assert (await client.request("GET", f"{url}/offset")).status_code == 200
+            server.shutdown()
+            server.server_close()
+            try:
+                await client.request("GET", f"{url}/offset?offset=5")
+            except ConnectionFailedError as exc:
+                return exc
+            raise AssertionError("the stopped server answered")
+        finally:
+            await client.aclose()
+
+    error = asyncio.run(read())
+    assert not isinstance(error, UnreachableError)  # it answered before: a restart, not a wrong port
+    assert retries == [1, 2, 3, 4]
+    assert str(error).startswith(f"source src: GET {url}/offset?offset=5: connection failed: ConnectError: ")
