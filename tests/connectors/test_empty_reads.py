@@ -36,8 +36,8 @@ def count(path: Path, table: str = "items") -> int:
         return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
 
 
-def run(tmp_path: Path, source: dict, *, write: str = "replace", allow_empty: bool | None = None, quality: list | None = None):
-    destination = {"type": "duckdb", "path": "out.duckdb", "table": "items", "write": write}
+def run(tmp_path: Path, source: dict, *, write: str = "replace", allow_empty: bool | None = None, quality: list | None = None, critical: bool = True):
+    destination = {"type": "duckdb", "path": "out.duckdb", "table": "items", "write": write, "critical": critical}
     if allow_empty is not None:
         destination["allow_empty"] = allow_empty
     spec = {"name": "p", "sources": {"src": source}, "destination": destination, "retry": {"on_bad_data": "quarantine"}}
@@ -139,3 +139,12 @@ def test_rows_to_load_commit_as_before(tmp_path: Path, write: str) -> None:
     assert result.status == "succeeded", result.error
     assert count(tmp_path / "out.duckdb") == (20_002 if write == "append" else 2)
     assert [choice for _, choice, _ in decisions(result.run_id)] == ["commit"]
+
+
+def test_a_refused_destination_that_is_not_critical_ends_the_run_partial(tmp_path: Path) -> None:
+    full_target(tmp_path)
+    (tmp_path / "items.csv").write_text("id,name\n1,a,x\n2,b,y\n")
+    result = run(tmp_path, {"type": "file", "path": "items.csv"}, critical=False)
+    assert (result.status, result.error) == ("partial", f"destination items: {refusal(2, 0)}")
+    assert decisions(result.run_id) == [("destination items", "do not commit", f"{refusal(2, 0)}; it is not critical")]
+    assert count(tmp_path / "out.duckdb") == 20_000
