@@ -9,17 +9,21 @@ DuckDB table of 20,000 rows that must survive the refused replace.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import unique
 from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import load_spec
 from agent_orchestrated_etl.store.records import RunStore
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
 
 REFUSED = "fail the commit: nothing to load, every row was quarantined"
 
