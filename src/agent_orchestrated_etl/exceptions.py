@@ -15,7 +15,8 @@ The orchestrator's recovery policy reads the branch, never the message::
     │   ├── MissingDependencyError    an optional extra is not installed
     │   └── AuthError                 credentials were refused
     ├── FatalError                    fail fast: retrying cannot help (missing file or table, ...)
-    │   └── SourceNotFoundError
+    │   ├── SourceNotFoundError
+    │   └── UnreachableError          nothing accepts a connection at the address, after the client's own tries
     └── InternalError                 a bug in agent-etl: fail, and report the run id
 """
 
@@ -136,6 +137,11 @@ class FatalError(AgentETLError):
 
 class SourceNotFoundError(FatalError):
     pass
+
+
+class UnreachableError(FatalError):
+    """A host that never answered refused or timed out every connect attempt: a wrong host or port,
+    or a server that is down; retrying the task would wait out the same backoff again."""
 
 
 class InternalError(AgentETLError):

@@ -37,7 +37,7 @@ from agent_orchestrated_etl.transform.rows import Numbering, Origins
 from agent_orchestrated_etl.transform.sql import ROW
 from agent_orchestrated_etl.transform.workspace import Workspace
 
-Progress = Callable[[int, int], None]
+Progress = Callable[..., None]  # (rows, bytes) read since the last call, and optionally a note: what the task waits for
 
 
 class Cancelled(Exception):
@@ -227,6 +227,8 @@ def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partitio
     counted, with a row ordinal column when something may quarantine rows."""
     window = partitions[0].options.get("window") if partitions else None
     tracker = Tracker(Window.from_dict(window), where=f"source {source.name}") if window is not None else None
+
+    source.notice = lambda note: progress(0, 0, note)
 
     def located() -> Iterator[tuple[pa.RecordBatch, Position]]:
         for partition in partitions:

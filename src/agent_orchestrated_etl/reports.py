@@ -26,7 +26,8 @@ def progress_table(state: RunState) -> Table:
     for column in ("rows", "rows/s"):
         table.add_column(column, justify="right")
     for task in state.tasks.values():
-        table.add_row(escape(task.id), task.agent or "", _status(task.status), f"{task.rows:,}", f"{task.rows_per_second:,.0f}")
+        status = _status(task.status) + (f" · {escape(task.note)}" if task.note and task.status == "running" else "")
+        table.add_row(escape(task.id), task.agent or "", status, f"{task.rows:,}", f"{task.rows_per_second:,.0f}")
     return table
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 from http_servers import FaultAPI
 
@@ -130,3 +131,75 @@ destinations:
     decision = next(d for d in plan.decisions if d.subject == "source orders")
     assert decision.choice == "read once into the run workspace for destinations file0, file1"
     assert "repeats every request" in decision.reason
+
+
+def deep(levels: int) -> dict:
+    """An object nesting ``levels`` objects: {"k": {"k": ... {"leaf": 1}}}."""
+    value: dict = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
+
+
+def below(value: dict, levels: int) -> object:
+    for _ in range(levels):
+        value = value["k"]
+    return value
+
+
+def test_nesting_past_max_depth_is_kept_as_json_text() -> None:
+    # the REST and GraphQL sources convert their pages through RecordsToArrow
+    convert = RecordsToArrow()
+    batch, rejected = convert.convert([{"id": 1, "d": deep(64)}, {"id": 2, "d": deep(3)}, {"id": 3, "d": deep(16)}])
+    assert rejected == []
+    rows = batch.to_pylist()
+    # 16 levels of objects below the column stay structs; the 17th is its JSON text
+    assert json.loads(below(rows[0]["d"], 15)["k"]) == deep(48)
+    assert below(rows[1]["d"], 2) == {"k": None, "leaf": 1}
+    assert below(rows[2]["d"], 15) == {"k": None, "leaf": 1}
+    # arrays count as levels too, and the option moves the cut
+    batch, _ = RecordsToArrow(NestedOptions(max_depth=2)).convert([{"id": 1, "a": [[[1, 2]], [[3]]]}])
+    assert batch.to_pylist() == [{"id": 1, "a": [["[1, 2]"], ["[3]"]]}]
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_a_json_file_nested_64_levels_deep_loads(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from agent_orchestrated_etl.config import Settings
+    from agent_orchestrated_etl.orchestrator import run_pipeline
+    from agent_orchestrated_etl.spec import load_spec
+
+    records = [{"id": 1, "d": deep(64)}, {"id": 2, "d": deep(3)}, {"id": 3, "d": deep(64)}]
+    (tmp_path / "deep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "deep.json").write_text(json.dumps(records))
+    transforms = []
+    if kind == "duckdb":
+        destination = {"type": "duckdb", "path": str(tmp_path / "out.duckdb"), "table": "deep"}
+    else:  # a struct has no PostgreSQL column: the documented way is JSON in a transform, which runs in DuckDB
+        url, schema = request.getfixturevalue("pg_schema")
+        destination = {"type": "postgres", "url": url, "table": f"{schema}.deep"}
+        transforms = [{"name": "as_json", "input": "deep", "steps": [{"derive": {"d": "to_json(d)"}}]}]
+    for name in ("deep.jsonl", "deep.json"):
+        spec = {"name": "deep", "sources": {"deep": {"type": "file", "path": name}}, "transforms": transforms, "destination": {**destination, "write": "replace"}}
+        (tmp_path / "p.yaml").write_text(json.dumps(spec))
+        result = run_pipeline(load_spec(tmp_path / "p.yaml"), Settings())
+        assert result.status == "succeeded", result.error
+        assert result.commits == [{"destination": destination["table"], "rows": 3, "quarantined_rows": 0}]
+        if kind == "duckdb":
+            import duckdb
+
+            with duckdb.connect(destination["path"], read_only=True) as con:
+                rows = [(i, d) for i, d in con.execute("SELECT id, d FROM deep ORDER BY id").fetchall()]
+        else:
+            from tests.conftest import run_sql
+
+            rows = [(i, json.loads(d)) for i, d in run_sql(url, f"SELECT id, d FROM {schema}.deep ORDER BY id")]  # to_json's text
+        assert [i for i, _ in rows] == [1, 2, 3]
+        assert json.loads(below(rows[0][1], 15)["k"]) == json.loads(below(rows[2][1], 15)["k"]) == deep(48)
+        assert below(rows[1][1], 2)["leaf"] == 1
+    if kind == "postgres":  # without the transform: one short line, not the kilobytes of a deep type's name
+        spec = {"name": "deep", "sources": {"deep": {"type": "file", "path": "deep.jsonl"}}, "destination": {**destination, "table": f"{schema}.deep_struct"}}
+        (tmp_path / "p.yaml").write_text(json.dumps(spec))
+        result = run_pipeline(load_spec(tmp_path / "p.yaml"), Settings())
+        assert result.status == "failed"
+        assert "column d: nested Arrow type struct<k: struct<k: " in result.error and "... has no postgresql column type (turn it into JSON text in a transform: to_json(d) AS d)" in result.error
+        assert len(result.error) < 300, result.error

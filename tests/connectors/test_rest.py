@@ -240,3 +240,88 @@ def test_errors_name_the_request_and_the_fix(fault_api: tuple[str, FaultAPI]) ->
         make_source({"type": "rest", "url": url, "params": {"since": "{{ since }}"}})
     with pytest.raises(SpecError, match=r"not a rate: '100 per second'"):
         make_source({"type": "rest", "url": url, "rate_limit": "100 per second"})
+
+
+def test_a_query_string_in_url_is_kept_and_merged_with_params(fault_api: tuple[str, FaultAPI]) -> None:
+    url, api = fault_api
+    expected = [i for i in range(1, 2001) if 1 + i % 28 >= 27]
+    pagination = {"type": "offset", "size_param": "limit", "page_size": 50, "total_path": "count"}
+    # the filter is only in the URL; the paginator adds offset and limit
+    table, _ = read_all(make_source({"type": "rest", "url": f"{url}/offset?updated_gte=2024-01-27", "records": "results", "pagination": pagination, "concurrency": 1}))
+    assert ids(table) == expected
+    pages = -(-len(expected) // 50)
+    assert [path for path, _, _ in api.log] == [f"/offset?updated_gte=2024-01-27&limit=50&offset={50 * n}" for n in range(pages)]
+    api.log.clear()
+    # a clash: params (and the paginator's) win over the URL's
+    source = make_source({"type": "rest", "url": f"{url}/offset?updated_gte=2000-01-01&limit=7", "params": {"updated_gte": "2024-01-27"}, "records": "results", "pagination": pagination, "concurrency": 1})
+    table, _ = read_all(source)
+    assert ids(table) == expected
+    assert [path for path, _, _ in api.log] == [f"/offset?updated_gte=2024-01-27&limit=50&offset={50 * n}" for n in range(pages)]
+    # no params at all: the URL's query goes out as written
+    table, _ = read_all(make_source({"type": "rest", "url": f"{url}/echo?status=open&x=1"}))
+    assert table.column("query").to_pylist() == ["status=open&x=1"]
+
+
+def test_a_port_nothing_listens_on_fails_fast_naming_the_url(tmp_path: Path) -> None:
+    import re
+    import socket
+
+    from agent_orchestrated_etl.config import Settings
+    from agent_orchestrated_etl.orchestrator import run_pipeline
+    from agent_orchestrated_etl.spec import load_spec
+    from agent_orchestrated_etl.store.records import RunStore
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/items"
+    (tmp_path / "p.yaml").write_text(f"name: wrong_port\nsources:\n  items: {{type: rest, url: \"{url}\"}}\ndestination: {{type: duckdb, path: out.duckdb, table: items}}\n")
+    started = time.monotonic()
+    result = run_pipeline(load_spec(tmp_path / "p.yaml"), Settings())
+    assert time.monotonic() - started < 10  # it took 184 s: 3 task attempts waiting out the backoff and the open breaker
+    assert result.status == "failed"
+    assert result.error == (
+        f"source items: cannot connect to {url} after 3 attempt(s): ConnectError: All connection attempts failed"
+        " (check that the server is up and that `url:` (host and port) is right)"
+    )
+    events = RunStore(Settings().store_url).get_run(result.run_id)["events"]
+    assert [e["attempt"] for e in events if e["kind"] == "task_started"] == [1]  # the task is not retried: the client did
+    assert [e["reason"] for e in events if e["kind"] == "decision" and e["choice"] == "fail"] == ["UnreachableError: retrying cannot help"]
+    # the live view showed each failed attempt and when the next one would go
+    notes = [e["note"] for e in events if e["kind"] == "task_progress" and e.get("note")]
+    assert len(notes) == 2
+    for attempt, note in enumerate(notes, 1):
+        assert re.fullmatch(rf"attempt {attempt} failed \(connection failed: ConnectError: All connection attempts failed\); next in 0\.\ds", note), note
+
+
+def test_a_host_that_answered_and_then_refuses_keeps_every_retry() -> None:
+    import asyncio
+
+    from http_servers import fault_server
+
+    from agent_orchestrated_etl.connectors.rest.client import ClientSettings, HttpClient, HttpRetry
+    from agent_orchestrated_etl.exceptions import ConnectionFailedError, UnreachableError
+
+    server, url, _ = fault_server(10)
+    retries: list[int] = []
+    # Connection: close, so the second request needs a new connection, which the stopped server refuses
+    settings = ClientSettings(headers={"Connection": "close"}, retry=HttpRetry(attempts=5, backoff_seconds=0.01, max_backoff_seconds=0.02, breaker_failures=50), on_retry=lambda attempt, error, wait: retries.append(attempt))
+
+    async def read() -> BaseException:
+        client = HttpClient(settings, where="source src")
+        try:
+            assert (await client.request("GET", f"{url}/offset")).status_code == 200
+            server.shutdown()
+            server.server_close()
+            try:
+                await client.request("GET", f"{url}/offset?offset=5")
+            except ConnectionFailedError as exc:
+                return exc
+            raise AssertionError("the stopped server answered")
+        finally:
+            await client.aclose()
+
+    error = asyncio.run(read())
+    assert not isinstance(error, UnreachableError)  # it answered before: a restart, not a wrong port
+    assert retries == [1, 2, 3, 4]
+    assert str(error).startswith(f"source src: GET {url}/offset?offset=5: connection failed: ConnectError: ")

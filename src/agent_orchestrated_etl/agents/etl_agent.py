@@ -56,12 +56,16 @@ class ETLAgent(Agent):
         loop = asyncio.get_running_loop()
         counters = {"rows": 0, "bytes": 0, "sent": 0.0}
 
-        def progress(rows: int, nbytes: int) -> None:
-            # Called from the worker thread; the hub lives on the loop.
+        def progress(rows: int, nbytes: int, note: str | None = None) -> None:
+            # Called from the worker thread (or a source's HTTP loop); the hub lives on the loop.
             counters["rows"] += rows
             counters["bytes"] += nbytes
             now = time.monotonic()
-            if now - counters["sent"] >= PROGRESS_EVERY_SECONDS:
+            if note is not None:  # a retry is news at once, not at the next tick
+                counters["sent"] = now
+                event = TaskProgress(sender=self.name, run_id=run_id, task_id=task["id"], rows=counters["rows"], bytes=counters["bytes"], note=note)
+                loop.call_soon_threadsafe(self._emit, event)
+            elif now - counters["sent"] >= PROGRESS_EVERY_SECONDS:
                 counters["sent"] = now
                 event = TaskProgress(sender=self.name, run_id=run_id, task_id=task["id"], rows=counters["rows"], bytes=counters["bytes"])
                 loop.call_soon_threadsafe(self._emit, event)

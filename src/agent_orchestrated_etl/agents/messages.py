@@ -61,6 +61,8 @@ class TaskProgress(RunEvent):
     task_id: str
     rows: int
     bytes: int
+    #: What the task waits for, when it waits (an HTTP retry: the attempt and when the next one goes).
+    note: str | None = None
 
 
 class TaskFinished(RunEvent):

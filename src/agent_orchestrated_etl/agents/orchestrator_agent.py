@@ -18,6 +18,7 @@ from typing import Any
 
 from agent_orchestrated_etl import reconcile
 from agent_orchestrated_etl.agents.base import Agent
+from agent_orchestrated_etl.agents.empty_loads import LoadCounts, judge_empty_load
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
 from agent_orchestrated_etl.agents.messages import (
     AssignTask,
@@ -84,6 +85,7 @@ class Schedule:
     timed_out: set[str] = field(default_factory=set)
     skipped_reasons: list[str] = field(default_factory=list)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> its check results
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> its row counts
     failure: str | None = None
 
     def ready(self, task: Task, now: float) -> bool:
@@ -222,6 +224,7 @@ class OrchestratorAgent(Agent):
             schedule.done.add(task_id)
             ctx.reports[task_id] = outcome.get("state")
             schedule.checks[task_id] = outcome.get("checks") or []
+            schedule.outcomes[task_id] = outcome
             self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
             self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
 
@@ -247,6 +250,7 @@ class OrchestratorAgent(Agent):
                     ctx.reports[event.task_id] = event.state
                     schedule.checks[event.task_id] = event.checks
                     outcome = event.model_dump(include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks", "state"})
+                    schedule.outcomes[event.task_id] = outcome
                     await asyncio.to_thread(self.store.durability.checkpoint, ctx.run_id, event.task_id, schedule.attempts[event.task_id], outcome)
                 elif isinstance(event, TaskFailed) and event.task_id in schedule.running:
                     self._release(schedule.running.pop(event.task_id))
@@ -402,12 +406,31 @@ class OrchestratorAgent(Agent):
             return "failed", f"quality checks failed: {reason} (fix the data, or give the check a threshold or severity: warn, and run again)"
         skipped_destinations = {ctx.tasks[t].destination for t in schedule.skipped if ctx.tasks[t].destination is not None}
         mismatches: list[str] = []
+        verdicts = {}
+        for index in range(len(ctx.destinations)):
+            spec = ctx.spec.all_destinations[index]
+            counts = LoadCounts.of(schedule.outcomes.get(t, {}) for t in schedule.plan.feeding(index))
+            verdicts[index] = None if index in skipped_destinations else judge_empty_load(spec.write, spec.allow_empty, counts)
+        # Judged before any commit: a refused destination must not leave the others published.
+        for index, verdict in verdicts.items():
+            if verdict is not None and not verdict.commit and ctx.spec.all_destinations[index].critical:
+                label = destination_label(ctx.spec, index)
+                self.decide(ctx.run_id, f"destination {label}", verdict.choice, verdict.reason)
+                return "failed", f"destination {label}: {verdict.reason}"
+        refused = False
         for index, dest in enumerate(ctx.destinations):
             label = destination_label(ctx.spec, index)
-            if index in skipped_destinations:
-                self.decide(ctx.run_id, f"destination {label}", "do not commit", "a task feeding it failed and it is not critical; its target stays as it was")
+            verdict = verdicts[index]
+            if index in skipped_destinations or (verdict is not None and not verdict.commit):
+                why = f"{verdict.reason}; it is not critical" if verdict is not None else "a task feeding it failed and it is not critical; its target stays as it was"
+                self.decide(ctx.run_id, f"destination {label}", "do not commit", why)
                 await asyncio.to_thread(dest.abort, ctx.run_id)
+                if verdict is not None:
+                    refused = True
+                    schedule.skipped_reasons.append(f"destination {label}: {verdict.reason}")
                 continue
+            if verdict is not None:
+                self.decide(ctx.run_id, f"destination {label}", verdict.choice, verdict.reason)
             feeding = schedule.plan.feeding(index)
             self.decide(ctx.run_id, f"destination {label}", "commit", f"all {len(feeding)} task(s) feeding it finished; publish {ctx.spec.all_destinations[index].write} in one step")
             state = committed_states(ctx.spec.name, _reports(ctx, schedule.plan, feeding))
@@ -434,7 +457,7 @@ class OrchestratorAgent(Agent):
                 mismatches.append(mismatch)
         if mismatches:
             return "failed", "; ".join(mismatches)
-        if schedule.skipped:
+        if schedule.skipped or refused:
             return "partial", "; ".join(schedule.skipped_reasons)
         return "succeeded", None
 

@@ -39,6 +39,10 @@ class DestinationSpecBase(ConnectorSpec):
     write: Literal["append", "replace", "merge"] = "append"
     primary_key: list[str] = Field(default_factory=list, description="Key columns for write: merge (from an input with tables: or schema:, each table's own primary key by default).")
     critical: bool = Field(True, description="When false, a failure loading this destination leaves it as it was and the run ends partial.")
+    allow_empty: bool = Field(
+        False,
+        description="write: replace only: publish a load whose every row was quarantined (it empties the target); without it such a load fails the commit.",
+    )
     hard_delete: str | None = Field(
         None, description="write: merge only: a boolean column; a row where it is true deletes its key from the target."
     )
@@ -117,6 +121,8 @@ class Source(ABC):
         self.name = name
         self.spec = spec
         self.batch_rows = batch_rows
+        #: Set by the task: tells the live view what the read waits for (an HTTP retry), in a few words.
+        self.notice: Callable[[str], None] | None = None
 
     def partitions(self) -> list[Partition]:
         """Independent slices to read in parallel; one by default.

@@ -21,7 +21,7 @@ from agent_orchestrated_etl.connectors.nested import NestedOptions
 from agent_orchestrated_etl.connectors.rest.auth import AuthSpec
 from agent_orchestrated_etl.connectors.rest.client import ClientSettings, HttpClient, HttpRetry
 from agent_orchestrated_etl.connectors.rest.paginators import dig
-from agent_orchestrated_etl.connectors.rest.source import PageBatcher, _run_async_iter
+from agent_orchestrated_etl.connectors.rest.source import PageBatcher, _run_async_iter, retry_notice
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
 
 
@@ -70,7 +70,7 @@ class GraphQLSource(Source):
     async def _pages(self) -> AsyncIterator[tuple[list[Any], str]]:
         spec = self.spec
         client = HttpClient(
-            ClientSettings(headers=spec.headers, auth=spec.auth.build() if spec.auth else None, timeout_seconds=spec.timeout_seconds, rate_limit=spec.rate_limit, max_connections=1, retry=spec.retry),
+            ClientSettings(headers=spec.headers, auth=spec.auth.build() if spec.auth else None, timeout_seconds=spec.timeout_seconds, rate_limit=spec.rate_limit, max_connections=1, retry=spec.retry, on_retry=lambda attempt, error, wait: retry_notice(self, attempt, error, wait)),
             where=f"source {self.name}",
         )
         cursor: str | None = None

@@ -14,11 +14,18 @@ batch are filled with nulls.
 
 pyarrow infers and merges the struct types in C++ (``pa.array`` of dicts),
 so the common page costs one call; Python only walks the rows of a page that
-holds a conflict.
+holds a conflict or nests too deep.
+
+Nesting is kept to ``max_depth`` levels below a column (16 by default): a
+deeper object or array is kept as its JSON text, so no file or page fails
+for its depth. Engines refuse deep types (DuckDB's Arrow import stops at 64
+levels, with ``Recursion level in ArrowSchema struct exceeded``), and the cut
+is by depth, so every record is cut at the same places.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -35,6 +42,7 @@ class NestedOptions(BaseModel):
     separator: str = Field("__", description="Joins the names of flattened struct fields.")
     unnest: str | None = Field(None, description="With shape: unnest, the dotted path of the list whose elements become rows.")
     parent_key: list[str] = Field(default_factory=list, description="Parent fields copied into each unnested row as _parent_<name>.")
+    max_depth: int = Field(16, ge=1, le=32, description="Levels of objects and arrays kept below a column; a deeper subtree is kept as JSON text.")
 
 
 Rejected = tuple[dict[str, Any], str, int]
@@ -55,13 +63,18 @@ class RecordsToArrow:
             rows, origins = [row for row, _ in reshaped], [origin for _, origin in reshaped]
         else:
             rows, origins = list(records), list(range(len(records)))
+        depth = self.options.max_depth
         try:  # the common page: one C++ call infers and merges every record's type
             array = pa.array(rows)
             if not pa.types.is_struct(array.type):
                 raise pa.ArrowTypeError("not a list of objects")
+            if too_deep(array.type, depth):
+                rows = [cut_depth(row, depth) for row in rows]
+                array = pa.array(rows)
             target = self._widen(array.type)
             rejected: list[Rejected] = []
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            rows = [cut_depth(row, depth) for row in rows]
             objects = [i for i, row in enumerate(rows) if isinstance(row, dict)]
             rejected = [({"value": row}, f"expected a JSON object, got {_json_type(row)}", origins[i]) for i, row in enumerate(rows) if not isinstance(row, dict)]
             rows, origins = [rows[i] for i in objects], [origins[i] for i in objects]
@@ -114,6 +127,38 @@ class RecordsToArrow:
         good = [row for i, row in enumerate(rows) if i not in bad]
         return pa.array(good, type=target), target, sorted(bad.items())
 
+
+
+def too_deep(record_type: pa.DataType, max_depth: int) -> bool:
+    """Whether a record type (a struct of columns) nests more than ``max_depth`` levels below a column."""
+    return _depth(record_type) - 1 > max_depth
+
+
+def cut_depth(record: Any, max_depth: int) -> Any:
+    """A record whose objects and arrays deeper than ``max_depth`` levels below a column are JSON text."""
+    if not isinstance(record, dict):
+        return record
+    return {key: _cut(value, max_depth) for key, value in record.items()}
+
+
+def _cut(value: Any, levels: int) -> Any:
+    if isinstance(value, dict | list):
+        if levels == 0:
+            return json.dumps(value, ensure_ascii=False)
+        if isinstance(value, dict):
+            return {key: _cut(item, levels - 1) for key, item in value.items()}
+        return [_cut(item, levels - 1) for item in value]
+    return value
+
+
+def _depth(data_type: pa.DataType) -> int:
+    if pa.types.is_struct(data_type):
+        return 1 + max((_depth(f.type) for f in data_type), default=0)
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type) or pa.types.is_fixed_size_list(data_type):
+        return 1 + _depth(data_type.value_type)
+    if pa.types.is_map(data_type):
+        return 1 + max(_depth(data_type.key_type), _depth(data_type.item_type))
+    return 0
 
 
 def flatten(batch: pa.RecordBatch, separator: str = "__") -> pa.RecordBatch:

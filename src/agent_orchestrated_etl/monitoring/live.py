@@ -37,6 +37,8 @@ class TaskState:
     depends_on: list[str] = field(default_factory=list)
     error_type: str | None = None
     remedy: str | None = None
+    #: What a running task waits for (an HTTP retry), from its last progress event.
+    note: str | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -105,15 +107,16 @@ class RunState:
         if data.kind == "task_started":
             task.status, task.agent, task.attempt, task.started = "running", data.agent, data.attempt, time.monotonic()
             task.rows = task.bytes = 0
+            task.note = None
         elif data.kind == "task_progress":
-            task.rows, task.bytes = data.rows, data.bytes
+            task.rows, task.bytes, task.note = data.rows, data.bytes, data.note
         elif data.kind == "task_finished":
             task.status, task.rows, task.bytes, task.seconds = "succeeded", data.rows_read, data.bytes, data.seconds
             task.rows_written, task.rows_quarantined, task.checks, task.error = data.rows_written, data.rows_quarantined, data.checks, None
-            task.error_type = task.remedy = None
+            task.error_type = task.remedy = task.note = None
         elif data.kind == "task_failed":
             task.status, task.error = ("cancelled" if data.remedy == "cancelled" else "failed"), data.message
-            task.error_type, task.remedy = data.error_type, data.remedy
+            task.error_type, task.remedy, task.note = data.error_type, data.remedy, None
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         """A JSON-ready snapshot: what a dashboard needs to draw the run from scratch."""

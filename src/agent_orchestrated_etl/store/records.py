@@ -22,7 +22,8 @@ from agent_orchestrated_etl.store import migrate
 from agent_orchestrated_etl.store.durability import Durability
 from agent_orchestrated_etl.store.schema import events, pipeline_locks, runs, tasks
 
-# Progress events are news, not history; the task row keeps the totals.
+# Progress events are news, not history; the task row keeps the totals. One with a note
+# (a retry: the attempt and when the next goes) is kept: it explains where the time went.
 _NOT_STORED = {"task_progress"}
 
 #: What a resume may reopen: a run that ended without succeeding, or one whose process died ("running").
@@ -102,7 +103,7 @@ class RunStore:
                 conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=t))
 
     def record(self, event: RunEvent) -> None:
-        if event.kind in _NOT_STORED:
+        if event.kind in _NOT_STORED and getattr(event, "note", None) is None:
             return
         with self.engine.begin() as conn:
             conn.execute(events.insert().values(run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")))

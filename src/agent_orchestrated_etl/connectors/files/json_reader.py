@@ -17,7 +17,7 @@ import pyarrow.json as pajson
 
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.connectors.files.reader import FileReader
-from agent_orchestrated_etl.connectors.nested import RecordsToArrow, flatten
+from agent_orchestrated_etl.connectors.nested import RecordsToArrow, flatten, too_deep
 
 _BLOCK_BYTES = 4 << 20
 
@@ -42,10 +42,13 @@ class JSONLinesReader(_RecordsReader):
             try:
                 with self._open() as stream:
                     for batch in pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES)):
+                        if too_deep(pa.struct(list(batch.schema)), self.spec.nested.max_depth):
+                            break  # the subtrees past max_depth become JSON text, record by record
                         schema = batch.schema
                         yield flatten(batch, self.spec.nested.separator) if self.spec.nested.shape == "flatten" else batch
                         done += batch.num_rows
-                return
+                    else:
+                        return
             except pa.ArrowInvalid:
                 pass  # a conflict, a syntax error or a huge line: go on line by line from record `done`
         yield from self._jsonl_slowly(done, schema)

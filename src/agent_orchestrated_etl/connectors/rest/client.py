@@ -9,6 +9,14 @@ and dropped connections are retriable; 401/403 are auth errors; 404 is a
 missing source; other 4xx mean the request is wrong (configuration). Only
 server-side failures count against the breaker: a 429 means the server is
 up and busy, a 404 means our URL is wrong.
+
+A host that refuses the connection (or does not accept it within
+``connect_timeout_seconds``) is not a slow server: until it has answered once
+in this read, ``connect_attempts`` quick tries decide, and then the read
+fails with ``UnreachableError``, which the orchestrator does not retry.
+Retrying the task would only wait out the backoff and the circuit breaker
+again (a wrong port once took 184 s to fail). A host that did answer before
+and then refuses is restarting: that keeps the full retries.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from agent_orchestrated_etl.exceptions import (
     ConnectionFailedError,
     RateLimitedError,
     SourceNotFoundError,
+    UnreachableError,
 )
 from agent_orchestrated_etl.retry import Backoff, retry_async
 
@@ -41,6 +50,8 @@ class HttpRetry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     attempts: int = Field(6, ge=1, le=100, description="Tries per request, the first included.")
+    connect_attempts: int = Field(3, ge=1, le=100, description="Tries to connect to a host that has not answered yet in this read (refused, unreachable, connect timeout).")
+    connect_timeout_seconds: float = Field(3.0, gt=0, description="How long to wait for a connection to the host.")
     backoff_seconds: float = Field(0.25, ge=0, description="First wait; doubles each retry, with jitter.")
     max_backoff_seconds: float = Field(30.0, ge=0, description="Longest wait, Retry-After included.")
     breaker_failures: int = Field(5, ge=1, description="Consecutive server failures that open the host's circuit breaker.")
@@ -55,7 +66,7 @@ class ClientSettings:
     rate_limit: str | None = None
     max_connections: int = 8
     retry: HttpRetry = field(default_factory=HttpRetry)
-    #: Called with (attempt, error, wait) before each retry; the reader counts them.
+    #: Called with (attempt, error, wait) before each retry; the reader counts them and shows them live.
     on_retry: Callable[[int, BaseException, float], None] | None = None
 
 
@@ -73,10 +84,11 @@ class HttpClient:
         self.settings = settings
         self.where = where
         self._rate = parse_rate(settings.rate_limit) if settings.rate_limit else None
+        self._answered: set[str] = set()  # hosts that accepted a connection in this read
         self._http = httpx.AsyncClient(
             headers=settings.headers,
             auth=settings.auth,
-            timeout=httpx.Timeout(settings.timeout_seconds),
+            timeout=httpx.Timeout(settings.timeout_seconds, connect=min(settings.retry.connect_timeout_seconds, settings.timeout_seconds)),
             limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections),
             follow_redirects=True,
         )
@@ -85,12 +97,27 @@ class HttpClient:
         await self._http.aclose()
 
     async def request(self, method: str, url: str, *, params: Any = None, json: Any = None) -> httpx.Response:
-        """One request with retries; returns a 2xx response or raises from the exception tree."""
+        """One request with retries; returns a 2xx response or raises from the exception tree.
+
+        ``params`` are merged into the URL's own query; on a clash ``params`` win.
+        """
         retry = self.settings.retry
         backoff = Backoff(retry.attempts, retry.backoff_seconds, retry.max_backoff_seconds)
+        connect_failures = 0
 
         async def attempt() -> httpx.Response:
-            return await self._attempt(method, url, params, json)
+            nonlocal connect_failures
+            try:
+                return await self._attempt(method, url, params, json)
+            except _ConnectFailed as exc:
+                connect_failures += 1
+                if connect_failures >= retry.connect_attempts and host_of(url) not in self._answered:
+                    raise UnreachableError(
+                        f"cannot connect to {url} after {connect_failures} attempt(s): {exc.cause}",
+                        where=self.where,
+                        hint="check that the server is up and that `url:` (host and port) is right",
+                    ) from exc
+                raise
 
         return await retry_async(attempt, backoff, on_retry=self.settings.on_retry)
 
@@ -103,15 +130,23 @@ class HttpClient:
         limiter = limiters.get(host, self._rate)
         breaker.allow()
         await limiter.acquire()
+        if params:
+            # httpx replaces a URL's query with ``params``; a filter written into `url:` must survive
+            url = str(httpx.URL(url).copy_merge_params(params))
         where = f"{self.where}: {method} {url}"
         try:
-            response = await self._http.request(method, url, params=params, json=json)
+            response = await self._http.request(method, url, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            breaker.record_failure(f"{type(exc).__name__}: {exc}")
+            cause = f"no connection within {self.settings.retry.connect_timeout_seconds:g}s" if isinstance(exc, httpx.ConnectTimeout) else f"{type(exc).__name__}: {exc}"
+            raise _ConnectFailed(cause, where=where) from exc
         except httpx.TimeoutException as exc:
             breaker.record_failure(f"timeout ({type(exc).__name__})")
             raise ConnectionFailedError(f"no answer within {self.settings.timeout_seconds}s", where=where, hint="raise timeout_seconds if the server is slow") from exc
         except httpx.TransportError as exc:
             breaker.record_failure(f"{type(exc).__name__}: {exc}")
             raise ConnectionFailedError(f"connection failed: {type(exc).__name__}: {exc}", where=where, hint="check that the server is up and the URL is right") from exc
+        self._answered.add(host)
         limiter.observe(response.headers)
         status = response.status_code
         if status < 400:
@@ -136,6 +171,14 @@ class HttpClient:
         if status == 404:
             raise SourceNotFoundError(f"HTTP 404: {body}", where=where, hint="check `url:` and the path")
         raise ConfigurationError(f"HTTP {status}: {body}", where=where, hint="the server refused the request; check params and body")
+
+
+class _ConnectFailed(ConnectionFailedError):
+    """No connection was made; retried like any dropped connection until connect_attempts decide."""
+
+    def __init__(self, cause: str, *, where: str) -> None:
+        super().__init__(f"connection failed: {cause}", where=where, hint="check that the server is up and the URL is right")
+        self.cause = cause
 
 
 async def gather_ordered(calls: list[Callable[[], Awaitable[Any]]], concurrency: int) -> Any:

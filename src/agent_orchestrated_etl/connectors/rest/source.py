@@ -155,8 +155,9 @@ class RestSource(Source):
     def _settings(self) -> ClientSettings:
         spec = self.spec
 
-        def count_retry(attempt: int, error: BaseException, wait: float) -> None:  # noqa: ARG001
+        def count_retry(attempt: int, error: BaseException, wait: float) -> None:
             self.retries += 1
+            retry_notice(self, attempt, error, wait)
 
         return ClientSettings(
             headers=spec.headers,
@@ -208,6 +209,13 @@ class RestSource(Source):
         elif not isinstance(records, list):
             records = [records]
         return Page(request, str(response.url), dict(response.headers), body, records, _links(response))
+
+
+def retry_notice(source: Source, attempt: int, error: BaseException, wait: float) -> None:
+    """Tell the live view that a request failed and when it goes again."""
+    if source.notice is not None:
+        message = getattr(error, "message", None) or str(error)
+        source.notice(f"attempt {attempt} failed ({message[:80]}); next in {wait:.1f}s")
 
 
 def _links(response: httpx.Response) -> dict[str, str]:

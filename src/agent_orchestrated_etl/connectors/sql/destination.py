@@ -31,7 +31,7 @@ from agent_orchestrated_etl.connectors.base import CommitResult, Destination, De
 from agent_orchestrated_etl.connectors.sql import schema as schemas
 from agent_orchestrated_etl.connectors.sql.common import STAGING_PREFIX, connection_error, engine, quote_table, redact
 from agent_orchestrated_etl.connectors.sql.types import arrow_type, ddl_type
-from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, DataError
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError
 
 LOADS = "_agent_etl_loads"
 STATE = "_agent_etl_state"

@@ -84,7 +84,8 @@ def ddl_type(dialect: str, dtype: pa.DataType, *, column: str, where: str) -> st
     if dialect == "postgresql" and (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)) and not pa.types.is_nested(dtype.value_type):
         return ddl_type(dialect, dtype.value_type, column=column, where=where) + "[]"
     if pa.types.is_nested(dtype):
-        raise DataError(f"column {column}: nested Arrow type {dtype} has no {dialect} column type", where=where, hint=f"turn it into JSON text in a transform: to_json({column}) AS {column}")
+        shown = str(dtype) if len(str(dtype)) <= 100 else str(dtype)[:97] + "..."  # a deep struct's name runs to kilobytes
+        raise DataError(f"column {column}: nested Arrow type {shown} has no {dialect} column type", where=where, hint=f"turn it into JSON text in a transform: to_json({column}) AS {column}")
     raise DataError(f"column {column}: Arrow type {dtype} has no {dialect} column type", where=where, hint=f"CAST {column} to a supported type in a transform (see docs/databases.md)")
 
 
