@@ -3,6 +3,9 @@
 The rule (docs/databases.md): an empty input creates no target table, since
 it has no column types to create one from (a header names columns, it does not
 type them); the run succeeds with 0 rows and the reader's quarantine entry.
+A replace needs `allow_empty: true` here: without it, a replace whose every
+row was set aside is refused (tests/connectors/test_empty_reads.py), and an
+empty file is set aside as one quarantine entry.
 Before, a replace into PostgreSQL, MariaDB or SQLite failed: it cleared a
 target that did not exist (`relation "empty" does not exist`).
 """
@@ -59,7 +62,7 @@ def tables(h: Harness, tmp_path: Path) -> list[str]:
 def test_an_empty_csv_creates_nothing_and_succeeds(kind: str, write: str, content: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     h = make_harness(kind, request, tmp_path, table="empty")
     (tmp_path / "empty.csv").write_text(content)
-    fields = {"type": kind, **h.destination_fields, "write": write, **({"primary_key": ["id"]} if write == "merge" else {})}
+    fields = {"type": kind, **h.destination_fields, "write": write, **({"primary_key": ["id"]} if write == "merge" else {}), **({"allow_empty": True} if write == "replace" else {})}
     spec = tmp_path / "p.yaml"
     spec.write_text(f"name: e\nsources:\n  s: {{type: file, path: empty.csv}}\ndestination: {json.dumps(fields)}\n")
     result = run_pipeline(parse_spec(spec.read_text(), file=str(spec)), Settings())
