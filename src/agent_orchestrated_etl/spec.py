@@ -17,11 +17,12 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.connectors.registry import destination_spec_models, source_spec_models
 from agent_orchestrated_etl.exceptions import ConfigurationError, SpecError, SpecProblem
 from agent_orchestrated_etl.quality.checks import QualityCheck, ReferentialCheck
 from agent_orchestrated_etl.transform.steps import TransformSpec
-from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
+from agent_orchestrated_etl.yaml_locations import SpecLimits, check_size, compose_bounded, locate_problem, node_lines
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -235,20 +236,28 @@ class LoadedSpec(BaseModel):
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
+def load_spec(path: str | Path, *, limits: SpecLimits | None = None) -> LoadedSpec:
     """Read and validate a spec file; raises SpecError listing every problem with its line."""
     path = Path(path)
+    limits = limits or _limits()
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as file:
+            text = file.read(limits.max_bytes + 1)  # characters, so never more than the limit's bytes plus one char
     except FileNotFoundError:
         raise ConfigurationError(f"spec file not found: {path}", hint="check the path") from None
-    return parse_spec(text, file=str(path))
+    check_size(text, limits, str(path))
+    return parse_spec(text, file=str(path), limits=limits)
 
 
-def parse_spec(text: str, *, file: str = "<spec>") -> LoadedSpec:
+def _limits() -> SpecLimits:
+    return load_settings().spec_limits
+
+
+def parse_spec(text: str, *, file: str = "<spec>", limits: SpecLimits | None = None) -> LoadedSpec:
+    """Validate a spec's text; its size, node count (aliases expanded) and depth are bounded before anything expands."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader, in C where available
-        lines = node_lines(yaml.compose(text, Loader=_Loader))
+        root, data = compose_bounded(text, _Loader, limits or _limits(), file)
+        lines = node_lines(root)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
