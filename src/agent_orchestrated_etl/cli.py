@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError
+from agent_orchestrated_etl.redaction import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
 runs_app = typer.Typer(help="List past runs, or show one with its tasks and decisions.", invoke_without_command=True)
@@ -355,7 +356,7 @@ def serve(
     # No permessage-deflate on /ws: it compresses every frame once per client, which undoes sharing
     # one encoded frame among clients, and frames of a few kB every quarter second need no compression.
     uvicorn.run(
-        create_app(options), host=host, port=port, log_level=settings.log_level.lower(),
+        create_app(options), host=host, port=port, log_level=settings.log_level.lower(), log_config=None,  # uvicorn logs through our handler, so through its redaction
         ws_max_size=options.max_body_bytes, ws_per_message_deflate=False,
     )
 
@@ -370,8 +371,8 @@ def main() -> None:
         sys.exit(code if isinstance(code, int) else 0)
     except AgentETLError as exc:
         if _state["debug"]:
-            traceback.print_exc()
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+        err.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, SpecError) else 1)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
@@ -381,6 +382,7 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
         if _state["debug"]:
-            raise
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback; please report it)")
+            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+            sys.exit(70)
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback; please report it)")
         sys.exit(70)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from agent_orchestrated_etl import redaction
 from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.connectors.registry import destination_spec_models, source_spec_models
 from agent_orchestrated_etl.exceptions import ConfigurationError, SpecError, SpecProblem
@@ -301,6 +302,7 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
     """Replace ``${env:NAME}`` in every string of a spec fragment, at run time only.
 
     The resolved values live in memory for the run; records keep the raw spec.
+    Every secret among them is registered for redaction (redaction.py).
     """
     if isinstance(value, BaseModel):
         resolved = resolve_env(value.model_dump(mode="python", by_alias=True, exclude_unset=False), where=where)
@@ -310,7 +312,9 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
     if isinstance(value, list):
         return [resolve_env(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, SecretStr):  # credentials are the usual place for ${env:NAME}
-        return SecretStr(resolve_env(value.get_secret_value(), where=where))
+        secret = resolve_env(value.get_secret_value(), where=where)
+        redaction.register(secret)
+        return SecretStr(secret)
     if isinstance(value, str) and "${env:" in value:
 
         def substitute(match: re.Match[str]) -> str:
@@ -321,9 +325,12 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
                     where=where,
                     hint=f"export {name}=... before the run",
                 )
+            redaction.register(os.environ[name])
             return os.environ[name]
 
-        return _ENV_REF.sub(substitute, value)
+        value = _ENV_REF.sub(substitute, value)
+    if isinstance(value, str):
+        redaction.register_resolved(where, value)
     return value
 
 

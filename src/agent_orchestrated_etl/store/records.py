@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from agent_orchestrated_etl.agents.messages import RunEvent
 from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
+from agent_orchestrated_etl.redaction import redact_data, redact_model
 from agent_orchestrated_etl.store import migrate
 from agent_orchestrated_etl.store.durability import Durability
 from agent_orchestrated_etl.store.schema import events, runs, tasks
@@ -53,7 +54,7 @@ class RunStore:
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             known = {r[0] for r in conn.execute(sa.select(tasks.c.task_id).where(tasks.c.run_id == run_id))}
-            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": t} for t in planned if t["id"] not in known]
+            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": redact_data(t)} for t in planned if t["id"] not in known]
             if new:
                 conn.execute(tasks.insert(), new)
 
@@ -69,13 +70,14 @@ class RunStore:
             # The mark lives in the definition: the task's own events may still be landing on its status.
             old = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id, tasks.c.task_id == task_id)).scalar_one()
             conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == task_id).values(status="split", definition={**(old or {}), "split_into": [t["id"] for t in parts]}))
-            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": t} for t in parts])
+            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": redact_data(t)} for t in parts])
             for t in changed:
-                conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=t))
+                conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=redact_data(t)))
 
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED:
             return
+        event = redact_model(event)  # type: ignore[assignment]  # most come through the hub, which redacted them already
         with self.engine.begin() as conn:
             conn.execute(events.insert().values(run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")))
             self._apply(conn, event)
