@@ -8,6 +8,8 @@ only carries the news.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,22 @@ from agent_orchestrated_etl.store.schema import events, runs, tasks
 _NOT_STORED = {"task_progress"}
 
 
+def _create_private(path: Path) -> None:
+    """The store's folder (AGENT_ETL_HOME by default: workspaces and the token live there too) 0700 and its file 0600, when we create them.
+
+    Its events and errors are for the user who runs agent-etl; SQLite gives the journal and WAL files the database file's mode.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class RunStore:
     def __init__(self, url: str) -> None:
         url = _with_driver(url)
         where = _safe(url)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            _create_private(Path(url.removeprefix("sqlite:///")).expanduser())
         try:
             self.revisions = migrate.upgrade(url, where)
             self.engine = sa.create_engine(url)
