@@ -186,10 +186,11 @@ def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(tmp_path: P
     assert found == []
 
 
-def test_the_log_filter_masks_every_logger_even_at_debug(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_log_filter_masks_every_logger_even_at_debug(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from agent_orchestrated_etl import redaction
 
     secret = f"filter-{uuid.uuid4().hex}"
+    monkeypatch.setenv("PLANTED", secret)
     resolve_env(parse_spec(rest_spec("p", f"http://u:{secret}@example.com/x", dest="d")).pipeline)
     setup_logging("DEBUG")
     try:
@@ -203,5 +204,24 @@ def test_the_log_filter_masks_every_logger_even_at_debug(capsys: pytest.CaptureF
         setup_logging("WARNING")
     err = capsys.readouterr().err
     assert secret not in err and quote(secret) not in err
-    assert err.count(redaction.MASK) == 4
+    assert err.count(redaction.MASK) == 3
     assert "RuntimeError: refused: ***" in err
+
+
+def test_what_counts_as_a_secret() -> None:
+    from agent_orchestrated_etl import redaction
+
+    text = """\
+name: p
+sources:
+  db: {type: postgres, url: "postgresql://app:literal-pw@db/x", table: orders}
+  api:
+    type: rest
+    url: https://api.example/x
+    headers: {X-Api-Key: header-key-1, Accept: application/json}
+    auth: {type: oauth2_client_credentials, token_url: "https://auth.example/token", client_id: my-client, client_secret: cs-value-1}
+destination: {type: duckdb, path: o.duckdb, table: t, write: merge, primary_key: [order_id], input: db}
+"""
+    resolve_env(parse_spec(text).pipeline)
+    masked = redaction.redact("literal-pw header-key-1 cs-value-1 order_id my-client application/json https://auth.example/token orders")
+    assert masked == "*** *** *** order_id my-client application/json https://auth.example/token orders"

@@ -51,6 +51,8 @@ def register(value: str) -> None:
 
 def is_credential_key(path: str) -> bool:
     """Whether the last key of a dotted spec path (``sources.api.auth.value``) names a credential."""
+    if path.endswith("]"):
+        return False  # an item of a list under such a key is a column name (primary_key: [id]), not a credential
     parts = [p for p in re.split(r"[.\[\]]+", path) if p and not p.isdigit()]
     if not parts:
         return False
@@ -72,6 +74,14 @@ def register_resolved(path: str, value: str) -> None:
             password = None
         if password:
             register(password)
+
+
+def forget() -> None:
+    """Empty the registry: for tests, each of which is a run of its own."""
+    global _pattern
+    with _lock:
+        _secrets.clear()
+        _pattern = None
 
 
 def redact(text: str) -> str:
