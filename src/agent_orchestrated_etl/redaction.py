@@ -124,7 +124,11 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _pattern is None:
             return True
-        record.msg = redact(record.getMessage())
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the format: keep both, masked, rather than fail the caller
+            message = redact(str(record.msg)) + " " + redact(repr(record.args))
+        record.msg = redact(message)
         record.args = None
         if record.exc_info:
             # Rendered here as text: a handler rendering the exception itself would print its message unmasked.
