@@ -26,8 +26,8 @@ def setup_logging(level: str) -> None:
     handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=name == "DEBUG", markup=False)
     handler.addFilter(RedactingFilter())
     logging.basicConfig(level=name, format="%(name)s: %(message)s", handlers=[handler], force=True)
-    if name != "DEBUG":
-        # Alembic says which dialect it found at every open of the store; store/migrate.py logs what an upgrade does.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        # httpx logs every request's URL at INFO, query string (and so an api_key in: query) included.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic says which dialect it found at every open of the store; store/migrate.py logs what an upgrade does.
+    # httpx logs every request's URL at INFO, query string (and so an api_key in: query) included.
+    # Under DEBUG they inherit the root's level again (setup_logging may run more than once in a process).
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.NOTSET if name == "DEBUG" else logging.WARNING)
