@@ -36,7 +36,7 @@ def capped(code: str, *args: str, env: dict[str, str] | None = None) -> subproce
     )
 
 
-def test_a_441_byte_alias_bomb_is_refused_naming_its_line_within_the_memory_cap(tmp_path: Path) -> None:
+def test_an_alias_bomb_of_under_500_bytes_is_refused_naming_its_line_within_the_memory_cap(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(alias_bomb())
     assert len(bomb.read_bytes()) < 500
