@@ -75,3 +75,12 @@ def etl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("AGENT_ETL_HOME", str(home))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     yield home
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets one test registered for redaction (redaction.py) must not mask values in the next."""
+    yield
+    from agent_orchestrated_etl import redaction
+
+    redaction.forget()

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError
+from agent_orchestrated_etl.redaction import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
 runs_app = typer.Typer(help="List past runs, or show one with its tasks and decisions.", invoke_without_command=True)
@@ -356,13 +357,16 @@ def serve(
     max_body: Annotated[str, typer.Option(help="Largest request body accepted, e.g. 1MB.")] = "1MB",
     alert_webhook: Annotated[str | None, typer.Option(help="Send every alert here too (JSON POST); pipelines add their own with `alerts: {webhook: ...}`.")] = None,
     slack: Annotated[bool, typer.Option(help="Post --alert-webhook alerts as Slack messages.")] = False,
+    data_root: Annotated[Path | None, typer.Option(help="Specs registered through the API read and write files only under this directory (default: the working directory); relative paths start there.")] = None,
+    public_read: Annotated[bool, typer.Option(help="Serve the reading routes (pipelines, runs, events, alerts, metrics) without the token.")] = False,
+    allowed_host: Annotated[list[str] | None, typer.Option(help="A name clients reach serve by, besides the bind address and localhost (repeatable; '*' for any).")] = None,
 ) -> None:
     """Serve the REST API, the live dashboard, /ws and /metrics; run pipelines on their schedules."""
     try:
         import uvicorn
 
         from agent_orchestrated_etl.api.app import create_app
-        from agent_orchestrated_etl.api.security import TOKEN_ENV, resolve_token
+        from agent_orchestrated_etl.api.security import TOKEN_ENV, allowed_hosts, resolve_token
         from agent_orchestrated_etl.api.service import ServeOptions
     except ImportError:
         from agent_orchestrated_etl.exceptions import MissingDependencyError
@@ -383,11 +387,14 @@ def serve(
     else:
         source = TOKEN_ENV if TOKEN_ENV in os.environ else str(settings.home_dir / "api-token")
         err.print(f"Dashboard: {url} (API token from {source})", highlight=False, soft_wrap=True)
-    options = ServeOptions(settings=settings, token=token, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack)
+    root = (data_root or Path.cwd()).resolve()
+    options = ServeOptions(settings=settings, token=token, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack, base_dir=root, data_root=root,
+        public_read=public_read, allowed_hosts=allowed_hosts(host, allowed_host or []),
+    )
     # No permessage-deflate on /ws: it compresses every frame once per client, which undoes sharing
     # one encoded frame among clients, and frames of a few kB every quarter second need no compression.
     uvicorn.run(
-        create_app(options), host=host, port=port, log_level=settings.log_level.lower(),
+        create_app(options), host=host, port=port, log_level=settings.log_level.lower(), log_config=None,  # uvicorn logs through our handler, so through its redaction
         ws_max_size=options.max_body_bytes, ws_per_message_deflate=False,
     )
 
@@ -402,8 +409,8 @@ def main() -> None:
         sys.exit(code if isinstance(code, int) else 0)
     except AgentETLError as exc:
         if _state["debug"]:
-            traceback.print_exc()
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+        err.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, SpecError) else 1)
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
@@ -413,6 +420,7 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
         if _state["debug"]:
-            raise
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback; please report it)")
+            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+            sys.exit(70)
+        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback; please report it)")
         sys.exit(70)

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.yaml_locations import SpecLimits
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)I?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -78,7 +79,11 @@ class Settings(BaseSettings):
         description="Let the planner have a destination's engine copy from a source by itself when no Python step needs the rows.",
     )
 
-    @field_validator("memory_limit")
+    spec_max_bytes: str = Field(default="1MB", validation_alias="AGENT_ETL_SPEC_MAX_BYTES", description="Largest pipeline spec read, in the CLI and in serve.")
+    spec_max_nodes: int = Field(default=100_000, ge=1, validation_alias="AGENT_ETL_SPEC_MAX_NODES", description="Most YAML nodes a spec may have once its aliases are expanded.")
+    spec_max_depth: int = Field(default=64, ge=1, validation_alias="AGENT_ETL_SPEC_MAX_DEPTH", description="Deepest nesting of a spec.")
+
+    @field_validator("memory_limit", "spec_max_bytes")
     @classmethod
     def _check_size(cls, value: str) -> str:
         parse_size(value)
@@ -87,6 +92,10 @@ class Settings(BaseSettings):
     @cached_property
     def memory_limit_bytes(self) -> int:
         return parse_size(self.memory_limit)
+
+    @property
+    def spec_limits(self) -> SpecLimits:
+        return SpecLimits(parse_size(self.spec_max_bytes), self.spec_max_nodes, self.spec_max_depth)
 
     @property
     def home_dir(self) -> Path:

@@ -1,7 +1,8 @@
 """Logging for the CLI and the server: one handler on stderr, level from AGENT_ETL_LOG_LEVEL.
 
 Run events already tell the story of a run; logs are for operators and
-debugging, so they stay quiet at the default level.
+debugging, so they stay quiet at the default level. Every record, of any
+logger, passes the redaction filter on that handler before it is written.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.redaction import RedactingFilter
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -22,7 +24,10 @@ def setup_logging(level: str) -> None:
         raise ConfigurationError(f"unknown log level {level!r}", where="AGENT_ETL_LOG_LEVEL", hint=f"use one of {', '.join(LEVELS)}")
     # On stderr: stdout carries what a command prints, such as --json output.
     handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=name == "DEBUG", markup=False)
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(level=name, format="%(name)s: %(message)s", handlers=[handler], force=True)
-    if name != "DEBUG":
-        # Alembic says which dialect it found at every open of the store; store/migrate.py logs what an upgrade does.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic says which dialect it found at every open of the store; store/migrate.py logs what an upgrade does.
+    # httpx logs every request's URL at INFO, query string (and so an api_key in: query) included.
+    # Under DEBUG they inherit the root's level again (setup_logging may run more than once in a process).
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.NOTSET if name == "DEBUG" else logging.WARNING)

@@ -17,11 +17,13 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from agent_orchestrated_etl import redaction
+from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.connectors.registry import destination_spec_models, source_spec_models
 from agent_orchestrated_etl.exceptions import ConfigurationError, SpecError, SpecProblem
 from agent_orchestrated_etl.quality.checks import QualityCheck, ReferentialCheck
 from agent_orchestrated_etl.transform.steps import TransformSpec
-from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
+from agent_orchestrated_etl.yaml_locations import SpecLimits, check_size, compose_bounded, locate_problem, node_lines
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -235,20 +237,28 @@ class LoadedSpec(BaseModel):
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
+def load_spec(path: str | Path, *, limits: SpecLimits | None = None) -> LoadedSpec:
     """Read and validate a spec file; raises SpecError listing every problem with its line."""
     path = Path(path)
+    limits = limits or _limits()
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as file:
+            text = file.read(limits.max_bytes + 1)  # characters, so never more than the limit's bytes plus one char
     except FileNotFoundError:
         raise ConfigurationError(f"spec file not found: {path}", hint="check the path") from None
-    return parse_spec(text, file=str(path))
+    check_size(text, limits, str(path))
+    return parse_spec(text, file=str(path), limits=limits)
 
 
-def parse_spec(text: str, *, file: str = "<spec>") -> LoadedSpec:
+def _limits() -> SpecLimits:
+    return load_settings().spec_limits
+
+
+def parse_spec(text: str, *, file: str = "<spec>", limits: SpecLimits | None = None) -> LoadedSpec:
+    """Validate a spec's text; its size, node count (aliases expanded) and depth are bounded before anything expands."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader, in C where available
-        lines = node_lines(yaml.compose(text, Loader=_Loader))
+        root, data = compose_bounded(text, _Loader, limits or _limits(), file)
+        lines = node_lines(root)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -292,6 +302,7 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
     """Replace ``${env:NAME}`` in every string of a spec fragment, at run time only.
 
     The resolved values live in memory for the run; records keep the raw spec.
+    Every secret among them is registered for redaction (redaction.py).
     """
     if isinstance(value, BaseModel):
         resolved = resolve_env(value.model_dump(mode="python", by_alias=True, exclude_unset=False), where=where)
@@ -301,7 +312,9 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
     if isinstance(value, list):
         return [resolve_env(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, SecretStr):  # credentials are the usual place for ${env:NAME}
-        return SecretStr(resolve_env(value.get_secret_value(), where=where))
+        secret = resolve_env(value.get_secret_value(), where=where)
+        redaction.register(secret)
+        return SecretStr(secret)
     if isinstance(value, str) and "${env:" in value:
 
         def substitute(match: re.Match[str]) -> str:
@@ -312,9 +325,12 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
                     where=where,
                     hint=f"export {name}=... before the run",
                 )
+            redaction.register(os.environ[name])
             return os.environ[name]
 
-        return _ENV_REF.sub(substitute, value)
+        value = _ENV_REF.sub(substitute, value)
+    if isinstance(value, str):
+        redaction.register_resolved(where, value)
     return value
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tests.api.conftest import TOKEN
+from tests.api.conftest import AUTH, TOKEN
 
 
 def free_port() -> int:
@@ -46,10 +46,10 @@ def serve(directory: Path, *specs: Path, env: dict[str, str] | None = None) -> I
     process = subprocess.Popen([str(script), "serve", *map(str, specs), "--port", str(port)], cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # start-up takes long on a loaded machine
         while True:
             try:
-                if httpx.get(f"{url}/api/v1/pipelines", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/api/v1/pipelines", headers=AUTH, timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

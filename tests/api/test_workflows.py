@@ -33,7 +33,7 @@ pipelines:
 def workflow_client(data_dir: Path) -> Iterator[TestClient]:
     """serve started with a workflow file on its command line."""
     (data_dir / "nightly.yaml").write_text(WORKFLOW)
-    options = ServeOptions(settings=Settings(), token=TOKEN, base_dir=data_dir, specs=[data_dir / "nightly.yaml"])
+    options = ServeOptions(settings=Settings(), token=TOKEN, base_dir=data_dir, specs=[data_dir / "nightly.yaml"], public_read=True)
     with TestClient(create_app(options), raise_server_exceptions=False) as client:
         yield client
 

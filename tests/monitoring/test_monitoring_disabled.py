@@ -15,7 +15,7 @@ from tests.api.conftest import AUTH, PEOPLE_YAML, TOKEN, wait_for_run
 
 
 def _serve(data_dir: Path) -> TestClient:
-    return TestClient(create_app(ServeOptions(settings=Settings(), token=TOKEN, base_dir=data_dir)), raise_server_exceptions=False)
+    return TestClient(create_app(ServeOptions(settings=Settings(), token=TOKEN, base_dir=data_dir, public_read=True)), raise_server_exceptions=False)
 
 
 @pytest.mark.parametrize("enabled", [True, False])

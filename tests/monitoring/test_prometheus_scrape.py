@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.conftest import AUTH
+from tests.api.conftest import AUTH, TOKEN
 from tests.api.serve_process import free_port, serve, write_items
 from tests.system_packages import debian_tool
 
@@ -19,10 +19,10 @@ def test_prometheus_scrapes_rows_written(tmp_path: Path) -> None:
     with serve(tmp_path, spec) as url:
         run_id = httpx.post(f"{url}/api/v1/runs", json={"pipeline": "items"}, headers=AUTH).json()["run_id"]
         deadline = time.monotonic() + 30
-        while httpx.get(f"{url}/api/v1/runs/{run_id}").json()["status"] == "running" and time.monotonic() < deadline:
+        while httpx.get(f"{url}/api/v1/runs/{run_id}", headers=AUTH).json()["status"] == "running" and time.monotonic() < deadline:
             time.sleep(0.05)
         target = url.removeprefix("http://")
-        (tmp_path / "prometheus.yml").write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: agent-etl\n    static_configs: [{{targets: ['{target}']}}]\n")
+        (tmp_path / "prometheus.yml").write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: agent-etl\n    authorization: {{credentials: {TOKEN}}}\n    static_configs: [{{targets: ['{target}']}}]\n")
         port = free_port()
         process = subprocess.Popen(
             [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],

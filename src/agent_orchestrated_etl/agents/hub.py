@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from agent_orchestrated_etl.agents.messages import Message
+from agent_orchestrated_etl.redaction import redact_model
 
 
 @dataclass(eq=False)
@@ -78,6 +79,8 @@ class InProcessHub(Hub):
         self._mailboxes: dict[str, asyncio.Queue[Envelope]] = {}
 
     def publish(self, topic: str, message: Message) -> None:
+        # The boundary every event crosses to the store, the monitor, /ws and alerts: secrets stop here.
+        message = redact_model(message)  # type: ignore[assignment]
         for subscription in self._subscriptions:
             if fnmatch.fnmatchcase(topic, subscription.pattern):
                 subscription.offer(message)

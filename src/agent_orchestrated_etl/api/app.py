@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from agent_orchestrated_etl.api import pipelines, problems, runs, system, websocket
 from agent_orchestrated_etl.api.limits import BodyLimit
+from agent_orchestrated_etl.api.security import HostCheck
 from agent_orchestrated_etl.api.service import Server, ServeOptions
 
 STATIC = resources.files("agent_orchestrated_etl.api") / "static"
@@ -36,6 +37,7 @@ def create_app(options: ServeOptions) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
+    app.add_middleware(HostCheck, allowed=options.allowed_hosts)  # added last, so it runs first
     for router in (pipelines.router, runs.router, system.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(system.metrics_router)

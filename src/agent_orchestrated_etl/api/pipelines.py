@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -10,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from agent_orchestrated_etl.api.deps import server
 from agent_orchestrated_etl.api.problems import Problem, spec_problem
-from agent_orchestrated_etl.api.security import require_token
-from agent_orchestrated_etl.api.service import Server, UnknownPipeline, check_spec
+from agent_orchestrated_etl.api.security import require_reader, require_token
+from agent_orchestrated_etl.api.service import Server, UnknownPipeline
 from agent_orchestrated_etl.exceptions import SpecError
 from agent_orchestrated_etl.monitoring.schedules import as_schedule
 from agent_orchestrated_etl.store.history import runs_page
@@ -23,7 +22,7 @@ ServerDep = Annotated[Server, Depends(server)]
 
 class SpecBody(BaseModel):
     yaml: str = Field(description="The pipeline spec, or a workflow spec (`workflow:` with `pipelines:`), as YAML text.")
-    base_dir: str | None = Field(None, description="Directory relative paths in the spec resolve against; the server's working directory by default.")
+    base_dir: str | None = Field(None, description="Directory relative paths in the spec resolve against (inside the server's --data-root); the server's working directory by default.")
 
 
 def find(srv: Server, name: str) -> RegisteredPipeline:
@@ -62,30 +61,31 @@ def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = F
     return data
 
 
-@router.get("", summary="List registered pipelines")
+@router.get("", dependencies=[Depends(require_reader)], summary="List registered pipelines")
 def list_pipelines(srv: ServerDep) -> list[dict[str, Any]]:
     return [describe(srv, p) for p in srv.pipelines.list()]
 
 
 @router.post("", status_code=201, dependencies=[Depends(require_token)], summary="Register a pipeline or a workflow from YAML (replaces one of the same name)")
 async def register(body: SpecBody, srv: ServerDep, response: Response) -> dict[str, Any]:
-    loaded, created = srv.register(body.yaml, base_dir=Path(body.base_dir) if body.base_dir else None)
+    _, base = srv.check_request(body.yaml, body.base_dir)
+    loaded, created = srv.register(body.yaml, base_dir=base)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/api/v1/pipelines/{loaded.name}"
     return describe(srv, find(srv, loaded.name))
 
 
-@router.post("/validate", summary="Check a spec without registering it")
-def validate(body: SpecBody) -> dict[str, Any]:
+@router.post("/validate", dependencies=[Depends(require_reader)], summary="Check a spec without registering it")
+def validate(body: SpecBody, srv: ServerDep) -> dict[str, Any]:
     try:
-        loaded = check_spec(body.yaml)
+        loaded, _ = srv.check_request(body.yaml, body.base_dir)
     except SpecError as exc:
         return {"valid": False, "problems": spec_problem(exc).extra["problems"]}
     return {"valid": True, "pipeline": loaded.name, "kind": "workflow" if loaded.workflow else "pipeline", "problems": []}
 
 
-@router.get("/{name}", summary="A registered pipeline, with its YAML")
+@router.get("/{name}", dependencies=[Depends(require_reader)], summary="A registered pipeline, with its YAML")
 def get_pipeline(name: str, srv: ServerDep) -> dict[str, Any]:
     return describe(srv, find(srv, name), with_yaml=True)
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from agent_orchestrated_etl.api.deps import server
 from agent_orchestrated_etl.api.pipelines import find
 from agent_orchestrated_etl.api.problems import Problem
-from agent_orchestrated_etl.api.security import require_token
+from agent_orchestrated_etl.api.security import require_reader, require_token
 from agent_orchestrated_etl.api.service import Server
 from agent_orchestrated_etl.monitoring.live import FIX_HINTS
 from agent_orchestrated_etl.quality.verdicts import report
@@ -44,7 +44,7 @@ async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[
     return {"run_id": run_id, "pipeline": body.pipeline, "status": "running", "links": {"self": f"/api/v1/runs/{run_id}", "live": f"/ws?run={run_id}"}}
 
 
-@router.get("", summary="Runs, newest first, paged by run id")
+@router.get("", dependencies=[Depends(require_reader)], summary="Runs, newest first, paged by run id")
 def list_runs(
     srv: ServerDep,
     pipeline: str | None = None,
@@ -64,7 +64,7 @@ def _load(srv: Server, run_id: str) -> dict[str, Any]:
     return run
 
 
-@router.get("/{run_id}", summary="A run with its tasks, decisions, quality checks, errors and alerts")
+@router.get("/{run_id}", dependencies=[Depends(require_reader)], summary="A run with its tasks, decisions, quality checks, errors and alerts")
 async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     monitor = srv.runtime.monitor
     await monitor.drain()

@@ -19,6 +19,7 @@ import yaml
 
 from agent_orchestrated_etl.agents.messages import RunFinished, RunStarted
 from agent_orchestrated_etl.api.fanout import Fanout
+from agent_orchestrated_etl.api.roots import check_base_dir, check_paths
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem
 from agent_orchestrated_etl.monitoring.alerts import AlertChannel, AlertManager, LogChannel, WebhookChannel
@@ -44,6 +45,12 @@ class ServeOptions:
     max_body_bytes: int = 1024 * 1024
     specs: list[Path] = field(default_factory=list)
     base_dir: Path = field(default_factory=Path.cwd)
+    #: Every local path a spec from the API reads or writes must be under it (api/roots.py); base_dir by default.
+    data_root: Path | None = None
+    #: Serve reading routes without the token.
+    public_read: bool = False
+    #: Host names accepted (api/security.py); None accepts any, as an app embedded in tests does.
+    allowed_hosts: frozenset[str] | None = None
     alert_webhook: str | None = None
     alert_slack: bool = False
     dedup_seconds: float = 600.0
@@ -118,6 +125,17 @@ class Server:
         loaded = self.loaded(registered)
         self._watch(loaded, registered)
         return loaded, created
+
+    @property
+    def data_root(self) -> Path:
+        return (self.options.data_root or self.options.base_dir).resolve()
+
+    def check_request(self, yaml_text: str, base_dir: str | None) -> tuple[LoadedSpec, Path]:
+        """A spec from the API: valid, and reading and writing only inside the data root; raises SpecError."""
+        base = check_base_dir(self.data_root, Path(base_dir)) if base_dir else self.options.base_dir.resolve()
+        loaded = check_spec(yaml_text)
+        check_paths(loaded, base, self.data_root)
+        return loaded, base
 
     def unregister(self, name: str) -> bool:
         self.scheduler.remove(name)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from agent_orchestrated_etl.api.deps import server
 from agent_orchestrated_etl.api.problems import Problem
+from agent_orchestrated_etl.api.security import require_reader
 from agent_orchestrated_etl.api.service import Server
 from agent_orchestrated_etl.monitoring.metrics import CONTENT_TYPE
 from agent_orchestrated_etl.store.history import page_events
@@ -16,17 +17,17 @@ router = APIRouter(tags=["system"])
 ServerDep = Annotated[Server, Depends(server)]
 
 
-@router.get("/agents", summary="Agents: capabilities, status, load, heartbeat age, CPU and RSS")
+@router.get("/agents", dependencies=[Depends(require_reader)], summary="Agents: capabilities, status, load, heartbeat age, CPU and RSS")
 async def agents(srv: ServerDep) -> list[dict[str, Any]]:
     return srv.runtime.monitor.agent_statuses()
 
 
-@router.get("/tools", summary="Tools the ETL agents hold, with input and output JSON Schemas")
+@router.get("/tools", dependencies=[Depends(require_reader)], summary="Tools the ETL agents hold, with input and output JSON Schemas")
 def tools(srv: ServerDep) -> list[dict[str, Any]]:
     return srv.runtime.tools.describe()
 
 
-@router.get("/events", summary="Recorded run events in order, paged by id")
+@router.get("/events", dependencies=[Depends(require_reader)], summary="Recorded run events in order, paged by id")
 def events(
     srv: ServerDep,
     run_id: str | None = None,
@@ -38,7 +39,7 @@ def events(
     return {"events": page, "next_after": page[-1]["id"] if len(page) == limit else None}
 
 
-@router.get("/alerts", summary="Alerts sent, newest first")
+@router.get("/alerts", dependencies=[Depends(require_reader)], summary="Alerts sent, newest first")
 def alerts(srv: ServerDep, run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     return srv.alerts.store.recent(run_id=run_id, limit=limit) if srv.alerts.store else []
 
@@ -46,7 +47,7 @@ def alerts(srv: ServerDep, run_id: str | None = None, limit: Annotated[int, Quer
 metrics_router = APIRouter(tags=["system"])
 
 
-@metrics_router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@metrics_router.get("/metrics", dependencies=[Depends(require_reader)], summary="Prometheus metrics", response_class=Response)
 async def metrics(srv: ServerDep) -> Response:
     if not srv.options.settings.monitoring_enabled:
         raise Problem(404, "monitoring-disabled", "metrics are off because MONITORING_ENABLED=false; set MONITORING_ENABLED=true and restart agent-etl serve")

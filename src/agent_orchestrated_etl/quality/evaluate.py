@@ -30,6 +30,7 @@ from agent_orchestrated_etl.quality.checks import (
     parse_duration,
 )
 from agent_orchestrated_etl.quality.verdicts import schema_problems
+from agent_orchestrated_etl.redaction import redact
 from agent_orchestrated_etl.transform.compile import Binder, Relation, duckdb_message
 from agent_orchestrated_etl.transform.sql import FLAG_PREFIX, ROW, ident, is_hidden
 
@@ -220,8 +221,8 @@ class CheckRun:
                     "run_id": self.run_id,
                     "task_id": self.task_id,
                     "check_name": failing[0].label,
-                    "reason": "; ".join(check.explain(row) for check in failing),
-                    "origin": str(position) if position is not None else self.origin,
+                    "reason": redact("; ".join(check.explain(row) for check in failing)),
+                    "origin": redact(str(position) if position is not None else self.origin),
                     "row_json": json.dumps(row, default=str, ensure_ascii=False),
                 }
             )
@@ -253,7 +254,7 @@ def rejected_rows(rows: list[tuple[dict[str, Any], str, Position]], *, run_id: s
     """Rows a reader rejected (a malformed CSV line) in the quarantine schema."""
     return pa.RecordBatch.from_pylist(
         [
-            {"run_id": run_id, "task_id": task_id, "check_name": check_name, "reason": reason, "origin": str(position), "row_json": json.dumps(row, default=str, ensure_ascii=False)}
+            {"run_id": run_id, "task_id": task_id, "check_name": check_name, "reason": redact(reason), "origin": redact(str(position)), "row_json": json.dumps(row, default=str, ensure_ascii=False)}
             for row, reason, position in rows
         ],
         schema=QUARANTINE_SCHEMA,

@@ -8,6 +8,7 @@ only carries the news.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from agent_orchestrated_etl.agents.messages import RunEvent
 from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
+from agent_orchestrated_etl.redaction import redact_data, redact_model
 from agent_orchestrated_etl.store import migrate
 from agent_orchestrated_etl.store.durability import Durability
 from agent_orchestrated_etl.store.schema import events, pipeline_locks, runs, tasks
@@ -30,12 +32,22 @@ _NOT_STORED = {"task_progress"}
 RESUMABLE = ("failed", "cancelled", "partial", "running")
 
 
+def _create_private(path: Path) -> None:
+    """The store's folder (AGENT_ETL_HOME by default: workspaces and the token live there too) 0700 and its file 0600, when we create them.
+
+    Its events and errors are for the user who runs agent-etl; SQLite gives the journal and WAL files the database file's mode.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class RunStore:
     def __init__(self, url: str) -> None:
         url = _with_driver(url)
         where = _safe(url)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            _create_private(Path(url.removeprefix("sqlite:///")).expanduser())
         try:
             self.revisions = migrate.upgrade(url, where)
             self.engine = sa.create_engine(url)
@@ -82,7 +94,7 @@ class RunStore:
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             known = {r[0] for r in conn.execute(sa.select(tasks.c.task_id).where(tasks.c.run_id == run_id))}
-            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": t} for t in planned if t["id"] not in known]
+            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": redact_data(t)} for t in planned if t["id"] not in known]
             if new:
                 conn.execute(tasks.insert(), new)
 
@@ -98,13 +110,14 @@ class RunStore:
             # The mark lives in the definition: the task's own events may still be landing on its status.
             old = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id, tasks.c.task_id == task_id)).scalar_one()
             conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == task_id).values(status="split", definition={**(old or {}), "split_into": [t["id"] for t in parts]}))
-            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": t} for t in parts])
+            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": redact_data(t)} for t in parts])
             for t in changed:
-                conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=t))
+                conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=redact_data(t)))
 
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED and getattr(event, "note", None) is None:
             return
+        event = redact_model(event)  # type: ignore[assignment]  # most come through the hub, which redacted them already
         with self.engine.begin() as conn:
             conn.execute(events.insert().values(run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")))
             self._apply(conn, event)

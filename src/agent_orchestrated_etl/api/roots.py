@@ -1,0 +1,96 @@
+"""Where a spec given to serve may read and write: inside ``--data-root`` only.
+
+A spec POSTed to the API comes from whoever holds the token, not from the
+operator who started serve, so its ``base_dir`` and every local path in it
+(file sources and destinations, DuckDB and SQLite files) must resolve inside
+the data root, symlinks followed, ``..`` refused. Remote paths (s3://) and
+database servers are not files of this machine and are not checked here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent_orchestrated_etl.exceptions import SpecError, SpecProblem
+from agent_orchestrated_etl.spec import LoadedSpec
+from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
+
+_GLOB = re.compile(r"[*?\[{]")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, symlinks resolved, is ``root`` or under it."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def check_base_dir(root: Path, base_dir: Path) -> Path:
+    """The base directory a request names, resolved; a 422 problem (raised as SpecError) if it is outside the root."""
+    if not base_dir.is_absolute():
+        base_dir = root / base_dir
+    if not inside(root, base_dir):
+        raise SpecError([SpecProblem("<request body>", None, "base_dir", f"{base_dir} is outside the server's data root {root.resolve()} (agent-etl serve --data-root)")])
+    return base_dir.resolve()
+
+
+def check_paths(loaded: LoadedSpec, base_dir: Path, root: Path) -> None:
+    """Every local path of the spec, relative ones taken from ``base_dir``, must stay inside ``root``."""
+    problems = []
+    lines: dict[Any, int] | None = None
+    for key, value in _local_paths(loaded):
+        reason = _escapes(value, base_dir, root)
+        if reason is None:
+            continue
+        if lines is None:
+            lines = node_lines(yaml.compose(loaded.text))  # parse_spec bounded the text already
+        dotted, line = locate_problem(key, lines)
+        problems.append(SpecProblem(loaded.file, line, dotted, f"{value!r} {reason}; a served spec reads and writes only inside the data root {root.resolve()} (agent-etl serve --data-root)"))
+    if problems:
+        raise SpecError(problems)
+
+
+def _local_paths(loaded: LoadedSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    found = []
+    members = [(("pipelines", i), p) for i, p in enumerate(loaded.workflow.pipelines)] if loaded.workflow else [((), loaded.pipeline)]
+    for at, pipeline in members:
+        if pipeline is None:
+            continue
+        connectors: list[tuple[tuple[str | int, ...], Any]] = [((*at, "sources", name), s) for name, s in pipeline.sources.items()]
+        if pipeline.destination is not None:
+            connectors.append(((*at, "destination"), pipeline.destination))
+        connectors += [((*at, "destinations", i), d) for i, d in enumerate(pipeline.destinations)]
+        for key, connector in connectors:
+            for field_name in ("path", "url"):
+                value = getattr(connector, field_name, None)
+                if not isinstance(value, str):
+                    continue
+                if field_name == "url":
+                    if not value.startswith("sqlite:///"):
+                        continue
+                    value = value.removeprefix("sqlite:///")
+                found.append(((*key, field_name), value))
+    return found
+
+
+def _escapes(value: str, base_dir: Path, root: Path) -> str | None:
+    """Why ``value`` is not a path inside ``root``, or None when it is (or is not a local path)."""
+    scheme = _SCHEME.match(value)
+    if scheme and scheme.group(1).lower() != "file":
+        return None
+    local = value[len("file://"):] if scheme else value
+    if ".." in re.split(r"[/\\]", local):
+        return "goes up with '..'"
+    if local.startswith("~"):
+        return "is in a home directory"
+    glob = _GLOB.search(local)
+    fixed = os.path.dirname(local[: glob.start()]) if glob else local
+    path = Path(fixed) if os.path.isabs(fixed) else base_dir / fixed
+    if not inside(root, path):
+        return "is outside the data root" if path.resolve() == path.absolute() else "leads outside the data root through a symlink"
+    return None
+
