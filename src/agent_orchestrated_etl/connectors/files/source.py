@@ -21,12 +21,13 @@ from pydantic import Field
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, Partition, Position, Source, SourceCapabilities
 from agent_orchestrated_etl.connectors.files import filesystems
 from agent_orchestrated_etl.connectors.files.csv_reader import CSVReader
+from agent_orchestrated_etl.connectors.files.csv_records import Broken, physical_lines
 from agent_orchestrated_etl.connectors.files.destination import read_manifest
 from agent_orchestrated_etl.connectors.files.filesystems import S3Settings
 from agent_orchestrated_etl.connectors.files.json_reader import JSONArrayReader, JSONLinesReader
 from agent_orchestrated_etl.connectors.files.reader import FileReader, ParquetReader, Rejected
 from agent_orchestrated_etl.connectors.nested import NestedOptions
-from agent_orchestrated_etl.exceptions import DataError, SourceNotFoundError
+from agent_orchestrated_etl.exceptions import AgentETLError, DataError, SourceNotFoundError
 
 Format = Literal["csv", "jsonl", "json", "parquet"]
 SUFFIXES: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
@@ -97,6 +98,29 @@ class FileSource(Source):
             raise SourceNotFoundError(f"no file matches {self.spec.path}", where=f"source {self.name}", hint="check the path and the glob")
         return [Partition(key=filesystems.display(fs, p), description=filesystems.display(fs, p)) for p in paths]
 
+    def subdivide(self, partition: Partition) -> list[Partition] | None:
+        """A text file that breaks off (a truncated .gz): the records before the break, and the break itself.
+
+        The first part loads; the second fails again and is set aside with the
+        line where the file breaks off, so no readable row is lost with it.
+        """
+        fmt = self.spec.format or infer_format(partition.key)
+        if fmt not in ("csv", "jsonl") or "damaged" in partition.options or "until_line" in partition.options:
+            return None
+        fs, path = filesystems.resolve(partition.key, self.spec.s3)
+        compression = None if self.spec.compression == "none" else (self.spec.compression or filesystems.compression_of(path))
+        try:
+            with filesystems.open_input(fs, path, compression, to_the_break=True) as stream:
+                for _ in physical_lines(stream, "latin1"):  # any byte decodes: only the break is sought
+                    pass
+        except Broken as exc:
+            depth = partition.options.get("split_depth", 0) + 1
+            return [
+                Partition(key=partition.key, description=f"{partition.key} before line {exc.line}", options={**partition.options, "until_line": exc.line, "split_depth": depth}),
+                Partition(key=partition.key, description=f"{partition.key}:{exc.line}", options={**partition.options, "damaged": str(exc), "split_depth": depth}),
+            ]
+        return None
+
     def quarantined(self) -> Iterator[Rejected]:
         rejected, self._local.rejected = getattr(self._local, "rejected", []), []
         return iter(rejected)
@@ -105,6 +129,8 @@ class FileSource(Source):
         """Yield the file's batches; raises SourceNotFoundError, and DataError for a file that cannot be read at all."""
         if partition.options.get("empty"):
             return
+        if "damaged" in partition.options:
+            raise DataError(partition.options["damaged"], where=f"source {self.name}: {partition.description}")
         fs, path = filesystems.resolve(partition.key, self.spec.s3)
         shown = partition.key
         fmt = self.spec.format or infer_format(path)
@@ -114,6 +140,7 @@ class FileSource(Source):
         if fs.get_file_info(path).type != pafs.FileType.File:
             raise SourceNotFoundError(f"file not found: {shown}", where=f"source {self.name}", hint="check `path:` in the spec")
         reader = _READERS[fmt](self.spec, self.batch_rows, fs, path, shown, compression)
+        reader.until_line = partition.options.get("until_line")
         hive = _hive_values(path) if self.spec.hive_partitioning else {}
         row = 1
         try:
@@ -124,6 +151,8 @@ class FileSource(Source):
                     batch = batch.append_column(self.spec.file_name_column, pa.repeat(shown, batch.num_rows))
                 yield batch, Position(origin=shown, row=row)
                 row += batch.num_rows
+        except AgentETLError as exc:
+            raise exc.at(f"source {self.name}") from exc
         except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
             raise DataError(f"cannot read {fmt}: {exc}", where=f"source {self.name}: {shown}", hint="check the file's format, compression and encoding") from exc
         finally:
