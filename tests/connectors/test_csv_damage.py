@@ -1,18 +1,23 @@
 """Damaged CSV end to end (issue 11, items 1, 6, 16, 22): stray quotes, invalid UTF-8 and files
 that break off, through a pipeline run into DuckDB and PostgreSQL. Every readable row loads;
-every damaged line is in quarantine as ``file:line``, or the run fails naming it."""
+every damaged line is in quarantine as ``file:line``, or the run fails naming it. Also: our own
+partitioned output reads back with its partition columns, and an unreachable S3 says so."""
 
 from __future__ import annotations
 
 import gzip
+import socket
 import zlib
 from pathlib import Path
 
 import duckdb
 import pytest
 import sqlalchemy as sa
+from rest_helpers import make_source
 
 from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.connectors.base import Partition
+from agent_orchestrated_etl.exceptions import ConnectionFailedError
 from agent_orchestrated_etl.orchestrator import RunResult, run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 
@@ -155,3 +160,42 @@ def test_a_truncated_gzip_json_lines_file_keeps_its_readable_lines(tmp_path: Pat
     assert con.execute("SELECT count(*), max(id) FROM t").fetchone() == (readable, readable)
     [(check, origin, _)] = quarantine(con)
     assert (check, origin) == ("unreadable", f"{path}:{readable + 1}")
+
+
+def test_our_own_partitioned_output_reads_back_with_its_partition_columns(tmp_path: Path) -> None:
+    (tmp_path / "orders.csv").write_text("id,region,amount\n" + "".join(f"{i},{['eu', 'us', 'apac'][i % 3]},{i * 1.5}\n" for i in range(1, 301)))
+    out = tmp_path / "out"
+    written = run(f'{{type: file, path: "{tmp_path / "orders.csv"}"}}', f'{{type: file, path: "{out}", format: parquet, partition_by: [region]}}')
+    assert written.status == "succeeded", written.error
+    result, con = into_duckdb(tmp_path, f'{{type: file, path: "{out}"}}')
+    assert result.status == "succeeded", result.error
+    assert con.execute("SELECT region, count(*), sum(id) FROM t GROUP BY region ORDER BY region").fetchall() == [
+        ("apac", 100, sum(i for i in range(1, 301) if i % 3 == 2)),
+        ("eu", 100, sum(i for i in range(1, 301) if i % 3 == 0)),
+        ("us", 100, sum(i for i in range(1, 301) if i % 3 == 1)),
+    ]
+    con.close()
+    (tmp_path / "w.duckdb").unlink()
+    result, con = into_duckdb(tmp_path, f'{{type: file, path: "{out}", hive_partitioning: false}}')
+    assert result.status == "succeeded", result.error
+    assert [name for name, *_ in con.execute("DESCRIBE t").fetchall()] == ["id", "amount"]
+
+
+def test_an_unreachable_s3_endpoint_on_the_source_side_says_so_as_the_destination_side_does(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s3 = f'{{endpoint_url: "http://127.0.0.1:{port}", access_key_id: a, secret_access_key: b}}'
+    for path in ("s3://bucket/in/*.csv", "s3://bucket/in/data.csv", "s3://bucket/in/"):
+        result = run(f'{{type: file, path: "{path}", s3: {s3}}}', f'{{type: duckdb, path: "{tmp_path / "w.duckdb"}", table: t}}', "retry: {attempts: 1, backoff_seconds: 0}\n")
+        assert result.status == "failed"
+        assert "cannot reach S3" in result.error and "(check s3.endpoint_url or AWS_ENDPOINT_URL)" in result.error and "internal error" not in result.error
+
+
+def test_a_file_that_the_source_cannot_reach_any_more_is_a_transient_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    source = make_source({"type": "file", "path": "s3://bucket/in/data.csv", "s3": {"endpoint_url": f"http://127.0.0.1:{port}", "access_key_id": "a", "secret_access_key": "b"}})
+    with pytest.raises(ConnectionFailedError, match="cannot reach S3"):
+        next(source.read(Partition(key="s3://bucket/in/data.csv", description="s3://bucket/in/data.csv")))

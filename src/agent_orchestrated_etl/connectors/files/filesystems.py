@@ -92,10 +92,10 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 def expand(fs: pafs.FileSystem, path: str) -> list[str]:
     """The files a path or glob names, sorted; hidden and underscore files are skipped in globs."""
     if not globlib.has_magic(path):
-        info = _info(fs, path)
-        if info.type == pafs.FileType.NotFound:
+        kind = info(fs, path).type
+        if kind == pafs.FileType.NotFound:
             return []
-        if info.type == pafs.FileType.Directory:
+        if kind == pafs.FileType.Directory:
             return expand(fs, path.rstrip("/") + "/**/*")
         return [path]
     if isinstance(fs, pafs.LocalFileSystem):
@@ -121,7 +121,7 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
-def _info(fs: pafs.FileSystem, path: str) -> pafs.FileInfo:
+def info(fs: pafs.FileSystem, path: str) -> pafs.FileInfo:
     try:
         return fs.get_file_info(path)
     except OSError as exc:
