@@ -6,6 +6,7 @@ partitioned output reads back with its partition columns, and an unreachable S3 
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 import zlib
 from pathlib import Path
@@ -199,3 +200,17 @@ def test_a_file_that_the_source_cannot_reach_any_more_is_a_transient_error(tmp_p
     source = make_source({"type": "file", "path": "s3://bucket/in/data.csv", "s3": {"endpoint_url": f"http://127.0.0.1:{port}", "access_key_id": "a", "secret_access_key": "b"}})
     with pytest.raises(ConnectionFailedError, match="cannot reach S3"):
         next(source.read(Partition(key="s3://bucket/in/data.csv", description="s3://bucket/in/data.csv")))
+
+
+def test_a_truncated_gzip_json_array_keeps_the_records_before_the_break(tmp_path: Path) -> None:
+    data = json.dumps([{"id": i} for i in range(1, 3001)]).encode()
+    packed = gzip.compress(data)
+    path = tmp_path / "bad.json.gz"
+    path.write_bytes(packed[: len(packed) - 200])
+    readable = zlib.decompressobj(wbits=31).decompress(packed[: len(packed) - 200])
+    whole = readable.count(b"}")  # records complete before the break
+    result, con = into_duckdb(tmp_path, f'{{type: file, path: "{path}"}}')
+    assert result.status == "succeeded", result.error
+    assert con.execute("SELECT count(*), min(id), max(id) FROM t").fetchone() == (whole, 1, whole)
+    [(check, origin, reason)] = quarantine(con)
+    assert (check, origin) == ("parse", f"{path} record {whole + 1}") and reason.startswith(f"malformed JSON after record {whole}: ")

@@ -141,7 +141,7 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_th
     """
     if to_the_break and compression == "gzip":
         with open_input(fs, path, None) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-            yield unzipped  # type: ignore[misc]
+            yield _UpToTheBreak(unzipped)  # type: ignore[misc]
         return
     try:
         stream = fs.open_input_stream(path, compression=compression)
@@ -153,6 +153,14 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_th
         yield stream  # type: ignore[misc]
     finally:
         stream.close()
+
+
+class _UpToTheBreak:
+    """A gzip stream whose ``read`` returns what one step decompressed: GzipFile.read(n) drops
+    everything it had gathered for the call when the file breaks off before n bytes."""
+
+    def __init__(self, stream: gzip.GzipFile) -> None:
+        self.read = self.read1 = stream.read1
 
 
 def os_error(exc: OSError, where: str) -> Exception:

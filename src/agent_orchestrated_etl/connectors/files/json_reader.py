@@ -85,7 +85,7 @@ class JSONArrayReader(_RecordsReader):
         converter = RecordsToArrow(self.spec.nested)
         records: list[Any] = []
         count = 0
-        with self._open() as stream:
+        with self._open(to_the_break=True) as stream:
             try:
                 for record in ijson.items(stream, prefix, use_float=True):
                     records.append(record)
@@ -93,7 +93,7 @@ class JSONArrayReader(_RecordsReader):
                     if len(records) >= self.batch_rows:
                         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
                         records = []
-            except ijson.JSONError as exc:
+            except (ijson.JSONError, OSError, EOFError, zlib.error) as exc:  # malformed, or a compressed file that breaks off
                 self.rejected.append(({"file": self.shown}, f"malformed JSON after record {count}: {exc}; the rest of the file was not read", Position(origin=self.shown, row=count + 1)))
         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
 
