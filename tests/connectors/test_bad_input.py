@@ -56,7 +56,7 @@ def test_invalid_utf8_row_is_quarantined_and_valid_text_kept(corpus: Path) -> No
     assert table.column("id").to_pylist() == [i for i in range(1, 21) if i != 10]
     assert table.column("name")[0].as_py() == "Zürich"
     # A row the reader sets aside holds the file's text, before any cast.
-    assert rejected == [({"id": "10", "name": "bad \ufffd\ufffd byte", "amount": "15.0"}, "invalid UTF-8 in column name at byte 4", f"{corpus}/invalid_utf8.csv record 10")]
+    assert rejected == [({"id": "10", "name": "bad \ufffd\ufffd byte", "amount": "15.0"}, "invalid UTF-8 in column name at byte 4", f"{corpus}/invalid_utf8.csv:11")]
 
 
 def test_empty_and_header_only_files_say_so(corpus: Path) -> None:
@@ -85,7 +85,7 @@ def test_mixed_csv_types_across_blocks_quarantine_the_misfit(tmp_path: Path) -> 
     table, rejected = read_all(make_source({"type": "file", "path": path}))
     assert table.num_rows == 399_999 and table.schema.field("qty").type == pa.int64()
     assert table.column("id").to_pylist() == [i for i in range(1, 400_001) if i != 380_001]
-    assert rejected == [({"id": "380001", "qty": "abc"}, "column qty: 'abc' is not int64 like the rows before it", f"{path} record 380001")]
+    assert rejected == [({"id": "380001", "qty": "abc"}, "column qty: 'abc' is not int64 like the rows before it", f"{path}:380002")]
 
 
 def test_truncated_json_array_loads_what_precedes_the_break(corpus: Path) -> None:

@@ -10,6 +10,7 @@ pyarrow), so a spec written for AWS runs unchanged against a local S3.
 from __future__ import annotations
 
 import glob as globlib
+import gzip
 import os
 import re
 import threading
@@ -91,10 +92,10 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 def expand(fs: pafs.FileSystem, path: str) -> list[str]:
     """The files a path or glob names, sorted; hidden and underscore files are skipped in globs."""
     if not globlib.has_magic(path):
-        info = _info(fs, path)
-        if info.type == pafs.FileType.NotFound:
+        kind = info(fs, path).type
+        if kind == pafs.FileType.NotFound:
             return []
-        if info.type == pafs.FileType.Directory:
+        if kind == pafs.FileType.Directory:
             return expand(fs, path.rstrip("/") + "/**/*")
         return [path]
     if isinstance(fs, pafs.LocalFileSystem):
@@ -120,7 +121,7 @@ def _hidden(relative: str) -> bool:
     return any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
-def _info(fs: pafs.FileSystem, path: str) -> pafs.FileInfo:
+def info(fs: pafs.FileSystem, path: str) -> pafs.FileInfo:
     try:
         return fs.get_file_info(path)
     except OSError as exc:
@@ -132,8 +133,16 @@ def compression_of(path: str) -> str | None:
 
 
 @contextmanager
-def open_input(fs: pafs.FileSystem, path: str, compression: str | None) -> Iterator[BinaryIO]:
-    """A readable stream of the file's bytes, decompressed."""
+def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_the_break: bool = False) -> Iterator[BinaryIO]:
+    """A readable stream of the file's bytes, decompressed.
+
+    ``to_the_break``: a truncated gzip gives every byte before the break (Python's
+    gzip; pyarrow's faster decompressor drops the block it was working on).
+    """
+    if to_the_break and compression == "gzip":
+        with open_input(fs, path, None) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
+            yield _UpToTheBreak(unzipped)  # type: ignore[misc]
+        return
     try:
         stream = fs.open_input_stream(path, compression=compression)
     except FileNotFoundError as exc:
@@ -144,6 +153,14 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None) -> Itera
         yield stream  # type: ignore[misc]
     finally:
         stream.close()
+
+
+class _UpToTheBreak:
+    """A gzip stream whose ``read`` returns what one step decompressed: GzipFile.read(n) drops
+    everything it had gathered for the call when the file breaks off before n bytes."""
+
+    def __init__(self, stream: gzip.GzipFile) -> None:
+        self.read = self.read1 = stream.read1
 
 
 def os_error(exc: OSError, where: str) -> Exception:

@@ -9,6 +9,7 @@ line in Python from where pyarrow stopped, quarantining bad lines with
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ import pyarrow.json as pajson
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.connectors.files.reader import FileReader
 from agent_orchestrated_etl.connectors.nested import RecordsToArrow, flatten, too_deep
+from agent_orchestrated_etl.exceptions import DataError
 
 _BLOCK_BYTES = 4 << 20
 
@@ -38,7 +40,7 @@ class JSONLinesReader(_RecordsReader):
     def read(self) -> Iterator[pa.RecordBatch]:
         done = 0
         schema: pa.Schema | None = None
-        if self.spec.nested.shape != "unnest":
+        if self.spec.nested.shape != "unnest" and self.until_line is None:
             try:
                 with self._open() as stream:
                     for batch in pajson.open_json(stream, read_options=pajson.ReadOptions(block_size=_BLOCK_BYTES)):
@@ -49,8 +51,8 @@ class JSONLinesReader(_RecordsReader):
                         done += batch.num_rows
                     else:
                         return
-            except pa.ArrowInvalid:
-                pass  # a conflict, a syntax error or a huge line: go on line by line from record `done`
+            except (pa.ArrowInvalid, OSError):
+                pass  # a conflict, a syntax error, a huge line or a break: go on line by line from record `done`
         yield from self._jsonl_slowly(done, schema)
 
     def _jsonl_slowly(self, skip: int, schema: pa.Schema | None) -> Iterator[pa.RecordBatch]:
@@ -59,8 +61,8 @@ class JSONLinesReader(_RecordsReader):
         records: list[Any] = []
         lines: list[int] = []
         seen = 0
-        with self._open() as stream:
-            for number, raw in enumerate(_lines(stream), start=1):
+        with self._open(to_the_break=True) as stream:
+            for number, raw in _lines(stream, self.shown, self.until_line):
                 if not raw.strip():
                     continue
                 try:
@@ -86,7 +88,7 @@ class JSONArrayReader(_RecordsReader):
         converter = RecordsToArrow(self.spec.nested)
         records: list[Any] = []
         count = 0
-        with self._open() as stream:
+        with self._open(to_the_break=True) as stream:
             try:
                 for record in ijson.items(stream, prefix, use_float=True):
                     records.append(record)
@@ -94,18 +96,28 @@ class JSONArrayReader(_RecordsReader):
                     if len(records) >= self.batch_rows:
                         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
                         records = []
-            except ijson.JSONError as exc:
+            except (ijson.JSONError, OSError, EOFError, zlib.error) as exc:  # malformed, or a compressed file that breaks off
                 self.rejected.append(({"file": self.shown}, f"malformed JSON after record {count}: {exc}; the rest of the file was not read", Position(origin=self.shown, row=count + 1)))
         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
 
 
-def _lines(stream: Any) -> Iterator[bytes]:
-    """Lines of a binary pyarrow stream, however long (a 50 MB line is one line)."""
-    pending = b""
-    while chunk := stream.read(1 << 20):
+def _lines(stream: Any, shown: str, until: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines of a binary pyarrow stream before line ``until``, however long (a 50 MB line is one line)."""
+    pending, number = b"", 0
+    while until is None or number + 1 < until:
+        try:
+            chunk = stream.read1(1 << 20)  # gzip's read() drops what it decompressed when the file breaks off
+        except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt compressed file
+            raise DataError(f"the file breaks off at line {number + 1}: {exc}; the rows before it were read", where=f"{shown}:{number + 1}", hint="fetch the file again, or set retry.on_bad_data: quarantine to load the rows before the break and set the rest aside") from exc
+        if not chunk:
+            break
         pending += chunk
         *complete, pending = pending.split(b"\n")
-        yield from complete
-    if pending:
-        yield pending
+        for line in complete:
+            number += 1
+            if until is not None and number >= until:
+                return
+            yield number, line
+    if pending and (until is None or number + 1 < until):
+        yield number + 1, pending
 

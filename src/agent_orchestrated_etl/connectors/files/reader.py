@@ -23,9 +23,11 @@ class FileReader:
         self.batch_rows = batch_rows
         self.fs, self.path, self.shown, self.compression = fs, path, shown, compression
         self.rejected: list[Rejected] = []
+        #: Read only the records that start before this line (the readable part of a file that breaks off there).
+        self.until_line: int | None = None
 
-    def _open(self) -> Any:
-        return filesystems.open_input(self.fs, self.path, self.compression)
+    def _open(self, *, to_the_break: bool = False) -> Any:
+        return filesystems.open_input(self.fs, self.path, self.compression, to_the_break=to_the_break)
 
     def read(self) -> Iterator[pa.RecordBatch]:
         raise NotImplementedError
