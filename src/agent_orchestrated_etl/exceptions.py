@@ -17,11 +17,26 @@ The orchestrator's recovery policy reads the branch, never the message::
     ├── FatalError                    fail fast: retrying cannot help (missing file or table, ...)
     │   └── SourceNotFoundError
     └── InternalError                 a bug in agent-etl: fail, and report the run id
+
+``remedy`` is what the orchestrator does about a failed task; ``next_remedy`` is
+what the user does about a failed run (a ``Remedy``), carried in its result and record.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Remedy(StrEnum):
+    """What a user does about a run that did not succeed; only RESUME is helped by `agent-etl resume`."""
+
+    RESUME = "resume"  # transient, cancelled or killed: go on from the checkpoints
+    FIX_DATA = "fix_data"  # bad rows or a failed quality gate: fix the data or the check, run again
+    FIX_CONFIG = "fix_config"  # the spec, a path, a table or the environment must change, run again
+    FIX_AUTH = "fix_auth"  # credentials were refused
+    WAIT = "wait"  # another run holds the pipeline; this one never started
+    BUG = "bug"  # a bug in agent-etl: report it
 
 
 class AgentETLError(Exception):
@@ -32,6 +47,7 @@ class AgentETLError(Exception):
     """
 
     remedy = "fail"
+    next_remedy = Remedy.FIX_CONFIG
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
@@ -51,6 +67,7 @@ class AgentETLError(Exception):
 
 class RetriableError(AgentETLError):
     remedy = "retry"
+    next_remedy = Remedy.RESUME
 
 
 class ConnectionFailedError(RetriableError):
@@ -77,6 +94,7 @@ class ResourceExhaustedError(RetriableError):
 
 class DataError(AgentETLError):
     remedy = "quarantine"
+    next_remedy = Remedy.FIX_DATA
 
 
 class ConfigurationError(AgentETLError):
@@ -127,7 +145,7 @@ class MissingDependencyError(ConfigurationError):
 
 
 class AuthError(ConfigurationError):
-    pass
+    next_remedy = Remedy.FIX_AUTH
 
 
 class FatalError(AgentETLError):
@@ -139,4 +157,4 @@ class SourceNotFoundError(FatalError):
 
 
 class InternalError(AgentETLError):
-    pass
+    next_remedy = Remedy.BUG

@@ -19,12 +19,18 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.exceptions import FatalError
+from agent_orchestrated_etl.exceptions import FatalError, Remedy
 from agent_orchestrated_etl.store import schema
 
 
 class PipelineBusyError(FatalError):
-    """Another live run holds the pipeline."""
+    """Another live run holds the pipeline (``holder_run_id``, when known)."""
+
+    next_remedy = Remedy.WAIT
+
+    def __init__(self, message: str, *, holder_run_id: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder_run_id = holder_run_id
 
 
 class Durability:
@@ -58,7 +64,8 @@ class Durability:
             if holder["run_id"] != run_id and _alive(holder["host"], holder["pid"]):
                 raise PipelineBusyError(
                     f"pipeline {pipeline} is already running as run {holder['run_id']} (pid {holder['pid']} on {holder['host']})",
-                    hint="wait for it to finish; two runs of one pipeline never load at once",
+                    holder_run_id=str(holder["run_id"]),
+                    hint="two runs of one pipeline never load at once",
                 )
             conn.execute(schema.pipeline_locks.update().where(schema.pipeline_locks.c.pipeline == pipeline).values(**me))
             return str(holder["run_id"])
