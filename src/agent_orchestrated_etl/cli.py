@@ -117,7 +117,7 @@ def validate(
     Transforms and checks are bound against each source's schema (its first batch),
     so a bad expression or column is reported here with its step, not mid-run.
     """
-    from agent_orchestrated_etl.spec import load_spec
+    from agent_orchestrated_etl.spec import load_spec, unset_variables
     from agent_orchestrated_etl.transform.validate import check_loaded, spec_problems
 
     notes: list[str] = []
@@ -130,8 +130,9 @@ def validate(
             raise SpecError([SpecProblem(str(spec), None, "", str(exc))]) from None
         findings = check_loaded(loaded, offline=offline)
         notes = findings.notes
-        if findings.problems:
-            raise SpecError(spec_problems(loaded, findings))
+        problems = unset_variables(loaded) + spec_problems(loaded, findings)
+        if problems:
+            raise SpecError(sorted(problems, key=lambda p: p.line or 0))
     except SpecError as exc:
         if as_json:
             out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems], "notes": notes}))

@@ -27,7 +27,7 @@ from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError, Remedy
 from agent_orchestrated_etl.quality.verdicts import report
-from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
+from agent_orchestrated_etl.spec import LoadedSpec, check_variables, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RunStore
 from agent_orchestrated_etl.workflow import child_run_id, run_workflow
 
@@ -131,6 +131,7 @@ class Runtime:
     async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None, resume: bool = False, parent_run_id: str | None = None) -> RunResult:
         started = time.perf_counter()
         run_id = run_id or new_run_id()
+        check_variables(loaded)
         if loaded.workflow is not None:
             return await run_workflow(self, loaded, run_id=run_id, resume=resume, listener=listener)
         # Resolved values live only in memory, for this run; the store keeps the raw spec's hash.

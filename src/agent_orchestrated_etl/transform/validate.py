@@ -19,7 +19,7 @@ import pyarrow as pa
 import yaml
 
 from agent_orchestrated_etl.connectors.base import Source
-from agent_orchestrated_etl.exceptions import AgentETLError, SpecProblem, StepError
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, FatalError, SpecProblem, StepError
 from agent_orchestrated_etl.quality.evaluate import bind_dataset_checks, flag
 from agent_orchestrated_etl.transform import steps as s
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql
@@ -141,7 +141,10 @@ def check_pipeline(spec: Any, sources: dict[str, Source]) -> Findings:
 def _source_relation(binder: Binder, name: str, source: Source, findings: Findings) -> Relation | None:
     try:
         schema = source_schema(source)
-    except AgentETLError as exc:
+    except (ConfigurationError, FatalError) as exc:  # a missing file or table, a refused login: run fails on it too
+        findings.problems.append(StepError(exc.message, path=_source_key(source, name), where=exc.where or f"source {name}", hint=exc.hint))
+        return None
+    except AgentETLError as exc:  # a server down may be up by the run
         findings.notes.append(f"source {name} could not be read ({exc}); its transforms were checked for syntax only")
         return None
     if schema is None:
@@ -151,6 +154,14 @@ def _source_relation(binder: Binder, name: str, source: Source, findings: Findin
     schema = schema.append(pa.field(ROW, pa.int64()))
     binder.stand_in(table, schema)
     return Relation(f"SELECT * FROM {ident(table)}", schema, unique_rows=True)
+
+
+def _source_key(source: Source, name: str) -> tuple[str | int, ...]:
+    """The YAML key a source's read error points at: where its file or table is named, if it has one."""
+    for key in ("table", "path", "url"):
+        if getattr(source.spec, key, None) is not None:
+            return ("sources", name, key)
+    return ("sources", name)
 
 
 def _known(relations: dict[str, Relation | None], name: str) -> Relation:
