@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from agent_orchestrated_etl.config import load_settings
-from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, Remedy, SpecError, SpecProblem
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, Remedy, SpecError, SpecProblem, from_os_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
 runs_app = typer.Typer(help="List past runs, or show one with its tasks and decisions.", invoke_without_command=True)
@@ -388,6 +388,10 @@ def main() -> None:
         exc.show()  # type: ignore[attr-defined]
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
+        if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # e.g. --html into a read-only folder
+            _json_error(mapped.next_remedy, type(mapped).__name__, mapped.message, next_step=mapped.hint)
+            err.print(f"[red]error:[/] {escape(str(mapped))}", highlight=False, soft_wrap=True)
+            sys.exit(1)
         if _state["debug"]:
             raise
         _json_error(Remedy.BUG, type(exc).__name__, f"{type(exc).__name__}: {exc}", next_step="rerun with --debug for the traceback; please report it")

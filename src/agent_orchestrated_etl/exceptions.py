@@ -24,6 +24,7 @@ what the user does about a failed run (a ``Remedy``), carried in its result and 
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -158,3 +159,28 @@ class SourceNotFoundError(FatalError):
 
 class InternalError(AgentETLError):
     next_remedy = Remedy.BUG
+
+
+_ELSEWHERE = "or point `path:` elsewhere"
+# Local file system errors the user fixes (by errno); the rest stay unmapped.
+_OS_ERRORS = {
+    errno.EACCES: ("permission denied", f"give this user access to it, {_ELSEWHERE}"),
+    errno.EPERM: ("operation not permitted", f"give this user access to it, {_ELSEWHERE}"),
+    errno.EROFS: ("read-only file system", f"mount it writable, {_ELSEWHERE}"),
+    errno.ENOSPC: ("no space left on the device", f"free space there, {_ELSEWHERE}"),
+    errno.EDQUOT: ("disk quota exceeded", f"free space there, {_ELSEWHERE}"),
+    errno.ENOTDIR: ("a file stands where a folder is needed", "check `path:` in the spec"),
+    errno.EISDIR: ("a folder stands where a file is needed", "check `path:` in the spec"),
+    errno.EEXIST: ("something of another kind exists there already", "check `path:` in the spec"),
+    errno.ENAMETOOLONG: ("the path is too long", "check `path:` in the spec"),
+}
+
+
+def from_os_error(exc: OSError, where: str | None = None) -> AgentETLError | None:
+    """A local file system error (permissions, a read-only or full disk, ...) as a ConfigurationError naming the path."""
+    known = _OS_ERRORS.get(exc.errno) if exc.errno is not None else None
+    if known is None:
+        return None
+    what, hint = known
+    # pyarrow names the path only in its text; Python's own errors carry it in filename.
+    return ConfigurationError(f"{what}: {exc.filename}" if exc.filename else f"{what} ({exc})", where=where, hint=hint)

@@ -30,7 +30,7 @@ from agent_orchestrated_etl.agents.messages import (
     TaskFinished,
 )
 from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
-from agent_orchestrated_etl.exceptions import AgentETLError, Remedy
+from agent_orchestrated_etl.exceptions import AgentETLError, Remedy, from_os_error
 from agent_orchestrated_etl.failures import Failure, failure_of, make_failure
 from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.execution import RunContext
@@ -159,9 +159,12 @@ class OrchestratorAgent(Agent):
             failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
             raise
         except Exception as exc:  # a bug, or a driver error nobody mapped: fail the run, keep its record
-            log.exception("run %s failed unexpectedly", run_id)
-            error = f"internal error: {type(exc).__name__}: {exc} (a bug in agent-etl; please report it with run {run_id})"
-            failure = failure_of(exc, run_id=run_id, spec_file=spec_file)
+            if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # a commit's permissions, a full disk
+                error, failure = str(mapped), failure_of(mapped, run_id=run_id, spec_file=spec_file)
+            else:
+                log.exception("run %s failed unexpectedly", run_id)
+                error = f"internal error: {type(exc).__name__}: {exc} (a bug in agent-etl; please report it with run {run_id})"
+                failure = failure_of(exc, run_id=run_id, spec_file=spec_file)
         finally:
             if status != "succeeded" and locked:
                 if failure is None or failure.remedy is Remedy.RESUME:
