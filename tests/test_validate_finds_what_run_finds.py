@@ -83,6 +83,8 @@ def test_a_bound_of_another_type_than_its_column_is_a_problem_not_a_bug(tmp_path
     assert ran.returncode == 1
     assert [line for line in ran.stderr.splitlines() if line.startswith("error:")] == [f"error: check in_range(age): {message}"]
     assert "bug" not in ran.stderr
+    # Failed at plan time, before any task: resume would fail the same way.
+    assert "fix what the error names (the spec, a path, a table, the environment) and run again" in ran.stderr and "agent-etl resume" not in ran.stderr
     assert not (tmp_path / "out.duckdb").exists()
     ok = agent_etl("validate", "p.yaml", cwd=tmp_path) if (tmp_path / "p.yaml").write_text(CHECK.replace("BOUND", "0")) else None
     assert ok is not None and ok.returncode == 0 and ok.stdout.strip() == "p.yaml: pipeline p is valid"
