@@ -1,7 +1,7 @@
 """Kill a run with SIGKILL at a random moment, resume it, and compare every target with a clean run.
 
-CI runs 3 rounds; `AGENT_ETL_CRASH_ROUNDS=20 pytest -m slow tests/test_crash_resume.py`
-runs the long version.
+CI runs 3 rounds; `pytest -m slow tests/test_crash_resume.py` runs the long version
+(20 rounds, or AGENT_ETL_CRASH_ROUNDS), which `pytest -q` leaves out (pyproject's addopts).
 """
 
 from __future__ import annotations
@@ -157,12 +157,22 @@ def run_to_completion(directory: Path, rng: random.Random, kills: int, window: f
             process = agent_etl(directory, "resume", run["run_id"], "--json")
 
 
-def rounds() -> int:
-    return int(os.environ.get("AGENT_ETL_CRASH_ROUNDS", "3"))
+def long_rounds() -> int:
+    return int(os.environ.get("AGENT_ETL_CRASH_ROUNDS", "20"))
 
 
-@pytest.mark.timeout(120 + 60 * rounds())
+@pytest.mark.timeout(120 + 60 * 3)
 def test_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Path, postgres: tuple[str, str]) -> None:
+    kill_and_resume(tmp_path, data, postgres, rounds=3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120 + 60 * long_rounds())
+def test_many_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Path, postgres: tuple[str, str]) -> None:
+    kill_and_resume(tmp_path, data, postgres, rounds=long_rounds())
+
+
+def kill_and_resume(tmp_path: Path, data: Path, postgres: tuple[str, str], *, rounds: int) -> None:
     clean = workdir(tmp_path, data, postgres, "clean")
     started = time.monotonic()
     assert run_to_completion(clean, random.Random(0), kills=0) == 0
@@ -172,12 +182,12 @@ def test_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Pa
     assert expected["accounts"][:2] == (200_501, 200_501)  # 200,000 merged over 1,501 rows: 1,000 updated, 501 kept
     rng = random.Random(int(os.environ.get("AGENT_ETL_CRASH_SEED", "20261125")))
     total_kills = 0
-    for n in range(rounds()):
+    for n in range(rounds):
         directory = workdir(tmp_path, data, postgres, f"round{n}")
         total_kills += run_to_completion(directory, rng, kills=rng.randint(1, 3), window=window)
         assert fingerprint(directory) == expected, f"round {n} differs from the clean run"
         shutil.rmtree(directory)
-    assert total_kills >= rounds()
+    assert total_kills >= rounds
 
 
 def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path: Path, data: Path, postgres: tuple[str, str]) -> None:

@@ -1,6 +1,8 @@
 """What a user sees when a run fails: one line naming the source and the cause, and the record."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +61,12 @@ def test_a_failed_quality_gate_says_to_fix_the_data_not_to_resume(tmp_path: Path
 
     (tmp_path / "p.yaml").write_text(MISSING_FILE)
     failed = agent_etl("run", "p.yaml", cwd=tmp_path)
-    assert "go on from the checkpoints: agent-etl resume" in failed.stderr  # a task did not finish: resume helps
+    # A missing file is no transient failure: resume would meet it again.
+    [run] = [r for r in RunStore(Settings().store_url).list_runs() if r["pipeline"] == "missing_file"]
+    assert failed.stderr.splitlines()[-1] == (
+        f"see the decisions: agent-etl runs show {run['run_id']}; fix what the error names (the spec, a path, a table, the environment) "
+        f"and run again; agent-etl runs discard {run['run_id']} drops its staged output; then: agent-etl run {tmp_path}/p.yaml"
+    )
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
@@ -83,12 +90,97 @@ def test_usage_errors_say_what_is_missing_without_a_traceback(tmp_path: Path) ->
     assert result.returncode == 2 and "No such command 'bogus'" in result.stderr
 
 
-def test_a_refused_commit_says_to_fix_and_run_again_not_to_resume() -> None:
-    from types import SimpleNamespace
+def test_the_next_step_follows_the_errors_branch_not_its_text() -> None:
+    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, DataError, InternalError, Remedy, SourceNotFoundError, StepError
+    from agent_orchestrated_etl.failures import failure_of
+    from agent_orchestrated_etl.store.durability import PipelineBusyError
 
-    from agent_orchestrated_etl.cli import next_step
+    def step(error: BaseException, resumed: bool = False) -> tuple[Remedy, str]:
+        failure = failure_of(error, run_id="r1", spec_file="p.yaml", resumed=resumed)
+        return failure.remedy, failure.next_step
 
-    refused = SimpleNamespace(run_id="r1", decisions=[{"subject": "destination t", "choice": "fail the commit; the target stays as it was", "reason": "schema: freeze forbids changes"}])
-    assert next_step(refused).startswith("fix the data, the check or the target and run again; agent-etl runs discard r1")
-    unfinished = SimpleNamespace(run_id="r2", decisions=[{"subject": "task a[0]>a", "choice": "fail", "reason": "SourceNotFoundError: retrying cannot help"}])
-    assert next_step(unfinished) == "go on from the checkpoints: agent-etl resume r2"
+    discard = "agent-etl runs discard r1 drops its staged output; then: agent-etl run p.yaml"
+    assert step(ConnectionFailedError("connection refused")) == (Remedy.RESUME, "go on from the checkpoints: agent-etl resume r1")
+    assert step(DataError("bad rows")) == (Remedy.FIX_DATA, f"fix the data, the check or the target and run again; {discard}")
+    # "resume" in the text changes nothing: the branch decides.
+    config = (Remedy.FIX_CONFIG, f"fix what the error names (the spec, a path, a table, the environment) and run again; {discard}")
+    assert step(StepError("resume later", path=("quality", 0), where="check x")) == config
+    assert step(SourceNotFoundError("file not found")) == config
+    assert step(AuthError("password authentication failed")) == (Remedy.FIX_AUTH, f"fix the credentials (the variables or secret the spec names) and run again; {discard}")
+    assert step(InternalError("oops")) == step(KeyError("x")) == (Remedy.BUG, "this is a bug in agent-etl; please report it with run r1")
+    busy = PipelineBusyError("pipeline p is already running as run r0", holder_run_id="r0")
+    assert step(busy) == (Remedy.WAIT, "wait for run r0 to finish (agent-etl runs show r0), then run again (agent-etl run p.yaml); run r1 never started, so there is nothing to resume")
+    assert step(busy, resumed=True) == (Remedy.WAIT, "wait for run r0 to finish (agent-etl runs show r0), then agent-etl resume r1")
+
+
+GOOD = """\
+name: busy
+sources:
+  people: {type: file, path: people.csv}
+destination: {type: duckdb, path: out.duckdb, table: people}
+"""
+
+
+def test_a_refused_run_says_to_wait_for_the_holder_and_cannot_be_resumed(tmp_path: Path) -> None:
+    (tmp_path / "people.csv").write_text("id\n1\n2\n")
+    (tmp_path / "p.yaml").write_text(GOOD)
+    store = RunStore(Settings().store_url)
+    store.durability.acquire("busy", "20260101T000000-holder")  # held by this live process
+    refused = agent_etl("run", "p.yaml", cwd=tmp_path)
+    assert refused.returncode == 1
+    [run] = store.list_runs()
+    refused_id = run["run_id"]
+    assert refused.stderr.splitlines()[-2:] == [
+        f"error: pipeline busy is already running as run 20260101T000000-holder (pid {os.getpid()} on {socket.gethostname()}) (two runs of one pipeline never load at once)",
+        f"see the decisions: agent-etl runs show {refused_id}; wait for run 20260101T000000-holder to finish (agent-etl runs show 20260101T000000-holder), "
+        f"then run again (agent-etl run {tmp_path}/p.yaml); run {refused_id} never started, so there is nothing to resume",
+    ]
+    as_json = json.loads(agent_etl("run", "--json", "p.yaml", cwd=tmp_path).stdout)
+    assert (as_json["ok"], as_json["status"], as_json["failure"]["remedy"], as_json["failure"]["holder_run_id"]) == (False, "failed", "wait", "20260101T000000-holder")
+
+    store.durability.release("busy", "20260101T000000-holder")  # the holder finished
+    resumed = agent_etl("resume", refused_id, cwd=tmp_path)
+    assert resumed.returncode == 1
+    assert resumed.stderr.splitlines() == [
+        f"error: run {refused_id} never started: it was refused because run 20260101T000000-holder held pipeline busy; there is nothing to resume "
+        f"(start a new run once that one has finished: agent-etl run {tmp_path}/p.yaml)"
+    ]
+    assert not (tmp_path / "out.duckdb").exists()  # resume loaded nothing
+    shown = agent_etl("runs", "show", refused_id, cwd=tmp_path)
+    assert "next step: wait for run 20260101T000000-holder to finish" in shown.stdout
+    assert json.loads(agent_etl("runs", "show", "--json", refused_id, cwd=tmp_path).stdout)["failure"]["remedy"] == "wait"
+
+
+def test_every_outcome_under_json_is_one_document_on_stdout(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: bad\nsources:\n  people: {type: file}\ndestination: {type: duckdb, path: out.duckdb, table: people}\n")
+    for command in ("run", "validate"):
+        result = agent_etl(command, "--json", "bad.yaml", cwd=tmp_path)
+        assert result.returncode == 2
+        document = json.loads(result.stdout)
+        assert document["problems"] == [{"file": "bad.yaml", "line": 3, "path": "sources.people.path", "message": "field required"}]
+    assert json.loads(agent_etl("run", "--json", "bad.yaml", cwd=tmp_path).stdout)["failure"]["remedy"] == "fix_config"
+
+    missing = agent_etl("run", "--json", "nowhere.yaml", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert json.loads(missing.stdout) == {
+        "ok": False,
+        "error": "spec file not found: nowhere.yaml",
+        "failure": {"remedy": "fix_config", "error_type": "ConfigurationError", "message": "spec file not found: nowhere.yaml", "where": None, "holder_run_id": None, "next_step": "check the path"},
+    }
+    validated = agent_etl("validate", "--json", "nowhere.yaml", cwd=tmp_path)
+    assert validated.returncode == 2
+    assert json.loads(validated.stdout) == {"valid": False, "problems": [{"file": "nowhere.yaml", "line": None, "path": "", "message": "spec file not found: nowhere.yaml (check the path)"}], "notes": []}
+    for args in (("resume", "--json", "nope"), ("runs", "show", "--json", "nope")):
+        result = agent_etl(*args, cwd=tmp_path)
+        assert result.returncode == 1
+        assert json.loads(result.stdout)["error"] == "no run 'nope' in the store"
+    usage = agent_etl("run", "--json", cwd=tmp_path)
+    assert usage.returncode == 2 and json.loads(usage.stdout)["error"] == "Missing argument 'spec'."
+
+    (tmp_path / "p.yaml").write_text(MISSING_FILE)
+    failed = agent_etl("run", "--json", "p.yaml", cwd=tmp_path)
+    assert failed.returncode == 1
+    document = json.loads(failed.stdout)
+    assert (document["ok"], document["status"], document["failure"]["remedy"], document["failure"]["error_type"], document["failure"]["where"]) == (
+        False, "failed", "fix_config", "SourceNotFoundError", "task customers[0]>customers",
+    )

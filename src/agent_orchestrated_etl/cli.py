@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.markup import escape
 
 from agent_orchestrated_etl.config import load_settings
-from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, Remedy, SpecError, SpecProblem, from_os_error
 from agent_orchestrated_etl.redaction import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
@@ -84,6 +84,10 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
                 result = execute(lambda state, event: follow(state, event, live))
     except KeyboardInterrupt:
         run_id = seen.get("run_id", "<run id>")
+        if as_json:
+            step = f"go on from the checkpoints: agent-etl resume {run_id}"
+            failure = {"remedy": "resume", "error_type": "Cancelled", "message": "cancelled", "where": None, "holder_run_id": None, "next_step": step}
+            print(json.dumps({"ok": False, "run_id": seen.get("run_id"), "status": "cancelled", "error": "cancelled", "failure": failure}))
         err.print(f"cancelled; destinations not yet committed are unchanged. Go on with: agent-etl resume {run_id}", soft_wrap=True)
         raise typer.Exit(130) from None
     if as_json:
@@ -97,15 +101,10 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
 
 
 def next_step(result: Any) -> str:
-    """What to do after a run that did not succeed: resume only helps when a task did not finish."""
-    refused = any(
-        (d.get("subject") == "quality" and d.get("choice", "").startswith("fail")) or d.get("choice", "").startswith("fail the commit")
-        for d in result.decisions
-    )
-    if refused:
-        # Resuming would commit the same staged rows (with the spec as it was), which were refused the same way.
-        return f"fix the data, the check or the target and run again; agent-etl runs discard {result.run_id} drops its staged output"
-    return f"go on from the checkpoints: agent-etl resume {result.run_id}"
+    """What to do after a run that did not succeed, from its typed failure (failures.py)."""
+    if result.failure is None:  # a partial run: the tasks that did not run are resumable
+        return f"go on from the checkpoints: agent-etl resume {result.run_id}"
+    return str(result.failure["next_step"])
 
 
 @app.command()
@@ -119,16 +118,22 @@ def validate(
     Transforms and checks are bound against each source's schema (its first batch),
     so a bad expression or column is reported here with its step, not mid-run.
     """
-    from agent_orchestrated_etl.spec import load_spec
+    from agent_orchestrated_etl.spec import load_spec, unset_variables
     from agent_orchestrated_etl.transform.validate import check_loaded, spec_problems
 
     notes: list[str] = []
     try:
-        loaded = load_spec(spec)
+        try:
+            loaded = load_spec(spec)
+        except SpecError:
+            raise
+        except ConfigurationError as exc:  # the spec file itself cannot be read
+            raise SpecError([SpecProblem(str(spec), None, "", str(exc))]) from None
         findings = check_loaded(loaded, offline=offline)
         notes = findings.notes
-        if findings.problems:
-            raise SpecError(spec_problems(loaded, findings))
+        problems = unset_variables(loaded) + spec_problems(loaded, findings)
+        if problems:
+            raise SpecError(sorted(problems, key=lambda p: p.line or 0))
     except SpecError as exc:
         if as_json:
             out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems], "notes": notes}))
@@ -410,17 +415,36 @@ def main() -> None:
     except AgentETLError as exc:
         if _state["debug"]:
             err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+        _json_error(exc.next_remedy, type(exc).__name__, exc.message, where=exc.where, next_step=exc.hint, problems=exc.problems if isinstance(exc, SpecError) else None)
         err.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, SpecError) else 1)
     except (typer.Abort, KeyboardInterrupt):
+        _json_error(Remedy.RESUME, "Cancelled", "aborted")
         err.print("aborted")
         sys.exit(130)
     except TyperException as exc:  # usage errors: a missing argument, an unknown command
+        _json_error(Remedy.FIX_CONFIG, type(exc).__name__, exc.format_message(), next_step="agent-etl --help lists the commands and options")  # type: ignore[attr-defined]
         exc.show()  # type: ignore[attr-defined]
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
+        if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # e.g. --html into a read-only folder
+            _json_error(mapped.next_remedy, type(mapped).__name__, mapped.message, next_step=mapped.hint)
+            err.print(f"[red]error:[/] {escape(redact(str(mapped)))}", highlight=False, soft_wrap=True)
+            sys.exit(1)
         if _state["debug"]:
             err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
             sys.exit(70)
+        _json_error(Remedy.BUG, type(exc).__name__, f"{type(exc).__name__}: {exc}", next_step="rerun with --debug for the traceback; please report it")
         err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback; please report it)")
         sys.exit(70)
+
+
+def _json_error(remedy: Remedy, error_type: str, message: str, *, where: str | None = None, next_step: str | None = None, problems: list[SpecProblem] | None = None) -> None:
+    """Under --json, every outcome is one JSON document on stdout, an error before any run included."""
+    if "--json" not in sys.argv[1:]:
+        return
+    failure = {"remedy": str(remedy), "error_type": error_type, "message": message, "where": where, "holder_run_id": None, "next_step": next_step}
+    document: dict[str, Any] = {"ok": False, "error": message, "failure": failure}
+    if problems is not None:
+        document["problems"] = [vars(p) for p in problems]
+    print(redact(json.dumps(document, default=str)), flush=True)

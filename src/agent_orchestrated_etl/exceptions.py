@@ -18,11 +18,27 @@ The orchestrator's recovery policy reads the branch, never the message::
     │   ├── SourceNotFoundError
     │   └── UnreachableError          nothing accepts a connection at the address, after the client's own tries
     └── InternalError                 a bug in agent-etl: fail, and report the run id
+
+``remedy`` is what the orchestrator does about a failed task; ``next_remedy`` is
+what the user does about a failed run (a ``Remedy``), carried in its result and record.
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Remedy(StrEnum):
+    """What a user does about a run that did not succeed; only RESUME is helped by `agent-etl resume`."""
+
+    RESUME = "resume"  # transient, cancelled or killed: go on from the checkpoints
+    FIX_DATA = "fix_data"  # bad rows or a failed quality gate: fix the data or the check, run again
+    FIX_CONFIG = "fix_config"  # the spec, a path, a table or the environment must change, run again
+    FIX_AUTH = "fix_auth"  # credentials were refused
+    WAIT = "wait"  # another run holds the pipeline; this one never started
+    BUG = "bug"  # a bug in agent-etl: report it
 
 
 class AgentETLError(Exception):
@@ -33,6 +49,7 @@ class AgentETLError(Exception):
     """
 
     remedy = "fail"
+    next_remedy = Remedy.FIX_CONFIG
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
@@ -52,6 +69,7 @@ class AgentETLError(Exception):
 
 class RetriableError(AgentETLError):
     remedy = "retry"
+    next_remedy = Remedy.RESUME
 
 
 class ConnectionFailedError(RetriableError):
@@ -78,6 +96,7 @@ class ResourceExhaustedError(RetriableError):
 
 class DataError(AgentETLError):
     remedy = "quarantine"
+    next_remedy = Remedy.FIX_DATA
 
 
 class ConfigurationError(AgentETLError):
@@ -128,7 +147,7 @@ class MissingDependencyError(ConfigurationError):
 
 
 class AuthError(ConfigurationError):
-    pass
+    next_remedy = Remedy.FIX_AUTH
 
 
 class FatalError(AgentETLError):
@@ -145,4 +164,29 @@ class UnreachableError(FatalError):
 
 
 class InternalError(AgentETLError):
-    pass
+    next_remedy = Remedy.BUG
+
+
+_ELSEWHERE = "or point `path:` elsewhere"
+# Local file system errors the user fixes (by errno); the rest stay unmapped.
+_OS_ERRORS = {
+    errno.EACCES: ("permission denied", f"give this user access to it, {_ELSEWHERE}"),
+    errno.EPERM: ("operation not permitted", f"give this user access to it, {_ELSEWHERE}"),
+    errno.EROFS: ("read-only file system", f"mount it writable, {_ELSEWHERE}"),
+    errno.ENOSPC: ("no space left on the device", f"free space there, {_ELSEWHERE}"),
+    errno.EDQUOT: ("disk quota exceeded", f"free space there, {_ELSEWHERE}"),
+    errno.ENOTDIR: ("a file stands where a folder is needed", "check `path:` in the spec"),
+    errno.EISDIR: ("a folder stands where a file is needed", "check `path:` in the spec"),
+    errno.EEXIST: ("something of another kind exists there already", "check `path:` in the spec"),
+    errno.ENAMETOOLONG: ("the path is too long", "check `path:` in the spec"),
+}
+
+
+def from_os_error(exc: OSError, where: str | None = None) -> AgentETLError | None:
+    """A local file system error (permissions, a read-only or full disk, ...) as a ConfigurationError naming the path."""
+    known = _OS_ERRORS.get(exc.errno) if exc.errno is not None else None
+    if known is None:
+        return None
+    what, hint = known
+    # pyarrow names the path only in its text; Python's own errors carry it in filename.
+    return ConfigurationError(f"{what}: {exc.filename}" if exc.filename else f"{what} ({exc})", where=where, hint=hint)

@@ -22,7 +22,7 @@ from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Destination, Partition, Position, Source
 from agent_orchestrated_etl.connectors.incremental import Tracker, Window
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
-from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError
+from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError, from_os_error
 from agent_orchestrated_etl.expansion import expand
 from agent_orchestrated_etl.plan import PlannedDecision, Task, destination_label
 from agent_orchestrated_etl.quality.checks import Check
@@ -166,6 +166,9 @@ def execute_task(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome
     except (MemoryError, pa.ArrowMemoryError) as exc:
         raise ResourceExhaustedError(f"out of memory: {exc}", where=f"task {task.id}", hint="lower AGENT_ETL_BATCH_ROWS or raise AGENT_ETL_MEMORY_LIMIT") from exc
     except Exception as exc:  # anything else is our bug; name the task so it can be reported
+        # A write or read no connector wrapped that the user fixes: permissions, a read-only or full disk.
+        if isinstance(exc, OSError) and (mapped := from_os_error(exc, where=f"task {task.id}")) is not None:
+            raise mapped from exc
         raise InternalError(f"{type(exc).__name__}: {exc}", where=f"task {task.id}", hint="this is a bug in agent-etl; please report it with the run id") from exc
     outcome.seconds = time.perf_counter() - started
     return outcome

@@ -25,11 +25,11 @@ from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
-from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.exceptions import ConfigurationError, Remedy
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.reconcile import SUPERSEDABLE, settle_dead_runs
 from agent_orchestrated_etl.reconcile import clean_workspace as _clean_workspace
-from agent_orchestrated_etl.spec import LoadedSpec, parse_spec, resolve_env
+from agent_orchestrated_etl.spec import LoadedSpec, check_variables, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RESUMABLE, RunStore
 from agent_orchestrated_etl.workflow import child_run_id, run_workflow
 
@@ -44,6 +44,8 @@ class RunResult:
     tasks: list[TaskState]
     decisions: list[dict[str, str]]
     commits: list[dict[str, Any]]
+    #: Why it did not succeed and the next step (failures.Failure as a dict); None when it succeeded.
+    failure: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,7 +74,9 @@ class RunResult:
             "run_id": self.run_id,
             "pipeline": self.pipeline,
             "status": self.status,
+            "ok": self.ok,
             "error": self.error,
+            "failure": self.failure,
             "seconds": round(self.seconds, 3),
             "rows_read": self.rows_read,
             "rows_written": self.rows_written,
@@ -129,6 +133,7 @@ class Runtime:
     async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None, resume: bool = False, parent_run_id: str | None = None) -> RunResult:
         started = time.perf_counter()
         run_id = run_id or new_run_id()
+        check_variables(loaded)
         if loaded.workflow is not None:
             return await run_workflow(self, loaded, run_id=run_id, resume=resume, listener=listener)
         # Resolved values live only in memory, for this run; the store keeps the raw spec's hash.
@@ -152,7 +157,7 @@ class Runtime:
         if status == "succeeded":
             _clean_workspace(run_dir)  # a failed run keeps it: resume reuses what was staged there
         state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, "failed")
-        return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits)
+        return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits, state.failure)
 
 
     async def resume(self, run_id: str, *, listener: Listener | None = None) -> RunResult:
@@ -212,6 +217,13 @@ class Runtime:
             )
         if record["status"] in ("succeeded", "discarded"):
             raise ConfigurationError(f"run {record['run_id']} is {record['status']}; there is nothing to go on with", hint=f"start a new one: agent-etl run {record['spec_file']}")
+        failure = record.get("failure") or {}
+        if failure.get("remedy") == Remedy.WAIT and not record["tasks"]:
+            holder = failure.get("holder_run_id")
+            raise ConfigurationError(
+                f"run {record['run_id']} never started: it was refused because {f'run {holder}' if holder else 'another run'} held pipeline {record['pipeline']}; there is nothing to resume",
+                hint=f"start a new run once that one has finished: agent-etl run {record['spec_file']}",
+            )
         if not record["spec_text"]:
             raise ConfigurationError(f"run {record['run_id']} has no stored spec", hint="start a new run")
         return parse_spec(record["spec_text"], file=record["spec_file"]), record["run_id"]

@@ -79,6 +79,8 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
     console.print(f"spec {escape(str(run['spec_file']))} (sha256 {str(run['spec_sha256'])[:12]})")
     if run["error"]:
         console.print(f"[red]error:[/] {escape(run['error'])}")
+    if run.get("failure"):
+        console.print(f"next step: {escape(run['failure']['next_step'])}", soft_wrap=True)
     tasks = Table(title="tasks", title_justify="left")
     for column in ("task", "kind", "status", "agent", "attempts", "read", "written", "quarantined", "error"):
         tasks.add_column(column)

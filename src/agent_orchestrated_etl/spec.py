@@ -334,6 +334,34 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
     return value
 
 
+def unset_variables(loaded: LoadedSpec) -> list[SpecProblem]:
+    """Every ``${env:NAME}`` of the spec whose variable is not set, with its line (as run would fail on it)."""
+    problems: list[SpecProblem] = []
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, f"{path}.{key.value}" if path else str(key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(node, yaml.ScalarNode) and isinstance(node.value, str):
+            for name in _ENV_REF.findall(node.value):
+                if name not in os.environ:
+                    problems.append(SpecProblem(loaded.file, node.start_mark.line + 1, path, f"environment variable {name} is not set (export {name}=... before the run)"))
+
+    root = yaml.compose(loaded.text, Loader=_Loader)
+    if root is not None:
+        walk(root, "")
+    return problems
+
+
+def check_variables(loaded: LoadedSpec) -> None:
+    """Fail before a run starts, with every unset variable's line, rather than mid-plan without one."""
+    if problems := unset_variables(loaded):
+        raise SpecError(problems)
+
+
 def json_schema() -> dict[str, Any]:
     schema = PipelineSpec.model_json_schema()
     schema["title"] = "agent-etl pipeline"

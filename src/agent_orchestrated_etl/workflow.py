@@ -12,6 +12,8 @@ import time
 from typing import TYPE_CHECKING
 
 from agent_orchestrated_etl.agents.messages import RunFinished
+from agent_orchestrated_etl.exceptions import Remedy
+from agent_orchestrated_etl.failures import Failure, make_failure
 from agent_orchestrated_etl.monitoring.live import TaskState
 
 if TYPE_CHECKING:
@@ -65,18 +67,32 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
                 status[name] = result.status
     except asyncio.CancelledError:
         final, error = "cancelled", "cancelled"
+        failure: Failure | None = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=loaded.file)
         raise
     else:
         failed = {n: s for n, s in status.items() if s != "succeeded"}
         final = "succeeded" if not failed else "failed"
         error = "; ".join(f"{n}: {results[n].error if n in results else s}" for n, s in failed.items()) or None
+        failure = _failure(results, failed, run_id=run_id, spec_file=loaded.file)
     finally:
-        orchestrator.publish(RunFinished(sender=orchestrator.name, run_id=run_id, status=final, error=error))
+        orchestrator.publish(RunFinished(sender=orchestrator.name, run_id=run_id, status=final, error=error, failure=failure))
         await recording.finish()
     tasks = [TaskState(f"{n}/{t.id}", t.kind, **{k: v for k, v in vars(t).items() if k not in ("id", "kind")}) for n, r in results.items() for t in r.tasks]
     decisions = [d for r in results.values() for d in r.decisions]
     commits = [{**c, "destination": f"{n}/{c['destination']}"} for n, r in results.items() for c in r.commits]
-    return RunResult(run_id, workflow.workflow, final, error, time.perf_counter() - started, tasks, decisions, commits)
+    return RunResult(run_id, workflow.workflow, final, error, time.perf_counter() - started, tasks, decisions, commits, failure.model_dump(mode="json") if failure else None)
+
+
+def _failure(results: dict[str, RunResult], failed: dict[str, str], *, run_id: str, spec_file: str) -> Failure | None:
+    """The workflow's failure: the first pipeline's that resuming cannot fix, else resume the workflow."""
+    if not failed:
+        return None
+    own = [(n, results[n].failure) for n in failed if n in results and results[n].failure]
+    for name, child in own:
+        if child["remedy"] != Remedy.RESUME:
+            where = f"pipeline {name}: {child['where']}" if child["where"] else f"pipeline {name}"
+            return make_failure(Remedy(child["remedy"]), child["error_type"], child["message"], run_id=run_id, spec_file=spec_file, where=where, holder_run_id=child["holder_run_id"])
+    return make_failure(Remedy.RESUME, own[0][1]["error_type"] if own else "Failed", own[0][1]["message"] if own else "a pipeline did not succeed", run_id=run_id, spec_file=spec_file)
 
 
 async def _run_child(runtime: Runtime, loaded: LoadedSpec, run_id: str, name: str, *, resume: bool, listener: Listener | None) -> RunResult:

@@ -19,7 +19,7 @@ from agent_orchestrated_etl.agents.messages import (
     TaskStarted,
 )
 from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
-from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
+from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, Remedy
 from agent_orchestrated_etl.execution import Cancelled, RunContext
 
 PROGRESS_EVERY_SECONDS = 0.25
@@ -83,7 +83,7 @@ class ETLAgent(Agent):
     def _failure(self, run_id: str, task_id: str, attempt: int, exc: BaseException) -> TaskFailed:
         error: Any = exc
         if isinstance(exc, Cancelled):
-            return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type="Cancelled", remedy="cancelled", message="cancelled")
+            return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type="Cancelled", remedy="cancelled", message="cancelled", next_remedy=Remedy.RESUME)
         if not isinstance(exc, AgentETLError):
             error = InternalError(f"{type(exc).__name__}: {exc}", where=f"task {task_id}")
-        return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type=type(error).__name__, remedy=error.remedy, message=str(error))
+        return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type=type(error).__name__, remedy=error.remedy, message=str(error), next_remedy=error.next_remedy)

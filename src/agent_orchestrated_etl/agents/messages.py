@@ -12,6 +12,9 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent_orchestrated_etl.exceptions import Remedy
+from agent_orchestrated_etl.failures import Failure
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -47,6 +50,8 @@ class RunFinished(RunEvent):
     kind: Literal["run_finished"] = "run_finished"
     status: Literal["succeeded", "partial", "failed", "cancelled"]
     error: str | None = None
+    #: Why it did not succeed and what to do next; None when it succeeded.
+    failure: Failure | None = None
 
 
 class TaskStarted(RunEvent):
@@ -86,6 +91,8 @@ class TaskFailed(RunEvent):
     error_type: str
     remedy: str
     message: str
+    #: What the user does if this failure ends the run (exceptions.Remedy).
+    next_remedy: Remedy = Remedy.BUG
 
 
 class Decision(RunEvent):

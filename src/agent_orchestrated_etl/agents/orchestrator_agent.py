@@ -33,7 +33,8 @@ from agent_orchestrated_etl.agents.messages import (
     TaskFinished,
 )
 from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
-from agent_orchestrated_etl.exceptions import AgentETLError
+from agent_orchestrated_etl.exceptions import AgentETLError, Remedy, from_os_error
+from agent_orchestrated_etl.failures import Failure, failure_of, make_failure
 from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
@@ -87,6 +88,8 @@ class Schedule:
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> its check results
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> its row counts
     failure: str | None = None
+    #: The task failure that ended the run (or made it partial), with its remedy.
+    failed: TaskFailed | None = None
 
     def ready(self, task: Task, now: float) -> bool:
         return set(task.depends_on) <= self.done and self.not_before.get(task.id, 0) <= now
@@ -138,6 +141,7 @@ class OrchestratorAgent(Agent):
         recording = self.recording(run_id)
         durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
         status, error = "failed", None
+        failure: Failure | None = None
         try:
             if not resume:
                 taken_from, locked = durability.acquire(pipeline, run_id), True
@@ -162,18 +166,28 @@ class OrchestratorAgent(Agent):
                 self._reuse_checkpoints(ctx, schedule)
             await self._run_tasks(ctx, schedule)
             status, error = await self._finish(ctx, schedule)
+            failure = _schedule_failure(schedule, status, error, run_id=run_id, spec_file=spec_file)
         except AgentETLError as exc:
             error = str(exc)
+            failure = failure_of(exc, run_id=run_id, spec_file=spec_file, resumed=resume)
         except asyncio.CancelledError:
             status, error = "cancelled", "cancelled"
+            failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
             raise
         except Exception as exc:  # a bug, or a driver error nobody mapped: fail the run, keep its record
-            log.exception("run %s failed unexpectedly", run_id)
-            error = f"internal error: {type(exc).__name__}: {exc} (a bug in agent-etl; please report it with run {run_id})"
+            if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # a commit's permissions, a full disk
+                error, failure = str(mapped), failure_of(mapped, run_id=run_id, spec_file=spec_file)
+            else:
+                log.exception("run %s failed unexpectedly", run_id)
+                error = f"internal error: {type(exc).__name__}: {exc} (a bug in agent-etl; please report it with run {run_id})"
+                failure = failure_of(exc, run_id=run_id, spec_file=spec_file)
         finally:
             if status != "succeeded" and locked:
-                self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
-            self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error))  # type: ignore[arg-type]
+                if failure is None or failure.remedy is Remedy.RESUME:
+                    self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
+                else:
+                    self.decide(run_id, "staged output", "keep it until it is discarded", f"resuming would meet the same {failure.error_type}; `agent-etl runs discard {run_id}` drops it")
+            self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error, failure=failure))  # type: ignore[arg-type]
             await recording.finish()
             if locked:
                 durability.release(pipeline, run_id)
@@ -301,7 +315,7 @@ class OrchestratorAgent(Agent):
             # A task we stopped for its deadline failed as "cancelled"; a timeout is transient.
             schedule.timed_out.discard(task_id)
             ctx.uncancel_task(task_id)
-            failure = failure.model_copy(update={"error_type": "TaskTimeout", "remedy": "retry", "message": f"task {task_id} timed out"})
+            failure = failure.model_copy(update={"error_type": "TaskTimeout", "remedy": "retry", "message": f"task {task_id} timed out", "next_remedy": Remedy.RESUME})
         if schedule.failure is not None or (failure.remedy == "cancelled" and ctx.cancelled.is_set()):
             schedule.failure = schedule.failure or "cancelled"
             return
@@ -326,10 +340,11 @@ class OrchestratorAgent(Agent):
             ctx.tasks[task_id] = replace(task, set_aside=failure.message)
             schedule.waiting.insert(0, task_id)
         elif recovery.action == "skip":
+            schedule.failed = schedule.failed or failure
             self._skip_dependents(ctx, schedule, task, failure.message)
         else:
             # No new task starts; running ones finish and are checkpointed, so resume needs less.
-            schedule.failure = failure.message
+            schedule.failure, schedule.failed = failure.message, failure
 
     async def _split(self, ctx: RunContext, schedule: Schedule, task: Task, halves: list[Partition]) -> None:
         """Replace a task by one task per half of its partition, in the plan, the schedule and the store."""
@@ -495,6 +510,21 @@ _POLICY_REASONS = {
     "evolve": "the data brought columns or wider types the target lacked; `schema: evolve` adds and widens them",
     "discard": "the data brought columns the target lacks; `schema: discard` leaves them out and widens types that grew",
 }
+
+
+def _schedule_failure(schedule: Schedule, status: str, error: str | None, *, run_id: str, spec_file: str) -> Failure | None:
+    """The failure of a run whose tasks all ran (or stopped): a task's, the quality gate's, or none."""
+    if status == "succeeded":
+        return None
+    if schedule.failure == "cancelled":
+        return make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
+    failed = schedule.failed
+    if failed is not None:
+        return make_failure(failed.next_remedy, failed.error_type, failed.message, run_id=run_id, spec_file=spec_file, where=f"task {failed.task_id}")
+    if schedule.failure is not None:  # no agent can run a task: the runtime lacks it
+        return make_failure(Remedy.BUG, "NoAgent", schedule.failure, run_id=run_id, spec_file=spec_file)
+    # Resuming would commit the same staged rows, which the checks refused the same way.
+    return make_failure(Remedy.FIX_DATA, "QualityGateFailed", error or "quality checks failed", run_id=run_id, spec_file=spec_file, where="quality")
 
 
 def _split_depth(task: Task) -> int | None:

@@ -536,7 +536,10 @@ def _open(path: Path, memory_limit_bytes: int) -> Any:
         try:
             conn = duckdb.connect(str(path), config={"memory_limit": f"{limit_mb}MB"})
         except duckdb.IOException as exc:
-            raise ConfigurationError(str(exc).splitlines()[0], where=f"duckdb {path}", hint="another process holds the file; close it") from exc
+            first = str(exc).splitlines()[0]
+            # DuckDB says "Conflicting lock" when another process holds the file; the rest is the file system's.
+            hint = "another process holds the file; close it" if "lock" in first.lower() else f"give this user access to {path.parent} (and write access to the file), or point `path:` elsewhere"
+            raise ConfigurationError(first, where=f"duckdb {path}", hint=hint) from exc
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_LOADS} (run_id VARCHAR, table_name VARCHAR, rows BIGINT,"
             " quarantined_rows BIGINT, committed_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (run_id, table_name))"

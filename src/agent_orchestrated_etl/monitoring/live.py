@@ -61,6 +61,8 @@ class RunState:
     decisions: list[dict[str, str]] = field(default_factory=list)
     commits: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    #: Why the run did not succeed and the next step (failures.Failure as a dict).
+    failure: dict[str, Any] | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -84,11 +86,13 @@ class RunState:
         if kind == "run_started":
             # A resumed run starts again under its own id: it is running, with a fresh plan.
             self.pipeline, self.started_at, self.status, self.error, self.finished_at = data.pipeline, event.at, "running", None, None
+            self.failure = None
             self.commits = []
             for task in data.tasks:
                 self.tasks[task["id"]] = TaskState(task["id"], task["kind"], depends_on=list(task.get("depends_on", [])))
         elif kind == "run_finished":
             self.status, self.error, self.finished_at = data.status, data.error, event.at
+            self.failure = data.failure.model_dump(mode="json") if data.failure else None
             self.started_at = self.started_at or event.at
         elif kind == "decision":
             self.decisions.append({"by": event.sender, "at": event.at.isoformat(), "subject": data.subject, "choice": data.choice, "reason": data.reason})
@@ -125,6 +129,7 @@ class RunState:
             "pipeline": self.pipeline,
             "status": self.status,
             "error": self.error,
+            "failure": self.failure,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "seconds": round(self.seconds(now), 3),

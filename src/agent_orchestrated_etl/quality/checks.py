@@ -16,6 +16,7 @@ rows allowed to fail.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -116,7 +117,25 @@ class RangeOptions(BaseModel):
     def _a_bound(self) -> RangeOptions:
         if self.min is None and self.max is None:
             raise ValueError("give min, max or both")
+        for name, bound in (("min", self.min), ("max", self.max)):
+            if isinstance(bound, str) and not _comparable(bound):
+                # Caught here, with its line, not as a conversion error mid-run.
+                raise ValueError(f"{name}: {bound!r} is not a number, a date or a timestamp (in_range compares those; for text use accepted_values or regex)")
         return self
+
+
+def _comparable(text: str) -> bool:
+    """A bound written as a string: a number, or an ISO date or timestamp (2024-01-31, 2024-01-31 12:00:00)."""
+    try:
+        float(text)
+        return True
+    except ValueError:
+        pass
+    try:
+        datetime.fromisoformat(text.strip())
+        return True
+    except ValueError:
+        return False
 
 
 class InRangeCheck(_Check):

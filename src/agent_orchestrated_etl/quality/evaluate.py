@@ -21,8 +21,10 @@ import pyarrow.compute as pc
 from agent_orchestrated_etl.connectors.base import QUARANTINE_SCHEMA, Position
 from agent_orchestrated_etl.exceptions import StepError
 from agent_orchestrated_etl.quality.checks import (
+    AcceptedValuesCheck,
     Check,
     FreshnessCheck,
+    InRangeCheck,
     ReferentialCheck,
     RowCountCheck,
     SchemaCheck,
@@ -35,6 +37,7 @@ from agent_orchestrated_etl.transform.compile import Binder, Relation, duckdb_me
 from agent_orchestrated_etl.transform.sql import FLAG_PREFIX, ROW, ident, is_hidden
 
 _UNIQUE_ROW = "__agent_etl_unique_row"
+_ONE_ROW = "__agent_etl_one_row"
 
 
 def flag(binder: Binder, rel: Relation, checks: list[tuple[int, Check]], resolve: Callable[[str], Relation]) -> Relation:
@@ -94,6 +97,14 @@ def _bind_row_check(binder: Binder, rel: Relation, index: int, check: Check) -> 
         binder.bind(f"SELECT ({check.failed_sql()}) AS f FROM {rel.subquery()}")
     except duckdb.Error as exc:
         raise _error(index, check, duckdb_message(exc)) from None
+    if isinstance(check, (InRangeCheck, AcceptedValuesCheck)):
+        # Binding leaves a value's cast to the column's type to the first row; one row of NULLs
+        # makes DuckDB cast it now, so `min: zero` on a number fails here, not mid-run.
+        try:
+            binder.evaluate(f"SELECT ({check.failed_sql()}) AS f FROM (SELECT 1 AS {ident(_ONE_ROW)}) LEFT JOIN {rel.subquery()} ON false")
+        except duckdb.Error as exc:
+            column = check.columns[0]
+            raise _error(index, check, f"a value does not fit column {column} ({rel.schema.field(column).type}): {duckdb_message(exc)}", hint="give values of the column's type") from None
 
 
 def bind_dataset_checks(binder: Binder, rel: Relation, checks: list[tuple[int, Check]]) -> None:
@@ -107,8 +118,8 @@ def bind_dataset_checks(binder: Binder, rel: Relation, checks: list[tuple[int, C
                 raise _error(index, check, f"{column} is {kind}; freshness needs a timestamp or a date")
 
 
-def _error(index: int, check: Check, message: str) -> StepError:
-    return StepError(message, path=("quality", index), where=f"check {check.label}", hint="fix the check or the column name")
+def _error(index: int, check: Check, message: str, hint: str = "fix the check or the column name") -> StepError:
+    return StepError(message, path=("quality", index), where=f"check {check.label}", hint=hint)
 
 
 class CheckRun:

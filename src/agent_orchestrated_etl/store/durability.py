@@ -19,12 +19,18 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.exceptions import FatalError
+from agent_orchestrated_etl.exceptions import FatalError, Remedy
 from agent_orchestrated_etl.store import schema
 
 
 class PipelineBusyError(FatalError):
-    """Another live run holds the pipeline."""
+    """Another live run holds the pipeline (``holder_run_id``, when known)."""
+
+    next_remedy = Remedy.WAIT
+
+    def __init__(self, message: str, *, holder_run_id: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.holder_run_id = holder_run_id
 
 
 class Durability:
@@ -62,11 +68,13 @@ class Durability:
             if holder["run_id"] == run_id:
                 raise PipelineBusyError(
                     f"run {run_id} is still running (pid {holder['pid']} on {holder['host']})",
+                    holder_run_id=str(holder["run_id"]),
                     hint="wait for it to finish, or cancel it; a resume goes on only from a run whose process is gone",
                 )
             raise PipelineBusyError(
                 f"pipeline {pipeline} is already running as run {holder['run_id']} (pid {holder['pid']} on {holder['host']})",
-                hint="wait for it to finish; two runs of one pipeline never load at once",
+                holder_run_id=str(holder["run_id"]),
+                hint="two runs of one pipeline never load at once",
             )
         # One compare-and-set: of the processes that saw the same dead holder, exactly one
         # replaces it. A read-then-write would let two take it over (SQLite has no row locks).

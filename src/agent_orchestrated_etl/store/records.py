@@ -160,7 +160,11 @@ class RunStore:
             full_id = run["run_id"]
             task_rows = conn.execute(tasks.select().where(tasks.c.run_id == full_id).order_by(tasks.c.task_id)).mappings().all()
             event_rows = conn.execute(events.select().where(events.c.run_id == full_id).order_by(events.c.id)).mappings().all()
-        return {**dict(run), "tasks": [dict(t) for t in task_rows], "events": [dict(e["payload"]) for e in event_rows]}
+        history = [dict(e["payload"]) for e in event_rows]
+        # The failure (remedy, next step) travels in the run's last RunFinished; a running run has none yet.
+        finished = [e for e in history if e["kind"] == "run_finished"]
+        failure = finished[-1].get("failure") if finished and run["status"] not in ("running", "succeeded") else None
+        return {**dict(run), "failure": failure, "tasks": [dict(t) for t in task_rows], "events": history}
 
     def close(self) -> None:
         self.engine.dispose()

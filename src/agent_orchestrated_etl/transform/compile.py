@@ -88,6 +88,12 @@ class Binder:
             raise duckdb.ParserException("an expression must not end the query")
         return self._conn.execute(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema
 
+    def evaluate(self, sql: str) -> None:
+        """Run ``sql`` (a SELECT over the stand-ins, a row at most) for the errors only execution raises."""
+        if self.statement_type(sql) != "SELECT":
+            raise duckdb.ParserException("an expression must not end the query")
+        self._conn.execute(sql).fetchall()
+
     def close(self) -> None:
         self._conn.close()
 

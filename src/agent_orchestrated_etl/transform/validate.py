@@ -19,7 +19,7 @@ import pyarrow as pa
 import yaml
 
 from agent_orchestrated_etl.connectors.base import Source
-from agent_orchestrated_etl.exceptions import AgentETLError, SpecProblem, StepError
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, FatalError, SpecProblem, StepError
 from agent_orchestrated_etl.quality.evaluate import bind_dataset_checks, flag
 from agent_orchestrated_etl.transform import steps as s
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql
@@ -70,7 +70,7 @@ def _check_one(pipeline: Any, file: str, *, offline: bool) -> Findings:
         path: tuple[str | int, ...] = ("sources", name) if name else ()
         return Findings(problems=[StepError(exc.message, path=path, where=exc.where or "", hint=exc.hint)])
     sources = {name: source_class(src.type)(name, src, batch_rows=1024) for name, src in spec.sources.items()}
-    return check_pipeline(spec, sources)
+    return check_pipeline(spec, sources, unreadable_is_problem=True)
 
 
 def preflight(spec: Any, sources: dict[str, Source]) -> None:
@@ -110,14 +110,18 @@ def source_schema(source: Source) -> pa.Schema | None:
     return None
 
 
-def check_pipeline(spec: Any, sources: dict[str, Source]) -> Findings:
-    """Bind every transform and check of ``spec`` (a resolved PipelineSpec) over its sources' schemas."""
+def check_pipeline(spec: Any, sources: dict[str, Source], *, unreadable_is_problem: bool = False) -> Findings:
+    """Bind every transform and check of ``spec`` (a resolved PipelineSpec) over its sources' schemas.
+
+    ``unreadable_is_problem``: a source missing or refusing us is a problem (validate); a run's
+    preflight leaves it to the source's task, which fails with its own record and recovery.
+    """
     findings = Findings()
     binder = Binder()
     relations: dict[str, Relation | None] = {}
     try:
         for name, source in sources.items():
-            relations[name] = _source_relation(binder, name, source, findings)
+            relations[name] = _source_relation(binder, name, source, findings, unreadable_is_problem)
         for index, transform in enumerate(spec.transforms):
             relations[transform.name] = _transform(binder, index, transform, relations, findings)
         finals = {d.input for d in spec.all_destinations}
@@ -138,10 +142,16 @@ def check_pipeline(spec: Any, sources: dict[str, Source]) -> Findings:
     return findings
 
 
-def _source_relation(binder: Binder, name: str, source: Source, findings: Findings) -> Relation | None:
+def _source_relation(binder: Binder, name: str, source: Source, findings: Findings, unreadable_is_problem: bool) -> Relation | None:
     try:
         schema = source_schema(source)
-    except AgentETLError as exc:
+    except (ConfigurationError, FatalError) as exc:  # a missing file or table, a refused login: run fails on it too
+        if not unreadable_is_problem:
+            findings.notes.append(f"source {name} could not be read ({exc}); its transforms were checked for syntax only")
+            return None
+        findings.problems.append(StepError(exc.message, path=_source_key(source, name), where=exc.where or f"source {name}", hint=exc.hint))
+        return None
+    except AgentETLError as exc:  # a server down may be up by the run
         findings.notes.append(f"source {name} could not be read ({exc}); its transforms were checked for syntax only")
         return None
     if schema is None:
@@ -151,6 +161,14 @@ def _source_relation(binder: Binder, name: str, source: Source, findings: Findin
     schema = schema.append(pa.field(ROW, pa.int64()))
     binder.stand_in(table, schema)
     return Relation(f"SELECT * FROM {ident(table)}", schema, unique_rows=True)
+
+
+def _source_key(source: Source, name: str) -> tuple[str | int, ...]:
+    """The YAML key a source's read error points at: where its file or table is named, if it has one."""
+    for key in ("table", "path", "url"):
+        if getattr(source.spec, key, None) is not None:
+            return ("sources", name, key)
+    return ("sources", name)
 
 
 def _known(relations: dict[str, Relation | None], name: str) -> Relation:

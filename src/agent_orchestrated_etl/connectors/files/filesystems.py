@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, SourceNotFoundError
+from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, SourceNotFoundError, from_os_error
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 
@@ -164,6 +164,8 @@ class _UpToTheBreak:
 
 
 def os_error(exc: OSError, where: str) -> Exception:
+    if (local := from_os_error(exc, where)) is not None:
+        return local
     text = str(exc)
     if "ACCESS_DENIED" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
         return AuthError(f"S3 refused the credentials: {text}", where=where, hint="check s3.access_key_id/secret_access_key or AWS_* variables")
