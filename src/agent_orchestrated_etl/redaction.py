@@ -96,7 +96,8 @@ def redact_data(value: Any) -> Any:
     if _pattern is None:
         return value
     if isinstance(value, str):
-        return redact(value)
+        masked = redact(value)
+        return value if masked == value else masked  # an enum member (a StrEnum) stays one
     if isinstance(value, dict):
         items = {k: redact_data(v) for k, v in value.items()}
         return value if all(items[k] is value[k] for k in value) else items

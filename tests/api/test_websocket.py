@@ -54,7 +54,7 @@ def test_a_subscriber_sees_the_run_live_and_every_task_end(client: TestClient, d
     assert finished == {f"people[{i}]>people" for i in range(4)}
     assert kinds[0] == "run_started" and kinds.count("destination_committed") == 1
     # A newcomer gets the finished run in its hello, and the backlog.
-    with client.websocket_connect(f"/ws?run={run_id}", headers=AUTH) as socket:
+    with client.websocket_connect(f"/ws?run={run_id}", headers=dict(AUTH)) as socket:  # a copy: the test client adds its handshake headers to the dict it is given
         hello = json.loads(socket.receive_text())
     (run,) = hello["runs"]
     assert (run["run_id"], run["status"], run["rows_written"], run["rows_quarantined"]) == (run_id, "succeeded", 360, 40)

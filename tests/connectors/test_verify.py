@@ -355,7 +355,7 @@ def test_the_api_shows_the_verify_result_with_the_run(tmp_path: Path) -> None:
 
     (tmp_path / "people.csv").write_text("id,name\n" + "".join(f"{i},p{i}\n" for i in range(1, 51)))
     spec = "name: people\nsources:\n  people: {type: file, path: people.csv}\ndestination: {type: duckdb, path: out.duckdb, table: people, write: replace, primary_key: [id], verify: true}\n"
-    options = ServeOptions(settings=Settings(), token=TOKEN, base_dir=tmp_path, max_body_bytes=64 * 1024, dedup_seconds=600)
+    options = ServeOptions(settings=Settings(), token=TOKEN, base_dir=tmp_path, max_body_bytes=64 * 1024, dedup_seconds=600, public_read=True)
     with TestClient(create_app(options), raise_server_exceptions=False) as client:
         assert client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH).status_code == 201
         run = wait_for_run(client, client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"])
