@@ -257,7 +257,7 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
     """List recent runs."""
     if ctx.invoked_subcommand:
         return
-    from agent_orchestrated_etl.reconcile import settle_dead_runs
+    from agent_orchestrated_etl.settlement import settle_dead_runs
     from agent_orchestrated_etl.reports import runs_table
     from agent_orchestrated_etl.store.records import RunStore
 

@@ -27,8 +27,8 @@ from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError, Remedy
 from agent_orchestrated_etl.quality.verdicts import report
-from agent_orchestrated_etl.reconcile import SUPERSEDABLE, settle_dead_runs
-from agent_orchestrated_etl.reconcile import clean_workspace as _clean_workspace
+from agent_orchestrated_etl.settlement import SUPERSEDABLE, settle_dead_runs
+from agent_orchestrated_etl.settlement import clean_workspace as _clean_workspace
 from agent_orchestrated_etl.spec import LoadedSpec, check_variables, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RESUMABLE, RunStore
 from agent_orchestrated_etl.workflow import child_run_id, run_workflow

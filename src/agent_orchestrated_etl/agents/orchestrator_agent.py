@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent_orchestrated_etl import reconcile
+from agent_orchestrated_etl import settlement
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.empty_loads import LoadCounts, judge_empty_load
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
@@ -149,9 +149,9 @@ class OrchestratorAgent(Agent):
                 self.decide(run_id, f"pipeline {pipeline}", "take over its lock", f"run {taken_from} held it, but its process is gone")
             decide = functools.partial(self.decide, run_id)
             if taken_from is not None and taken_from != run_id:
-                reconcile.settle(self.store, ctx.settings, taken_from, decide)  # first: a dead run that committed is not superseded
+                settlement.settle(self.store, ctx.settings, taken_from, decide)  # first: a dead run that committed is not superseded
             if not resume:
-                reconcile.supersede(self.store, ctx.settings, pipeline, run_id, decide)
+                settlement.supersede(self.store, ctx.settings, pipeline, run_id, decide)
             first = self._first_plan(ctx) if resume else None
             plan = first or self._plan(ctx)
             ctx.tasks = {t.id: t for t in plan.tasks}
