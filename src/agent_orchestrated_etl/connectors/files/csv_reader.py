@@ -45,13 +45,16 @@ _MALFORMED = "malformed CSV line: wrong number of fields or an unclosed quote"
 
 class CSVReader(FileReader):
     def read(self) -> Iterator[pa.RecordBatch]:
-        sample = b""
+        sample, broken = b"", None
         with self._open(to_the_break=True) as stream:
             try:
                 while len(sample) < SAMPLE_BYTES and (piece := stream.read1(SAMPLE_BYTES - len(sample))):
                     sample += piece
-            except (OSError, EOFError, zlib.error):
-                pass  # a file that breaks off this early: the careful path below says where
+            except (OSError, EOFError, zlib.error) as exc:
+                broken = exc  # a file that breaks off this early: the careful path below says where
+        if not sample and broken is not None:
+            # Not one byte came out (a .gz that is not gzip): the file is unreadable, not empty.
+            raise DataError(f"cannot read the file: {broken}", where=self.shown, hint="check that it is complete and that its name says its compression (or set `compression:`)")
         if not sample.strip():
             self.rejected.append(({"file": self.shown}, "empty file: no header and no rows", Position(origin=self.shown)))
             return
