@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -86,6 +86,21 @@ class Window:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Window:
         return cls(data["cursor"], decode(data["start"]), frozenset(data["exclude"]), decode(data["end"]), tuple(data["key"]), data.get("previous"), data.get("strict", False))
+
+
+def window_predicates(window: Window, quote: Callable[[str], str], literal: Callable[[Any], str]) -> list[str]:
+    """SQL predicates for the rows of one window: ``cursor >= start`` (``>`` when strict) and ``<= end``.
+
+    The first run (no start) also takes the rows whose cursor is NULL; later runs cannot place them.
+    """
+    column = quote(window.cursor)
+    found = []
+    if window.start is not None:
+        found.append(f"{column} {'>' if window.strict else '>='} {literal(window.start)}")
+    if window.end is not None:
+        bound = f"{column} <= {literal(window.end)}"
+        found.append(bound if window.start is not None else f"({bound} OR {column} IS NULL)")
+    return found
 
 
 def window(spec: IncrementalSpec, state: dict[str, Any] | None, *, where: str) -> Window:

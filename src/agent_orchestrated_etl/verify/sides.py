@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from agent_orchestrated_etl.connectors.incremental import Window
+from agent_orchestrated_etl.connectors.incremental import window_predicates as sql_window
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
 from agent_orchestrated_etl.verify.fingerprint import Dialect
 
@@ -206,14 +207,7 @@ def window_predicates(window: Window, quote: Callable[[str], str], dialect: Dial
     The rows the window excluded at its start (loaded by the run before) are
     compared too: both sides hold them, unchanged if nothing changed them.
     """
-    column = quote(window.cursor)
-    found = []
-    if window.start is not None:
-        found.append(f"{column} {'>' if window.strict else '>='} {_literal(window.start, dialect)}")
-    if window.end is not None:
-        bound = f"{column} <= {_literal(window.end, dialect)}"
-        found.append(bound if window.start is not None else f"({bound} OR {column} IS NULL)")
-    return found
+    return sql_window(window, quote, lambda value: _literal(value, dialect))
 
 
 def _literal(value: Any, dialect: Dialect) -> str:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from agent_orchestrated_etl.connectors.base import Partition, Position, Source, SourceCapabilities
-from agent_orchestrated_etl.connectors.incremental import Window, decode, encode
+from agent_orchestrated_etl.connectors.incremental import Window, decode, encode, window_predicates
 from agent_orchestrated_etl.connectors.sql.common import connection_error, engine, quote_table, redact
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError
 
@@ -78,17 +78,7 @@ class SQLSource(Source):
         return f"SELECT {self.columns()} FROM {relation or self.relation()}{where}"
 
     def _window_predicates(self, window: Window | None) -> list[str]:
-        if window is None:
-            return []
-        column = self.quote(window.cursor)
-        found = []
-        if window.start is not None:
-            found.append(f"{column} {'>' if window.strict else '>='} {self.literal(window.start)}")
-        if window.end is not None:
-            # The first run (no start) also takes the rows whose cursor is NULL; later runs cannot place them.
-            bound = f"{column} <= {self.literal(window.end)}"
-            found.append(bound if window.start is not None else f"({bound} OR {column} IS NULL)")
-        return found
+        return [] if window is None else window_predicates(window, self.quote, self.literal)
 
     def raw(self, sql: str) -> str:
         """SQL for ``exec_driver_sql`` without parameters: "format" drivers would read a % in a query as a placeholder."""
