@@ -7,8 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,26 +21,9 @@ from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import load_spec
 from agent_orchestrated_etl.store import migrate, schema
 from agent_orchestrated_etl.store.records import RunStore, _with_driver
+from tests.stores import store_url  # noqa: F401 - a fixture: the default SQLite file, or PostgreSQL in a fresh schema
 
 HEAD = migrate.HEAD
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The store the test's runs use: the default SQLite file, or DATABASE_URL on a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield Settings().store_url
-        return
-    server: str = request.getfixturevalue("postgres_url")
-    name = f"aetl_store_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(_with_driver(server), poolclass=sa.pool.NullPool)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-    url = f"{server}?options=-csearch_path%3D{name}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    yield url
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
 
 
 def engine(url: str) -> sa.Engine:
