@@ -91,8 +91,9 @@ def test_usage_errors_say_what_is_missing_without_a_traceback(tmp_path: Path) ->
 
 
 def test_the_next_step_follows_the_errors_branch_not_its_text() -> None:
-    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, DataError, InternalError, Remedy, SourceNotFoundError, StepError
-    from agent_orchestrated_etl.failures import failure_of
+    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, DataError, InternalError, SourceNotFoundError, StepError
+    from agent_orchestrated_etl.model.vocabulary import Remedy
+    from agent_orchestrated_etl.model.failure import failure_of
     from agent_orchestrated_etl.store.durability import PipelineBusyError
 
     def step(error: BaseException, resumed: bool = False) -> tuple[Remedy, str]:

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.agents.messages import RunFinished
+from agent_orchestrated_etl.model.messages import RunFinished
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import load_spec

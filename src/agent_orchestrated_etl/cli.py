@@ -22,7 +22,8 @@ from rich.live import Live
 from rich.markup import escape
 
 from agent_orchestrated_etl.config import load_settings
-from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, Remedy, SpecError, SpecProblem, from_os_error
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem, from_os_error
+from agent_orchestrated_etl.model.vocabulary import Remedy
 from agent_orchestrated_etl.redaction import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")

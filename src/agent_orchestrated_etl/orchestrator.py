@@ -17,7 +17,7 @@ from typing import Any
 
 from agent_orchestrated_etl.agents.etl_agent import ETLAgent
 from agent_orchestrated_etl.agents.hub import InProcessHub
-from agent_orchestrated_etl.agents.messages import BreakerChanged, RunEvent
+from agent_orchestrated_etl.model.messages import BreakerChanged, RunEvent
 from agent_orchestrated_etl.circuit_breaker import StateChange, breakers
 from agent_orchestrated_etl.agents.monitor_agent import Listener, MonitorAgent
 from agent_orchestrated_etl.agents.orchestrator_agent import OrchestratorAgent
@@ -25,7 +25,8 @@ from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
-from agent_orchestrated_etl.exceptions import ConfigurationError, Remedy
+from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.model.vocabulary import Remedy
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.settlement import SUPERSEDABLE, settle_dead_runs
 from agent_orchestrated_etl.settlement import clean_workspace as _clean_workspace
@@ -118,7 +119,7 @@ class Runtime:
 
         def on_breaker(change: StateChange) -> None:
             # Breakers change state in worker threads; the hub lives on this loop.
-            event = BreakerChanged(sender="breakers", system=change.system, state=change.new.value, previous=change.old.value, consecutive_failures=change.consecutive_failures, reason=change.reason)  # type: ignore[arg-type]
+            event = BreakerChanged(sender="breakers", system=change.system, state=change.new, previous=change.old, consecutive_failures=change.consecutive_failures, reason=change.reason)
             loop.call_soon_threadsafe(self.hub.publish, event.topic, event)
 
         self._unlisten = breakers.add_listener(on_breaker)

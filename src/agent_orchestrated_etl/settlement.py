@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import Decision
+from agent_orchestrated_etl.model.messages import Decision
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.execution import RunContext

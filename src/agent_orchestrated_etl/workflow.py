@@ -11,9 +11,9 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from agent_orchestrated_etl.agents.messages import RunFinished
-from agent_orchestrated_etl.exceptions import Remedy
-from agent_orchestrated_etl.failures import Failure, make_failure
+from agent_orchestrated_etl.model.messages import RunFinished
+from agent_orchestrated_etl.model.vocabulary import Remedy
+from agent_orchestrated_etl.model.failure import RunFailure, make_failure
 from agent_orchestrated_etl.monitoring.live import TaskState
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
                 status[name] = result.status
     except asyncio.CancelledError:
         final, error = "cancelled", "cancelled"
-        failure: Failure | None = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=loaded.file)
+        failure: RunFailure | None = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=loaded.file)
         raise
     else:
         failed = {n: s for n, s in status.items() if s != "succeeded"}
@@ -83,7 +83,7 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
     return RunResult(run_id, workflow.workflow, final, error, time.perf_counter() - started, tasks, decisions, commits, failure.model_dump(mode="json") if failure else None)
 
 
-def _failure(results: dict[str, RunResult], failed: dict[str, str], *, run_id: str, spec_file: str) -> Failure | None:
+def _failure(results: dict[str, RunResult], failed: dict[str, str], *, run_id: str, spec_file: str) -> RunFailure | None:
     """The workflow's failure: the first pipeline's that resuming cannot fix, else resume the workflow."""
     if not failed:
         return None

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from agent_orchestrated_etl.agents.messages import Heartbeat, TaskFinished, TaskProgress
+from agent_orchestrated_etl.model.messages import Heartbeat, TaskFinished, TaskProgress
 from agent_orchestrated_etl.api import fanout
 from agent_orchestrated_etl.api import websocket as ws
 from agent_orchestrated_etl.api.service import Server, ServeOptions

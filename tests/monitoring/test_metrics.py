@@ -58,7 +58,7 @@ def test_circuit_breaker_changes_set_the_gauge(etl_home) -> None:
     from typing import Literal
 
     from agent_orchestrated_etl.agents.hub import InProcessHub
-    from agent_orchestrated_etl.agents.messages import Message
+    from agent_orchestrated_etl.model.messages import Message
     from agent_orchestrated_etl.agents.monitor_agent import MonitorAgent
     from agent_orchestrated_etl.monitoring.metrics import Metrics
 

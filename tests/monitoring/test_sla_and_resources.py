@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent_orchestrated_etl.agents.hub import InProcessHub
-from agent_orchestrated_etl.agents.messages import RunFinished, RunStarted
+from agent_orchestrated_etl.model.messages import RunFinished, RunStarted
 from agent_orchestrated_etl.agents.monitor_agent import MonitorAgent, ProcessSample
 from agent_orchestrated_etl.monitoring.alerts import AlertManager
 from agent_orchestrated_etl.monitoring.resources import MemoryWatcher

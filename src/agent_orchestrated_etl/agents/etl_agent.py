@@ -8,7 +8,7 @@ from typing import Any
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.agents.messages import (
+from agent_orchestrated_etl.model.messages import (
     AssignTask,
     Message,
     RunEvent,
@@ -19,7 +19,8 @@ from agent_orchestrated_etl.agents.messages import (
     TaskStarted,
 )
 from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
-from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, Remedy
+from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
+from agent_orchestrated_etl.model.vocabulary import Remedy
 from agent_orchestrated_etl.execution import Cancelled, RunContext
 
 PROGRESS_EVERY_SECONDS = 0.25

@@ -18,7 +18,7 @@ import fnmatch
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from agent_orchestrated_etl.agents.messages import Message
+from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.redaction import redact_model
 
 

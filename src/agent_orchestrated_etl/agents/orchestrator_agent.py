@@ -20,7 +20,7 @@ from agent_orchestrated_etl import settlement
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.empty_loads import LoadCounts, judge_empty_load
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
-from agent_orchestrated_etl.agents.messages import (
+from agent_orchestrated_etl.model.messages import (
     AssignTask,
     Decision,
     DestinationCommitted,
@@ -33,8 +33,9 @@ from agent_orchestrated_etl.agents.messages import (
     TaskFinished,
 )
 from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
-from agent_orchestrated_etl.exceptions import AgentETLError, Remedy, from_os_error
-from agent_orchestrated_etl.failures import Failure, failure_of, make_failure
+from agent_orchestrated_etl.exceptions import AgentETLError, from_os_error
+from agent_orchestrated_etl.model.vocabulary import Remedy
+from agent_orchestrated_etl.model.failure import RunFailure, failure_of, make_failure
 from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
@@ -141,7 +142,7 @@ class OrchestratorAgent(Agent):
         recording = self.recording(run_id)
         durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
         status, error = "failed", None
-        failure: Failure | None = None
+        failure: RunFailure | None = None
         try:
             if not resume:
                 taken_from, locked = durability.acquire(pipeline, run_id), True
@@ -512,7 +513,7 @@ _POLICY_REASONS = {
 }
 
 
-def _schedule_failure(schedule: Schedule, status: str, error: str | None, *, run_id: str, spec_file: str) -> Failure | None:
+def _schedule_failure(schedule: Schedule, status: str, error: str | None, *, run_id: str, spec_file: str) -> RunFailure | None:
     """The failure of a run whose tasks all ran (or stopped): a task's, the quality gate's, or none."""
     if status == "succeeded":
         return None

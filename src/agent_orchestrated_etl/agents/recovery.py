@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from agent_orchestrated_etl.agents.messages import TaskFailed
+from agent_orchestrated_etl.model.messages import TaskFailed
 from agent_orchestrated_etl.spec import RetryPolicy
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from agent_orchestrated_etl.agents.messages import RunFinished, RunStarted
+from agent_orchestrated_etl.model.messages import RunFinished, RunStarted
 from agent_orchestrated_etl.api.fanout import Fanout
 from agent_orchestrated_etl.api.roots import check_base_dir, check_paths
 from agent_orchestrated_etl.config import Settings

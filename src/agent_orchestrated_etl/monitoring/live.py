@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import RunEvent
+from agent_orchestrated_etl.model.messages import RunEvent
 
 # What a user can do about a failure, by the error's remedy branch (exceptions.py).
 FIX_HINTS = {
@@ -61,7 +61,7 @@ class RunState:
     decisions: list[dict[str, str]] = field(default_factory=list)
     commits: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    #: Why the run did not succeed and the next step (failures.Failure as a dict).
+    #: Why the run did not succeed and the next step (model.failure.RunFailure as a dict).
     failure: dict[str, Any] | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent_orchestrated_etl.agents.messages import Message
+from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.monitoring.alerts import Alert, AlertManager
 from agent_orchestrated_etl.monitoring.live import RunState
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from agent_orchestrated_etl.agents.messages import Message
+from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.monitoring.alerts import Alert, AlertChannel, AlertManager
 from agent_orchestrated_etl.monitoring.live import RunState
 from agent_orchestrated_etl.spec import PipelineSpec

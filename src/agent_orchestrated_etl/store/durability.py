@@ -19,7 +19,8 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.exceptions import FatalError, Remedy
+from agent_orchestrated_etl.exceptions import FatalError
+from agent_orchestrated_etl.model.vocabulary import Remedy
 from agent_orchestrated_etl.store import schema
 
 

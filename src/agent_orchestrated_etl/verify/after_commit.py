@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import DestinationVerified
+from agent_orchestrated_etl.model.messages import DestinationVerified
 from agent_orchestrated_etl.connectors.base import CommitResult
 from agent_orchestrated_etl.quality.verdicts import verdict
 from agent_orchestrated_etl.verify.options import verify_options
