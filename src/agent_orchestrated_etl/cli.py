@@ -23,7 +23,8 @@ from rich.markup import escape
 
 from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem, from_os_error
-from agent_orchestrated_etl.model.vocabulary import Remedy
+from agent_orchestrated_etl.model.failure import make_failure
+from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
 from agent_orchestrated_etl.redaction import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
@@ -86,9 +87,8 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     except KeyboardInterrupt:
         run_id = seen.get("run_id", "<run id>")
         if as_json:
-            step = f"go on from the checkpoints: agent-etl resume {run_id}"
-            failure = {"remedy": "resume", "error_type": "Cancelled", "message": "cancelled", "where": None, "holder_run_id": None, "next_step": step}
-            print(json.dumps({"ok": False, "run_id": seen.get("run_id"), "status": "cancelled", "error": "cancelled", "failure": failure}))
+            failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=None).model_dump(mode="json")
+            print(json.dumps({"ok": False, "run_id": seen.get("run_id"), "status": RunStatus.CANCELLED, "error": "cancelled", "failure": failure}))
         err.print(f"cancelled; destinations not yet committed are unchanged. Go on with: agent-etl resume {run_id}", soft_wrap=True)
         raise typer.Exit(130) from None
     if as_json:
@@ -102,10 +102,10 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
 
 
 def next_step(result: Any) -> str:
-    """What to do after a run that did not succeed, from its typed failure (failures.py)."""
+    """What to do after a run that did not succeed, from its typed failure (model/failure.py), never its text."""
     if result.failure is None:  # a partial run: the tasks that did not run are resumable
         return f"go on from the checkpoints: agent-etl resume {result.run_id}"
-    return str(result.failure["next_step"])
+    return str(result.failure.next_step)
 
 
 @app.command()

@@ -11,7 +11,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from agent_orchestrated_etl.connectors.incremental import Tracker, Window
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError, from_os_error
 from agent_orchestrated_etl.expansion import expand
+from agent_orchestrated_etl.model.outcome import TaskOutcome
 from agent_orchestrated_etl.plan import PlannedDecision, Task, destination_label
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import rejected_rows, visible
@@ -42,19 +42,6 @@ Progress = Callable[..., None]  # (rows, bytes) read since the last call, and op
 
 class Cancelled(Exception):
     """The run was cancelled while this task was moving batches."""
-
-
-@dataclass
-class TaskOutcome:
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_quarantined: int = 0
-    bytes: int = 0
-    bytes_written: int = 0
-    seconds: float = 0.0
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    #: What the incremental tracker saw (connectors/incremental.py), for the commit's new state.
-    state: dict[str, Any] | None = None
 
 
 class RunContext:

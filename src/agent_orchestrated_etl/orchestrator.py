@@ -26,7 +26,8 @@ from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError
-from agent_orchestrated_etl.model.vocabulary import Remedy
+from agent_orchestrated_etl.model.failure import RunFailure
+from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.settlement import SUPERSEDABLE, settle_dead_runs
 from agent_orchestrated_etl.settlement import clean_workspace as _clean_workspace
@@ -39,18 +40,18 @@ from agent_orchestrated_etl.workflow import child_run_id, run_workflow
 class RunResult:
     run_id: str
     pipeline: str
-    status: str
+    status: RunStatus
     error: str | None
     seconds: float
     tasks: list[TaskState]
     decisions: list[dict[str, str]]
     commits: list[dict[str, Any]]
-    #: Why it did not succeed and the next step (failures.Failure as a dict); None when it succeeded.
-    failure: dict[str, Any] | None = None
+    #: Why it did not succeed and the next step; None when it succeeded.
+    failure: RunFailure | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status is RunStatus.SUCCEEDED
 
     @property
     def quality(self) -> list[dict[str, Any]]:
@@ -77,7 +78,7 @@ class RunResult:
             "status": self.status,
             "ok": self.ok,
             "error": self.error,
-            "failure": self.failure,
+            "failure": self.failure.model_dump(mode="json") if self.failure else None,
             "seconds": round(self.seconds, 3),
             "rows_read": self.rows_read,
             "rows_written": self.rows_written,
@@ -155,9 +156,9 @@ class Runtime:
             self.monitor.listeners.remove(this_run)
             del self.runs[run_id]
             ctx.close()
-        if status == "succeeded":
+        if status is RunStatus.SUCCEEDED:
             _clean_workspace(run_dir)  # a failed run keeps it: resume reuses what was staged there
-        state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, "failed")
+        state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, RunStatus.FAILED)
         return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits, state.failure)
 
 

@@ -20,7 +20,7 @@ from agent_orchestrated_etl.model.messages import (
 )
 from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
-from agent_orchestrated_etl.model.vocabulary import Remedy
+from agent_orchestrated_etl.model.vocabulary import FailureKind, Remedy
 from agent_orchestrated_etl.execution import Cancelled, RunContext
 
 PROGRESS_EVERY_SECONDS = 0.25
@@ -84,7 +84,7 @@ class ETLAgent(Agent):
     def _failure(self, run_id: str, task_id: str, attempt: int, exc: BaseException) -> TaskFailed:
         error: Any = exc
         if isinstance(exc, Cancelled):
-            return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type="Cancelled", remedy="cancelled", message="cancelled", next_remedy=Remedy.RESUME)
+            return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type="Cancelled", remedy=FailureKind.CANCELLED, message="cancelled", next_remedy=Remedy.RESUME)
         if not isinstance(exc, AgentETLError):
             error = InternalError(f"{type(exc).__name__}: {exc}", where=f"task {task_id}")
         return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type=type(error).__name__, remedy=error.remedy, message=str(error), next_remedy=error.next_remedy)

@@ -34,8 +34,9 @@ from agent_orchestrated_etl.model.messages import (
 )
 from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
 from agent_orchestrated_etl.exceptions import AgentETLError, from_os_error
-from agent_orchestrated_etl.model.vocabulary import Remedy
+from agent_orchestrated_etl.model.vocabulary import FailureKind, RecoveryAction, Remedy, RunStatus
 from agent_orchestrated_etl.model.failure import RunFailure, failure_of, make_failure
+from agent_orchestrated_etl.model.outcome import TaskOutcome
 from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
@@ -87,7 +88,7 @@ class Schedule:
     timed_out: set[str] = field(default_factory=set)
     skipped_reasons: list[str] = field(default_factory=list)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> its check results
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> its row counts
+    outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
     failure: str | None = None
     #: The task failure that ended the run (or made it partial), with its remedy.
     failed: TaskFailed | None = None
@@ -126,7 +127,7 @@ class OrchestratorAgent(Agent):
     def decide(self, run_id: str, subject: str, choice: str, reason: str) -> None:
         self.publish(Decision(sender=self.name, run_id=run_id, subject=subject, choice=choice, reason=reason))
 
-    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False, parent_run_id: str | None = None) -> str:
+    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False, parent_run_id: str | None = None) -> RunStatus:
         """Run (or resume) a whole pipeline; returns the final status. Every event goes to the store."""
         run_id, pipeline = ctx.run_id, ctx.spec.name
         durability = self.store.durability
@@ -141,7 +142,8 @@ class OrchestratorAgent(Agent):
             self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text, parent_run_id)
         recording = self.recording(run_id)
         durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
-        status, error = "failed", None
+        status: RunStatus = RunStatus.FAILED
+        error: str | None = None
         failure: RunFailure | None = None
         try:
             if not resume:
@@ -172,7 +174,7 @@ class OrchestratorAgent(Agent):
             error = str(exc)
             failure = failure_of(exc, run_id=run_id, spec_file=spec_file, resumed=resume)
         except asyncio.CancelledError:
-            status, error = "cancelled", "cancelled"
+            status, error = RunStatus.CANCELLED, "cancelled"
             failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
             raise
         except Exception as exc:  # a bug, or a driver error nobody mapped: fail the run, keep its record
@@ -183,12 +185,12 @@ class OrchestratorAgent(Agent):
                 error = f"internal error: {type(exc).__name__}: {exc} (a bug in agent-etl; please report it with run {run_id})"
                 failure = failure_of(exc, run_id=run_id, spec_file=spec_file)
         finally:
-            if status != "succeeded" and locked:
+            if status is not RunStatus.SUCCEEDED and locked:
                 if failure is None or failure.remedy is Remedy.RESUME:
                     self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
                 else:
                     self.decide(run_id, "staged output", "keep it until it is discarded", f"resuming would meet the same {failure.error_type}; `agent-etl runs discard {run_id}` drops it")
-            self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error, failure=failure))  # type: ignore[arg-type]
+            self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error, failure=failure))
             await recording.finish()
             if locked:
                 durability.release(pipeline, run_id)
@@ -232,16 +234,16 @@ class OrchestratorAgent(Agent):
             if task.destination is not None and not committed.setdefault(task.destination, ctx.destinations[task.destination].committed(ctx.run_id)):
                 # A checkpoint is only as good as the staging it points to: someone may have dropped it.
                 staged = ctx.destinations[task.destination].staged_rows(ctx.run_id, task_id)
-                if staged is not None and staged != outcome.get("rows_written", 0):
-                    self.decide(ctx.run_id, f"task {task_id}", "read it again", f"its checkpoint says {outcome.get('rows_written', 0):,} rows were staged, but its staging holds {staged:,}")
+                if staged is not None and staged != outcome.rows_written:
+                    self.decide(ctx.run_id, f"task {task_id}", "read it again", f"its checkpoint says {outcome.rows_written:,} rows were staged, but its staging holds {staged:,}")
                     continue
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
-            ctx.reports[task_id] = outcome.get("state")
-            schedule.checks[task_id] = outcome.get("checks") or []
+            ctx.reports[task_id] = outcome.state
+            schedule.checks[task_id] = outcome.checks
             schedule.outcomes[task_id] = outcome
             self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
-            self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
+            self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome.model_dump()))
 
     async def _run_tasks(self, ctx: RunContext, schedule: Schedule) -> None:
         results = self.hub.subscribe(f"run.{ctx.run_id}", maxsize=1_000_000)
@@ -264,7 +266,7 @@ class OrchestratorAgent(Agent):
                     schedule.done.add(event.task_id)
                     ctx.reports[event.task_id] = event.state
                     schedule.checks[event.task_id] = event.checks
-                    outcome = event.model_dump(include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks", "state"})
+                    outcome = event.outcome
                     schedule.outcomes[event.task_id] = outcome
                     await asyncio.to_thread(self.store.durability.checkpoint, ctx.run_id, event.task_id, schedule.attempts[event.task_id], outcome)
                 elif isinstance(event, TaskFailed) and event.task_id in schedule.running:
@@ -316,31 +318,31 @@ class OrchestratorAgent(Agent):
             # A task we stopped for its deadline failed as "cancelled"; a timeout is transient.
             schedule.timed_out.discard(task_id)
             ctx.uncancel_task(task_id)
-            failure = failure.model_copy(update={"error_type": "TaskTimeout", "remedy": "retry", "message": f"task {task_id} timed out", "next_remedy": Remedy.RESUME})
-        if schedule.failure is not None or (failure.remedy == "cancelled" and ctx.cancelled.is_set()):
+            failure = failure.model_copy(update={"error_type": "TaskTimeout", "remedy": FailureKind.RETRY, "message": f"task {task_id} timed out", "next_remedy": Remedy.RESUME})
+        if schedule.failure is not None or (failure.remedy is FailureKind.CANCELLED and ctx.cancelled.is_set()):
             schedule.failure = schedule.failure or "cancelled"
             return
         task = ctx.tasks[task_id]
         recovery = self.policy.decide(failure, ctx.spec.retry, critical=ctx.is_critical(task), split_depth=_split_depth(task))
-        halves = await asyncio.to_thread(ctx.reader(task).subdivide, task.partition) if recovery.action == "split" else None
-        if recovery.action == "split" and not halves:
+        halves = await asyncio.to_thread(ctx.reader(task).subdivide, task.partition) if recovery.action is RecoveryAction.SPLIT else None
+        if recovery.action is RecoveryAction.SPLIT and not halves:
             # The rows left in it share one value of the partition column: it cannot be halved.
             recovery = self.policy.decide(failure, ctx.spec.retry, critical=ctx.is_critical(task), split_depth=None)
-        if recovery.action == "quarantine" and task.destination is None:
-            recovery = Recovery("fail", f"{failure.error_type}: a partition read for a transform cannot be set aside (its rows would silently miss the transform)")
+        if recovery.action is RecoveryAction.QUARANTINE and task.destination is None:
+            recovery = Recovery(RecoveryAction.FAIL, f"{failure.error_type}: a partition read for a transform cannot be set aside (its rows would silently miss the transform)")
         self.decide(ctx.run_id, f"task {task_id}", recovery.action, recovery.reason)
-        if recovery.action == "retry":
+        if recovery.action is RecoveryAction.RETRY:
             schedule.waiting.insert(0, task_id)
             schedule.not_before[task_id] = time.monotonic() + recovery.delay
             if recovery.batch_factor:
                 rows = max(1, int((task.batch_rows or ctx.settings.batch_rows) * recovery.batch_factor))
                 ctx.tasks[task_id] = replace(task, batch_rows=rows)
-        elif recovery.action == "split" and halves:
+        elif recovery.action is RecoveryAction.SPLIT and halves:
             await self._split(ctx, schedule, task, halves)
-        elif recovery.action == "quarantine":
+        elif recovery.action is RecoveryAction.QUARANTINE:
             ctx.tasks[task_id] = replace(task, set_aside=failure.message)
             schedule.waiting.insert(0, task_id)
-        elif recovery.action == "skip":
+        elif recovery.action is RecoveryAction.SKIP:
             schedule.failed = schedule.failed or failure
             self._skip_dependents(ctx, schedule, task, failure.message)
         else:
@@ -412,27 +414,27 @@ class OrchestratorAgent(Agent):
             schedule.running[task_id] = agent.name
             schedule.waiting.remove(task_id)
 
-    async def _finish(self, ctx: RunContext, schedule: Schedule) -> tuple[str, str | None]:
+    async def _finish(self, ctx: RunContext, schedule: Schedule) -> tuple[RunStatus, str | None]:
         if schedule.failure is not None:
-            return ("cancelled" if schedule.failure == "cancelled" else "failed"), schedule.failure
+            return (RunStatus.CANCELLED if schedule.failure == "cancelled" else RunStatus.FAILED), schedule.failure
         failed_checks = blocking_failures(c for checks in schedule.checks.values() for c in checks)
         if failed_checks:
             reason = "; ".join(f"{c['check']} on {c['input']}: {c['message']}" for c in failed_checks)
             self.decide(ctx.run_id, "quality", "fail the run, commit nothing", f"checks with severity error failed: {reason}")
-            return "failed", f"quality checks failed: {reason} (fix the data, or give the check a threshold or severity: warn, and run again)"
+            return RunStatus.FAILED, f"quality checks failed: {reason} (fix the data, or give the check a threshold or severity: warn, and run again)"
         skipped_destinations = {ctx.tasks[t].destination for t in schedule.skipped if ctx.tasks[t].destination is not None}
         mismatches: list[str] = []
         verdicts = {}
         for index in range(len(ctx.destinations)):
             spec = ctx.spec.all_destinations[index]
-            counts = LoadCounts.of(schedule.outcomes.get(t, {}) for t in schedule.plan.feeding(index))
+            counts = LoadCounts.of(schedule.outcomes.get(t, TaskOutcome()) for t in schedule.plan.feeding(index))
             verdicts[index] = None if index in skipped_destinations else judge_empty_load(spec.write, spec.allow_empty, counts)
         # Judged before any commit: a refused destination must not leave the others published.
         for index, verdict in verdicts.items():
             if verdict is not None and not verdict.commit and ctx.spec.all_destinations[index].critical:
                 label = destination_label(ctx.spec, index)
                 self.decide(ctx.run_id, f"destination {label}", verdict.choice, verdict.reason)
-                return "failed", f"destination {label}: {verdict.reason}"
+                return RunStatus.FAILED, f"destination {label}: {verdict.reason}"
         refused = False
         for index, dest in enumerate(ctx.destinations):
             label = destination_label(ctx.spec, index)
@@ -472,10 +474,10 @@ class OrchestratorAgent(Agent):
             if (mismatch := await verify_after_commit(self, ctx, schedule.plan, index, label, result)) is not None:
                 mismatches.append(mismatch)
         if mismatches:
-            return "failed", "; ".join(mismatches)
+            return RunStatus.FAILED, "; ".join(mismatches)
         if schedule.skipped or refused:
-            return "partial", "; ".join(schedule.skipped_reasons)
-        return "succeeded", None
+            return RunStatus.PARTIAL, "; ".join(schedule.skipped_reasons)
+        return RunStatus.SUCCEEDED, None
 
     def recording(self, run_id: str) -> Recording:
         """Start storing a run's events; ``finish()`` after publishing its RunFinished."""
@@ -513,9 +515,9 @@ _POLICY_REASONS = {
 }
 
 
-def _schedule_failure(schedule: Schedule, status: str, error: str | None, *, run_id: str, spec_file: str) -> RunFailure | None:
+def _schedule_failure(schedule: Schedule, status: RunStatus, error: str | None, *, run_id: str, spec_file: str) -> RunFailure | None:
     """The failure of a run whose tasks all ran (or stopped): a task's, the quality gate's, or none."""
-    if status == "succeeded":
+    if status is RunStatus.SUCCEEDED:
         return None
     if schedule.failure == "cancelled":
         return make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)

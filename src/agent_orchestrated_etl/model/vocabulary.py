@@ -48,6 +48,7 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     SUPERSEDED = "superseded"  # a resume took the run over under a new id
     SKIPPED = "skipped"  # a workflow's pipeline whose upstream did not succeed
+    DISCARDED = "discarded"  # its staged output was dropped (`agent-etl runs discard`)
 
 
 class TaskStatus(StrEnum):
