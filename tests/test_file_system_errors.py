@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from tests.test_run_failures import agent_etl
 
 SPEC = """\

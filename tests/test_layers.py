@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-
 PACKAGE = "agent_orchestrated_etl"
 SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 

@@ -10,16 +10,16 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem, from_os_error
@@ -258,8 +258,8 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
     """List recent runs."""
     if ctx.invoked_subcommand:
         return
-    from agent_orchestrated_etl.settlement import settle_dead_runs
     from agent_orchestrated_etl.reports import runs_table
+    from agent_orchestrated_etl.settlement import settle_dead_runs
     from agent_orchestrated_etl.store.records import RunStore
 
     settings = load_settings()
@@ -297,7 +297,6 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
         raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
     if as_json:
         from agent_orchestrated_etl.quality.verdicts import report
-
         from agent_orchestrated_etl.verify.stored import latest
 
         run_record["quality"] = report([*(c for t in run_record["tasks"] for c in t.get("checks") or []), *latest(run_record["events"])])

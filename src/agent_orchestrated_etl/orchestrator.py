@@ -17,17 +17,17 @@ from typing import Any
 
 from agent_orchestrated_etl.agents.etl_agent import ETLAgent
 from agent_orchestrated_etl.agents.hub import InProcessHub
-from agent_orchestrated_etl.model.messages import BreakerChanged, RunEvent
-from agent_orchestrated_etl.circuit_breaker import StateChange, breakers
 from agent_orchestrated_etl.agents.monitor_agent import Listener, MonitorAgent
 from agent_orchestrated_etl.agents.orchestrator_agent import OrchestratorAgent
 from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
+from agent_orchestrated_etl.circuit_breaker import StateChange, breakers
 from agent_orchestrated_etl.config import Settings
-from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.execution import RunContext
 from agent_orchestrated_etl.model.failure import RunFailure
+from agent_orchestrated_etl.model.messages import BreakerChanged, RunEvent
 from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
+from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.settlement import SUPERSEDABLE, settle_dead_runs
 from agent_orchestrated_etl.settlement import clean_workspace as _clean_workspace

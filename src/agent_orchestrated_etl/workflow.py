@@ -11,9 +11,9 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from agent_orchestrated_etl.model.failure import RunFailure, make_failure
 from agent_orchestrated_etl.model.messages import RunFinished
 from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
-from agent_orchestrated_etl.model.failure import RunFailure, make_failure
 from agent_orchestrated_etl.monitoring.live import TaskState
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
         failure: RunFailure | None = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=loaded.file)
         raise
     else:
-        failed = {n: s for n, s in status.items() if s is not RunStatus.SUCCEEDED}
+        failed: dict[str, RunStatus] = {n: s for n, s in status.items() if s is not RunStatus.SUCCEEDED}
         final = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         error = "; ".join(f"{n}: {results[n].error if n in results else s}" for n, s in failed.items()) or None
         failure = _failure(results, failed, run_id=run_id, spec_file=loaded.file)

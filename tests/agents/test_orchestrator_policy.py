@@ -1,8 +1,8 @@
 import random
 
-from agent_orchestrated_etl.model.messages import TaskFailed
 from agent_orchestrated_etl.agents.orchestrator_agent import AgentInfo, BackoffRecoveryPolicy, select_agent
 from agent_orchestrated_etl.agents.recovery import MAX_SPLIT_DEPTH
+from agent_orchestrated_etl.model.messages import TaskFailed
 from agent_orchestrated_etl.spec import RetryPolicy
 
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub
+from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
+from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
+from agent_orchestrated_etl.execution import Cancelled, RunContext
 from agent_orchestrated_etl.model.messages import (
     AssignTask,
     Message,
@@ -18,10 +21,7 @@ from agent_orchestrated_etl.model.messages import (
     TaskProgress,
     TaskStarted,
 )
-from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
-from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
 from agent_orchestrated_etl.model.vocabulary import FailureKind, Remedy
-from agent_orchestrated_etl.execution import Cancelled, RunContext
 
 PROGRESS_EVERY_SECONDS = 0.25
 

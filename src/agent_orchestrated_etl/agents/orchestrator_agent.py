@@ -9,9 +9,9 @@ or is cancelled can be resumed without redoing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -20,6 +20,13 @@ from agent_orchestrated_etl import settlement
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.empty_loads import LoadCounts, judge_empty_load
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
+from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
+from agent_orchestrated_etl.connectors.base import Partition
+from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
+from agent_orchestrated_etl.exceptions import AgentETLError, from_os_error
+from agent_orchestrated_etl.execution import RunContext
+from agent_orchestrated_etl.expansion import several_tables
+from agent_orchestrated_etl.model.failure import RunFailure, failure_of, make_failure
 from agent_orchestrated_etl.model.messages import (
     AssignTask,
     Decision,
@@ -32,15 +39,8 @@ from agent_orchestrated_etl.model.messages import (
     TaskFailed,
     TaskFinished,
 )
-from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
-from agent_orchestrated_etl.exceptions import AgentETLError, from_os_error
-from agent_orchestrated_etl.model.vocabulary import FailureKind, RecoveryAction, Remedy, RunStatus
-from agent_orchestrated_etl.model.failure import RunFailure, failure_of, make_failure
 from agent_orchestrated_etl.model.outcome import TaskOutcome
-from agent_orchestrated_etl.connectors.base import Partition
-from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
-from agent_orchestrated_etl.expansion import several_tables
+from agent_orchestrated_etl.model.vocabulary import FailureKind, RecoveryAction, Remedy, RunStatus
 from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
 from agent_orchestrated_etl.quality.verdicts import blocking_failures
 from agent_orchestrated_etl.store.durability import PipelineBusyError

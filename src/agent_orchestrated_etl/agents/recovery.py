@@ -15,7 +15,6 @@ from agent_orchestrated_etl.model.messages import TaskFailed
 from agent_orchestrated_etl.model.vocabulary import FailureKind, RecoveryAction
 from agent_orchestrated_etl.spec import RetryPolicy
 
-
 #: How many times a partition may be halved while narrowing a failure down (1/256 of it).
 MAX_SPLIT_DEPTH = 8
 

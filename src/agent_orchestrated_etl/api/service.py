@@ -17,12 +17,12 @@ from typing import Any
 
 import yaml
 
-from agent_orchestrated_etl.model.messages import RunFinished, RunStarted
-from agent_orchestrated_etl.model.vocabulary import RunStatus
 from agent_orchestrated_etl.api.fanout import Fanout
 from agent_orchestrated_etl.api.roots import check_base_dir, check_paths
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem
+from agent_orchestrated_etl.model.messages import RunFinished, RunStarted
+from agent_orchestrated_etl.model.vocabulary import RunStatus
 from agent_orchestrated_etl.monitoring.alerts import AlertChannel, AlertManager, LogChannel, WebhookChannel
 from agent_orchestrated_etl.monitoring.metrics import Metrics
 from agent_orchestrated_etl.monitoring.resources import MemoryWatcher

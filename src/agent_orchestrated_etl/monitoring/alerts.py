@@ -23,9 +23,9 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from agent_orchestrated_etl.agents.hub import Hub
+from agent_orchestrated_etl.exceptions import MissingDependencyError
 from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.model.vocabulary import Severity
-from agent_orchestrated_etl.exceptions import MissingDependencyError
 from agent_orchestrated_etl.store.alerts import AlertStore
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.model.messages import RunEvent
 from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
+from agent_orchestrated_etl.model.messages import RunEvent
 from agent_orchestrated_etl.redaction import redact_data, redact_model
 from agent_orchestrated_etl.store import migrate
 from agent_orchestrated_etl.store.durability import Durability

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent_orchestrated_etl.model.messages import DestinationVerified
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.model.messages import DestinationVerified
 from agent_orchestrated_etl.plan import Plan, Task, destination_label
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RunStore
