@@ -201,9 +201,12 @@ def test_the_cli_advice_is_the_typed_failures_next_step_not_the_decisions_or_the
     from agent_orchestrated_etl.orchestrator import RunResult
 
     # Text that a guess would read as "resume": a retry decision and a transient-sounding error.
-    decisions = [{"by": "orchestrator", "at": "", "subject": "task a", "choice": "retry", "reason": "ConnectionFailedError is transient"}]
+    transient = "ConnectionFailedError is transient"
+    decisions = [{"by": "orchestrator", "at": "", "subject": "task a", "choice": "retry", "reason": transient}]
     for remedy in Remedy:
-        failure = make_failure(remedy, "ConnectionFailedError", "connection refused, retry later", run_id="r1", spec_file="p.yaml", holder_run_id="r0")
+        failure = make_failure(
+            remedy, "ConnectionFailedError", "connection refused, retry later", run_id="r1", spec_file="p.yaml", holder_run_id="r0"
+        )
         result = RunResult("r1", "p", RunStatus.FAILED, "connection refused, resume later", 1.0, [], decisions, [], failure)
         assert next_step(result) == failure.next_step
         assert ("agent-etl resume r1" in next_step(result)) is (remedy is Remedy.RESUME)
