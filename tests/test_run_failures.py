@@ -204,10 +204,9 @@ def test_the_cli_advice_is_the_typed_failures_next_step_not_the_decisions_or_the
     transient = "ConnectionFailedError is transient"
     decisions = [{"by": "orchestrator", "at": "", "subject": "task a", "choice": "retry", "reason": transient}]
     for remedy in Remedy:
-        failure = make_failure(
-            remedy, "ConnectionFailedError", "connection refused, retry later", run_id="r1", spec_file="p.yaml", holder_run_id="r0"
-        )
-        result = RunResult("r1", "p", RunStatus.FAILED, "connection refused, resume later", 1.0, [], decisions, [], failure)
+        message = "connection refused, retry later"
+        failure = make_failure(remedy, "ConnectionFailedError", message, run_id="r1", spec_file="p", holder_run_id="r0")
+        result = RunResult("r1", "p", RunStatus.FAILED, "refused, resume later", 1.0, [], decisions, [], failure)
         assert next_step(result) == failure.next_step
         assert ("agent-etl resume r1" in next_step(result)) is (remedy is Remedy.RESUME)
         assert result.to_dict()["failure"] == {**failure.model_dump(), "remedy": remedy.value}
