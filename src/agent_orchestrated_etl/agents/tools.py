@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent_orchestrated_etl.execution import Progress, RunContext, execute_task
-from agent_orchestrated_etl.plan import Task
+from agent_orchestrated_etl.planning.tasks import Task
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Check every transform step and check against its input's schema, before any data moves.
 
 Each source's schema comes from its first batch; each transform is then compiled
-step by step over empty tables of those schemas (see compile.py), which reports
+step by step over empty tables of those schemas (see transform/compile.py), which reports
 a bad expression or an unknown column with the step and the column. A source
 that cannot be read (a server down, a variable unset) leaves its transforms
 checked for syntax only, with a note saying so.
@@ -19,11 +19,14 @@ import pyarrow as pa
 import yaml
 
 from agent_orchestrated_etl.connectors.base import Source
+from agent_orchestrated_etl.connectors.registry import source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, FatalError, SpecProblem, StepError
+from agent_orchestrated_etl.planning.expansion import expand, several_tables
+from agent_orchestrated_etl.planning.routing import checks_at
 from agent_orchestrated_etl.quality.evaluate import bind_dataset_checks, flag
+from agent_orchestrated_etl.spec import resolve_env
 from agent_orchestrated_etl.transform import steps as s
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql
-from agent_orchestrated_etl.transform.routing import checks_at
 from agent_orchestrated_etl.transform.sql import ROW, ident
 from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
 
@@ -49,10 +52,6 @@ def check_loaded(loaded: Any, *, offline: bool = False) -> Findings:
 
 
 def _check_one(pipeline: Any, file: str, *, offline: bool) -> Findings:
-    from agent_orchestrated_etl.connectors.registry import source_class
-    from agent_orchestrated_etl.expansion import expand, several_tables
-    from agent_orchestrated_etl.spec import resolve_env
-
     if offline:
         findings = check_pipeline(pipeline, {})
         findings.notes.insert(0, "--offline: sources were not read; transforms were checked for syntax only")
