@@ -29,7 +29,8 @@ class RunResult:
     @property
     def quality(self) -> list[dict[str, Any]]:
         """Every check with its counts, pass or fail, and why (see quality/verdicts.py)."""
-        return report([*(c for t in self.tasks for c in t.checks), *(c["verify"] for c in self.commits if "verify" in c)])
+        verified = (c["verify"] for c in self.commits if "verify" in c)
+        return report([*(c for t in self.tasks for c in t.checks), *verified])
 
     @property
     def rows_read(self) -> int:

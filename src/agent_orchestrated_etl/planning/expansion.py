@@ -48,7 +48,7 @@ def expand(spec: PipelineSpec, planned: dict[str, list[str]] | None = None) -> t
     names = several_tables(spec)
     if not names:
         return spec, []
-    sources = dict(spec.sources)
+    sources: dict[str, Any] = dict(spec.sources)  # the union of source specs is built at run time (spec.py)
     destinations = list(spec.all_destinations)
     quality = list(spec.quality)
     decisions: list[PlannedDecision] = []

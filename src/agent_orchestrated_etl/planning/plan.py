@@ -17,6 +17,8 @@ Each destination is committed once every task feeding it has finished.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent_orchestrated_etl.connectors.base import Partition, Source
 from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.planning.preflight import preflight
@@ -46,7 +48,7 @@ def pushdown_blocker(spec: PipelineSpec, index: int, sources: dict[str, Source],
     from agent_orchestrated_etl.connectors.registry import destination_class
 
     dest = spec.all_destinations[index]
-    source = spec.sources.get(dest.input)
+    source: Any = spec.sources.get(dest.input)  # the union of source specs is built at run time (spec.py)
     if source is None:
         return "it reads a transform"
     if source.type not in destination_class(dest.type).capabilities.pulls_from:
@@ -94,7 +96,9 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
             for i, part in enumerate(partitions[dest.input]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "pushdown", source=dest.input, partition=part, destination=index))
             plan.decisions.append(PlannedDecision(
-                subject, f"push the copy down: the {dest.type} engine reads {spec.sources[dest.input].type} itself, one task per partition",
+                subject,
+                f"push the copy down: the {dest.type} engine reads {sources[dest.input].spec.type} itself, "
+                "one task per partition",
                 "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
             ))
             continue
@@ -102,7 +106,7 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
             for i, part in enumerate(partitions[way.source]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=way.source, partition=part, transform=None if way.kind == "source" else dest.input, destination=index))
             if len(way.chain) == 1:  # the source itself, with or without checks
-                no_pushdown = f"; no pushdown: {blocker}" if "cannot read" not in blocker else ""
+                no_pushdown = f"; no pushdown: {blocker}" if blocker and "cannot read" not in blocker else ""
                 plan.decisions.append(PlannedDecision(subject, "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed{no_pushdown}"))
             else:
                 plan.decisions.append(PlannedDecision(subject, f"stream {' > '.join(way.chain)} batch by batch into staging", way.reason))

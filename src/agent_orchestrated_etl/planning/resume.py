@@ -28,7 +28,7 @@ class Reuse:
     outcome: dict[str, Any] | None
 
 
-def first_plan(stored: list[dict[str, Any] | None]) -> Plan | None:
+def first_plan(stored: Sequence[dict[str, Any] | None]) -> Plan | None:
     """The plan stored when the run started; None when it stored none (or a task without its definition)."""
     if not stored or any(d is None for d in stored):
         return None
@@ -37,10 +37,8 @@ def first_plan(stored: list[dict[str, Any] | None]) -> Plan | None:
 
 def planned_tables(spec: PipelineSpec, plan: Plan) -> dict[str, list[str]]:
     """The tables each multi-table source read in ``plan``: its source ``crm.orders`` read table ``orders``."""
-    return {
-        name: sorted({t.source.partition(".")[2] for t in plan.tasks if t.source and t.source.partition(".")[0] == name})
-        for name in several_tables(spec)
-    }
+    sources = [t.source.partition(".") for t in plan.tasks if t.source]
+    return {name: sorted({table for source, _, table in sources if source == name}) for name in several_tables(spec)}
 
 
 def reusable(
@@ -68,9 +66,10 @@ def reusable(
                 # A checkpoint is only as good as the staging it points to: someone may have dropped it.
                 staged = destinations[index].staged_rows(run_id, task_id)
                 if staged is not None and staged != outcome.get("rows_written", 0):
-                    why = f"its checkpoint says {outcome.get('rows_written', 0):,} rows were staged, but its staging holds {staged:,}"
+                    said = outcome.get("rows_written", 0)
+                    why = f"its checkpoint says {said:,} rows were staged, but its staging holds {staged:,}"
                     found.append(Reuse(task_id, PlannedDecision(f"task {task_id}", "read it again", why), None))
                     continue
-        decision = PlannedDecision(f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
-        found.append(Reuse(task_id, decision, outcome))
+        why = "it was checkpointed before the run stopped"
+        found.append(Reuse(task_id, PlannedDecision(f"task {task_id}", "reuse its staged output", why), outcome))
     return found

@@ -1,4 +1,4 @@
-"""A run's planning in one call: expansion, windows and the plan, or a resumed run's first plan and its reusable tasks."""
+"""A run's planning in one call: expansion, windows and the plan; or a resumed run's first plan and its done tasks."""
 
 from __future__ import annotations
 
@@ -40,13 +40,13 @@ def plan_run(ctx: RunContext, store: RunStore, *, resume: bool) -> RunPlan:
         expansions = ctx.expand()
         plan = make_plan(ctx.spec, ctx.sources, run_windows(ctx.spec, ctx.destinations), pushdown=ctx.settings.pushdown)
         plan.decisions[:0] = expansions
-        summary = PlannedDecision(
-            "plan", f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)", f"order: {', '.join(plan.order())}"
-        )
+        tasks = f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)"
+        summary = PlannedDecision("plan", tasks, f"order: {', '.join(plan.order())}")
         kept, decisions = None, [summary, *plan.decisions]
     reuse: list[Reuse] = []
     if resume:
-        tasks = {t.id: t for t in plan.tasks}
+        by_id = {t.id: t for t in plan.tasks}
         checkpoints = store.durability.checkpoints(ctx.run_id)
-        reuse = reusable(ctx.run_id, plan.order(), tasks, checkpoints, ctx.destinations, workspace_ok=ctx.workspace_exists())
+        workspace_ok = ctx.workspace_exists()
+        reuse = reusable(ctx.run_id, plan.order(), by_id, checkpoints, ctx.destinations, workspace_ok=workspace_ok)
     return RunPlan(plan, kept, decisions, reuse)

@@ -47,7 +47,8 @@ class Task:
     def from_dict(cls, data: dict[str, Any]) -> Task:
         partition = Partition(**data["partition"]) if data.get("partition") else None
         partitions = tuple(Partition(**p) for p in data.get("partitions", ()))
-        return cls(**{**data, "partition": partition, "partitions": partitions, "depends_on": tuple(data.get("depends_on", ()))})
+        depends_on = tuple(data.get("depends_on", ()))
+        return cls(**{**data, "partition": partition, "partitions": partitions, "depends_on": depends_on})
 
 
 @dataclass(frozen=True)
