@@ -120,7 +120,7 @@ def validate(
     so a bad expression or column is reported here with its step, not mid-run.
     """
     from agent_orchestrated_etl.spec import load_spec, unset_variables
-    from agent_orchestrated_etl.transform.validate import check_loaded, spec_problems
+    from agent_orchestrated_etl.planning.preflight import check_loaded, spec_problems
 
     notes: list[str] = []
     try:

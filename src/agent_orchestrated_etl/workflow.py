@@ -9,17 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from agent_orchestrated_etl.model.failure import RunFailure, make_failure
 from agent_orchestrated_etl.model.messages import RunFinished
 from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
 from agent_orchestrated_etl.monitoring.live import TaskState
+from agent_orchestrated_etl.run_result import RunResult
 
 if TYPE_CHECKING:
     from agent_orchestrated_etl.agents.monitor_agent import Listener
-    from agent_orchestrated_etl.orchestrator import RunResult, Runtime
+    from agent_orchestrated_etl.agents.orchestrator_agent import OrchestratorAgent
     from agent_orchestrated_etl.spec import LoadedSpec
+    from agent_orchestrated_etl.store.records import RunStore
+
+
+class Runtime(Protocol):
+    """What a workflow needs of the runtime that runs its pipelines (orchestrator.Runtime)."""
+
+    orchestrator: OrchestratorAgent
+    store: RunStore
+
+    async def run(
+        self,
+        loaded: LoadedSpec,
+        *,
+        listener: Listener | None = None,
+        run_id: str | None = None,
+        resume: bool = False,
+        parent_run_id: str | None = None,
+    ) -> RunResult: ...
 
 
 def child_run_id(run_id: str, pipeline: str) -> str:
@@ -28,8 +47,6 @@ def child_run_id(run_id: str, pipeline: str) -> str:
 
 
 async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, resume: bool, listener: Listener | None) -> RunResult:
-    from agent_orchestrated_etl.orchestrator import RunResult
-
     assert loaded.workflow is not None
     started = time.perf_counter()
     workflow = loaded.workflow

@@ -22,10 +22,9 @@ from agent_orchestrated_etl.agents.empty_loads import LoadCounts, judge_empty_lo
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
 from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, Recovery, RecoveryPolicy
 from agent_orchestrated_etl.connectors.base import Partition
-from agent_orchestrated_etl.connectors.incremental import committed_states, plan_windows
+from agent_orchestrated_etl.connectors.incremental import committed_states
 from agent_orchestrated_etl.exceptions import AgentETLError, from_os_error
 from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.expansion import several_tables
 from agent_orchestrated_etl.model.failure import RunFailure, failure_of, make_failure
 from agent_orchestrated_etl.model.messages import (
     AssignTask,
@@ -41,7 +40,10 @@ from agent_orchestrated_etl.model.messages import (
 )
 from agent_orchestrated_etl.model.outcome import TaskOutcome
 from agent_orchestrated_etl.model.vocabulary import FailureKind, RecoveryAction, Remedy, RunStatus
-from agent_orchestrated_etl.plan import Plan, Task, destination_label, fed_by, make_plan
+from agent_orchestrated_etl.planning.plan import destination_label
+from agent_orchestrated_etl.planning.resume import Reuse
+from agent_orchestrated_etl.planning.run import RunPlan, plan_run
+from agent_orchestrated_etl.planning.tasks import Plan, Task
 from agent_orchestrated_etl.quality.verdicts import blocking_failures
 from agent_orchestrated_etl.store.durability import PipelineBusyError
 from agent_orchestrated_etl.store.records import RunStore
@@ -155,18 +157,15 @@ class OrchestratorAgent(Agent):
                 settlement.settle(self.store, ctx.settings, taken_from, decide)  # first: a dead run that committed is not superseded
             if not resume:
                 settlement.supersede(self.store, ctx.settings, pipeline, run_id, decide)
-            first = self._first_plan(ctx) if resume else None
-            plan = first or self._plan(ctx)
+            planned = self._plan(ctx, resume=resume)
+            plan = planned.plan
             ctx.tasks = {t.id: t for t in plan.tasks}
             self.store.add_tasks(run_id, [t.as_dict() for t in plan.tasks])
             self.publish(RunStarted(sender=self.name, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
-            if first is None:
-                self.decide(run_id, "plan", f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)", f"order: {', '.join(plan.order())}")
-                for d in plan.decisions:
-                    self.decide(run_id, d.subject, d.choice, d.reason)
+            for d in planned.decisions:
+                self.decide(run_id, d.subject, d.choice, d.reason)
             schedule = Schedule(plan, waiting=list(plan.order()))
-            if resume:
-                self._reuse_checkpoints(ctx, schedule)
+            self._reuse_checkpoints(ctx, schedule, planned.resume)
             await self._run_tasks(ctx, schedule)
             status, error = await self._finish(ctx, schedule)
             failure = _schedule_failure(schedule, status, error, run_id=run_id, spec_file=spec_file)
@@ -196,53 +195,27 @@ class OrchestratorAgent(Agent):
                 durability.release(pipeline, run_id)
         return status
 
-    def _plan(self, ctx: RunContext) -> Plan:
+    def _plan(self, ctx: RunContext, *, resume: bool) -> RunPlan:
         try:
-            expansions = ctx.expand()
-            plan = make_plan(ctx.spec, ctx.sources, _windows(ctx), pushdown=ctx.settings.pushdown)
-            plan.decisions[:0] = expansions
-            return plan
+            planned = plan_run(ctx, self.store, resume=resume)
         except AgentETLError as exc:
             self.decide(ctx.run_id, "plan", "fail before any task", str(exc))
             raise
+        if planned.kept is not None:
+            self.decide(ctx.run_id, planned.kept.subject, planned.kept.choice, planned.kept.reason)
+        return planned
 
-    def _first_plan(self, ctx: RunContext) -> Plan | None:
-        """The plan stored when the run started, so resumed tasks read the same partitions and windows.
-
-        Re-planning would recompute partition bounds and incremental windows
-        from the data as it is now: rows added since would shift bounds between
-        finished and unfinished partitions (loss or duplicates).
-        """
-        stored = self.store.planned_tasks(ctx.run_id)
-        if not stored or any(d is None for d in stored):
-            return None
-        plan = Plan(tasks=[Task.from_dict(d) for d in stored])
-        # A source with tables: or schema: read the tables it then had, one source each (crm.orders).
-        ctx.expand({name: sorted({t.source.partition(".")[2] for t in plan.tasks if t.source and t.source.partition(".")[0] == name}) for name in several_tables(ctx.spec)})
-        self.decide(ctx.run_id, "plan", f"reuse the first attempt's {len(plan.tasks)} tasks", "partition bounds and incremental windows stay as first planned, so the unfinished tasks read exactly the rows the finished ones did not")
-        return plan
-
-    def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule) -> None:
-        checkpoints = self.store.durability.checkpoints(ctx.run_id)
-        workspace_ok = ctx.workspace_exists()
-        committed: dict[int, bool] = {}
-        for task_id in list(schedule.waiting):
-            outcome = checkpoints.get(task_id)
-            task = ctx.tasks[task_id]
-            if outcome is None or (task.kind == "stage" and not workspace_ok):
+    def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule, reuse: list[Reuse]) -> None:
+        for step in reuse:
+            self.decide(ctx.run_id, step.decision.subject, step.decision.choice, step.decision.reason)
+            if step.outcome is None:
                 continue
-            if task.destination is not None and not committed.setdefault(task.destination, ctx.destinations[task.destination].committed(ctx.run_id)):
-                # A checkpoint is only as good as the staging it points to: someone may have dropped it.
-                staged = ctx.destinations[task.destination].staged_rows(ctx.run_id, task_id)
-                if staged is not None and staged != outcome.rows_written:
-                    self.decide(ctx.run_id, f"task {task_id}", "read it again", f"its checkpoint says {outcome.rows_written:,} rows were staged, but its staging holds {staged:,}")
-                    continue
+            outcome, task_id = step.outcome, step.task_id
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
             ctx.reports[task_id] = outcome.state
             schedule.checks[task_id] = outcome.checks
             schedule.outcomes[task_id] = outcome
-            self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
             self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome.model_dump()))
 
     async def _run_tasks(self, ctx: RunContext, schedule: Schedule) -> None:
@@ -533,15 +506,6 @@ def _schedule_failure(schedule: Schedule, status: RunStatus, error: str | None, 
 def _split_depth(task: Task) -> int | None:
     """How often the task's partition was halved already; None if it reads no single partition."""
     return None if task.partition is None else int(task.partition.options.get("split_depth", 0))
-
-
-def _windows(ctx: RunContext) -> dict:
-    """Incremental windows from the state the destinations committed (connectors/incremental.py)."""
-    fed: dict[str, list] = {}
-    for index, dest in enumerate(ctx.destinations):
-        for source in fed_by(ctx.spec, index):
-            fed.setdefault(source, []).append(dest)
-    return plan_windows(ctx.spec.name, ctx.spec.sources, fed)
 
 
 def _reports(ctx: RunContext, plan: Plan, feeding: list[str]) -> list[tuple[str, dict, dict | None]]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from agent_orchestrated_etl.execution import Progress, RunContext, execute_task
 from agent_orchestrated_etl.model.outcome import TaskOutcome
-from agent_orchestrated_etl.plan import Task
+from agent_orchestrated_etl.planning.tasks import Task
 
 
 @dataclass(frozen=True)
