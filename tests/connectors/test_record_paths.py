@@ -9,7 +9,6 @@ the walk stopped, the URL and the page number, in one line with the fix.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import duckdb
@@ -39,15 +38,19 @@ def count(path: Path) -> int:
 
 
 def replace_into_full_target(tmp_path: Path, source: dict):
-    spec = {"name": "p", "sources": {"items": source}, "destination": {"type": "duckdb", "path": "out.duckdb", "table": "items", "write": "replace"}}
+    destination = {"type": "duckdb", "path": "out.duckdb", "table": "items", "write": "replace"}
+    spec = {"name": "p", "sources": {"items": source}, "destination": destination}
     (tmp_path / "p.yaml").write_text(json.dumps(spec))
     return run_pipeline(load_spec(tmp_path / "p.yaml"), Settings())
 
 
-def test_a_wrong_records_path_fails_the_run_and_the_replaced_table_keeps_its_rows(fault_api: tuple[str, FaultAPI], tmp_path: Path) -> None:
+def test_a_wrong_records_path_fails_the_run_and_the_replaced_table_keeps_its_rows(
+    fault_api: tuple[str, FaultAPI], tmp_path: Path
+) -> None:
     url, _ = fault_api
     target = full_target(tmp_path)
-    result = replace_into_full_target(tmp_path, {"type": "rest", "url": f"{url}/pages", "records": "data.itemz", "pagination": PAGES})
+    source = {"type": "rest", "url": f"{url}/pages", "records": "data.itemz", "pagination": PAGES}
+    result = replace_into_full_target(tmp_path, source)
     assert (result.status, result.error) == ("failed", (
         f"source items: GET {url}/pages?page=1&per_page=100: records: data.itemz is not in the response of page 1:"
         f" data has no key 'itemz' (its keys: items) {FIX}"
@@ -57,10 +60,13 @@ def test_a_wrong_records_path_fails_the_run_and_the_replaced_table_keeps_its_row
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-def test_a_path_missing_from_a_later_page_fails_naming_that_page(fault_api: tuple[str, FaultAPI], concurrency: int) -> None:
+def test_a_path_missing_from_a_later_page_fails_naming_that_page(
+    fault_api: tuple[str, FaultAPI], concurrency: int
+) -> None:
     url, api = fault_api
     api.faults["page=3"] = ["200"]  # a 200 whose body is an error object: {"error": "injected"}
-    source = make_source({"type": "rest", "url": f"{url}/pages", "records": "data.items", "pagination": PAGES, "concurrency": concurrency})
+    spec = {"type": "rest", "url": f"{url}/pages", "records": "data.items", "pagination": PAGES}
+    source = make_source({**spec, "concurrency": concurrency})
     with pytest.raises(ConfigurationError) as info:
         read_all(source)
     assert str(info.value) == (
@@ -77,13 +83,19 @@ def test_a_path_that_holds_no_records_is_an_error(fault_api: tuple[str, FaultAPI
         f"source src: GET {url}/pages?page=1&per_page=100: records: meta.total holds a number ('2000')"
         f" in the response of page 1, not a list of records or an object {FIX}"
     )
-    with pytest.raises(ConfigurationError, match=r"records: data\.items\.0\.name\.x is not in the response of page 1: data\.items\.0\.name is a string \('item 1'\), which has no key 'x'"):
+    with pytest.raises(ConfigurationError) as info:
         read_all(make_source({"type": "rest", "url": f"{url}/pages", "records": "data.items.0.name.x"}))
+    assert str(info.value) == (
+        f"source src: GET {url}/pages: records: data.items.0.name.x is not in the response of page 1:"
+        f" data.items.0.name is a string ('item 1'), which has no key 'x' {FIX}"
+    )
 
 
 def test_an_empty_list_at_the_path_is_an_empty_source(fault_api: tuple[str, FaultAPI]) -> None:
     url, api = fault_api
-    source = make_source({"type": "rest", "url": f"{url}/offset", "params": {"updated_gte": "2099-01-01"}, "records": "results", "pagination": {"type": "offset", "total_path": "count"}})
+    pagination = {"type": "offset", "total_path": "count"}
+    spec = {"type": "rest", "url": f"{url}/offset", "params": {"updated_gte": "2099-01-01"}, "records": "results"}
+    source = make_source({**spec, "pagination": pagination})
     table, rejected = read_all(source)
     assert (table.num_rows, rejected) == (0, [])
     assert [status for _, status, _ in api.log] == [200]
@@ -95,14 +107,15 @@ def test_the_url_in_the_message_shows_no_credential(fault_api: tuple[str, FaultA
     with pytest.raises(ConfigurationError) as info:
         read_all(make_source({"type": "rest", "url": f"{url}/pages", "records": "data.itemz", "auth": auth}))
     assert "k2-very-secret" not in str(info.value)
-    assert str(info.value).startswith(f"source src: GET {url}/pages?api_key=***: records: data.itemz is not in the response of page 1:")
+    assert str(info.value).startswith(f"source src: GET {url}/pages?api_key=***: records: data.itemz is not in the")
 
 
 QUERY = "query($after: String) { items(first: 1000, after: $after) { %s pageInfo { endCursor hasNextPage } } }"
 
 
 def test_a_graphql_connection_not_in_the_response_names_the_keys_there_are(graphql_url: str) -> None:
-    source = make_source({"type": "graphql", "url": graphql_url, "query": QUERY % "edges { node { id } }", "connection": "items.orders"})
+    query = QUERY % "edges { node { id } }"
+    source = make_source({"type": "graphql", "url": graphql_url, "query": query, "connection": "items.orders"})
     with pytest.raises(ConfigurationError) as info:
         read_all(source)
     assert str(info.value) == (
@@ -112,15 +125,17 @@ def test_a_graphql_connection_not_in_the_response_names_the_keys_there_are(graph
     )
 
 
-def test_a_graphql_connection_without_edges_or_nodes_fails_and_the_replaced_table_keeps_its_rows(graphql_url: str, tmp_path: Path) -> None:
+def test_a_graphql_connection_without_edges_or_nodes_fails_and_the_replaced_table_keeps_its_rows(
+    graphql_url: str, tmp_path: Path
+) -> None:
     target = full_target(tmp_path)
-    result = replace_into_full_target(tmp_path, {"type": "graphql", "url": graphql_url, "query": QUERY % "", "connection": "items"})
-    assert result.status == "failed"
-    assert re.fullmatch(
-        rf"source items: POST {re.escape(graphql_url)}: connection: data\.items has no list of edges or nodes in the response"
-        r" of page 1 \(its keys: pageInfo\) \(select edges \{ node \{ \.\.\. \} \} or nodes \{ \.\.\. \} on the connection,"
-        r" or point `connection:` at one\)",
-        result.error,
-    ), result.error
+    # the query selects only pageInfo on the connection
+    source = {"type": "graphql", "url": graphql_url, "query": QUERY % "", "connection": "items"}
+    result = replace_into_full_target(tmp_path, source)
+    assert (result.status, result.error) == ("failed", (
+        f"source items: POST {graphql_url}: connection: data.items has no list of edges or nodes in the response"
+        " of page 1 (its keys: pageInfo) (select edges { node { ... } } or nodes { ... } on the connection,"
+        " or point `connection:` at one)"
+    ))
     assert count(target) == 20_000
     assert result.commits == []

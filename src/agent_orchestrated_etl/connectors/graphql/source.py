@@ -81,7 +81,7 @@ class GraphQLSource(HttpSource):
             await client.aclose()
 
     def _connection(self, body: Any, page: int) -> tuple[dict[str, Any], list[Any]]:
-        """The connection of a page without errors, and its nodes; raises ConfigurationError when either is not there."""
+        """A page's connection and its nodes; raises ConfigurationError when either is not there."""
         path = f"data.{self.spec.connection}"
         where = f"source {self.name}: POST {shown_url(self.spec.url)}"
         connection = value_at(body, path, key="connection", where=where, page=page, hint=_FIX)

@@ -30,7 +30,7 @@ from agent_orchestrated_etl.circuit_breaker import breakers
 from agent_orchestrated_etl.connectors.http.ratelimit import limiters, parse_rate
 from agent_orchestrated_etl.connectors.http.responses import ResponseValidator
 from agent_orchestrated_etl.exceptions import AgentETLError, ConnectionFailedError, RateLimitedError, UnreachableError
-from agent_orchestrated_etl.retry import Backoff, retry_async
+from agent_orchestrated_etl.retry import retry_async
 
 if TYPE_CHECKING:
     import httpx
@@ -93,7 +93,6 @@ class HttpClient:
         ``params`` are merged into the URL's own query; on a clash ``params`` win.
         """
         retry = self.settings.retry
-        backoff = Backoff(retry.attempts, retry.backoff_seconds, retry.max_backoff_seconds)
         connect_failures = 0
 
         async def attempt() -> httpx.Response:
@@ -110,7 +109,7 @@ class HttpClient:
                     ) from exc
                 raise
 
-        return await retry_async(attempt, backoff, on_retry=self.settings.on_retry)
+        return await retry_async(attempt, retry, on_retry=self.settings.on_retry)
 
     async def _attempt(self, method: str, url: str, params: Any, json: Any) -> httpx.Response:
         import httpx

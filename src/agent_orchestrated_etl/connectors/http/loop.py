@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 _DONE = object()
@@ -57,9 +59,9 @@ def run_async_iter(pages: AsyncIterator[Any], *, ahead: int = 64) -> Iterator[An
         loop.close()
 
 
-async def gather_ordered(calls: list[Callable[[], Awaitable[Any]]], concurrency: int) -> Any:
+async def gather_ordered(calls: Sequence[Callable[[], Awaitable[T]]], concurrency: int) -> AsyncIterator[T]:
     """Run calls with at most ``concurrency`` in flight; yield results in call order."""
-    window: list[asyncio.Task[Any]] = []
+    window: list[asyncio.Future[T]] = []
     pending = iter(calls)
     try:
         for call in pending:

@@ -25,7 +25,7 @@ def dig(body: Any, path: str | None) -> Any:
 
 def _walk(body: Any, path: str | None) -> tuple[Any, list[str], Any]:
     """(the value at ``path`` or _MISSING, the parts walked before it went missing, the value reached there)."""
-    value, walked = body, []
+    value, walked = body, list[str]()
     for part in path.split(".") if path else []:
         if isinstance(value, dict) and part in value:
             value = value[part]
@@ -90,7 +90,8 @@ def kind(value: Any) -> str:
         return "null"
     if isinstance(value, dict | list):
         return f"an {'object' if isinstance(value, dict) else 'array'} of {len(value)}"
-    name = {bool: "a boolean", str: "a string", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    names = {bool: "a boolean", str: "a string", int: "a number", float: "a number"}
+    name = names.get(type(value), type(value).__name__)
     return f"{name} ({str(value)[:40]!r})"
 
 

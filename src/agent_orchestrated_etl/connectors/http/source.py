@@ -91,7 +91,8 @@ class HttpSource(Source):
         self._rejected: list[tuple[dict[str, Any], str, Position]] = []
 
     def reread_cost(self) -> str | None:
-        return f"each read repeats every {self.call} to {self.spec.url}, and the API may answer differently the second time"
+        url = self.spec.url
+        return f"each read repeats every {self.call} to {url}, and the API may answer differently the second time"
 
     def quarantined(self) -> Iterator[tuple[dict[str, Any], str, Position]]:
         rejected, self._rejected = self._rejected, []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from agent_orchestrated_etl.connectors.base import Partition, SourceCapabilities
@@ -36,7 +37,8 @@ class RestSource(HttpSource):
 
     def partitions(self, window: Window | None = None) -> list[Partition]:
         """One partition; an incremental window travels in it (the task filters through it too)."""
-        return [Partition(key="all", description=self.describe(), options={"window": window.as_dict()} if window else {})]
+        options = {"window": window.as_dict()} if window else {}
+        return [Partition(key="all", description=self.describe(), options=options)]
 
     async def pages(self, partition: Partition) -> AsyncIterator[tuple[list[Any], str]]:
         window = partition.options.get("window")
@@ -65,7 +67,7 @@ class RestSource(HttpSource):
             yield page
             remaining = pager.remaining(page) if self.spec.concurrency > 1 else None
             if remaining is not None:
-                calls = [lambda r=r, n=n: self._fetch(client, r, base, n) for n, r in enumerate(remaining, 2)]  # type: ignore[misc]
+                calls = [partial(self._fetch, client, r, base, n) for n, r in enumerate(remaining, 2)]
                 async for page in gather_ordered(calls, self.spec.concurrency):
                     yield page
                 return
@@ -95,7 +97,7 @@ class RestSource(HttpSource):
 
 
 def _links(response: httpx.Response) -> dict[str, str]:
-    return {rel: link["url"] for rel, link in response.links.items() if "url" in link}
+    return {rel: link["url"] for rel, link in response.links.items() if rel and "url" in link}
 
 
 def _as_text(mark: Any) -> str:

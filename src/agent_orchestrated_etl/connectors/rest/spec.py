@@ -18,7 +18,8 @@ class RestSourceSpec(HttpSourceSpec):
     type: Literal["rest"]
     method: Literal["GET", "POST"] = "GET"
     params: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Query parameters; {{ high_water_mark }} is replaced by the committed incremental mark."
+        default_factory=dict,
+        description="Query parameters; {{ high_water_mark }} is replaced by the committed incremental mark.",
     )
     body: dict[str, Any] | None = Field(None, description="JSON body for POST.")
     records: str | None = Field(
