@@ -139,3 +139,22 @@ def test_a_graphql_connection_without_edges_or_nodes_fails_and_the_replaced_tabl
     ))
     assert count(target) == 20_000
     assert result.commits == []
+
+
+def test_validate_reports_a_wrong_records_path_before_any_run(fault_api: tuple[str, FaultAPI], tmp_path: Path) -> None:
+    from tests.test_run_failures import agent_etl
+
+    url, _ = fault_api
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nsources:\n  items:\n    type: rest\n"
+        f"    url: {url}/pages\n    records: data.itemz\n"
+        "destination: {type: duckdb, path: out.duckdb, table: items}\n"
+    )
+    result = agent_etl("validate", "p.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if not line.startswith("note:")] == [
+        f"p.yaml:5: sources.items.url: records: data.itemz is not in the response of page 1:"
+        f" data has no key 'itemz' (its keys: items) {FIX}",
+        "1 problem(s) found",
+    ]
+    assert not (tmp_path / "out.duckdb").exists()
