@@ -61,12 +61,6 @@ LAYERS: dict[str, int] = {
     "__main__": 7,
 }
 
-# Edges that break the layering today and are being removed by the engine-seams work.
-# Each entry is "importer -> imported"; the list only ever shrinks.
-KNOWN: set[str] = {
-}
-
-
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -134,8 +128,7 @@ def test_no_module_imports_a_higher_layer() -> None:
         for b in targets
         if a and b and layer(b) > layer(a)
     }
-    assert sorted(upward - KNOWN) == []
-    assert sorted(KNOWN - upward) == [], "fixed: remove these from KNOWN"
+    assert sorted(upward) == []
 
 
 def test_the_vocabulary_imports_only_exceptions() -> None:
@@ -180,8 +173,5 @@ def test_no_import_cycles() -> None:
     for v in sorted(graph):
         if v not in index:
             visit(v)
-    assert sorted(cycles) == KNOWN_CYCLES, sorted(cycles)
+    assert sorted(cycles) == []
 
-
-# Cycles that exist today; the engine-seams work removes them. The list only ever shrinks.
-KNOWN_CYCLES: list[list[str]] = []
