@@ -51,7 +51,8 @@ class EnvProvider:
     def resolve(self, reference: str, *, where: str) -> str:
         if reference not in os.environ:
             raise ConfigurationError(
-                f"environment variable {reference} is not set", where=where, hint=f"export {reference}=... before the run"
+                f"environment variable {reference} is not set", where=where,
+                hint=f"export {reference}=... before the run",
             )
         return os.environ[reference]
 
@@ -197,21 +198,27 @@ class AwsSecretsManager:
 
 def _client_error(exc: Any, shown: str, region: str | None, where: str) -> Exception:
     error = exc.response.get("Error", {})
-    code = str(error.get("Code", "Error"))
+    code, message = str(error.get("Code", "Error")), str(error.get("Message", ""))
+    if found := re.search(r"<Code>([^<]*)</Code>.*?<Message>([^<]*)</Message>", message, re.DOTALL):
+        code, message = found.groups()  # an XML answer where JSON was expected (moto sends one on a refusal)
     # The message names the secret and the caller, never a value: AWS does not send it on a refusal.
-    detail = f"{code}: {error.get('Message', '')}".rstrip(": ")
+    detail = f"{code}: {' '.join(message.split())}".rstrip(": ")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if code == "ResourceNotFoundException":
         return ConfigurationError(
             f"{shown}: AWS Secrets Manager has no such secret in region {region} ({detail})",
             where=where, hint="create the secret, or fix its name or AWS_REGION",
         )
-    if code in ("AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-                "ExpiredTokenException", "InvalidClientTokenId"):
+    if status in (401, 403) or code in _REFUSALS:
         return AuthError(
             f"{shown}: AWS Secrets Manager refused access ({detail})",
             where=where, hint="grant secretsmanager:GetSecretValue on the secret to these credentials, or fix them",
         )
     return ConnectionFailedError(f"{shown}: AWS Secrets Manager failed ({detail})", where=where)
+
+
+_REFUSALS = frozenset({"AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+                       "InvalidSignatureException", "ExpiredTokenException", "InvalidClientTokenId"})
 
 
 PROVIDERS: dict[str, Provider] = {"env": EnvProvider(), "file": FileProvider(), "aws-sm": AwsSecretsManager()}
@@ -230,7 +237,8 @@ def reference_pattern() -> re.Pattern[str]:
     global _pattern
     if _pattern is None:
         names = "|".join(
-            f"(?P<p{i}>{re.escape(name)}):(?P<r{i}>{provider.pattern})" for i, (name, provider) in enumerate(PROVIDERS.items())
+            f"(?P<p{i}>{re.escape(name)}):(?P<r{i}>{provider.pattern})"
+            for i, (name, provider) in enumerate(PROVIDERS.items())
         )
         _pattern = re.compile(rf"\$\{{(?:{names})\}}")
     return _pattern

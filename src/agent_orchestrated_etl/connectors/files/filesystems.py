@@ -22,6 +22,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import pyarrow.fs as pafs
@@ -156,7 +157,23 @@ def _assume_role(settings: S3Settings, region: str, secret: str | None, token: s
         return {"access_key": answer["AccessKeyId"], "secret_key": answer["SecretAccessKey"],
                 "token": answer["SessionToken"], "expiry_time": expiry[-1]}
 
-    return RefreshableCredentials.create_from_metadata(fetch(), fetch, "sts-assume-role")
+    first = fetch()
+    return RefreshableCredentials(
+        first["access_key"], first["secret_key"], first["token"], datetime.fromisoformat(first["expiry_time"]),
+        fetch, "sts-assume-role", time_fetcher=lambda: _clock(),
+    )
+
+
+def _clock() -> datetime:
+    """Now, as the renewal of role credentials sees it; STS issues them for 15 minutes at least, so tests move it."""
+    return datetime.now(UTC)
+
+
+def forget() -> None:
+    """Drop every S3 filesystem and role made so far: for tests that empty their S3 server."""
+    with _lock:
+        _cache.clear()
+        _roles.clear()
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
