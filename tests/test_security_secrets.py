@@ -149,13 +149,15 @@ def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(tmp_path: Path, api_
     work.mkdir()
     outcomes = specs(work, api_url, postgres_url, mysql_url, file_ref)
     home = tmp_path / "home"
-    for name, value in {"PLANTED": SECRET, "AGENT_ETL_HOME": str(home), "AGENT_ETL_LOG_LEVEL": "INFO", "COLUMNS": "400"}.items():
+    # No cache: each run, --debug ones too, fetches its AWS secret again.
+    settings = {"PLANTED": SECRET, "AGENT_ETL_HOME": str(home), "AGENT_ETL_LOG_LEVEL": "INFO", "COLUMNS": "400", "AGENT_ETL_SECRETS_CACHE_TTL": "0"}
+    for name, value in settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(work)
     found: list[str] = []
     statuses = {}
     for name in outcomes:
-        for flags in ([], ["--debug"]):
+        for flags in (["--debug"], []):  # --debug first: a value leaks before it is known and registered
             for extra in ([], ["--json"]):
                 command = [*flags, "run", f"{name}.yaml", *extra]
                 code, out, err = agent_etl(capfd, *command)
