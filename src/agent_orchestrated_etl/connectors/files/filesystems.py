@@ -124,7 +124,11 @@ def _assume_role(settings: S3Settings, region: str, secret: str | None, token: s
                                  "DurationSeconds": settings.duration_seconds}
     if settings.external_id:
         arguments["ExternalId"] = settings.external_id
-    expiry: list[str] = []
+    expiry: list[str] = []  # of the credentials last given, once there are some
+    if settings.external_id:
+        remedy = " with this s3.external_id"
+    else:
+        remedy = "; check s3.role_arn, and give s3.external_id if the policy asks for one"
 
     def fetch() -> dict[str, str]:
         if expiry:
@@ -138,8 +142,7 @@ def _assume_role(settings: S3Settings, region: str, secret: str | None, token: s
             raise AuthError(
                 f"{doing}: {error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": "),
                 where=role,
-                hint="the role's trust policy must let these credentials call sts:AssumeRole"
-                + (" with this s3.external_id" if settings.external_id else "; check s3.role_arn and s3.external_id"),
+                hint=f"the role's trust policy must let these credentials call sts:AssumeRole{remedy}",
             ) from None
         except NoCredentialsError:
             raise AuthError(
@@ -153,7 +156,7 @@ def _assume_role(settings: S3Settings, region: str, secret: str | None, token: s
             ) from None
         for value in (answer["SecretAccessKey"], answer["SessionToken"]):
             redaction.register(value)
-        expiry.append(answer["Expiration"].isoformat())
+        expiry[:] = [answer["Expiration"].isoformat()]
         return {"access_key": answer["AccessKeyId"], "secret_key": answer["SecretAccessKey"],
                 "token": answer["SessionToken"], "expiry_time": expiry[-1]}
 
