@@ -4,7 +4,9 @@ One unique value, given through ``${env:PLANTED}`` in every place a spec takes
 a secret (URL userinfo and query, params, headers, auth blocks, database
 URLs), in pipelines that succeed and that fail; then every byte we wrote is
 searched: the store (dumped), the workspace, the destinations, stdout and
-stderr with and without --debug, serve's log and its API responses.
+stderr with and without --debug, serve's log and its API responses. Two more
+values come from the other providers, a secret file (``${file:...}``) and AWS
+Secrets Manager (``${aws-sm:...}``, moto's server), in pipelines of their own.
 """
 
 from __future__ import annotations
@@ -26,25 +28,29 @@ from agent_orchestrated_etl.logging_config import setup_logging
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
 from tests.api.conftest import AUTH
 from tests.api.serve_process import serve
+from tests.aws_servers import MotoAWS
 from tests.connectors.http_servers import fault_server
 
 SECRET = f"pl4nted-{uuid.uuid4().hex}"
+FILE_SECRET = f"pl4nted-file-{uuid.uuid4().hex}"
+SM_SECRET = f"pl4nted-sm-{uuid.uuid4().hex}"
+SM_REF = "${aws-sm:etl/planted#token}"
 
 
 def forms(secret: str) -> list[bytes]:
     return sorted({f.encode() for f in (secret, quote(secret, safe=""), quote_plus(secret))})
 
 
-def rest_spec(name: str, url: str, *, dest: str) -> str:
+def rest_spec(name: str, url: str, *, dest: str, ref: str = "${env:PLANTED}") -> str:
     return f"""\
 name: {name}
 sources:
   api:
     type: rest
     url: "{url}"
-    params: {{per_page: 10, k: "${{env:PLANTED}}"}}
-    headers: {{X-Api-Token: "${{env:PLANTED}}", Authorization: "Bearer ${{env:PLANTED}}"}}
-    auth: {{type: api_key, name: key, value: "${{env:PLANTED}}", in: query}}
+    params: {{per_page: 10, k: "{ref}"}}
+    headers: {{X-Api-Token: "{ref}", Authorization: "Bearer {ref}"}}
+    auth: {{type: api_key, name: key, value: "{ref}", in: query}}
     records: data.items
     retry: {{attempts: 1}}
 quality:
@@ -64,12 +70,15 @@ destination: {{type: duckdb, path: {name}.duckdb, table: one, write: replace}}
 """
 
 
-def specs(tmp_path: Path, api: str, postgres_url: str, mysql_url: str) -> dict[str, bool]:
+def specs(tmp_path: Path, api: str, postgres_url: str, mysql_url: str, file_ref: str) -> dict[str, bool]:
     """Spec files, each with whether its run succeeds."""
     host = urlsplit(api).netloc
     pg = urlsplit(postgres_url)
     my = urlsplit(mysql_url)
     written = {
+        "rest_file_fails": (rest_spec("rest_file_fails", f"http://user:{file_ref}@{host}/missing?token={file_ref}", dest="rest_file_fails", ref=file_ref), False),
+        "rest_sm_ok": (rest_spec("rest_sm_ok", f"http://user:{SM_REF}@{host}/pages?token={SM_REF}", dest="rest_sm_ok", ref=SM_REF), True),
+        "pg_sm_fails": (sql_spec("pg_sm_fails", f"postgresql://{pg.username}:{SM_REF}@{pg.hostname}:{pg.port}/no_such_db_h7"), False),
         "rest_ok": (rest_spec("rest_ok", f"http://user:${{env:PLANTED}}@{host}/pages?token=${{env:PLANTED}}", dest="rest_ok"), True),
         "rest_fails": (rest_spec("rest_fails", f"http://user:${{env:PLANTED}}@{host}/missing?token=${{env:PLANTED}}", dest="rest_fails"), False),
         "rest_refused": (rest_spec("rest_refused", "http://user:${env:PLANTED}@127.0.0.1:9/x?token=${env:PLANTED}", dest="rest_refused"), False),
@@ -83,7 +92,7 @@ def specs(tmp_path: Path, api: str, postgres_url: str, mysql_url: str) -> dict[s
 
 
 def leaks(where: str, data: bytes) -> list[str]:
-    return [f"{where}: {form.decode()}" for form in forms(SECRET) if form in data]
+    return [f"{where}: {form.decode()}" for secret in (SECRET, FILE_SECRET, SM_SECRET) for form in forms(secret) if form in data]
 
 
 def swept_files(root: Path) -> list[str]:
@@ -95,6 +104,21 @@ def swept_files(root: Path) -> list[str]:
             with sqlite3.connect(path) as conn:
                 found += leaks(f"{path} (dump)", "\n".join(conn.iterdump()).encode())
     return found
+
+
+@pytest.fixture
+def file_ref(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A secret file as Docker or Kubernetes mounts one: outside the directories swept, ending in a newline."""
+    path = tmp_path_factory.mktemp("mounted-secrets") / "planted"
+    path.write_text(FILE_SECRET + "\n")
+    return f"${{file:{path}}}"
+
+
+@pytest.fixture
+def planted_aws(aws: MotoAWS, monkeypatch: pytest.MonkeyPatch) -> MotoAWS:
+    aws.client("secretsmanager").create_secret(Name="etl/planted", SecretString=json.dumps({"token": SM_SECRET}))
+    monkeypatch.setenv("AWS_SECRETS_MANAGER_ENABLED", "true")
+    return aws
 
 
 @pytest.fixture
@@ -120,18 +144,20 @@ def agent_etl(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, bytes
     return code, out.encode(), err.encode()
 
 
-def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(tmp_path: Path, api_url: str, postgres_url: str, mysql_url: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(tmp_path: Path, api_url: str, postgres_url: str, mysql_url: str, file_ref: str, planted_aws: MotoAWS, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    outcomes = specs(work, api_url, postgres_url, mysql_url)
+    outcomes = specs(work, api_url, postgres_url, mysql_url, file_ref)
     home = tmp_path / "home"
-    for name, value in {"PLANTED": SECRET, "AGENT_ETL_HOME": str(home), "AGENT_ETL_LOG_LEVEL": "INFO", "COLUMNS": "400"}.items():
+    # No cache: each run, --debug ones too, fetches its AWS secret again.
+    settings = {"PLANTED": SECRET, "AGENT_ETL_HOME": str(home), "AGENT_ETL_LOG_LEVEL": "INFO", "COLUMNS": "400", "AGENT_ETL_SECRETS_CACHE_TTL": "0"}
+    for name, value in settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(work)
     found: list[str] = []
     statuses = {}
     for name in outcomes:
-        for flags in ([], ["--debug"]):
+        for flags in (["--debug"], []):  # --debug first: a value leaks before it is known and registered
             for extra in ([], ["--json"]):
                 command = [*flags, "run", f"{name}.yaml", *extra]
                 code, out, err = agent_etl(capfd, *command)
@@ -152,14 +178,15 @@ def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(tmp_path: Path, api_
         # Each of the 4 runs quarantines prices 6.25 .. 12.5, each row naming its page's URL, masked.
         assert conn.sql("SELECT count(*), count(*) FILTER (WHERE origin LIKE 'http://user:***@%k=***&key=*** record %') FROM items__quarantine").fetchone() == (24, 24)
     assert statuses == {k: (0 if outcomes[k[-2 if k[-1] == "--json" else -1].removesuffix(".yaml")] else 1) for k in statuses}
-    # The store keeps the spec as written.
+    # The store keeps the spec as written, with the reference of its secret's provider.
     with sqlite3.connect(home / "agent-etl.db") as conn:
-        texts = {row[0] for row in conn.execute("SELECT spec_text FROM runs")}
-    assert len(texts) == len(outcomes) and all("${env:PLANTED}" in text for text in texts)
+        texts = {row[0]: row[1] for row in conn.execute("SELECT DISTINCT pipeline, spec_text FROM runs")}
+    written = {"rest_file_fails": file_ref, "rest_sm_ok": SM_REF, "pg_sm_fails": SM_REF}
+    assert len(texts) == len(outcomes) and all(written.get(name, "${env:PLANTED}") in text for name, text in texts.items())
 
 
-def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(tmp_path: Path, api_url: str, postgres_url: str, mysql_url: str) -> None:
-    outcomes = specs(tmp_path, api_url, postgres_url, mysql_url)
+def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(tmp_path: Path, api_url: str, postgres_url: str, mysql_url: str, file_ref: str, planted_aws: MotoAWS) -> None:
+    outcomes = specs(tmp_path, api_url, postgres_url, mysql_url, file_ref)
     found: list[str] = []
     with serve(tmp_path, env={"PLANTED": SECRET, "AGENT_ETL_LOG_LEVEL": "DEBUG"}) as url:
         run_ids = []

@@ -11,7 +11,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
@@ -82,6 +82,23 @@ class Settings(BaseSettings):
     spec_max_bytes: str = Field(default="1MB", validation_alias="AGENT_ETL_SPEC_MAX_BYTES", description="Largest pipeline spec read, in the CLI and in serve.")
     spec_max_nodes: int = Field(default=100_000, ge=1, validation_alias="AGENT_ETL_SPEC_MAX_NODES", description="Most YAML nodes a spec may have once its aliases are expanded.")
     spec_max_depth: int = Field(default=64, ge=1, validation_alias="AGENT_ETL_SPEC_MAX_DEPTH", description="Deepest nesting of a spec.")
+
+    aws_secrets_manager_enabled: bool = Field(
+        default=False,
+        validation_alias="AWS_SECRETS_MANAGER_ENABLED",
+        description="Let ${aws-sm:name#key} references resolve through AWS Secrets Manager.",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="Region of AWS Secrets Manager; the AWS SDK's own default when unset.",
+    )
+    secrets_cache_ttl: float = Field(
+        default=300,
+        ge=0,
+        validation_alias="AGENT_ETL_SECRETS_CACHE_TTL",
+        description="Seconds a secret fetched from a secrets manager is reused; a rotated value is seen after that.",
+    )
 
     @field_validator("memory_limit", "spec_max_bytes")
     @classmethod

@@ -31,3 +31,7 @@ def setup_logging(level: str) -> None:
     # Under DEBUG they inherit the root's level again (setup_logging may run more than once in a process).
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.NOTSET if name == "DEBUG" else logging.WARNING)
+    # botocore logs each response's body at DEBUG: a secret's value from AWS Secrets Manager, the keys STS
+    # gives for a role, before we have them to register for masking. So never below INFO, even under --debug.
+    for wire in ("botocore", "boto3"):
+        logging.getLogger(wire).setLevel(logging.INFO if name == "DEBUG" else logging.NOTSET)

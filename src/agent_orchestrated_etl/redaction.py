@@ -1,9 +1,10 @@
 """The one redaction path: every resolved secret is registered here once, and masked wherever we write or serve.
 
-A secret is a value resolved from ``${env:NAME}``, a ``SecretStr`` field, the
-value of a key named like a credential (``password``, ``token``, ``api_key``,
-``Authorization``...) or the password in a URL's userinfo. ``spec.resolve_env``
-registers them when a run resolves its spec; the registry lives as long as
+A secret is a value a reference resolves to (``${env:NAME}``, ``${file:...}``,
+``${aws-sm:...}``: secrets.py), a ``SecretStr`` field, the value of a key named like
+a credential (``password``, ``token``, ``api_key``, ``Authorization``...) or the
+password in a URL's userinfo. ``spec.resolve_env`` and ``secrets.resolve``
+register them when a run resolves its spec; the registry lives as long as
 the process, so a value is still masked in what a run leaves behind after it.
 
 What passes through ``redact``: every log record (``RedactingFilter`` on the

@@ -1,4 +1,4 @@
-"""The pipeline spec: Pydantic models, YAML loading with line numbers, ``${env:NAME}``.
+"""The pipeline spec: Pydantic models, YAML loading with line numbers, secret references (secrets.py).
 
 A spec names sources, transforms over them, quality checks and one or more
 destinations. Source and destination models come from the connector registry,
@@ -8,7 +8,6 @@ so a new connector adds its own model without touching this module.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from agent_orchestrated_etl import redaction
+from agent_orchestrated_etl import redaction, secrets
 from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.connectors.registry import destination_spec_models, source_spec_models
 from agent_orchestrated_etl.exceptions import ConfigurationError, SpecError, SpecProblem
@@ -27,7 +26,6 @@ from agent_orchestrated_etl.yaml_locations import SpecLimits, check_size, compos
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class _Model(BaseModel):
@@ -299,9 +297,9 @@ def _message(err: Any) -> str:
 
 
 def resolve_env(value: Any, *, where: str = "") -> Any:
-    """Replace ``${env:NAME}`` in every string of a spec fragment, at run time only.
+    """Replace every secret reference (``${env:NAME}``, ``${file:path}``, ``${aws-sm:name#key}``) in a spec fragment.
 
-    The resolved values live in memory for the run; records keep the raw spec.
+    At run time only: the resolved values live in memory for the run; records keep the raw spec.
     Every secret among them is registered for redaction (redaction.py).
     """
     if isinstance(value, BaseModel):
@@ -311,31 +309,18 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
         return {k: resolve_env(v, where=f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve_env(v, where=f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, SecretStr):  # credentials are the usual place for ${env:NAME}
+    if isinstance(value, SecretStr):  # credentials are the usual place for a reference
         secret = resolve_env(value.get_secret_value(), where=where)
         redaction.register(secret)
         return SecretStr(secret)
-    if isinstance(value, str) and "${env:" in value:
-
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigurationError(
-                    f"environment variable {name} is not set",
-                    where=where,
-                    hint=f"export {name}=... before the run",
-                )
-            redaction.register(os.environ[name])
-            return os.environ[name]
-
-        value = _ENV_REF.sub(substitute, value)
     if isinstance(value, str):
+        value = secrets.resolve(value, where=where)
         redaction.register_resolved(where, value)
     return value
 
 
 def unset_variables(loaded: LoadedSpec) -> list[SpecProblem]:
-    """Every ``${env:NAME}`` of the spec whose variable is not set, with its line (as run would fail on it)."""
+    """Every secret reference of the spec that cannot be resolved now, with its line (as run would fail on it)."""
     problems: list[SpecProblem] = []
 
     def walk(node: yaml.Node, path: str) -> None:
@@ -346,9 +331,8 @@ def unset_variables(loaded: LoadedSpec) -> list[SpecProblem]:
             for index, item in enumerate(node.value):
                 walk(item, f"{path}[{index}]")
         elif isinstance(node, yaml.ScalarNode) and isinstance(node.value, str):
-            for name in _ENV_REF.findall(node.value):
-                if name not in os.environ:
-                    problems.append(SpecProblem(loaded.file, node.start_mark.line + 1, path, f"environment variable {name} is not set (export {name}=... before the run)"))
+            for problem in secrets.problems(node.value):
+                problems.append(SpecProblem(loaded.file, node.start_mark.line + 1, path, problem))
 
     root = yaml.compose(loaded.text, Loader=_Loader)
     if root is not None:

@@ -2,7 +2,8 @@
 
 The token guards every route that returns or changes data, and the WebSocket;
 ``serve --public-read`` opens the reading routes (GET, and validating a spec).
-It comes from AGENT_ETL_API_TOKEN, or else from ``<AGENT_ETL_HOME>/api-token``,
+It comes from AGENT_ETL_API_TOKEN (which may be a secret reference such as
+``${file:/run/secrets/token}``), or else from ``<AGENT_ETL_HOME>/api-token``,
 which the first ``agent-etl serve`` creates (mode 0600) and announces once.
 
 A browser page from any site can make requests to 127.0.0.1 under a name
@@ -22,6 +23,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_orchestrated_etl.api.problems import MEDIA_TYPE, Problem
+from agent_orchestrated_etl.secrets import resolve as resolve_references
 
 TOKEN_ENV = "AGENT_ETL_API_TOKEN"
 
@@ -29,7 +31,7 @@ TOKEN_ENV = "AGENT_ETL_API_TOKEN"
 def resolve_token(home: Path) -> tuple[str, bool]:
     """The API token and whether it was just generated (so the caller shows it, once)."""
     if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV], False
+        return resolve_references(os.environ[TOKEN_ENV], where=TOKEN_ENV), False
     path = home / "api-token"
     if path.exists():
         return path.read_text().strip(), False

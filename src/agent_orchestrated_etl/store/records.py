@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
 from agent_orchestrated_etl.model.messages import RunEvent
 from agent_orchestrated_etl.model.vocabulary import RunStatus, TaskStatus
-from agent_orchestrated_etl.redaction import redact_data, redact_model
+from agent_orchestrated_etl.redaction import redact_data, redact_model, register_resolved
+from agent_orchestrated_etl.secrets import resolve as resolve_references
 from agent_orchestrated_etl.store import migrate
 from agent_orchestrated_etl.store.durability import Durability
 from agent_orchestrated_etl.store.schema import events, pipeline_locks, runs, tasks
@@ -193,7 +194,10 @@ def _now() -> datetime:
 
 
 def _with_driver(url: str) -> str:
-    """postgresql:// names psycopg 3, the driver the [postgres] extra installs (SQLAlchemy would pick psycopg2)."""
+    """The URL with its secret references resolved, and postgresql:// naming psycopg 3, the driver the [postgres]
+    extra installs (SQLAlchemy would pick psycopg2)."""
+    url = resolve_references(url, where="DATABASE_URL")
+    register_resolved("DATABASE_URL", url)
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:

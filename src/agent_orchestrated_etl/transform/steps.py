@@ -17,8 +17,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from agent_orchestrated_etl.secrets import is_reference
+
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_ENV_REF = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
 Scalar = str | int | float | bool
 
 
@@ -96,15 +97,19 @@ class MaskStep(_Step):
 
 class HashStep(_Step):
     hash: list[str] = Field(min_length=1, description="Columns replaced by sha256(salt || value), hex.")
-    salt: str = Field(description="A secret, given as ${env:NAME} so it never sits in the spec.")
+    salt: str = Field(
+        description="A secret, given as ${env:NAME} (or ${file:...}, ${aws-sm:...}) so it never sits in the spec."
+    )
     op: ClassVar[str] = "hash"
 
     @field_validator("salt")
     @classmethod
     def _from_secrets(cls, salt: str) -> str:
         # Resolved specs hold the value itself; only the raw YAML must use a reference.
-        if "${" in salt and not _ENV_REF.match(salt):
-            raise ValueError("salt must be exactly one ${env:NAME} reference")
+        if "${" in salt and not is_reference(salt):
+            raise ValueError(
+                "salt must be exactly one secret reference: ${env:NAME}, ${file:path} or ${aws-sm:name#key}"
+            )
         return salt
 
 

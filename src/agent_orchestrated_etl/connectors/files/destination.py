@@ -61,7 +61,9 @@ class FileDestination(Destination):
 
     def __init__(self, spec: FileDestinationSpec, *, memory_limit_bytes: int) -> None:
         super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
-        self.fs, self.root = filesystems.resolve(spec.path, spec.s3)
+        fs, self.root = filesystems.resolve(spec.path, spec.s3)
+        # With an assumed role, each use asks for the filesystem again, which carries renewed credentials.
+        self._fs: pafs.FileSystem | None = None if spec.s3 is not None and spec.s3.role_arn else fs
         self._writers: dict[tuple[str, str, str, str], _Writer] = {}
         self._parts: dict[tuple[str, str, str, str], int] = {}
         #: Rows per staged file, as written; files staged by an earlier process are counted by reading them.
@@ -69,6 +71,14 @@ class FileDestination(Destination):
         # A row group waits whole in memory before it is encoded, one per open file: a task
         # writing hive partitions may hold many files open, so they write each batch at once.
         self._row_group_bytes = 0 if spec.partition_by else max(1 << 20, min(_ROW_GROUP_BYTES, memory_limit_bytes // 16))
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self._fs if self._fs is not None else filesystems.resolve(self.spec.path, self.spec.s3)[0]
+
+    @fs.setter
+    def fs(self, fs: pafs.FileSystem) -> None:
+        self._fs = fs
 
     def describe(self) -> str:
         return f"{self.spec.format} files in {filesystems.display(self.fs, self.root)}"

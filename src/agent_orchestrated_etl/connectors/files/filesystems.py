@@ -5,6 +5,12 @@ standard AWS environment (``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``,
 ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_PROFILE`` and ``~/.aws/credentials``, read by the AWS SDK inside
 pyarrow), so a spec written for AWS runs unchanged against a local S3.
+
+With ``s3.role_arn`` the role is assumed through STS (boto3, the ``aws`` extra),
+signed by the keys of the ``s3:`` block or else the same credential chain
+(environment, shared profile, container or instance role). Its credentials are
+renewed before they expire (botocore's refresh windows: 15 minutes before,
+10 at the latest), and each filesystem asked for then carries the new ones.
 """
 
 from __future__ import annotations
@@ -16,13 +22,22 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, SourceNotFoundError, from_os_error
+from agent_orchestrated_etl import redaction
+from agent_orchestrated_etl.exceptions import (
+    AuthError,
+    ConnectionFailedError,
+    MissingDependencyError,
+    SourceNotFoundError,
+    from_os_error,
+)
 
+_REFUSED = ("ACCESS_DENIED", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "EXPIRED_TOKEN")
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 
 
@@ -35,9 +50,15 @@ class S3Settings(BaseModel):
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
     allow_bucket_creation: bool = Field(False, description="Create the bucket of a destination when it is missing.")
+    role_arn: str | None = Field(None, description="An IAM role to assume through STS; its credentials are renewed.")
+    external_id: str | None = Field(None, description="The ExternalId the role's trust policy asks for.")
+    session_name: str = Field("agent-etl", min_length=2, max_length=64, description="The assumed role's session name.")
+    duration_seconds: int = Field(3600, ge=900, le=43200, description="How long each set of role credentials lasts.")
 
 
-_cache: dict[tuple[Any, ...], pafs.FileSystem] = {}
+# Per settings: the credentials a filesystem was made with, and it; a role's renewed credentials make a new one.
+_cache: dict[tuple[Any, ...], tuple[tuple[str | None, ...], pafs.FileSystem]] = {}
+_roles: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
 
 
@@ -59,17 +80,103 @@ def _s3(settings: S3Settings) -> pafs.FileSystem:
     region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     secret = settings.secret_access_key.get_secret_value() if settings.secret_access_key else None
     token = settings.session_token.get_secret_value() if settings.session_token else None
-    key = (endpoint, region, settings.access_key_id, secret, token, settings.allow_bucket_creation)
+    key = (endpoint, region, settings.access_key_id, secret, token, settings.allow_bucket_creation, settings.role_arn,
+           settings.external_id, settings.session_name, settings.duration_seconds)
+    if settings.role_arn:
+        with _lock:
+            role = _roles.get(key)
+        if role is None:
+            role = _assume_role(settings, region, secret, token)
+            with _lock:
+                role = _roles.setdefault(key, role)
+        frozen = role.get_frozen_credentials()  # renews them when they are about to expire
+        credentials: tuple[str | None, ...] = (frozen.access_key, frozen.secret_key, frozen.token)
+    else:
+        credentials = (settings.access_key_id, secret, token)
     with _lock:
-        if key not in _cache:
+        cached = _cache.get(key)
+        if cached is None or cached[0] != credentials:
             kwargs: dict[str, Any] = {"region": region, "allow_bucket_creation": settings.allow_bucket_creation}
             if endpoint:
                 scheme, _, host = endpoint.partition("://")
                 kwargs.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
-            if settings.access_key_id:  # otherwise the AWS SDK's default chain: env, profile, instance role
-                kwargs.update(access_key=settings.access_key_id, secret_key=secret, session_token=token)
-            _cache[key] = pafs.S3FileSystem(**kwargs)
-        return _cache[key]
+            if credentials[0]:  # otherwise the AWS SDK's default chain: env, profile, instance role
+                kwargs.update(access_key=credentials[0], secret_key=credentials[1], session_token=credentials[2])
+            cached = _cache[key] = (credentials, pafs.S3FileSystem(**kwargs))
+        return cached[1]
+
+
+def _assume_role(settings: S3Settings, region: str, secret: str | None, token: str | None) -> Any:
+    """Credentials of ``settings.role_arn`` that renew themselves; assumed once here, so a refusal shows now."""
+    try:
+        import boto3
+        from botocore.credentials import RefreshableCredentials
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ImportError:
+        raise MissingDependencyError("assuming an IAM role for S3 (s3.role_arn)", "aws") from None
+    role = settings.role_arn
+    session = boto3.session.Session(
+        aws_access_key_id=settings.access_key_id, aws_secret_access_key=secret, aws_session_token=token,
+        region_name=region,
+    )
+    sts = session.client("sts")  # boto3 reads AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL itself
+    arguments: dict[str, Any] = {"RoleArn": role, "RoleSessionName": settings.session_name,
+                                 "DurationSeconds": settings.duration_seconds}
+    if settings.external_id:
+        arguments["ExternalId"] = settings.external_id
+    expiry: list[str] = []  # of the credentials last given, once there are some
+    if settings.external_id:
+        remedy = " with this s3.external_id"
+    else:
+        remedy = "; check s3.role_arn, and give s3.external_id if the policy asks for one"
+
+    def fetch() -> dict[str, str]:
+        if expiry:
+            doing = f"cannot renew the credentials of role {role} (they expire at {expiry[-1]})"
+        else:
+            doing = f"cannot assume role {role}"
+        try:
+            answer = sts.assume_role(**arguments)["Credentials"]
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise AuthError(
+                f"{doing}: {error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": "),
+                where=role,
+                hint=f"the role's trust policy must let these credentials call sts:AssumeRole{remedy}",
+            ) from None
+        except NoCredentialsError:
+            raise AuthError(
+                f"{doing}: no AWS credentials to call STS with", where=role,
+                hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or run with a container or instance"
+                " role",
+            ) from None
+        except BotoCoreError as exc:
+            raise ConnectionFailedError(
+                f"{doing}: {exc}", where=role, hint="check AWS_ENDPOINT_URL(_STS) and AWS_REGION"
+            ) from None
+        for value in (answer["SecretAccessKey"], answer["SessionToken"]):
+            redaction.register(value)
+        expiry[:] = [answer["Expiration"].isoformat()]
+        return {"access_key": answer["AccessKeyId"], "secret_key": answer["SecretAccessKey"],
+                "token": answer["SessionToken"], "expiry_time": expiry[-1]}
+
+    first = fetch()
+    return RefreshableCredentials(
+        first["access_key"], first["secret_key"], first["token"], datetime.fromisoformat(first["expiry_time"]),
+        fetch, "sts-assume-role", time_fetcher=lambda: _clock(),
+    )
+
+
+def _clock() -> datetime:
+    """Now, as the renewal of role credentials sees it; STS issues them for 15 minutes at least, so tests move it."""
+    return datetime.now(UTC)
+
+
+def forget() -> None:
+    """Drop every S3 filesystem and role made so far: for tests that empty their S3 server."""
+    with _lock:
+        _cache.clear()
+        _roles.clear()
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:
@@ -167,7 +274,7 @@ def os_error(exc: OSError, where: str) -> Exception:
     if (local := from_os_error(exc, where)) is not None:
         return local
     text = str(exc)
-    if "ACCESS_DENIED" in text or "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+    if any(code in text for code in _REFUSED):
         return AuthError(f"S3 refused the credentials: {text}", where=where, hint="check s3.access_key_id/secret_access_key or AWS_* variables")
     if "NETWORK_CONNECTION" in text or "curlCode" in text:
         return ConnectionFailedError(f"cannot reach S3: {text}", where=where, hint="check s3.endpoint_url or AWS_ENDPOINT_URL")
