@@ -35,6 +35,42 @@ class Problem(Exception):
         self.extra = extra
 
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string", "description": "A URN such as urn:agent-etl:problem:invalid-spec, or about:blank."},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "What happened, where, and what to do next."},
+        "instance": {"type": "string", "description": "The request's path."},
+    },
+    "additionalProperties": True,
+}
+_WHEN = {
+    400: "The server's configuration refuses the request",
+    401: "No token, or a wrong one",
+    403: "The token's role may not do this",
+    404: "No such pipeline or run",
+    409: "The run or pipeline is not in a state that allows this",
+    413: "The request body is larger than serve --max-body",
+    422: "The request or the spec in it is invalid; each problem names where",
+    429: "Too many requests from this token; Retry-After says when to try again",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problem documents a route can answer with (and 500, which any can)."""
+    content = {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}
+    declared: dict[int | str, dict[str, Any]] = {s: {"description": _WHEN[s], "content": content} for s in statuses}
+    if 429 in statuses:
+        declared[429]["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+    if 401 in statuses:
+        declared[401]["headers"] = {"WWW-Authenticate": {"description": "The Bearer challenge", "schema": {"type": "string"}}}
+    declared[500] = {"description": "A bug: the detail names the incident the server logged", "content": content}
+    return declared
+
+
 def problem_response(problem: Problem, request: Request) -> JSONResponse:
     body = {"type": problem.type, "title": problem.title, "status": problem.status, "detail": problem.detail, "instance": request.url.path, **problem.extra}
     return JSONResponse(body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers)
