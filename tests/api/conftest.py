@@ -50,10 +50,10 @@ def client(data_dir: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def wait_for_run(client: TestClient, run_id: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for_run(client: TestClient, run_id: str, timeout: float = 30, headers: dict[str, str] | None = None) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = client.get(f"/api/v1/runs/{run_id}").json()
+        run = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
         if run.get("status") not in (None, "running"):
             return run
         time.sleep(0.05)
