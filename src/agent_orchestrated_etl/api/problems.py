@@ -80,6 +80,20 @@ def spec_problem(exc: SpecError) -> Problem:
     return Problem(422, "invalid-spec", f"{len(exc.problems)} problem(s) in the pipeline spec", problems=[vars(p) for p in exc.problems])
 
 
+def _methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document gives ``path``; templates (``/runs/{run_id}``) match segment by segment."""
+    paths = app.openapi()["paths"]
+    if path in paths:  # a fixed path (/pipelines/validate) is that route, not a value of /pipelines/{name}
+        return sorted(method.upper() for method in paths[path])
+    parts = path.rstrip("/").split("/")
+    found: set[str] = set()
+    for template, operations in paths.items():
+        pattern = template.rstrip("/").split("/")
+        if len(pattern) == len(parts) and all(p == q or (p.startswith("{") and q) for p, q in zip(pattern, parts, strict=True)):
+            found.update(method.upper() for method in operations)
+    return sorted(found)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -87,7 +101,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(Problem(exc.status_code, None, str(exc.detail), headers=dict(exc.headers or {})), request)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # The router names the methods of the first route whose path matched, not of every route on the path.
+            headers["Allow"] = ", ".join(_methods(app, request.url.path)) or headers.get("Allow", "")
+        return problem_response(Problem(exc.status_code, None, str(exc.detail), headers=headers), request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

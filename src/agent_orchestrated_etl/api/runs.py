@@ -35,7 +35,7 @@ def _seconds(run: dict[str, Any]) -> float | None:
 
 @router.post(
     "", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))], summary="Start a run of a registered pipeline",
-    responses=problem_responses(401, 403, 404, 409, 413, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[str, Any]:
     find(srv, body.pipeline)
