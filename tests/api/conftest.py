@@ -50,7 +50,9 @@ def client(data_dir: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def wait_for_run(client: TestClient, run_id: str, timeout: float = 30, headers: dict[str, str] | None = None) -> dict[str, Any]:
+def wait_for_run(
+    client: TestClient, run_id: str, timeout: float = 30, headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()

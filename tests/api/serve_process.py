@@ -38,7 +38,9 @@ def write_items(directory: Path, rows: int) -> Path:
 
 
 @contextmanager
-def serve(directory: Path, *specs: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), verify: Any = True) -> Iterator[str]:
+def serve(
+    directory: Path, *specs: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), verify: Any = True,
+) -> Iterator[str]:
     """Start serve, wait until it answers, yield its base URL; stop it with SIGINT (uvicorn's clean shutdown).
 
     With ``--tls-cert`` in ``args`` the URL is https, checked with ``verify`` (an ssl context, for httpx)."""
@@ -46,7 +48,8 @@ def serve(directory: Path, *specs: Path, env: dict[str, str] | None = None, args
     script = Path(sys.executable).with_name("agent-etl")
     environment = {**os.environ, "AGENT_ETL_HOME": str(directory / "home"), "AGENT_ETL_API_TOKEN": TOKEN, **(env or {})}
     log = open(directory / "serve.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([str(script), "serve", *map(str, specs), "--port", str(port), *args], cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    command = [str(script), "serve", *map(str, specs), "--port", str(port), *args]
+    process = subprocess.Popen(command, cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"{'https' if '--tls-cert' in args else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120  # start-up takes long on a loaded machine

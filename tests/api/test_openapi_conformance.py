@@ -28,9 +28,29 @@ def test_the_api_answers_as_its_openapi_document_says(tmp_path: Path) -> None:
     st = Path(sys.executable).with_name("st")
     with serve(tmp_path, spec, args=("--rate-limit", "0")) as url:
         done = subprocess.run(
-            [str(st), "--config-file", str(CONFIG), "run", f"{url}/api/v1/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
-             "--max-examples", EXAMPLES, "--workers", "1", "--phases", "examples,coverage,fuzzing", "--seed", "12"],
-            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+            [
+                str(st),
+                "--config-file",
+                str(CONFIG),
+                "run",
+                f"{url}/api/v1/openapi.json",
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+                "--max-examples",
+                EXAMPLES,
+                "--workers",
+                "1",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--seed",
+                "12",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
         )
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
-    assert re.search(r"Selected: (\d+)/\1\b", done.stdout) and "Tested: 0" not in done.stdout, done.stdout[-3000:]  # all operations
+    assert re.search(r"Selected: (\d+)/\1\b", done.stdout) and "Tested: 0" not in done.stdout, done.stdout[
+        -3000:
+    ]  # all operations

@@ -22,12 +22,13 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from tests.api.conftest import PEOPLE_YAML, TOKEN, wait_for_run
+
 from agent_orchestrated_etl.api import websocket as ws
 from agent_orchestrated_etl.api.app import create_app
 from agent_orchestrated_etl.api.security import allowed_hosts
 from agent_orchestrated_etl.api.service import ServeOptions
 from agent_orchestrated_etl.config import Settings
-from tests.api.conftest import PEOPLE_YAML, TOKEN, wait_for_run
 
 PUBLIC, VIEWER, OPERATOR, ADMIN = "public", "viewer", "operator", "admin"
 ORDER = [VIEWER, OPERATOR, ADMIN]
@@ -87,7 +88,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     a registered pipeline and a finished run."""
     data_dir = tmp_path_factory.mktemp("roles")
     (data_dir / "people.csv").write_text("id,name,email\n" + "".join(f"{i},p{i},p{i}@example.com\n" for i in range(10)))
-    options = ServeOptions(settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB"), token=TOKEN, base_dir=data_dir, allowed_hosts=allowed_hosts("127.0.0.1", []))
+    options = ServeOptions(
+        settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB"),
+        token=TOKEN,
+        base_dir=data_dir,
+        allowed_hosts=allowed_hosts("127.0.0.1", []),
+    )
     with TestClient(create_app(options), base_url="http://127.0.0.1:8080", raise_server_exceptions=False) as client:
         tokens = {role: client.app.state.server.tokens.create(f"{role}-bot", role) for role in ORDER}  # type: ignore[attr-defined]
         admin = {"Authorization": f"Bearer {TOKEN}"}
@@ -124,7 +130,9 @@ def _call(client: TestClient, method: str, path: str, token: str | None, run_id:
 
 
 @pytest.mark.parametrize("route", sorted(RULES), ids=lambda r: f"{r[0]} {r[1]}")
-def test_each_route_answers_each_role_as_its_rule_says(served: tuple[TestClient, dict[str, str], str], route: tuple[str, str]) -> None:
+def test_each_route_answers_each_role_as_its_rule_says(
+    served: tuple[TestClient, dict[str, str], str], route: tuple[str, str]
+) -> None:
     client, tokens, run_id = served
     method, path = route
     rule = RULES[route]
@@ -165,11 +173,17 @@ def _audited(client: TestClient, tokens: dict[str, str]) -> None:
     wait_for_run(client, run_id, headers=viewer)
     assert client.post(f"/api/v1/runs/{run_id}/cancel", headers=viewer).status_code == 403
     assert client.post(f"/api/v1/runs/{run_id}/cancel", headers=operator).status_code == 409
-    assert client.post("/api/v1/pipelines/validate", json={"yaml": PEOPLE_YAML}, headers=viewer).status_code == 200  # reads
+    assert (
+        client.post("/api/v1/pipelines/validate", json={"yaml": PEOPLE_YAML}, headers=viewer).status_code == 200
+    )  # reads
     assert client.delete("/api/v1/pipelines/people").status_code == 401
     assert client.get("/api/v1/audit", headers=operator).status_code == 403
     audit = client.get("/api/v1/audit", headers=admin).json()
-    api_calls = [(e["actor"], e["action"], e["run_id"], e["pipeline"], e["detail"]) for e in reversed(audit) if e["action"].startswith("api:")]
+    api_calls = [
+        (e["actor"], e["action"], e["run_id"], e["pipeline"], e["detail"])
+        for e in reversed(audit)
+        if e["action"].startswith("api:")
+    ]
     assert api_calls == [
         ("token:admin-bot", "api:register", None, "people", "POST /api/v1/pipelines -> 201"),
         ("token:operator-bot", "api:register", None, None, "POST /api/v1/pipelines -> 403"),
@@ -181,7 +195,13 @@ def _audited(client: TestClient, tokens: dict[str, str]) -> None:
     # The store keeps the tokens' hashes and names, never a token: not in any table.
     engine = client.app.state.server.runtime.store.engine  # type: ignore[attr-defined]
     with engine.connect() as conn:
-        everything = json.dumps([[list(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))] for t in sa.inspect(conn).get_table_names()], default=str)
+        everything = json.dumps(
+            [
+                [list(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}"))]
+                for t in sa.inspect(conn).get_table_names()
+            ],
+            default=str,
+        )
     assert "admin-bot" in everything
     for token in [*tokens.values(), TOKEN]:
         assert token not in everything

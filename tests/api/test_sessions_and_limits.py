@@ -14,13 +14,14 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from tests.api.conftest import AUTH, PEOPLE_YAML, TOKEN
+
 from agent_orchestrated_etl.api.app import create_app
 from agent_orchestrated_etl.api.limits import RateLimiter
 from agent_orchestrated_etl.api.security import SESSION_COOKIE, allowed_hosts
 from agent_orchestrated_etl.api.service import ServeOptions
 from agent_orchestrated_etl.cli import app as cli
 from agent_orchestrated_etl.config import Settings
-from tests.api.conftest import AUTH, PEOPLE_YAML, TOKEN
 
 ORIGIN = "http://127.0.0.1:8080"
 
@@ -28,7 +29,9 @@ ORIGIN = "http://127.0.0.1:8080"
 @contextmanager
 def serving(data_dir: Path, **options: object) -> Iterator[TestClient]:
     settings = Settings(AGENT_ETL_MEMORY_LIMIT="16GB")
-    served = ServeOptions(settings=settings, token=TOKEN, base_dir=data_dir, allowed_hosts=allowed_hosts("127.0.0.1", []), **options)  # type: ignore[arg-type]
+    served = ServeOptions(
+        settings=settings, token=TOKEN, base_dir=data_dir, allowed_hosts=allowed_hosts("127.0.0.1", []), **options
+    )  # type: ignore[arg-type]
     with TestClient(create_app(served), base_url=ORIGIN, raise_server_exceptions=False) as client:
         yield client
 
@@ -52,7 +55,10 @@ def test_tokens_made_by_the_cli_work_in_every_replica_until_revoked(data_dir: Pa
     with serving(data_dir) as one, serving(data_dir) as two:  # two servers on one store, as replicas behind a balancer
         assert one.post("/api/v1/pipelines", json={"yaml": PEOPLE_YAML}, headers=AUTH).status_code == 201
         for replica in (one, two):
-            assert replica.get("/api/v1/session", headers=bearer(token)).json() == {"name": "ci-bot", "role": "operator"}
+            assert replica.get("/api/v1/session", headers=bearer(token)).json() == {
+                "name": "ci-bot",
+                "role": "operator",
+            }
             assert replica.delete("/api/v1/pipelines/people", headers=bearer(token)).status_code == 403
         # A session opened on one replica is good on the other, and revoking the token ends both.
         assert one.post("/api/v1/session", headers=bearer(token)).status_code == 204
@@ -75,11 +81,15 @@ def test_the_dashboard_trades_its_token_for_an_httponly_strict_cookie(data_dir: 
         assert opened.status_code == 204
         cookie = opened.headers["set-cookie"]
         assert cookie.startswith(f"{SESSION_COOKIE}=")
-        assert {"httponly", "samesite=strict", "path=/", "max-age=43200"} <= {p.strip().lower() for p in cookie.split(";")}
+        assert {"httponly", "samesite=strict", "path=/", "max-age=43200"} <= {
+            p.strip().lower() for p in cookie.split(";")
+        }
         assert "secure" not in cookie.lower()  # plain HTTP here; test_tls.py sees Secure over HTTPS
         assert TOKEN not in cookie
         assert client.get("/api/v1/session").json() == {"name": "default", "role": "admin"}
-        assert client.post("/api/v1/pipelines", json={"yaml": PEOPLE_YAML}, headers={"Origin": ORIGIN}).status_code == 201
+        assert (
+            client.post("/api/v1/pipelines", json={"yaml": PEOPLE_YAML}, headers={"Origin": ORIGIN}).status_code == 201
+        )
         # A page on another origin of this site gets the cookie sent along (SameSite compares sites): refused.
         for origin in ({}, {"Origin": "http://127.0.0.1:3000"}):
             refused = client.delete("/api/v1/pipelines/people", headers=origin)
@@ -103,7 +113,9 @@ def test_each_token_is_rate_limited_with_429_and_retry_after(data_dir: Path) -> 
         assert limited.headers["retry-after"] == "1"
         assert "more than 60 requests a minute from token:default" in limited.json()["detail"]
         assert client.get("/api/v1/runs", headers=bearer(viewer)).status_code == 200  # another token, another bucket
-        assert [client.get("/api/v1/runs", headers=bearer("guess")).status_code for _ in range(7)][-1] == 429  # guessing too
+        assert [client.get("/api/v1/runs", headers=bearer("guess")).status_code for _ in range(7)][
+            -1
+        ] == 429  # guessing too
         time.sleep(1.1)
         assert client.get("/api/v1/runs", headers=AUTH).status_code == 200
 
@@ -124,11 +136,18 @@ def test_the_rate_limiter_refills_and_forgets_idle_callers() -> None:
 
 
 def test_cors_is_closed_unless_origins_are_configured(data_dir: Path) -> None:
-    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    preflight = {
+        "Origin": "https://app.example.com",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
     with serving(data_dir) as client:
         answer = client.options("/api/v1/runs", headers=preflight)
         assert "access-control-allow-origin" not in answer.headers
-        assert "access-control-allow-origin" not in client.get("/api/v1/runs", headers={**AUTH, "Origin": "https://app.example.com"}).headers
+        assert (
+            "access-control-allow-origin"
+            not in client.get("/api/v1/runs", headers={**AUTH, "Origin": "https://app.example.com"}).headers
+        )
     with serving(data_dir, cors_origins=("https://app.example.com",)) as client:
         answer = client.options("/api/v1/runs", headers=preflight)
         assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "https://app.example.com"

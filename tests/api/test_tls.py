@@ -15,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from tests.api.conftest import AUTH
 from tests.api.serve_process import serve
 
@@ -26,8 +25,12 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent-etl test")])
     now = dt.datetime.now(dt.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -35,7 +38,9 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -73,9 +78,14 @@ def test_a_wrong_tls_pair_is_one_clear_line(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("agent-etl")
     for args, expected in (
         (["--tls-cert", str(cert)], "--tls-cert and --tls-key go together"),
-        (["--tls-cert", str(cert), "--tls-key", str(other_key)], f"cannot use the TLS certificate {cert} with the key {other_key}"),
+        (
+            ["--tls-cert", str(cert), "--tls-key", str(other_key)],
+            f"cannot use the TLS certificate {cert} with the key {other_key}",
+        ),
         (["--tls-cert", str(tmp_path / "missing.pem"), "--tls-key", str(other_key)], "cannot use the TLS certificate"),
     ):
-        done = subprocess.run([str(script), "serve", "--port", "0", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(script), "serve", "--port", "0", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 1, done.stderr
         assert expected in done.stderr and "Traceback" not in done.stderr

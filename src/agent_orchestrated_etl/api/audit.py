@@ -51,7 +51,10 @@ def _record(scope: Scope, state: dict[str, Any], outcome: dict[str, Any]) -> Non
         run_id, pipeline = (found.group(2), pipeline) if found.group(1) == "runs" else (run_id, found.group(2))
     try:
         scope["app"].state.server.runtime.store.durability.audit(
-            f"api:{state['audit']}", actor=f"token:{holder.name}" if holder else "anonymous", run_id=run_id, pipeline=pipeline,
+            f"api:{state['audit']}",
+            actor=f"token:{holder.name}" if holder else "anonymous",
+            run_id=run_id,
+            pipeline=pipeline,
             detail=f"{scope['method']} {scope['path']} -> {outcome['status']}",
         )
     except Exception:  # the response is gone already; a store that cannot write says so in the log

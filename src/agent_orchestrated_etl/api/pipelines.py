@@ -68,7 +68,8 @@ def list_pipelines(srv: ServerDep) -> list[dict[str, Any]]:
 
 
 @router.post(
-    "", status_code=201, dependencies=[Depends(allow(Role.ADMIN))], responses=problem_responses(400, 401, 403, 413, 422, 429),
+    "", status_code=201, dependencies=[Depends(allow(Role.ADMIN))],
+    responses=problem_responses(400, 401, 403, 413, 422, 429),
     summary="Register a pipeline or a workflow from YAML (replaces one of the same name)",
 )
 async def register(body: SpecBody, srv: ServerDep, response: Response) -> dict[str, Any]:
@@ -93,14 +94,16 @@ def validate(body: SpecBody, srv: ServerDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/{name}", dependencies=[VIEWER], summary="A registered pipeline, with its YAML", responses=problem_responses(401, 404, 429),
+    "/{name}", dependencies=[VIEWER], summary="A registered pipeline, with its YAML",
+    responses=problem_responses(401, 404, 429),
 )
 def get_pipeline(name: str, srv: ServerDep) -> dict[str, Any]:
     return describe(srv, find(srv, name), with_yaml=True)
 
 
 @router.delete(
-    "/{name}", status_code=204, dependencies=[Depends(allow(Role.ADMIN))], responses=problem_responses(401, 403, 404, 429),
+    "/{name}", status_code=204, dependencies=[Depends(allow(Role.ADMIN))],
+    responses=problem_responses(401, 403, 404, 429),
     summary="Unregister a pipeline (its runs stay in the store)",
 )
 async def delete_pipeline(name: str, srv: ServerDep) -> Response:

@@ -66,7 +66,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     if 429 in statuses:
         declared[429]["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
     if 401 in statuses:
-        declared[401]["headers"] = {"WWW-Authenticate": {"description": "The Bearer challenge", "schema": {"type": "string"}}}
+        challenge = {"description": "The Bearer challenge", "schema": {"type": "string"}}
+        declared[401]["headers"] = {"WWW-Authenticate": challenge}
     declared[500] = {"description": "A bug: the detail names the incident the server logged", "content": content}
     return declared
 
@@ -89,7 +90,8 @@ def _methods(app: FastAPI, path: str) -> list[str]:
     found: set[str] = set()
     for template, operations in paths.items():
         pattern = template.rstrip("/").split("/")
-        if len(pattern) == len(parts) and all(p == q or (p.startswith("{") and q) for p, q in zip(pattern, parts, strict=True)):
+        matches = len(pattern) == len(parts)
+        if matches and all(p == q or (p.startswith("{") and q) for p, q in zip(pattern, parts, strict=True)):
             found.update(method.upper() for method in operations)
     return sorted(found)
 

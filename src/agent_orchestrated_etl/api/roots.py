@@ -32,7 +32,8 @@ def inside(root: Path, path: Path) -> bool:
 def check_base_dir(root: Path, base_dir: Path) -> Path:
     """The base directory a request names, resolved; a 422 problem (raised as SpecError) if it is outside the root."""
     if "\x00" in str(base_dir):  # no file name holds one; resolving it raises ValueError
-        raise SpecError([SpecProblem("<request body>", None, "base_dir", "base_dir contains a NUL character; give a directory inside the data root")])
+        message = "base_dir contains a NUL character; give a directory inside the data root"
+        raise SpecError([SpecProblem("<request body>", None, "base_dir", message)])
     if not base_dir.is_absolute():
         base_dir = root / base_dir
     if not inside(root, base_dir):

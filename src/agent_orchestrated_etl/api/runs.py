@@ -48,7 +48,10 @@ async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[
     return {"run_id": run_id, "pipeline": body.pipeline, "status": "running", "links": {"self": f"/api/v1/runs/{run_id}", "live": f"/ws?run={run_id}"}}
 
 
-@router.get("", dependencies=[VIEWER], summary="Runs, newest first, paged by run id", responses=problem_responses(401, 422, 429))
+@router.get(
+    "", dependencies=[VIEWER], summary="Runs, newest first, paged by run id",
+    responses=problem_responses(401, 422, 429),
+)
 def list_runs(
     srv: ServerDep,
     pipeline: str | None = None,
@@ -114,7 +117,8 @@ def _stored_task(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post(
-    "/{run_id}/cancel", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))], summary="Ask a running run to stop",
+    "/{run_id}/cancel", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))],
+    summary="Ask a running run to stop",
     responses=problem_responses(401, 403, 404, 409, 429),
 )
 async def cancel_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
@@ -126,7 +130,8 @@ async def cancel_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
 
 @router.post(
     "/{run_id}/resume", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))],
-    summary="Go on with a failed or cancelled run from its checkpoints", responses=problem_responses(401, 403, 404, 409, 429),
+    summary="Go on with a failed or cancelled run from its checkpoints",
+    responses=problem_responses(401, 403, 404, 409, 429),
 )
 async def resume_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run = _load(srv, run_id)

@@ -106,12 +106,14 @@ def allow(role: Role, *, readable: bool = False) -> Callable[[Request], None]:
             if readable and request.app.state.server.options.public_read:
                 return
             why = (
-                "this route returns pipelines, runs and their errors and needs the API token (or start serve with --public-read)"
+                "this route returns pipelines, runs and their errors and needs the API token "
+                "(or start serve with --public-read)"
                 if readable else "this route changes state and needs the API token"
             )
             raise Problem(
                 401, "token-missing",
-                f"{why}: send 'Authorization: Bearer <token>' (set {TOKEN_ENV}, or read it from AGENT_ETL_HOME/api-token)",
+                f"{why}: send 'Authorization: Bearer <token>' "
+                f"(set {TOKEN_ENV}, or read it from AGENT_ETL_HOME/api-token)",
                 headers={"WWW-Authenticate": 'Bearer realm="agent-etl"'},
             )
         if Role.of(holder.role) < role:
@@ -130,7 +132,7 @@ _SAFE = ("GET", "HEAD", "OPTIONS")
 
 
 def authenticate(request: Request) -> Holder | None:
-    """The caller, by bearer token or session cookie (None for neither), after the rate limit; a wrong token is a 401."""
+    """The caller, by bearer token or session cookie (None for neither), past the rate limit; a wrong token is a 401."""
     srv: Server = request.app.state.server
     header = request.headers.get("authorization")
     if header is not None:
@@ -159,7 +161,8 @@ def _same_origin(request: Request) -> None:
     if origin is None or urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
         raise Problem(
             403, "cross-origin",
-            f"a request that changes state with the session cookie must come from the dashboard itself (Origin {origin!r}); "
+            "a request that changes state with the session cookie must come from the dashboard itself "
+            f"(Origin {origin!r}); "
             "send the token as 'Authorization: Bearer <token>' instead",
         )
 
@@ -174,7 +177,8 @@ def _limit(request: Request, holder: Holder | None) -> None:
         seconds = math.ceil(wait)
         raise Problem(
             429, "rate-limited",
-            f"more than {limiter.per_minute} requests a minute from {key}; retry in {seconds} s (agent-etl serve --rate-limit)",
+            f"more than {limiter.per_minute} requests a minute from {key}; "
+            f"retry in {seconds} s (agent-etl serve --rate-limit)",
             headers={"Retry-After": str(seconds)}, retry_after=seconds,
         )
 

@@ -35,7 +35,8 @@ def tools(srv: ServerDep) -> list[dict[str, Any]]:
 
 
 @router.get(
-    "/events", dependencies=[VIEWER], summary="Recorded run events in order, paged by id", responses=problem_responses(401, 422, 429),
+    "/events", dependencies=[VIEWER], summary="Recorded run events in order, paged by id",
+    responses=problem_responses(401, 422, 429),
 )
 def events(
     srv: ServerDep,
@@ -48,7 +49,9 @@ def events(
     return {"events": page, "next_after": page[-1]["id"] if len(page) == limit else None}
 
 
-@router.get("/alerts", dependencies=[VIEWER], summary="Alerts sent, newest first", responses=problem_responses(401, 422, 429))
+@router.get(
+    "/alerts", dependencies=[VIEWER], summary="Alerts sent, newest first", responses=problem_responses(401, 422, 429),
+)
 def alerts(srv: ServerDep, run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     return srv.alerts.store.recent(run_id=run_id, limit=limit) if srv.alerts.store else []
 

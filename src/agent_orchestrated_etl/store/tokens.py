@@ -65,7 +65,9 @@ class TokenStore:
                 raise ConfigurationError(
                     f"a token named {name!r} exists already", hint=f"revoke it first: agent-etl tokens revoke {name}"
                 )
-            conn.execute(api_tokens.insert().values(name=name, role=role, token_sha256=digest(token), created_at=_now()))
+            conn.execute(
+                api_tokens.insert().values(name=name, role=role, token_sha256=digest(token), created_at=_now())
+            )
         return token
 
     def list(self) -> list[TokenInfo]:
@@ -90,9 +92,14 @@ class TokenStore:
         now = _now()
         with self.engine.begin() as conn:
             conn.execute(api_sessions.delete().where(api_sessions.c.expires_at < now))  # only live sessions stay
-            conn.execute(api_sessions.insert().values(
-                id_sha256=digest(session), token_name=holder.name, role=holder.role, expires_at=now + lifetime,
-            ))
+            conn.execute(
+                api_sessions.insert().values(
+                    id_sha256=digest(session),
+                    token_name=holder.name,
+                    role=holder.role,
+                    expires_at=now + lifetime,
+                )
+            )
         return session
 
     def session(self, session: str) -> Holder | None:

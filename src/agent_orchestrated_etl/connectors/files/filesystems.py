@@ -21,7 +21,13 @@ from typing import Any, BinaryIO
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from agent_orchestrated_etl.exceptions import AuthError, ConfigurationError, ConnectionFailedError, SourceNotFoundError, from_os_error
+from agent_orchestrated_etl.exceptions import (
+    AuthError,
+    ConfigurationError,
+    ConnectionFailedError,
+    SourceNotFoundError,
+    from_os_error,
+)
 
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 
@@ -125,7 +131,8 @@ def _refuse_escapes(pattern: str, found: list[str]) -> None:
         if os.path.commonpath([base, target]) != base:
             raise ConfigurationError(
                 f"{match} matches the glob {pattern} but is a symlink to {target}, outside {base}",
-                where=pattern, hint="a glob reads only files under its directory: move the file there, or name it on its own",
+                where=pattern,
+                hint="a glob reads only files under its directory: move the file there, or name it on its own",
             )
 
 
