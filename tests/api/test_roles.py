@@ -89,7 +89,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     data_dir = tmp_path_factory.mktemp("roles")
     (data_dir / "people.csv").write_text("id,name,email\n" + "".join(f"{i},p{i},p{i}@example.com\n" for i in range(10)))
     options = ServeOptions(
-        settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB"),
+        settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB", AGENT_ETL_HOME=str(data_dir / "home")),
         token=TOKEN,
         base_dir=data_dir,
         allowed_hosts=allowed_hosts("127.0.0.1", []),
