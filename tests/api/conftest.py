@@ -55,8 +55,10 @@ def wait_for_run(
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
-        if run.get("status") not in (None, "running"):
+        response = client.get(f"/api/v1/runs/{run_id}", headers=headers)
+        run = response.json()
+        # A run the API started is in the store only once the runtime takes it: a 404 until then.
+        if response.status_code != 404 and run.get("status") not in (None, "running"):
             return run
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} did not finish in {timeout}s")
