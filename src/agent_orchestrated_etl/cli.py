@@ -1,4 +1,4 @@
-"""The ``agent-etl`` command line: run, validate, schema, demo, runs, store, serve.
+"""The ``agent-etl`` command line: run, validate, schema, demo, runs, store, serve, tokens.
 
 It renders what the engine returns and nothing more. Errors print as one
 line naming what failed, where, and what to do; ``--debug`` adds the traceback.
@@ -30,6 +30,11 @@ from agent_orchestrated_etl.redaction import redact
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
 runs_app = typer.Typer(help="List past runs, or show one with its tasks and decisions.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
+tokens_app = typer.Typer(
+    help="API tokens of agent-etl serve, each with a role: viewer, operator or admin (kept hashed in the store).",
+    no_args_is_help=True,
+)
+app.add_typer(tokens_app, name="tokens")
 store_app = typer.Typer(help="The metadata store's schema revision (any command that opens the store upgrades it).", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 out = Console()
@@ -354,6 +359,57 @@ def store_upgrade() -> None:
     out.print(f"revision {head} (the newest)" if before == head else f"upgraded from revision {before or '(none)'} to {head}")
 
 
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="Who or what holds it (the audit log names it): ci-bot, alice, ...")],
+    role: Annotated[str, typer.Option(help=(
+        "viewer: read and follow /ws; operator: also start, cancel and resume runs; "
+        "admin: also register and delete pipelines."
+    ))] = "viewer",
+) -> None:
+    """Make a token and print it, once: only its hash is kept, in the metadata store that every serve on it shares."""
+    from agent_orchestrated_etl.store.records import RunStore
+    from agent_orchestrated_etl.store.tokens import TokenStore
+
+    token = TokenStore(RunStore(load_settings().store_url).engine).create(name, role)
+    shown = f"token {name!r} ({role}), shown once; send it as 'Authorization: Bearer <token>':"
+    err.print(shown, highlight=False, soft_wrap=True)
+    out.print(token, highlight=False, soft_wrap=True)
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: JsonFlag = False) -> None:
+    """The tokens' names, roles and creation times (never the tokens)."""
+    from agent_orchestrated_etl.store.records import RunStore
+    from agent_orchestrated_etl.store.tokens import TokenStore
+
+    tokens = TokenStore(RunStore(load_settings().store_url).engine).list()
+    if as_json:
+        rows = [{"name": t.name, "role": t.role, "created_at": t.created_at} for t in tokens]
+        out.print_json(json.dumps(rows, default=str))
+        return
+    for t in tokens:
+        out.print(f"{t.name}\t{t.role}\t{t.created_at:%Y-%m-%d %H:%M:%S}Z", highlight=False, soft_wrap=True)
+    if not tokens:
+        err.print(
+            "no tokens yet (the single API token of AGENT_ETL_API_TOKEN is an admin's); "
+            "make one: agent-etl tokens create NAME --role viewer"
+        )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    name: Annotated[str, typer.Argument(help="The token's name, as `agent-etl tokens list` shows it.")],
+) -> None:
+    """Revoke a token and end its dashboard sessions, for every serve on this store at once."""
+    from agent_orchestrated_etl.store.records import RunStore
+    from agent_orchestrated_etl.store.tokens import TokenStore
+
+    if not TokenStore(RunStore(load_settings().store_url).engine).revoke(name):
+        raise ConfigurationError(f"no token named {name!r}", hint="`agent-etl tokens list` shows them")
+    out.print(f"revoked {name!r}", highlight=False)
+
+
 @app.command()
 def serve(
     specs: Annotated[list[Path] | None, typer.Argument(help="Pipeline specs to register at start (schedules in them run).")] = None,
@@ -365,6 +421,17 @@ def serve(
     data_root: Annotated[Path | None, typer.Option(help="Specs registered through the API read and write files only under this directory (default: the working directory); relative paths start there.")] = None,
     public_read: Annotated[bool, typer.Option(help="Serve the reading routes (pipelines, runs, events, alerts, metrics) without the token.")] = False,
     allowed_host: Annotated[list[str] | None, typer.Option(help="A name clients reach serve by, besides the bind address and localhost (repeatable; '*' for any).")] = None,
+    rate_limit: Annotated[int, typer.Option(
+        help="Requests a minute per token (per address without one), a tenth of it at once; 0: no limit.",
+    )] = 1200,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="An origin (https://app.example.com) whose pages may call the API with a token (repeatable).",
+    )] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+    )] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The PEM private key of --tls-cert.")] = None,
+    session_hours: Annotated[float, typer.Option(help="How long the dashboard's session cookie lasts.")] = 12.0,
 ) -> None:
     """Serve the REST API, the live dashboard, /ws and /metrics; run pipelines on their schedules."""
     try:
@@ -383,9 +450,10 @@ def serve(
 
     for path in specs or []:
         check_spec(load_spec(path).text, file=str(path))  # fail here, with the line, not in the server's start-up
+    tls = _tls_files(tls_cert, tls_key)
     settings = load_settings()
     token, generated = resolve_token(settings.home_dir)
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    url = f"{'https' if tls else 'http'}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if generated:
         err.print(f"[bold]API token[/] (shown once; kept in {settings.home_dir / 'api-token'}): {token}", highlight=False, soft_wrap=True)
         err.print(f"Dashboard: {url}#token={token}", highlight=False, soft_wrap=True)
@@ -395,13 +463,36 @@ def serve(
     root = (data_root or Path.cwd()).resolve()
     options = ServeOptions(settings=settings, token=token, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack, base_dir=root, data_root=root,
         public_read=public_read, allowed_hosts=allowed_hosts(host, allowed_host or []),
+        rate_per_minute=rate_limit, session_hours=session_hours, cors_origins=tuple(cors_origin or ()),
     )
     # No permessage-deflate on /ws: it compresses every frame once per client, which undoes sharing
     # one encoded frame among clients, and frames of a few kB every quarter second need no compression.
     uvicorn.run(
         create_app(options), host=host, port=port, log_level=settings.log_level.lower(), log_config=None,  # uvicorn logs through our handler, so through its redaction
         ws_max_size=options.max_body_bytes, ws_per_message_deflate=False,
+        ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
     )
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """Both files or neither, readable PEM, checked here so a typo is one line and not uvicorn's traceback."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigurationError(
+            "--tls-cert and --tls-key go together", hint="give both, the certificate and its private key",
+        )
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"cannot use the TLS certificate {cert} with the key {key}: {exc}",
+            where="agent-etl serve --tls-cert/--tls-key",
+            hint="give a PEM certificate (chain) and the PEM private key that matches it",
+        ) from exc
+    return str(cert), str(key)
 
 
 def main() -> None:

@@ -260,6 +260,8 @@ def parse_spec(text: str, *, file: str = "<spec>", limits: SpecLimits | None = N
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: it has a position, not a mark
+            line = text.count("\n", 0, exc.position) + 1
         raise SpecError([SpecProblem(file, line, "", f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
     if not isinstance(data, dict):
         raise SpecError([SpecProblem(file, 1, "", "a spec is a YAML mapping with name, sources and destination")])

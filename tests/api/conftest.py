@@ -50,11 +50,15 @@ def client(data_dir: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def wait_for_run(client: TestClient, run_id: str, timeout: float = 30) -> dict[str, Any]:
+def wait_for_run(
+    client: TestClient, run_id: str, timeout: float = 30, headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = client.get(f"/api/v1/runs/{run_id}").json()
-        if run.get("status") not in (None, "running"):
+        response = client.get(f"/api/v1/runs/{run_id}", headers=headers)
+        run = response.json()
+        # A run the API started is in the store only once the runtime takes it: a 404 until then.
+        if response.status_code != 404 and run.get("status") not in (None, "running"):
             return run
         time.sleep(0.05)
     raise AssertionError(f"run {run_id} did not finish in {timeout}s")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -37,19 +38,24 @@ def write_items(directory: Path, rows: int) -> Path:
 
 
 @contextmanager
-def serve(directory: Path, *specs: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start serve, wait until it answers, yield its base URL; stop it with SIGINT (uvicorn's clean shutdown)."""
+def serve(
+    directory: Path, *specs: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), verify: Any = True,
+) -> Iterator[str]:
+    """Start serve, wait until it answers, yield its base URL; stop it with SIGINT (uvicorn's clean shutdown).
+
+    With ``--tls-cert`` in ``args`` the URL is https, checked with ``verify`` (an ssl context, for httpx)."""
     port = free_port()
     script = Path(sys.executable).with_name("agent-etl")
     environment = {**os.environ, "AGENT_ETL_HOME": str(directory / "home"), "AGENT_ETL_API_TOKEN": TOKEN, **(env or {})}
     log = open(directory / "serve.log", "w")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([str(script), "serve", *map(str, specs), "--port", str(port)], cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    command = [str(script), "serve", *map(str, specs), "--port", str(port), *args]
+    process = subprocess.Popen(command, cwd=directory, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"{'https' if '--tls-cert' in args else 'http'}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120  # start-up takes long on a loaded machine
         while True:
             try:
-                if httpx.get(f"{url}/api/v1/pipelines", headers=AUTH, timeout=1).status_code == 200:
+                if httpx.get(f"{url}/api/v1/pipelines", headers=AUTH, timeout=1, verify=verify).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

@@ -36,6 +36,12 @@ def test_start_a_run_from_the_page_and_watch_it(tmp_path: Path, chromium: str) -
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(f"{url}/#token={TOKEN}")
         page.wait_for_selector("[data-testid=connection]:has-text('live')", timeout=15_000)
+        # The token from the link is traded for a session cookie no script can read, and leaves the URL.
+        assert TOKEN not in page.url
+        assert TOKEN not in page.evaluate("JSON.stringify(localStorage) + document.cookie")
+        (cookie,) = page.context.cookies()
+        assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("agent_etl_session", True, "Strict")
+        assert TOKEN not in cookie["value"]
         page.click("[data-testid=start-items]")
         page.wait_for_url("**/#/runs/*")
         page.wait_for_function(LIVE_PROGRESS, polling=25, timeout=30_000)
@@ -50,3 +56,4 @@ def test_start_a_run_from_the_page_and_watch_it(tmp_path: Path, chromium: str) -
         page.wait_for_selector("[data-testid=run-row] >> text=succeeded")
         browser.close()
     assert errors == []
+    assert TOKEN not in (tmp_path / "serve.log").read_text()  # the access log saw no token in a URL

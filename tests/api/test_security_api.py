@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import warnings
@@ -121,3 +122,33 @@ def test_the_store_and_home_are_created_private(tmp_path: Path) -> None:
     resolve_token(other)
     assert stat.S_IMODE(os.stat(other).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(other / "api-token").st_mode) == 0o600
+
+
+def test_a_workspace_creates_home_private_when_the_store_is_elsewhere(tmp_path: Path) -> None:
+    from agent_orchestrated_etl.transform.workspace import Workspace
+
+    home = tmp_path / "home"  # with DATABASE_URL on PostgreSQL, a run's workspace is the first to make it
+    old = os.umask(0o022)
+    try:
+        Workspace(home / "runs" / "r1", memory_limit_bytes=256 * 1024 * 1024).close()
+    finally:
+        os.umask(old)
+    for directory in (home, home / "runs", home / "runs" / "r1"):
+        assert (directory, stat.S_IMODE(os.stat(directory).st_mode)) == (directory, 0o700)
+
+
+def test_a_glob_match_that_links_out_of_the_data_root_is_not_read(client: TestClient, data_dir: Path) -> None:
+    (data_dir / "in").mkdir()
+    (data_dir / "in" / "a.csv").write_text((data_dir / "people.csv").read_text())
+    secret = data_dir.parent / f"{data_dir.name}-outside.csv"
+    secret.write_text("id,name,email\n1,SECRET-ROW,s@example.com\n")
+    spec = PEOPLE_YAML.replace("path: people.csv", "path: 'in/*.csv'")
+    # The glob's directory is inside the root, so the spec registers.
+    assert client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH).status_code == 201
+    (data_dir / "in" / "b.csv").symlink_to(secret)  # a link that appears after the check at registration
+    run = wait_for_run(client, client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"])
+    assert run["status"] == "failed"
+    outside = (data_dir / "in").resolve()
+    expected = f"in/b.csv matches the glob {data_dir}/in/*.csv but is a symlink to {secret}, outside {outside}"
+    assert expected in run["error"]
+    assert "SECRET-ROW" not in json.dumps(run)

@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from agent_orchestrated_etl.api import pipelines, problems, runs, system, websocket
+from agent_orchestrated_etl.api import pipelines, problems, runs, sessions, system, websocket
+from agent_orchestrated_etl.api.audit import Audit
 from agent_orchestrated_etl.api.limits import BodyLimit
 from agent_orchestrated_etl.api.security import HostCheck
 from agent_orchestrated_etl.api.service import Server, ServeOptions
@@ -36,9 +38,17 @@ def create_app(options: ServeOptions) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
     )
     problems.install(app)
+    app.add_middleware(Audit)
     app.add_middleware(BodyLimit, max_bytes=options.max_body_bytes)
+    if options.cors_origins:
+        # Closed unless configured: a page of another origin gets no CORS headers, so its script reads nothing.
+        # The session cookie is SameSite=Strict and never goes cross-site, so only bearer tokens are allowed.
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"], expose_headers=["Location", "Retry-After"], max_age=600,
+        )
     app.add_middleware(HostCheck, allowed=options.allowed_hosts)  # added last, so it runs first
-    for router in (pipelines.router, runs.router, system.router):
+    for router in (pipelines.router, runs.router, system.router, sessions.router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(system.metrics_router)
     app.include_router(websocket.router)

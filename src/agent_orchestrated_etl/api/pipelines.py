@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from agent_orchestrated_etl.api.deps import server
-from agent_orchestrated_etl.api.problems import Problem, spec_problem
-from agent_orchestrated_etl.api.security import require_reader, require_token
+from agent_orchestrated_etl.api.problems import Problem, problem_responses, spec_problem
+from agent_orchestrated_etl.api.security import Role, allow
 from agent_orchestrated_etl.api.service import Server, UnknownPipeline
 from agent_orchestrated_etl.exceptions import SpecError
 from agent_orchestrated_etl.monitoring.schedules import as_schedule
@@ -18,6 +18,7 @@ from agent_orchestrated_etl.store.pipelines import RegisteredPipeline
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 ServerDep = Annotated[Server, Depends(server)]
+VIEWER = Depends(allow(Role.VIEWER, readable=True))
 
 
 class SpecBody(BaseModel):
@@ -61,12 +62,16 @@ def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = F
     return data
 
 
-@router.get("", dependencies=[Depends(require_reader)], summary="List registered pipelines")
+@router.get("", dependencies=[VIEWER], summary="List registered pipelines", responses=problem_responses(401, 429))
 def list_pipelines(srv: ServerDep) -> list[dict[str, Any]]:
     return [describe(srv, p) for p in srv.pipelines.list()]
 
 
-@router.post("", status_code=201, dependencies=[Depends(require_token)], summary="Register a pipeline or a workflow from YAML (replaces one of the same name)")
+@router.post(
+    "", status_code=201, dependencies=[Depends(allow(Role.ADMIN))],
+    responses=problem_responses(400, 401, 403, 413, 422, 429),
+    summary="Register a pipeline or a workflow from YAML (replaces one of the same name)",
+)
 async def register(body: SpecBody, srv: ServerDep, response: Response) -> dict[str, Any]:
     _, base = srv.check_request(body.yaml, body.base_dir)
     loaded, created = srv.register(body.yaml, base_dir=base)
@@ -76,7 +81,10 @@ async def register(body: SpecBody, srv: ServerDep, response: Response) -> dict[s
     return describe(srv, find(srv, loaded.name))
 
 
-@router.post("/validate", dependencies=[Depends(require_reader)], summary="Check a spec without registering it")
+@router.post(
+    "/validate", dependencies=[VIEWER], summary="Check a spec without registering it",
+    responses=problem_responses(400, 401, 413, 422, 429),
+)
 def validate(body: SpecBody, srv: ServerDep) -> dict[str, Any]:
     try:
         loaded, _ = srv.check_request(body.yaml, body.base_dir)
@@ -85,12 +93,19 @@ def validate(body: SpecBody, srv: ServerDep) -> dict[str, Any]:
     return {"valid": True, "pipeline": loaded.name, "kind": "workflow" if loaded.workflow else "pipeline", "problems": []}
 
 
-@router.get("/{name}", dependencies=[Depends(require_reader)], summary="A registered pipeline, with its YAML")
+@router.get(
+    "/{name}", dependencies=[VIEWER], summary="A registered pipeline, with its YAML",
+    responses=problem_responses(401, 404, 429),
+)
 def get_pipeline(name: str, srv: ServerDep) -> dict[str, Any]:
     return describe(srv, find(srv, name), with_yaml=True)
 
 
-@router.delete("/{name}", status_code=204, dependencies=[Depends(require_token)], summary="Unregister a pipeline (its runs stay in the store)")
+@router.delete(
+    "/{name}", status_code=204, dependencies=[Depends(allow(Role.ADMIN))],
+    responses=problem_responses(401, 403, 404, 429),
+    summary="Unregister a pipeline (its runs stay in the store)",
+)
 async def delete_pipeline(name: str, srv: ServerDep) -> Response:
     find(srv, name)
     srv.unregister(name)

@@ -35,6 +35,43 @@ class Problem(Exception):
         self.extra = extra
 
 
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string", "description": "A URN such as urn:agent-etl:problem:invalid-spec, or about:blank."},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "What happened, where, and what to do next."},
+        "instance": {"type": "string", "description": "The request's path."},
+    },
+    "additionalProperties": True,
+}
+_WHEN = {
+    400: "The server's configuration refuses the request",
+    401: "No token, or a wrong one",
+    403: "The token's role may not do this",
+    404: "No such pipeline or run",
+    409: "The run or pipeline is not in a state that allows this",
+    413: "The request body is larger than serve --max-body",
+    422: "The request or the spec in it is invalid; each problem names where",
+    429: "Too many requests from this token; Retry-After says when to try again",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problem documents a route can answer with (and 500, which any can)."""
+    content = {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}
+    declared: dict[int | str, dict[str, Any]] = {s: {"description": _WHEN[s], "content": content} for s in statuses}
+    if 429 in statuses:
+        declared[429]["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+    if 401 in statuses:
+        challenge = {"description": "The Bearer challenge", "schema": {"type": "string"}}
+        declared[401]["headers"] = {"WWW-Authenticate": challenge}
+    declared[500] = {"description": "A bug: the detail names the incident the server logged", "content": content}
+    return declared
+
+
 def problem_response(problem: Problem, request: Request) -> JSONResponse:
     body = {"type": problem.type, "title": problem.title, "status": problem.status, "detail": problem.detail, "instance": request.url.path, **problem.extra}
     return JSONResponse(body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers)
@@ -44,6 +81,21 @@ def spec_problem(exc: SpecError) -> Problem:
     return Problem(422, "invalid-spec", f"{len(exc.problems)} problem(s) in the pipeline spec", problems=[vars(p) for p in exc.problems])
 
 
+def _methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document gives ``path``; templates (``/runs/{run_id}``) match segment by segment."""
+    paths = app.openapi()["paths"]
+    if path in paths:  # a fixed path (/pipelines/validate) is that route, not a value of /pipelines/{name}
+        return sorted(method.upper() for method in paths[path])
+    parts = path.rstrip("/").split("/")
+    found: set[str] = set()
+    for template, operations in paths.items():
+        pattern = template.rstrip("/").split("/")
+        matches = len(pattern) == len(parts)
+        if matches and all(p == q or (p.startswith("{") and q) for p, q in zip(pattern, parts, strict=True)):
+            found.update(method.upper() for method in operations)
+    return sorted(found)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -51,7 +103,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(Problem(exc.status_code, None, str(exc.detail), headers=dict(exc.headers or {})), request)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # The router names the methods of the first route whose path matched, not of every route on the path.
+            headers["Allow"] = ", ".join(_methods(app, request.url.path)) or headers.get("Allow", "")
+        return problem_response(Problem(exc.status_code, None, str(exc.detail), headers=headers), request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

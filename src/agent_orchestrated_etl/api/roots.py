@@ -31,6 +31,9 @@ def inside(root: Path, path: Path) -> bool:
 
 def check_base_dir(root: Path, base_dir: Path) -> Path:
     """The base directory a request names, resolved; a 422 problem (raised as SpecError) if it is outside the root."""
+    if "\x00" in str(base_dir):  # no file name holds one; resolving it raises ValueError
+        message = "base_dir contains a NUL character; give a directory inside the data root"
+        raise SpecError([SpecProblem("<request body>", None, "base_dir", message)])
     if not base_dir.is_absolute():
         base_dir = root / base_dir
     if not inside(root, base_dir):
@@ -83,6 +86,8 @@ def _escapes(value: str, base_dir: Path, root: Path) -> str | None:
     if scheme and scheme.group(1).lower() != "file":
         return None
     local = value[len("file://"):] if scheme else value
+    if "\x00" in local:
+        return "contains a NUL character, which no file name holds"
     if ".." in re.split(r"[/\\]", local):
         return "goes up with '..'"
     if local.startswith("~"):

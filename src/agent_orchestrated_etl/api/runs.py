@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from agent_orchestrated_etl.api.deps import server
 from agent_orchestrated_etl.api.pipelines import find
-from agent_orchestrated_etl.api.problems import Problem
-from agent_orchestrated_etl.api.security import require_reader, require_token
+from agent_orchestrated_etl.api.problems import Problem, problem_responses
+from agent_orchestrated_etl.api.security import Role, allow
 from agent_orchestrated_etl.api.service import Server
 from agent_orchestrated_etl.monitoring.live import FIX_HINTS
 from agent_orchestrated_etl.quality.verdicts import report
@@ -21,6 +21,7 @@ from agent_orchestrated_etl.verify.stored import latest
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 ServerDep = Annotated[Server, Depends(server)]
+VIEWER = Depends(allow(Role.VIEWER, readable=True))
 
 
 class StartRun(BaseModel):
@@ -32,7 +33,10 @@ def _seconds(run: dict[str, Any]) -> float | None:
     return round((end - run["started_at"]).total_seconds(), 3) if run["started_at"] else None
 
 
-@router.post("", status_code=202, dependencies=[Depends(require_token)], summary="Start a run of a registered pipeline")
+@router.post(
+    "", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))], summary="Start a run of a registered pipeline",
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
+)
 async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[str, Any]:
     find(srv, body.pipeline)
     running = srv.running_run(body.pipeline)
@@ -44,7 +48,10 @@ async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[
     return {"run_id": run_id, "pipeline": body.pipeline, "status": "running", "links": {"self": f"/api/v1/runs/{run_id}", "live": f"/ws?run={run_id}"}}
 
 
-@router.get("", dependencies=[Depends(require_reader)], summary="Runs, newest first, paged by run id")
+@router.get(
+    "", dependencies=[VIEWER], summary="Runs, newest first, paged by run id",
+    responses=problem_responses(401, 422, 429),
+)
 def list_runs(
     srv: ServerDep,
     pipeline: str | None = None,
@@ -64,7 +71,10 @@ def _load(srv: Server, run_id: str) -> dict[str, Any]:
     return run
 
 
-@router.get("/{run_id}", dependencies=[Depends(require_reader)], summary="A run with its tasks, decisions, quality checks, errors and alerts")
+@router.get(
+    "/{run_id}", dependencies=[VIEWER], summary="A run with its tasks, decisions, quality checks, errors and alerts",
+    responses=problem_responses(401, 404, 429),
+)
 async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     monitor = srv.runtime.monitor
     await monitor.drain()
@@ -106,7 +116,11 @@ def _stored_task(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.post("/{run_id}/cancel", status_code=202, dependencies=[Depends(require_token)], summary="Ask a running run to stop")
+@router.post(
+    "/{run_id}/cancel", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))],
+    summary="Ask a running run to stop",
+    responses=problem_responses(401, 403, 404, 409, 429),
+)
 async def cancel_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run = _load(srv, run_id)
     if not srv.cancel(run["run_id"]):
@@ -114,7 +128,11 @@ async def cancel_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     return {"run_id": run["run_id"], "status": "cancelling"}
 
 
-@router.post("/{run_id}/resume", status_code=202, dependencies=[Depends(require_token)], summary="Go on with a failed or cancelled run from its checkpoints")
+@router.post(
+    "/{run_id}/resume", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))],
+    summary="Go on with a failed or cancelled run from its checkpoints",
+    responses=problem_responses(401, 403, 404, 409, 429),
+)
 async def resume_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run = _load(srv, run_id)
     full_id, pipeline = run["run_id"], run["pipeline"]

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from agent_orchestrated_etl.api.fanout import Fanout
+from agent_orchestrated_etl.api.limits import RateLimiter
 from agent_orchestrated_etl.api.roots import check_base_dir, check_paths
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem
@@ -33,6 +34,7 @@ from agent_orchestrated_etl.spec import LoadedSpec, PipelineSpec, parse_spec, re
 from agent_orchestrated_etl.store.alerts import AlertStore
 from agent_orchestrated_etl.store.history import last_success
 from agent_orchestrated_etl.store.pipelines import PipelineStore, RegisteredPipeline
+from agent_orchestrated_etl.store.tokens import TokenStore
 from agent_orchestrated_etl.workflow import child_run_id
 from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
 
@@ -52,6 +54,12 @@ class ServeOptions:
     public_read: bool = False
     #: Host names accepted (api/security.py); None accepts any, as an app embedded in tests does.
     allowed_hosts: frozenset[str] | None = None
+    #: Requests a minute per token (per address without one), in a burst of a tenth of that; 0 turns the limit off.
+    rate_per_minute: int = 1200
+    #: How long the dashboard's session cookie lasts.
+    session_hours: float = 12.0
+    #: Origins whose pages may call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
     alert_webhook: str | None = None
     alert_slack: bool = False
     dedup_seconds: float = 600.0
@@ -69,6 +77,8 @@ class Server:
         self.runtime = Runtime(options.settings)
         engine = self.runtime.store.engine
         self.pipelines = PipelineStore(engine)
+        self.tokens = TokenStore(engine)
+        self.limiter = RateLimiter(options.rate_per_minute) if options.rate_per_minute > 0 else None
         self.metrics = Metrics(self.runtime.monitor, self.runtime.hub)
         channels: list[AlertChannel] = [LogChannel()]
         if options.alert_webhook:

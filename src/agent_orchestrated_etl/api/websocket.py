@@ -2,7 +2,8 @@
 
 Protocol (JSON text frames):
 - the client authenticates with ``Authorization: Bearer <token>`` on the
-  upgrade, or, from a browser, with a first frame ``{"token": "..."}``;
+  upgrade, the dashboard's session cookie, or a first frame ``{"token": "..."}``;
+  a token of any role will do;
 - the server sends ``{"type": "hello", "runs": [...], "backlog": [...]}``: snapshots
   of the runs in memory and the last messages, so a page can draw at once;
 - then, at most every quarter second, ``{"type": "events", "events": [...]}`` with
@@ -28,8 +29,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from agent_orchestrated_etl.api.fanout import RESYNC, Client
-from agent_orchestrated_etl.api.security import bearer, token_matches
+from agent_orchestrated_etl.api.security import SESSION_COOKIE, bearer, holder_of, session_holder
 from agent_orchestrated_etl.api.service import Server
+from agent_orchestrated_etl.store.tokens import Holder
 
 router = APIRouter()
 
@@ -40,8 +42,11 @@ UNAUTHORIZED = 4401  # application close codes are 4000-4999; this one mirrors H
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-async def _authenticated(websocket: WebSocket, token: str) -> bool:
-    if token_matches(token, bearer(websocket.headers.get("authorization"))):
+async def _authenticated(websocket: WebSocket, srv: Server) -> bool:
+    """Any role may follow /ws: by bearer token, the dashboard's session cookie, or a first frame ``{"token": ...}``."""
+    given = bearer(websocket.headers.get("authorization"))
+    cookie = websocket.cookies.get(SESSION_COOKIE)
+    if await asyncio.to_thread(_holder, srv, given, cookie) is not None:
         return True
     try:
         async with asyncio.timeout(AUTH_TIMEOUT):
@@ -49,11 +54,15 @@ async def _authenticated(websocket: WebSocket, token: str) -> bool:
         given = first.get("token") if isinstance(first, dict) else None
     except (TimeoutError, ValueError, WebSocketDisconnect, KeyError):
         given = None
-    if token_matches(token, given if isinstance(given, str) else None):
+    if isinstance(given, str) and await asyncio.to_thread(_holder, srv, given, None) is not None:
         return True
     with contextlib.suppress(Exception):
         await websocket.close(UNAUTHORIZED, "missing or wrong token: send {\"token\": \"...\"} first, or an Authorization header")
     return False
+
+
+def _holder(srv: Server, token: str | None, cookie: str | None) -> Holder | None:
+    return holder_of(srv, token) or session_holder(srv, cookie)
 
 
 def _runs(srv: Server, run: str | None) -> list[dict[str, Any]]:
@@ -73,7 +82,7 @@ async def live(websocket: WebSocket, run: str | None = None) -> None:
     if run is not None and not _RUN_ID.match(run):
         await websocket.close(1008, "run must be a run id")
         return
-    if not await _authenticated(websocket, srv.token):
+    if not await _authenticated(websocket, srv):
         return
     monitor = srv.runtime.monitor
     client = srv.fanout.add(run)

@@ -100,9 +100,15 @@ class Durability:
         with self.engine.begin() as conn:
             conn.execute(schema.pipeline_locks.delete().where(sa.and_(schema.pipeline_locks.c.pipeline == pipeline, schema.pipeline_locks.c.run_id == run_id)))
 
-    def audit(self, action: str, *, run_id: str | None = None, pipeline: str | None = None, spec_sha256: str | None = None, detail: str | None = None) -> None:
+    def audit(
+        self, action: str, *, run_id: str | None = None, pipeline: str | None = None, spec_sha256: str | None = None,
+        detail: str | None = None, actor: str | None = None,
+    ) -> None:
+        """Append an entry; ``actor`` is this process's user@host unless given (serve names the API token's holder)."""
+        values = {"at": _now(), "actor": actor or _actor(), "action": action, "run_id": run_id, "pipeline": pipeline,
+                  "spec_sha256": spec_sha256, "detail": detail}
         with self.engine.begin() as conn:
-            conn.execute(schema.audit_log.insert().values(at=_now(), actor=_actor(), action=action, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=detail))
+            conn.execute(schema.audit_log.insert().values(**values))
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -131,3 +131,24 @@ alerts = sa.Table(
     sa.Column("details", sa.JSON, nullable=False),
     sa.Column("suppressed", sa.Integer, nullable=False, default=0),
 )
+
+# API tokens of `agent-etl serve`, managed with `agent-etl tokens`: the SHA-256 of each
+# token, never the token, so every replica of serve on this store shares them.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The dashboard's sessions (a cookie it gets for a token), by the SHA-256 of the cookie's value.
+api_sessions = sa.Table(
+    "api_sessions",
+    metadata,
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("token_name", sa.String(100), nullable=False, index=True),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)

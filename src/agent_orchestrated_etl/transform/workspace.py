@@ -50,9 +50,21 @@ def sandboxed_connection(database: str = ":memory:", *, memory_limit_bytes: int,
     return conn
 
 
+def _private_directory(directory: Path) -> None:
+    """Make ``directory`` and each missing parent 0700: a workspace holds the run's data, and with the
+    store elsewhere (PostgreSQL) it may be what creates AGENT_ETL_HOME. ``mkdir(parents=True)`` would
+    give the parents the umask's mode."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for each in reversed(missing):
+        each.mkdir(mode=0o700, exist_ok=True)
+
+
 class Workspace:
     def __init__(self, directory: Path, *, memory_limit_bytes: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        _private_directory(directory)
         self.path = directory / "workspace.duckdb"
         self._conn = sandboxed_connection(str(self.path), memory_limit_bytes=memory_limit_bytes, spill_dir=directory / "spill")
         self._local = threading.local()

@@ -4,20 +4,29 @@
 // folded here the way monitoring/live.py folds it on the server; a resync replaces the snapshots.
 import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm-3.1.1.module.js";
 
-const TOKEN_KEY = "agent-etl-token";
 const fmt = new Intl.NumberFormat("en-US");
 const n = (v) => (v == null ? "" : fmt.format(Math.round(v)));
 
-// ---- token -------------------------------------------------------------------------------
-if (location.hash.startsWith("#token=")) {
-  // `agent-etl serve` prints the dashboard URL with the token in the fragment, which browsers never send.
-  localStorage.setItem(TOKEN_KEY, decodeURIComponent(location.hash.slice(7)));
-  history.replaceState(null, "", location.pathname + "#/");
+// ---- session -----------------------------------------------------------------------------
+// `agent-etl serve` prints the dashboard URL with the token in the fragment, which browsers never send.
+// The page trades it at once for an HttpOnly, SameSite=Strict session cookie that no script can read,
+// and drops the fragment: the token stays in no URL, no history entry and no storage.
+const ROLES = ["viewer", "operator", "admin"];
+const session = { holder: null };
+const can = (role) => session.holder != null && ROLES.indexOf(session.holder.role) >= ROLES.indexOf(role);
+
+async function signIn(token) {
+  const response = await fetch("/api/v1/session", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  return response.ok;
 }
-const token = () => localStorage.getItem(TOKEN_KEY) || "";
+
+async function whoAmI() {
+  const response = await fetch("/api/v1/session");
+  session.holder = response.ok ? await response.json() : null;
+}
 
 async function api(path, options = {}) {
-  const headers = { ...(options.body ? { "Content-Type": "application/json" } : {}), ...(token() ? { Authorization: `Bearer ${token()}` } : {}) };
+  const headers = options.body ? { "Content-Type": "application/json" } : {};
   const response = await fetch(`/api/v1${path}`, { ...options, headers });
   const body = response.status === 204 ? null : await response.json();
   if (!response.ok) throw new Error(body && body.detail ? body.detail : `${response.status} ${response.statusText}`);
@@ -85,7 +94,6 @@ function adopt(snapshots) {
 
 function connect() {
   const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-  socket.onopen = () => socket.send(JSON.stringify({ token: token() }));
   socket.onmessage = (message) => {
     const frame = JSON.parse(message.data);
     if (frame.type === "hello" || frame.type === "resync") {
@@ -103,7 +111,7 @@ function connect() {
   };
   socket.onclose = (closed) => {
     live.connected = false;
-    live.closeReason = closed.code === 4401 ? "the API token is missing or wrong" : "disconnected; reconnecting";
+    live.closeReason = closed.code === 4401 ? "not signed in: open the link agent-etl serve printed, or enter a token" : "disconnected; reconnecting";
     changed();
     if (closed.code !== 4401) setTimeout(connect, 2000);
   };
@@ -129,10 +137,12 @@ function seconds(run) {
 
 function TokenBox() {
   const [value, setValue] = useState("");
+  const [wrong, setWrong] = useState(false);
   return html`<div class="card token">
     <span>API token (needed to start runs and for live updates):</span>
     <input type="password" value=${value} onInput=${(e) => setValue(e.target.value)} placeholder="from AGENT_ETL_API_TOKEN or ~/.agent-etl/api-token" />
-    <button onClick=${() => { localStorage.setItem(TOKEN_KEY, value.trim()); location.reload(); }}>Save</button>
+    <button onClick=${async () => { if (await signIn(value.trim())) location.reload(); else setWrong(true); }}>Sign in</button>
+    ${wrong && html`<span class="error">that token is wrong</span>`}
   </div>`;
 }
 
@@ -158,7 +168,7 @@ function RunsPage() {
         <td>${p.schedule ? p.schedule.cron : html`<span class="muted">none</span>`}</td>
         <td>${p.next_run_at ? new Date(p.next_run_at).toLocaleString() : ""}</td>
         <td>${p.last_run ? html`<a href="#/runs/${p.last_run.run_id}"><${Badge} status=${p.last_run.status} /></a>` : html`<span class="muted">never</span>`}</td>
-        <td><button data-testid="start-${p.name}" disabled=${!token()} onClick=${() => start(p.name)}>Start run</button></td>
+        <td><button data-testid="start-${p.name}" disabled=${!can("operator")} onClick=${() => start(p.name)}>Start run</button></td>
       </tr>`)}
       ${pipelines.length === 0 && html`<tr><td colspan="5" class="muted">No pipeline registered: run <code>agent-etl serve pipeline.yaml</code>, or POST its YAML to /api/v1/pipelines.</td></tr>`}
       </tbody></table></div>
@@ -258,8 +268,8 @@ function RunPage({ runId }) {
       <div class="stat"><div class="v" data-testid="rows-quarantined">${n(quarantined)}</div><div class="k">rows quarantined</div></div>
       <div class="stat"><div class="v">${run.status === "running" ? n(rate) : ""}</div><div class="k">rows/s now</div></div>
       <div class="stat"><div class="v">${seconds(run) == null ? "" : seconds(run).toFixed(1)}</div><div class="k">seconds</div></div>
-      ${run.status === "running" && html`<div><button class="secondary" disabled=${!token()} onClick=${cancel}>Cancel</button></div>`}
-      ${["failed", "cancelled", "partial"].includes(run.status) && html`<div><button data-testid="resume" disabled=${!token()} onClick=${resume}>Resume</button></div>`}
+      ${run.status === "running" && html`<div><button class="secondary" disabled=${!can("operator")} onClick=${cancel}>Cancel</button></div>`}
+      ${["failed", "cancelled", "partial"].includes(run.status) && html`<div><button data-testid="resume" disabled=${!can("operator")} onClick=${resume}>Resume</button></div>`}
     </div>
     ${run.error && html`<div class="card error" data-testid="run-error">${run.error}</div>`}
     <h2>Plan</h2><div class="card"><${Dag} tasks=${run.tasks} /></div>
@@ -314,10 +324,20 @@ function App() {
       <a href="#/agents" class=${route === "#/agents" ? "active" : ""}>Agents</a>
       <a href="/docs">API</a><a href="/metrics">Metrics</a>
       <span class="conn" data-testid="connection">${state.connected ? "● live" : `○ ${state.closeReason || "connecting"}`}</span></header>
-    <main>${!token() && html`<${TokenBox} />`}${page}</main>`;
+    <main>${!session.holder && html`<${TokenBox} />`}${page}</main>`;
 }
 
-const root = document.getElementById("app");
-root.textContent = ""; // Preact appends to what is there: drop the "Loading" placeholder
-render(html`<${App} />`, root);
-connect();
+async function main() {
+  localStorage.removeItem("agent-etl-token"); // where versions before the session cookie kept the token
+  if (location.hash.startsWith("#token=")) {
+    const token = decodeURIComponent(location.hash.slice(7));
+    history.replaceState(null, "", location.pathname + "#/");
+    await signIn(token);
+  }
+  await whoAmI();
+  const root = document.getElementById("app");
+  root.textContent = ""; // Preact appends to what is there: drop the "Loading" placeholder
+  render(html`<${App} />`, root);
+  connect();
+}
+main();

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from agent_orchestrated_etl import redaction
 from agent_orchestrated_etl.exceptions import (
     AuthError,
+    ConfigurationError,
     ConnectionFailedError,
     MissingDependencyError,
     SourceNotFoundError,
@@ -207,6 +208,7 @@ def expand(fs: pafs.FileSystem, path: str) -> list[str]:
         return [path]
     if isinstance(fs, pafs.LocalFileSystem):
         found = [p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)]
+        _refuse_escapes(path, found)
     else:
         base = _root(path)
         pattern = _glob_regex(path)
@@ -216,6 +218,24 @@ def expand(fs: pafs.FileSystem, path: str) -> list[str]:
             raise os_error(exc, path) from exc
         found = [i.path for i in infos if i.type == pafs.FileType.File and pattern.match(i.path)]
     return sorted(p for p in found if not _hidden(p[len(_root(path)) :]))
+
+
+def _refuse_escapes(pattern: str, found: list[str]) -> None:
+    """A glob reads what lies under its directory: a match that is a symlink out of it is refused.
+
+    Checking the glob's directory (as serve's data root does, api/roots.py) says nothing about
+    what a match links to, and a link can appear after the check; a file named on its own is
+    not a glob and may still be a link anywhere.
+    """
+    base = os.path.realpath(_root(pattern) or ".")
+    for match in found:
+        target = os.path.realpath(match)
+        if os.path.commonpath([base, target]) != base:
+            raise ConfigurationError(
+                f"{match} matches the glob {pattern} but is a symlink to {target}, outside {base}",
+                where=pattern,
+                hint="a glob reads only files under its directory: move the file there, or name it on its own",
+            )
 
 
 def _root(pattern: str) -> str:
