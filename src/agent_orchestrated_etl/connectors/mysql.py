@@ -30,7 +30,7 @@ from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpe
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
-from agent_orchestrated_etl.connectors.sql.types import cast_columns
+from agent_orchestrated_etl.connectors.sql.types import TypeTable, cast_columns
 from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
 
 _NATIVE = re.compile(
@@ -105,6 +105,24 @@ class MySQLSource(SQLSource):
             yield cast_columns(batch, casts) if casts else batch
 
 
+TYPES = TypeTable(
+    engine="mysql",
+    title="MySQL",
+    columns={
+        "bool": "BOOLEAN",
+        "int8": "SMALLINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
+        "uint8": "TINYINT UNSIGNED", "uint16": "SMALLINT UNSIGNED", "uint32": "INT UNSIGNED", "uint64": "BIGINT UNSIGNED",
+        "float32": "FLOAT", "float64": "DOUBLE PRECISION",
+        "decimal": "NUMERIC({precision}, {scale})",
+        "string": "LONGTEXT", "binary": "LONGBLOB",
+        # DATETIME: TIMESTAMP ends in 2038; tz-aware values are stored in UTC.
+        "date": "DATE", "time": "TIME(6)", "timestamp": "DATETIME(6)", "timestamptz": "DATETIME(6)",
+        "json": "JSON", "uuid": "CHAR(36)",
+    },
+    max_decimal_digits=65,
+)
+
+
 class MySQLDestinationSpec(DestinationSpecBase, SQLDestinationFields):
     type: Literal["mysql"]
 
@@ -112,6 +130,7 @@ class MySQLDestinationSpec(DestinationSpecBase, SQLDestinationFields):
 class MySQLDestination(SQLDestination):
     spec_model = MySQLDestinationSpec
     dialect = "mysql"
+    types = TYPES
     label = "mysql"
     transactional_ddl = False
     seq_ddl = "BIGINT AUTO_INCREMENT PRIMARY KEY"

@@ -26,7 +26,7 @@ from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpe
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
-from agent_orchestrated_etl.connectors.sql.types import cast_columns
+from agent_orchestrated_etl.connectors.sql.types import TypeTable, cast_columns
 from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
 
 # Types ADBC turns into plain Arrow types (arrays of them too).
@@ -152,6 +152,24 @@ class PostgresSource(SQLSource):
                 )
 
 
+TYPES = TypeTable(
+    engine="postgresql",
+    title="PostgreSQL",
+    columns={
+        "bool": "BOOLEAN",
+        "int8": "SMALLINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
+        # Unsigned values need one bit more than the signed type of their width.
+        "uint8": "SMALLINT", "uint16": "INTEGER", "uint32": "BIGINT", "uint64": "NUMERIC(20, 0)",
+        "float32": "REAL", "float64": "DOUBLE PRECISION",
+        "decimal": "NUMERIC({precision}, {scale})",
+        "string": "TEXT", "binary": "BYTEA",
+        "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "interval": "INTERVAL",
+        "json": "JSONB", "uuid": "UUID",
+        "list": "{item}[]",  # a list of scalars; nested lists and structs have no column type
+    },
+)
+
+
 class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):
     type: Literal["postgres"]
 
@@ -159,6 +177,7 @@ class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):
 class PostgresDestination(SQLDestination):
     spec_model = PostgresDestinationSpec
     dialect = "postgresql"
+    types = TYPES
     label = "postgres"
     seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
 

@@ -25,6 +25,7 @@ from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationCap
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
+from agent_orchestrated_etl.connectors.sql.types import TypeTable
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError, SourceNotFoundError
 
 _DECIMAL = re.compile(r"DECIMAL\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", re.IGNORECASE)
@@ -161,6 +162,22 @@ def _typed(batch: pa.RecordBatch, declared: dict[str, pa.DataType]) -> pa.Record
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
 
 
+TYPES = TypeTable(
+    engine="sqlite",
+    title="SQLite",
+    columns={
+        "bool": "BOOLEAN",
+        **dict.fromkeys(("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"), "INTEGER"),
+        "float32": "REAL", "float64": "REAL",
+        # SQLite has no exact decimal: text affinity (the TEXT in the name) keeps every digit.
+        "decimal": "TEXT_DECIMAL({precision}, {scale})",
+        "string": "TEXT", "binary": "BLOB",
+        "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ",
+        "json": "JSON", "uuid": "UUID",
+    },
+)
+
+
 class SQLiteDestinationSpec(DestinationSpecBase, SQLDestinationFields):
     type: Literal["sqlite"]
     url: str = Field(description="sqlite:///relative.db or sqlite:////absolute.db; created if missing.")
@@ -175,6 +192,7 @@ class SQLiteDestinationSpec(DestinationSpecBase, SQLDestinationFields):
 class SQLiteDestination(SQLDestination):
     spec_model = SQLiteDestinationSpec
     dialect = "sqlite"
+    types = TYPES
     label = "sqlite"
     seq_expr = "rowid"
     true = "1"

@@ -30,7 +30,7 @@ import pyarrow as pa
 from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities
 from agent_orchestrated_etl.connectors.sql import schema as schemas
 from agent_orchestrated_etl.connectors.sql.common import STAGING_PREFIX, connection_error, engine, quote_table, redact
-from agent_orchestrated_etl.connectors.sql.types import arrow_type, ddl_type
+from agent_orchestrated_etl.connectors.sql.types import TypeTable, arrow_type, ddl_type
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError
 
 LOADS = "_agent_etl_loads"
@@ -43,6 +43,7 @@ _bookkeeping_lock = threading.Lock()
 class SQLDestination(Destination):
     capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}))
     dialect: ClassVar[str]
+    types: ClassVar[TypeTable]
     label: ClassVar[str] = "sql"
     transactional_ddl: ClassVar[bool] = True
     #: Test hook: called inside ``commit`` after the data is published and before COMMIT.
@@ -113,7 +114,7 @@ class SQLDestination(Destination):
             self.load(name, rows)
 
     def _create_staging(self, name: str, schema: pa.Schema, *, seq: bool) -> None:
-        columns = [f"{self.q(f.name)} {ddl_type(self.dialect, f.type, column=f.name, where=self.where)}" for f in schema]
+        columns = [f"{self.q(f.name)} {ddl_type(self.types, f.type, column=f.name, where=self.where)}" for f in schema]
         if seq and self.seq_ddl:
             columns.insert(0, f"{self.q(SEQ)} {self.seq_ddl}")
         with self._guard(), self._engine().begin() as conn:
@@ -242,11 +243,11 @@ class SQLDestination(Destination):
             for added in changes.added:
                 conn.exec_driver_sql(f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}")
         for name, _old, new in changes.widened:
-            conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.dialect, new, column=name, where=self.where)))
+            conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.types, new, column=name, where=self.where)))
         if add_key is not None:
             self._add_key(conn, add_key)
         dropped = {f.name for f in changes.added} if discard else set()
-        return None, dropped, changes.summary(self.spec.schema_, lambda dtype: ddl_type(self.dialect, dtype, column="", where=self.where), lambda f: self._compiled(wanted[f.name]))
+        return None, dropped, changes.summary(self.spec.schema_, lambda dtype: ddl_type(self.types, dtype, column="", where=self.where), lambda f: self._compiled(wanted[f.name]))
 
     # -- the merge key ----------------------------------------------------------
     def _missing_key(self, conn: Any, target: dict[str, dict[str, Any]]) -> str | None:
