@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
+from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
@@ -174,30 +175,35 @@ class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):
     type: Literal["postgres"]
 
 
-class PostgresDestination(SQLDestination):
-    spec_model = PostgresDestinationSpec
-    dialect = "postgresql"
-    types = TYPES
-    label = "postgres"
-    seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
+class PostgresClient(SQLAlchemyClient):
+    """PostgreSQL: SQLAlchemy (psycopg) for statements, ADBC's binary COPY for batches, a connection per thread."""
 
-    def __init__(self, spec: PostgresDestinationSpec, *, memory_limit_bytes: int) -> None:
-        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+    types = TYPES
+
+    def __init__(self, url: str, *, schema: str | None, where: str) -> None:
+        super().__init__(url, schema=schema, where=where)
         self._local = threading.local()
         self._connections: list[Any] = []
 
     def _adbc_connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = _adbc().connect(libpq_url(self.spec.url))
+            conn = self._local.conn = _adbc().connect(libpq_url(self.url))
             self._connections.append(conn)
         return conn
 
-    def load(self, name: str, batch: pa.RecordBatch) -> None:
+    def bulk_load(self, table: str, batch: pa.RecordBatch) -> None:
         conn = self._adbc_connection()
         with conn.cursor() as cursor:
-            cursor.adbc_ingest(name, _ingestable(batch), mode="append", db_schema_name=self._schema)
+            cursor.adbc_ingest(table, _ingestable(batch), mode="append", db_schema_name=self.schema)
         conn.commit()
+
+
+class PostgresDestination(SQLDestination):
+    spec_model = PostgresDestinationSpec
+    client_class = PostgresClient
+    label = "postgres"
+    seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
 
     def unstorable(self, batch: pa.RecordBatch) -> list[str | None] | None:
         # PostgreSQL text (and json) cannot hold a NUL byte: COPY would refuse the whole batch.
@@ -228,12 +234,6 @@ class PostgresDestination(SQLDestination):
         listed = ", ".join(self.q(c) for c in columns)
         values = ", ".join(f"s.{self.q(c)}" for c in columns)
         return f"MERGE INTO {target} AS t USING ({source}) AS s ON {on} WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
-
-    def close(self) -> None:
-        for conn in self._connections:
-            conn.close()
-        self._connections.clear()
-        self._local = threading.local()
 
 
 def _ingestable(batch: pa.RecordBatch) -> pa.RecordBatch:
