@@ -14,6 +14,7 @@ and INSERT inside one transaction.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from functools import cached_property
@@ -22,7 +23,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
+from agent_orchestrated_etl.connectors.base import Attachment, ConnectorSpec, DestinationSpecBase, EngineScan, Partition
 from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
@@ -125,9 +126,29 @@ class PostgresSource(SQLSource):
         except Exception as exc:
             raise connection_error(exc, self.spec.url, self.where) from exc
 
-    def json_columns(self) -> list[str]:
-        """The json and jsonb columns: the Arrow path marks them as JSON, so a pushed-down copy casts them to DuckDB's JSON."""
-        return self._layout[3]
+    def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
+        """DuckDB reads PostgreSQL through its postgres extension: binary COPY straight into its table.
+
+        A table is scanned through the attached database (DuckDB splits the scan
+        over its threads by page ranges, and pushes the partition's filters down);
+        a query runs in PostgreSQL as it is (``postgres_query``). Both use this
+        source's own SELECT list, so the columns are those the Arrow path reads.
+        """
+        if engine != "duckdb":
+            return None
+        self.columns()  # the layout, with a failure to read it classified as on the Arrow path
+        alias = "_aetl_pg_" + hashlib.sha1(self.spec.url.encode()).hexdigest()[:8]
+        # The scanner reads json and jsonb as VARCHAR; the Arrow path stores them as JSON.
+        as_json = ", ".join(f"{self.quote(c)}::JSON AS {self.quote(c)}" for c in self._layout[3])
+        listed = f"* REPLACE ({as_json})" if as_json else "*"
+        attach = Attachment(kind="postgres", dsn=libpq_url(self.spec.url), alias=alias)
+        if self.spec.table:
+            inner = self.select(self.predicates(partition), relation=f"{alias}.{self.quote(self.spec.table)}")
+            return EngineScan(f"SELECT {listed} FROM ({inner})", self.where, attach=attach, errors_url=self.spec.url)
+        return EngineScan(
+            f"SELECT {listed} FROM postgres_query('{alias}', ?)", self.where, params=(self.sql_for(partition),),
+            attach=attach, errors_url=self.spec.url,
+        )
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         _, decimals, temporal, _ = self._layout
