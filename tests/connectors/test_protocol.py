@@ -93,7 +93,7 @@ def test_the_ledger_variant_publishes_once_across_a_crash_and_counts_only_the_co
         type(dest).before_commit = None
     # The rows are in the target, but the run has not loaded: the ledger has only its publishing row.
     assert not dest.committed("r1") and dest.read_state("p/s") is None
-    cursor = dest.duck.cursor()
+    cursor = dest.client.cursor()  # type: ignore[attr-defined]
     assert cursor.execute("SELECT count(*) FROM t").fetchone()[0] == 3
 
     again = dest.commit("r1", ["task"], state={"p/s": {"high": 3}})

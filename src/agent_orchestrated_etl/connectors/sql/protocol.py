@@ -153,6 +153,10 @@ class EngineClient(ABC):
             defs.append(f"PRIMARY KEY ({', '.join(self.quote(k) for k in key)})")
         return f"CREATE TABLE {'IF NOT EXISTS ' if exists_ok else ''}{self.qualified(name)} ({', '.join(defs)})"
 
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        """The exception classes of the engine's drivers, which ``error`` maps; any other is a bug and propagates."""
+        return (OSError,)
+
     @abstractmethod
     def error(self, exc: Exception, *, data_hint: str | None = None) -> AgentETLError:
         """The family's one map of a driver error to the exception tree (by SQLSTATE, error number or class)."""
@@ -517,8 +521,9 @@ class LedgerDestination(StagedDestination):
     def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> Published:
         """Publish the staged tables so that running this again for ``run_id`` (``resumed``) publishes no row twice.
 
-        ``Published.rows`` are the rows the run published. When ``resumed``, part of it may have happened (a staging table already
-        swapped in, an insert already done): the rows are the run's all the same.
+        ``Published.rows`` are the rows the run published. When ``resumed``, part
+        of it may have happened (a staging table already swapped in, an insert
+        already done): the rows are the run's all the same.
         """
 
     @abstractmethod
@@ -629,7 +634,9 @@ class _Errors:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, Exception) and not isinstance(exc, AgentETLError):
+        # Only the drivers' errors: an error of ours passes as it is, and any other is a bug to show as one.
+        drivers = self.dest.client.driver_errors()
+        if isinstance(exc, Exception) and not isinstance(exc, AgentETLError) and isinstance(exc, drivers):
             raise self.dest.client.error(exc, data_hint=self.dest.data_hint) from exc
 
 
