@@ -58,7 +58,7 @@ class _OneStatementDestination(LedgerDestination):
     def create_staging(self, name: str, schema: pa.Schema, *, kind: Any) -> None:
         return None  # DuckDB makes the table from the first batch
 
-    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> Published:
+    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool, state: Any) -> Published:
         assert isinstance(session, DuckDBSession)
         if resumed:  # an earlier commit of this run may have inserted some of its rows
             session.execute("DELETE FROM t WHERE _run = ?", (run_id,))
@@ -100,7 +100,8 @@ def test_the_ledger_variant_publishes_once_across_a_crash_and_counts_only_the_co
     assert (again.rows, again.already_committed) == (3, False)
     assert cursor.execute("SELECT id FROM t ORDER BY id").fetchall() == [(1,), (2,), (3,)]
     assert dest.committed("r1") and dest.read_state("p/s") == {"high": 3}
-    assert cursor.execute("SELECT status FROM _agent_etl_loads WHERE run_id = 'r1' ORDER BY status").fetchall() == [("committed",), ("publishing",)]
+    statuses = cursor.execute("SELECT status FROM _agent_etl_loads WHERE run_id = 'r1' ORDER BY status").fetchall()
+    assert statuses == [("committed",), ("publishing",)]
 
     twice = dest.commit("r1", ["task"])
     assert (twice.rows, twice.already_committed) == (3, True)
@@ -109,4 +110,35 @@ def test_the_ledger_variant_publishes_once_across_a_crash_and_counts_only_the_co
     assert dest.read_state("p/s") == {"high": 4}
     assert cursor.execute("SELECT count(*) FROM t").fetchone()[0] == 4
     assert dest.staged_rows("r2", "task") == 0  # the commit dropped its staging
+    dest.close()
+
+
+class _MarkedDestination(_OneStatementDestination):
+    """An engine whose publish leaves a marker of its own (the rows carry their run): settlement can tell it landed."""
+
+    def landed(self, session: Session, run_id: str) -> Published | None:
+        if not self.client.columns(session, "t"):
+            return None
+        rows = session.scalar("SELECT count(*) FROM t WHERE _run = ?", (run_id,))
+        return Published(int(rows), state={"p/s": {"high": 2}}) if rows else None
+
+
+def test_settlement_finds_a_ledger_publish_that_landed_without_its_committed_row(tmp_path: Path) -> None:
+    dest = _MarkedDestination(tmp_path / "marked.duckdb")
+    assert not dest.committed("r1")  # nothing at all yet
+    _staged(dest, "r1", [1, 2])
+
+    def crash(run_id: str) -> None:
+        raise RuntimeError("killed")
+
+    type(dest).before_commit = crash
+    try:
+        with pytest.raises(RuntimeError):
+            dest.commit("r1", ["task"])
+    finally:
+        type(dest).before_commit = None
+    assert dest.committed("r1")  # the marker answered: the committed row is written now, from it
+    assert dest.read_state("p/s") == {"high": 2}
+    assert dest.commit("r1", ["task"]).already_committed
+    assert dest.client.cursor().execute("SELECT count(*) FROM t").fetchone()[0] == 2  # type: ignore[attr-defined]
     dest.close()
