@@ -19,22 +19,22 @@ if TYPE_CHECKING:
 _PACKAGE = "agent_orchestrated_etl.connectors"
 
 SOURCES: dict[str, str] = {
-    "duckdb": "duckdb_source:DuckDBSource",
+    "duckdb": "duckdb.source:DuckDBSource",
     "file": "files:FileSource",
     "graphql": "graphql:GraphQLSource",
-    "mysql": "mysql:MySQLSource",
-    "postgres": "postgres:PostgresSource",
+    "mysql": "mysql.source:MySQLSource",
+    "postgres": "postgres.source:PostgresSource",
     "rest": "rest:RestSource",
     "sql": "sql.generic:GenericSQLSource",
-    "sqlite": "sqlite:SQLiteSource",
+    "sqlite": "sqlite.source:SQLiteSource",
 }
 
 DESTINATIONS: dict[str, str] = {
-    "duckdb": "duckdb:DuckDBDestination",
+    "duckdb": "duckdb.destination:DuckDBDestination",
     "file": "files:FileDestination",
-    "mysql": "mysql:MySQLDestination",
-    "postgres": "postgres:PostgresDestination",
-    "sqlite": "sqlite:SQLiteDestination",
+    "mysql": "mysql.destination:MySQLDestination",
+    "postgres": "postgres.destination:PostgresDestination",
+    "sqlite": "sqlite.destination:SQLiteDestination",
 }
 
 

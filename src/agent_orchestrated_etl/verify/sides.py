@@ -75,11 +75,11 @@ class SQLiteCount:
     def __init__(self, url: str, table: str, *, label: str) -> None:
         import sqlalchemy as sa
 
-        from agent_orchestrated_etl.connectors.sqlite import _database
+        from agent_orchestrated_etl.connectors.sqlite.spec import database_path
 
         self.url, self.label = url, label
         self.relation = '"' + table.replace('"', '""') + '"'
-        self._engine = sa.create_engine(f"sqlite:///{_database(url, None)}", poolclass=sa.pool.NullPool)
+        self._engine = sa.create_engine(f"sqlite:///{database_path(url, None)}", poolclass=sa.pool.NullPool)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         from agent_orchestrated_etl.connectors.sql.common import connection_error
@@ -109,13 +109,12 @@ class DuckDBSide:
     def _cursor(self) -> Any:
         import duckdb
 
-        from agent_orchestrated_etl.connectors.duckdb import _open_files, _open_lock
+        from agent_orchestrated_etl.connectors.duckdb.client import shared_connection
 
         if self._conn is None:
-            with _open_lock:
-                shared = _open_files.get(self.path.resolve())
+            shared = shared_connection(self.path)
             if shared is not None:
-                self._conn = shared[0].cursor()
+                self._conn = shared.cursor()
             elif not self.path.exists():
                 raise ConfigurationError(f"database file not found: {self.path}", where=self.label, hint="check `path:`")
             else:

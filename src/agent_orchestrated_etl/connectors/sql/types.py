@@ -1,4 +1,4 @@
-"""Arrow types to SQL column types, per dialect, and back from a reflected table.
+"""Arrow types to SQL column types, by each engine's ``TypeTable``, and back from a reflected table.
 
 The same table is in docs/databases.md; keep them together. Arrow is the
 pivot: sources produce Arrow, destinations create columns from Arrow, and
@@ -7,6 +7,8 @@ schema changes are judged by comparing Arrow types.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -36,57 +38,94 @@ def _extension(dtype: pa.DataType) -> str | None:
     return getattr(dtype, "extension_name", None)
 
 
-def ddl_type(dialect: str, dtype: pa.DataType, *, column: str, where: str) -> str:
-    """The column type a destination creates for an Arrow type; DataError if it has none."""
+@dataclass(frozen=True)
+class TypeTable:
+    """How one engine stores each Arrow type: data, one table per engine, read by ``ddl_type``.
+
+    ``columns`` maps a type's key (``type_key``: ``int32``, ``decimal``,
+    ``timestamptz``, ``list``, ...) to the column type; ``{precision}``,
+    ``{scale}`` and ``{item}`` (a list's element type) are filled in. A key
+    missing from the table means the engine cannot store that type.
+    """
+
+    engine: str
+    columns: Mapping[str, str]
+    #: The engine's name in messages ("MySQL's 65 digits").
+    title: str = ""
+    #: The widest decimal the engine holds exactly (None: any precision Arrow has).
+    max_decimal_digits: int | None = None
+    #: The bounded text type of key columns (the ledger's run id and table name).
+    key_text: str = "VARCHAR(300)"
+
+    @property
+    def text(self) -> str:
+        return self.columns["string"]
+
+    def ddl(self, dtype: pa.DataType) -> str:
+        """The column type for ``dtype`` (for the engine's own columns, whose types always exist)."""
+        return ddl_type(self, dtype, column="", where=self.engine)
+
+
+def type_key(dtype: pa.DataType) -> str | None:
+    """The key of ``dtype`` in a ``TypeTable`` (None: a type no table lists)."""
     ext = _extension(dtype)
     if ext == JSON:
-        return {"postgresql": "JSONB", "mysql": "JSON", "sqlite": "JSON"}[dialect]
+        return "json"
     if ext == UUID:
-        return {"postgresql": "UUID", "mysql": "CHAR(36)", "sqlite": "UUID"}[dialect]
-    if pa.types.is_dictionary(dtype):
-        return ddl_type(dialect, dtype.value_type, column=column, where=where)
-    sqlite = dialect == "sqlite"
+        return "uuid"
     if pa.types.is_boolean(dtype):
-        return "BOOLEAN"
+        return "bool"
     if pa.types.is_integer(dtype):
-        if sqlite:
-            return "INTEGER"
-        bits = dtype.bit_width + (1 if pa.types.is_unsigned_integer(dtype) else 0)
-        if dialect == "mysql" and pa.types.is_unsigned_integer(dtype):
-            return {8: "TINYINT UNSIGNED", 16: "SMALLINT UNSIGNED", 32: "INT UNSIGNED", 64: "BIGINT UNSIGNED"}[dtype.bit_width]
-        if bits <= 16:
-            return "SMALLINT"
-        return "INTEGER" if bits <= 32 else "BIGINT" if bits <= 64 else "NUMERIC(20, 0)"
+        return f"{'u' if pa.types.is_unsigned_integer(dtype) else ''}int{dtype.bit_width}"
     if pa.types.is_floating(dtype):
-        if sqlite:
-            return "REAL"
-        return "REAL" if dtype.bit_width <= 32 and dialect == "postgresql" else "FLOAT" if dtype.bit_width <= 32 else "DOUBLE PRECISION"
+        return "float32" if dtype.bit_width <= 32 else "float64"
     if pa.types.is_decimal(dtype):
-        if sqlite:  # SQLite has no exact decimal: text affinity (the TEXT in the name) keeps every digit
-            return f"TEXT_DECIMAL({dtype.precision}, {dtype.scale})"
-        if dialect == "mysql" and dtype.precision > 65:
-            raise DataError(f"column {column}: decimal({dtype.precision}, {dtype.scale}) exceeds MySQL's 65 digits", where=where, hint=f"CAST({column} AS text) or round it in a transform")
-        return f"NUMERIC({dtype.precision}, {dtype.scale})"
+        return "decimal"
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
-        return "LONGTEXT" if dialect == "mysql" else "TEXT"
-    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype) or pa.types.is_binary_view(dtype):
-        return {"postgresql": "BYTEA", "mysql": "LONGBLOB", "sqlite": "BLOB"}[dialect]
+        return "string"
+    if _is_binary(dtype) or pa.types.is_binary_view(dtype):
+        return "binary"
     if pa.types.is_date(dtype):
-        return "DATE"
+        return "date"
     if pa.types.is_time(dtype):
-        return "TIME(6)" if dialect == "mysql" else "TIME"
+        return "time"
     if pa.types.is_timestamp(dtype):
-        if dialect == "mysql":  # DATETIME: TIMESTAMP ends in 2038; tz-aware values are stored in UTC
-            return "DATETIME(6)"
-        return "TIMESTAMPTZ" if dtype.tz else "TIMESTAMP"
-    if (pa.types.is_interval(dtype) or pa.types.is_duration(dtype)) and dialect == "postgresql":
-        return "INTERVAL"
-    if dialect == "postgresql" and (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)) and not pa.types.is_nested(dtype.value_type):
-        return ddl_type(dialect, dtype.value_type, column=column, where=where) + "[]"
-    if pa.types.is_nested(dtype):
-        shown = str(dtype) if len(str(dtype)) <= 100 else str(dtype)[:97] + "..."  # a deep struct's name runs to kilobytes
-        raise DataError(f"column {column}: nested Arrow type {shown} has no {dialect} column type", where=where, hint=f"turn it into JSON text in a transform: to_json({column}) AS {column}")
-    raise DataError(f"column {column}: Arrow type {dtype} has no {dialect} column type", where=where, hint=f"CAST {column} to a supported type in a transform (see docs/databases.md)")
+        return "timestamptz" if dtype.tz else "timestamp"
+    if pa.types.is_interval(dtype) or pa.types.is_duration(dtype):
+        return "interval"
+    if (pa.types.is_list(dtype) or pa.types.is_large_list(dtype)) and not pa.types.is_nested(dtype.value_type):
+        return "list"
+    return None
+
+
+def ddl_type(table: TypeTable, dtype: pa.DataType, *, column: str, where: str) -> str:
+    """The column type a destination creates for an Arrow type; DataError if the engine has none."""
+    if pa.types.is_dictionary(dtype):
+        return ddl_type(table, dtype.value_type, column=column, where=where)
+    key = type_key(dtype)
+    found = table.columns.get(key) if key else None
+    if found is None:
+        if pa.types.is_nested(dtype):
+            shown = str(dtype) if len(str(dtype)) <= 100 else str(dtype)[:97] + "..."  # a deep struct's name runs to kilobytes
+            raise DataError(
+                f"column {column}: nested Arrow type {shown} has no {table.engine} column type",
+                where=where, hint=f"turn it into JSON text in a transform: to_json({column}) AS {column}",
+            )
+        raise DataError(
+            f"column {column}: Arrow type {dtype} has no {table.engine} column type",
+            where=where, hint=f"CAST {column} to a supported type in a transform (see docs/databases.md)",
+        )
+    if key == "decimal":
+        if table.max_decimal_digits is not None and dtype.precision > table.max_decimal_digits:
+            raise DataError(
+                f"column {column}: decimal({dtype.precision}, {dtype.scale})"
+                f" exceeds {table.title or table.engine}'s {table.max_decimal_digits} digits",
+                where=where, hint=f"CAST({column} AS text) or round it in a transform",
+            )
+        return found.format(precision=dtype.precision, scale=dtype.scale)
+    if key == "list":
+        return found.format(item=ddl_type(table, dtype.value_type, column=column, where=where))
+    return found
 
 
 def arrow_type(sql_type: Any) -> pa.DataType | None:

@@ -10,24 +10,21 @@ a float), and the source reads those declarations back into Arrow types.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Iterator
 from functools import cached_property
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import Field, model_validator
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationCapabilities, DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields
-from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
+from agent_orchestrated_etl.connectors.sqlite.spec import SQLiteSourceSpec
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError, SourceNotFoundError
 
 _DECIMAL = re.compile(r"DECIMAL\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", re.IGNORECASE)
+
+
 _DECLARED: dict[str, pa.DataType] = {
     "BOOLEAN": pa.bool_(),
     "DATE": pa.date32(),
@@ -37,33 +34,6 @@ _DECLARED: dict[str, pa.DataType] = {
     "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
     "JSON": pa.json_(pa.string()),
 }
-
-
-def _database(url: str | None, path: str | None) -> Path:
-    return Path(path if path is not None else url.removeprefix("sqlite:///")).expanduser()  # type: ignore[union-attr]
-
-
-class SQLiteSourceSpec(ConnectorSpec, SQLSourceFields):
-    type: Literal["sqlite"]
-    url: str | None = Field(None, description="sqlite:///relative.db or sqlite:////absolute.db")  # type: ignore[assignment]
-    path: str | None = Field(None, description="The database file, instead of url.")
-
-    @model_validator(mode="after")
-    def _one_of_each(self) -> SQLiteSourceSpec:
-        if (self.url is None) == (self.path is None):
-            raise ValueError("give exactly one of url or path")
-        if self.url is not None and not self.url.startswith("sqlite:///"):
-            raise ValueError("url must start with sqlite:/// (e.g. sqlite:///shop.db)")
-        return self
-
-    def rebased(self, base: Path) -> SQLiteSourceSpec:
-        if self.url is not None and not os.path.isabs(os.path.expanduser(self.url.removeprefix("sqlite:///"))):
-            return self.model_copy(update={"url": f"sqlite:///{base / self.url.removeprefix('sqlite:///')}"})
-        return super().rebased(base)
-
-    @property
-    def database(self) -> Path:
-        return _database(self.url, self.path)
 
 
 class SQLiteSource(SQLSource):
@@ -159,93 +129,3 @@ def _typed(batch: pa.RecordBatch, declared: dict[str, pa.DataType]) -> pa.Record
             column = pc.cast(column, dtype)
         columns[i], fields[i] = column, pa.field(name, dtype)
     return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
-
-
-class SQLiteDestinationSpec(DestinationSpecBase, SQLDestinationFields):
-    type: Literal["sqlite"]
-    url: str = Field(description="sqlite:///relative.db or sqlite:////absolute.db; created if missing.")
-
-    def rebased(self, base: Path) -> SQLiteDestinationSpec:
-        path = self.url.removeprefix("sqlite:///")
-        if not os.path.isabs(os.path.expanduser(path)):
-            return self.model_copy(update={"url": f"sqlite:///{base / path}"})
-        return self
-
-
-class SQLiteDestination(SQLDestination):
-    spec_model = SQLiteDestinationSpec
-    dialect = "sqlite"
-    label = "sqlite"
-    seq_expr = "rowid"
-    true = "1"
-    # One writer at a time: SQLite locks the whole file for a write.
-    capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}), parallel_staging=False)
-
-    def load(self, name: str, batch: pa.RecordBatch) -> None:
-        import adbc_driver_sqlite.dbapi as adbc
-
-        database = _database(self.spec.url, None)
-        database.parent.mkdir(parents=True, exist_ok=True)
-        with adbc.connect(str(database)) as conn, conn.cursor() as cursor:
-            cursor.adbc_ingest(name, _storable(batch), mode="append")
-            conn.commit()
-
-    def value_limit(self) -> tuple[int, str]:
-        return min(super().value_limit(), (1_000_000_000, "SQLite's SQLITE_MAX_LENGTH"))
-
-    def staged_columns(self, inspector: Any, name: str) -> dict[str, dict[str, Any]]:
-        # The declared type names carry the Arrow types (TEXT_DECIMAL, TIMESTAMPTZ); reflection would fold them.
-        columns = super().staged_columns(inspector, name)
-        with self._engine().connect() as conn:
-            for _, column, declared, *_ in conn.exec_driver_sql(f"PRAGMA table_info({self.q(name)})"):
-                if column in columns:
-                    columns[column]["ddl"] = declared
-        return columns
-
-    def target_type(self, column: dict[str, Any]) -> pa.DataType | None:
-        # An INTEGER column holds 64-bit values: int64 data fits the column that int64 data created.
-        if type(column["type"]).__name__.upper() == "INTEGER":
-            return pa.int64()
-        return super().target_type(column)
-
-    def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
-        listed = ", ".join(self.q(c) for c in columns)
-        keys = ", ".join(self.q(k) for k in self.spec.primary_key)
-        updates = [c for c in columns if c not in self.spec.primary_key]
-        action = f"DO UPDATE SET {', '.join(f'{self.q(c)} = excluded.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
-        # `WHERE true` lets SQLite's parser tell the upsert clause from a join constraint.
-        return f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({source}) WHERE true ON CONFLICT ({keys}) {action}"
-
-    def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
-        # SQLite cannot add a primary key to a table; ON CONFLICT matches a unique index as well.
-        return f"CREATE UNIQUE INDEX {self.q(self._name + '__merge_key')} ON {self.q(self.spec.table)} ({', '.join(self.q(k) for k in self.spec.primary_key)})"
-
-    def widen_sql(self, column: str, new_type: str) -> str:
-        # SQLite keeps any value in any column: a wider value needs no DDL.
-        return "SELECT 1"
-
-
-def _storable(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Values as SQLite stores them: text for times, decimals and UTC timestamps (ISO 8601)."""
-    columns, fields, changed = [], [], False
-    for column, field in zip(batch.columns, batch.schema, strict=True):
-        dtype = field.type
-        if getattr(dtype, "extension_name", None) == "arrow.uuid":
-            # Arrow cannot format a UUID as text; these columns take the slow road through Python.
-            column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
-        elif isinstance(dtype, pa.BaseExtensionType):
-            column = pc.cast(column.storage, pa.string())
-        elif pa.types.is_time(dtype) or pa.types.is_decimal(dtype):
-            column = pc.cast(column, pa.string())
-        elif pa.types.is_timestamp(dtype) and dtype.tz:
-            column = pc.cast(column, pa.timestamp(dtype.unit))
-        elif pa.types.is_dictionary(dtype):
-            column = pc.cast(column, dtype.value_type)
-        else:
-            columns.append(column)
-            fields.append(field)
-            continue
-        changed = True
-        columns.append(column)
-        fields.append(pa.field(field.name, column.type))
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch

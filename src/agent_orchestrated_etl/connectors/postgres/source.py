@@ -14,47 +14,33 @@ and INSERT inside one transaction.
 
 from __future__ import annotations
 
-import threading
+import hashlib
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
-from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
+from agent_orchestrated_etl.connectors.base import Attachment, EngineScan, Partition
+from agent_orchestrated_etl.connectors.postgres.client import adbc_dbapi, libpq_url
+from agent_orchestrated_etl.connectors.postgres.spec import PostgresSourceSpec
+from agent_orchestrated_etl.connectors.sql.common import connection_error
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.connectors.sql.types import cast_columns
-from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
+from agent_orchestrated_etl.exceptions import DataError
 
 # Types ADBC turns into plain Arrow types (arrays of them too).
 _NATIVE = {
     "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name", "char", "bool", "date", "time",
     "timestamp", "timestamptz", "interval", "json", "jsonb", "uuid", "bytea", "oid",
 }
+
+
 _CASTS = {"money": "numeric(19, 2)", "numeric": "numeric(38, 9)"}
+
+
 # Below any real value: PostgreSQL's dates start in 4713 BC (-2.2e17 microseconds, -2.5e6 days).
 _WRAPPED_INFINITY = {pa.int64(): -(1 << 62), pa.int32(): -(1 << 30)}
-
-
-def libpq_url(url: str) -> str:
-    """ADBC takes a libpq URI: no SQLAlchemy driver suffix."""
-    head, _, rest = url.partition("://")
-    return f"postgresql://{rest}" if head.lower().startswith("postgres") else url
-
-
-def _adbc() -> Any:
-    try:
-        import adbc_driver_postgresql.dbapi as adbc
-    except ImportError:
-        raise MissingDependencyError("PostgreSQL", "postgres") from None
-    return adbc
-
-
-class PostgresSourceSpec(ConnectorSpec, SQLSourceFields):
-    type: Literal["postgres"]
 
 
 class PostgresSource(SQLSource):
@@ -124,13 +110,33 @@ class PostgresSource(SQLSource):
         except Exception as exc:
             raise connection_error(exc, self.spec.url, self.where) from exc
 
-    def json_columns(self) -> list[str]:
-        """The json and jsonb columns: the Arrow path marks them as JSON, so a pushed-down copy casts them to DuckDB's JSON."""
-        return self._layout[3]
+    def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
+        """DuckDB reads PostgreSQL through its postgres extension: binary COPY straight into its table.
+
+        A table is scanned through the attached database (DuckDB splits the scan
+        over its threads by page ranges, and pushes the partition's filters down);
+        a query runs in PostgreSQL as it is (``postgres_query``). Both use this
+        source's own SELECT list, so the columns are those the Arrow path reads.
+        """
+        if engine != "duckdb":
+            return None
+        self.columns()  # the layout, with a failure to read it classified as on the Arrow path
+        alias = "_aetl_pg_" + hashlib.sha1(self.spec.url.encode()).hexdigest()[:8]
+        # The scanner reads json and jsonb as VARCHAR; the Arrow path stores them as JSON.
+        as_json = ", ".join(f"{self.quote(c)}::JSON AS {self.quote(c)}" for c in self._layout[3])
+        listed = f"* REPLACE ({as_json})" if as_json else "*"
+        attach = Attachment(kind="postgres", dsn=libpq_url(self.spec.url), alias=alias)
+        if self.spec.table:
+            inner = self.select(self.predicates(partition), relation=f"{alias}.{self.quote(self.spec.table)}")
+            return EngineScan(f"SELECT {listed} FROM ({inner})", self.where, attach=attach, errors_url=self.spec.url)
+        return EngineScan(
+            f"SELECT {listed} FROM postgres_query('{alias}', ?)", self.where, params=(self.sql_for(partition),),
+            attach=attach, errors_url=self.spec.url,
+        )
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         _, decimals, temporal, _ = self._layout
-        adbc = _adbc()
+        adbc = adbc_dbapi()
         with adbc.connect(libpq_url(self.spec.url)) as conn, conn.cursor() as cursor:
             cursor.execute(sql)
             for batch in cursor.fetch_record_batch():
@@ -150,88 +156,3 @@ class PostgresSource(SQLSource):
                     where=self.where,
                     hint=f"read it through query: with CASE WHEN isfinite({name}) THEN {name} END AS {name} to load them as NULL, or set retry.on_bad_data: quarantine",
                 )
-
-
-class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):
-    type: Literal["postgres"]
-
-
-class PostgresDestination(SQLDestination):
-    spec_model = PostgresDestinationSpec
-    dialect = "postgresql"
-    label = "postgres"
-    seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
-
-    def __init__(self, spec: PostgresDestinationSpec, *, memory_limit_bytes: int) -> None:
-        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
-        self._local = threading.local()
-        self._connections: list[Any] = []
-
-    def _adbc_connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = _adbc().connect(libpq_url(self.spec.url))
-            self._connections.append(conn)
-        return conn
-
-    def load(self, name: str, batch: pa.RecordBatch) -> None:
-        conn = self._adbc_connection()
-        with conn.cursor() as cursor:
-            cursor.adbc_ingest(name, _ingestable(batch), mode="append", db_schema_name=self._schema)
-        conn.commit()
-
-    def unstorable(self, batch: pa.RecordBatch) -> list[str | None] | None:
-        # PostgreSQL text (and json) cannot hold a NUL byte: COPY would refuse the whole batch.
-        reasons: list[str | None] | None = None
-        for column, field in zip(batch.columns, batch.schema, strict=True):
-            values = column.storage if isinstance(column, pa.ExtensionArray) else column
-            if pa.types.is_dictionary(values.type):
-                values = values.dictionary_decode()
-            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-                continue
-            nul = pc.fill_null(pc.match_substring(values, "\x00"), False)
-            if pc.any(nul).as_py():
-                reasons = reasons or [None] * batch.num_rows
-                for i in pc.indices_nonzero(nul).to_pylist():
-                    reasons[i] = reasons[i] or f"column {field.name} holds a NUL byte (\\x00), which PostgreSQL text cannot store"
-        return reasons
-
-    def clear_sql(self, target: str) -> str:
-        return f"TRUNCATE TABLE {target}"
-
-    def value_limit(self) -> tuple[int, str]:
-        return min(super().value_limit(), ((1 << 30) - 1, "PostgreSQL's 1 GB field size"))
-
-    def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
-        on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in self.spec.primary_key)
-        updates = [c for c in columns if c not in self.spec.primary_key]
-        matched = f"UPDATE SET {', '.join(f'{self.q(c)} = s.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
-        listed = ", ".join(self.q(c) for c in columns)
-        values = ", ".join(f"s.{self.q(c)}" for c in columns)
-        return f"MERGE INTO {target} AS t USING ({source}) AS s ON {on} WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
-
-    def close(self) -> None:
-        for conn in self._connections:
-            conn.close()
-        self._connections.clear()
-        self._local = threading.local()
-
-
-def _ingestable(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Cast the types binary COPY cannot send as they are (unsigned, dictionary) to ones it can."""
-    changed = False
-    columns, fields = [], []
-    for column, field in zip(batch.columns, batch.schema, strict=True):
-        dtype = field.type
-        target = None
-        if pa.types.is_dictionary(dtype):
-            target = dtype.value_type
-        elif pa.types.is_unsigned_integer(dtype):
-            target = {8: pa.int16(), 16: pa.int32(), 32: pa.int64(), 64: pa.decimal128(20, 0)}[dtype.bit_width]
-        if target is not None:
-            column, field, changed = pc.cast(column, target), pa.field(field.name, target), True
-        columns.append(column)
-        fields.append(field)
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
-
-
