@@ -30,6 +30,7 @@ SOURCES: dict[str, str] = {
 }
 
 DESTINATIONS: dict[str, str] = {
+    "clickhouse": "clickhouse:ClickHouseDestination",
     "duckdb": "duckdb:DuckDBDestination",
     "file": "files:FileDestination",
     "mysql": "mysql:MySQLDestination",
