@@ -14,8 +14,7 @@ without a factory in ``HARNESSES`` fails the suite until one is added.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +114,8 @@ def _file(request: pytest.FixtureRequest, tmp_path: Path, table: str) -> Harness
 
 def _postgres(request: pytest.FixtureRequest, tmp_path: Path, table: str) -> Harness:
     url, schema = request.getfixturevalue("pg_schema")
-    return Harness("postgres", {"url": url, "table": f"{schema}.{table}"}, {"url": url, "table": f"{schema}.{table}"}, f"{schema}.{table}")
+    fields = {"url": url, "table": f"{schema}.{table}"}
+    return Harness("postgres", fields, fields, f"{schema}.{table}")
 
 
 def _mysql(request: pytest.FixtureRequest, tmp_path: Path, table: str) -> Harness:
@@ -125,7 +125,8 @@ def _mysql(request: pytest.FixtureRequest, tmp_path: Path, table: str) -> Harnes
 
 def _clickhouse(request: pytest.FixtureRequest, tmp_path: Path, table: str) -> Harness:
     path, database = request.getfixturevalue("clickhouse_database")
-    return Harness("clickhouse", {"path": path, "table": f"{database}.{table}"}, {}, f"{database}.{table}", lambda: clickhouse_table(path, database, table))
+    fields = {"path": path, "table": f"{database}.{table}"}
+    return Harness("clickhouse", fields, {}, f"{database}.{table}", lambda: clickhouse_table(path, database, table))
 
 
 @pytest.fixture(scope="session")
@@ -157,13 +158,17 @@ def clickhouse_table(path: str, database: str, table: str) -> pa.Table:
     conn = chdb.connect(path)
     try:
         described = conn.query(
-            "SELECT name, type, comment FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
-            "ArrowTable", params={"d": database, "t": table},
+            "SELECT name, type, comment FROM system.columns WHERE database = {d:String} AND table = {t:String}"
+            " ORDER BY position",
+            "ArrowTable",
+            params={"d": database, "t": table},
         ).to_pylist()
         if not described:
             return pa.table({})
         # Strings as bytes: ClickHouse has one String type for both, and the comment tells which was meant.
-        data = conn.query(f"SELECT * FROM `{database}`.`{table}` SETTINGS output_format_arrow_string_as_string = 0", "ArrowTable")
+        data = conn.query(
+            f"SELECT * FROM `{database}`.`{table}` SETTINGS output_format_arrow_string_as_string = 0", "ArrowTable"
+        )
     finally:
         conn.close()
     columns = []

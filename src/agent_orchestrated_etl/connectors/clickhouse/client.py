@@ -74,6 +74,7 @@ class ChdbClient(EngineClient):
 
     def __init__(self, *, path: str, schema: str, where: str) -> None:
         super().__init__(schema=schema, where=where)
+        self.database = schema
         self.path = path
         self._conn: Any = None
         # One statement at a time on the connection: a streaming insert holds it until it finishes.
@@ -89,8 +90,8 @@ class ChdbClient(EngineClient):
                 self._conn = chdb.connect(self.path)
             except Exception as exc:
                 raise self.error(exc) from exc
-            if self.schema != "default":
-                self._conn.query(f"CREATE DATABASE IF NOT EXISTS {self.quote(self.schema)} ENGINE = Atomic")
+            if self.database != "default":
+                self._conn.query(f"CREATE DATABASE IF NOT EXISTS {self.quote(self.database)} ENGINE = Atomic")
         return self._conn
 
     def query(self, sql: str, params: Sequence[Any] = (), *, arrow: bool = False) -> Any:
@@ -98,7 +99,9 @@ class ChdbClient(EngineClient):
         named: dict[str, Any] = {}
         parts = sql.split(self.mark)
         if len(parts) != len(params) + 1:
-            raise InternalError(f"{len(parts) - 1} parameter marks for {len(params)} values in {sql!r}", where=self.where)
+            raise InternalError(
+                f"{len(parts) - 1} parameter marks for {len(params)} values in {sql!r}", where=self.where
+            )
         text = parts[0]
         for i, (value, part) in enumerate(zip(params, parts[1:], strict=True)):
             named[f"p{i}"] = value
@@ -127,7 +130,8 @@ class ChdbClient(EngineClient):
 
     def tables(self, session: Session, prefix: str = "") -> list[str]:
         found = session.rows(
-            "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?) ORDER BY name", (self.schema, prefix)
+            "SELECT name FROM system.tables WHERE database = ? AND startsWith(name, ?) ORDER BY name",
+            (self.database, prefix),
         )
         return [str(name) for (name,) in found]
 
@@ -137,7 +141,7 @@ class ChdbClient(EngineClient):
             return None
         found = session.rows(
             "SELECT name, type, comment FROM system.columns WHERE database = ? AND table = ? ORDER BY position",
-            (self.schema, table),
+            (self.database, table),
         )
         return [(str(n), str(t), str(c)) for n, t, c in found]
 
@@ -147,7 +151,7 @@ class ChdbClient(EngineClient):
 
     def comment(self, session: Session, table: str) -> str | None:
         """The table's comment (where the destination marks which run published it), or None without the table."""
-        found = session.rows("SELECT comment FROM system.tables WHERE database = ? AND name = ?", (self.schema, table))
+        found = session.rows("SELECT comment FROM system.tables WHERE database = ? AND name = ?", (self.database, table))
         return str(found[0][0]) if found else None
 
     def create_table(
@@ -170,14 +174,16 @@ class ChdbClient(EngineClient):
             return DataError(f"ClickHouse refused the rows: {message}", where=where, hint=data_hint)
         if code in _EXHAUSTED:
             return ResourceExhaustedError(
-                f"ClickHouse ran out of memory or disk: {message}", where=where,
+                f"ClickHouse ran out of memory or disk: {message}",
+                where=where,
                 hint="free memory, or disk space under the data directory, then run `agent-etl resume <run id>`",
             )
         if code in _CONFLICT:
             return TransactionConflictError(f"ClickHouse aborted a statement: {message}", where=where)
         if code in _CONFIGURATION or "EmbeddedServer" in message:
             return ConfigurationError(
-                f"cannot use the chdb data directory: {message}", where=where,
+                f"cannot use the chdb data directory: {message}",
+                where=where,
                 hint="check that the path is writable; one process opens one chdb data directory at a time,"
                 " so give every clickhouse destination of a pipeline the same path",
             )

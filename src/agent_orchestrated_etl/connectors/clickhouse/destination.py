@@ -15,18 +15,22 @@ docs/clickhouse.md says what is atomic and what is not.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import json
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent_orchestrated_etl.connectors.base import DestinationCapabilities
+from agent_orchestrated_etl.connectors.base import CommitResult, DestinationCapabilities
 from agent_orchestrated_etl.connectors.clickhouse.client import ChdbClient
 from agent_orchestrated_etl.connectors.clickhouse.spec import ClickHouseDestinationSpec
 from agent_orchestrated_etl.connectors.clickhouse.types import EARLIEST, LATEST, arrow_type
 from agent_orchestrated_etl.connectors.sql import schema as schemas
-from agent_orchestrated_etl.connectors.sql.protocol import LedgerDestination, Session
+from agent_orchestrated_etl.connectors.sql.protocol import KINDS, LedgerDestination, Session
 from agent_orchestrated_etl.connectors.sql.types import ddl_type
+
+#: The start of the comment that names the run whose publish made the table's current version.
+MARKER = "agent-etl publish "
 
 
 class ClickHouseDestination(LedgerDestination):
@@ -34,8 +38,11 @@ class ClickHouseDestination(LedgerDestination):
 
     spec_model = ClickHouseDestinationSpec
     capabilities = DestinationCapabilities(transactional=False, write_modes=frozenset({"append", "replace", "merge"}))
-    client: ChdbClient  # type: ignore[assignment]  # the protocol's property, narrowed to what make_client gives
-    marker_prefix: ClassVar[str] = "agent-etl run "
+    client: ChdbClient  # the protocol's property, narrowed to what make_client gives
+
+    def __init__(self, spec: Any, *, memory_limit_bytes: int) -> None:
+        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+        self._state: dict[str, Any] | None = None
 
     def make_client(self) -> ChdbClient:
         database, _, _ = self.target.rpartition(".")
@@ -50,20 +57,66 @@ class ClickHouseDestination(LedgerDestination):
         for field, column in zip(batch.schema, batch.columns, strict=True):
             if not (pa.types.is_date(field.type) or pa.types.is_timestamp(field.type)):
                 continue
-            low, high = (pa.scalar(pa.scalar(bound).cast(pa.date32()), pa.date32()) for bound in (EARLIEST, LATEST))
+            low, high = pa.scalar(EARLIEST, pa.date32()), pa.scalar(LATEST, pa.date32())
             days = pc.cast(column, pa.date32()) if pa.types.is_timestamp(field.type) else column
             outside = pc.or_(pc.less(days, low), pc.greater(days, high))
             for i in pc.indices_nonzero(pc.fill_null(outside, False)).to_pylist():
-                reasons[i] = reasons[i] or f"column {field.name}: {column[i]} is outside ClickHouse's {EARLIEST} to {LATEST}"
+                reasons[i] = (
+                    reasons[i] or f"column {field.name}: {column[i]} is outside ClickHouse's {EARLIEST} to {LATEST}"
+                )
         return reasons if any(reasons) else None
+
+    # -- the commit -----------------------------------------------------------------
+    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
+        # The state goes into the published table's marker, so it becomes visible with the data (see ``published``).
+        self._state = state
+        try:
+            return super().commit(run_id, task_ids, state)
+        finally:
+            self._state = None
+
+    def committed(self, run_id: str) -> bool:
+        """Whether the run committed; a run whose swap landed but whose ledger row did not (a crash) is finished here.
+
+        The swap is what readers see, so such a run did publish: its ledger row
+        is written now, with the state its marker carries, and its staging is
+        dropped, exactly as the interrupted commit would have done.
+        """
+        if super().committed(run_id):
+            return True
+        with self.guard(), self.client.session() as session:
+            marked = self.published(session)
+            if marked is None or marked["run_id"] != run_id or self.ledger_rows.status(session, run_id) is None:
+                return False
+            names = self.client.tables(session, self.own_prefix(run_id))
+            quarantine = [n for n in names if n.endswith("_" + KINDS["quarantine"])]
+            quarantined = self.publish_quarantine_once(session, run_id, quarantine, resumed=True)
+            self.ledger_rows.mark(
+                session, run_id, "committed", rows=marked["rows"], quarantined=quarantined, state=marked["state"]
+            )
+            self.drop(session, names)
+        return True
+
+    def published(self, session: Session) -> dict[str, Any] | None:
+        """The marker of the run that published the target's current version (run_id, rows, state), or None."""
+        comment = self.client.comment(session, self.target_name) or ""
+        if not comment.startswith(MARKER):
+            return None
+        return dict(json.loads(comment.removeprefix(MARKER)))
+
+    def _marker(self, run_id: str, rows: int) -> str:
+        """The table comment naming the run that publishes this version, as a ClickHouse string literal."""
+        text = MARKER + json.dumps({"run_id": run_id, "rows": rows, "state": self._state}, sort_keys=True)
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     # -- the publish --------------------------------------------------------------
     def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> tuple[int, list[str]]:
         client, target = self.client, self.target_name
-        marker = self.marker_prefix + run_id
         pub = f"{self.own_prefix(run_id)}pub"
         rows = sum(self.count(session, name) for name in staged)
-        if resumed and client.comment(session, target) == marker:  # swapped before the crash: the ledger row is left
+        marker = self._marker(run_id, rows)
+        done = self.published(session) if resumed else None
+        if done is not None and done["run_id"] == run_id:  # swapped before the crash: the ledger row is left
             self.drop(session, [pub])
             return rows, []
         current = client.described(session, target)
@@ -72,7 +125,7 @@ class ClickHouseDestination(LedgerDestination):
         incoming = self._incoming(session, staged)
         self.drop(session, [pub])
         if current is None:
-            session.execute(client.create_table(pub, list(incoming.values())) + f" COMMENT '{marker}'")
+            session.execute(client.create_table(pub, list(incoming.values())) + f" COMMENT {marker}")
             columns, changes = list(incoming), [f"created table {target}"]
         else:
             columns, changes = self._next_version(session, pub, marker, current, incoming)
@@ -82,7 +135,9 @@ class ClickHouseDestination(LedgerDestination):
             for name in staged:
                 present = [c for c in columns if c in self._staged_columns(session, name)]
                 listed = ", ".join(client.quote(c) for c in present)
-                session.execute(f"INSERT INTO {client.qualified(pub)} ({listed}) SELECT {listed} FROM {client.qualified(name)}")
+                session.execute(
+                    f"INSERT INTO {client.qualified(pub)} ({listed}) SELECT {listed} FROM {client.qualified(name)}"
+                )
         if current is None:
             session.execute(f"RENAME TABLE {client.qualified(pub)} TO {client.qualified(target)}")
         else:
@@ -100,9 +155,7 @@ class ClickHouseDestination(LedgerDestination):
 
     def _staged_columns(self, session: Session, table: str) -> dict[str, str]:
         described = self.client.described(session, table) or []
-        return {
-            n: f"{t} COMMENT '{c}'" if c else t for n, t, c in described if n != self.spec.hard_delete
-        }
+        return {n: f"{t} COMMENT '{c}'" if c else t for n, t, c in described if n != self.spec.hard_delete}
 
     def _next_version(
         self, session: Session, pub: str, marker: str, current: list[tuple[str, str, str]], incoming: dict[str, Any]
@@ -112,14 +165,18 @@ class ClickHouseDestination(LedgerDestination):
         target_types = {n: arrow_type(t, c) for n, t, c in current}
         diff = schemas.diff(target_types, pa.schema([pa.field(n, _arrow(d)) for n, (_, d) in incoming.items()]))
         schemas.check(diff, mode=self.spec.schema_, where=self.where)
-        session.execute(f"CREATE TABLE {client.qualified(pub)} AS {client.qualified(target)} COMMENT '{marker}'")
+        session.execute(f"CREATE TABLE {client.qualified(pub)} AS {client.qualified(target)} COMMENT {marker}")
         if self.spec.write != "replace":
             # Hard links to the target's parts: the next version starts as the current one at the cost of a listing.
-            session.execute(f"ALTER TABLE {client.qualified(pub)} ATTACH PARTITION tuple() FROM {client.qualified(target)}")
+            session.execute(
+                f"ALTER TABLE {client.qualified(pub)} ATTACH PARTITION tuple() FROM {client.qualified(target)}"
+            )
         columns = [n for n, _, _ in current if n in incoming]
         if self.spec.schema_ != "discard":
             for f in diff.added:
-                session.execute(f"ALTER TABLE {client.qualified(pub)} ADD COLUMN {client.quote(f.name)} {incoming[f.name][1]}")
+                session.execute(
+                    f"ALTER TABLE {client.qualified(pub)} ADD COLUMN {client.quote(f.name)} {incoming[f.name][1]}"
+                )
                 columns.append(f.name)
         for name, _old, new in diff.widened:
             column = ddl_type(client.types, new, column=name, where=self.where)
@@ -127,7 +184,9 @@ class ClickHouseDestination(LedgerDestination):
                 f"ALTER TABLE {client.qualified(pub)} MODIFY COLUMN {client.quote(name)} {column}"
                 " SETTINGS mutations_sync = 2"
             )
-        summary = diff.summary(self.spec.schema_, lambda dtype: ddl_type(client.types, dtype, column="", where=self.where))
+        summary = diff.summary(
+            self.spec.schema_, lambda dtype: ddl_type(client.types, dtype, column="", where=self.where)
+        )
         return columns, summary
 
     def _merge(self, session: Session, pub: str, staged: list[str], columns: list[str]) -> None:
@@ -140,7 +199,9 @@ class ClickHouseDestination(LedgerDestination):
         for i, name in enumerate(staged):
             have = set(self._staged_columns(session, name)) | ({marker} if marker else set())
             listed = [
-                client.quote(c) if c in have else f"CAST(NULL AS {definitions[c].split(' COMMENT ')[0]}) AS {client.quote(c)}"
+                client.quote(c)
+                if c in have
+                else f"CAST(NULL AS {definitions[c].split(' COMMENT ')[0]}) AS {client.quote(c)}"
                 for c in wanted
             ]
             parts.append(
@@ -148,22 +209,20 @@ class ClickHouseDestination(LedgerDestination):
                 f" _block_offset AS _aetl_offset FROM {client.qualified(name)}"
             )
         union = " UNION ALL ".join(parts)
-        session.execute(
-            f"DELETE FROM {client.qualified(pub)} WHERE ({keys}) IN (SELECT {keys} FROM ({union}))"
-        )
+        session.execute(f"DELETE FROM {client.qualified(pub)} WHERE ({keys}) IN (SELECT {keys} FROM ({union}))")
         # Within one run the last staged row of a key wins: by task, then by arrival within the task.
-        latest = f"SELECT * FROM ({union}) ORDER BY _aetl_task DESC, _aetl_block DESC, _aetl_offset DESC LIMIT 1 BY {keys}"
+        latest = (
+            f"SELECT * FROM ({union}) ORDER BY _aetl_task DESC, _aetl_block DESC, _aetl_offset DESC LIMIT 1 BY {keys}"
+        )
         kept = f" WHERE NOT ifNull({client.quote(marker)}, false)" if marker else ""
-        listed = ", ".join(client.quote(c) for c in columns)
-        session.execute(f"INSERT INTO {client.qualified(pub)} ({listed}) SELECT {listed} FROM ({latest}){kept}")
+        filled = ", ".join(client.quote(c) for c in columns)
+        session.execute(f"INSERT INTO {client.qualified(pub)} ({filled}) SELECT {filled} FROM ({latest}){kept}")
 
     def publish_quarantine_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> int:
         quarantine = f"{self.target_name}__quarantine"
         if resumed and self.client.columns(session, quarantine) is not None:
             # An interrupted insert may have added some of the run's rows: take them out and add them all.
-            session.execute(
-                f"DELETE FROM {self.client.qualified(quarantine)} WHERE run_id = ?", (run_id,)
-            )
+            session.execute(f"DELETE FROM {self.client.qualified(quarantine)} WHERE run_id = ?", (run_id,))
         return self.publish_quarantine(session, staged)
 
 

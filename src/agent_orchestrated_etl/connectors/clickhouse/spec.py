@@ -17,8 +17,8 @@ class ClickHouseDestinationSpec(DestinationSpecBase):
     path: str = Field(description="chdb's data directory (created if missing); one directory per process.")
     table: str | None = Field(
         None,
-        description="Target table, `name` (in database default) or `database.name`; created from the data's Arrow schema."
-        " Left out when the input reads several tables.",
+        description="Target table, `name` (in database default) or `database.name`;"
+        " created from the data's Arrow schema. Left out when the input reads several tables.",
     )
     table_prefix: str | None = Field(
         None, description="When the input reads several tables: each lands in prefix + its name (`raw_`, or `raw.`)."

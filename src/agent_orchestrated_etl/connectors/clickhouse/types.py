@@ -9,6 +9,7 @@ ClickHouse ``Array`` cannot be null, so a null list would come back as ``[]``.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pyarrow as pa
@@ -42,7 +43,7 @@ TYPES = TypeTable(
 )
 
 #: What Date32 and DateTime64 hold; a value outside is clamped by ClickHouse, so it is refused instead.
-EARLIEST, LATEST = "1900-01-01", "2299-12-31"
+EARLIEST, LATEST = dt.date(1900, 1, 1), dt.date(2299, 12, 31)
 
 _WRAPPERS = re.compile(r"^(?:Nullable|LowCardinality)\((.*)\)$")
 _DECIMAL = re.compile(r"^Decimal(?:32|64|128|256)?\((\d+),\s*(\d+)\)$")
