@@ -110,7 +110,7 @@ def test_table_names_must_be_plain_identifiers() -> None:
 def test_a_copy_by_the_engine_may_reorder_rows_unless_a_merge_copy_runs_too() -> None:
     import duckdb as ddb
 
-    from agent_orchestrated_etl.connectors.duckdb import _engine_copy
+    from agent_orchestrated_etl.connectors.duckdb.client import engine_copy as _engine_copy
 
     conn = ddb.connect(":memory:", config={"memory_limit": "64MB"})
 

@@ -91,9 +91,9 @@ def _tamper_before_verify(monkeypatch: pytest.MonkeyPatch, *statements: str, url
 
     def tampered(*args: Any, **kwargs: Any) -> dict[str, Any]:
         if duckdb_path is not None:
-            from agent_orchestrated_etl.connectors.duckdb import _open_files
+            from agent_orchestrated_etl.connectors.duckdb.client import shared_connection
 
-            conn = _open_files[duckdb_path.resolve()][0].cursor()
+            conn = shared_connection(duckdb_path).cursor()
             for statement in statements:
                 conn.execute(statement)
         else:

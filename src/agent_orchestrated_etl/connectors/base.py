@@ -96,6 +96,34 @@ class Position:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A database an engine attaches to read a source by itself; ``dsn`` holds its secret and is never shown."""
+
+    kind: str  #: the engine's name for the database's type (DuckDB: ``postgres``)
+    dsn: str
+    alias: str  #: the name the engine attaches it under, stable for one database
+
+
+@dataclass(frozen=True)
+class EngineScan:
+    """How an engine reads one partition of a source by itself (pushdown), as the source offers it.
+
+    ``select`` is a query in the engine's SQL whose rows and columns are those
+    the Arrow path reads; ``rows_sql`` (same parameters) counts them up front
+    where that is cheap, for progress. Errors of the scan are classified by
+    the family of ``errors_url`` (the source's database), else as the engine's own.
+    """
+
+    select: str
+    origin: str  #: where the rows come from, for messages
+    params: tuple[Any, ...] = ()
+    attach: Attachment | None = None
+    rows_sql: str | None = None
+    errors_url: str | None = None
+    empty: bool = False  #: the partition reads nothing
+
+
+@dataclass(frozen=True)
 class SourceCapabilities:
     partitioned_reads: bool = False
     incremental: bool = False
@@ -154,6 +182,13 @@ class Source(ABC):
         """Why a destination's engine may not read this source by itself (None: it may).
 
         Asked only when the destination declares the source's type in ``pulls_from``.
+        """
+        return None
+
+    def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
+        """How a destination's engine of kind ``engine`` (``duckdb``) reads ``partition`` by itself; None: it cannot.
+
+        Asked only when ``pushdown_blocker`` let the planner push the step down.
         """
         return None
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
+from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
@@ -127,17 +128,17 @@ class MySQLDestinationSpec(DestinationSpecBase, SQLDestinationFields):
     type: Literal["mysql"]
 
 
-class MySQLDestination(SQLDestination):
-    spec_model = MySQLDestinationSpec
-    dialect = "mysql"
+class MySQLClient(SQLAlchemyClient):
+    """MariaDB and MySQL: SQLAlchemy (PyMySQL) for statements, LOAD DATA LOCAL INFILE of a CSV for batches.
+
+    Their DDL commits by itself, so the protocol runs it just before the publish's transaction.
+    """
+
     types = TYPES
-    label = "mysql"
-    transactional_ddl = False
-    seq_ddl = "BIGINT AUTO_INCREMENT PRIMARY KEY"
-    timestamp_ddl = "DATETIME(6)"
+    transactions = "dml"
     _csv: ClassVar[threading.local] = threading.local()
 
-    def load(self, name: str, batch: pa.RecordBatch) -> None:
+    def bulk_load(self, table: str, batch: pa.RecordBatch) -> None:
         batch = _loadable(batch)
         select, assign, targets = [], [], []
         for i, field in enumerate(batch.schema):
@@ -145,10 +146,10 @@ class MySQLDestination(SQLDestination):
             if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type) or pa.types.is_fixed_size_binary(field.type):
                 select.append(f"hex({column})")
                 targets.append(f"@v{i}")
-                assign.append(f"{self.q(field.name)} = UNHEX(@v{i})")
+                assign.append(f"{self.quote(field.name)} = UNHEX(@v{i})")
             else:
                 select.append(column)
-                targets.append(self.q(field.name))
+                targets.append(self.quote(field.name))
         fd, path = tempfile.mkstemp(prefix="aetl-", suffix=".csv")
         os.close(fd)
         try:
@@ -159,24 +160,20 @@ class MySQLDestination(SQLDestination):
             finally:
                 duck.unregister("_aetl_batch")
             sql = (
-                f"LOAD DATA LOCAL INFILE %s INTO TABLE {self._qualified(name)} CHARACTER SET utf8mb4"
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.qualified(table)} CHARACTER SET utf8mb4"
                 " FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'"
                 f" ({', '.join(targets)})" + (f" SET {', '.join(assign)}" if assign else "")
             )
-            with self._engine().begin() as conn:
+            with self.engine.begin() as conn:
                 conn.exec_driver_sql(sql, (path,))
                 warnings = conn.exec_driver_sql("SHOW WARNINGS LIMIT 3").all()
             if warnings:
-                raise DataError("MariaDB changed values while loading: " + "; ".join(str(w[2]) for w in warnings), where=self.where, hint="the target columns are narrower than the data; widen them or CAST in a transform")
+                raise DataError(
+                    "MariaDB changed values while loading: " + "; ".join(str(w[2]) for w in warnings),
+                    where=self.where, hint="the target columns are narrower than the data; widen them or CAST in a transform",
+                )
         finally:
             os.unlink(path)
-
-    def value_limit(self) -> tuple[int, str]:
-        # LOAD DATA takes bigger values, but a statement or a row sent to a client is bounded by max_allowed_packet.
-        if getattr(self, "_packet", None) is None:
-            with self._guard(), self._engine().connect() as conn:
-                self._packet = int(conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar())
-        return min(super().value_limit(), (self._packet, "the server's max_allowed_packet"))
 
     def _duck(self) -> Any:
         import duckdb
@@ -185,6 +182,21 @@ class MySQLDestination(SQLDestination):
         if conn is None:
             conn = self._csv.conn = duckdb.connect(config={"threads": 1, "memory_limit": "128MB"})
         return conn
+
+
+
+class MySQLDestination(SQLDestination):
+    spec_model = MySQLDestinationSpec
+    client_class = MySQLClient
+    label = "mysql"
+    seq_ddl = "BIGINT AUTO_INCREMENT PRIMARY KEY"
+
+    def value_limit(self) -> tuple[int, str]:
+        # LOAD DATA takes bigger values, but a statement or a row sent to a client is bounded by max_allowed_packet.
+        if getattr(self, "_packet", None) is None:
+            with self.guard(), self.client.session() as session:
+                self._packet = int(session.scalar("SELECT @@max_allowed_packet"))
+        return min(super().value_limit(), (self._packet, "the server's max_allowed_packet"))
 
     def widen_sql(self, column: str, new_type: str) -> str:
         return f"ALTER TABLE {self.q(self.spec.table)} MODIFY COLUMN {self.q(column)} {new_type}"

@@ -14,6 +14,7 @@ and INSERT inside one transaction.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from functools import cached_property
@@ -22,7 +23,8 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
+from agent_orchestrated_etl.connectors.base import Attachment, ConnectorSpec, DestinationSpecBase, EngineScan, Partition
+from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
@@ -124,9 +126,29 @@ class PostgresSource(SQLSource):
         except Exception as exc:
             raise connection_error(exc, self.spec.url, self.where) from exc
 
-    def json_columns(self) -> list[str]:
-        """The json and jsonb columns: the Arrow path marks them as JSON, so a pushed-down copy casts them to DuckDB's JSON."""
-        return self._layout[3]
+    def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
+        """DuckDB reads PostgreSQL through its postgres extension: binary COPY straight into its table.
+
+        A table is scanned through the attached database (DuckDB splits the scan
+        over its threads by page ranges, and pushes the partition's filters down);
+        a query runs in PostgreSQL as it is (``postgres_query``). Both use this
+        source's own SELECT list, so the columns are those the Arrow path reads.
+        """
+        if engine != "duckdb":
+            return None
+        self.columns()  # the layout, with a failure to read it classified as on the Arrow path
+        alias = "_aetl_pg_" + hashlib.sha1(self.spec.url.encode()).hexdigest()[:8]
+        # The scanner reads json and jsonb as VARCHAR; the Arrow path stores them as JSON.
+        as_json = ", ".join(f"{self.quote(c)}::JSON AS {self.quote(c)}" for c in self._layout[3])
+        listed = f"* REPLACE ({as_json})" if as_json else "*"
+        attach = Attachment(kind="postgres", dsn=libpq_url(self.spec.url), alias=alias)
+        if self.spec.table:
+            inner = self.select(self.predicates(partition), relation=f"{alias}.{self.quote(self.spec.table)}")
+            return EngineScan(f"SELECT {listed} FROM ({inner})", self.where, attach=attach, errors_url=self.spec.url)
+        return EngineScan(
+            f"SELECT {listed} FROM postgres_query('{alias}', ?)", self.where, params=(self.sql_for(partition),),
+            attach=attach, errors_url=self.spec.url,
+        )
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         _, decimals, temporal, _ = self._layout
@@ -174,30 +196,35 @@ class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):
     type: Literal["postgres"]
 
 
-class PostgresDestination(SQLDestination):
-    spec_model = PostgresDestinationSpec
-    dialect = "postgresql"
-    types = TYPES
-    label = "postgres"
-    seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
+class PostgresClient(SQLAlchemyClient):
+    """PostgreSQL: SQLAlchemy (psycopg) for statements, ADBC's binary COPY for batches, a connection per thread."""
 
-    def __init__(self, spec: PostgresDestinationSpec, *, memory_limit_bytes: int) -> None:
-        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+    types = TYPES
+
+    def __init__(self, url: str, *, schema: str | None, where: str) -> None:
+        super().__init__(url, schema=schema, where=where)
         self._local = threading.local()
         self._connections: list[Any] = []
 
     def _adbc_connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = _adbc().connect(libpq_url(self.spec.url))
+            conn = self._local.conn = _adbc().connect(libpq_url(self.url))
             self._connections.append(conn)
         return conn
 
-    def load(self, name: str, batch: pa.RecordBatch) -> None:
+    def bulk_load(self, table: str, batch: pa.RecordBatch) -> None:
         conn = self._adbc_connection()
         with conn.cursor() as cursor:
-            cursor.adbc_ingest(name, _ingestable(batch), mode="append", db_schema_name=self._schema)
+            cursor.adbc_ingest(table, _ingestable(batch), mode="append", db_schema_name=self.schema)
         conn.commit()
+
+
+class PostgresDestination(SQLDestination):
+    spec_model = PostgresDestinationSpec
+    client_class = PostgresClient
+    label = "postgres"
+    seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
 
     def unstorable(self, batch: pa.RecordBatch) -> list[str | None] | None:
         # PostgreSQL text (and json) cannot hold a NUL byte: COPY would refuse the whole batch.
@@ -228,12 +255,6 @@ class PostgresDestination(SQLDestination):
         listed = ", ".join(self.q(c) for c in columns)
         values = ", ".join(f"s.{self.q(c)}" for c in columns)
         return f"MERGE INTO {target} AS t USING ({source}) AS s ON {on} WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
-
-    def close(self) -> None:
-        for conn in self._connections:
-            conn.close()
-        self._connections.clear()
-        self._local = threading.local()
 
 
 def _ingestable(batch: pa.RecordBatch) -> pa.RecordBatch:

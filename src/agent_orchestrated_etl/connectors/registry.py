@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _PACKAGE = "agent_orchestrated_etl.connectors"
 
 SOURCES: dict[str, str] = {
-    "duckdb": "duckdb_source:DuckDBSource",
+    "duckdb": "duckdb.source:DuckDBSource",
     "file": "files:FileSource",
     "graphql": "graphql:GraphQLSource",
     "mysql": "mysql:MySQLSource",
@@ -30,8 +30,8 @@ SOURCES: dict[str, str] = {
 }
 
 DESTINATIONS: dict[str, str] = {
-    "clickhouse": "clickhouse:ClickHouseDestination",
-    "duckdb": "duckdb:DuckDBDestination",
+    "clickhouse": "clickhouse.destination:ClickHouseDestination",
+    "duckdb": "duckdb.destination:DuckDBDestination",
     "file": "files:FileDestination",
     "mysql": "mysql:MySQLDestination",
     "postgres": "postgres:PostgresDestination",

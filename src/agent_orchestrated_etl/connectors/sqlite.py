@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationCapabilities, DestinationSpecBase
+from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields
 from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
@@ -189,24 +190,29 @@ class SQLiteDestinationSpec(DestinationSpecBase, SQLDestinationFields):
         return self
 
 
+class SQLiteClient(SQLAlchemyClient):
+    """SQLite: SQLAlchemy (the standard library's driver) for statements, ADBC's ingest for batches."""
+
+    types = TYPES
+
+    def bulk_load(self, table: str, batch: pa.RecordBatch) -> None:
+        import adbc_driver_sqlite.dbapi as adbc
+
+        database = _database(self.url, None)
+        database.parent.mkdir(parents=True, exist_ok=True)
+        with adbc.connect(str(database)) as conn, conn.cursor() as cursor:
+            cursor.adbc_ingest(table, _storable(batch), mode="append")
+            conn.commit()
+
+
 class SQLiteDestination(SQLDestination):
     spec_model = SQLiteDestinationSpec
-    dialect = "sqlite"
-    types = TYPES
+    client_class = SQLiteClient
     label = "sqlite"
     seq_expr = "rowid"
     true = "1"
     # One writer at a time: SQLite locks the whole file for a write.
     capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}), parallel_staging=False)
-
-    def load(self, name: str, batch: pa.RecordBatch) -> None:
-        import adbc_driver_sqlite.dbapi as adbc
-
-        database = _database(self.spec.url, None)
-        database.parent.mkdir(parents=True, exist_ok=True)
-        with adbc.connect(str(database)) as conn, conn.cursor() as cursor:
-            cursor.adbc_ingest(name, _storable(batch), mode="append")
-            conn.commit()
 
     def value_limit(self) -> tuple[int, str]:
         return min(super().value_limit(), (1_000_000_000, "SQLite's SQLITE_MAX_LENGTH"))
@@ -214,8 +220,8 @@ class SQLiteDestination(SQLDestination):
     def staged_columns(self, inspector: Any, name: str) -> dict[str, dict[str, Any]]:
         # The declared type names carry the Arrow types (TEXT_DECIMAL, TIMESTAMPTZ); reflection would fold them.
         columns = super().staged_columns(inspector, name)
-        with self._engine().connect() as conn:
-            for _, column, declared, *_ in conn.exec_driver_sql(f"PRAGMA table_info({self.q(name)})"):
+        with self.client.session() as session:
+            for _, column, declared, *_ in session.rows(f"PRAGMA table_info({self.q(name)})"):
                 if column in columns:
                     columns[column]["ddl"] = declared
         return columns

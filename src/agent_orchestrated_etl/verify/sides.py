@@ -109,13 +109,12 @@ class DuckDBSide:
     def _cursor(self) -> Any:
         import duckdb
 
-        from agent_orchestrated_etl.connectors.duckdb import _open_files, _open_lock
+        from agent_orchestrated_etl.connectors.duckdb.client import shared_connection
 
         if self._conn is None:
-            with _open_lock:
-                shared = _open_files.get(self.path.resolve())
+            shared = shared_connection(self.path)
             if shared is not None:
-                self._conn = shared[0].cursor()
+                self._conn = shared.cursor()
             elif not self.path.exists():
                 raise ConfigurationError(f"database file not found: {self.path}", where=self.label, hint="check `path:`")
             else:

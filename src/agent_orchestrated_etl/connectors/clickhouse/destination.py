@@ -26,7 +26,7 @@ from agent_orchestrated_etl.connectors.clickhouse.client import ChdbClient
 from agent_orchestrated_etl.connectors.clickhouse.spec import ClickHouseDestinationSpec
 from agent_orchestrated_etl.connectors.clickhouse.types import EARLIEST, LATEST, arrow_type
 from agent_orchestrated_etl.connectors.sql import schema as schemas
-from agent_orchestrated_etl.connectors.sql.protocol import KINDS, LedgerDestination, Session
+from agent_orchestrated_etl.connectors.sql.protocol import KINDS, LedgerDestination, Published, Session
 from agent_orchestrated_etl.connectors.sql.types import ddl_type
 
 #: The start of the comment that names the run whose publish made the table's current version.
@@ -110,7 +110,7 @@ class ClickHouseDestination(LedgerDestination):
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     # -- the publish --------------------------------------------------------------
-    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> tuple[int, list[str]]:
+    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> Published:
         client, target = self.client, self.target_name
         pub = f"{self.own_prefix(run_id)}pub"
         rows = sum(self.count(session, name) for name in staged)
@@ -118,10 +118,10 @@ class ClickHouseDestination(LedgerDestination):
         done = self.published(session) if resumed else None
         if done is not None and done["run_id"] == run_id:  # swapped before the crash: the ledger row is left
             self.drop(session, [pub])
-            return rows, []
+            return Published(rows)
         current = client.described(session, target)
         if not staged and (self.spec.write != "replace" or current is None):
-            return 0, []  # an empty input creates no target, and appending nothing changes none
+            return Published(0)  # an empty input creates no target, and appending nothing changes none
         incoming = self._incoming(session, staged)
         self.drop(session, [pub])
         if current is None:
@@ -143,7 +143,7 @@ class ClickHouseDestination(LedgerDestination):
         else:
             session.execute(f"EXCHANGE TABLES {client.qualified(pub)} AND {client.qualified(target)}")
             self.drop(session, [pub])  # the version before
-        return rows, changes if current is not None else []
+        return Published(rows, changes if current is not None else [])
 
     def _incoming(self, session: Session, staged: list[str]) -> dict[str, tuple[str, str]]:
         """Each staged column's (name, ClickHouse column definition), over every staged table, in order."""

@@ -18,7 +18,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import Field
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, Partition, Position, Source, SourceCapabilities
+from agent_orchestrated_etl.connectors.base import (
+    ConnectorSpec,
+    EngineScan,
+    Partition,
+    Position,
+    Source,
+    SourceCapabilities,
+)
 from agent_orchestrated_etl.connectors.files import filesystems
 from agent_orchestrated_etl.connectors.files.csv_reader import CSVReader
 from agent_orchestrated_etl.connectors.files.csv_records import Broken, physical_lines
@@ -80,6 +87,15 @@ class FileSource(Source):
         if self.spec.file_name_column or self.spec.hive_partitioning or self.spec.nested != NestedOptions() or self._our_partitions():
             return "columns are added or reshaped while reading"
         return None
+
+    def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
+        """DuckDB reads a local Parquet file with its own reader; the footer gives the row count up front."""
+        if engine != "duckdb":
+            return None
+        return EngineScan(
+            "SELECT * FROM read_parquet(?)", partition.key, params=(partition.key,), empty=bool(partition.options.get("empty")),
+            rows_sql="SELECT num_rows FROM parquet_file_metadata(?)",
+        )
 
     def _our_partitions(self) -> bool:
         """Whether the path is a directory our destination wrote with partition_by, whose columns come back."""

@@ -18,54 +18,59 @@ Subclasses give the bulk path (``load``) and the dialect's upsert.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities
+from agent_orchestrated_etl.connectors.base import DestinationCapabilities
 from agent_orchestrated_etl.connectors.sql import schema as schemas
-from agent_orchestrated_etl.connectors.sql.common import STAGING_PREFIX, connection_error, engine, quote_table, redact
-from agent_orchestrated_etl.connectors.sql.types import TypeTable, arrow_type, ddl_type
-from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError
+from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient, SQLAlchemySession
+from agent_orchestrated_etl.connectors.sql.common import redact
+from agent_orchestrated_etl.connectors.sql.protocol import Kind, Published, Session, TransactionalDestination
+from agent_orchestrated_etl.connectors.sql.types import arrow_type, ddl_type
+from agent_orchestrated_etl.exceptions import ConfigurationError
 
-LOADS = "_agent_etl_loads"
-STATE = "_agent_etl_state"
 SEQ = "_aetl_seq"
-_KINDS = {"data": "d", "quarantine": "q"}
-_bookkeeping_lock = threading.Lock()
 
 
-class SQLDestination(Destination):
+@dataclass
+class _Prepared:
+    """What the schema DDL left for the publish: the staged columns to publish, or the rows a rename published."""
+
+    staged: dict[str, dict[str, dict[str, Any]]]
+    renamed: int | None = None
+    changes: list[str] = field(default_factory=list)
+    key_added: str | None = None
+
+
+class SQLDestination(TransactionalDestination):
+    """The staged destination of a database reached through SQLAlchemy; each engine gives its client and upsert."""
+
     capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}))
-    dialect: ClassVar[str]
-    types: ClassVar[TypeTable]
     label: ClassVar[str] = "sql"
-    transactional_ddl: ClassVar[bool] = True
-    #: Test hook: called inside ``commit`` after the data is published and before COMMIT.
-    before_commit: ClassVar[Callable[[str], None] | None] = None
+    #: The engine's client class (its bulk path and its transactions).
+    client_class: ClassVar[type[SQLAlchemyClient]] = SQLAlchemyClient
 
     def __init__(self, spec: Any, *, memory_limit_bytes: int) -> None:
         super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
-        self._created: set[str] = set()
         self._checked = False
         self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"{self.label} {redact(self.spec.url)} table {self.spec.table}"
 
+    def make_client(self) -> SQLAlchemyClient:
+        return self.client_class(self.spec.url, schema=self._schema, where=self.where)
+
     @property
-    def where(self) -> str:
-        return f"destination {self.spec.table}"
+    def sql(self) -> SQLAlchemyClient:
+        client = self.client
+        assert isinstance(client, SQLAlchemyClient)
+        return client
 
     # -- names ----------------------------------------------------------------
-    def _engine(self) -> Any:
-        return engine(self.spec.url)
-
     @property
     def _schema(self) -> str | None:
         return self.spec.table.rsplit(".", 1)[0] if "." in self.spec.table else None
@@ -75,51 +80,27 @@ class SQLDestination(Destination):
         return self.spec.table.rsplit(".", 1)[-1]
 
     def q(self, name: str) -> str:
-        return quote_table(self._engine().dialect.identifier_preparer, name)
+        return self.sql.quote_path(name)
 
     def _qualified(self, name: str) -> str:
-        return self.q(f"{self._schema}.{name}" if self._schema else name)
+        return self.client.qualified(name)
 
-    def staging(self, run_id: str, task_id: str, kind: str = "data") -> str:
-        """Staging table name: short (PostgreSQL cuts names at 63 bytes) and findable by run."""
-        return f"{self._own_prefix(run_id)}{_short(task_id)}_{_KINDS[kind]}"
-
-    def _own_prefix(self, run_id: str) -> str:
-        # The target's part keeps apart the staging of destinations of one run in one schema (a table each),
-        # so aborting one (critical: false) leaves the others' staging for their commits.
-        return f"{_run_prefix(run_id)}{_short(self.spec.table)[:6]}"
+    def bookkeeping(self) -> None:
+        if self._schema and not self._bookkept:
+            with self.guard(), self.client.transaction() as session:
+                session.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(self._schema)}")
+        super().bookkeeping()
 
     # -- staging --------------------------------------------------------------
-    def begin(self, run_id: str, task_id: str) -> None:
-        self._bookkeeping()
-        with self._guard(), self._engine().begin() as conn:
-            for kind in _KINDS:
-                name = self.staging(run_id, task_id, kind)
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._qualified(name)}")
-                self._created.discard(name)
-
-    def write_batch(self, run_id: str, task_id: str, batch: pa.RecordBatch) -> None:
-        name = self.staging(run_id, task_id)
-        if name not in self._created:
-            self._check_schema(batch.schema)
-            self._create_staging(name, batch.schema, seq=self.spec.write == "merge")
-        with self._guard():
-            self.load(name, batch)
-
-    def write_quarantine(self, run_id: str, task_id: str, rows: pa.RecordBatch) -> None:
-        name = self.staging(run_id, task_id, "quarantine")
-        if name not in self._created:
-            self._create_staging(name, rows.schema, seq=False)
-        with self._guard():
-            self.load(name, rows)
-
-    def _create_staging(self, name: str, schema: pa.Schema, *, seq: bool) -> None:
-        columns = [f"{self.q(f.name)} {ddl_type(self.types, f.type, column=f.name, where=self.where)}" for f in schema]
-        if seq and self.seq_ddl:
+    def create_staging(self, name: str, schema: pa.Schema, *, kind: Kind) -> None:
+        """The first batch of a task creates its table, after checking its schema against the target's."""
+        if kind == "data":
+            self._check_schema(schema)
+        columns = [f"{self.q(f.name)} {ddl_type(self.client.types, f.type, column=f.name, where=self.where)}" for f in schema]
+        if kind == "data" and self.spec.write == "merge" and self.seq_ddl:
             columns.insert(0, f"{self.q(SEQ)} {self.seq_ddl}")
-        with self._guard(), self._engine().begin() as conn:
-            conn.exec_driver_sql(f"CREATE TABLE {self._qualified(name)} ({', '.join(columns)})")
-        self._created.add(name)
+        with self.guard(), self.client.transaction() as session:
+            session.execute(f"CREATE TABLE {self._qualified(name)} ({', '.join(columns)})")
 
     def _check_schema(self, incoming: pa.Schema) -> None:
         """Fail on the first batch, not at commit, when the data cannot go into the target."""
@@ -131,8 +112,8 @@ class SQLDestination(Destination):
                 changes = schemas.diff({n: self.target_type(c) for n, c in target.items()}, self._without_marker(incoming))
                 schemas.check(changes, mode=self.spec.schema_, where=self.where)
                 if self.spec.write == "merge":
-                    with self._guard(), self._engine().connect() as conn:
-                        self._missing_key(conn, target)
+                    with self.guard(), self.client.session() as session:
+                        self._missing_key(_conn(session), target)
             self._checked = True
 
     def _without_marker(self, incoming: pa.Schema) -> pa.Schema:
@@ -140,75 +121,27 @@ class SQLDestination(Destination):
         return pa.schema([f for f in incoming if f.name != marker])
 
     def _target_columns(self, conn: Any = None) -> dict[str, dict[str, Any]] | None:
+        with self.guard():
+            if conn is not None:
+                return self.sql.reflect(SQLAlchemySession(conn), self._name)
+            with self.client.session() as session:
+                return self.sql.reflect(session, self._name)
+
+    # -- the publish ----------------------------------------------------------
+    def prepare(self, session: Session, staged: list[str]) -> _Prepared:
+        conn = _conn(session)
         import sqlalchemy as sa
 
-        with self._guard():
-            inspector = sa.inspect(conn if conn is not None else self._engine())
-            if not inspector.has_table(self._name, schema=self._schema):
-                return None
-            return {c["name"]: c for c in inspector.get_columns(self._name, schema=self._schema)}
+        inspector = sa.inspect(conn)
+        columns = {n: self.staged_columns(inspector, n) for n in staged}
+        self._key_added: str | None = None
+        renamed, dropped, changes = self._prepare(conn, columns)
+        kept = {} if renamed is not None else {n: {c: v for c, v in cols.items() if c not in dropped} for n, cols in columns.items()}
+        return _Prepared(kept, renamed, changes, self._key_added)
 
-    def load(self, name: str, batch: pa.RecordBatch) -> None:
-        """Append a batch to staging table ``name`` (in the target's schema).
-
-        This generic path binds Python rows; each dialect overrides it with its bulk path.
-        """
-        names = ", ".join(self.q(n) for n in batch.schema.names)
-        marks = ", ".join(["%s"] * batch.num_columns) if self._engine().dialect.paramstyle in ("format", "pyformat") else ", ".join(["?"] * batch.num_columns)
-        with self._engine().begin() as conn:
-            conn.exec_driver_sql(f"INSERT INTO {self._qualified(name)} ({names}) VALUES ({marks})", [tuple(r.values()) for r in batch.to_pylist()])
-
-    # -- commit ---------------------------------------------------------------
-    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
-        """Publish the staged tables of ``task_ids`` and store ``state`` (state key -> JSON value) atomically."""
-        self._bookkeeping()
-        with self._guard():
-            done = self._loaded(run_id)
-            if done is not None:
-                return CommitResult(rows=done[0], quarantined_rows=done[1], already_committed=True)
-            import sqlalchemy as sa
-
-            inspector = sa.inspect(self._engine())
-            present = set(inspector.get_table_names(schema=self._schema))
-            data = [n for n in (self.staging(run_id, t) for t in task_ids) if n in present]
-            quarantine = [n for n in (self.staging(run_id, t, "quarantine") for t in task_ids) if n in present]
-            staged = {n: self.staged_columns(inspector, n) for n in data}
-            self._key_added: str | None = None
-            if self.transactional_ddl:
-                with self._engine().begin() as conn:
-                    renamed, dropped, changes = self._prepare(conn, staged)
-                    result = self._publish(conn, run_id, _without(staged, dropped) if renamed is None else {}, quarantine, state, rows=renamed)
-                    self._drop(conn, data + quarantine)
-            else:
-                with self._engine().begin() as conn:
-                    _, dropped, changes = self._prepare(conn, staged)
-                with self._engine().begin() as conn:
-                    result = self._publish(conn, run_id, _without(staged, dropped), quarantine, state)
-                with self._engine().begin() as conn:
-                    self._drop(conn, data + quarantine)
-        result.schema_changes = changes
-        result.key_added = self._key_added
-        return result
-
-    def committed(self, run_id: str) -> bool:
-        self._bookkeeping()
-        with self._guard():
-            return self._loaded(run_id) is not None
-
-    def staged_rows(self, run_id: str, task_id: str) -> int | None:
-        import sqlalchemy as sa
-
-        name = self.staging(run_id, task_id)
-        with self._guard():
-            if not sa.inspect(self._engine()).has_table(name, schema=self._schema):
-                return 0
-            with self._engine().connect() as conn:
-                return int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(name)}").scalar())
-
-    def _loaded(self, run_id: str) -> tuple[int, int] | None:
-        with self._engine().connect() as conn:
-            row = conn.exec_driver_sql(f"SELECT rows_loaded, quarantined_rows FROM {self._qualified(LOADS)} WHERE run_id = {self._mark(1)} AND table_name = {self._mark(2)}", self._params(run_id, self.spec.table)).first()
-        return (int(row[0]), int(row[1])) if row else None
+    def publish(self, session: Session, staged: list[str], prepared: _Prepared) -> Published:
+        rows = self._publish(_conn(session), prepared.staged, rows=prepared.renamed)
+        return Published(rows, prepared.changes, prepared.key_added)
 
     def _prepare(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]) -> tuple[int | None, set[str], list[str]]:
         """Create the target or bring its columns up to what was staged (the schema DDL).
@@ -226,7 +159,7 @@ class SQLDestination(Destination):
                 if name != self.spec.hard_delete:
                     wanted.setdefault(name, column)
         target = self._target_columns(conn)
-        if target is None and self.transactional_ddl and self.spec.write != "merge" and len(staged) == 1:
+        if target is None and self.client.transactions == "ddl" and self.spec.write != "merge" and len(staged) == 1:
             (name,) = staged
             rows = int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(name)}").scalar())
             conn.exec_driver_sql(f"ALTER TABLE {self._qualified(name)} RENAME TO {self.q(self._name)}")
@@ -243,11 +176,11 @@ class SQLDestination(Destination):
             for added in changes.added:
                 conn.exec_driver_sql(f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}")
         for name, _old, new in changes.widened:
-            conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.types, new, column=name, where=self.where)))
+            conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.client.types, new, column=name, where=self.where)))
         if add_key is not None:
             self._add_key(conn, add_key)
         dropped = {f.name for f in changes.added} if discard else set()
-        return None, dropped, changes.summary(self.spec.schema_, lambda dtype: ddl_type(self.types, dtype, column="", where=self.where), lambda f: self._compiled(wanted[f.name]))
+        return None, dropped, changes.summary(self.spec.schema_, lambda dtype: ddl_type(self.client.types, dtype, column="", where=self.where), lambda f: self._compiled(wanted[f.name]))
 
     # -- the merge key ----------------------------------------------------------
     def _missing_key(self, conn: Any, target: dict[str, dict[str, Any]]) -> str | None:
@@ -292,7 +225,7 @@ class SQLDestination(Destination):
         )
 
     def _ours(self, conn: Any) -> bool:
-        return conn.exec_driver_sql(f"SELECT 1 FROM {self._qualified(LOADS)} WHERE table_name = {self._mark(1)}", self._params(self.spec.table)).first() is not None
+        return self.ledger.ours(SQLAlchemySession(conn))
 
     def _add_key(self, conn: Any, sql: str) -> None:
         try:
@@ -317,7 +250,7 @@ class SQLDestination(Destination):
         return {c["name"]: c for c in inspector.get_columns(name, schema=self._schema) if c["name"] != SEQ}
 
     def _compiled(self, column: dict[str, Any]) -> str:
-        return column.get("ddl") or column["type"].compile(dialect=self._engine().dialect)
+        return column.get("ddl") or column["type"].compile(dialect=self.sql.engine.dialect)
 
     def _create_target(self, conn: Any, columns: dict[str, dict[str, Any]]) -> None:
         keys = set(self.spec.primary_key) if self.spec.write == "merge" else set()
@@ -326,7 +259,7 @@ class SQLDestination(Destination):
             defs.append(f"PRIMARY KEY ({', '.join(self.q(k) for k in self.spec.primary_key)})")
         conn.exec_driver_sql(f"CREATE TABLE {self.q(self.spec.table)} ({', '.join(defs)})")
 
-    def _publish(self, conn: Any, run_id: str, staged: dict[str, dict[str, dict[str, Any]]], quarantine: list[str], state: dict[str, Any] | None, *, rows: int | None = None) -> CommitResult:
+    def _publish(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]], *, rows: int | None = None) -> int:
         """Publish ``staged`` into the target; ``rows`` is given when the target already is the staged table."""
         target = self.q(self.spec.table)
         if rows is None:
@@ -340,14 +273,7 @@ class SQLDestination(Destination):
         elif staged:
             listed = ", ".join(self.q(c) for c in columns)
             conn.exec_driver_sql(f"INSERT INTO {target} ({listed}) {self._union(staged, columns)}")
-        quarantined = self._publish_quarantine(conn, quarantine)
-        conn.exec_driver_sql(f"INSERT INTO {self._qualified(LOADS)} (run_id, table_name, rows_loaded, quarantined_rows, committed_at) VALUES ({', '.join(self._mark(i) for i in range(1, 6))})", self._params(run_id, self.spec.table, rows, quarantined, datetime.now(UTC).replace(tzinfo=None)))
-        for key, value in (state or {}).items():
-            conn.exec_driver_sql(f"DELETE FROM {self._qualified(STATE)} WHERE state_key = {self._mark(1)}", self._params(key))
-            conn.exec_driver_sql(f"INSERT INTO {self._qualified(STATE)} (state_key, state_json, run_id) VALUES ({self._mark(1)}, {self._mark(2)}, {self._mark(3)})", self._params(key, json.dumps(value), run_id))
-        if type(self).before_commit is not None:
-            type(self).before_commit(run_id)  # type: ignore[misc]
-        return CommitResult(rows=rows, quarantined_rows=quarantined)
+        return rows
 
     def _union(self, staged: dict[str, dict[str, dict[str, Any]]], columns: list[str], *, extra: bool = False) -> str:
         """One SELECT over every staged table; a table lacking a column gives NULLs of the right type."""
@@ -376,62 +302,10 @@ class SQLDestination(Destination):
             latest = f"SELECT * FROM ({latest}) k WHERE k.{self.q(marker)} IS NULL OR k.{self.q(marker)} <> {self.true}"
         conn.exec_driver_sql(self.upsert_sql(target, columns, latest))
 
-    def _publish_quarantine(self, conn: Any, staged: list[str]) -> int:
-        if not staged:
-            return 0
-        import sqlalchemy as sa
-
-        target = f"{self._name}__quarantine"
-        if not sa.inspect(conn).has_table(target, schema=self._schema):
-            conn.exec_driver_sql(f"CREATE TABLE {self._qualified(target)} (run_id TEXT, task_id TEXT, check_name TEXT, reason TEXT, origin TEXT, row_json TEXT)")
-        total = 0
-        for name in staged:
-            total += int(conn.exec_driver_sql(f"SELECT count(*) FROM {self._qualified(name)}").scalar())
-            conn.exec_driver_sql(f"INSERT INTO {self._qualified(target)} (run_id, task_id, check_name, reason, origin, row_json) SELECT run_id, task_id, check_name, reason, origin, row_json FROM {self._qualified(name)}")
-        return total
-
-    def _drop(self, conn: Any, names: list[str]) -> None:
-        for name in names:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self._qualified(name)}")
-            self._created.discard(name)
-
-    def abort(self, run_id: str) -> None:
-        import sqlalchemy as sa
-
-        with self._guard():
-            prefix = self._own_prefix(run_id)
-            names = [n for n in sa.inspect(self._engine()).get_table_names(schema=self._schema) if n.startswith(prefix)]
-            with self._engine().begin() as conn:
-                self._drop(conn, names)
-
-    # -- state ----------------------------------------------------------------
-    def read_state(self, key: str) -> Any | None:
-        """The state committed under ``key`` (JSON), or None before the first commit."""
-        self._bookkeeping()
-        with self._guard(), self._engine().connect() as conn:
-            value = conn.exec_driver_sql(f"SELECT state_json FROM {self._qualified(STATE)} WHERE state_key = {self._mark(1)}", self._params(key)).scalar()
-        return None if value is None else json.loads(value)
-
-    def _bookkeeping(self) -> None:
-        # Across destinations: PostgreSQL's CREATE ... IF NOT EXISTS fails when two sessions create the same table at once.
-        with self._lock, _bookkeeping_lock:
-            if getattr(self, "_bookkept", False):
-                return
-            with self._guard(), self._engine().begin() as conn:
-                if self._schema:
-                    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {self.q(self._schema)}")
-                conn.exec_driver_sql(
-                    f"CREATE TABLE IF NOT EXISTS {self._qualified(LOADS)} (run_id VARCHAR(64) NOT NULL, table_name VARCHAR(200) NOT NULL,"
-                    f" rows_loaded BIGINT NOT NULL, quarantined_rows BIGINT NOT NULL, committed_at {self.timestamp_ddl}, PRIMARY KEY (run_id, table_name))"
-                )
-                conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {self._qualified(STATE)} (state_key VARCHAR(300) NOT NULL PRIMARY KEY, state_json TEXT NOT NULL, run_id VARCHAR(64))")
-            self._bookkept = True
-
     # -- dialect pieces -------------------------------------------------------
     seq_ddl: ClassVar[str | None] = None
     seq_expr: ClassVar[str] = SEQ
     true: ClassVar[str] = "TRUE"
-    timestamp_ddl: ClassVar[str] = "TIMESTAMP"
 
     def clear_sql(self, target: str) -> str:
         return f"DELETE FROM {target}"
@@ -450,39 +324,8 @@ class SQLDestination(Destination):
         """The column type of a primary key column created for merge."""
         return sql_type
 
-    def _mark(self, n: int) -> str:
-        return "%s" if self._engine().dialect.paramstyle in ("format", "pyformat") else "?"
-
-    def _params(self, *values: Any) -> tuple[Any, ...]:
-        return values
-
-    def _guard(self) -> _Errors:
-        return _Errors(self)
 
 
-class _Errors:
-    """Turns driver exceptions into our tree, with the password scrubbed from the message."""
-
-    def __init__(self, dest: SQLDestination) -> None:
-        self.dest = dest
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, AgentETLError) or not isinstance(exc, Exception):
-            return False
-        raise connection_error(exc, self.dest.spec.url, self.dest.where, data_hint="the staged rows do not fit the target; check types, NOT NULL and key columns") from exc
-
-
-def _without(staged: dict[str, dict[str, dict[str, Any]]], dropped: set[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """The staged tables' columns less ``dropped`` (the columns ``schema: discard`` leaves out)."""
-    return {n: {c: column for c, column in cols.items() if c not in dropped} for n, cols in staged.items()}
-
-
-def _short(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
-def _run_prefix(run_id: str) -> str:
-    return f"{STAGING_PREFIX}{_short(run_id)}_"
+def _conn(session: Session) -> Any:
+    assert isinstance(session, SQLAlchemySession), "a SQL destination gets its client's sessions"
+    return session.conn

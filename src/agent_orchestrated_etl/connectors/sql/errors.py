@@ -121,6 +121,14 @@ _DUCKDB: list[tuple[str, Kind]] = [
     ("ConversionException", "data"),
     ("OutOfRangeException", "data"),
 ]
+# DuckDB's exception classes for its own errors (a DuckDB file, a Parquet file it reads); other classes are "config".
+_DUCKDB_OWN: list[tuple[str, Kind]] = [
+    *_DUCKDB,
+    ("TypeMismatchException", "data"),
+    ("ConstraintException", "data"),
+    ("InvalidInputException", "data"),  # a damaged Parquet file, a value a cast refuses
+    ("TransactionException", "conflict"),  # a write-write conflict between two cursors of one database
+]
 
 _MYSQL_IN_TEXT = re.compile(r"\bERROR (\d{4,5}) \([0-9A-Z]{5}\)")  # connectorx: "MySqlError { ERROR 1146 (42S02): ... }"
 _OS_ERROR_IN_TEXT = re.compile(r"\(os error \d+\)")  # connectorx: a socket error of the operating system
@@ -130,6 +138,8 @@ _SQLSTATE_IN_TEXT = re.compile(r"SQLSTATE: ([0-9A-Z]{5})")  # ADBC appends it to
 def classify(exc: BaseException, family: str) -> Kind:
     """The kind of failure ``exc`` is; ``family`` is the URL scheme of the database it came from."""
     chain = list(_chain(exc))
+    if family == "duckdb":
+        return _by_class(chain, _DUCKDB_OWN) or "config"
     if any(type(e).__module__.startswith(("duckdb", "_duckdb")) for e in chain):
         return _duckdb(chain)
     if family.startswith("postgres"):
@@ -188,11 +198,16 @@ def _sqlite(chain: list[BaseException]) -> Kind:
     return _generic(chain)
 
 
-def _duckdb(chain: list[BaseException]) -> Kind:
+def _by_class(chain: list[BaseException], table: list[tuple[str, Kind]]) -> Kind | None:
     names = {cls.__name__ for e in chain for cls in type(e).__mro__}
-    for name, kind in _DUCKDB:
-        if name in names:
-            return kind
+    return next((kind for name, kind in table if name in names), None)
+
+
+def _duckdb(chain: list[BaseException]) -> Kind:
+    """An error of DuckDB's postgres extension: DuckDB's class, else what libpq said."""
+    if (kind := _by_class(chain, _DUCKDB)) is not None:
+        return kind
+    names = {cls.__name__ for e in chain for cls in type(e).__mro__}
     found = _libpq(chain)
     if found:
         return found

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-
 from agent_orchestrated_etl.connectors.base import ConnectorSpec
 from agent_orchestrated_etl.connectors.sql.common import SQLSourceFields
 from agent_orchestrated_etl.connectors.sql.source import SQLSource

@@ -39,7 +39,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -55,6 +55,20 @@ LOADS = "_agent_etl_loads"
 STATE = "_agent_etl_state"
 KINDS: dict[str, str] = {"data": "d", "quarantine": "q"}
 Kind = Literal["data", "quarantine"]
+
+
+@dataclass
+class Published:
+    """What a publish did: the rows it published, the schema policy's changes, the merge key it added."""
+
+    rows: int
+    schema_changes: list[str] = field(default_factory=list)
+    key_added: str | None = None
+
+    def result(self, quarantined: int) -> CommitResult:
+        return CommitResult(
+            rows=self.rows, quarantined_rows=quarantined, schema_changes=self.schema_changes, key_added=self.key_added
+        )
 
 
 class Session(ABC):
@@ -84,7 +98,7 @@ class EngineClient(ABC):
 
     transactions: ClassVar[Literal["ddl", "dml", "none"]] = "ddl"
     #: The driver's placeholder for one parameter.
-    mark: ClassVar[str] = "?"
+    mark: str = "?"
     #: How this engine stores each Arrow type.
     types: ClassVar[TypeTable]
 
@@ -345,8 +359,8 @@ class StagedDestination(Destination):
         return None
 
     @abstractmethod
-    def publish(self, session: Session, staged: list[str], prepared: Any) -> tuple[int, list[str]]:
-        """Publish the staged tables into the target (append, replace or merge); the rows, and the schema changes."""
+    def publish(self, session: Session, staged: list[str], prepared: Any) -> Published:
+        """Publish the staged tables into the target (append, replace or merge), with what ``prepare`` returned."""
 
     def publish_quarantine(self, session: Session, staged: list[str]) -> int:
         """Append the staged quarantined rows to ``<target>__quarantine``; their count."""
@@ -435,9 +449,9 @@ class TransactionalDestination(StagedDestination):
                     return CommitResult(rows=done[0], quarantined_rows=done[1], already_committed=True)
                 if client.transactions == "ddl":
                     prepared = self.prepare(session, data)
-                rows, changes = self.publish(session, data, prepared)
+                published = self.publish(session, data, prepared)
                 quarantined = self.publish_quarantine(session, quarantine)
-                self.ledger.record(session, run_id, rows, quarantined, state)
+                self.ledger.record(session, run_id, published.rows, quarantined, state)
                 if type(self).before_commit is not None:
                     type(self).before_commit(run_id)  # type: ignore[misc]
                 if client.transactions == "ddl":
@@ -445,7 +459,7 @@ class TransactionalDestination(StagedDestination):
             if client.transactions != "ddl":
                 with client.session() as session:
                     self.drop(session, data + quarantine)
-        return CommitResult(rows=rows, quarantined_rows=quarantined, schema_changes=changes)
+        return published.result(quarantined)
 
 
 class LedgerDestination(StagedDestination):
@@ -475,15 +489,14 @@ class LedgerDestination(StagedDestination):
             resumed = status is not None
             if not resumed:
                 ledger.mark(session, run_id, "publishing")
-            rows, changes = self.publish_once(session, run_id, data, resumed=resumed)
+            published = self.publish_once(session, run_id, data, resumed=resumed)
             quarantined = self.publish_quarantine_once(session, run_id, quarantine, resumed=resumed)
             if type(self).before_commit is not None:
                 type(self).before_commit(run_id)  # type: ignore[misc]
-            ledger.mark(
-                session, run_id, "committed", rows=rows, quarantined=quarantined, state=state
-            )  # the commit point
+            # The commit point: until this row is written, the run has not loaded.
+            ledger.mark(session, run_id, "committed", rows=published.rows, quarantined=quarantined, state=state)
             self.drop(session, data + quarantine)
-        return CommitResult(rows=rows, quarantined_rows=quarantined, schema_changes=changes)
+        return published.result(quarantined)
 
     @property
     def ledger_rows(self) -> StatusLedger:
@@ -497,15 +510,14 @@ class LedgerDestination(StagedDestination):
                 self.ledger_rows.create(session)
             self._bookkept = True
 
-    def publish(self, session: Session, staged: list[str], prepared: Any) -> tuple[int, list[str]]:
+    def publish(self, session: Session, staged: list[str], prepared: Any) -> Published:
         raise NotImplementedError("a ledger destination publishes through publish_once")
 
     @abstractmethod
-    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> tuple[int, list[str]]:
+    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> Published:
         """Publish the staged tables so that running this again for ``run_id`` (``resumed``) publishes no row twice.
 
-        Returns the rows the run published and the schema changes made. When
-        ``resumed``, part of it may have happened (a staging table already
+        ``Published.rows`` are the rows the run published. When ``resumed``, part of it may have happened (a staging table already
         swapped in, an insert already done): the rows are the run's all the same.
         """
 
@@ -616,10 +628,9 @@ class _Errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, AgentETLError) or not isinstance(exc, Exception):
-            return False
-        raise self.dest.client.error(exc, data_hint=self.dest.data_hint) from exc
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, AgentETLError):
+            raise self.dest.client.error(exc, data_hint=self.dest.data_hint) from exc
 
 
 _bookkeeping_lock = (

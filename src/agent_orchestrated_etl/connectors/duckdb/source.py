@@ -8,38 +8,15 @@ import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec
-from agent_orchestrated_etl.connectors.duckdb import _IDENTIFIER, _open_files, _open_lock, quote
-from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
-from agent_orchestrated_etl.connectors.sql.common import PartitionSpec, TablesFields, check_one_of
+from agent_orchestrated_etl.connectors.duckdb.client import quote, shared_connection
+from agent_orchestrated_etl.connectors.duckdb.spec import DuckDBSourceSpec
+from agent_orchestrated_etl.connectors.sql.common import connection_error
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import ConfigurationError, SourceNotFoundError
-
-
-class DuckDBSourceSpec(ConnectorSpec, TablesFields):
-    type: Literal["duckdb"]
-    path: str = Field(description="The DuckDB database file.")
-    table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
-    query: str | None = Field(None, description="Or read the result of this query.")
-    partition: PartitionSpec | None = None
-    incremental: IncrementalSpec | None = None
-
-    @field_validator("table")
-    @classmethod
-    def _plain(cls, table: str | None) -> str | None:
-        if table is not None and not all(_IDENTIFIER.match(part) for part in table.split(".")):
-            raise ValueError(f"table {table!r} must be `name` or `schema.name`; use query: for anything else")
-        return table
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DuckDBSourceSpec:
-        check_one_of(self)
-        return self
 
 
 class DuckDBSource(SQLSource):
@@ -74,10 +51,9 @@ class DuckDBSource(SQLSource):
         path = Path(self.spec.path).expanduser()
         if not path.exists():
             raise SourceNotFoundError(f"database file not found: {path}", where=self.where, hint="check `path:`")
-        with _open_lock:
-            shared = _open_files.get(path.resolve())
+        shared = shared_connection(path)
         if shared is not None:  # this process writes the file too: read through the same database
-            return shared[0].cursor()
+            return shared.cursor()
         return duckdb.connect(str(path), read_only=True)
 
     def table_names(self, schema: str | None) -> list[str]:
@@ -94,30 +70,36 @@ class DuckDBSource(SQLSource):
         return list(found[0][0]) if found else []
 
     def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        import duckdb
+
         conn = self._connection()
         try:
             return conn.execute(sql, params).fetchall()
-        except Exception as exc:
-            raise _source_error(exc, self.where) from exc
+        except duckdb.Error as exc:
+            raise connection_error(exc, self.url, self.where) from exc
         finally:
             conn.close()
 
     def _scalar(self, sql: str) -> list[Any]:
+        import duckdb
+
         conn = self._connection()
         try:
             return list(conn.execute(sql).fetchone())
-        except Exception as exc:
-            raise _source_error(exc, self.where) from exc
+        except duckdb.Error as exc:
+            raise connection_error(exc, self.url, self.where) from exc
         finally:
             conn.close()
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
         conn = self._connection()
         try:
             try:
                 reader = conn.execute(sql).to_arrow_reader(self.batch_rows)
-            except Exception as exc:
-                raise _source_error(exc, self.where) from exc
+            except duckdb.Error as exc:
+                raise connection_error(exc, self.url, self.where) from exc
             utc = _in_utc(reader.schema)
             for batch in reader:
                 yield batch if utc is None else batch.cast(utc)
@@ -131,10 +113,3 @@ def _in_utc(schema: pa.Schema) -> pa.Schema | None:
     if not any(pa.types.is_timestamp(f.type) and f.type.tz and f.type.tz != "UTC" for f in schema):
         return None
     return pa.schema([f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f for f in schema])
-
-
-def _source_error(exc: Exception, where: str) -> Exception:
-    message = str(exc).splitlines()[0]
-    if "does not exist" in message:
-        return SourceNotFoundError(message, where=where, hint="check `table:`; SHOW TABLES lists them")
-    return ConfigurationError(message, where=where, hint="check `query:`")
