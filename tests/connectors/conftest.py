@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent_orchestrated_etl.connectors.base import Destination, Source
-from agent_orchestrated_etl.connectors.registry import DESTINATIONS, destination_class, source_class
+from agent_orchestrated_etl.connectors.registry import DESTINATIONS, SOURCES, destination_class, source_class
 from server_fixtures import _fault_server, _fresh_host_state, fault_api, graphql_url, json_server_url, s3_server  # noqa: F401 - the test servers' fixtures
 
 MB = 1 << 20
@@ -191,6 +191,123 @@ HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path, str], Harness]] = {
 KINDS = sorted(DESTINATIONS)
 
 
+@dataclass
+class SourceHarness:
+    """Sources of one kind over ``ROWS`` rows with a unique ``id`` (1..ROWS), over none, and over nothing at all."""
+
+    kind: str
+    fields: dict[str, Any]
+    empty: dict[str, Any]
+    missing: dict[str, Any]
+    #: Fields that split the read into several partitions (None: this kind declares no partitioned reads).
+    partitioned: dict[str, Any] | None = None
+
+    def source(self, fields: dict[str, Any]) -> Source:
+        cls = source_class(self.kind)
+        return cls("src", cls.spec_model.model_validate({"type": self.kind, **fields}), batch_rows=300)
+
+
+ROWS = 1000
+
+
+def _table_rows() -> pa.Table:
+    ids = pa.array(range(1, ROWS + 1), pa.int64())
+    return pa.table({"id": ids, "v": pa.array([f"row {i}" for i in range(1, ROWS + 1)])})
+
+
+def _through_destination(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:
+    """A database source over tables its own kind's destination wrote: one full, one emptied by a replace."""
+    full, empty = make_harness(kind, request, tmp_path, "full"), make_harness(kind, request, tmp_path, "empty")
+    data = _table_rows()
+    full.load("r1", data.slice(0, ROWS // 2), data.slice(ROWS // 2))
+    empty.load("r2", data.slice(0, 1))
+    empty.load("r3", data.schema.empty_table(), write="replace", allow_empty=True)
+    missing = {**full.source_fields, "table": full.source_fields["table"].replace("full", "nowhere")}
+    partitioned = {**full.source_fields, "partition": {"column": "id", "parts": 4}}
+    supports = source_class(kind).capabilities.partitioned_reads
+    return SourceHarness(kind, full.source_fields, empty.source_fields, missing, partitioned if supports else None)
+
+
+def _file_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:
+    import pyarrow.parquet as pq
+
+    data, out, empty = _table_rows(), tmp_path / "full", tmp_path / "empty"
+    out.mkdir()
+    empty.mkdir()
+    for i, start in enumerate(range(0, ROWS, 300)):  # one partition a file
+        pq.write_table(data.slice(start, 300), out / f"part-{i}.parquet")
+    pq.write_table(data.schema.empty_table(), empty / "part-0.parquet")
+    full = {"path": str(out / "*.parquet")}
+    return SourceHarness("file", full, {"path": str(empty / "*.parquet")}, {"path": str(tmp_path / "nowhere.parquet")}, full)
+
+
+def _sql_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:
+    # type: sql reaches any SQLAlchemy URL; a SQLite file written by the sqlite destination is one.
+    written = _through_destination("sqlite", request, tmp_path)
+    fields = dict(written.fields)
+    part = {**fields, "partition": {"column": "id", "parts": 4}}
+    return SourceHarness("sql", fields, written.empty, written.missing, part)
+
+
+def _rest_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:
+    url, _api = request.getfixturevalue("fault_api")
+    fields = {"records": "results", "pagination": {"type": "offset", "total_path": "count"}}
+    return SourceHarness(
+        "rest",
+        {"url": f"{url}/offset", **fields, "params": {"updated_gte": ""}},
+        {"url": f"{url}/offset", **fields, "params": {"updated_gte": "9999"}},  # past every item's updated_at
+        {"url": f"{url}/nowhere", **fields},
+    )
+
+
+GRAPHQL = (
+    "query Items($first: Int, $after: String) { items(first: $first, after: $after)"
+    " { edges { node { id name } } pageInfo { endCursor hasNextPage } } }"
+)
+
+
+# Starts past the last item; the cursor variable the source sends is not declared, so the server ignores it.
+GRAPHQL_PAST_THE_END = (
+    'query Items($first: Int) { items(first: $first, after: "1000000")'
+    " { edges { node { id name } } pageInfo { endCursor hasNextPage } } }"
+)
+
+
+def _graphql_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:
+    url, elsewhere = request.getfixturevalue("graphql_url"), request.getfixturevalue("fault_api")[0]
+    fields = {"url": url, "query": GRAPHQL, "connection": "items", "variables": {"first": 250}}
+    return SourceHarness(
+        "graphql",
+        fields,
+        {**fields, "query": GRAPHQL_PAST_THE_END},
+        {**fields, "url": f"{elsewhere}/graphql"},  # a server with no GraphQL endpoint
+    )
+
+
+#: One factory per registered source: the source over a known table, over an empty one, and over a missing one.
+SOURCE_HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], SourceHarness]] = {
+    "duckdb": lambda request, tmp_path: _through_destination("duckdb", request, tmp_path),
+    "sqlite": lambda request, tmp_path: _through_destination("sqlite", request, tmp_path),
+    "postgres": lambda request, tmp_path: _through_destination("postgres", request, tmp_path),
+    "mysql": lambda request, tmp_path: _through_destination("mysql", request, tmp_path),
+    "file": _file_source,
+    "sql": _sql_source,
+    "rest": _rest_source,
+    "graphql": _graphql_source,
+}
+
+
+@pytest.fixture(params=sorted(SOURCES))
+def source_harness(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:
+    kind = request.param
+    if kind not in SOURCE_HARNESSES:
+        pytest.fail(
+            f"source {kind!r} is registered (connectors/registry.py) but the source contract has no harness for it:"
+            " add a factory to SOURCE_HARNESSES in tests/connectors/conftest.py"
+        )
+    return SOURCE_HARNESSES[kind](request, tmp_path)
+
+
 @pytest.fixture(params=KINDS)
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
     return make_harness(request.param, request, tmp_path)
@@ -205,4 +322,14 @@ def make_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path, tabl
     return HARNESSES[kind](request, tmp_path, table)
 
 
-__all__ = ["HARNESSES", "KINDS", "Harness", "clickhouse_table", "make_harness", "unique"]
+__all__ = [
+    "HARNESSES",
+    "KINDS",
+    "ROWS",
+    "SOURCE_HARNESSES",
+    "Harness",
+    "SourceHarness",
+    "clickhouse_table",
+    "make_harness",
+    "unique",
+]
