@@ -237,8 +237,8 @@ def _file_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarnes
     for i, start in enumerate(range(0, ROWS, 300)):  # one partition a file
         pq.write_table(data.slice(start, 300), out / f"part-{i}.parquet")
     pq.write_table(data.schema.empty_table(), empty / "part-0.parquet")
-    full = {"path": str(out / "*.parquet")}
-    return SourceHarness("file", full, {"path": str(empty / "*.parquet")}, {"path": str(tmp_path / "nowhere.parquet")}, full)
+    full, missing = {"path": str(out / "*.parquet")}, {"path": str(tmp_path / "nowhere.parquet")}
+    return SourceHarness("file", full, {"path": str(empty / "*.parquet")}, missing, full)
 
 
 def _sql_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:

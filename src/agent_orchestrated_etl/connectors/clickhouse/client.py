@@ -151,18 +151,22 @@ class ChdbClient(EngineClient):
 
     def comment(self, session: Session, table: str) -> str | None:
         """The table's comment (where the destination marks which run published it), or None without the table."""
-        found = session.rows("SELECT comment FROM system.tables WHERE database = ? AND name = ?", (self.database, table))
+        found = session.rows(
+            "SELECT comment FROM system.tables WHERE database = ? AND name = ?", (self.database, table)
+        )
         return str(found[0][0]) if found else None
 
     def create_table(
         self, name: str, columns: Sequence[tuple[str, str]], *, key: Sequence[str] = (), exists_ok: bool = False
     ) -> str:
         # Block numbers and offsets give each staged row its arrival order, which a merge needs (the last row wins).
+        # A key orders the table, so that a merge's DELETE of staged keys skips the granules without them;
+        # data columns are all Nullable, hence allow_nullable_key.
         order = f"({', '.join(self.quote(k) for k in key)})" if key else "tuple()"
         return (
             f"CREATE TABLE {'IF NOT EXISTS ' if exists_ok else ''}{self.qualified(name)}"
             f" ({', '.join(f'{self.quote(n)} {t}' for n, t in columns)}) ENGINE = MergeTree ORDER BY {order}"
-            " SETTINGS enable_block_number_column = 1, enable_block_offset_column = 1"
+            " SETTINGS enable_block_number_column = 1, enable_block_offset_column = 1, allow_nullable_key = 1"
         )
 
     def error(self, exc: Exception, *, data_hint: str | None = None) -> AgentETLError:

@@ -125,7 +125,8 @@ class ClickHouseDestination(LedgerDestination):
         incoming = self._incoming(session, staged)
         self.drop(session, [pub])
         if current is None:
-            session.execute(client.create_table(pub, list(incoming.values())) + f" COMMENT {marker}")
+            key = self.spec.primary_key if self.spec.write == "merge" else ()
+            session.execute(client.create_table(pub, list(incoming.values()), key=key) + f" COMMENT {marker}")
             columns, changes = list(incoming), [f"created table {target}"]
         else:
             columns, changes = self._next_version(session, pub, marker, current, incoming)
