@@ -181,3 +181,21 @@ def test_binary_and_text_stay_apart(h: Harness) -> None:
     h.load("r1", pa.table({"id": [1], "raw": pa.array([b"\xff\x00"]), "txt": ["\xff"]}))
     back = clickhouse_table(h.destination_fields["path"], *h.table.split("."))
     assert back.to_pylist() == [{"id": 1, "raw": b"\xff\x00", "txt": "\xff"}]
+
+
+def test_an_append_to_a_partitioned_table_of_the_users_keeps_every_partition(h: Harness) -> None:
+    import chdb
+
+    database, table = h.table.split(".")
+    conn = chdb.connect(h.destination_fields["path"])
+    try:
+        conn.query(f"CREATE DATABASE IF NOT EXISTS `{database}` ENGINE = Atomic")
+        conn.query(
+            f"CREATE TABLE `{database}`.`{table}` (id Nullable(Int64), month Int32)"
+            " ENGINE = MergeTree PARTITION BY month ORDER BY tuple()"
+        )
+        conn.query(f"INSERT INTO `{database}`.`{table}` VALUES (1, 1), (2, 2)")
+    finally:
+        conn.close()
+    h.load("r1", pa.table({"id": pa.array([3], pa.int64()), "month": pa.array([3], pa.int32())}))
+    assert ids(h) == [1, 2, 3]
