@@ -124,10 +124,11 @@ class ClickHouseDestination(LedgerDestination):
             return Published(0)  # an empty input creates no target, and appending nothing changes none
         incoming = self._incoming(session, staged)
         self.drop(session, [pub])
+        changes: list[str] = []
         if current is None:
             key = self.spec.primary_key if self.spec.write == "merge" else ()
             session.execute(client.create_table(pub, list(incoming.values()), key=key) + f" COMMENT {marker}")
-            columns, changes = list(incoming), []
+            columns = list(incoming)
         else:
             columns, changes = self._next_version(session, pub, marker, current, incoming)
         if self.spec.write == "merge" and staged:
