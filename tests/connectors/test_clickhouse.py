@@ -57,7 +57,7 @@ def crash(run_id: str) -> None:
     raise RuntimeError(f"the process dies after publishing {run_id}")
 
 
-@pytest.mark.parametrize("then", ["settle", "resume"])
+@pytest.mark.parametrize("then", ["settle", "resume", "next run"])
 def test_a_crash_between_the_swap_and_the_ledger_row_loads_once(
     h: Harness, monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
@@ -74,6 +74,9 @@ def test_a_crash_between_the_swap_and_the_ledger_row_loads_once(
     if then == "settle":  # what settlement asks of a dead run: the swap landed, so the run committed
         assert again.committed("r2")
         assert again.commit("r2", ["t0"], STATE).already_committed
+    elif then == "next run":  # a new run reads the incremental state first: the state the swap published
+        assert again.read_state("p/src") == STATE["p/src"]
+        assert again.committed("r2")
     else:  # what `agent-etl resume` does: commit the run again
         result = again.commit("r2", ["t0"], STATE)
         assert (result.rows, result.already_committed) == (2, False)
