@@ -58,7 +58,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
         run_sql(url, f"CREATE SCHEMA {schema}")
 
         def drop_staging() -> int:
-            names = run_sql(url, f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' AND starts_with(tablename, '_aetl_stg_')")
+            names = run_sql(url, f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' AND starts_with(tablename, '_agent_etl_stg_')")
             run_sql(url, *(f'DROP TABLE {schema}."{n}"' for (n,) in names)) if names else None
             return len(names)
 

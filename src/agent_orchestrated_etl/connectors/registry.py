@@ -22,20 +22,20 @@ SOURCES: dict[str, str] = {
     "duckdb": "duckdb.source:DuckDBSource",
     "file": "files:FileSource",
     "graphql": "graphql:GraphQLSource",
-    "mysql": "mysql:MySQLSource",
-    "postgres": "postgres:PostgresSource",
+    "mysql": "mysql.source:MySQLSource",
+    "postgres": "postgres.source:PostgresSource",
     "rest": "rest:RestSource",
     "sql": "sql.generic:GenericSQLSource",
-    "sqlite": "sqlite:SQLiteSource",
+    "sqlite": "sqlite.source:SQLiteSource",
 }
 
 DESTINATIONS: dict[str, str] = {
     "clickhouse": "clickhouse.destination:ClickHouseDestination",
     "duckdb": "duckdb.destination:DuckDBDestination",
     "file": "files:FileDestination",
-    "mysql": "mysql:MySQLDestination",
-    "postgres": "postgres:PostgresDestination",
-    "sqlite": "sqlite:SQLiteDestination",
+    "mysql": "mysql.destination:MySQLDestination",
+    "postgres": "postgres.destination:PostgresDestination",
+    "sqlite": "sqlite.destination:SQLiteDestination",
 }
 
 

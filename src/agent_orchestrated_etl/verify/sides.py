@@ -75,11 +75,11 @@ class SQLiteCount:
     def __init__(self, url: str, table: str, *, label: str) -> None:
         import sqlalchemy as sa
 
-        from agent_orchestrated_etl.connectors.sqlite import _database
+        from agent_orchestrated_etl.connectors.sqlite.spec import database_path
 
         self.url, self.label = url, label
         self.relation = '"' + table.replace('"', '""') + '"'
-        self._engine = sa.create_engine(f"sqlite:///{_database(url, None)}", poolclass=sa.pool.NullPool)
+        self._engine = sa.create_engine(f"sqlite:///{database_path(url, None)}", poolclass=sa.pool.NullPool)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         from agent_orchestrated_etl.connectors.sql.common import connection_error

@@ -140,6 +140,11 @@ class DuckDBClient(EngineClient):
         """The DuckDB column type that holds an Arrow type, as DuckDB's own Arrow scan makes it (INTEGER for int32)."""
         return str(_cursor(session).from_arrow(pa.table({"x": pa.array([], dtype)})).types[0])
 
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        import duckdb
+
+        return (duckdb.Error, OSError)
+
     def error(self, exc: Exception, *, data_hint: str | None = None) -> AgentETLError:
         return connection_error(exc, f"duckdb:///{self.path}", self.where, data_hint=data_hint)
 

@@ -6,6 +6,7 @@ this one binds Python rows, the slow road any SQLAlchemy database takes.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -67,7 +68,8 @@ class SQLAlchemyClient(EngineClient):
         marks = ", ".join([self.mark] * batch.num_columns)
         with self.engine.begin() as conn:
             conn.exec_driver_sql(
-                f"INSERT INTO {self.qualified(table)} ({names}) VALUES ({marks})", [tuple(r.values()) for r in batch.to_pylist()]
+                f"INSERT INTO {self.qualified(table)} ({names}) VALUES ({marks})",
+                [tuple(r.values()) for r in batch.to_pylist()],
             )
 
     def tables(self, session: Session, prefix: str = "") -> list[str]:
@@ -88,11 +90,29 @@ class SQLAlchemyClient(EngineClient):
             return None
         return {c["name"]: c for c in inspector.get_columns(table, schema=self.schema)}
 
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        import sqlalchemy as sa
+
+        found: list[type[BaseException]] = [sa.exc.SQLAlchemyError, pa.ArrowException, OSError]
+        for module, name in _DRIVER_ERRORS:
+            try:
+                found.append(getattr(importlib.import_module(module), name))
+            except ImportError:  # an optional driver that is not installed raises nothing
+                continue
+        return tuple(found)
+
     def error(self, exc: Exception, *, data_hint: str | None = None) -> AgentETLError:
         return connection_error(exc, self.url, self.where, data_hint=data_hint)
 
     def close(self) -> None:
         return None  # the engine is shared by every connector of the URL in this process
+
+
+# The base classes of the drivers behind SQLAlchemy and of the bulk paths (ADBC; DuckDB writes MariaDB's CSV files).
+_DRIVER_ERRORS = [
+    ("psycopg", "Error"), ("pymysql.err", "Error"), ("sqlite3", "Error"),
+    ("adbc_driver_manager", "Error"), ("duckdb", "Error"),
+]
 
 
 def _conn(session: Session) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
+from agent_orchestrated_etl.connectors.sql.protocol import STAGING_PREFIX
 from agent_orchestrated_etl.exceptions import (
     AgentETLError,
     AuthError,
@@ -30,7 +31,6 @@ from agent_orchestrated_etl.exceptions import (
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 TABLE_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z0-9_$]*$")
 PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-STAGING_PREFIX = "_aetl_stg_"
 
 # SQLAlchemy's driver for each URL scheme a user is likely to write.
 _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "sqlite": "sqlite"}

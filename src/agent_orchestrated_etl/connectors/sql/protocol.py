@@ -64,6 +64,8 @@ class Published:
     rows: int
     schema_changes: list[str] = field(default_factory=list)
     key_added: str | None = None
+    #: The incremental state the publish stored with the data (``LedgerDestination.landed``), if it did.
+    state: dict[str, Any] | None = None
 
     def result(self, quarantined: int) -> CommitResult:
         return CommitResult(
@@ -152,6 +154,10 @@ class EngineClient(ABC):
         if key:
             defs.append(f"PRIMARY KEY ({', '.join(self.quote(k) for k in key)})")
         return f"CREATE TABLE {'IF NOT EXISTS ' if exists_ok else ''}{self.qualified(name)} ({', '.join(defs)})"
+
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        """The exception classes of the engine's drivers, which ``error`` maps; any other is a bug and propagates."""
+        return (OSError,)
 
     @abstractmethod
     def error(self, exc: Exception, *, data_hint: str | None = None) -> AgentETLError:
@@ -489,7 +495,8 @@ class LedgerDestination(StagedDestination):
             resumed = status is not None
             if not resumed:
                 ledger.mark(session, run_id, "publishing")
-            published = self.publish_once(session, run_id, data, resumed=resumed)
+            landed = self.landed(session, run_id) if resumed else None
+            published = landed or self.publish_once(session, run_id, data, resumed=resumed, state=state)
             quarantined = self.publish_quarantine_once(session, run_id, quarantine, resumed=resumed)
             if type(self).before_commit is not None:
                 type(self).before_commit(run_id)  # type: ignore[misc]
@@ -514,22 +521,51 @@ class LedgerDestination(StagedDestination):
         raise NotImplementedError("a ledger destination publishes through publish_once")
 
     @abstractmethod
-    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> Published:
+    def publish_once(
+        self, session: Session, run_id: str, staged: list[str], *, resumed: bool, state: dict[str, Any] | None
+    ) -> Published:
         """Publish the staged tables so that running this again for ``run_id`` (``resumed``) publishes no row twice.
 
-        ``Published.rows`` are the rows the run published. When ``resumed``, part of it may have happened (a staging table already
-        swapped in, an insert already done): the rows are the run's all the same.
+        ``state`` is what the ledger's committed row will carry; an engine whose
+        publish is one atomic step may store it there too (and give it back from ``landed``).
+
+        ``Published.rows`` are the rows the run published. When ``resumed``, part
+        of it may have happened (a staging table already swapped in, an insert
+        already done): the rows are the run's all the same.
         """
 
     @abstractmethod
     def publish_quarantine_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> int:
         """``publish_quarantine`` that a resumed commit does not repeat (the rows carry their run_id)."""
 
+    def landed(self, session: Session, run_id: str) -> Published | None:
+        """The publish of ``run_id``, if the engine's own atomic publish marker says it landed (its rows and state).
+
+        Asked for a run whose ledger row says ``publishing``: a crash between the
+        publish and the committed row. When it answers, the committed row is
+        written from it instead of publishing again. None (the default): the
+        engine keeps no such marker, and the publish is resumed.
+        """
+        return None
+
     def committed(self, run_id: str) -> bool:
+        """Whether ``run_id`` loaded; a publish that landed without its committed row gets the row now (settlement)."""
         self.bookkeeping()
         with self.guard(), self.client.session() as session:
             status = self.ledger_rows.status(session, run_id)
-        return status is not None and status[0] == "committed"
+            if status is None or status[0] == "committed":
+                return status is not None
+            landed = self.landed(session, run_id)
+            if landed is None:
+                return False
+            staged = self.client.tables(session, self.own_prefix(run_id))
+            quarantine = [n for n in staged if n.endswith(f"_{KINDS['quarantine']}")]
+            quarantined = self.publish_quarantine_once(session, run_id, quarantine, resumed=True)
+            self.ledger_rows.mark(
+                session, run_id, "committed", rows=landed.rows, quarantined=quarantined, state=landed.state
+            )
+            self.drop(session, staged)
+        return True
 
     def read_state(self, key: str) -> Any | None:
         self.bookkeeping()
@@ -629,7 +665,9 @@ class _Errors:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, Exception) and not isinstance(exc, AgentETLError):
+        # Only the drivers' errors: an error of ours passes as it is, and any other is a bug to show as one.
+        drivers = self.dest.client.driver_errors()
+        if isinstance(exc, Exception) and not isinstance(exc, AgentETLError) and isinstance(exc, drivers):
             raise self.dest.client.error(exc, data_hint=self.dest.data_hint) from exc
 
 

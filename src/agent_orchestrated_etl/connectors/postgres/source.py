@@ -15,48 +15,32 @@ and INSERT inside one transaction.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent_orchestrated_etl.connectors.base import Attachment, ConnectorSpec, DestinationSpecBase, EngineScan, Partition
-from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields, connection_error
-from agent_orchestrated_etl.connectors.sql.destination import SQLDestination
+from agent_orchestrated_etl.connectors.base import Attachment, EngineScan, Partition
+from agent_orchestrated_etl.connectors.postgres.client import adbc_dbapi, libpq_url
+from agent_orchestrated_etl.connectors.postgres.spec import PostgresSourceSpec
+from agent_orchestrated_etl.connectors.sql.common import connection_error
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
-from agent_orchestrated_etl.connectors.sql.types import TypeTable, cast_columns
-from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
+from agent_orchestrated_etl.connectors.sql.types import cast_columns
+from agent_orchestrated_etl.exceptions import DataError
 
 # Types ADBC turns into plain Arrow types (arrays of them too).
 _NATIVE = {
     "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name", "char", "bool", "date", "time",
     "timestamp", "timestamptz", "interval", "json", "jsonb", "uuid", "bytea", "oid",
 }
+
+
 _CASTS = {"money": "numeric(19, 2)", "numeric": "numeric(38, 9)"}
+
+
 # Below any real value: PostgreSQL's dates start in 4713 BC (-2.2e17 microseconds, -2.5e6 days).
 _WRAPPED_INFINITY = {pa.int64(): -(1 << 62), pa.int32(): -(1 << 30)}
-
-
-def libpq_url(url: str) -> str:
-    """ADBC takes a libpq URI: no SQLAlchemy driver suffix."""
-    head, _, rest = url.partition("://")
-    return f"postgresql://{rest}" if head.lower().startswith("postgres") else url
-
-
-def _adbc() -> Any:
-    try:
-        import adbc_driver_postgresql.dbapi as adbc
-    except ImportError:
-        raise MissingDependencyError("PostgreSQL", "postgres") from None
-    return adbc
-
-
-class PostgresSourceSpec(ConnectorSpec, SQLSourceFields):
-    type: Literal["postgres"]
 
 
 class PostgresSource(SQLSource):
@@ -152,7 +136,7 @@ class PostgresSource(SQLSource):
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         _, decimals, temporal, _ = self._layout
-        adbc = _adbc()
+        adbc = adbc_dbapi()
         with adbc.connect(libpq_url(self.spec.url)) as conn, conn.cursor() as cursor:
             cursor.execute(sql)
             for batch in cursor.fetch_record_batch():
@@ -172,106 +156,3 @@ class PostgresSource(SQLSource):
                     where=self.where,
                     hint=f"read it through query: with CASE WHEN isfinite({name}) THEN {name} END AS {name} to load them as NULL, or set retry.on_bad_data: quarantine",
                 )
-
-
-TYPES = TypeTable(
-    engine="postgresql",
-    title="PostgreSQL",
-    columns={
-        "bool": "BOOLEAN",
-        "int8": "SMALLINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
-        # Unsigned values need one bit more than the signed type of their width.
-        "uint8": "SMALLINT", "uint16": "INTEGER", "uint32": "BIGINT", "uint64": "NUMERIC(20, 0)",
-        "float32": "REAL", "float64": "DOUBLE PRECISION",
-        "decimal": "NUMERIC({precision}, {scale})",
-        "string": "TEXT", "binary": "BYTEA",
-        "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "interval": "INTERVAL",
-        "json": "JSONB", "uuid": "UUID",
-        "list": "{item}[]",  # a list of scalars; nested lists and structs have no column type
-    },
-)
-
-
-class PostgresDestinationSpec(DestinationSpecBase, SQLDestinationFields):
-    type: Literal["postgres"]
-
-
-class PostgresClient(SQLAlchemyClient):
-    """PostgreSQL: SQLAlchemy (psycopg) for statements, ADBC's binary COPY for batches, a connection per thread."""
-
-    types = TYPES
-
-    def __init__(self, url: str, *, schema: str | None, where: str) -> None:
-        super().__init__(url, schema=schema, where=where)
-        self._local = threading.local()
-        self._connections: list[Any] = []
-
-    def _adbc_connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = _adbc().connect(libpq_url(self.url))
-            self._connections.append(conn)
-        return conn
-
-    def bulk_load(self, table: str, batch: pa.RecordBatch) -> None:
-        conn = self._adbc_connection()
-        with conn.cursor() as cursor:
-            cursor.adbc_ingest(table, _ingestable(batch), mode="append", db_schema_name=self.schema)
-        conn.commit()
-
-
-class PostgresDestination(SQLDestination):
-    spec_model = PostgresDestinationSpec
-    client_class = PostgresClient
-    label = "postgres"
-    seq_ddl = "BIGINT GENERATED ALWAYS AS IDENTITY"
-
-    def unstorable(self, batch: pa.RecordBatch) -> list[str | None] | None:
-        # PostgreSQL text (and json) cannot hold a NUL byte: COPY would refuse the whole batch.
-        reasons: list[str | None] | None = None
-        for column, field in zip(batch.columns, batch.schema, strict=True):
-            values = column.storage if isinstance(column, pa.ExtensionArray) else column
-            if pa.types.is_dictionary(values.type):
-                values = values.dictionary_decode()
-            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-                continue
-            nul = pc.fill_null(pc.match_substring(values, "\x00"), False)
-            if pc.any(nul).as_py():
-                reasons = reasons or [None] * batch.num_rows
-                for i in pc.indices_nonzero(nul).to_pylist():
-                    reasons[i] = reasons[i] or f"column {field.name} holds a NUL byte (\\x00), which PostgreSQL text cannot store"
-        return reasons
-
-    def clear_sql(self, target: str) -> str:
-        return f"TRUNCATE TABLE {target}"
-
-    def value_limit(self) -> tuple[int, str]:
-        return min(super().value_limit(), ((1 << 30) - 1, "PostgreSQL's 1 GB field size"))
-
-    def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
-        on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in self.spec.primary_key)
-        updates = [c for c in columns if c not in self.spec.primary_key]
-        matched = f"UPDATE SET {', '.join(f'{self.q(c)} = s.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
-        listed = ", ".join(self.q(c) for c in columns)
-        values = ", ".join(f"s.{self.q(c)}" for c in columns)
-        return f"MERGE INTO {target} AS t USING ({source}) AS s ON {on} WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"
-
-
-def _ingestable(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Cast the types binary COPY cannot send as they are (unsigned, dictionary) to ones it can."""
-    changed = False
-    columns, fields = [], []
-    for column, field in zip(batch.columns, batch.schema, strict=True):
-        dtype = field.type
-        target = None
-        if pa.types.is_dictionary(dtype):
-            target = dtype.value_type
-        elif pa.types.is_unsigned_integer(dtype):
-            target = {8: pa.int16(), 16: pa.int32(), 32: pa.int64(), 64: pa.decimal128(20, 0)}[dtype.bit_width]
-        if target is not None:
-            column, field, changed = pc.cast(column, target), pa.field(field.name, target), True
-        columns.append(column)
-        fields.append(field)
-    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)) if changed else batch
-
-
