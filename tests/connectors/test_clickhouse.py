@@ -64,7 +64,7 @@ def test_a_crash_between_the_swap_and_the_ledger_row_loads_once(
     h.load("r1", pa.table({"id": [1]}))
     dest = stage(h, "r2", {"id": [2, 3]})
     monkeypatch.setattr(ClickHouseDestination, "before_commit", crash)
-    with pytest.raises(AgentETLError, match="dies after publishing r2"):
+    with pytest.raises(RuntimeError, match="dies after publishing r2"):
         dest.commit("r2", ["t0"], STATE)
     dest.close()
     monkeypatch.undo()
@@ -90,11 +90,13 @@ def test_a_crash_between_the_swap_and_the_ledger_row_loads_once(
 def test_a_crash_before_the_swap_leaves_the_target_as_it_was(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     h.load("r1", pa.table({"id": [1]}))
     dest = stage(h, "r2", {"id": [2, 3]})
+    import chdb
+
     real = ChdbClient.query
 
     def dies_at_the_swap(self: ChdbClient, sql: str, *args: Any, **kwargs: Any) -> Any:
         if sql.startswith("EXCHANGE TABLES"):
-            raise RuntimeError("Code: 1000. DB::Exception: the process dies before the swap")
+            raise chdb.ChdbError("Code: 1000. DB::Exception: the process dies before the swap")
         return real(self, sql, *args, **kwargs)
 
     monkeypatch.setattr(ChdbClient, "query", dies_at_the_swap)

@@ -124,9 +124,20 @@ class ChdbClient(EngineClient):
         batch, sink = _storable(batch), io.BytesIO()
         with pa.ipc.new_stream(sink, batch.schema) as writer:
             writer.write_batch(batch)
-        with self._lock, self._connection().send_insert(f"INSERT INTO {self.qualified(table)}", "ArrowStream") as ins:
-            ins.append(sink.getvalue())
-            ins.finish()
+        try:
+            with (
+                self._lock,
+                self._connection().send_insert(f"INSERT INTO {self.qualified(table)}", "ArrowStream") as ins,
+            ):
+                ins.append(sink.getvalue())
+                ins.finish()
+        except RuntimeError as exc:  # the streaming insert raises chdb's messages as plain RuntimeError
+            raise self.error(exc) from exc
+
+    def driver_errors(self) -> tuple[type[BaseException], ...]:
+        import chdb
+
+        return (chdb.ChdbError,)
 
     def tables(self, session: Session, prefix: str = "") -> list[str]:
         found = session.rows(

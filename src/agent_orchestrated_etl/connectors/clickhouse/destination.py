@@ -9,7 +9,7 @@ with the target in one ``EXCHANGE TABLES``, which is atomic in an Atomic (or
 chdb's default) database. Readers see the old table or the new one, never a
 part of a load. The ledger row written after the swap is the commit point;
 a commit resumed after a crash between the two finds the run's name in the
-target's comment and only writes the ledger row, so no row is published twice.
+target's comment (``landed``) and only writes the ledger row, so no row is published twice.
 docs/clickhouse.md says what is atomic and what is not.
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent_orchestrated_etl.connectors.base import CommitResult, DestinationCapabilities
+from agent_orchestrated_etl.connectors.base import DestinationCapabilities
 from agent_orchestrated_etl.connectors.clickhouse.client import ChdbClient
 from agent_orchestrated_etl.connectors.clickhouse.spec import ClickHouseDestinationSpec
 from agent_orchestrated_etl.connectors.clickhouse.types import EARLIEST, LATEST, arrow_type
 from agent_orchestrated_etl.connectors.sql import schema as schemas
-from agent_orchestrated_etl.connectors.sql.protocol import KINDS, LedgerDestination, Published, Session
+from agent_orchestrated_etl.connectors.sql.protocol import LedgerDestination, Published, Session
 from agent_orchestrated_etl.connectors.sql.types import ddl_type
 
 #: The start of the comment that names the run whose publish made the table's current version.
@@ -39,10 +39,6 @@ class ClickHouseDestination(LedgerDestination):
     spec_model = ClickHouseDestinationSpec
     capabilities = DestinationCapabilities(transactional=False, write_modes=frozenset({"append", "replace", "merge"}))
     client: ChdbClient  # the protocol's property, narrowed to what make_client gives
-
-    def __init__(self, spec: Any, *, memory_limit_bytes: int) -> None:
-        super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
-        self._state: dict[str, Any] | None = None
 
     def make_client(self) -> ChdbClient:
         database, _, _ = self.target.rpartition(".")
@@ -66,36 +62,13 @@ class ClickHouseDestination(LedgerDestination):
                 )
         return reasons if any(reasons) else None
 
-    # -- the commit -----------------------------------------------------------------
-    def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
-        # The state goes into the published table's marker, so it becomes visible with the data (see ``published``).
-        self._state = state
-        try:
-            return super().commit(run_id, task_ids, state)
-        finally:
-            self._state = None
-
-    def committed(self, run_id: str) -> bool:
-        """Whether the run committed; a run whose swap landed but whose ledger row did not (a crash) is finished here.
-
-        The swap is what readers see, so such a run did publish: its ledger row
-        is written now, with the state its marker carries, and its staging is
-        dropped, exactly as the interrupted commit would have done.
-        """
-        if super().committed(run_id):
-            return True
-        with self.guard(), self.client.session() as session:
-            marked = self.published(session)
-            if marked is None or marked["run_id"] != run_id or self.ledger_rows.status(session, run_id) is None:
-                return False
-            names = self.client.tables(session, self.own_prefix(run_id))
-            quarantine = [n for n in names if n.endswith("_" + KINDS["quarantine"])]
-            quarantined = self.publish_quarantine_once(session, run_id, quarantine, resumed=True)
-            self.ledger_rows.mark(
-                session, run_id, "committed", rows=marked["rows"], quarantined=quarantined, state=marked["state"]
-            )
-            self.drop(session, names)
-        return True
+    # -- the marker -----------------------------------------------------------------
+    def landed(self, session: Session, run_id: str) -> Published | None:
+        """The run's publish, if the target's comment names it: the swap landed, its ledger row did not."""
+        marked = self.published(session)
+        if marked is None or marked["run_id"] != run_id:
+            return None
+        return Published(int(marked["rows"]), state=marked["state"])
 
     def read_state(self, key: str) -> Any | None:
         # A crashed run whose swap landed has its state in the target's marker: finish its commit before answering,
@@ -113,21 +86,20 @@ class ClickHouseDestination(LedgerDestination):
             return None
         return dict(json.loads(comment.removeprefix(MARKER)))
 
-    def _marker(self, run_id: str, rows: int) -> str:
+    def _marker(self, run_id: str, rows: int, state: dict[str, Any] | None) -> str:
         """The table comment naming the run that publishes this version, as a ClickHouse string literal."""
-        text = MARKER + json.dumps({"run_id": run_id, "rows": rows, "state": self._state}, sort_keys=True)
+        text = MARKER + json.dumps({"run_id": run_id, "rows": rows, "state": state}, sort_keys=True)
         return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     # -- the publish --------------------------------------------------------------
-    def publish_once(self, session: Session, run_id: str, staged: list[str], *, resumed: bool) -> Published:
+    def publish_once(
+        self, session: Session, run_id: str, staged: list[str], *, resumed: bool, state: dict[str, Any] | None
+    ) -> Published:
+        # A resumed commit whose swap landed never gets here: the protocol asks ``landed`` first.
         client, target = self.client, self.target_name
         pub = f"{self.own_prefix(run_id)}pub"
         rows = sum(self.count(session, name) for name in staged)
-        marker = self._marker(run_id, rows)
-        done = self.published(session) if resumed else None
-        if done is not None and done["run_id"] == run_id:  # swapped before the crash: the ledger row is left
-            self.drop(session, [pub])
-            return Published(rows)
+        marker = self._marker(run_id, rows, state)
         current = client.described(session, target)
         if not staged and (self.spec.write != "replace" or current is None):
             return Published(0)  # an empty input creates no target, and appending nothing changes none
