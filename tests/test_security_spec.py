@@ -32,7 +32,9 @@ def capped(code: str, *args: str, env: dict[str, str] | None = None) -> subproce
     prelude = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({CAP_BYTES}, {CAP_BYTES}))\n"
     return subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code), *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+        # One BLAS thread: numpy (which pyarrow imports when installed, as the clickhouse extra's chdb installs it)
+        # maps a buffer per OpenBLAS thread, which counts against the cap without being the parser's memory.
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})},
     )
 
 

@@ -44,6 +44,7 @@ READ_BACK: dict[str, dict[str, pa.DataType]] = {
     "file": {},
     "postgres": {},
     "mysql": {"flag": pa.int8(), "tstz": pa.timestamp("us"), "blob": pa.large_binary(), "doc": pa.string(), "uid": pa.string()},
+    "clickhouse": {"doc": pa.string()},
 }
 
 

@@ -30,6 +30,7 @@ SOURCES: dict[str, str] = {
 }
 
 DESTINATIONS: dict[str, str] = {
+    "clickhouse": "clickhouse.destination:ClickHouseDestination",
     "duckdb": "duckdb.destination:DuckDBDestination",
     "file": "files:FileDestination",
     "mysql": "mysql.destination:MySQLDestination",
