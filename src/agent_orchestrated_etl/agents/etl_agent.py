@@ -1,37 +1,86 @@
-"""The ETL agent: accepts task assignments, runs them with its tools, reports as it goes."""
+"""The ETL agent: accepts task assignments, runs them with its tools, reports as it goes.
+
+It knows a run only from the messages it gets: an assignment carries the task
+and the run's spec by value, so the agent can open the run itself, in any
+process. Stops and cancels come by message too. Agents living in the
+orchestrator's process use the run it opened (``OpenRuns``) rather than open
+the same files and connections again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub
 from agent_orchestrated_etl.agents.messages import (
     AssignTask,
+    CancelRun,
     Message,
+    RunClosed,
     RunEvent,
     TaskAccepted,
     TaskFailed,
     TaskFinished,
     TaskProgress,
     TaskStarted,
+    StopTask,
 )
 from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, Remedy
+from agent_orchestrated_etl.config import Settings, load_settings
 from agent_orchestrated_etl.execution import Cancelled, RunContext
+from agent_orchestrated_etl.plan import Task
+from agent_orchestrated_etl.spec import parse_spec, resolve_env
 
 PROGRESS_EVERY_SECONDS = 0.25
+
+
+class OpenRuns:
+    """The runs opened in this process, by run id: an explicit cache that agents here may share.
+
+    The orchestrator's runtime adds each run it opens; an agent of the same
+    process then stages through the same destinations and workspace. An agent
+    never needs a run to be here.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunContext] = {}
+
+    def add(self, ctx: RunContext) -> None:
+        self._runs[ctx.run_id] = ctx
+
+    def remove(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def get(self, run_id: str) -> RunContext | None:
+        return self._runs.get(run_id)
+
+
+def open_run(assignment: AssignTask, settings: Settings) -> RunContext:
+    """The run of an assignment, opened from its spec as the orchestrator's runtime opens it."""
+    loaded = parse_spec(assignment.spec_text, file=assignment.spec_file, limits=settings.spec_limits)
+    assert loaded.pipeline is not None, "an assignment's spec is one pipeline (a workflow's runs are its pipelines')"
+    spec = resolve_env(loaded.pipeline).rebased(Path(assignment.spec_file).resolve().parent)
+    ctx = RunContext(assignment.run_id, spec, settings, settings.home_dir / "runs" / assignment.run_id)
+    if assignment.tables:
+        ctx.expand(assignment.tables)
+    return ctx
 
 
 class ETLAgent(Agent):
     role = "etl"
 
-    def __init__(self, name: str, hub: Hub, tools: ToolRegistry, runs: dict[str, RunContext], *, capacity: int = 2) -> None:
+    def __init__(self, name: str, hub: Hub, tools: ToolRegistry, *, capacity: int = 2, settings: Settings | None = None, shared: OpenRuns | None = None) -> None:
         super().__init__(name, hub, capabilities=tools.names(), capacity=capacity)
         self.tools = tools
-        self.runs = runs
+        self.settings = settings
+        self.shared = shared
+        #: Runs this agent opened itself, closed when their RunClosed comes.
+        self._own: dict[str, RunContext] = {}
         self._working: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -39,6 +88,17 @@ class ETLAgent(Agent):
         return len(self._working)
 
     async def handle(self, message: Message) -> Message | None:
+        if isinstance(message, (StopTask, CancelRun)):
+            ctx = self._shared(message.run_id) or self._own.get(message.run_id)
+            if ctx is not None and isinstance(message, StopTask):
+                ctx.cancel_task(message.task_id)
+            elif ctx is not None:
+                ctx.cancelled.set()
+            return None
+        if isinstance(message, RunClosed):
+            if (ctx := self._own.pop(message.run_id, None)) is not None:
+                await asyncio.to_thread(ctx.close)
+            return None
         if not isinstance(message, AssignTask):
             return None
         task_id = message.task["id"]
@@ -47,6 +107,29 @@ class ETLAgent(Agent):
         self._working[task_id] = asyncio.create_task(self._run(message), name=f"{self.name}:{task_id}")
         self.heartbeat()
         return TaskAccepted(sender=self.name, task_id=task_id)
+
+    async def stop(self) -> None:
+        await super().stop()
+        for ctx in self._own.values():
+            await asyncio.to_thread(ctx.close)
+        self._own.clear()
+
+    def _shared(self, run_id: str) -> RunContext | None:
+        return self.shared.get(run_id) if self.shared is not None else None
+
+    async def _context(self, assignment: AssignTask) -> RunContext:
+        ctx = self._shared(assignment.run_id)
+        if ctx is None:
+            ctx = self._own.get(assignment.run_id)
+            if ctx is None:
+                settings = self.settings or load_settings()
+                ctx = self._own[assignment.run_id] = await asyncio.to_thread(open_run, assignment, settings)
+            # A run of our own knows only the tasks it was sent; the orchestrator's knows the plan.
+            for definition in [*assignment.dependencies, assignment.task]:
+                task = Task.from_dict(definition)
+                ctx.tasks[task.id] = task
+        ctx.uncancel_task(assignment.task["id"])  # a new attempt of a task stopped for its timeout
+        return ctx
 
     def _emit(self, event: RunEvent) -> None:
         self.hub.publish(event.topic, event)
@@ -72,7 +155,8 @@ class ETLAgent(Agent):
 
         self._emit(TaskStarted(sender=self.name, run_id=run_id, task_id=task["id"], agent=self.name, attempt=attempt))
         try:
-            output = await self.tools.get(task["kind"])({"task": task}, ToolCall(self.runs[run_id], progress))
+            ctx = await self._context(assignment)
+            output = await self.tools.get(task["kind"])({"task": task}, ToolCall(ctx, progress))
             self._emit(TaskFinished(sender=self.name, run_id=run_id, task_id=task["id"], **output.model_dump()))
         except (AgentETLError, Cancelled, Exception) as exc:
             self._emit(self._failure(run_id, task["id"], attempt, exc))
