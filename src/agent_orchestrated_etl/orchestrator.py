@@ -115,7 +115,7 @@ class Runtime:
         #: The runs this process has open; its own ETL agents stage through them.
         self.runs = OpenRuns()
         self.tools = tools or default_registry()
-        slots = max(1, -(-settings.max_workers // etl_agents))
+        slots = max(1, -(-settings.max_workers // max(1, etl_agents)))  # none: the agents live in other processes
         self.monitor = MonitorAgent("monitor", self.hub, sample_resources=settings.monitoring_enabled)
         self.orchestrator = OrchestratorAgent("orchestrator", self.hub, self.store, max_workers=settings.max_workers)
         self.workers = [ETLAgent(f"etl-{i + 1}", self.hub, self.tools, capacity=slots, settings=settings, shared=self.runs) for i in range(etl_agents)]

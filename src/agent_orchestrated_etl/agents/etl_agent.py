@@ -20,7 +20,6 @@ from agent_orchestrated_etl.agents.messages import (
     AssignTask,
     CancelRun,
     Message,
-    RunClosed,
     RunEvent,
     TaskAccepted,
     TaskFailed,
@@ -79,8 +78,9 @@ class ETLAgent(Agent):
         self.tools = tools
         self.settings = settings
         self.shared = shared
-        #: Runs this agent opened itself, closed when their RunClosed comes.
+        #: Runs this agent opened itself, with the ids of its tasks of each; closed when it has none left.
         self._own: dict[str, RunContext] = {}
+        self._tasks_of: dict[str, set[str]] = {}
         self._working: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -95,15 +95,12 @@ class ETLAgent(Agent):
             elif ctx is not None:
                 ctx.cancelled.set()
             return None
-        if isinstance(message, RunClosed):
-            if (ctx := self._own.pop(message.run_id, None)) is not None:
-                await asyncio.to_thread(ctx.close)
-            return None
         if not isinstance(message, AssignTask):
             return None
         task_id = message.task["id"]
         if self.load >= self.capacity:
             raise RuntimeError(f"{self.name} is full ({self.load}/{self.capacity}); cannot take {task_id}")
+        self._tasks_of.setdefault(message.run_id, set()).add(task_id)
         self._working[task_id] = asyncio.create_task(self._run(message), name=f"{self.name}:{task_id}")
         self.heartbeat()
         return TaskAccepted(sender=self.name, task_id=task_id)
@@ -154,15 +151,30 @@ class ETLAgent(Agent):
                 loop.call_soon_threadsafe(self._emit, event)
 
         self._emit(TaskStarted(sender=self.name, run_id=run_id, task_id=task["id"], agent=self.name, attempt=attempt))
+        event: RunEvent
         try:
             ctx = await self._context(assignment)
             output = await self.tools.get(task["kind"])({"task": task}, ToolCall(ctx, progress))
-            self._emit(TaskFinished(sender=self.name, run_id=run_id, task_id=task["id"], **output.model_dump()))
+            event = TaskFinished(sender=self.name, run_id=run_id, task_id=task["id"], **output.model_dump())
         except (AgentETLError, Cancelled, Exception) as exc:
-            self._emit(self._failure(run_id, task["id"], attempt, exc))
+            event = self._failure(run_id, task["id"], attempt, exc)
         finally:
             self._working.pop(task["id"], None)
-            self.heartbeat()
+        await self._let_go(run_id, task["id"])
+        self._emit(event)
+        self.heartbeat()
+
+    async def _let_go(self, run_id: str, task_id: str) -> None:
+        """Close the run this agent opened itself once it has no task of it left."""
+        tasks = self._tasks_of.get(run_id, set())
+        tasks.discard(task_id)
+        if tasks:
+            return
+        self._tasks_of.pop(run_id, None)
+        if (ctx := self._own.pop(run_id, None)) is not None:
+            # Before the outcome is reported: the committer, maybe in another process, must find the
+            # destination's files and connections free (SQLite and DuckDB lock a file for one writer).
+            await asyncio.to_thread(ctx.close)
 
     def _failure(self, run_id: str, task_id: str, attempt: int, exc: BaseException) -> TaskFailed:
         error: Any = exc

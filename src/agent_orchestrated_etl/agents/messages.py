@@ -170,13 +170,6 @@ class CancelRun(Message):
     run_id: str
 
 
-class RunClosed(Message):
-    """To every agent that had a task of the run: it has ended, so close what was opened for it."""
-
-    kind: Literal["run_closed"] = "run_closed"
-    run_id: str
-
-
 class TaskAccepted(Message):
     kind: Literal["task_accepted"] = "task_accepted"
     task_id: str

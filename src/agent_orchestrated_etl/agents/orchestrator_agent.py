@@ -124,7 +124,6 @@ class OrchestratorAgent(Agent):
                     self.decide(run_id, "staged output", "keep it until it is discarded", f"resuming would meet the same {failure.error_type}; `agent-etl runs discard {run_id}` drops it")
             self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error, failure=failure))  # type: ignore[arg-type]
             await recording.finish()
-            await self.scheduler.close(run_id)
             if locked:
                 durability.release(pipeline, run_id)
         return status

@@ -38,7 +38,7 @@ class Schedule:
     failure: str | None = None
     #: The task failure that ended the run (or made it partial), with its remedy.
     failed: TaskFailed | None = None
-    #: Every agent given a task of the run: they hear when it is cancelled, and when it ends.
+    #: Every agent given a task of the run: they hear when it is cancelled.
     agents_used: set[str] = field(default_factory=set)
 
     def ready(self, task: Task, now: float) -> bool:

@@ -19,7 +19,6 @@ from agent_orchestrated_etl.agents.messages import (
     CancelRun,
     Heartbeat,
     Message,
-    RunClosed,
     StopTask,
     TaskFailed,
     TaskFinished,
@@ -113,6 +112,7 @@ class Scheduler:
             raise
         finally:
             self.hub.unsubscribe(results)
+            self._runs.pop(ctx.run_id, None)
 
     def cancel(self, run_id: str) -> bool:
         """Stop a run this scheduler drives: its running tasks stop between batches, no new one starts."""
@@ -125,11 +125,6 @@ class Scheduler:
     async def _stop_run(self, ctx: RunContext, schedule: Schedule) -> None:
         ctx.cancelled.set()
         await self._tell(schedule.agents_used, CancelRun(sender=self.name, run_id=ctx.run_id))
-
-    async def close(self, run_id: str) -> None:
-        """The run has ended: the agents that had its tasks close what they opened for it."""
-        if (driven := self._runs.pop(run_id, None)) is not None:
-            await self._tell(driven[1].agents_used, RunClosed(sender=self.name, run_id=run_id))
 
     async def _tell(self, agents: set[str], message: Message) -> None:
         for agent in sorted(agents):
@@ -186,7 +181,7 @@ class Scheduler:
             if sum(a.in_flight for a in self.agents.values()) >= self.max_workers:
                 return
             task = ctx.tasks[task_id]
-            if not schedule.ready(task, now):
+            if not schedule.ready(task, now) or _one_writer_busy(ctx, schedule, task):
                 continue
             agent = select_agent(list(self.agents.values()), task.capability)
             if agent is None:
@@ -208,6 +203,16 @@ class Scheduler:
             schedule.started[task_id] = time.monotonic()
             schedule.running[task_id] = agent.name
             schedule.waiting.remove(task_id)
+
+
+def _one_writer_busy(ctx: RunContext, schedule: Schedule, task: Task) -> bool:
+    """Whether the task's destination stages one task at a time and another task is staging into it now.
+
+    SQLite locks its whole file for a write: parallel writers fail with "database is locked".
+    """
+    if task.destination is None or ctx.destinations[task.destination].capabilities.parallel_staging:
+        return False
+    return any(ctx.tasks[running].destination == task.destination for running in schedule.running)
 
 
 def _assignment(sender: str, ctx: RunContext, task: Task, attempt: int, spec: RunSpec) -> AssignTask:

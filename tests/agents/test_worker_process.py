@@ -1,0 +1,114 @@
+"""An ETL agent in a separate process, reached only through the Redis hub, runs the tasks of a real pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent_orchestrated_etl.agents.messages import AssignTask, Heartbeat
+from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.orchestrator import Runtime
+from agent_orchestrated_etl.spec import load_spec
+
+pytestmark = pytest.mark.redis
+
+SPEC = """\
+name: remote_orders
+sources:
+  orders: {{type: file, path: "data/*.csv"}}
+destination: {{type: sqlite, url: "sqlite:///{target}", table: orders, write: replace}}
+"""
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    import redis
+
+    name = f"test-worker-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{name}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def write_orders(data: Path, files: int, rows: int) -> tuple[int, int]:
+    """CSV files of orders; the count and the sum of ids*amount, to compare the target with."""
+    data.mkdir()
+    total = 0
+    for f in range(files):
+        lines = ["id,customer,amount"]
+        for i in range(rows):
+            order = f * rows + i
+            lines.append(f"{order},c{order % 17},{order % 1000}")
+            total += order * (order % 1000)
+        (data / f"part-{f}.csv").write_text("\n".join(lines) + "\n")
+    return files * rows, total
+
+
+@pytest.fixture
+def worker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "AGENT_ETL_HUB_PREFIX": prefix, "AGENT_ETL_HOME": str(tmp_path / "worker-home")}
+    command = [sys.executable, "-m", "agent_orchestrated_etl.agents.worker", "--hub", redis_url, "--name", "etl-remote", "--capacity", "2"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path / "elsewhere" if (tmp_path / "elsewhere").mkdir() is None else None)
+    yield process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+async def seen_heartbeat(runtime: Runtime, agent: str) -> Heartbeat:
+    beats = runtime.hub.subscribe("agents.heartbeat")
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                beat = await beats.get()
+                if isinstance(beat, Heartbeat) and beat.agent == agent:
+                    return beat
+    finally:
+        runtime.hub.unsubscribe(beats)
+
+
+def test_an_etl_agent_in_another_process_loads_a_pipeline_exactly(
+    redis_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker: subprocess.Popen[bytes]
+) -> None:
+    rows, checksum = write_orders(tmp_path / "data", files=3, rows=2000)
+    target = tmp_path / "out.db"
+    spec = tmp_path / "orders.yaml"
+    spec.write_text(SPEC.format(target=target))
+    monkeypatch.setenv("AGENT_ETL_HUB_URL", redis_url)
+    monkeypatch.setenv("AGENT_ETL_HUB_PREFIX", prefix)
+
+    async def run() -> tuple:
+        # No ETL agent in this process: every task must go to the worker, by hub messages.
+        async with Runtime(Settings(), etl_agents=0) as runtime:
+            assert runtime.workers == []
+            await seen_heartbeat(runtime, "etl-remote")
+            assignments = runtime.hub.subscribe("*")  # what this process sees of the run: events only
+            result = await runtime.run(load_spec(spec))
+            return result, runtime.store.get_run(result.run_id), assignments
+
+    result, record, seen = asyncio.run(run())
+    assert result.status == "succeeded", result.error
+    assert worker.poll() is None, "the worker process is still serving"
+    assert {t.agent for t in result.tasks} == {"etl-remote"}
+    assert len(result.tasks) == 3
+    assert result.rows_written == rows
+    assigned = [d for d in record["events"] if d["kind"] == "decision" and d["choice"].startswith("assign to")]
+    assert {d["choice"] for d in assigned} == {"assign to etl-remote"}
+    with sqlite3.connect(target) as con:
+        assert con.execute("SELECT count(*), sum(id * amount), count(DISTINCT id) FROM orders").fetchone() == (rows, checksum, rows)
+    while (message := seen.get_nowait()) is not None:
+        assert not isinstance(message, AssignTask), "assignments go to a mailbox, not to subscribers"
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0
