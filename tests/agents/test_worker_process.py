@@ -18,6 +18,7 @@ from agent_orchestrated_etl.agents.messages import AssignTask, Heartbeat
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import Runtime
 from agent_orchestrated_etl.spec import load_spec
+from tests.conftest import run_sql
 
 pytestmark = pytest.mark.redis
 
@@ -112,3 +113,54 @@ def test_an_etl_agent_in_another_process_loads_a_pipeline_exactly(
         assert not isinstance(message, AssignTask), "assignments go to a mailbox, not to subscribers"
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=20) == 0
+
+
+@pytest.fixture
+def slow_table(postgres_url: str) -> Iterator[tuple[str, str]]:
+    table = f"slow_{uuid.uuid4().hex[:8]}"
+    run_sql(postgres_url, f"CREATE TABLE {table} AS SELECT i AS id FROM generate_series(1, 1500) i")
+    yield postgres_url, table
+    run_sql(postgres_url, f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.mark.postgres
+def test_a_cancelled_run_stops_the_task_running_in_another_process(
+    redis_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker: subprocess.Popen[bytes], slow_table: tuple[str, str]
+) -> None:
+    url, table = slow_table
+    # 5 ms a row, slept in the server: reading it takes 7.5 s, so the cancel lands while the worker reads.
+    query = f"SELECT id FROM {table} WHERE pg_sleep(0.005)::text = ''"
+    target = tmp_path / "out.db"
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(
+        f'name: slow\nsources:\n  t: {{type: postgres, url: "{url}", query: "{query}"}}\n'
+        f'destination: {{type: sqlite, url: "sqlite:///{target}", table: t}}\n'
+    )
+    monkeypatch.setenv("AGENT_ETL_HUB_URL", redis_url)
+    monkeypatch.setenv("AGENT_ETL_HUB_PREFIX", prefix)
+
+    async def run() -> tuple:
+        async with Runtime(Settings(), etl_agents=0) as runtime:
+            await seen_heartbeat(runtime, "etl-remote")
+            events = runtime.hub.subscribe("run.*")
+            running = asyncio.create_task(runtime.run(load_spec(spec)))
+            async with asyncio.timeout(30):
+                started = await next_kind(events, "task_started")
+            await asyncio.sleep(0.5)
+            assert runtime.cancel(started.run_id)
+            return await running
+
+    result = asyncio.run(run())
+    assert result.status == "cancelled"
+    [task] = result.tasks
+    assert (task.agent, task.status, task.error_type) == ("etl-remote", "cancelled", "Cancelled")
+    # The worker's own copy of the run heard of the cancel only by message: without it, its task read on and finished.
+    with sqlite3.connect(target) as con:
+        assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'").fetchone() == (0,)
+
+
+async def next_kind(subscription, kind: str):
+    while True:
+        message = await subscription.get()
+        if message.kind == kind:
+            return message
