@@ -407,13 +407,15 @@ def serve(
 @app.command()
 def worker(
     hub: Annotated[str | None, typer.Option(help="The hub's Redis URL; AGENT_ETL_HUB_URL by default.")] = None,
-    name: Annotated[str | None, typer.Option(help="The agent's name on the hub (a restarted worker keeps its name to get its unacknowledged tasks).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The agent's name on the hub; a restarted worker keeps it to get its unacknowledged tasks.")
+    ] = None,
     capacity: Annotated[int, typer.Option(min=1, help="How many tasks it runs at once.")] = 2,
 ) -> None:
     """Run an ETL agent in this process, taking tasks from orchestrators on the hub, until SIGTERM."""
     from agent_orchestrated_etl.agents import worker as etl_worker
 
-    etl_worker.main([*(["--hub", hub] if hub else []), *(["--name", name] if name else []), "--capacity", str(capacity)])
+    etl_worker.main([*(["--hub", hub] if hub else []), *(["--name", name] if name else []), f"--capacity={capacity}"])
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     hub_url: str | None = Field(
         default=None,
         validation_alias="AGENT_ETL_HUB_URL",
-        description="The Communication Hub's broker, for agents in several processes (redis://host:6379/0); in-process by default.",
+        description="The hub's broker, for agents in several processes (redis://host:6379/0); in-process by default.",
     )
     hub_prefix: str = Field(
         default="agent-etl",

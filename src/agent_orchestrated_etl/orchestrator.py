@@ -118,7 +118,10 @@ class Runtime:
         slots = max(1, -(-settings.max_workers // max(1, etl_agents)))  # none: the agents live in other processes
         self.monitor = MonitorAgent("monitor", self.hub, sample_resources=settings.monitoring_enabled)
         self.orchestrator = OrchestratorAgent("orchestrator", self.hub, self.store, max_workers=settings.max_workers)
-        self.workers = [ETLAgent(f"etl-{i + 1}", self.hub, self.tools, capacity=slots, settings=settings, shared=self.runs) for i in range(etl_agents)]
+        self.workers = [
+            ETLAgent(f"etl-{i + 1}", self.hub, self.tools, capacity=slots, settings=settings, shared=self.runs)
+            for i in range(etl_agents)
+        ]
         self.agents = [self.monitor, self.orchestrator, *self.workers]
 
     async def __aenter__(self) -> Runtime:

@@ -64,7 +64,17 @@ async def test_an_event_reaches_the_other_process_as_its_own_class(hubs: tuple[R
     runs = there.subscribe("run.*")
     other = there.subscribe("agents.*")
     await asyncio.sleep(0.2)  # the reader has started from the stream's end
-    event = TaskFinished(sender="etl-1", run_id="r1", task_id="t1", rows_read=3, rows_written=3, rows_quarantined=0, bytes=9, seconds=0.5, state={"max": 3})
+    event = TaskFinished(
+        sender="etl-1",
+        run_id="r1",
+        task_id="t1",
+        rows_read=3,
+        rows_written=3,
+        rows_quarantined=0,
+        bytes=9,
+        seconds=0.5,
+        state={"max": 3},
+    )
     here.publish(event.topic, event)
     got = await next_of(runs, "task_finished")
     assert isinstance(got, TaskFinished)
@@ -115,7 +125,9 @@ async def test_request_to_an_unknown_agent_fails_at_once(hubs: tuple[RedisHub, R
         await here.request("nobody", TaskAccepted(task_id="t"), timeout=5)
 
 
-async def test_a_request_nobody_answers_times_out_and_is_dropped_when_read_late(hubs: tuple[RedisHub, RedisHub]) -> None:
+async def test_a_request_nobody_answers_times_out_and_is_dropped_when_read_late(
+    hubs: tuple[RedisHub, RedisHub],
+) -> None:
     here, there = hubs
     await there.open_mailbox("echo")  # addressable, but no agent reads it yet
     with pytest.raises(TimeoutError):
@@ -160,7 +172,9 @@ async def test_a_message_not_acknowledged_is_handed_out_again_after_a_restart(re
         await sender.close()
 
 
-async def test_a_slow_subscriber_drops_its_oldest_and_never_blocks_the_publisher(hubs: tuple[RedisHub, RedisHub]) -> None:
+async def test_a_slow_subscriber_drops_its_oldest_and_never_blocks_the_publisher(
+    hubs: tuple[RedisHub, RedisHub],
+) -> None:
     here, there = hubs
     slow = there.subscribe("run.*", maxsize=3)
     await asyncio.sleep(0.2)

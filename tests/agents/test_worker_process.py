@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.agents.messages import AssignTask, Heartbeat
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import Runtime
 from agent_orchestrated_etl.spec import load_spec
-from tests.conftest import run_sql
 
 pytestmark = pytest.mark.redis
 
@@ -60,8 +60,20 @@ def write_orders(data: Path, files: int, rows: int) -> tuple[int, int]:
 @pytest.fixture
 def worker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "AGENT_ETL_HUB_PREFIX": prefix, "AGENT_ETL_HOME": str(tmp_path / "worker-home")}
-    command = [sys.executable, "-m", "agent_orchestrated_etl.agents.worker", "--hub", redis_url, "--name", "etl-remote", "--capacity", "2"]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path / "elsewhere" if (tmp_path / "elsewhere").mkdir() is None else None)
+    command = [
+        sys.executable,
+        "-m",
+        "agent_orchestrated_etl.agents.worker",
+        "--hub",
+        redis_url,
+        "--name",
+        "etl-remote",
+        "--capacity",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path / "elsewhere" if (tmp_path / "elsewhere").mkdir() is None else None
+    )
     yield process
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -108,7 +120,11 @@ def test_an_etl_agent_in_another_process_loads_a_pipeline_exactly(
     assigned = [d for d in record["events"] if d["kind"] == "decision" and d["choice"].startswith("assign to")]
     assert {d["choice"] for d in assigned} == {"assign to etl-remote"}
     with sqlite3.connect(target) as con:
-        assert con.execute("SELECT count(*), sum(id * amount), count(DISTINCT id) FROM orders").fetchone() == (rows, checksum, rows)
+        assert con.execute("SELECT count(*), sum(id * amount), count(DISTINCT id) FROM orders").fetchone() == (
+            rows,
+            checksum,
+            rows,
+        )
     while (message := seen.get_nowait()) is not None:
         assert not isinstance(message, AssignTask), "assignments go to a mailbox, not to subscribers"
     worker.send_signal(signal.SIGTERM)
@@ -125,7 +141,12 @@ def slow_table(postgres_url: str) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.postgres
 def test_a_cancelled_run_stops_the_task_running_in_another_process(
-    redis_url: str, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker: subprocess.Popen[bytes], slow_table: tuple[str, str]
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    worker: subprocess.Popen[bytes],
+    slow_table: tuple[str, str],
 ) -> None:
     url, table = slow_table
     # 5 ms a row, slept in the server: reading it takes 7.5 s, so the cancel lands while the worker reads.

@@ -64,7 +64,7 @@ class Agent(ABC):
                 log.exception("%s failed to handle %s", self.name, delivery.message.kind)
                 answer: Message | Exception = exc
             else:
-                answer = reply if reply is not None else RuntimeError(f"{self.name} sent no reply to {delivery.message.kind}")
+                answer = reply or RuntimeError(f"{self.name} sent no reply to {delivery.message.kind}")
             # Acknowledged once handled, taken on or refused: a message that fails every time must not come back.
             await self.hub.ack(delivery)
             if delivery.is_request:

@@ -41,15 +41,25 @@ class Committer:
         failed_checks = blocking_failures(c for checks in schedule.checks.values() for c in checks)
         if failed_checks:
             reason = "; ".join(f"{c['check']} on {c['input']}: {c['message']}" for c in failed_checks)
-            self.decide(ctx.run_id, "quality", "fail the run, commit nothing", f"checks with severity error failed: {reason}")
-            return "failed", f"quality checks failed: {reason} (fix the data, or give the check a threshold or severity: warn, and run again)"
-        skipped_destinations = {ctx.tasks[t].destination for t in schedule.skipped if ctx.tasks[t].destination is not None}
+            self.decide(
+                ctx.run_id, "quality", "fail the run, commit nothing", f"checks with severity error failed: {reason}"
+            )
+            return (
+                "failed",
+                f"quality checks failed: {reason} "
+                "(fix the data, or give the check a threshold or severity: warn, and run again)",
+            )
+        skipped_destinations = {
+            ctx.tasks[t].destination for t in schedule.skipped if ctx.tasks[t].destination is not None
+        }
         mismatches: list[str] = []
         verdicts = {}
         for index in range(len(ctx.destinations)):
             spec = ctx.spec.all_destinations[index]
             counts = LoadCounts.of(schedule.outcomes.get(t, {}) for t in schedule.plan.feeding(index))
-            verdicts[index] = None if index in skipped_destinations else judge_empty_load(spec.write, spec.allow_empty, counts)
+            verdicts[index] = (
+                None if index in skipped_destinations else judge_empty_load(spec.write, spec.allow_empty, counts)
+            )
         # Judged before any commit: a refused destination must not leave the others published.
         for index, verdict in verdicts.items():
             if verdict is not None and not verdict.commit and ctx.spec.all_destinations[index].critical:
@@ -61,7 +71,11 @@ class Committer:
             label = destination_label(ctx.spec, index)
             verdict = verdicts[index]
             if index in skipped_destinations or (verdict is not None and not verdict.commit):
-                why = f"{verdict.reason}; it is not critical" if verdict is not None else "a task feeding it failed and it is not critical; its target stays as it was"
+                why = (
+                    f"{verdict.reason}; it is not critical"
+                    if verdict is not None
+                    else "a task feeding it failed and it is not critical; its target stays as it was"
+                )
                 self.decide(ctx.run_id, f"destination {label}", "do not commit", why)
                 await asyncio.to_thread(dest.abort, ctx.run_id)
                 if verdict is not None:
@@ -82,7 +96,13 @@ class Committer:
         """Publish one destination in one step with its incremental state, then verify it; a mismatch found, or None."""
         dest = ctx.destinations[index]
         feeding = schedule.plan.feeding(index)
-        self.decide(ctx.run_id, f"destination {label}", "commit", f"all {len(feeding)} task(s) feeding it finished; publish {ctx.spec.all_destinations[index].write} in one step")
+        self.decide(
+            ctx.run_id,
+            f"destination {label}",
+            "commit",
+            f"all {len(feeding)} task(s) feeding it finished; "
+            f"publish {ctx.spec.all_destinations[index].write} in one step",
+        )
         state = committed_states(ctx.spec.name, _reports(ctx, schedule.plan, feeding))
         policy = ctx.spec.all_destinations[index].schema_
         commit = asyncio.ensure_future(asyncio.to_thread(dest.commit, ctx.run_id, feeding, state))
@@ -95,20 +115,56 @@ class Committer:
             # The commit is one transaction in a thread: it ends either way. Say how, so a
             # cancelled run does not hide a destination it did publish.
             result = await asyncio.shield(commit)
-            self.decide(ctx.run_id, f"destination {label}", "committed as the cancel came", f"its commit had begun; {result.rows:,} rows are published, and resume will not publish them again")
-            self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
+            self.decide(
+                ctx.run_id,
+                f"destination {label}",
+                "committed as the cancel came",
+                f"its commit had begun; {result.rows:,} rows are published, and resume will not publish them again",
+            )
+            self.publish(
+                DestinationCommitted(
+                    sender=self.name,
+                    run_id=ctx.run_id,
+                    destination=label,
+                    rows=result.rows,
+                    quarantined_rows=result.quarantined_rows,
+                    already_committed=result.already_committed,
+                )
+            )
             raise
         if result.schema_changes:
-            self.decide(ctx.run_id, f"destination {label}", f"schema {policy}: {'; '.join(result.schema_changes)}", _POLICY_REASONS[policy])
+            self.decide(
+                ctx.run_id,
+                f"destination {label}",
+                f"schema {policy}: {'; '.join(result.schema_changes)}",
+                _POLICY_REASONS[policy],
+            )
         if result.key_added:
-            self.decide(ctx.run_id, f"destination {label}", f"merge key: {result.key_added}", "write: merge matches rows by primary_key and the target had no key on it; agent-etl loaded this table before, so it added the key")
-        self.publish(DestinationCommitted(sender=self.name, run_id=ctx.run_id, destination=label, rows=result.rows, quarantined_rows=result.quarantined_rows, already_committed=result.already_committed))
+            self.decide(
+                ctx.run_id,
+                f"destination {label}",
+                f"merge key: {result.key_added}",
+                "write: merge matches rows by primary_key and the target had no key on it; "
+                "agent-etl loaded this table before, so it added the key",
+            )
+        self.publish(
+            DestinationCommitted(
+                sender=self.name,
+                run_id=ctx.run_id,
+                destination=label,
+                rows=result.rows,
+                quarantined_rows=result.quarantined_rows,
+                already_committed=result.already_committed,
+            )
+        )
         return await verify_after_commit(self, ctx, schedule.plan, index, label, result)
 
 
 _POLICY_REASONS = {
     "evolve": "the data brought columns or wider types the target lacked; `schema: evolve` adds and widens them",
-    "discard": "the data brought columns the target lacks; `schema: discard` leaves them out and widens types that grew",
+    "discard": (
+        "the data brought columns the target lacks; `schema: discard` leaves them out and widens types that grew"
+    ),
 }
 
 

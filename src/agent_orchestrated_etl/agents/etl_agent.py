@@ -73,7 +73,16 @@ def open_run(assignment: AssignTask, settings: Settings) -> RunContext:
 class ETLAgent(Agent):
     role = "etl"
 
-    def __init__(self, name: str, hub: Hub, tools: ToolRegistry, *, capacity: int = 2, settings: Settings | None = None, shared: OpenRuns | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        hub: Hub,
+        tools: ToolRegistry,
+        *,
+        capacity: int = 2,
+        settings: Settings | None = None,
+        shared: OpenRuns | None = None,
+    ) -> None:
         super().__init__(name, hub, capabilities=tools.names(), capacity=capacity)
         self.tools = tools
         self.settings = settings

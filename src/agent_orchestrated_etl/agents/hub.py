@@ -119,8 +119,8 @@ class Hub(ABC):
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting, by queue: ``mailbox:<agent>`` and ``subscription:<pattern>#<n>``."""
 
-    async def close(self) -> None:
-        """Release the backend's connections; the in-process hub has none."""
+    async def close(self) -> None:  # noqa: B027 - the in-process hub holds no connection
+        """Release the backend's connections."""
 
 
 class InProcessHub(Hub):

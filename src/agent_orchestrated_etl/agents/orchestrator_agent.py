@@ -208,4 +208,9 @@ def _windows(ctx: RunContext) -> dict:
 
 def _planned_tables(plan: Plan, several: list[str]) -> dict[str, list[str]]:
     """The tables each multi-table source was expanded to, read off the plan's sources (crm.orders)."""
-    return {name: sorted({t.source.partition(".")[2] for t in plan.tasks if t.source and t.source.partition(".")[0] == name}) for name in several}
+    tables: dict[str, set[str]] = {name: set() for name in several}
+    for task in plan.tasks:
+        source, _, table = (task.source or "").partition(".")
+        if source in tables:
+            tables[source].add(table)
+    return {name: sorted(found) for name, found in tables.items()}

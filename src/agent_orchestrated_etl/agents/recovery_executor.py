@@ -35,7 +35,12 @@ class RecoveryExecutor:
         if task_id in schedule.timed_out:
             # A task we stopped for its deadline failed as "cancelled"; a timeout is transient.
             schedule.timed_out.discard(task_id)
-            update = {"error_type": "TaskTimeout", "remedy": "retry", "message": f"task {task_id} timed out", "next_remedy": Remedy.RESUME}
+            update = {
+                "error_type": "TaskTimeout",
+                "remedy": "retry",
+                "message": f"task {task_id} timed out",
+                "next_remedy": Remedy.RESUME,
+            }
             failure = failure.model_copy(update=update)
         if schedule.failure is not None or (failure.remedy == "cancelled" and ctx.cancelled.is_set()):
             schedule.failure = schedule.failure or "cancelled"
@@ -43,7 +48,9 @@ class RecoveryExecutor:
         task = ctx.tasks[task_id]
         critical = ctx.is_critical(task)
         recovery = self.policy.decide(failure, ctx.spec.retry, critical=critical, split_depth=_split_depth(task))
-        halves = await asyncio.to_thread(ctx.reader(task).subdivide, task.partition) if recovery.action == "split" else None
+        halves = None
+        if recovery.action == "split" and task.partition is not None:  # a split depth means a partition
+            halves = await asyncio.to_thread(ctx.reader(task).subdivide, task.partition)
         if recovery.action == "split" and not halves:
             # The rows left in it share one value of the partition column: it cannot be halved.
             recovery = self.policy.decide(failure, ctx.spec.retry, critical=critical, split_depth=None)
@@ -71,7 +78,9 @@ class RecoveryExecutor:
 
     async def _split(self, ctx: RunContext, schedule: Schedule, task: Task, halves: list[Partition]) -> None:
         """Replace a task by one task per half of its partition, in the plan, the schedule and the store."""
-        parts = [replace(task, id=task.id.replace("]>", f".{i + 1}]>", 1), partition=half) for i, half in enumerate(halves)]
+        parts = [
+            replace(task, id=task.id.replace("]>", f".{i + 1}]>", 1), partition=half) for i, half in enumerate(halves)
+        ]
         new_ids = tuple(p.id for p in parts)
         at = schedule.plan.tasks.index(task)
         schedule.plan.tasks[at : at + 1] = parts
@@ -84,9 +93,18 @@ class RecoveryExecutor:
         ctx.tasks.update({t.id: t for t in [*parts, *grown]})
         schedule.waiting[0:0] = list(new_ids)
         if task.destination is not None:
-            await asyncio.to_thread(ctx.destinations[task.destination].begin, ctx.run_id, task.id)  # drop what it staged
-        await asyncio.to_thread(self.store.split_task, ctx.run_id, task.id, [t.as_dict() for t in parts], [t.as_dict() for t in grown])
-        self.voice.decide(ctx.run_id, f"task {task.id}", f"read it as {' and '.join(new_ids)}", "; ".join(h.description for h in halves))
+            await asyncio.to_thread(
+                ctx.destinations[task.destination].begin, ctx.run_id, task.id
+            )  # drop what it staged
+        await asyncio.to_thread(
+            self.store.split_task, ctx.run_id, task.id, [t.as_dict() for t in parts], [t.as_dict() for t in grown]
+        )
+        self.voice.decide(
+            ctx.run_id,
+            f"task {task.id}",
+            f"read it as {' and '.join(new_ids)}",
+            "; ".join(h.description for h in halves),
+        )
 
 
 def _skip_dependents(ctx: RunContext, schedule: Schedule, task: Task, reason: str) -> None:

@@ -24,6 +24,7 @@ import json
 import logging
 import time
 import uuid
+from typing import Any
 
 from agent_orchestrated_etl.agents.hub import Delivery, Hub, RequestRefused, Subscription
 from agent_orchestrated_etl.agents.messages import Message
@@ -66,7 +67,8 @@ class RedisHub(Hub):
             import redis.asyncio as redis
         except ImportError:
             raise MissingDependencyError("the Redis hub (AGENT_ETL_HUB_URL)", "redis") from None
-        self._redis = redis.Redis.from_url(url)
+        # Any: redis-py types every reply as the union of its RESP2 and RESP3 shapes; these are RESP2's.
+        self._redis: Any = redis.Redis.from_url(url)
         self.prefix = prefix
         self.origin = uuid.uuid4().hex  # this hub's own events come back from the stream; it skips them
         self._subscriptions: list[Subscription] = []
@@ -115,7 +117,12 @@ class RedisHub(Hub):
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for topic, text in batch:
-                        pipe.xadd(stream, {"topic": topic, "origin": self.origin, "message": text}, maxlen=EVENTS_KEPT, approximate=True)
+                        pipe.xadd(
+                            stream,
+                            {"topic": topic, "origin": self.origin, "message": text},
+                            maxlen=EVENTS_KEPT,
+                            approximate=True,
+                        )
                     await pipe.execute()
             except Exception:  # the hub carries news, the store keeps the record: an outage must not stop a run
                 log.exception("the Redis hub lost %d event(s) it could not send", len(batch))
@@ -168,7 +175,9 @@ class RedisHub(Hub):
         while True:
             # First what was handed to this agent before and never acknowledged (it restarted), then new messages.
             again = not self._opened.get(agent, False)
-            found = await self._redis.xreadgroup(agent, agent, {key: "0" if again else ">"}, count=1, block=None if again else BLOCK_MS)
+            found = await self._redis.xreadgroup(
+                agent, agent, {key: "0" if again else ">"}, count=1, block=None if again else BLOCK_MS
+            )
             entries = found[0][1] if found else []
             if again and not entries:
                 self._opened[agent] = True
@@ -205,7 +214,7 @@ class RedisHub(Hub):
         key = await self._addressed(agent)
         reply_to = self._key("reply", uuid.uuid4().hex)
         fields = {"message": message.model_dump_json(), "reply_to": reply_to, "deadline": repr(time.time() + timeout)}
-        await self._redis.xadd(key, fields)  # type: ignore[arg-type]
+        await self._redis.xadd(key, fields)
         async with asyncio.timeout(timeout):
             answer = await self._redis.blpop([reply_to], timeout=timeout)
         if answer is None:

@@ -1,4 +1,4 @@
-"""Where a run stands while the orchestrator drives it: the state its scheduler, recovery executor and committer share."""
+"""Where a run stands while the orchestrator drives it: what its scheduler, recovery executor and committer share."""
 
 from __future__ import annotations
 

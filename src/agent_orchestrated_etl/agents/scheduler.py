@@ -48,16 +48,19 @@ def select_agent(agents: list[AgentInfo], capability: str) -> AgentInfo | None:
     """The least loaded agent that has the capability and a free slot; ties go by name."""
     best: AgentInfo | None = None
     for agent in agents:
-        if capability in agent.capabilities and agent.in_flight < agent.capacity:
-            if best is None or (agent.in_flight / agent.capacity, agent.name) < (best.in_flight / best.capacity, best.name):
-                best = agent
+        if capability not in agent.capabilities or agent.in_flight >= agent.capacity:
+            continue
+        if best is None or (agent.in_flight / agent.capacity, agent.name) < (best.in_flight / best.capacity, best.name):
+            best = agent
     return best
 
 
 class Scheduler:
     """Drives the schedules of every run of one orchestrator over the ETL agents it hears from."""
 
-    def __init__(self, name: str, hub: Hub, voice: Voice, store: RunStore, recovery: RecoveryExecutor, *, max_workers: int) -> None:
+    def __init__(
+        self, name: str, hub: Hub, voice: Voice, store: RunStore, recovery: RecoveryExecutor, *, max_workers: int
+    ) -> None:
         self.name = name
         self.hub = hub
         self.voice = voice
@@ -71,7 +74,9 @@ class Scheduler:
     def _see_agents(self) -> None:
         while (beat := self._heartbeats.get_nowait()) is not None:
             if isinstance(beat, Heartbeat) and beat.role == "etl":
-                info = self.agents.setdefault(beat.agent, AgentInfo(beat.agent, frozenset(beat.capabilities), beat.capacity))
+                info = self.agents.setdefault(
+                    beat.agent, AgentInfo(beat.agent, frozenset(beat.capabilities), beat.capacity)
+                )
                 info.last_seen = time.monotonic()
 
     async def run(self, ctx: RunContext, schedule: Schedule, spec: RunSpec) -> None:
@@ -97,15 +102,28 @@ class Scheduler:
                     schedule.done.add(event.task_id)
                     ctx.reports[event.task_id] = event.state
                     schedule.checks[event.task_id] = event.checks
-                    outcome = event.model_dump(include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks", "state"})
+                    outcome = event.model_dump(
+                        include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks", "state"}
+                    )
                     schedule.outcomes[event.task_id] = outcome
-                    await asyncio.to_thread(self.store.durability.checkpoint, ctx.run_id, event.task_id, schedule.attempts[event.task_id], outcome)
+                    await asyncio.to_thread(
+                        self.store.durability.checkpoint,
+                        ctx.run_id,
+                        event.task_id,
+                        schedule.attempts[event.task_id],
+                        outcome,
+                    )
                 elif isinstance(event, TaskFailed) and event.task_id in schedule.running:
                     self._release(schedule.running.pop(event.task_id))
                     await self.recovery.recover(ctx, schedule, event)
         except asyncio.CancelledError:
             await self._stop_run(ctx, schedule)
-            self.voice.decide(ctx.run_id, "run", "cancel", "asked to stop; running tasks stop between batches and their partial staging is dropped")
+            self.voice.decide(
+                ctx.run_id,
+                "run",
+                "cancel",
+                "asked to stop; running tasks stop between batches and their partial staging is dropped",
+            )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_TIMEOUT_SECONDS):
                     await self._drain_running(results, schedule)
@@ -193,10 +211,14 @@ class Scheduler:
             agent.in_flight += 1
             schedule.agents_used.add(agent.name)
             try:
-                await self.hub.request(agent.name, _assignment(self.name, ctx, task, attempt, spec), timeout=ASSIGN_TIMEOUT_SECONDS)
+                await self.hub.request(
+                    agent.name, _assignment(self.name, ctx, task, attempt, spec), timeout=ASSIGN_TIMEOUT_SECONDS
+                )
             except (TimeoutError, RuntimeError) as exc:
                 agent.in_flight -= 1
-                self.voice.decide(ctx.run_id, f"task {task_id}", "reassign", f"{agent.name} did not accept it: {exc or 'no answer'}")
+                self.voice.decide(
+                    ctx.run_id, f"task {task_id}", "reassign", f"{agent.name} did not accept it: {exc or 'no answer'}"
+                )
                 continue
             schedule.attempts[task_id] = attempt
             schedule.not_before.pop(task_id, None)

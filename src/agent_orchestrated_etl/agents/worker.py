@@ -42,8 +42,12 @@ async def serve(hub_url: str, *, name: str, capacity: int, prefix: str | None = 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="agent-etl worker", description=__doc__.splitlines()[0])
-    parser.add_argument("--hub", default=os.environ.get("AGENT_ETL_HUB_URL"), help="the hub's Redis URL (AGENT_ETL_HUB_URL)")
-    parser.add_argument("--name", default=f"etl-{socket.gethostname()}-{os.getpid()}", help="the agent's name on the hub")
+    parser.add_argument(
+        "--hub", default=os.environ.get("AGENT_ETL_HUB_URL"), help="the hub's Redis URL (AGENT_ETL_HUB_URL)"
+    )
+    parser.add_argument(
+        "--name", default=f"etl-{socket.gethostname()}-{os.getpid()}", help="the agent's name on the hub"
+    )
     parser.add_argument("--capacity", type=int, default=2, help="how many tasks it runs at once")
     parser.add_argument("--prefix", default=None, help="the hub's key prefix (AGENT_ETL_HUB_PREFIX)")
     args = parser.parse_args(argv)
