@@ -21,16 +21,16 @@ from agent_orchestrated_etl.agents.messages import (
     CancelRun,
     Message,
     RunEvent,
+    StopTask,
     TaskAccepted,
     TaskFailed,
     TaskFinished,
     TaskProgress,
     TaskStarted,
-    StopTask,
 )
 from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
-from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, Remedy
 from agent_orchestrated_etl.config import Settings, load_settings
+from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, Remedy
 from agent_orchestrated_etl.execution import Cancelled, RunContext
 from agent_orchestrated_etl.plan import Task
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
@@ -90,6 +90,9 @@ class ETLAgent(Agent):
         #: Runs this agent opened itself, with the ids of its tasks of each; closed when it has none left.
         self._own: dict[str, RunContext] = {}
         self._tasks_of: dict[str, set[str]] = {}
+        self._opening = asyncio.Lock()  # two tasks of a run arriving at once open it once
+        #: Runs cancelled before this agent opened them (the cancel overtook the opening).
+        self._cancelled: set[str] = set()
         self._working: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -99,10 +102,13 @@ class ETLAgent(Agent):
     async def handle(self, message: Message) -> Message | None:
         if isinstance(message, (StopTask, CancelRun)):
             ctx = self._shared(message.run_id) or self._own.get(message.run_id)
-            if ctx is not None and isinstance(message, StopTask):
-                ctx.cancel_task(message.task_id)
+            if isinstance(message, StopTask):
+                if ctx is not None:
+                    ctx.cancel_task(message.task_id)
             elif ctx is not None:
                 ctx.cancelled.set()
+            elif message.run_id in self._tasks_of:
+                self._cancelled.add(message.run_id)
             return None
         if not isinstance(message, AssignTask):
             return None
@@ -126,10 +132,13 @@ class ETLAgent(Agent):
     async def _context(self, assignment: AssignTask) -> RunContext:
         ctx = self._shared(assignment.run_id)
         if ctx is None:
-            ctx = self._own.get(assignment.run_id)
-            if ctx is None:
-                settings = self.settings or load_settings()
-                ctx = self._own[assignment.run_id] = await asyncio.to_thread(open_run, assignment, settings)
+            async with self._opening:
+                ctx = self._own.get(assignment.run_id)
+                if ctx is None:
+                    settings = self.settings or load_settings()
+                    ctx = self._own[assignment.run_id] = await asyncio.to_thread(open_run, assignment, settings)
+            if assignment.run_id in self._cancelled:
+                ctx.cancelled.set()
             # A run of our own knows only the tasks it was sent; the orchestrator's knows the plan.
             for definition in [*assignment.dependencies, assignment.task]:
                 task = Task.from_dict(definition)
@@ -180,6 +189,7 @@ class ETLAgent(Agent):
         if tasks:
             return
         self._tasks_of.pop(run_id, None)
+        self._cancelled.discard(run_id)
         if (ctx := self._own.pop(run_id, None)) is not None:
             # Before the outcome is reported: the committer, maybe in another process, must find the
             # destination's files and connections free (SQLite and DuckDB lock a file for one writer).
