@@ -23,7 +23,7 @@ async def prefix(redis_url: str) -> AsyncIterator[str]:
     name = f"test-hub-{uuid.uuid4().hex[:8]}"
     yield name
     client = redis.Redis.from_url(redis_url)
-    keys = [key async for key in client.scan_iter(match=f"{name}:*")]
+    keys = [key async for key in client.scan_iter(match=f"{name}:*", count=10_000)]
     if keys:
         await client.delete(*keys)
     await client.aclose()

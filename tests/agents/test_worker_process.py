@@ -37,7 +37,7 @@ def prefix(redis_url: str) -> Iterator[str]:
     name = f"test-worker-{uuid.uuid4().hex[:8]}"
     yield name
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{name}:*"))
+    keys = list(client.scan_iter(match=f"{name}:*", count=10_000))
     if keys:
         client.delete(*keys)
     client.close()
@@ -83,7 +83,7 @@ def worker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[subprocess.P
 async def seen_heartbeat(runtime: Runtime, agent: str) -> Heartbeat:
     beats = runtime.hub.subscribe("agents.heartbeat")
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(90):  # the worker process imports the engine first; under load that takes a while
             while True:
                 beat = await beats.get()
                 if isinstance(beat, Heartbeat) and beat.agent == agent:

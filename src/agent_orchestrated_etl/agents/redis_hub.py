@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 EVENTS_KEPT = 100_000
 #: How long a blocking read waits before it looks again (so that it notices being stopped).
 BLOCK_MS = 1000
+#: How long closing waits for the events still to be sent.
+CLOSE_FLUSH_SECONDS = 10.0
 #: How long an answer waits in Redis for an asker that went away.
 REPLY_TTL_SECONDS = 60
 
@@ -235,7 +237,10 @@ class RedisHub(Hub):
             await self._outbox.join()
 
     async def close(self) -> None:
-        await self.flush()
+        try:
+            await asyncio.wait_for(self.flush(), CLOSE_FLUSH_SECONDS)
+        except TimeoutError:  # Redis went away: the store has the record; closing must not hang on news
+            log.warning("the Redis hub closed with %d event(s) it could not send", self._outbox.qsize())
         for loop in self._loops:
             loop.cancel()
         for loop in self._loops:
