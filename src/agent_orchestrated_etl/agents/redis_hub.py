@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 EVENTS_KEPT = 100_000
 #: How long a blocking read waits before it looks again (so that it notices being stopped).
 BLOCK_MS = 1000
-#: How long closing waits for the events still to be sent.
+#: How long each step of closing waits: for the events still to be sent, its readers, its connections.
 CLOSE_FLUSH_SECONDS = 10.0
 #: How long an answer waits in Redis for an asker that went away.
 REPLY_TTL_SECONDS = 60
@@ -243,8 +243,12 @@ class RedisHub(Hub):
             log.warning("the Redis hub closed with %d event(s) it could not send", self._outbox.qsize())
         for loop in self._loops:
             loop.cancel()
-        for loop in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        # Bounded: a cancelled blocking read or a disconnect must not keep the process from exiting.
+        _, stuck = await asyncio.wait(self._loops, timeout=CLOSE_FLUSH_SECONDS)
+        if stuck:
+            log.warning("the Redis hub's %s did not stop when cancelled", ", ".join(t.get_name() for t in stuck))
         self._loops = []
-        await self._redis.aclose()
+        try:
+            await asyncio.wait_for(self._redis.aclose(), CLOSE_FLUSH_SECONDS)
+        except TimeoutError:
+            log.warning("the Redis hub's connections did not close in %gs", CLOSE_FLUSH_SECONDS)
