@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -185,3 +186,15 @@ async def test_a_slow_subscriber_drops_its_oldest_and_never_blocks_the_publisher
         while slow.dropped < 7:
             await asyncio.sleep(0.02)
     assert [slow.get_nowait().subject for _ in range(3)] == ["s7", "s8", "s9"]
+
+
+async def test_closing_stops_its_blocked_reader_at_once(redis_url: str, prefix: str) -> None:
+    # redis-py may turn the cancel of a blocking XREAD into a connection error: the reader took it for
+    # an outage, retried, and closing (then every run's end) waited for it forever.
+    for _ in range(5):
+        hub = RedisHub(redis_url, prefix=prefix)
+        hub.subscribe("run.*")
+        await asyncio.sleep(0.3)  # blocked in XREAD now
+        began = time.monotonic()
+        await hub.close()
+        assert time.monotonic() - began < 3

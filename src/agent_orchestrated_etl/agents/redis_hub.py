@@ -77,6 +77,7 @@ class RedisHub(Hub):
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._opened: dict[str, bool] = {}  # agent -> whether its pending messages were read yet
         self._loops: list[asyncio.Task[None]] = []
+        self._closing = False
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -127,6 +128,8 @@ class RedisHub(Hub):
                         )
                     await pipe.execute()
             except Exception:  # the hub carries news, the store keeps the record: an outage must not stop a run
+                if self._closing:
+                    return
                 log.exception("the Redis hub lost %d event(s) it could not send", len(batch))
             finally:
                 for _ in batch:
@@ -140,6 +143,8 @@ class RedisHub(Hub):
             try:
                 found = await self._redis.xread({stream: last}, count=1000, block=BLOCK_MS)
             except Exception:
+                if self._closing:  # redis-py may turn the cancel of a blocking read into a connection error
+                    return
                 log.exception("the Redis hub cannot read events; trying again")
                 await asyncio.sleep(1)
                 continue
@@ -177,9 +182,15 @@ class RedisHub(Hub):
         while True:
             # First what was handed to this agent before and never acknowledged (it restarted), then new messages.
             again = not self._opened.get(agent, False)
-            found = await self._redis.xreadgroup(
-                agent, agent, {key: "0" if again else ">"}, count=1, block=None if again else BLOCK_MS
-            )
+            try:
+                found = await self._redis.xreadgroup(
+                    agent, agent, {key: "0" if again else ">"}, count=1, block=None if again else BLOCK_MS
+                )
+            except Exception:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():  # redis-py turned the agent's stop into an error
+                    raise asyncio.CancelledError from None
+                raise
             entries = found[0][1] if found else []
             if again and not entries:
                 self._opened[agent] = True
@@ -241,10 +252,11 @@ class RedisHub(Hub):
             await asyncio.wait_for(self.flush(), CLOSE_FLUSH_SECONDS)
         except TimeoutError:  # Redis went away: the store has the record; closing must not hang on news
             log.warning("the Redis hub closed with %d event(s) it could not send", self._outbox.qsize())
+        self._closing = True
         for loop in self._loops:
             loop.cancel()
         # Bounded: a cancelled blocking read or a disconnect must not keep the process from exiting.
-        _, stuck = await asyncio.wait(self._loops, timeout=CLOSE_FLUSH_SECONDS)
+        _, stuck = await asyncio.wait(self._loops, timeout=CLOSE_FLUSH_SECONDS) if self._loops else (set(), set())
         if stuck:
             log.warning("the Redis hub's %s did not stop when cancelled", ", ".join(t.get_name() for t in stuck))
         self._loops = []
