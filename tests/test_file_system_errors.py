@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from tests.test_run_failures import agent_etl
 
 SPEC = """\
@@ -19,7 +18,8 @@ destination: {type: file, path: out}
 
 
 def test_local_os_errors_are_configuration_errors_naming_the_path() -> None:
-    from agent_orchestrated_etl.exceptions import ConfigurationError, Remedy, from_os_error
+    from agent_orchestrated_etl.exceptions import ConfigurationError, from_os_error
+    from agent_orchestrated_etl.model.vocabulary import Remedy
 
     denied = from_os_error(PermissionError(errno.EACCES, "Permission denied", "/data/out"), where="task a[0]>b")
     assert isinstance(denied, ConfigurationError) and denied.next_remedy is Remedy.FIX_CONFIG

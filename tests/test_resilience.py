@@ -6,9 +6,10 @@ import random
 
 import pytest
 
-from agent_orchestrated_etl.circuit_breaker import BreakerRegistry, BreakerState, CircuitBreaker
-from agent_orchestrated_etl.connectors.rest.ratelimit import RateLimiter, parse_rate, retry_after_seconds
+from agent_orchestrated_etl.circuit_breaker import BreakerRegistry, CircuitBreaker
+from agent_orchestrated_etl.connectors.http.ratelimit import RateLimiter, parse_rate, retry_after_seconds
 from agent_orchestrated_etl.exceptions import CircuitOpenError, ConnectionFailedError, DataError, RateLimitedError
+from agent_orchestrated_etl.model.vocabulary import BreakerState
 from agent_orchestrated_etl.retry import Backoff, retry_call, wait_seconds
 
 

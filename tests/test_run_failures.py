@@ -91,8 +91,16 @@ def test_usage_errors_say_what_is_missing_without_a_traceback(tmp_path: Path) ->
 
 
 def test_the_next_step_follows_the_errors_branch_not_its_text() -> None:
-    from agent_orchestrated_etl.exceptions import AuthError, ConnectionFailedError, DataError, InternalError, Remedy, SourceNotFoundError, StepError
-    from agent_orchestrated_etl.failures import failure_of
+    from agent_orchestrated_etl.exceptions import (
+        AuthError,
+        ConnectionFailedError,
+        DataError,
+        InternalError,
+        SourceNotFoundError,
+        StepError,
+    )
+    from agent_orchestrated_etl.model.failure import failure_of
+    from agent_orchestrated_etl.model.vocabulary import Remedy
     from agent_orchestrated_etl.store.durability import PipelineBusyError
 
     def step(error: BaseException, resumed: bool = False) -> tuple[Remedy, str]:
@@ -184,3 +192,21 @@ def test_every_outcome_under_json_is_one_document_on_stdout(tmp_path: Path) -> N
     assert (document["ok"], document["status"], document["failure"]["remedy"], document["failure"]["error_type"], document["failure"]["where"]) == (
         False, "failed", "fix_config", "SourceNotFoundError", "task customers[0]>customers",
     )
+
+
+def test_the_cli_advice_is_the_typed_failures_next_step_not_the_decisions_or_the_error() -> None:
+    from agent_orchestrated_etl.cli import next_step
+    from agent_orchestrated_etl.model.failure import make_failure
+    from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
+    from agent_orchestrated_etl.orchestrator import RunResult
+
+    # Text that a guess would read as "resume": a retry decision and a transient-sounding error.
+    transient = "ConnectionFailedError is transient"
+    decisions = [{"by": "orchestrator", "at": "", "subject": "task a", "choice": "retry", "reason": transient}]
+    for remedy in Remedy:
+        message = "connection refused, retry later"
+        failure = make_failure(remedy, "ConnectionFailedError", message, run_id="r1", spec_file="p", holder_run_id="r0")
+        result = RunResult("r1", "p", RunStatus.FAILED, "refused, resume later", 1.0, [], decisions, [], failure)
+        assert next_step(result) == failure.next_step
+        assert ("agent-etl resume r1" in next_step(result)) is (remedy is Remedy.RESUME)
+        assert result.to_dict()["failure"] == {**failure.model_dump(), "remedy": remedy.value}

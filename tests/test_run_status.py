@@ -10,15 +10,15 @@ from pathlib import Path
 import duckdb
 import pytest
 import sqlalchemy as sa
+from tests.stores import store_url  # noqa: F401 - a fixture
 
-from agent_orchestrated_etl.agents.messages import RunFinished
 from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.model.messages import RunFinished
 from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import load_spec
 from agent_orchestrated_etl.store.durability import PipelineBusyError
 from agent_orchestrated_etl.store.records import RunStore
 from agent_orchestrated_etl.store.schema import pipeline_locks, runs
-from tests.stores import store_url  # noqa: F401 - a fixture
 
 SPEC = """\
 name: two_files

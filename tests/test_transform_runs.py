@@ -13,7 +13,8 @@ import pytest
 
 from agent_orchestrated_etl.cli import app
 from agent_orchestrated_etl.config import Settings
-from agent_orchestrated_etl.orchestrator import RunResult, run_pipeline
+from agent_orchestrated_etl.orchestrator import run_pipeline
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import load_spec
 
 

@@ -23,19 +23,13 @@ purgatory and aiobreaker are async only, and none takes a clock.
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from agent_orchestrated_etl.exceptions import CircuitOpenError
-
-
-class BreakerState(enum.StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
+from agent_orchestrated_etl.model.vocabulary import BreakerState
 
 
 @dataclass(frozen=True)

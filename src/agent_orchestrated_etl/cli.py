@@ -10,19 +10,21 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
+from typer.exceptions import TyperException
 
 from agent_orchestrated_etl.config import load_settings
-from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, Remedy, SpecError, SpecProblem, from_os_error
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem, from_os_error
+from agent_orchestrated_etl.model.failure import make_failure
+from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
 from agent_orchestrated_etl.redaction import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
@@ -85,9 +87,8 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     except KeyboardInterrupt:
         run_id = seen.get("run_id", "<run id>")
         if as_json:
-            step = f"go on from the checkpoints: agent-etl resume {run_id}"
-            failure = {"remedy": "resume", "error_type": "Cancelled", "message": "cancelled", "where": None, "holder_run_id": None, "next_step": step}
-            print(json.dumps({"ok": False, "run_id": seen.get("run_id"), "status": "cancelled", "error": "cancelled", "failure": failure}))
+            failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=None).model_dump(mode="json")
+            print(json.dumps({"ok": False, "run_id": seen.get("run_id"), "status": RunStatus.CANCELLED, "error": "cancelled", "failure": failure}))
         err.print(f"cancelled; destinations not yet committed are unchanged. Go on with: agent-etl resume {run_id}", soft_wrap=True)
         raise typer.Exit(130) from None
     if as_json:
@@ -101,10 +102,10 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
 
 
 def next_step(result: Any) -> str:
-    """What to do after a run that did not succeed, from its typed failure (failures.py)."""
+    """What to do after a run that did not succeed, from its typed failure (model/failure.py), never its text."""
     if result.failure is None:  # a partial run: the tasks that did not run are resumable
         return f"go on from the checkpoints: agent-etl resume {result.run_id}"
-    return str(result.failure["next_step"])
+    return str(result.failure.next_step)
 
 
 @app.command()
@@ -119,7 +120,7 @@ def validate(
     so a bad expression or column is reported here with its step, not mid-run.
     """
     from agent_orchestrated_etl.spec import load_spec, unset_variables
-    from agent_orchestrated_etl.transform.validate import check_loaded, spec_problems
+    from agent_orchestrated_etl.planning.preflight import check_loaded, spec_problems
 
     notes: list[str] = []
     try:
@@ -257,8 +258,8 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
     """List recent runs."""
     if ctx.invoked_subcommand:
         return
-    from agent_orchestrated_etl.settlement import settle_dead_runs
     from agent_orchestrated_etl.reports import runs_table
+    from agent_orchestrated_etl.settlement import settle_dead_runs
     from agent_orchestrated_etl.store.records import RunStore
 
     settings = load_settings()
@@ -296,7 +297,6 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
         raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
     if as_json:
         from agent_orchestrated_etl.quality.verdicts import report
-
         from agent_orchestrated_etl.verify.stored import latest
 
         run_record["quality"] = report([*(c for t in run_record["tasks"] for c in t.get("checks") or []), *latest(run_record["events"])])

@@ -27,18 +27,8 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Remedy(StrEnum):
-    """What a user does about a run that did not succeed; only RESUME is helped by `agent-etl resume`."""
-
-    RESUME = "resume"  # transient, cancelled or killed: go on from the checkpoints
-    FIX_DATA = "fix_data"  # bad rows or a failed quality gate: fix the data or the check, run again
-    FIX_CONFIG = "fix_config"  # the spec, a path, a table or the environment must change, run again
-    FIX_AUTH = "fix_auth"  # credentials were refused
-    WAIT = "wait"  # another run holds the pipeline; this one never started
-    BUG = "bug"  # a bug in agent-etl: report it
+from agent_orchestrated_etl.model.vocabulary import FailureKind, Remedy
 
 
 class AgentETLError(Exception):
@@ -48,7 +38,7 @@ class AgentETLError(Exception):
     ``hint`` says what to do next. ``str()`` gives the one line a user sees.
     """
 
-    remedy = "fail"
+    remedy = FailureKind.FAIL
     next_remedy = Remedy.FIX_CONFIG
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
@@ -68,7 +58,7 @@ class AgentETLError(Exception):
 
 
 class RetriableError(AgentETLError):
-    remedy = "retry"
+    remedy = FailureKind.RETRY
     next_remedy = Remedy.RESUME
 
 
@@ -95,12 +85,12 @@ class ResourceExhaustedError(RetriableError):
 
 
 class DataError(AgentETLError):
-    remedy = "quarantine"
+    remedy = FailureKind.QUARANTINE
     next_remedy = Remedy.FIX_DATA
 
 
 class ConfigurationError(AgentETLError):
-    remedy = "fix_config"
+    remedy = FailureKind.FIX_CONFIG
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,11 @@ from agent_orchestrated_etl.connectors.base import Destination, Partition, Posit
 from agent_orchestrated_etl.connectors.incremental import Tracker, Window
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError, from_os_error
-from agent_orchestrated_etl.expansion import expand
-from agent_orchestrated_etl.plan import PlannedDecision, Task, destination_label
+from agent_orchestrated_etl.model.outcome import TaskOutcome
+from agent_orchestrated_etl.planning.expansion import expand
+from agent_orchestrated_etl.planning.plan import destination_label
+from agent_orchestrated_etl.planning.routing import checks_at
+from agent_orchestrated_etl.planning.tasks import PlannedDecision, Task
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.evaluate import rejected_rows, visible
 from agent_orchestrated_etl.spec import PipelineSpec
@@ -32,7 +34,6 @@ from agent_orchestrated_etl.transform.chain import Point, StreamChain
 from agent_orchestrated_etl.transform.context import TaskContext
 from agent_orchestrated_etl.transform.graph import WorkspaceGraph
 from agent_orchestrated_etl.transform.query import stage
-from agent_orchestrated_etl.transform.routing import checks_at
 from agent_orchestrated_etl.transform.rows import Numbering, Origins
 from agent_orchestrated_etl.transform.sql import ROW
 from agent_orchestrated_etl.transform.workspace import Workspace
@@ -42,19 +43,6 @@ Progress = Callable[..., None]  # (rows, bytes) read since the last call, and op
 
 class Cancelled(Exception):
     """The run was cancelled while this task was moving batches."""
-
-
-@dataclass
-class TaskOutcome:
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_quarantined: int = 0
-    bytes: int = 0
-    bytes_written: int = 0
-    seconds: float = 0.0
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    #: What the incremental tracker saw (connectors/incremental.py), for the commit's new state.
-    state: dict[str, Any] | None = None
 
 
 class RunContext:
@@ -85,7 +73,7 @@ class RunContext:
         ]
 
     def expand(self, planned: dict[str, list[str]] | None = None) -> list[PlannedDecision]:
-        """Give each table of a multi-table source its own source and destinations (expansion.py).
+        """Give each table of a multi-table source its own source and destinations (planning/expansion.py).
 
         Called before planning (and before discarding a run's staging), or with the
         tables of a resumed run's first plan; returns the decisions it made.

@@ -10,82 +10,27 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from agent_orchestrated_etl.agents.etl_agent import ETLAgent, OpenRuns
 from agent_orchestrated_etl.agents.hub import Hub, InProcessHub
-from agent_orchestrated_etl.agents.messages import BreakerChanged, RunEvent
-from agent_orchestrated_etl.circuit_breaker import StateChange, breakers
 from agent_orchestrated_etl.agents.monitor_agent import Listener, MonitorAgent
 from agent_orchestrated_etl.agents.orchestrator_agent import OrchestratorAgent
 from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
+from agent_orchestrated_etl.circuit_breaker import StateChange, breakers
 from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.monitoring.live import RunState, TaskState
-from agent_orchestrated_etl.exceptions import ConfigurationError, Remedy
-from agent_orchestrated_etl.quality.verdicts import report
+from agent_orchestrated_etl.model.messages import BreakerChanged, RunEvent
+from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
+from agent_orchestrated_etl.monitoring.live import RunState
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.settlement import SUPERSEDABLE, settle_dead_runs
 from agent_orchestrated_etl.settlement import clean_workspace as _clean_workspace
 from agent_orchestrated_etl.spec import LoadedSpec, check_variables, parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RESUMABLE, RunStore
 from agent_orchestrated_etl.workflow import child_run_id, run_workflow
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    pipeline: str
-    status: str
-    error: str | None
-    seconds: float
-    tasks: list[TaskState]
-    decisions: list[dict[str, str]]
-    commits: list[dict[str, Any]]
-    #: Why it did not succeed and the next step (failures.Failure as a dict); None when it succeeded.
-    failure: dict[str, Any] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "succeeded"
-
-    @property
-    def quality(self) -> list[dict[str, Any]]:
-        """Every check with its counts, pass or fail, and why (see quality/verdicts.py)."""
-        return report([*(c for t in self.tasks for c in t.checks), *(c["verify"] for c in self.commits if "verify" in c)])
-
-    @property
-    def rows_read(self) -> int:
-        """Rows read from sources (as RunState.source_rows); a transform reads the workspace."""
-        return sum(t.rows for t in self.tasks if t.kind != "transform_load")
-
-    @property
-    def rows_written(self) -> int:
-        return sum(c["rows"] for c in self.commits)
-
-    @property
-    def rows_quarantined(self) -> int:
-        return sum(c["quarantined_rows"] for c in self.commits)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "pipeline": self.pipeline,
-            "status": self.status,
-            "ok": self.ok,
-            "error": self.error,
-            "failure": self.failure,
-            "seconds": round(self.seconds, 3),
-            "rows_read": self.rows_read,
-            "rows_written": self.rows_written,
-            "rows_quarantined": self.rows_quarantined,
-            "tasks": [{k: v for k, v in asdict(t).items() if k != "started"} for t in self.tasks],
-            "decisions": self.decisions,
-            "commits": self.commits,
-            "quality": self.quality,
-        }
 
 
 def open_hub(settings: Settings) -> Hub:
@@ -131,7 +76,7 @@ class Runtime:
 
         def on_breaker(change: StateChange) -> None:
             # Breakers change state in worker threads; the hub lives on this loop.
-            event = BreakerChanged(sender="breakers", system=change.system, state=change.new.value, previous=change.old.value, consecutive_failures=change.consecutive_failures, reason=change.reason)  # type: ignore[arg-type]
+            event = BreakerChanged(sender="breakers", system=change.system, state=change.new, previous=change.old, consecutive_failures=change.consecutive_failures, reason=change.reason)
             loop.call_soon_threadsafe(self.hub.publish, event.topic, event)
 
         self._unlisten = breakers.add_listener(on_breaker)
@@ -168,9 +113,9 @@ class Runtime:
             self.monitor.listeners.remove(this_run)
             self.runs.remove(run_id)
             ctx.close()
-        if status == "succeeded":
+        if status is RunStatus.SUCCEEDED:
             _clean_workspace(run_dir)  # a failed run keeps it: resume reuses what was staged there
-        state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, "failed")
+        state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, RunStatus.FAILED)
         return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits, state.failure)
 
 

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent_orchestrated_etl.monitoring.live import RunState
-from agent_orchestrated_etl.orchestrator import RunResult
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.quality.verdicts import report
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "cancelled": "magenta", "pending": "dim"}

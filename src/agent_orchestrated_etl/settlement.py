@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import Decision
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.execution import RunContext
+from agent_orchestrated_etl.model.messages import Decision
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
 from agent_orchestrated_etl.store.durability import PipelineBusyError
 from agent_orchestrated_etl.store.records import RunStore

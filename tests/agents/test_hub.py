@@ -4,7 +4,7 @@ import pytest
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import InProcessHub
-from agent_orchestrated_etl.agents.messages import Decision, Message, TaskAccepted
+from agent_orchestrated_etl.model.messages import Decision, Message, TaskAccepted
 
 
 def decision(run_id: str, n: int) -> Decision:

@@ -1,8 +1,8 @@
 import random
 
-from agent_orchestrated_etl.agents.messages import TaskFailed
 from agent_orchestrated_etl.agents.recovery import MAX_SPLIT_DEPTH, BackoffRecoveryPolicy
 from agent_orchestrated_etl.agents.scheduler import AgentInfo, select_agent
+from agent_orchestrated_etl.model.messages import TaskFailed
 from agent_orchestrated_etl.spec import RetryPolicy
 
 

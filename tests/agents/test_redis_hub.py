@@ -11,8 +11,8 @@ import pytest
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import RequestRefused
-from agent_orchestrated_etl.agents.messages import Decision, Message, TaskAccepted, TaskFinished
 from agent_orchestrated_etl.agents.redis_hub import RedisHub
+from agent_orchestrated_etl.model.messages import Decision, Message, TaskAccepted, TaskFinished
 
 pytestmark = pytest.mark.redis
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import run_sql
 
-from agent_orchestrated_etl.agents.messages import AssignTask, Heartbeat
 from agent_orchestrated_etl.config import Settings
+from agent_orchestrated_etl.model.messages import AssignTask, Heartbeat
 from agent_orchestrated_etl.orchestrator import Runtime
 from agent_orchestrated_etl.spec import load_spec
 

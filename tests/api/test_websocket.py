@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from tests.api.conftest import AUTH, PEOPLE_YAML, TOKEN
 
-from agent_orchestrated_etl.agents.messages import Heartbeat, TaskFinished, TaskProgress
 from agent_orchestrated_etl.api import fanout
 from agent_orchestrated_etl.api import websocket as ws
-from agent_orchestrated_etl.api.service import Server, ServeOptions
+from agent_orchestrated_etl.api.service import ServeOptions, Server
 from agent_orchestrated_etl.config import Settings
-from tests.api.conftest import AUTH, PEOPLE_YAML, TOKEN
+from agent_orchestrated_etl.model.messages import Heartbeat, TaskFinished, TaskProgress
 
 
 def test_the_socket_needs_the_token(client: TestClient) -> None:

@@ -31,8 +31,9 @@ class FaultAPI:
     ``faults[key]`` is a list of faults served, one per request, before the
     real answer for that page key (``page=3``, ``offset=200``, ``cursor=c5``):
     ``"429:0"`` (429 with Retry-After: 0), ``"429"`` (no Retry-After),
-    ``"503:1"``, ``"500"``, ``"slow:S"`` (answer after S seconds), ``"drop"``
-    (close the connection without answering).
+    ``"503:1"``, ``"500"``, ``"200"`` (a success whose body is the error
+    object), ``"slow:S"`` (answer after S seconds), ``"drop"`` (close the
+    connection without answering).
     """
 
     def __init__(self, items: int) -> None:

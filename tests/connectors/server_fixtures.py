@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from agent_orchestrated_etl.circuit_breaker import breakers
-from agent_orchestrated_etl.connectors.rest.ratelimit import limiters
+from agent_orchestrated_etl.connectors.http.ratelimit import limiters
 from http_servers import FaultAPI, fault_server, graphql_server, make_items
 
 REPO = Path(__file__).resolve().parents[2]

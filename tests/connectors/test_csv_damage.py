@@ -19,7 +19,8 @@ from rest_helpers import make_source
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.exceptions import ConnectionFailedError
-from agent_orchestrated_etl.orchestrator import RunResult, run_pipeline
+from agent_orchestrated_etl.orchestrator import run_pipeline
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import parse_spec
 
 HEADER = "id,name,amount"

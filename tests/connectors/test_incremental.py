@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.duckdb import DuckDBDestination
 from agent_orchestrated_etl.exceptions import ConnectionFailedError
-from agent_orchestrated_etl.orchestrator import RunResult, run_pipeline
+from agent_orchestrated_etl.orchestrator import run_pipeline
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import parse_spec
 
 

@@ -104,7 +104,7 @@ destinations:
 
 def test_the_plan_records_why_the_api_is_read_once(tmp_path: Path) -> None:
     from agent_orchestrated_etl.connectors.registry import source_class
-    from agent_orchestrated_etl.plan import make_plan
+    from agent_orchestrated_etl.planning.plan import make_plan
     from agent_orchestrated_etl.spec import load_spec
 
     (tmp_path / "p.yaml").write_text("""

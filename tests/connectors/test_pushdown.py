@@ -9,7 +9,8 @@ import duckdb
 import pytest
 
 from agent_orchestrated_etl.config import Settings
-from agent_orchestrated_etl.orchestrator import RunResult, run_pipeline
+from agent_orchestrated_etl.orchestrator import run_pipeline
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import parse_spec
 from tests.conftest import run_sql
 

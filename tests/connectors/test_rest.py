@@ -299,7 +299,7 @@ def test_a_host_that_answered_and_then_refuses_keeps_every_retry() -> None:
 
     from http_servers import fault_server
 
-    from agent_orchestrated_etl.connectors.rest.client import ClientSettings, HttpClient, HttpRetry
+    from agent_orchestrated_etl.connectors.http.client import ClientSettings, HttpClient, HttpRetry
     from agent_orchestrated_etl.exceptions import ConnectionFailedError, UnreachableError
 
     server, url, _ = fault_server(10)

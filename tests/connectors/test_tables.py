@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.duckdb import DuckDBDestination
 from agent_orchestrated_etl.exceptions import ConnectionFailedError
-from agent_orchestrated_etl.orchestrator import RunResult, resume_run, run_pipeline
+from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import parse_spec
 
 

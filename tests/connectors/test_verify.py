@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from agent_orchestrated_etl.cli import app
 from agent_orchestrated_etl.config import Settings
-from agent_orchestrated_etl.orchestrator import RunResult, run_pipeline
+from agent_orchestrated_etl.orchestrator import run_pipeline
+from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import parse_spec
 from agent_orchestrated_etl.verify import after_commit, fingerprint as fp
 from agent_orchestrated_etl.verify.fingerprint import Shape, family, fingerprint

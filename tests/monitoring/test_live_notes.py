@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from agent_orchestrated_etl.agents.messages import RunStarted, TaskFinished, TaskProgress, TaskStarted
+from agent_orchestrated_etl.model.messages import RunStarted, TaskFinished, TaskProgress, TaskStarted
 from agent_orchestrated_etl.monitoring.live import RunState
 from agent_orchestrated_etl.reports import progress_table
 

@@ -6,10 +6,10 @@ import subprocess
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-
-from agent_orchestrated_etl.monitoring.metrics import queue_depths, task_label
 from tests.api.conftest import AUTH, PEOPLE_YAML, wait_for_run
 from tests.system_packages import debian_tool
+
+from agent_orchestrated_etl.monitoring.metrics import queue_depths, task_label
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -58,8 +58,8 @@ def test_circuit_breaker_changes_set_the_gauge(etl_home) -> None:
     from typing import Literal
 
     from agent_orchestrated_etl.agents.hub import InProcessHub
-    from agent_orchestrated_etl.agents.messages import Message
     from agent_orchestrated_etl.agents.monitor_agent import MonitorAgent
+    from agent_orchestrated_etl.model.messages import Message
     from agent_orchestrated_etl.monitoring.metrics import Metrics
 
     class BreakerChanged(Message):  # the shape the monitor reads; the orchestrator's breakers publish it

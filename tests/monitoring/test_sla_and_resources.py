@@ -6,16 +6,16 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tests.api.conftest import PEOPLE_YAML
+from tests.monitoring.test_alerts import Recorder
 
 from agent_orchestrated_etl.agents.hub import InProcessHub
-from agent_orchestrated_etl.agents.messages import RunFinished, RunStarted
 from agent_orchestrated_etl.agents.monitor_agent import MonitorAgent, ProcessSample
+from agent_orchestrated_etl.model.messages import RunFinished, RunStarted
 from agent_orchestrated_etl.monitoring.alerts import AlertManager
 from agent_orchestrated_etl.monitoring.resources import MemoryWatcher
 from agent_orchestrated_etl.monitoring.sla import SlaWatcher, parse_duration
 from agent_orchestrated_etl.spec import parse_spec
-from tests.api.conftest import PEOPLE_YAML
-from tests.monitoring.test_alerts import Recorder
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

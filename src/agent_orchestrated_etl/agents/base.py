@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.agents.messages import Heartbeat, Message
+from agent_orchestrated_etl.model.messages import Heartbeat, Message
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 
 from agent_orchestrated_etl.agents.empty_loads import LoadCounts, judge_empty_load
-from agent_orchestrated_etl.agents.messages import DestinationCommitted, RunEvent
 from agent_orchestrated_etl.agents.recording import Voice
 from agent_orchestrated_etl.agents.schedule import Schedule
 from agent_orchestrated_etl.connectors.incremental import committed_states
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.plan import Plan, destination_label
+from agent_orchestrated_etl.model.messages import DestinationCommitted, RunEvent
+from agent_orchestrated_etl.model.outcome import TaskOutcome
+from agent_orchestrated_etl.model.vocabulary import RunStatus
+from agent_orchestrated_etl.planning.plan import destination_label
+from agent_orchestrated_etl.planning.tasks import Plan
 from agent_orchestrated_etl.quality.verdicts import blocking_failures
 from agent_orchestrated_etl.store.records import RunStore
 from agent_orchestrated_etl.verify.after_commit import verify_after_commit
@@ -35,9 +38,9 @@ class Committer:
     def decide(self, run_id: str, subject: str, choice: str, reason: str) -> None:
         self.voice.decide(run_id, subject, choice, reason)
 
-    async def finish(self, ctx: RunContext, schedule: Schedule) -> tuple[str, str | None]:
+    async def finish(self, ctx: RunContext, schedule: Schedule) -> tuple[RunStatus, str | None]:
         if schedule.failure is not None:
-            return ("cancelled" if schedule.failure == "cancelled" else "failed"), schedule.failure
+            return (RunStatus.CANCELLED if schedule.failure == "cancelled" else RunStatus.FAILED), schedule.failure
         failed_checks = blocking_failures(c for checks in schedule.checks.values() for c in checks)
         if failed_checks:
             reason = "; ".join(f"{c['check']} on {c['input']}: {c['message']}" for c in failed_checks)
@@ -45,7 +48,7 @@ class Committer:
                 ctx.run_id, "quality", "fail the run, commit nothing", f"checks with severity error failed: {reason}"
             )
             return (
-                "failed",
+                RunStatus.FAILED,
                 f"quality checks failed: {reason} "
                 "(fix the data, or give the check a threshold or severity: warn, and run again)",
             )
@@ -56,7 +59,7 @@ class Committer:
         verdicts = {}
         for index in range(len(ctx.destinations)):
             spec = ctx.spec.all_destinations[index]
-            counts = LoadCounts.of(schedule.outcomes.get(t, {}) for t in schedule.plan.feeding(index))
+            counts = LoadCounts.of(schedule.outcomes.get(t, TaskOutcome()) for t in schedule.plan.feeding(index))
             verdicts[index] = (
                 None if index in skipped_destinations else judge_empty_load(spec.write, spec.allow_empty, counts)
             )
@@ -65,7 +68,7 @@ class Committer:
             if verdict is not None and not verdict.commit and ctx.spec.all_destinations[index].critical:
                 label = destination_label(ctx.spec, index)
                 self.decide(ctx.run_id, f"destination {label}", verdict.choice, verdict.reason)
-                return "failed", f"destination {label}: {verdict.reason}"
+                return RunStatus.FAILED, f"destination {label}: {verdict.reason}"
         refused = False
         for index, dest in enumerate(ctx.destinations):
             label = destination_label(ctx.spec, index)
@@ -87,10 +90,10 @@ class Committer:
             if (mismatch := await self._commit(ctx, schedule, index, label)) is not None:
                 mismatches.append(mismatch)
         if mismatches:
-            return "failed", "; ".join(mismatches)
+            return RunStatus.FAILED, "; ".join(mismatches)
         if schedule.skipped or refused:
-            return "partial", "; ".join(schedule.skipped_reasons)
-        return "succeeded", None
+            return RunStatus.PARTIAL, "; ".join(schedule.skipped_reasons)
+        return RunStatus.SUCCEEDED, None
 
     async def _commit(self, ctx: RunContext, schedule: Schedule, index: int, label: str) -> str | None:
         """Publish one destination in one step with its incremental state, then verify it; a mismatch found, or None."""

@@ -17,9 +17,10 @@ as rejected input, not as an empty source.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from agent_orchestrated_etl.model.outcome import TaskOutcome
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,12 @@ class LoadCounts:
     quarantined: int = 0
 
     @classmethod
-    def of(cls, outcomes: Iterable[Mapping[str, Any]]) -> LoadCounts:
+    def of(cls, outcomes: Iterable[TaskOutcome]) -> LoadCounts:
         outcomes = list(outcomes)
         return cls(
-            read=sum(int(o.get("rows_read") or 0) for o in outcomes),
-            written=sum(int(o.get("rows_written") or 0) for o in outcomes),
-            quarantined=sum(int(o.get("rows_quarantined") or 0) for o in outcomes),
+            read=sum(o.rows_read for o in outcomes),
+            written=sum(o.rows_written for o in outcomes),
+            quarantined=sum(o.rows_quarantined for o in outcomes),
         )
 
 

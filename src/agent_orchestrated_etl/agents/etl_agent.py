@@ -16,7 +16,11 @@ from typing import Any
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.agents.messages import (
+from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
+from agent_orchestrated_etl.config import Settings, load_settings
+from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
+from agent_orchestrated_etl.execution import Cancelled, RunContext
+from agent_orchestrated_etl.model.messages import (
     AssignTask,
     CancelRun,
     Message,
@@ -28,11 +32,8 @@ from agent_orchestrated_etl.agents.messages import (
     TaskProgress,
     TaskStarted,
 )
-from agent_orchestrated_etl.agents.tools import ToolCall, ToolRegistry
-from agent_orchestrated_etl.config import Settings, load_settings
-from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, Remedy
-from agent_orchestrated_etl.execution import Cancelled, RunContext
-from agent_orchestrated_etl.plan import Task
+from agent_orchestrated_etl.model.vocabulary import FailureKind, Remedy
+from agent_orchestrated_etl.planning.tasks import Task
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
 
 PROGRESS_EVERY_SECONDS = 0.25
@@ -198,7 +199,7 @@ class ETLAgent(Agent):
     def _failure(self, run_id: str, task_id: str, attempt: int, exc: BaseException) -> TaskFailed:
         error: Any = exc
         if isinstance(exc, Cancelled):
-            return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type="Cancelled", remedy="cancelled", message="cancelled", next_remedy=Remedy.RESUME)
+            return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type="Cancelled", remedy=FailureKind.CANCELLED, message="cancelled", next_remedy=Remedy.RESUME)
         if not isinstance(exc, AgentETLError):
             error = InternalError(f"{type(exc).__name__}: {exc}", where=f"task {task_id}")
         return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type=type(error).__name__, remedy=error.remedy, message=str(error), next_remedy=error.next_remedy)

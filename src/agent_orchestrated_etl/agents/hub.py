@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import Message
+from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.redaction import redact_model
 
 

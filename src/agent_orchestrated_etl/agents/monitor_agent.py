@@ -27,7 +27,7 @@ import psutil
 
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.agents.messages import Heartbeat, Message, RunEvent
+from agent_orchestrated_etl.model.messages import Heartbeat, Message, RunEvent
 from agent_orchestrated_etl.monitoring.live import RunState
 
 log = logging.getLogger(__name__)

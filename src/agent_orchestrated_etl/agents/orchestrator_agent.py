@@ -16,18 +16,18 @@ from agent_orchestrated_etl import settlement
 from agent_orchestrated_etl.agents.base import Agent
 from agent_orchestrated_etl.agents.committer import Committer
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.agents.messages import Message, RunEvent, RunFinished, RunStarted, TaskFinished
 from agent_orchestrated_etl.agents.recording import Recording, Voice
 from agent_orchestrated_etl.agents.recovery import BackoffRecoveryPolicy, RecoveryPolicy
 from agent_orchestrated_etl.agents.recovery_executor import RecoveryExecutor
 from agent_orchestrated_etl.agents.schedule import RunSpec, Schedule
 from agent_orchestrated_etl.agents.scheduler import Scheduler
-from agent_orchestrated_etl.connectors.incremental import plan_windows
-from agent_orchestrated_etl.exceptions import AgentETLError, Remedy, from_os_error
+from agent_orchestrated_etl.exceptions import AgentETLError, from_os_error
 from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.expansion import several_tables
-from agent_orchestrated_etl.failures import Failure, failure_of, make_failure
-from agent_orchestrated_etl.plan import Plan, Task, fed_by, make_plan
+from agent_orchestrated_etl.model.failure import RunFailure, failure_of, make_failure
+from agent_orchestrated_etl.model.messages import Message, RunEvent, RunFinished, RunStarted, TaskFinished
+from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
+from agent_orchestrated_etl.planning.resume import Reuse, planned_tables
+from agent_orchestrated_etl.planning.run import RunPlan, plan_run
 from agent_orchestrated_etl.store.durability import PipelineBusyError
 from agent_orchestrated_etl.store.records import RunStore
 
@@ -58,10 +58,9 @@ class OrchestratorAgent(Agent):
         """Stop a run whose tasks are being scheduled; its agents hear it by message."""
         return self.scheduler.cancel(run_id)
 
-    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False, parent_run_id: str | None = None) -> str:
+    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False, parent_run_id: str | None = None) -> RunStatus:
         """Run (or resume) a whole pipeline; returns the final status. Every event goes to the store."""
         run_id, pipeline = ctx.run_id, ctx.spec.name
-        several = several_tables(ctx.spec)  # before planning expands them
         durability = self.store.durability
         taken_from, locked = None, False
         if resume:
@@ -74,8 +73,9 @@ class OrchestratorAgent(Agent):
             self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text, parent_run_id)
         recording = self.recording(run_id)
         durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
-        status, error = "failed", None
-        failure: Failure | None = None
+        status: RunStatus = RunStatus.FAILED
+        error: str | None = None
+        failure: RunFailure | None = None
         try:
             if not resume:
                 taken_from, locked = durability.acquire(pipeline, run_id), True
@@ -86,19 +86,17 @@ class OrchestratorAgent(Agent):
                 settlement.settle(self.store, ctx.settings, taken_from, decide)  # first: a dead run that committed is not superseded
             if not resume:
                 settlement.supersede(self.store, ctx.settings, pipeline, run_id, decide)
-            first = self._first_plan(ctx) if resume else None
-            plan = first or self._plan(ctx)
+            raw = ctx.spec  # before planning expands its multi-table sources
+            planned = self._plan(ctx, resume=resume)
+            plan = planned.plan
             ctx.tasks = {t.id: t for t in plan.tasks}
             self.store.add_tasks(run_id, [t.as_dict() for t in plan.tasks])
             self.publish(RunStarted(sender=self.name, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
-            if first is None:
-                self.decide(run_id, "plan", f"{len(plan.tasks)} tasks for {len(ctx.destinations)} destination(s)", f"order: {', '.join(plan.order())}")
-                for d in plan.decisions:
-                    self.decide(run_id, d.subject, d.choice, d.reason)
+            for d in planned.decisions:
+                self.decide(run_id, d.subject, d.choice, d.reason)
             schedule = Schedule(plan, waiting=list(plan.order()))
-            if resume:
-                self._reuse_checkpoints(ctx, schedule)
-            spec = RunSpec(spec_file, spec_text, spec_sha256, tables=_planned_tables(plan, several))
+            self._reuse_checkpoints(ctx, schedule, planned.resume)
+            spec = RunSpec(spec_file, spec_text, spec_sha256, tables=planned_tables(raw, plan))
             await self.scheduler.run(ctx, schedule, spec)
             status, error = await self.committer.finish(ctx, schedule)
             failure = _schedule_failure(schedule, status, error, run_id=run_id, spec_file=spec_file)
@@ -106,7 +104,7 @@ class OrchestratorAgent(Agent):
             error = str(exc)
             failure = failure_of(exc, run_id=run_id, spec_file=spec_file, resumed=resume)
         except asyncio.CancelledError:
-            status, error = "cancelled", "cancelled"
+            status, error = RunStatus.CANCELLED, "cancelled"
             failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
             raise
         except Exception as exc:  # a bug, or a driver error nobody mapped: fail the run, keep its record
@@ -117,74 +115,48 @@ class OrchestratorAgent(Agent):
                 error = f"internal error: {type(exc).__name__}: {exc} (a bug in agent-etl; please report it with run {run_id})"
                 failure = failure_of(exc, run_id=run_id, spec_file=spec_file)
         finally:
-            if status != "succeeded" and locked:
+            if status is not RunStatus.SUCCEEDED and locked:
                 if failure is None or failure.remedy is Remedy.RESUME:
                     self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
                 else:
                     self.decide(run_id, "staged output", "keep it until it is discarded", f"resuming would meet the same {failure.error_type}; `agent-etl runs discard {run_id}` drops it")
-            self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error, failure=failure))  # type: ignore[arg-type]
+            self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error, failure=failure))
             await recording.finish()
             if locked:
                 durability.release(pipeline, run_id)
         return status
 
-    def _plan(self, ctx: RunContext) -> Plan:
+    def _plan(self, ctx: RunContext, *, resume: bool) -> RunPlan:
         try:
-            expansions = ctx.expand()
-            plan = make_plan(ctx.spec, ctx.sources, _windows(ctx), pushdown=ctx.settings.pushdown)
-            plan.decisions[:0] = expansions
-            return plan
+            planned = plan_run(ctx, self.store, resume=resume)
         except AgentETLError as exc:
             self.decide(ctx.run_id, "plan", "fail before any task", str(exc))
             raise
+        if planned.kept is not None:
+            self.decide(ctx.run_id, planned.kept.subject, planned.kept.choice, planned.kept.reason)
+        return planned
 
-    def _first_plan(self, ctx: RunContext) -> Plan | None:
-        """The plan stored when the run started, so resumed tasks read the same partitions and windows.
-
-        Re-planning would recompute partition bounds and incremental windows
-        from the data as it is now: rows added since would shift bounds between
-        finished and unfinished partitions (loss or duplicates).
-        """
-        stored = self.store.planned_tasks(ctx.run_id)
-        if not stored or any(d is None for d in stored):
-            return None
-        plan = Plan(tasks=[Task.from_dict(d) for d in stored])
-        # A source with tables: or schema: read the tables it then had, one source each (crm.orders).
-        ctx.expand(_planned_tables(plan, several_tables(ctx.spec)))
-        self.decide(ctx.run_id, "plan", f"reuse the first attempt's {len(plan.tasks)} tasks", "partition bounds and incremental windows stay as first planned, so the unfinished tasks read exactly the rows the finished ones did not")
-        return plan
-
-    def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule) -> None:
-        checkpoints = self.store.durability.checkpoints(ctx.run_id)
-        workspace_ok = ctx.workspace_exists()
-        committed: dict[int, bool] = {}
-        for task_id in list(schedule.waiting):
-            outcome = checkpoints.get(task_id)
-            task = ctx.tasks[task_id]
-            if outcome is None or (task.kind == "stage" and not workspace_ok):
+    def _reuse_checkpoints(self, ctx: RunContext, schedule: Schedule, reuse: list[Reuse]) -> None:
+        for step in reuse:
+            self.decide(ctx.run_id, step.decision.subject, step.decision.choice, step.decision.reason)
+            if step.outcome is None:
                 continue
-            if task.destination is not None and not committed.setdefault(task.destination, ctx.destinations[task.destination].committed(ctx.run_id)):
-                # A checkpoint is only as good as the staging it points to: someone may have dropped it.
-                staged = ctx.destinations[task.destination].staged_rows(ctx.run_id, task_id)
-                if staged is not None and staged != outcome.get("rows_written", 0):
-                    self.decide(ctx.run_id, f"task {task_id}", "read it again", f"its checkpoint says {outcome.get('rows_written', 0):,} rows were staged, but its staging holds {staged:,}")
-                    continue
+            outcome, task_id = step.outcome, step.task_id
             schedule.waiting.remove(task_id)
             schedule.done.add(task_id)
-            ctx.reports[task_id] = outcome.get("state")
-            schedule.checks[task_id] = outcome.get("checks") or []
+            ctx.reports[task_id] = outcome.state
+            schedule.checks[task_id] = outcome.checks
             schedule.outcomes[task_id] = outcome
-            self.decide(ctx.run_id, f"task {task_id}", "reuse its staged output", "it was checkpointed before the run stopped")
-            self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome))
+            self.publish(TaskFinished(sender=self.name, run_id=ctx.run_id, task_id=task_id, **outcome.model_dump()))
 
     def recording(self, run_id: str) -> Recording:
         """Start storing a run's events; ``finish()`` after publishing its RunFinished."""
         return Recording(self.hub, self.store, run_id)
 
 
-def _schedule_failure(schedule: Schedule, status: str, error: str | None, *, run_id: str, spec_file: str) -> Failure | None:
+def _schedule_failure(schedule: Schedule, status: RunStatus, error: str | None, *, run_id: str, spec_file: str) -> RunFailure | None:
     """The failure of a run whose tasks all ran (or stopped): a task's, the quality gate's, or none."""
-    if status == "succeeded":
+    if status is RunStatus.SUCCEEDED:
         return None
     if schedule.failure == "cancelled":
         return make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
@@ -195,22 +167,3 @@ def _schedule_failure(schedule: Schedule, status: str, error: str | None, *, run
         return make_failure(Remedy.BUG, "NoAgent", schedule.failure, run_id=run_id, spec_file=spec_file)
     # Resuming would commit the same staged rows, which the checks refused the same way.
     return make_failure(Remedy.FIX_DATA, "QualityGateFailed", error or "quality checks failed", run_id=run_id, spec_file=spec_file, where="quality")
-
-
-def _windows(ctx: RunContext) -> dict:
-    """Incremental windows from the state the destinations committed (connectors/incremental.py)."""
-    fed: dict[str, list] = {}
-    for index, dest in enumerate(ctx.destinations):
-        for source in fed_by(ctx.spec, index):
-            fed.setdefault(source, []).append(dest)
-    return plan_windows(ctx.spec.name, ctx.spec.sources, fed)
-
-
-def _planned_tables(plan: Plan, several: list[str]) -> dict[str, list[str]]:
-    """The tables each multi-table source was expanded to, read off the plan's sources (crm.orders)."""
-    tables: dict[str, set[str]] = {name: set() for name in several}
-    for task in plan.tasks:
-        source, _, table = (task.source or "").partition(".")
-        if source in tables:
-            tables[source].add(table)
-    return {name: sorted(found) for name, found in tables.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.agents.messages import Decision, RunEvent, RunFinished
+from agent_orchestrated_etl.model.messages import Decision, RunEvent, RunFinished
 from agent_orchestrated_etl.store.records import RunStore
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
-from agent_orchestrated_etl.agents.messages import TaskFailed
+from agent_orchestrated_etl.model.messages import TaskFailed
+from agent_orchestrated_etl.model.vocabulary import FailureKind, RecoveryAction
 from agent_orchestrated_etl.spec import RetryPolicy
-
 
 #: How many times a partition may be halved while narrowing a failure down (1/256 of it).
 MAX_SPLIT_DEPTH = 8
@@ -23,7 +23,7 @@ MAX_SPLIT_DEPTH = 8
 class Recovery:
     """``split``: read the partition as two halves; ``quarantine``: set the partition aside, with the error as its reason."""
 
-    action: Literal["retry", "fail", "skip", "split", "quarantine"]
+    action: RecoveryAction
     reason: str
     delay: float = 0.0
     #: Retry reading this fraction of the batch size (out of memory).
@@ -37,9 +37,9 @@ class RecoveryPolicy(Protocol):
 
 
 _WHY_NOT_RETRY = {
-    "fix_config": "the spec or the environment must change; retrying cannot help",
-    "quarantine": "the data cannot be read row by row, so it cannot be quarantined",
-    "cancelled": "the run was cancelled",
+    FailureKind.FIX_CONFIG: "the spec or the environment must change; retrying cannot help",
+    FailureKind.QUARANTINE: "the data cannot be read row by row, so it cannot be quarantined",
+    FailureKind.CANCELLED: "the run was cancelled",
 }
 
 
@@ -59,23 +59,23 @@ class BackoffRecoveryPolicy:
     def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool = True, split_depth: int | None = None) -> Recovery:
         splittable = split_depth is not None and split_depth < MAX_SPLIT_DEPTH
         if failure.error_type == "TaskTimeout" and splittable:
-            return Recovery("split", "it ran past its timeout; its two halves are read as separate tasks, in parallel where agents are free")
-        if failure.remedy == "quarantine" and retry.on_bad_data == "quarantine":
+            return Recovery(RecoveryAction.SPLIT, "it ran past its timeout; its two halves are read as separate tasks, in parallel where agents are free")
+        if failure.remedy is FailureKind.QUARANTINE and retry.on_bad_data == "quarantine":
             if splittable:
-                return Recovery("split", f"{failure.error_type} in this partition; halving it to narrow the bad rows down (retry.on_bad_data: quarantine)")
-            return Recovery("quarantine", f"{failure.error_type} persists in the smallest range it could be narrowed to; set aside with its reason (retry.on_bad_data: quarantine)")
+                return Recovery(RecoveryAction.SPLIT, f"{failure.error_type} in this partition; halving it to narrow the bad rows down (retry.on_bad_data: quarantine)")
+            return Recovery(RecoveryAction.QUARANTINE, f"{failure.error_type} persists in the smallest range it could be narrowed to; set aside with its reason (retry.on_bad_data: quarantine)")
         if failure.error_type == "ResourceExhaustedError" and failure.attempt < retry.attempts:
-            return Recovery("retry", f"out of memory; attempt {failure.attempt + 1} of {retry.attempts} with batches half the size", batch_factor=0.5)
-        if failure.remedy == "retry" and failure.attempt < retry.attempts:
+            return Recovery(RecoveryAction.RETRY, f"out of memory; attempt {failure.attempt + 1} of {retry.attempts} with batches half the size", batch_factor=0.5)
+        if failure.remedy is FailureKind.RETRY and failure.attempt < retry.attempts:
             delay = self._backoff(failure.attempt, retry)
-            return Recovery("retry", f"{failure.error_type} is transient; attempt {failure.attempt + 1} of {retry.attempts} in {delay:.1f}s", delay)
-        if failure.remedy == "retry":
+            return Recovery(RecoveryAction.RETRY, f"{failure.error_type} is transient; attempt {failure.attempt + 1} of {retry.attempts} in {delay:.1f}s", delay)
+        if failure.remedy is FailureKind.RETRY:
             why = f"{failure.error_type} persisted through {retry.attempts} attempts"
         else:
             why = f"{failure.error_type}: {_WHY_NOT_RETRY.get(failure.remedy, 'retrying cannot help')}"
-        if not critical and failure.remedy != "cancelled":
-            return Recovery("skip", f"{why}; the task is not critical, so the rest of the run goes on")
-        return Recovery("fail", why)
+        if not critical and failure.remedy is not FailureKind.CANCELLED:
+            return Recovery(RecoveryAction.SKIP, f"{why}; the task is not critical, so the rest of the run goes on")
+        return Recovery(RecoveryAction.FAIL, why)
 
     def _backoff(self, attempt: int, retry: RetryPolicy) -> float:
         # The same full-jitter formula as tenacity's wait_random_exponential. A task retry

@@ -13,14 +13,14 @@ import asyncio
 import time
 from dataclasses import replace
 
-from agent_orchestrated_etl.agents.messages import TaskFailed
 from agent_orchestrated_etl.agents.recording import Voice
 from agent_orchestrated_etl.agents.recovery import Recovery, RecoveryPolicy
 from agent_orchestrated_etl.agents.schedule import Schedule
 from agent_orchestrated_etl.connectors.base import Partition
-from agent_orchestrated_etl.exceptions import Remedy
 from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.plan import Task
+from agent_orchestrated_etl.model.messages import TaskFailed
+from agent_orchestrated_etl.model.vocabulary import FailureKind, RecoveryAction, Remedy
+from agent_orchestrated_etl.planning.tasks import Task
 from agent_orchestrated_etl.store.records import RunStore
 
 
@@ -37,39 +37,39 @@ class RecoveryExecutor:
             schedule.timed_out.discard(task_id)
             update = {
                 "error_type": "TaskTimeout",
-                "remedy": "retry",
+                "remedy": FailureKind.RETRY,
                 "message": f"task {task_id} timed out",
                 "next_remedy": Remedy.RESUME,
             }
             failure = failure.model_copy(update=update)
-        if schedule.failure is not None or (failure.remedy == "cancelled" and ctx.cancelled.is_set()):
+        if schedule.failure is not None or (failure.remedy is FailureKind.CANCELLED and ctx.cancelled.is_set()):
             schedule.failure = schedule.failure or "cancelled"
             return
         task = ctx.tasks[task_id]
         critical = ctx.is_critical(task)
         recovery = self.policy.decide(failure, ctx.spec.retry, critical=critical, split_depth=_split_depth(task))
         halves = None
-        if recovery.action == "split" and task.partition is not None:  # a split depth means a partition
+        if recovery.action is RecoveryAction.SPLIT and task.partition is not None:  # a split depth means a partition
             halves = await asyncio.to_thread(ctx.reader(task).subdivide, task.partition)
-        if recovery.action == "split" and not halves:
+        if recovery.action is RecoveryAction.SPLIT and not halves:
             # The rows left in it share one value of the partition column: it cannot be halved.
             recovery = self.policy.decide(failure, ctx.spec.retry, critical=critical, split_depth=None)
-        if recovery.action == "quarantine" and task.destination is None:
+        if recovery.action is RecoveryAction.QUARANTINE and task.destination is None:
             why = "a partition read for a transform cannot be set aside (its rows would silently miss the transform)"
-            recovery = Recovery("fail", f"{failure.error_type}: {why}")
+            recovery = Recovery(RecoveryAction.FAIL, f"{failure.error_type}: {why}")
         self.voice.decide(ctx.run_id, f"task {task_id}", recovery.action, recovery.reason)
-        if recovery.action == "retry":
+        if recovery.action is RecoveryAction.RETRY:
             schedule.waiting.insert(0, task_id)
             schedule.not_before[task_id] = time.monotonic() + recovery.delay
             if recovery.batch_factor:
                 rows = max(1, int((task.batch_rows or ctx.settings.batch_rows) * recovery.batch_factor))
                 ctx.tasks[task_id] = replace(task, batch_rows=rows)
-        elif recovery.action == "split" and halves:
+        elif recovery.action is RecoveryAction.SPLIT and halves:
             await self._split(ctx, schedule, task, halves)
-        elif recovery.action == "quarantine":
+        elif recovery.action is RecoveryAction.QUARANTINE:
             ctx.tasks[task_id] = replace(task, set_aside=failure.message)
             schedule.waiting.insert(0, task_id)
-        elif recovery.action == "skip":
+        elif recovery.action is RecoveryAction.SKIP:
             schedule.failed = schedule.failed or failure
             _skip_dependents(ctx, schedule, task, failure.message)
         else:

@@ -27,8 +27,8 @@ import uuid
 from typing import Any
 
 from agent_orchestrated_etl.agents.hub import Delivery, Hub, RequestRefused, Subscription
-from agent_orchestrated_etl.agents.messages import Message
 from agent_orchestrated_etl.exceptions import MissingDependencyError
+from agent_orchestrated_etl.model.messages import Message
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import TaskFailed
-from agent_orchestrated_etl.plan import Plan, Task
+from agent_orchestrated_etl.model.messages import TaskFailed
+from agent_orchestrated_etl.model.outcome import TaskOutcome
+from agent_orchestrated_etl.planning.tasks import Plan, Task
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Schedule:
     timed_out: set[str] = field(default_factory=set)
     skipped_reasons: list[str] = field(default_factory=list)
     checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> its check results
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> its row counts
+    outcomes: dict[str, TaskOutcome] = field(default_factory=dict)
     failure: str | None = None
     #: The task failure that ended the run (or made it partial), with its remedy.
     failed: TaskFailed | None = None

@@ -14,7 +14,11 @@ import time
 from dataclasses import dataclass, field
 
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
-from agent_orchestrated_etl.agents.messages import (
+from agent_orchestrated_etl.agents.recording import Voice
+from agent_orchestrated_etl.agents.recovery_executor import RecoveryExecutor
+from agent_orchestrated_etl.agents.schedule import RunSpec, Schedule
+from agent_orchestrated_etl.execution import RunContext
+from agent_orchestrated_etl.model.messages import (
     AssignTask,
     CancelRun,
     Heartbeat,
@@ -23,11 +27,7 @@ from agent_orchestrated_etl.agents.messages import (
     TaskFailed,
     TaskFinished,
 )
-from agent_orchestrated_etl.agents.recording import Voice
-from agent_orchestrated_etl.agents.recovery_executor import RecoveryExecutor
-from agent_orchestrated_etl.agents.schedule import RunSpec, Schedule
-from agent_orchestrated_etl.execution import RunContext
-from agent_orchestrated_etl.plan import Task
+from agent_orchestrated_etl.planning.tasks import Task
 from agent_orchestrated_etl.store.records import RunStore
 
 ASSIGN_TIMEOUT_SECONDS = 10.0
@@ -102,9 +102,7 @@ class Scheduler:
                     schedule.done.add(event.task_id)
                     ctx.reports[event.task_id] = event.state
                     schedule.checks[event.task_id] = event.checks
-                    outcome = event.model_dump(
-                        include={"rows_read", "rows_written", "rows_quarantined", "bytes", "seconds", "checks", "state"}
-                    )
+                    outcome = event.outcome
                     schedule.outcomes[event.task_id] = outcome
                     await asyncio.to_thread(
                         self.store.durability.checkpoint,

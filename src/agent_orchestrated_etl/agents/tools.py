@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent_orchestrated_etl.execution import Progress, RunContext, execute_task
-from agent_orchestrated_etl.plan import Task
+from agent_orchestrated_etl.model.outcome import TaskOutcome
+from agent_orchestrated_etl.planning.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -75,24 +76,13 @@ class TaskInput(BaseModel):
     task: dict[str, Any]
 
 
-class TaskOutput(BaseModel):
-    rows_read: int
-    rows_written: int
-    rows_quarantined: int
-    bytes: int
-    bytes_written: int = 0
-    seconds: float
-    checks: list[dict[str, Any]]
-    state: dict[str, Any] | None = None
-
-
 def _task_tool(kind: str, description: str) -> Tool:
-    async def run(arguments: TaskInput, call: ToolCall) -> dict[str, Any]:
+    async def run(arguments: TaskInput, call: ToolCall) -> TaskOutcome:
         # Arrow and the databases release the GIL for the heavy work; a thread keeps the event loop live.
         outcome = await asyncio.to_thread(execute_task, call.run, Task.from_dict(arguments.task), call.progress)
-        return vars(outcome)
+        return outcome
 
-    return Tool(kind, description, TaskInput, TaskOutput, run)
+    return Tool(kind, description, TaskInput, TaskOutcome, run)
 
 
 def _thread_tool(name: str, description: str, input_model: type[BaseModel], output_model: type[BaseModel], fn: Callable[[Any, Any], Any]) -> Tool:

@@ -22,7 +22,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from agent_orchestrated_etl.agents.hub import Hub, Subscription
-from agent_orchestrated_etl.agents.messages import Heartbeat, Message, RunEvent, TaskProgress
+from agent_orchestrated_etl.model.messages import Heartbeat, Message, RunEvent, TaskProgress
 
 FLUSH_SECONDS = 0.25
 # Frames a client may have waiting (OUTBOX_FRAMES * FLUSH_SECONDS of backlog) before it is resynced.

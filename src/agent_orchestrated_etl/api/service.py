@@ -17,11 +17,12 @@ from typing import Any
 
 import yaml
 
-from agent_orchestrated_etl.agents.messages import RunFinished, RunStarted
 from agent_orchestrated_etl.api.fanout import Fanout
 from agent_orchestrated_etl.api.roots import check_base_dir, check_paths
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem
+from agent_orchestrated_etl.model.messages import RunFinished, RunStarted
+from agent_orchestrated_etl.model.vocabulary import RunStatus
 from agent_orchestrated_etl.monitoring.alerts import AlertChannel, AlertManager, LogChannel, WebhookChannel
 from agent_orchestrated_etl.monitoring.metrics import Metrics
 from agent_orchestrated_etl.monitoring.resources import MemoryWatcher
@@ -224,7 +225,7 @@ class Server:
         store.start_run(run_id, loaded.name, loaded.file, loaded.sha256, loaded.text)
         for event in (
             RunStarted(sender="serve", run_id=run_id, pipeline=loaded.name, spec_sha256=loaded.sha256, tasks=[]),
-            RunFinished(sender="serve", run_id=run_id, status="failed", error=error),
+            RunFinished(sender="serve", run_id=run_id, status=RunStatus.FAILED, error=error),
         ):
             store.record(event)
             self.runtime.hub.publish(event.topic, event)

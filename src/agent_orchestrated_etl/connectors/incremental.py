@@ -13,7 +13,7 @@ the state says ``"keys": null`` and the next run reads ``cursor > value``.
 A row that later arrives with exactly that value is then missed; ``lag``
 with ``write: merge`` covers that case.
 
-The planner turns the committed state into a ``Window`` that travels inside
+The planner (planning/windows.py) turns the committed state into a ``Window`` that travels inside
 each Partition; the task applies it to the batches and reports what it saw;
 the orchestrator merges those reports into the new state, which the
 destination commits in the same transaction as the data.
@@ -255,41 +255,9 @@ def _scalar(value: Any, dtype: pa.DataType) -> pa.Scalar:
     return pa.scalar(value).cast(dtype)
 
 
-
-
-
 def state_key(pipeline: str, source: str) -> str:
     """Where a source's state lives in a destination: one key per pipeline and source."""
     return f"{pipeline}/{source}"
-
-
-def plan_windows(pipeline: str, sources: dict[str, Any], fed: dict[str, list[Any]]) -> dict[str, Window]:
-    """The window of each incremental source, from the state its destinations committed.
-
-    ``fed`` maps a source name to the destinations its rows reach. When they
-    disagree (one commit failed after another succeeded), the lowest mark
-    wins: the destination that is ahead re-reads rows, which ``merge``
-    absorbs; that is why ``lag`` and several destinations want ``write: merge``.
-    """
-    windows = {}
-    for name, spec in sources.items():
-        incremental = getattr(spec, "incremental", None)
-        if incremental is None:
-            continue
-        where = f"source {name}"
-        if incremental.lag is not None:
-            for dest in fed.get(name, []):
-                if dest.spec.write != "merge":
-                    raise ConfigurationError(f"incremental.lag re-reads rows already loaded, and destination {dest.describe()} has write: {dest.spec.write}", where=where, hint="use write: merge with a primary_key, or drop lag")
-        states = [dest.read_state(state_key(pipeline, name)) for dest in fed.get(name, [])]
-        windows[name] = window(incremental, _lowest(states), where=where)
-    return windows
-
-
-def _lowest(states: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    if not states or any(s is None or s.get("value") is None for s in states):
-        return None
-    return min(states, key=lambda s: decode(s["value"]))
 
 
 def committed_states(pipeline: str, reports: Iterable[tuple[str, dict[str, Any], dict[str, Any] | None]]) -> dict[str, Any]:

@@ -23,8 +23,9 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.agents.messages import Message
 from agent_orchestrated_etl.exceptions import MissingDependencyError
+from agent_orchestrated_etl.model.messages import Message
+from agent_orchestrated_etl.model.vocabulary import Severity
 from agent_orchestrated_etl.store.alerts import AlertStore
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ Outcome = Literal["sent", "deduplicated", "rate_limited"]
 class Alert(Message):
     kind: Literal["alert"] = "alert"
     rule: str
-    severity: Literal["warning", "critical"]
+    severity: Severity
     summary: str
     pipeline: str | None = None
     run_id: str | None = None
@@ -63,7 +64,7 @@ class LogChannel:
     name = "log"
 
     async def send(self, alert: Alert) -> None:
-        level = logging.ERROR if alert.severity == "critical" else logging.WARNING
+        level = logging.ERROR if alert.severity is Severity.CRITICAL else logging.WARNING
         log.log(level, "alert %s: %s", alert.rule, alert.summary)
 
 
@@ -79,7 +80,7 @@ class WebhookChannel:
     def payload(self, alert: Alert) -> dict[str, Any]:
         if not self.slack:
             return alert.model_dump(mode="json")
-        icon = ":red_circle:" if alert.severity == "critical" else ":warning:"
+        icon = ":red_circle:" if alert.severity is Severity.CRITICAL else ":warning:"
         repeats = f" ({alert.suppressed} similar alerts suppressed)" if alert.suppressed else ""
         where = f" · pipeline `{alert.pipeline}`" if alert.pipeline else ""
         run = f" · run `{alert.run_id}`" if alert.run_id else ""

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import RunEvent
+from agent_orchestrated_etl.model.failure import RunFailure
+from agent_orchestrated_etl.model.messages import RunEvent
+from agent_orchestrated_etl.model.vocabulary import FailureKind, RunStatus, TaskStatus
 
 # What a user can do about a failure, by the error's remedy branch (exceptions.py).
 FIX_HINTS = {
@@ -23,7 +25,7 @@ FIX_HINTS = {
 class TaskState:
     id: str
     kind: str
-    status: str = "pending"
+    status: TaskStatus = TaskStatus.PENDING
     agent: str | None = None
     attempt: int = 0
     rows: int = 0
@@ -36,7 +38,7 @@ class TaskState:
     checks: list[dict[str, Any]] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
     error_type: str | None = None
-    remedy: str | None = None
+    remedy: FailureKind | None = None
     #: What a running task waits for (an HTTP retry), from its last progress event.
     note: str | None = None
 
@@ -56,13 +58,13 @@ class TaskState:
 class RunState:
     run_id: str
     pipeline: str = ""
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     tasks: dict[str, TaskState] = field(default_factory=dict)
     decisions: list[dict[str, str]] = field(default_factory=list)
     commits: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    #: Why the run did not succeed and the next step (failures.Failure as a dict).
-    failure: dict[str, Any] | None = None
+    #: Why the run did not succeed and the next step.
+    failure: RunFailure | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -85,14 +87,14 @@ class RunState:
         kind = event.kind
         if kind == "run_started":
             # A resumed run starts again under its own id: it is running, with a fresh plan.
-            self.pipeline, self.started_at, self.status, self.error, self.finished_at = data.pipeline, event.at, "running", None, None
+            self.pipeline, self.started_at, self.status, self.error, self.finished_at = data.pipeline, event.at, RunStatus.RUNNING, None, None
             self.failure = None
             self.commits = []
             for task in data.tasks:
                 self.tasks[task["id"]] = TaskState(task["id"], task["kind"], depends_on=list(task.get("depends_on", [])))
         elif kind == "run_finished":
             self.status, self.error, self.finished_at = data.status, data.error, event.at
-            self.failure = data.failure.model_dump(mode="json") if data.failure else None
+            self.failure = data.failure
             self.started_at = self.started_at or event.at
         elif kind == "decision":
             self.decisions.append({"by": event.sender, "at": event.at.isoformat(), "subject": data.subject, "choice": data.choice, "reason": data.reason})
@@ -109,17 +111,17 @@ class RunState:
     @staticmethod
     def _apply_task(task: TaskState, data: Any) -> None:
         if data.kind == "task_started":
-            task.status, task.agent, task.attempt, task.started = "running", data.agent, data.attempt, time.monotonic()
+            task.status, task.agent, task.attempt, task.started = TaskStatus.RUNNING, data.agent, data.attempt, time.monotonic()
             task.rows = task.bytes = 0
             task.note = None
         elif data.kind == "task_progress":
             task.rows, task.bytes, task.note = data.rows, data.bytes, data.note
         elif data.kind == "task_finished":
-            task.status, task.rows, task.bytes, task.seconds = "succeeded", data.rows_read, data.bytes, data.seconds
+            task.status, task.rows, task.bytes, task.seconds = TaskStatus.SUCCEEDED, data.rows_read, data.bytes, data.seconds
             task.rows_written, task.rows_quarantined, task.checks, task.error = data.rows_written, data.rows_quarantined, data.checks, None
             task.error_type = task.remedy = task.note = None
         elif data.kind == "task_failed":
-            task.status, task.error = ("cancelled" if data.remedy == "cancelled" else "failed"), data.message
+            task.status, task.error = (TaskStatus.CANCELLED if data.remedy is FailureKind.CANCELLED else TaskStatus.FAILED), data.message
             task.error_type, task.remedy, task.note = data.error_type, data.remedy, None
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
@@ -129,7 +131,7 @@ class RunState:
             "pipeline": self.pipeline,
             "status": self.status,
             "error": self.error,
-            "failure": self.failure,
+            "failure": self.failure.model_dump(mode="json") if self.failure else None,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "seconds": round(self.seconds(now), 3),

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from agent_orchestrated_etl.agents.messages import Message
 from agent_orchestrated_etl.exceptions import MissingDependencyError
+from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.monitoring.live import RunState
 
 if TYPE_CHECKING:

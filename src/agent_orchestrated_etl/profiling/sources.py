@@ -74,7 +74,7 @@ def open_source(reference: str) -> Opened:
 
 
 def _from_spec(spec_file: Path, name: str) -> Opened:
-    from agent_orchestrated_etl.expansion import expand, several_tables
+    from agent_orchestrated_etl.planning.expansion import expand, several_tables
     from agent_orchestrated_etl.spec import load_spec, resolve_env
 
     pipeline = load_spec(spec_file).pipeline

@@ -19,7 +19,9 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.exceptions import FatalError, Remedy
+from agent_orchestrated_etl.exceptions import FatalError
+from agent_orchestrated_etl.model.outcome import TaskOutcome
+from agent_orchestrated_etl.model.vocabulary import Remedy
 from agent_orchestrated_etl.store import schema
 
 
@@ -37,15 +39,15 @@ class Durability:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def checkpoint(self, run_id: str, task_id: str, attempt: int, outcome: dict[str, Any]) -> None:
+    def checkpoint(self, run_id: str, task_id: str, attempt: int, outcome: TaskOutcome) -> None:
         with self.engine.begin() as conn:
             conn.execute(schema.checkpoints.delete().where(sa.and_(schema.checkpoints.c.run_id == run_id, schema.checkpoints.c.task_id == task_id)))
-            conn.execute(schema.checkpoints.insert().values(run_id=run_id, task_id=task_id, attempt=attempt, staged_at=_now(), outcome=outcome))
+            conn.execute(schema.checkpoints.insert().values(run_id=run_id, task_id=task_id, attempt=attempt, staged_at=_now(), outcome=outcome.model_dump(mode="json")))
 
-    def checkpoints(self, run_id: str) -> dict[str, dict[str, Any]]:
+    def checkpoints(self, run_id: str) -> dict[str, TaskOutcome]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(schema.checkpoints.c.task_id, schema.checkpoints.c.outcome).where(schema.checkpoints.c.run_id == run_id)).all()
-        return {task_id: outcome for task_id, outcome in rows}
+        return {task_id: TaskOutcome.model_validate(outcome) for task_id, outcome in rows}
 
     def acquire(self, pipeline: str, run_id: str) -> str | None:
         """Take the pipeline's lock for this run; returns the run id of a dead holder taken over.

@@ -17,8 +17,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from agent_orchestrated_etl.agents.messages import RunEvent
 from agent_orchestrated_etl.exceptions import ConfigurationError, MissingDependencyError
+from agent_orchestrated_etl.model.messages import RunEvent
+from agent_orchestrated_etl.model.vocabulary import RunStatus, TaskStatus
 from agent_orchestrated_etl.redaction import redact_data, redact_model
 from agent_orchestrated_etl.store import migrate
 from agent_orchestrated_etl.store.durability import Durability
@@ -29,7 +30,7 @@ from agent_orchestrated_etl.store.schema import events, pipeline_locks, runs, ta
 _NOT_STORED = {"task_progress"}
 
 #: What a resume may reopen: a run that ended without succeeding, or one whose process died ("running").
-RESUMABLE = ("failed", "cancelled", "partial", "running")
+RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PARTIAL, RunStatus.RUNNING)
 
 
 def _create_private(path: Path) -> None:
@@ -57,7 +58,7 @@ class RunStore:
 
     def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str, spec_text: str, parent_run_id: str | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, parent_run_id=parent_run_id, status="running", started_at=_now()))
+            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, parent_run_id=parent_run_id, status=RunStatus.RUNNING, started_at=_now()))
 
     def set_status(self, run_id: str, status: str, *, was: tuple[str, ...]) -> bool:
         """Move a run from one of the statuses ``was`` to ``status``; False when it had moved on meanwhile."""
@@ -68,19 +69,19 @@ class RunStore:
         """A resumed run is running again; its history of events stays. False when it is not resumable (any more)."""
         with self.engine.begin() as conn:
             update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(RESUMABLE), _not_held_elsewhere(run_id))
-            return conn.execute(update.values(status="running", finished_at=None, error=None)).rowcount == 1
+            return conn.execute(update.values(status=RunStatus.RUNNING, finished_at=None, error=None)).rowcount == 1
 
     def settle(self, run_id: str, status: str, error: str | None) -> bool:
         """Finish a run whose process died, as its destinations' ledgers say; False when it was not running (any more)."""
         with self.engine.begin() as conn:
-            update = runs.update().where(runs.c.run_id == run_id, runs.c.status == "running", _not_held_elsewhere(run_id))
+            update = runs.update().where(runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING, _not_held_elsewhere(run_id))
             return conn.execute(update.values(status=status, finished_at=_now(), error=error)).rowcount == 1
 
     def supersede(self, run_id: str, *, by: str, was: tuple[str, ...]) -> bool:
         """A new run of the pipeline loads what ``run_id`` did not: it is never resumed."""
         with self.engine.begin() as conn:
             update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(was), _not_held_elsewhere(run_id))
-            return conn.execute(update.values(status="superseded", error=f"superseded by run {by}")).rowcount == 1
+            return conn.execute(update.values(status=RunStatus.SUPERSEDED, error=f"superseded by run {by}")).rowcount == 1
 
     def runs_of(self, pipeline: str | None, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
         """The pipeline's (or every pipeline's) runs in these statuses, oldest first."""
@@ -94,7 +95,7 @@ class RunStore:
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             known = {r[0] for r in conn.execute(sa.select(tasks.c.task_id).where(tasks.c.run_id == run_id))}
-            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": redact_data(t)} for t in planned if t["id"] not in known]
+            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": TaskStatus.PENDING, "attempts": 0, "definition": redact_data(t)} for t in planned if t["id"] not in known]
             if new:
                 conn.execute(tasks.insert(), new)
 
@@ -109,8 +110,8 @@ class RunStore:
         with self.engine.begin() as conn:
             # The mark lives in the definition: the task's own events may still be landing on its status.
             old = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id, tasks.c.task_id == task_id)).scalar_one()
-            conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == task_id).values(status="split", definition={**(old or {}), "split_into": [t["id"] for t in parts]}))
-            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": "pending", "attempts": 0, "definition": redact_data(t)} for t in parts])
+            conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == task_id).values(status=TaskStatus.SPLIT, definition={**(old or {}), "split_into": [t["id"] for t in parts]}))
+            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": TaskStatus.PENDING, "attempts": 0, "definition": redact_data(t)} for t in parts])
             for t in changed:
                 conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=redact_data(t)))
 
@@ -124,13 +125,13 @@ class RunStore:
 
     def _apply(self, conn: sa.Connection, event: Any) -> None:
         # A split task's last events may land after the split was stored: it stays "split".
-        where = sa.and_(tasks.c.run_id == event.run_id, tasks.c.task_id == getattr(event, "task_id", None), tasks.c.status != "split")
+        where = sa.and_(tasks.c.run_id == event.run_id, tasks.c.task_id == getattr(event, "task_id", None), tasks.c.status != TaskStatus.SPLIT)
         if event.kind == "task_started":
-            conn.execute(tasks.update().where(where).values(status="running", agent=event.agent, attempts=event.attempt))
+            conn.execute(tasks.update().where(where).values(status=TaskStatus.RUNNING, agent=event.agent, attempts=event.attempt))
         elif event.kind == "task_finished":
-            conn.execute(tasks.update().where(where).values(status="succeeded", rows_read=event.rows_read, rows_written=event.rows_written, rows_quarantined=event.rows_quarantined, seconds=event.seconds, checks=event.checks, error=None))
+            conn.execute(tasks.update().where(where).values(status=TaskStatus.SUCCEEDED, rows_read=event.rows_read, rows_written=event.rows_written, rows_quarantined=event.rows_quarantined, seconds=event.seconds, checks=event.checks, error=None))
         elif event.kind == "task_failed":
-            conn.execute(tasks.update().where(where).values(status="failed", error=event.message))
+            conn.execute(tasks.update().where(where).values(status=TaskStatus.FAILED, error=event.message))
         elif event.kind == "destination_committed":
             # What a run wrote is what its destinations committed, not what its tasks staged.
             conn.execute(
@@ -141,7 +142,7 @@ class RunStore:
         elif event.kind == "run_finished":
             # A status only moves forward, and only the run's own process moves it: a losing
             # process (a refused resume, a run whose lock was taken over) changes nothing.
-            finished = runs.update().where(runs.c.run_id == event.run_id, runs.c.status == "running", _not_held_elsewhere(event.run_id))
+            finished = runs.update().where(runs.c.run_id == event.run_id, runs.c.status == RunStatus.RUNNING, _not_held_elsewhere(event.run_id))
             conn.execute(finished.values(status=event.status, finished_at=event.at, error=event.error))
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -163,7 +164,7 @@ class RunStore:
         history = [dict(e["payload"]) for e in event_rows]
         # The failure (remedy, next step) travels in the run's last RunFinished; a running run has none yet.
         finished = [e for e in history if e["kind"] == "run_finished"]
-        failure = finished[-1].get("failure") if finished and run["status"] not in ("running", "succeeded") else None
+        failure = finished[-1].get("failure") if finished and run["status"] not in (RunStatus.RUNNING, RunStatus.SUCCEEDED) else None
         return {**dict(run), "failure": failure, "tasks": [dict(t) for t in task_rows], "events": history}
 
     def close(self) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import DestinationVerified
 from agent_orchestrated_etl.connectors.base import CommitResult
+from agent_orchestrated_etl.model.messages import DestinationVerified
+from agent_orchestrated_etl.model.outcome import TaskOutcome
 from agent_orchestrated_etl.quality.verdicts import verdict
 from agent_orchestrated_etl.verify.options import verify_options
 from agent_orchestrated_etl.verify.reconcile import TaskCount, reconcile
@@ -19,7 +20,7 @@ async def verify_after_commit(agent: Any, ctx: Any, plan: Any, index: int, label
         return None
     # The checkpoints hold every finished task's counts, those of a resumed run's earlier attempt too.
     outcomes = await asyncio.to_thread(agent.store.durability.checkpoints, ctx.run_id)
-    tasks = [_counted(ctx.tasks[t], outcomes.get(t) or {}) for t in feeding_and_staged(plan, index)]
+    tasks = [_counted(ctx.tasks[t], outcomes.get(t) or TaskOutcome()) for t in feeding_and_staged(plan, index)]
     done = {"rows": committed.rows, "quarantined_rows": committed.quarantined_rows, "already_committed": committed.already_committed}
     result = await asyncio.to_thread(reconcile, ctx.spec, index, label, tasks, done, options, batch_rows=ctx.settings.batch_rows)
     passed, message = verdict(result)
@@ -41,8 +42,8 @@ def feeding_and_staged(plan: Any, index: int) -> list[str]:
     return [*ids, *dict.fromkeys(d for t in ids for d in by_id[t].depends_on)]
 
 
-def _counted(task: Any, outcome: dict[str, Any]) -> TaskCount:
-    return TaskCount(task.id, task.kind, task.source, _transform(task), task.partition, int(outcome.get("rows_read") or 0), int(outcome.get("rows_written") or 0), int(outcome.get("rows_quarantined") or 0))
+def _counted(task: Any, outcome: TaskOutcome) -> TaskCount:
+    return TaskCount(task.id, task.kind, task.source, _transform(task), task.partition, outcome.rows_read, outcome.rows_written, outcome.rows_quarantined)
 
 
 def _transform(task: Any) -> str | None:

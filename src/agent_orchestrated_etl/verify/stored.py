@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent_orchestrated_etl.agents.messages import DestinationVerified
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import ConfigurationError
-from agent_orchestrated_etl.plan import Plan, Task, destination_label
+from agent_orchestrated_etl.model.messages import DestinationVerified
+from agent_orchestrated_etl.planning.plan import destination_label
+from agent_orchestrated_etl.planning.tasks import Plan, Task
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
 from agent_orchestrated_etl.store.records import RunStore
 from agent_orchestrated_etl.verify.after_commit import _transform, feeding_and_staged

@@ -63,7 +63,7 @@ class TablesFields(BaseModel):
     """``tables:`` and ``schema:``: one source that reads several tables, each into a destination table of its own name.
 
     The run expands such a source into one ordinary source per table
-    (``expansion.py``); the connectors themselves only ever read one table.
+    (``planning/expansion.py``); the connectors themselves only ever read one table.
     """
 
     model_config = ConfigDict(populate_by_name=True)

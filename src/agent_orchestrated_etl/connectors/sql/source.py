@@ -91,7 +91,7 @@ class SQLSource(Source):
         except Exception as exc:
             raise connection_error(exc, self.url, self.where) from exc
 
-    # -- several tables (tables:, schema:; expanded by expansion.py) ----------
+    # -- several tables (tables:, schema:; expanded by planning/expansion.py) ----------
     def table_names(self, schema: str | None) -> list[str]:
         """The base tables of ``schema`` (the connection's default schema when None); views are left out."""
         import sqlalchemy as sa

@@ -1,7 +1,7 @@
 """Check every transform step and check against its input's schema, before any data moves.
 
 Each source's schema comes from its first batch; each transform is then compiled
-step by step over empty tables of those schemas (see compile.py), which reports
+step by step over empty tables of those schemas (see transform/compile.py), which reports
 a bad expression or an unknown column with the step and the column. A source
 that cannot be read (a server down, a variable unset) leaves its transforms
 checked for syntax only, with a note saying so.
@@ -9,21 +9,25 @@ checked for syntax only, with a note saying so.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
 import yaml
 
-from agent_orchestrated_etl.connectors.base import Source
+from agent_orchestrated_etl.connectors.base import Position, Source
+from agent_orchestrated_etl.connectors.registry import source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, FatalError, SpecProblem, StepError
+from agent_orchestrated_etl.planning.expansion import expand, several_tables
+from agent_orchestrated_etl.planning.routing import checks_at
 from agent_orchestrated_etl.quality.evaluate import bind_dataset_checks, flag
+from agent_orchestrated_etl.spec import resolve_env
 from agent_orchestrated_etl.transform import steps as s
 from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql
-from agent_orchestrated_etl.transform.routing import checks_at
 from agent_orchestrated_etl.transform.sql import ROW, ident
 from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
 
@@ -49,10 +53,6 @@ def check_loaded(loaded: Any, *, offline: bool = False) -> Findings:
 
 
 def _check_one(pipeline: Any, file: str, *, offline: bool) -> Findings:
-    from agent_orchestrated_etl.connectors.registry import source_class
-    from agent_orchestrated_etl.expansion import expand, several_tables
-    from agent_orchestrated_etl.spec import resolve_env
-
     if offline:
         findings = check_pipeline(pipeline, {})
         findings.notes.insert(0, "--offline: sources were not read; transforms were checked for syntax only")
@@ -69,7 +69,8 @@ def _check_one(pipeline: Any, file: str, *, offline: bool) -> Findings:
         name = next((n for n in several_tables(spec) if exc.where == f"source {n}"), None)
         path: tuple[str | int, ...] = ("sources", name) if name else ()
         return Findings(problems=[StepError(exc.message, path=path, where=exc.where or "", hint=exc.hint)])
-    sources = {name: source_class(src.type)(name, src, batch_rows=1024) for name, src in spec.sources.items()}
+    specs: dict[str, Any] = spec.sources  # the union of source specs is built at run time (spec.py)
+    sources = {name: source_class(src.type)(name, src, batch_rows=1024) for name, src in specs.items()}
     return check_pipeline(spec, sources, unreadable_is_problem=True)
 
 
@@ -87,7 +88,7 @@ def preflight(spec: Any, sources: dict[str, Source]) -> None:
         if len(problems) == 1:
             raise first
         more = f"; {len(problems) - 1} more problem(s): `agent-etl validate FILE` lists them with their lines"
-        raise StepError(first.message + more, path=first.path, where=first.where, hint=first.hint)
+        raise StepError(first.message + more, path=first.path, where=first.where or "", hint=first.hint)
 
 
 def spec_problems(loaded: Any, findings: Findings) -> list[SpecProblem]:
@@ -104,7 +105,9 @@ def spec_problems(loaded: Any, findings: Findings) -> list[SpecProblem]:
 def source_schema(source: Source) -> pa.Schema | None:
     """The schema of a source's first batch (None when it has no rows at all)."""
     for partition in source.partitions():
-        with closing(source.read(partition)) as batches:  # type: ignore[arg-type]
+        # Connectors implement read() as a generator: closing it ends the read (and frees its cursor) early.
+        batches = cast("Generator[tuple[pa.RecordBatch, Position]]", source.read(partition))
+        with closing(batches):
             for batch, _ in batches:
                 return batch.schema
     return None
@@ -219,9 +222,10 @@ def _syntax(binder: Binder, index: int, transform: s.TransformSpec) -> list[Step
         elif isinstance(step, s.SortStep):
             texts += [((*path, item), f"SELECT 1 ORDER BY {item}") for item in step.sort]
     errors = []
-    for path, sql in texts:
+    for key, sql in texts:
         try:
             binder.parse(sql)
         except duckdb.ParserException as exc:
-            errors.append(StepError(str(exc).splitlines()[0], path=("transforms", index, *path), where=f"transform {transform.name}"))
+            where = f"transform {transform.name}"
+            errors.append(StepError(str(exc).splitlines()[0], path=("transforms", index, *key), where=where))
     return errors

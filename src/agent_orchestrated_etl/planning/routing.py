@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,12 +33,12 @@ class Route:
         return self.chain[0]
 
 
-def checks_at(quality: list[Check], name: str, *, final: bool) -> list[tuple[int, Check]]:
+def checks_at(quality: Sequence[Check], name: str, *, final: bool) -> list[tuple[int, Check]]:
     """Checks evaluated where data is called ``name``; the unnamed ones apply to a destination's input."""
     return [(i, c) for i, c in enumerate(quality) if c.input == name or (c.input is None and final)]
 
 
-def route(sources: set[str], transforms: list[TransformSpec], quality: list[Check], target: str) -> Route:
+def route(sources: set[str], transforms: list[TransformSpec], quality: Sequence[Check], target: str) -> Route:
     by_name = {t.name: t for t in transforms}
     chain = [target]
     while chain[0] in by_name and _linear(by_name[chain[0]]):
@@ -61,7 +62,9 @@ def _linear(transform: TransformSpec) -> bool:
     return transform.steps is not None and not any(isinstance(s, JoinStep) for s in transform.steps)
 
 
-def _needed_sources(sources: set[str], by_name: dict[str, TransformSpec], quality: list[Check], target: str) -> set[str]:
+def _needed_sources(
+    sources: set[str], by_name: dict[str, TransformSpec], quality: Sequence[Check], target: str
+) -> set[str]:
     needed: set[str] = set()
     pending, seen = [target], set()
     while pending:

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from agent_orchestrated_etl.connectors.registry import source_class
 from agent_orchestrated_etl.connectors.sql.common import PLAIN_NAME
 from agent_orchestrated_etl.exceptions import ConfigurationError, SourceNotFoundError
-from agent_orchestrated_etl.plan import PlannedDecision
+from agent_orchestrated_etl.planning.tasks import PlannedDecision
 from agent_orchestrated_etl.spec import PipelineSpec
 
 # Bookkeeping and staging tables of agent-etl's own destinations, when a loaded schema is read back.
@@ -48,7 +48,7 @@ def expand(spec: PipelineSpec, planned: dict[str, list[str]] | None = None) -> t
     names = several_tables(spec)
     if not names:
         return spec, []
-    sources = dict(spec.sources)
+    sources: dict[str, Any] = dict(spec.sources)  # the union of source specs is built at run time (spec.py)
     destinations = list(spec.all_destinations)
     quality = list(spec.quality)
     decisions: list[PlannedDecision] = []

@@ -1,14 +1,13 @@
-"""The one HTTP client of every HTTP source: pool, limiter, breaker, retries and status mapping.
+"""The one HTTP client of every HTTP source: pool, limiter, breaker and retries.
 
 A client serves one read. Its ``httpx.AsyncClient`` keeps one connection
 pool per host; the rate limiter and the circuit breaker of a host are
 process-wide, so every task that talks to the host shares them.
 
-Responses map onto the exception tree as the Singer SDK does: 429 and 5xx
-and dropped connections are retriable; 401/403 are auth errors; 404 is a
-missing source; other 4xx mean the request is wrong (configuration). Only
-server-side failures count against the breaker: a 429 means the server is
-up and busy, a 404 means our URL is wrong.
+What a status means is decided by the source's ``ResponseValidator``
+(responses.py); the client acts on its verdict: it retries what is
+retriable, pauses the host for a ``Retry-After`` and counts server failures
+against the breaker.
 
 A host that refuses the connection (or does not accept it within
 ``connect_timeout_seconds``) is not a slow server: until it has answered once
@@ -21,29 +20,20 @@ and then refuses is restarting: that keeps the full retries.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_orchestrated_etl.circuit_breaker import breakers
-from agent_orchestrated_etl.connectors.rest.ratelimit import limiters, parse_rate, retry_after_seconds
-from agent_orchestrated_etl.exceptions import (
-    AuthError,
-    ConfigurationError,
-    ConnectionFailedError,
-    RateLimitedError,
-    SourceNotFoundError,
-    UnreachableError,
-)
-from agent_orchestrated_etl.retry import Backoff, retry_async
+from agent_orchestrated_etl.connectors.http.ratelimit import limiters, parse_rate
+from agent_orchestrated_etl.connectors.http.responses import ResponseValidator
+from agent_orchestrated_etl.exceptions import AgentETLError, ConnectionFailedError, RateLimitedError, UnreachableError
+from agent_orchestrated_etl.retry import retry_async
 
 if TYPE_CHECKING:
     import httpx
-
-_RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 
 
 class HttpRetry(BaseModel):
@@ -68,6 +58,7 @@ class ClientSettings:
     retry: HttpRetry = field(default_factory=HttpRetry)
     #: Called with (attempt, error, wait) before each retry; the reader counts them and shows them live.
     on_retry: Callable[[int, BaseException, float], None] | None = None
+    validator: ResponseValidator = field(default_factory=ResponseValidator)
 
 
 def host_of(url: str | httpx.URL) -> str:
@@ -102,7 +93,6 @@ class HttpClient:
         ``params`` are merged into the URL's own query; on a clash ``params`` win.
         """
         retry = self.settings.retry
-        backoff = Backoff(retry.attempts, retry.backoff_seconds, retry.max_backoff_seconds)
         connect_failures = 0
 
         async def attempt() -> httpx.Response:
@@ -119,7 +109,7 @@ class HttpClient:
                     ) from exc
                 raise
 
-        return await retry_async(attempt, backoff, on_retry=self.settings.on_retry)
+        return await retry_async(attempt, retry, on_retry=self.settings.on_retry)
 
     async def _attempt(self, method: str, url: str, params: Any, json: Any) -> httpx.Response:
         import httpx
@@ -148,29 +138,18 @@ class HttpClient:
             raise ConnectionFailedError(f"connection failed: {type(exc).__name__}: {exc}", where=where, hint="check that the server is up and the URL is right") from exc
         self._answered.add(host)
         limiter.observe(response.headers)
-        status = response.status_code
-        if status < 400:
-            breaker.record_success()
-            return response
-        body = response.text[:300]
-        if status in _RETRY_STATUSES:
-            retry_after = retry_after_seconds(response.headers.get("retry-after"))
-            if status == 429:
-                breaker.record_success()  # alive, only busy
-                if retry_after:
-                    limiter.pause(retry_after)
-                raise RateLimitedError(f"429 Too Many Requests: {body}", retry_after=retry_after, where=where, hint="lower rate_limit")
-            breaker.record_failure(f"HTTP {status}")
-            if retry_after is None:
-                raise ConnectionFailedError(f"server error {status}: {body}", where=where, hint="the server is failing; retried with backoff")
-            limiter.pause(retry_after)
-            raise RateLimitedError(f"server error {status}: {body}", retry_after=retry_after, where=where, hint="the server asked to wait")
+        try:
+            self.settings.validator.validate(response, where=where)
+        except AgentETLError as exc:
+            if self.settings.validator.server_failed(response, exc):
+                breaker.record_failure(f"HTTP {response.status_code}")
+            else:
+                breaker.record_success()  # alive: a 429 is only busy, a 4xx is our mistake
+            if isinstance(exc, RateLimitedError) and exc.retry_after:
+                limiter.pause(exc.retry_after)
+            raise
         breaker.record_success()
-        if status in (401, 403):
-            raise AuthError(f"HTTP {status}: {body}", where=where, hint="check the credentials under `auth:`")
-        if status == 404:
-            raise SourceNotFoundError(f"HTTP 404: {body}", where=where, hint="check `url:` and the path")
-        raise ConfigurationError(f"HTTP {status}: {body}", where=where, hint="the server refused the request; check params and body")
+        return response
 
 
 class _ConnectFailed(ConnectionFailedError):
@@ -179,20 +158,3 @@ class _ConnectFailed(ConnectionFailedError):
     def __init__(self, cause: str, *, where: str) -> None:
         super().__init__(f"connection failed: {cause}", where=where, hint="check that the server is up and the URL is right")
         self.cause = cause
-
-
-async def gather_ordered(calls: list[Callable[[], Awaitable[Any]]], concurrency: int) -> Any:
-    """Run calls with at most ``concurrency`` in flight; yield results in call order."""
-    window: list[asyncio.Task[Any]] = []
-    pending = iter(calls)
-    try:
-        for call in pending:
-            window.append(asyncio.ensure_future(call()))
-            if len(window) >= concurrency:
-                yield await window.pop(0)
-        while window:
-            yield await window.pop(0)
-    finally:
-        for task in window:
-            task.cancel()
-

@@ -12,8 +12,9 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_orchestrated_etl.exceptions import Remedy
-from agent_orchestrated_etl.failures import Failure
+from agent_orchestrated_etl.model.failure import RunFailure
+from agent_orchestrated_etl.model.outcome import TaskOutcome
+from agent_orchestrated_etl.model.vocabulary import BreakerState, FailureKind, Remedy, RunStatus
 
 
 def _now() -> datetime:
@@ -48,10 +49,10 @@ class RunStarted(RunEvent):
 
 class RunFinished(RunEvent):
     kind: Literal["run_finished"] = "run_finished"
-    status: Literal["succeeded", "partial", "failed", "cancelled"]
+    status: RunStatus
     error: str | None = None
     #: Why it did not succeed and what to do next; None when it succeeded.
-    failure: Failure | None = None
+    failure: RunFailure | None = None
 
 
 class TaskStarted(RunEvent):
@@ -70,18 +71,17 @@ class TaskProgress(RunEvent):
     note: str | None = None
 
 
-class TaskFinished(RunEvent):
+class TaskFinished(RunEvent, TaskOutcome):
+    """A task's outcome, as its fields: the JSON of the event stays flat, as the store and the API show it."""
+
+    model_config = ConfigDict(frozen=True)
+
     kind: Literal["task_finished"] = "task_finished"
     task_id: str
-    rows_read: int
-    rows_written: int
-    rows_quarantined: int
-    bytes: int
-    seconds: float
-    bytes_written: int = 0
-    checks: list[dict[str, Any]] = Field(default_factory=list)
-    #: The partition's incremental report (highest cursor seen, boundary rows), if it has a window.
-    state: dict[str, Any] | None = None
+
+    @property
+    def outcome(self) -> TaskOutcome:
+        return TaskOutcome.model_validate(self.model_dump(include=set(TaskOutcome.model_fields)))
 
 
 class TaskFailed(RunEvent):
@@ -89,7 +89,7 @@ class TaskFailed(RunEvent):
     task_id: str
     attempt: int
     error_type: str
-    remedy: str
+    remedy: FailureKind
     message: str
     #: What the user does if this failure ends the run (exceptions.Remedy).
     next_remedy: Remedy = Remedy.BUG
@@ -125,8 +125,8 @@ class BreakerChanged(Message):
 
     kind: Literal["breaker_changed"] = "breaker_changed"
     system: str
-    state: Literal["closed", "open", "half_open"]
-    previous: Literal["closed", "open", "half_open"]
+    state: BreakerState
+    previous: BreakerState
     consecutive_failures: int
     reason: str
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from agent_orchestrated_etl.exceptions import AgentETLError, Remedy
+from agent_orchestrated_etl.exceptions import AgentETLError
+from agent_orchestrated_etl.model.vocabulary import Remedy
 
 
-class Failure(BaseModel):
+class RunFailure(BaseModel):
+    """Why a run did not succeed and the next step; its JSON is what `--json`, the API and the store show."""
+
     remedy: Remedy
     #: The error's class (SourceNotFoundError, Cancelled, ...).
     error_type: str
@@ -25,7 +28,7 @@ class Failure(BaseModel):
     next_step: str
 
 
-def failure_of(error: BaseException, *, run_id: str, spec_file: str | None, resumed: bool = False, where: str | None = None) -> Failure:
+def failure_of(error: BaseException, *, run_id: str, spec_file: str | None, resumed: bool = False, where: str | None = None) -> RunFailure:
     """The failure of a run that stopped on ``error`` (raised, or a task's failure re-raised here)."""
     if isinstance(error, AgentETLError):
         remedy = error.next_remedy
@@ -34,7 +37,7 @@ def failure_of(error: BaseException, *, run_id: str, spec_file: str | None, resu
     return make_failure(Remedy.BUG, type(error).__name__, f"{type(error).__name__}: {error}", run_id=run_id, spec_file=spec_file, where=where)
 
 
-def make_failure(remedy: Remedy, error_type: str, message: str, *, run_id: str, spec_file: str | None, where: str | None = None, holder_run_id: str | None = None, resumed: bool = False) -> Failure:
+def make_failure(remedy: Remedy, error_type: str, message: str, *, run_id: str, spec_file: str | None, where: str | None = None, holder_run_id: str | None = None, resumed: bool = False) -> RunFailure:
     again = f"agent-etl run {spec_file}" if spec_file else "agent-etl run SPEC"
     discard = f"agent-etl runs discard {run_id} drops its staged output"
     steps = {
@@ -51,4 +54,4 @@ def make_failure(remedy: Remedy, error_type: str, message: str, *, run_id: str, 
         next_step = f"wait for {holder} to finish ({see}), then {then}"
     else:
         next_step = steps[remedy]
-    return Failure(remedy=remedy, error_type=error_type, message=message, where=where, holder_run_id=holder_run_id, next_step=next_step)
+    return RunFailure(remedy=remedy, error_type=error_type, message=message, where=where, holder_run_id=holder_run_id, next_step=next_step)

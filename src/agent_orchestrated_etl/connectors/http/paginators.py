@@ -1,20 +1,27 @@
-"""Pagination styles. Each is a spec model that maps the last page to the next request.
+"""Pagination styles, an open set. Each is a spec model that maps the last page to the next request.
 
-Paginators hold no state: ``first()`` gives the first request, ``next(page)``
-the one after a page (None to stop), and ``remaining(page)`` every other
-request at once when the first page tells the total, so pages can be fetched
-concurrently. The reader refuses a request it has already made, which turns
+Paginators hold no state, as the Singer SDK's ``get_next(response)``:
+``first()`` gives the first request, ``get_next(page)`` the one after a page
+(None to stop), and ``remaining(page)`` every other request at once when the
+first page tells the total, so pages can be fetched concurrently.
+``PageSequence.advance`` refuses a request it has already made, which turns
 a server that repeats its cursor into an error instead of an endless loop.
+
+A new style is one ``Paginator`` subclass with a ``type`` literal, and one
+line in ``PAGINATORS``: the specs' ``pagination:`` union is built from it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from urllib.parse import urljoin
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from agent_orchestrated_etl.connectors.http.records import dig
+from agent_orchestrated_etl.exceptions import DataError
 
 
 @dataclass(frozen=True)
@@ -30,47 +37,66 @@ class PageRequest:
 
 @dataclass
 class Page:
+    """A fetched page: its request, where it came from (``url``, 1-based ``number``) and its body."""
+
     request: PageRequest
     url: str
     headers: dict[str, str]
     body: Any
     records: list[Any]
     links: dict[str, str] = field(default_factory=dict)
+    number: int = 1
 
 
-def dig(body: Any, path: str | None) -> Any:
-    """The value at a dotted path (``data.items``) of a JSON body, or None."""
-    if not path:
-        return body
-    value = body
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
+class Paginator(BaseModel):
+    """The base of every pagination style: one page, unless a subclass says how to get the next."""
 
-
-class _Paginator(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    type: str
+
     def first(self) -> PageRequest:
+        """The first request."""
         return PageRequest()
 
-    def next(self, page: Page) -> PageRequest | None:  # noqa: ARG002 - one page only
+    def get_next(self, page: Page) -> PageRequest | None:  # noqa: ARG002 - one page only
+        """The request after ``page``, or None when ``page`` is the last."""
         return None
 
     def remaining(self, page: Page) -> list[PageRequest] | None:  # noqa: ARG002 - not known up front
+        """Every request after the first ``page`` when it tells the total (fetched concurrently), else None."""
         return None
 
 
-class NoPagination(_Paginator):
+class PageSequence:
+    """Walks a paginator page by page, refusing a request it has already made."""
+
+    def __init__(self, paginator: Paginator, *, where: str) -> None:
+        self.paginator = paginator
+        self.where = where
+        self.first = paginator.first()
+        self._seen = {self.first}
+
+    def advance(self, page: Page) -> PageRequest | None:
+        """The request after ``page``; raises DataError when the server would send us back to a page we read."""
+        request = self.paginator.get_next(page)
+        if request is None:
+            return None
+        if request in self._seen:
+            raise DataError(
+                f"the server sent the same page twice ({request}); pagination would loop",
+                where=f"{self.where}: {page.url}",
+                hint="check the pagination settings",
+            )
+        self._seen.add(request)
+        return request
+
+
+class NoPagination(Paginator):
     type: Literal["none"]
 
 
-class _Counted(_Paginator):
+class _Counted(Paginator):
     """Shared by page-number and offset styles: a page size and an optional total."""
 
     size_param: str | None = Field(None, description="Query parameter for the page size (per_page, limit, _limit).")
@@ -111,7 +137,7 @@ class PageNumberPagination(_Counted):
     def _number(self, request: PageRequest) -> int:
         return int(dict(request.params)[self.page_param])
 
-    def next(self, page: Page) -> PageRequest | None:
+    def get_next(self, page: Page) -> PageRequest | None:
         number = self._number(page.request)
         if self._last(page, (number - self.start + 1) * self.page_size):
             return None
@@ -133,7 +159,7 @@ class OffsetPagination(_Counted):
     def first(self) -> PageRequest:
         return PageRequest().with_params(**{self.offset_param: 0}, **self._size())
 
-    def next(self, page: Page) -> PageRequest | None:
+    def get_next(self, page: Page) -> PageRequest | None:
         offset = int(dict(page.request.params)[self.offset_param]) + len(page.records)
         if self._last(page, offset):
             return None
@@ -146,39 +172,48 @@ class OffsetPagination(_Counted):
         return [page.request.with_params(**{self.offset_param: o}) for o in range(self.page_size, total, self.page_size)]
 
 
-class CursorPagination(_Paginator):
+class CursorPagination(Paginator):
     type: Literal["cursor"]
     cursor_path: str = Field(description="Dotted path of the next cursor in the body (meta.next_cursor).")
     cursor_param: str = Field("cursor", description="Query parameter that sends the cursor back.")
 
-    def next(self, page: Page) -> PageRequest | None:
+    def get_next(self, page: Page) -> PageRequest | None:
         cursor = dig(page.body, self.cursor_path)
         if cursor in (None, "") or not page.records:
             return None
         return page.request.with_params(**{self.cursor_param: cursor})
 
 
-class NextUrlPagination(_Paginator):
+class NextUrlPagination(Paginator):
     type: Literal["next_url"]
     next_url_path: str = Field(description="Dotted path of the next page's URL in the body (links.next).")
 
-    def next(self, page: Page) -> PageRequest | None:
+    def get_next(self, page: Page) -> PageRequest | None:
         url = dig(page.body, self.next_url_path)
         return PageRequest(url=urljoin(page.url, str(url))) if url and page.records else None
 
 
-class LinkHeaderPagination(_Paginator):
+class LinkHeaderPagination(Paginator):
     """RFC 8288 ``Link: <...>; rel="next"``, as GitHub and json-server send it."""
 
     type: Literal["link_header"]
     rel: str = "next"
 
-    def next(self, page: Page) -> PageRequest | None:
+    def get_next(self, page: Page) -> PageRequest | None:
         url = page.links.get(self.rel)
         return PageRequest(url=urljoin(page.url, url)) if url and page.records else None
 
 
-Pagination = Annotated[
-    NoPagination | PageNumberPagination | OffsetPagination | CursorPagination | NextUrlPagination | LinkHeaderPagination,
-    Field(discriminator="type"),
-]
+PAGINATORS: tuple[type[Paginator], ...] = (
+    NoPagination,
+    PageNumberPagination,
+    OffsetPagination,
+    CursorPagination,
+    NextUrlPagination,
+    LinkHeaderPagination,
+)
+
+if TYPE_CHECKING:
+    Pagination = Paginator
+else:  # the spec union, discriminated by `type`, of every registered style
+    Pagination = Annotated[Union[PAGINATORS], Field(discriminator="type")]  # noqa: UP007 - built from a tuple

@@ -1,4 +1,4 @@
-"""Turn a pipeline spec into a plan: a DAG of tasks, and the decisions that shaped it.
+"""Turn a pipeline spec into a plan: a DAG of tasks (tasks.py), and the decisions that shaped it.
 
 A task is the unit of placement, retry and checkpoint. Three kinds:
 - ``extract_load``: one partition of a source streamed (through streaming transforms
@@ -8,7 +8,7 @@ A task is the unit of placement, retry and checkpoint. Three kinds:
   workspace, or (with ``source`` and ``partitions`` set) every partition of one source itself;
 - ``pushdown``: one partition copied by the destination's engine itself (``Destination.pull``),
   chosen when no Python step (quality check, incremental window) sits between source and destination.
-How the rows for a destination travel is chosen in ``transform/routing.py``, except that a
+How the rows for a destination travel is chosen in ``routing.py``, except that a
 source several destinations need, and costly to read twice (``Source.reread_cost``: an API),
 is staged once and every one of those destinations reads the workspace (a parent table and
 the child tables an ``unnest`` step with ``parent_key`` makes from it).
@@ -17,77 +17,14 @@ Each destination is committed once every task feeding it has finished.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from graphlib import CycleError, TopologicalSorter
-from typing import Any, Literal
+from typing import Any
 
 from agent_orchestrated_etl.connectors.base import Partition, Source
 from agent_orchestrated_etl.connectors.incremental import Window
-from agent_orchestrated_etl.exceptions import ConfigurationError
+from agent_orchestrated_etl.planning.preflight import preflight
+from agent_orchestrated_etl.planning.routing import route
+from agent_orchestrated_etl.planning.tasks import Plan, PlannedDecision, Task
 from agent_orchestrated_etl.spec import PipelineSpec
-from agent_orchestrated_etl.transform.routing import route
-from agent_orchestrated_etl.transform.validate import preflight
-
-TaskKind = Literal["extract_load", "stage", "transform_load", "pushdown"]
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str
-    kind: TaskKind
-    source: str | None = None
-    partition: Partition | None = None
-    transform: str | None = None
-    destination: int | None = None
-    depends_on: tuple[str, ...] = ()
-    #: Every partition of ``source`` that a transform_load task reads itself (a blocking chain over one source).
-    partitions: tuple[Partition, ...] = ()
-    #: Set by a recovery that retries the task with smaller batches.
-    batch_rows: int | None = None
-    #: Set by a recovery that quarantines the partition instead of reading it: the reason.
-    set_aside: str | None = None
-
-    @property
-    def capability(self) -> str:
-        """The tool an agent needs to run this task."""
-        return self.kind
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["depends_on"] = list(self.depends_on)
-        data["partitions"] = list(data["partitions"])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Task:
-        partition = Partition(**data["partition"]) if data.get("partition") else None
-        partitions = tuple(Partition(**p) for p in data.get("partitions", ()))
-        return cls(**{**data, "partition": partition, "partitions": partitions, "depends_on": tuple(data.get("depends_on", ()))})
-
-
-@dataclass(frozen=True)
-class PlannedDecision:
-    subject: str
-    choice: str
-    reason: str
-
-
-@dataclass
-class Plan:
-    tasks: list[Task]
-    decisions: list[PlannedDecision] = field(default_factory=list)
-
-    def feeding(self, destination: int) -> list[str]:
-        return [t.id for t in self.tasks if t.destination == destination]
-
-    def order(self) -> list[str]:
-        """Task ids in an order that respects dependencies; raises on a cycle."""
-        graph = {t.id: set(t.depends_on) for t in self.tasks}
-        try:
-            return list(TopologicalSorter(graph).static_order())
-        except CycleError as exc:
-            raise ConfigurationError(f"the plan has a dependency cycle: {' -> '.join(exc.args[1])}") from exc
-
 
 def fed_by(spec: PipelineSpec, index: int) -> set[str]:
     """The sources whose rows reach destination ``index`` (directly or through transforms)."""
@@ -111,7 +48,7 @@ def pushdown_blocker(spec: PipelineSpec, index: int, sources: dict[str, Source],
     from agent_orchestrated_etl.connectors.registry import destination_class
 
     dest = spec.all_destinations[index]
-    source = spec.sources.get(dest.input)
+    source: Any = spec.sources.get(dest.input)  # the union of source specs is built at run time (spec.py)
     if source is None:
         return "it reads a transform"
     if source.type not in destination_class(dest.type).capabilities.pulls_from:
@@ -159,7 +96,9 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
             for i, part in enumerate(partitions[dest.input]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "pushdown", source=dest.input, partition=part, destination=index))
             plan.decisions.append(PlannedDecision(
-                subject, f"push the copy down: the {dest.type} engine reads {spec.sources[dest.input].type} itself, one task per partition",
+                subject,
+                f"push the copy down: the {dest.type} engine reads {sources[dest.input].spec.type} itself, "
+                "one task per partition",
                 "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
             ))
             continue
@@ -167,7 +106,7 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
             for i, part in enumerate(partitions[way.source]):
                 plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=way.source, partition=part, transform=None if way.kind == "source" else dest.input, destination=index))
             if len(way.chain) == 1:  # the source itself, with or without checks
-                no_pushdown = f"; no pushdown: {blocker}" if "cannot read" not in blocker else ""
+                no_pushdown = f"; no pushdown: {blocker}" if blocker and "cannot read" not in blocker else ""
                 plan.decisions.append(PlannedDecision(subject, "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed{no_pushdown}"))
             else:
                 plan.decisions.append(PlannedDecision(subject, f"stream {' > '.join(way.chain)} batch by batch into staging", way.reason))

@@ -2,7 +2,8 @@
 
 httpx runs an auth flow around every request (sync or async), so OAuth2's
 token fetch, its refresh before expiry and its one retry after a 401 live
-here and not in the client.
+here and not in the client. The flows take plain values, not the settings
+models, so this module and auth.py do not import each other.
 """
 
 from __future__ import annotations
@@ -11,14 +12,10 @@ import base64
 import threading
 import time
 from collections.abc import Generator
-from typing import TYPE_CHECKING
 
 import httpx
 
 from agent_orchestrated_etl.exceptions import AuthError
-
-if TYPE_CHECKING:
-    from agent_orchestrated_etl.connectors.rest.auth import OAuth2ClientCredentials
 
 
 class HeaderAuth(httpx.Auth):
@@ -49,14 +46,18 @@ class ClientCredentialsAuth(httpx.Auth):
 
     requires_response_body = True
 
-    def __init__(self, spec: OAuth2ClientCredentials) -> None:
-        self.spec = spec
+    def __init__(
+        self, token_url: str, client_id: str, client_secret: str, *, scope: str | None, refresh_margin_seconds: float
+    ) -> None:
+        self.token_url, self.client_id, self.scope = token_url, client_id, scope
+        self._client_secret = client_secret
+        self.refresh_margin_seconds = refresh_margin_seconds
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = threading.Lock()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._token is None or time.monotonic() >= self._expires_at - self.spec.refresh_margin_seconds:
+        if self._token is None or time.monotonic() >= self._expires_at - self.refresh_margin_seconds:
             self._store((yield self._token_request()))
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
@@ -67,18 +68,17 @@ class ClientCredentialsAuth(httpx.Auth):
 
     def _token_request(self) -> httpx.Request:
         data = {"grant_type": "client_credentials"}
-        if self.spec.scope:
-            data["scope"] = self.spec.scope
-        credentials = f"{self.spec.client_id}:{self.spec.client_secret.get_secret_value()}".encode()
-        return httpx.Request(
-            "POST", self.spec.token_url, data=data, headers={"Authorization": "Basic " + base64.b64encode(credentials).decode()}
-        )
+        if self.scope:
+            data["scope"] = self.scope
+        credentials = f"{self.client_id}:{self._client_secret}".encode()
+        headers = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+        return httpx.Request("POST", self.token_url, data=data, headers=headers)
 
     def _store(self, response: httpx.Response) -> None:
         if response.status_code != 200:
             raise AuthError(
                 f"the token endpoint answered {response.status_code}: {response.text[:200]}",
-                where=self.spec.token_url,
+                where=self.token_url,
                 hint="check client_id, client_secret and scope",
             )
         body = response.json()

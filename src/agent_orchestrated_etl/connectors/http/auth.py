@@ -1,4 +1,4 @@
-"""Authentication settings of HTTP sources: each spec model builds an ``httpx.Auth`` (httpx_auth.py).
+"""Authentication settings of HTTP sources: each spec model builds an ``httpx.Auth`` (flows.py).
 
 The models are part of every spec's schema, so this module does not import
 httpx: a pipeline that reads no API does not pay for it.
@@ -23,7 +23,7 @@ class BearerAuth(_AuthSpec):
     token: SecretStr = Field(description="Sent as `Authorization: Bearer <token>`; use ${env:NAME}.")
 
     def build(self) -> httpx.Auth:
-        from agent_orchestrated_etl.connectors.rest.httpx_auth import HeaderAuth
+        from agent_orchestrated_etl.connectors.http.flows import HeaderAuth
 
         return HeaderAuth("Authorization", f"Bearer {self.token.get_secret_value()}")
 
@@ -35,7 +35,7 @@ class ApiKeyAuth(_AuthSpec):
     location: Literal["header", "query"] = Field("header", alias="in")
 
     def build(self) -> httpx.Auth:
-        from agent_orchestrated_etl.connectors.rest.httpx_auth import HeaderAuth, QueryAuth
+        from agent_orchestrated_etl.connectors.http.flows import HeaderAuth, QueryAuth
 
         if self.location == "query":
             return QueryAuth(self.name, self.value.get_secret_value())
@@ -62,9 +62,15 @@ class OAuth2ClientCredentials(_AuthSpec):
     refresh_margin_seconds: float = Field(30, ge=0, description="Fetch a new token this long before the old one expires.")
 
     def build(self) -> httpx.Auth:
-        from agent_orchestrated_etl.connectors.rest.httpx_auth import ClientCredentialsAuth
+        from agent_orchestrated_etl.connectors.http.flows import ClientCredentialsAuth
 
-        return ClientCredentialsAuth(self)
+        return ClientCredentialsAuth(
+            self.token_url,
+            self.client_id,
+            self.client_secret.get_secret_value(),
+            scope=self.scope,
+            refresh_margin_seconds=self.refresh_margin_seconds,
+        )
 
 
 AuthSpec = Annotated[BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials, Field(discriminator="type")]
