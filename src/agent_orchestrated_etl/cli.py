@@ -408,7 +408,7 @@ def serve(
 def worker(
     hub: Annotated[str | None, typer.Option(help="The hub's Redis URL; AGENT_ETL_HUB_URL by default.")] = None,
     name: Annotated[
-        str | None, typer.Option(help="The agent's name on the hub; a restarted worker keeps it to get its unacknowledged tasks.")
+        str | None, typer.Option(help="Its name on the hub; restarted under it, it gets its unacknowledged tasks.")
     ] = None,
     capacity: Annotated[int, typer.Option(min=1, help="How many tasks it runs at once.")] = 2,
 ) -> None:
