@@ -495,6 +495,20 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
     return str(cert), str(key)
 
 
+@app.command()
+def worker(
+    hub: Annotated[str | None, typer.Option(help="The hub's Redis URL; AGENT_ETL_HUB_URL by default.")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Its name on the hub; restarted under it, it gets its unacknowledged tasks.")
+    ] = None,
+    capacity: Annotated[int, typer.Option(min=1, help="How many tasks it runs at once.")] = 2,
+) -> None:
+    """Run an ETL agent in this process, taking tasks from orchestrators on the hub, until SIGTERM."""
+    from agent_orchestrated_etl.agents import worker as etl_worker
+
+    etl_worker.main([*(["--hub", hub] if hub else []), *(["--name", name] if name else []), f"--capacity={capacity}"])
+
+
 def main() -> None:
     """Console entry point: turn our errors into one readable line and an exit code."""
     try:

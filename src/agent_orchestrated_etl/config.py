@@ -57,6 +57,16 @@ class Settings(BaseSettings):
         validation_alias="DATABASE_URL",
         description="SQLAlchemy URL of the metadata store; a SQLite file under home by default.",
     )
+    hub_url: str | None = Field(
+        default=None,
+        validation_alias="AGENT_ETL_HUB_URL",
+        description="The hub's broker, for agents in several processes (redis://host:6379/0); in-process by default.",
+    )
+    hub_prefix: str = Field(
+        default="agent-etl",
+        validation_alias="AGENT_ETL_HUB_PREFIX",
+        description="Prefix of the hub's keys on its broker, so that several deployments can share one Redis.",
+    )
     connection_pool_size: int = Field(default=5, ge=1, validation_alias="CONNECTION_POOL_SIZE")
     connection_timeout: float = Field(default=30, gt=0, validation_alias="CONNECTION_TIMEOUT")
     monitoring_enabled: bool = Field(

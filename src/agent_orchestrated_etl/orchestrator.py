@@ -13,8 +13,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent_orchestrated_etl.agents.etl_agent import ETLAgent
-from agent_orchestrated_etl.agents.hub import InProcessHub
+from agent_orchestrated_etl.agents.etl_agent import ETLAgent, OpenRuns
+from agent_orchestrated_etl.agents.hub import Hub, InProcessHub
 from agent_orchestrated_etl.agents.monitor_agent import Listener, MonitorAgent
 from agent_orchestrated_etl.agents.orchestrator_agent import OrchestratorAgent
 from agent_orchestrated_etl.agents.tools import ToolRegistry, default_registry
@@ -33,6 +33,15 @@ from agent_orchestrated_etl.store.records import RESUMABLE, RunStore
 from agent_orchestrated_etl.workflow import child_run_id, run_workflow
 
 
+def open_hub(settings: Settings) -> Hub:
+    """The hub the settings choose: in this process (the default), or on Redis (AGENT_ETL_HUB_URL)."""
+    if settings.hub_url is None:
+        return InProcessHub()
+    from agent_orchestrated_etl.agents.redis_hub import RedisHub
+
+    return RedisHub(settings.hub_url, prefix=settings.hub_prefix)
+
+
 def new_run_id() -> str:
     """Sortable by start time, unique without coordination."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
@@ -47,13 +56,17 @@ class Runtime:
     def __init__(self, settings: Settings, *, etl_agents: int = 2, tools: ToolRegistry | None = None) -> None:
         self.settings = settings
         self.store = RunStore(settings.store_url)
-        self.hub = InProcessHub()
-        self.runs: dict[str, RunContext] = {}
+        self.hub = open_hub(settings)
+        #: The runs this process has open; its own ETL agents stage through them.
+        self.runs = OpenRuns()
         self.tools = tools or default_registry()
-        slots = max(1, -(-settings.max_workers // etl_agents))
+        slots = max(1, -(-settings.max_workers // max(1, etl_agents)))  # none: the agents live in other processes
         self.monitor = MonitorAgent("monitor", self.hub, sample_resources=settings.monitoring_enabled)
         self.orchestrator = OrchestratorAgent("orchestrator", self.hub, self.store, max_workers=settings.max_workers)
-        self.workers = [ETLAgent(f"etl-{i + 1}", self.hub, self.tools, self.runs, capacity=slots) for i in range(etl_agents)]
+        self.workers = [
+            ETLAgent(f"etl-{i + 1}", self.hub, self.tools, capacity=slots, settings=settings, shared=self.runs)
+            for i in range(etl_agents)
+        ]
         self.agents = [self.monitor, self.orchestrator, *self.workers]
 
     async def __aenter__(self) -> Runtime:
@@ -73,6 +86,7 @@ class Runtime:
         self._unlisten()
         for agent in self.agents:
             await agent.stop()
+        await self.hub.close()
         self.store.close()
 
     async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None, resume: bool = False, parent_run_id: str | None = None) -> RunResult:
@@ -90,14 +104,14 @@ class Runtime:
                 listener(state, event)
 
         ctx = RunContext(run_id, spec, self.settings, run_dir)
-        self.runs[run_id] = ctx
+        self.runs.add(ctx)
         self.monitor.listeners.append(this_run)
         try:
             status = await self.orchestrator.execute(ctx, spec_file=str(Path(loaded.file).resolve()), spec_text=loaded.text, spec_sha256=loaded.sha256, resume=resume, parent_run_id=parent_run_id)
             await self.monitor.drain()
         finally:
             self.monitor.listeners.remove(this_run)
-            del self.runs[run_id]
+            self.runs.remove(run_id)
             ctx.close()
         if status is RunStatus.SUCCEEDED:
             _clean_workspace(run_dir)  # a failed run keeps it: resume reuses what was staged there
@@ -178,7 +192,8 @@ class Runtime:
         ctx = self.runs.get(run_id)
         if ctx is None:
             return False
-        ctx.cancelled.set()
+        ctx.cancelled.set()  # seen by the scheduler, even before its first assignment
+        self.orchestrator.cancel(run_id)  # and by the agents running its tasks, by message
         return True
 
 

@@ -1,7 +1,7 @@
 import random
 
-from agent_orchestrated_etl.agents.orchestrator_agent import AgentInfo, BackoffRecoveryPolicy, select_agent
-from agent_orchestrated_etl.agents.recovery import MAX_SPLIT_DEPTH
+from agent_orchestrated_etl.agents.recovery import MAX_SPLIT_DEPTH, BackoffRecoveryPolicy
+from agent_orchestrated_etl.agents.scheduler import AgentInfo, select_agent
 from agent_orchestrated_etl.model.messages import TaskFailed
 from agent_orchestrated_etl.spec import RetryPolicy
 

@@ -8,7 +8,7 @@ import logging
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from agent_orchestrated_etl.agents.hub import Envelope, Hub
+from agent_orchestrated_etl.agents.hub import Hub
 from agent_orchestrated_etl.model.messages import Heartbeat, Message
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,6 @@ class Agent(ABC):
         self.capabilities = capabilities
         self.capacity = capacity
         self.heartbeat_seconds = heartbeat_seconds
-        self.mailbox = hub.mailbox(name)
         self._loops: list[asyncio.Task[None]] = []
 
     @property
@@ -32,6 +31,7 @@ class Agent(ABC):
         return 0
 
     async def start(self) -> None:
+        await self.hub.open_mailbox(self.name)
         self._loops = [
             asyncio.create_task(self._receive(), name=f"{self.name}.mailbox"),
             asyncio.create_task(self._beat(), name=f"{self.name}.heartbeat"),
@@ -57,23 +57,20 @@ class Agent(ABC):
 
     async def _receive(self) -> None:
         while True:
-            envelope = await self.mailbox.get()
+            delivery = await self.hub.receive(self.name)
             try:
-                reply = await self.handle(envelope.message)
+                reply = await self.handle(delivery.message)
             except Exception as exc:  # one bad message must not kill the actor
-                log.exception("%s failed to handle %s", self.name, envelope.message.kind)
-                if envelope.reply_to and not envelope.reply_to.done():
-                    envelope.reply_to.set_exception(exc)
-                continue
-            if envelope.reply_to and not envelope.reply_to.done():
-                if reply is None:
-                    envelope.reply_to.set_exception(RuntimeError(f"{self.name} sent no reply to {envelope.message.kind}"))
-                else:
-                    envelope.reply_to.set_result(reply)
+                log.exception("%s failed to handle %s", self.name, delivery.message.kind)
+                answer: Message | Exception = exc
+            else:
+                answer = reply or RuntimeError(f"{self.name} sent no reply to {delivery.message.kind}")
+            # Acknowledged once handled, taken on or refused: a message that fails every time must not come back.
+            await self.hub.ack(delivery)
+            if delivery.is_request:
+                await self.hub.reply(delivery, answer)
 
     @abstractmethod
     async def handle(self, message: Message) -> Message | None:
         """React to a message from the mailbox; return the reply to a request."""
 
-
-__all__ = ["Agent", "Envelope"]

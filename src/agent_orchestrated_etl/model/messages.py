@@ -136,12 +136,38 @@ class BreakerChanged(Message):
 
 
 class AssignTask(Message):
-    """Request from the orchestrator to an ETL agent; the reply is a TaskAccepted."""
+    """Request from the orchestrator to an ETL agent; the reply is a TaskAccepted.
+
+    Everything the agent needs travels by value, so that an agent in another
+    process can open the run itself: the raw spec (its ``${env:}`` references
+    unresolved, so no secret crosses the hub; the agent resolves them), the
+    tables multi-table sources were expanded to, and the tasks this one reads from.
+    """
 
     kind: Literal["assign_task"] = "assign_task"
     run_id: str
     task: dict[str, Any]
     attempt: int
+    spec_file: str
+    spec_text: str
+    spec_sha256: str
+    tables: dict[str, list[str]] = Field(default_factory=dict)
+    dependencies: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class StopTask(Message):
+    """To the agent running a task: stop it between batches (it ran past its timeout); it then fails as cancelled."""
+
+    kind: Literal["stop_task"] = "stop_task"
+    run_id: str
+    task_id: str
+
+
+class CancelRun(Message):
+    """To every agent with a task of the run: stop them all between batches."""
+
+    kind: Literal["cancel_run"] = "cancel_run"
+    run_id: str
 
 
 class TaskAccepted(Message):

@@ -18,7 +18,7 @@ from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.monitoring.live import RunState
 
 if TYPE_CHECKING:
-    from agent_orchestrated_etl.agents.hub import InProcessHub
+    from agent_orchestrated_etl.agents.hub import Hub
     from agent_orchestrated_etl.agents.monitor_agent import MonitorAgent
 
 try:
@@ -40,7 +40,7 @@ def task_label(task_id: str) -> str:
 class Metrics:
     """Counters and histograms updated per event; gauges read at scrape time."""
 
-    def __init__(self, monitor: MonitorAgent, hub: InProcessHub) -> None:
+    def __init__(self, monitor: MonitorAgent, hub: Hub) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         per_task = ["pipeline", "task"]
@@ -123,7 +123,7 @@ class Metrics:
 class _ScrapeTime:
     """Gauges that are cheaper to read when Prometheus asks than to keep up to date."""
 
-    def __init__(self, monitor: MonitorAgent, hub: InProcessHub) -> None:
+    def __init__(self, monitor: MonitorAgent, hub: Hub) -> None:
         self.monitor = monitor
         self.hub = hub
 
@@ -159,7 +159,7 @@ class _ScrapeTime:
         yield depths
 
 
-def queue_depths(hub: InProcessHub) -> dict[str, int]:
+def queue_depths(hub: Hub) -> dict[str, int]:
     """The hub's queue depths, summed per pattern with run ids folded away (``subscription:run.20261125T1500-ab12cd#3`` -> ``subscription:run.<id>``)."""
     folded: dict[str, int] = {}
     for name, depth in hub.queue_depths().items():
