@@ -514,7 +514,7 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except TyperException as exc:  # usage errors: a missing argument, an unknown command
-        _json_error(Remedy.FIX_CONFIG, type(exc).__name__, exc.format_message(), next_step="agent-etl --help lists the commands and options")  # type: ignore[attr-defined]
+        _json_error(Remedy.FIX_CONFIG, type(exc).__name__, exc.format_message(), next_step="agent-etl --help lists the commands and options")
         exc.show()  # type: ignore[attr-defined]
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs

@@ -59,8 +59,9 @@ def _tenacity_kwargs(settings: RetrySettings, retry_on: tuple[type[BaseException
         return wait_seconds(settings, state.attempt_number, error, rng)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry and state.outcome and state.next_action:
-            on_retry(state.attempt_number, state.outcome.exception(), state.next_action.sleep)
+        error = state.outcome.exception() if state.outcome else None
+        if on_retry and error is not None and state.next_action:
+            on_retry(state.attempt_number, error, state.next_action.sleep)
 
     return {
         "stop": tenacity.stop_after_attempt(settings.attempts),

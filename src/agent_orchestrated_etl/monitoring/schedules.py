@@ -28,7 +28,7 @@ MAX_SLEEP_SECONDS = 60.0
 MISSED_COUNT_CAP = 10_000
 
 
-def _croniter():  # type: ignore[no-untyped-def]
+def _croniter():
     try:
         from croniter import croniter
     except ImportError:

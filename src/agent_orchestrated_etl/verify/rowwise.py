@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_orchestrated_etl.transform.steps import CastStep, DeriveStep, FillNullStep, HashStep, MaskStep, RenameStep, SelectStep
+from agent_orchestrated_etl.transform.steps import (
+    CastStep, DeriveStep, FillNullStep, HashStep, MaskStep, RenameStep, SelectStep, TransformSpec,
+)
 
 _CHANGED = None
 
@@ -57,7 +59,7 @@ class Lineage:
 def lineage(spec: Any, name: str) -> Lineage | None:
     """How transform (or source) ``name`` relates to its source, if only row-wise steps lie between."""
     transforms = {t.name: t for t in spec.transforms}
-    chain = []
+    chain: list[TransformSpec] = []
     while name not in spec.sources:
         transform = transforms.get(name)
         if transform is None or transform.steps is None or transform.input is None:

@@ -154,7 +154,7 @@ class ReaderSide:
         import duckdb
 
         self._batches, self.label = batches, label
-        self.relation, self.where = self.table, []
+        self.relation, self.where = self.table, list[str]()
         self._conn = duckdb.connect()
         self._schema: pa.Schema | None = None
 

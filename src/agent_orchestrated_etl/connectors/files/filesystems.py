@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from agent_orchestrated_etl import redaction
 from agent_orchestrated_etl.exceptions import (
+    AgentETLError,
     AuthError,
     ConfigurationError,
     ConnectionFailedError,
@@ -277,7 +278,7 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_th
     except OSError as exc:
         raise os_error(exc, display(fs, path)) from exc
     try:
-        yield stream  # type: ignore[misc]
+        yield stream
     finally:
         stream.close()
 
@@ -290,7 +291,7 @@ class _UpToTheBreak:
         self.read = self.read1 = stream.read1
 
 
-def os_error(exc: OSError, where: str) -> Exception:
+def os_error(exc: OSError, where: str) -> AgentETLError:
     if (local := from_os_error(exc, where)) is not None:
         return local
     text = str(exc)
