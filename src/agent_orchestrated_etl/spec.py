@@ -231,6 +231,13 @@ class LoadedSpec(BaseModel):
     def name(self) -> str:
         return self.workflow.workflow if self.workflow else self.pipeline.name  # type: ignore[union-attr]
 
+    @property
+    def pipelines(self) -> list[PipelineSpec]:
+        """The pipeline of a spec, or every pipeline of a workflow."""
+        if self.workflow is not None:
+            return self.workflow.pipelines
+        return [self.pipeline] if self.pipeline is not None else []
+
     def child(self, pipeline: PipelineSpec) -> LoadedSpec:
         """One pipeline of a workflow as a spec of its own, so its run can be resumed alone."""
         text = yaml.safe_dump(pipeline.model_dump(mode="json", exclude_defaults=True), sort_keys=False)

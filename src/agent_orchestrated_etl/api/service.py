@@ -152,7 +152,7 @@ class Server:
         self.scheduler.remove(name)
         registered = self.pipelines.get(name)
         with contextlib.suppress(AgentETLError):  # a stored spec that no longer loads has nothing watched
-            for pipeline in _pipelines(self.loaded(registered)) if registered else []:
+            for pipeline in self.loaded(registered).pipelines if registered else []:
                 self.sla.forget_pipeline(pipeline.name)
         return self.pipelines.delete(name)
 
@@ -173,7 +173,7 @@ class Server:
             self.scheduler.set(spec.name, spec.schedule, registered.last_fire_at)
         else:
             self.scheduler.remove(loaded.name)
-        for pipeline in _pipelines(loaded):
+        for pipeline in loaded.pipelines:
             self.sla.watch_pipeline(_with_alert_env(pipeline), registered.registered_at)
 
     # Runs
@@ -239,11 +239,6 @@ class Server:
         ):
             store.record(event)
             self.runtime.hub.publish(event.topic, event)
-
-
-def _pipelines(loaded: LoadedSpec) -> list[PipelineSpec]:
-    """The pipeline of a spec, or every pipeline of a workflow."""
-    return loaded.workflow.pipelines if loaded.workflow else [loaded.pipeline]  # type: ignore[list-item]
 
 
 def _with_alert_env(spec: PipelineSpec) -> PipelineSpec:
