@@ -229,7 +229,7 @@ class LoadedSpec(BaseModel):
 
     @property
     def name(self) -> str:
-        return self.workflow.workflow if self.workflow else self.pipeline.name  # type: ignore[union-attr]
+        return self.workflow.workflow if self.workflow else self.pipelines[0].name
 
     @property
     def pipelines(self) -> list[PipelineSpec]:

@@ -289,5 +289,5 @@ def _serve_problems(loaded: LoadedSpec) -> list[SpecProblem]:
 
 def _located_pipelines(loaded: LoadedSpec) -> list[tuple[tuple[str | int, ...], PipelineSpec]]:
     if loaded.workflow is None:
-        return [((), loaded.pipeline)]  # type: ignore[list-item]
+        return [((), p) for p in loaded.pipelines]
     return [(("pipelines", i), p) for i, p in enumerate(loaded.workflow.pipelines)]
