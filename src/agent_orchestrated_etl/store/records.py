@@ -119,7 +119,7 @@ class RunStore:
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED and getattr(event, "note", None) is None:
             return
-        event = redact_model(event)  # type: ignore[assignment]  # most come through the hub, which redacted them already
+        event = redact_model(event)  # most come through the hub, which redacted them already
         with self.engine.begin() as conn:
             conn.execute(events.insert().values(run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")))
             self._apply(conn, event)
