@@ -269,7 +269,7 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_th
     """
     if to_the_break and compression == "gzip":
         with open_input(fs, path, None) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-            yield _UpToTheBreak(unzipped)  # type: ignore[misc]
+            yield _UpToTheBreak(unzipped)  # type: ignore[misc]  # duck-types the read()/read1() of a BinaryIO
         return
     try:
         stream = fs.open_input_stream(path, compression=compression)
