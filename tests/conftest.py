@@ -70,7 +70,7 @@ def redis_url() -> str:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The metadata store a test runs against: the default SQLite file, or PostgreSQL (DATABASE_URL) in a fresh schema."""
+    """The metadata store a test runs against: the default SQLite file, or PostgreSQL in a fresh schema."""
     import uuid
 
     import sqlalchemy as sa

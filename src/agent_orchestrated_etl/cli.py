@@ -515,7 +515,7 @@ def main() -> None:
         sys.exit(130)
     except TyperException as exc:  # usage errors: a missing argument, an unknown command
         _json_error(Remedy.FIX_CONFIG, type(exc).__name__, exc.format_message(), next_step="agent-etl --help lists the commands and options")
-        exc.show()  # type: ignore[attr-defined]  # typer raises its private _click ClickException subclasses, which have show()
+        exc.show()  # type: ignore[attr-defined]  # typer raises only its (private) ClickExceptions
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
         if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # e.g. --html into a read-only folder

@@ -64,7 +64,9 @@ def encode(value: Any) -> Any:
 def decode(value: Any) -> Any:
     if isinstance(value, dict):
         (kind, text), = value.items()
-        parsers: dict[str, Callable[[str], Any]] = {"datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "decimal": Decimal}
+        parsers: dict[str, Callable[[str], Any]] = {
+            "datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "decimal": Decimal,
+        }
         return parsers[kind](text)
     return value
 

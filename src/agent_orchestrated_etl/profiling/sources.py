@@ -79,7 +79,9 @@ def _from_spec(spec_file: Path, name: str) -> Opened:
 
     pipeline = load_spec(spec_file).pipeline
     if pipeline is None:
-        raise ConfigurationError(f"{spec_file} is a workflow", hint="profile a source of one of its pipelines' spec files, or a data file")
+        raise ConfigurationError(
+            f"{spec_file} is a workflow", hint="profile a source of one of its pipelines' spec files, or a data file"
+        )
     several = several_tables(pipeline)
     if name not in pipeline.sources and name.partition(".")[0] not in several:
         raise ConfigurationError(f"{spec_file} has no source {name!r}", hint=f"its sources are {sorted(pipeline.sources)}")

@@ -101,7 +101,7 @@ class RunStore:
                 conn.execute(tasks.insert(), new)
 
     def planned_tasks(self, run_id: str) -> list[dict[str, Any] | None]:
-        """The task definitions stored when the run was planned, as recoveries changed them since (None: stored none)."""
+        """The task definitions stored at planning, as recoveries changed them since (None: stored none)."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id).order_by(tasks.c.task_id)).all()
         return [row[0] for row in rows if row[0] is None or "split_into" not in row[0]]

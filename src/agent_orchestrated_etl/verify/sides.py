@@ -188,7 +188,8 @@ class ReaderSide:
             self._conn.unregister(self.table)
 
     def types(self) -> dict[str, str]:
-        schema = self._reader().schema if self._schema is None else self._schema  # the reader reads the first batch only
+        # A reader reads the first batch only, for its schema.
+        schema = self._reader().schema if self._schema is None else self._schema
         self._conn.register(self.table, pa.table({n: pa.array([], type=t) for n, t in zip(schema.names, schema.types, strict=True)}))
         try:
             return {row[0]: row[1] for row in self._conn.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()}

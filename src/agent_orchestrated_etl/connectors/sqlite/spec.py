@@ -15,7 +15,9 @@ from agent_orchestrated_etl.exceptions import ConfigurationError
 
 def database_path(url: str | None, path: str | None) -> Path:
     if path is None and url is None:
-        raise ConfigurationError("a sqlite connector has neither url nor path", hint="give url: sqlite:///file.db or path: file.db")
+        raise ConfigurationError(
+            "a sqlite connector has neither url nor path", hint="give url: sqlite:///file.db or path: file.db"
+        )
     return Path(path if path is not None else str(url).removeprefix("sqlite:///")).expanduser()
 
 
