@@ -55,7 +55,7 @@ class FileDestinationSpec(DestinationSpecBase):
         return self
 
 
-class FileDestination(Destination):
+class FileDestination(Destination[FileDestinationSpec]):
     spec_model = FileDestinationSpec
     capabilities = DestinationCapabilities(transactional=False, write_modes=frozenset({"append", "replace"}))
 
