@@ -16,6 +16,7 @@ tree:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -59,10 +60,8 @@ def _tree_rss(proc: psutil.Process) -> int:
     except psutil.Error:
         return 0
     for member in family:
-        try:
+        with contextlib.suppress(psutil.Error):  # exited between listing and reading
             total += member.memory_info().rss
-        except psutil.Error:  # exited between listing and reading
-            pass
     return total
 
 

@@ -174,7 +174,7 @@ def main() -> None:
                     time.sleep(0.1)
             _run_once(base, 0, workdir, -1, server.pid)  # warm-up: page cache, imports, DuckDB file
             trials = []
-            for i in range(args.repeat):
+            for _ in range(args.repeat):
                 for subscribers in (0, args.clients):
                     trials.append(_run_once(base, subscribers, workdir, len(trials), server.pid))
                     print(json.dumps(trials[-1]), flush=True)

@@ -68,6 +68,34 @@ def redis_url() -> str:
     return server_url("redis")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The metadata store a test runs against: the default SQLite file, or PostgreSQL in a fresh schema."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from agent_orchestrated_etl.config import Settings
+    from agent_orchestrated_etl.store.records import _with_driver
+
+    if request.param == "sqlite":
+        yield Settings().store_url
+        return
+    server: str = request.getfixturevalue("postgres_url")
+    name = f"aetl_store_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(_with_driver(server), poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    url = f"{server}?options=-csearch_path%3D{name}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+        admin.dispose()
+
+
 @pytest.fixture(autouse=True)
 def etl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own metadata store and workspace directory."""

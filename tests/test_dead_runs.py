@@ -21,7 +21,6 @@ from agent_orchestrated_etl.exceptions import ConfigurationError
 from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import load_spec
 from agent_orchestrated_etl.store.records import RunStore
-from tests.stores import store_url  # noqa: F401 - a fixture
 
 # Runs the pipeline and dies by SIGKILL at the destination's commit: just before it, or just after it.
 KILLED_AT_COMMIT = """

@@ -10,7 +10,6 @@ from pathlib import Path
 import duckdb
 import pytest
 import sqlalchemy as sa
-from tests.stores import store_url  # noqa: F401 - a fixture
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.model.messages import RunFinished

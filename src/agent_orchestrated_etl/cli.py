@@ -213,7 +213,7 @@ def _profile(source: str, sample: int | None, method: str, seed: int, by: str | 
         raise ConfigurationError(f"unknown sampling method {method!r}", hint="use reservoir, random, systematic or stratified")
     if method == "stratified" and (by is None or sample is None):
         raise ConfigurationError("a stratified sample needs --sample N and --by COLUMN")
-    return profile_reference(source, sample_rows=sample, method=method, seed=seed, by=by, whole=whole, memory_limit_bytes=load_settings().memory_limit_bytes)  # type: ignore[arg-type]
+    return profile_reference(source, sample_rows=sample, method=method, seed=seed, by=by, whole=whole, memory_limit_bytes=load_settings().memory_limit_bytes)  # type: ignore[arg-type]  # method: checked against the names just above
 
 
 @app.command()
@@ -528,8 +528,8 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except TyperException as exc:  # usage errors: a missing argument, an unknown command
-        _json_error(Remedy.FIX_CONFIG, type(exc).__name__, exc.format_message(), next_step="agent-etl --help lists the commands and options")  # type: ignore[attr-defined]
-        exc.show()  # type: ignore[attr-defined]
+        _json_error(Remedy.FIX_CONFIG, type(exc).__name__, exc.format_message(), next_step="agent-etl --help lists the commands and options")
+        exc.show()  # type: ignore[attr-defined]  # typer raises only its (private) ClickExceptions
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
         if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # e.g. --html into a read-only folder

@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 import traceback
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
 from pydantic import BaseModel
@@ -108,7 +108,10 @@ def redact_data(value: Any) -> Any:
     return value
 
 
-def redact_model(message: BaseModel) -> BaseModel:
+M = TypeVar("M", bound=BaseModel)
+
+
+def redact_model(message: M) -> M:
     """A message with every string field redacted: the same object when it holds no secret."""
     if _pattern is None:
         return message

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import tenacity
 
@@ -53,14 +53,15 @@ def wait_seconds(settings: RetrySettings, attempt: int, error: BaseException | N
     return wait
 
 
-def _tenacity_kwargs(settings: RetrySettings, retry_on: tuple[type[BaseException], ...], rng: random.Random | None, on_retry: Callable[[int, BaseException, float], None] | None) -> dict[str, object]:
+def _tenacity_kwargs(settings: RetrySettings, retry_on: tuple[type[BaseException], ...], rng: random.Random | None, on_retry: Callable[[int, BaseException, float], None] | None) -> dict[str, Any]:
     def wait(state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         return wait_seconds(settings, state.attempt_number, error, rng)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry and state.outcome and state.next_action:
-            on_retry(state.attempt_number, state.outcome.exception(), state.next_action.sleep)
+        error = state.outcome.exception() if state.outcome else None
+        if on_retry and error is not None and state.next_action:
+            on_retry(state.attempt_number, error, state.next_action.sleep)
 
     return {
         "stop": tenacity.stop_after_attempt(settings.attempts),
@@ -84,7 +85,7 @@ def retry_call(
 
     ``sleep`` and ``rng`` are injectable so tests check the waits without waiting.
     """
-    retrying = tenacity.Retrying(sleep=sleep, **_tenacity_kwargs(settings, retry_on, rng, on_retry))  # type: ignore[arg-type]
+    retrying = tenacity.Retrying(sleep=sleep, **_tenacity_kwargs(settings, retry_on, rng, on_retry))
     return retrying(fn)
 
 
@@ -98,5 +99,5 @@ async def retry_async(
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> T:
     """The async twin of ``retry_call``."""
-    retrying = tenacity.AsyncRetrying(sleep=sleep, **_tenacity_kwargs(settings, retry_on, rng, on_retry))  # type: ignore[arg-type]
+    retrying = tenacity.AsyncRetrying(sleep=sleep, **_tenacity_kwargs(settings, retry_on, rng, on_retry))
     return await retrying(fn)

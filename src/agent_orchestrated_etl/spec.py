@@ -11,7 +11,7 @@ import hashlib
 import re
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -77,18 +77,24 @@ def _union(models: tuple[type[BaseModel], ...]) -> Any:
     return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - built at runtime
 
 
-SourceSpec = _union(source_spec_models())
-DestinationSpec = _union(destination_spec_models())
+if TYPE_CHECKING:
+    # The unions are built at runtime from the connector registry, which mypy cannot evaluate:
+    # to it a spec field is Any; each connector's own code sees its spec model through Source[S]/Destination[D].
+    SourceSpec: TypeAlias = Any
+    DestinationSpec: TypeAlias = Any
+else:
+    SourceSpec = _union(source_spec_models())
+    DestinationSpec = _union(destination_spec_models())
 
 
 class PipelineSpec(_Model):
     name: str = Field(pattern=_NAME)
     description: str | None = None
-    sources: dict[str, SourceSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    sources: dict[str, SourceSpec] = Field(min_length=1)
     transforms: list[TransformSpec] = Field(default_factory=list)
     quality: list[QualityCheck] = Field(default_factory=list)
-    destination: DestinationSpec | None = None  # type: ignore[valid-type]
-    destinations: list[DestinationSpec] = Field(default_factory=list)  # type: ignore[valid-type]
+    destination: DestinationSpec | None = None
+    destinations: list[DestinationSpec] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     depends_on: list[str] = Field(default_factory=list, description="In a workflow: pipelines that must succeed before this one starts.")
     schedule: str | ScheduleSpec | None = Field(
@@ -115,9 +121,9 @@ class PipelineSpec(_Model):
         for transform in self.transforms:
             if transform.name in known:
                 raise ValueError(f"transform {transform.name!r} reuses the name of a source or transform")
-            if transform.inputs is None:
+            if transform.inputs is None and transform.sql is not None:  # steps: transforms set their own inputs
                 transform.inputs = sorted(n for n in known if re.search(rf"\b{n}\b", transform.sql))
-            for name in transform.inputs:
+            for name in transform.inputs or []:
                 if name not in known:
                     raise ValueError(
                         f"transform {transform.name!r} reads {name!r}, which is not a source or an earlier transform"
@@ -223,7 +229,14 @@ class LoadedSpec(BaseModel):
 
     @property
     def name(self) -> str:
-        return self.workflow.workflow if self.workflow else self.pipeline.name  # type: ignore[union-attr]
+        return self.workflow.workflow if self.workflow else self.pipelines[0].name
+
+    @property
+    def pipelines(self) -> list[PipelineSpec]:
+        """The pipeline of a spec, or every pipeline of a workflow."""
+        if self.workflow is not None:
+            return self.workflow.pipelines
+        return [self.pipeline] if self.pipeline is not None else []
 
     def child(self, pipeline: PipelineSpec) -> LoadedSpec:
         """One pipeline of a workflow as a spec of its own, so its run can be resumed alone."""

@@ -14,7 +14,7 @@ from tests.system_packages import debian_tool
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROWS = 3_000_000
-LIVE_PROGRESS = "() => [...document.querySelectorAll('[data-testid=task-row]')].some(r => r.dataset.status === 'running' && +r.dataset.rows > 0 && +r.dataset.rows < %d)" % ROWS
+LIVE_PROGRESS = f"() => [...document.querySelectorAll('[data-testid=task-row]')].some(r => r.dataset.status === 'running' && +r.dataset.rows > 0 && +r.dataset.rows < {ROWS})"
 
 
 @pytest.fixture(scope="module")

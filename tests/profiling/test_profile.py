@@ -129,3 +129,18 @@ async def test_the_profile_and_sample_tools(tmp_path: Path) -> None:
     assert profiled.profile["sampling"] == "reservoir sample of 500 rows (seed 9)"
     sampled = await registry.get("sample")({"source": str(tmp_path / "orders.parquet"), "sample": {"method": "systematic", "size": 50, "seed": 1}, "show": 3}, None)  # type: ignore[arg-type]
     assert sampled.rows_sampled == 50 and [r["id"] for r in sampled.rows] == [17, 117, 217]  # seed 1 starts at 17
+
+
+def test_profiling_a_source_of_a_workflow_file_says_it_is_a_workflow(tmp_path: Path) -> None:
+    from agent_orchestrated_etl.exceptions import ConfigurationError
+    from agent_orchestrated_etl.profiling.sources import open_source
+
+    (tmp_path / "a.csv").write_text("id\n1\n")
+    spec = tmp_path / "wf.yaml"
+    spec.write_text(
+        "workflow: nightly\npipelines:\n  - name: one\n    sources: {a: {type: file, path: a.csv}}\n"
+        "    destination: {type: file, path: out, format: parquet}\n"
+    )
+    with pytest.raises(ConfigurationError, match="is a workflow") as caught:
+        open_source(f"{spec}:a")
+    assert caught.value.hint and "pipelines" in caught.value.hint

@@ -11,7 +11,6 @@ from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.store.durability import PipelineBusyError
 from agent_orchestrated_etl.store.records import RunStore
 from agent_orchestrated_etl.store.schema import pipeline_locks
-from tests.stores import store_url  # noqa: F401 - a fixture
 
 
 def test_a_live_holder_keeps_the_pipeline() -> None:
@@ -68,7 +67,7 @@ def test_exactly_one_of_many_processes_takes_over_a_dead_holder(store_url: str, 
             with store.engine.begin() as conn:
                 conn.execute(pipeline_locks.update().values(run_id="crashed", pid=dead))
             (tmp_path / f"go-{n}").touch()
-            wait_for(lambda: len(list(tmp_path.glob(f"result-{n}-*"))) == processes)
+            wait_for(lambda n=n: len(list(tmp_path.glob(f"result-{n}-*"))) == processes)
             outcomes = {i: (tmp_path / f"result-{n}-{i}").read_text() for i in range(processes)}
             winners = [i for i, text in outcomes.items() if text == "took crashed"]
             assert len(winners) == 1, outcomes

@@ -21,7 +21,6 @@ from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import load_spec
 from agent_orchestrated_etl.store import migrate, schema
 from agent_orchestrated_etl.store.records import RunStore, _with_driver
-from tests.stores import store_url  # noqa: F401 - a fixture: the default SQLite file, or PostgreSQL in a fresh schema
 
 HEAD = migrate.HEAD
 

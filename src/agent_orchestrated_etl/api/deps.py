@@ -8,4 +8,4 @@ from agent_orchestrated_etl.api.service import Server
 
 
 def server(request: Request) -> Server:
-    return request.app.state.server  # type: ignore[no-any-return]
+    return request.app.state.server

@@ -37,12 +37,12 @@ def find(srv: Server, name: str) -> RegisteredPipeline:
 def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = False) -> dict[str, Any]:
     loaded = srv.loaded(registered)
     spec, workflow = loaded.pipeline, loaded.workflow
-    members = workflow.pipelines if workflow else [spec]
+    members = loaded.pipelines
     last = runs_page(srv.runtime.store.engine, pipeline=registered.name, status=None, limit=1, before=None)
     data: dict[str, Any] = {
         "name": registered.name,
         "kind": "workflow" if workflow else "pipeline",
-        "description": workflow.description if workflow else spec.description,  # type: ignore[union-attr]
+        "description": workflow.description if workflow else members[0].description,
         "sha256": registered.sha256,
         "base_dir": registered.base_dir,
         "registered_at": registered.registered_at,
@@ -50,8 +50,8 @@ def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = F
         "schedule": as_schedule(spec.schedule).model_dump() if spec is not None and spec.schedule is not None else None,
         "next_run_at": srv.scheduler.next_due(registered.name),
         "sla": spec.sla.model_dump(exclude_none=True) if spec is not None and spec.sla else None,
-        "sources": sorted({name for p in members for name in p.sources}),  # type: ignore[union-attr]
-        "destinations": sum(len(p.all_destinations) for p in members),  # type: ignore[union-attr]
+        "sources": sorted({name for p in members for name in p.sources}),
+        "destinations": sum(len(p.all_destinations) for p in members),
         "running": srv.is_running(registered.name),
         "last_run": {k: last[0][k] for k in ("run_id", "status", "started_at", "finished_at", "rows_written")} if last else None,
     }

@@ -152,7 +152,7 @@ class Server:
         self.scheduler.remove(name)
         registered = self.pipelines.get(name)
         with contextlib.suppress(AgentETLError):  # a stored spec that no longer loads has nothing watched
-            for pipeline in _pipelines(self.loaded(registered)) if registered else []:
+            for pipeline in self.loaded(registered).pipelines if registered else []:
                 self.sla.forget_pipeline(pipeline.name)
         return self.pipelines.delete(name)
 
@@ -173,7 +173,7 @@ class Server:
             self.scheduler.set(spec.name, spec.schedule, registered.last_fire_at)
         else:
             self.scheduler.remove(loaded.name)
-        for pipeline in _pipelines(loaded):
+        for pipeline in loaded.pipelines:
             self.sla.watch_pipeline(_with_alert_env(pipeline), registered.registered_at)
 
     # Runs
@@ -241,11 +241,6 @@ class Server:
             self.runtime.hub.publish(event.topic, event)
 
 
-def _pipelines(loaded: LoadedSpec) -> list[PipelineSpec]:
-    """The pipeline of a spec, or every pipeline of a workflow."""
-    return loaded.workflow.pipelines if loaded.workflow else [loaded.pipeline]  # type: ignore[list-item]
-
-
 def _with_alert_env(spec: PipelineSpec) -> PipelineSpec:
     """The spec with ``${env:...}`` in its alert settings resolved; alerts are the only part read outside a run."""
     if spec.alerts is None:
@@ -294,5 +289,5 @@ def _serve_problems(loaded: LoadedSpec) -> list[SpecProblem]:
 
 def _located_pipelines(loaded: LoadedSpec) -> list[tuple[tuple[str | int, ...], PipelineSpec]]:
     if loaded.workflow is None:
-        return [((), loaded.pipeline)]  # type: ignore[list-item]
+        return [((), p) for p in loaded.pipelines]
     return [(("pipelines", i), p) for i, p in enumerate(loaded.workflow.pipelines)]

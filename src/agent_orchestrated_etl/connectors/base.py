@@ -11,10 +11,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Generic, Literal, Self
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypeVar  # default= (PEP 696) before Python 3.13
 
 from agent_orchestrated_etl.verify.options import VerifySpec
 
@@ -139,13 +140,18 @@ class DestinationCapabilities:
     pulls_from: frozenset[str] = frozenset()
 
 
-class Source(ABC):
+# Defaults (PEP 696) keep a bare ``Source``/``Destination`` (the registry's, the planner's) as today: any spec.
+S = TypeVar("S", bound=ConnectorSpec, default=Any)
+D = TypeVar("D", bound=DestinationSpecBase, default=Any)
+
+
+class Source(ABC, Generic[S]):
     """Reads one configured source. ``read`` is the one essential method."""
 
     spec_model: ClassVar[type[ConnectorSpec]]
     capabilities: ClassVar[SourceCapabilities] = SourceCapabilities()
 
-    def __init__(self, name: str, spec: Any, *, batch_rows: int) -> None:
+    def __init__(self, name: str, spec: S, *, batch_rows: int) -> None:
         self.name = name
         self.spec = spec
         self.batch_rows = batch_rows
@@ -219,7 +225,7 @@ class CommitResult:
     key_added: str | None = None
 
 
-class Destination(ABC):
+class Destination(ABC, Generic[D]):
     """Receives batches of one run into a staging area no reader sees, then publishes them at once.
 
     ``begin``/``write_batch`` may run in several tasks in parallel (if
@@ -231,7 +237,7 @@ class Destination(ABC):
     spec_model: ClassVar[type[DestinationSpecBase]]
     capabilities: ClassVar[DestinationCapabilities]
 
-    def __init__(self, spec: Any, *, memory_limit_bytes: int) -> None:
+    def __init__(self, spec: D, *, memory_limit_bytes: int) -> None:
         self.spec = spec
         self.memory_limit_bytes = memory_limit_bytes
 

@@ -64,7 +64,10 @@ def encode(value: Any) -> Any:
 def decode(value: Any) -> Any:
     if isinstance(value, dict):
         (kind, text), = value.items()
-        return {"datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "decimal": Decimal}[kind](text)
+        parsers: dict[str, Callable[[str], Any]] = {
+            "datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "decimal": Decimal,
+        }
+        return parsers[kind](text)
     return value
 
 
@@ -113,7 +116,7 @@ def window(spec: IncrementalSpec, state: dict[str, Any] | None, *, where: str) -
         )
     strict = False
     if state is None or state.get("value") is None:
-        start, exclude = _initial(spec.initial_value), frozenset()
+        start, exclude = _initial(spec.initial_value), frozenset[Any]()
     else:
         keys = state.get("keys", ())
         start, exclude, strict = decode(state["value"]), frozenset(keys or ()), keys is None

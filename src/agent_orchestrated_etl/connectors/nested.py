@@ -115,7 +115,8 @@ class RecordsToArrow:
         names = list(self.schema.names) if self.schema is not None else []
         for row in rows:
             names += [name for name in row if name not in names]
-        fields, bad = [], {}
+        fields: list[pa.Field] = []
+        bad: dict[int, str] = {}
         for name in names:
             values = [row.get(name) for row in rows]
             known = self.schema.field(name).type if self.schema is not None and name in self.schema.names else None

@@ -176,7 +176,7 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
     for i in forced[n_null:n_null + n_unknown]:
         customer_ids[i] = first_unknown + rng.randrange(n_customers)
     # Each duplicated id gets at least one order so the join fan-out is visible.
-    for i, cid in zip(forced[n_null + n_unknown:], duplicated):
+    for i, cid in zip(forced[n_null + n_unknown:], duplicated, strict=True):
         customer_ids[i] = cid
     offsets = sorted(rng.randrange(365 * 86_400) for _ in range(n_orders))
     statuses = rng.choices(STATUSES, STATUS_WEIGHTS, k=n_orders)
@@ -188,7 +188,7 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
     product_ids = rng.choices(range(1, n_products + 1), k=n_items)
     quantities = rng.choices(range(1, 6), QUANTITY_WEIGHTS, k=n_items)
     totals = [0] * n_orders
-    for o, p, q in zip(order_idx, product_ids, quantities):
+    for o, p, q in zip(order_idx, product_ids, quantities, strict=True):
         totals[o] += q * cents[p]  # integer cents, so totals have exactly 2 decimals
     n_negative = dirty["order_items.negative_quantity"] = _dirty(
         n_items, "order_items.negative_quantity"
@@ -217,7 +217,7 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
                 "INSERT INTO orders VALUES (?, ?, ?, ?, 'EUR', ?)",
                 zip(range(1, n_orders + 1), customer_ids,
                     (str(ORDERS_FROM + timedelta(seconds=s)) for s in offsets),
-                    statuses, (t / 100 for t in totals)),
+                    statuses, (t / 100 for t in totals), strict=True),
             )
     finally:
         conn.close()
@@ -229,7 +229,7 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
         f.writelines(
             f'{{"order_id":{o + 1},"line_no":{line},"product_id":{p},'
             f'"quantity":{q},"unit_price":{price_json[p]}}}\n'
-            for o, line, p, q in zip(order_idx, line_nos, product_ids, quantities)
+            for o, line, p, q in zip(order_idx, line_nos, product_ids, quantities, strict=True)
         )
 
     duplicated_ids = set(duplicated)

@@ -13,6 +13,7 @@ A pipeline newly registered has missed nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ MAX_SLEEP_SECONDS = 60.0
 MISSED_COUNT_CAP = 10_000
 
 
-def _croniter():  # type: ignore[no-untyped-def]
+def _croniter():
     try:
         from croniter import croniter
     except ImportError:
@@ -120,10 +121,8 @@ class Scheduler:
             await self.tick(now)
             waits = [(e.next_due - now).total_seconds() for e in self.entries.values()]
             timeout = max(0.0, min([MAX_SLEEP_SECONDS, *waits]))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
             self._changed.clear()
 
     async def tick(self, now: datetime) -> None:

@@ -48,6 +48,7 @@ class _Watched:
     spec: PipelineSpec
     channels: list[AlertChannel]
     since: datetime  # registration: freshness counts from here until a first success
+    freshness: str
     checked: float = float("-inf")
 
 
@@ -85,7 +86,7 @@ class SlaWatcher:
 
     def watch_pipeline(self, spec: PipelineSpec, since: datetime) -> None:
         if spec.sla is not None and spec.sla.freshness:
-            self._pipelines[spec.name] = _Watched(spec, self.channels_for(spec), since)
+            self._pipelines[spec.name] = _Watched(spec, self.channels_for(spec), since, spec.sla.freshness)
         else:
             self._pipelines.pop(spec.name, None)
 
@@ -108,24 +109,24 @@ class SlaWatcher:
         now = self.clock()
         for run_id, expected in self._runs.items():
             state = monitor.runs.get(run_id)
-            limit = _max_duration(expected.spec)
-            if state is None or state.finished or limit is None or expected.overdue_sent:
+            sla, limit = expected.spec.sla, _max_duration(expected.spec)
+            if state is None or state.finished or sla is None or limit is None or expected.overdue_sent:
                 continue
             if state.seconds(now) > limit.total_seconds():
                 expected.overdue_sent = True
-                alert = self._alert("sla_max_duration", Severity.WARNING, state, f"run {run_id} of {state.pipeline} has been running for {_human(state.seconds(now))}, over its SLA of {expected.spec.sla.max_duration}", {"limit_seconds": limit.total_seconds(), "seconds": round(state.seconds(now), 1), "finished": False})  # type: ignore[union-attr]
+                alert = self._alert("sla_max_duration", Severity.WARNING, state, f"run {run_id} of {state.pipeline} has been running for {_human(state.seconds(now))}, over its SLA of {sla.max_duration}", {"limit_seconds": limit.total_seconds(), "seconds": round(state.seconds(now), 1), "finished": False})
                 self.alerts.raise_alert(alert, extra_channels=expected.channels)
         mono = time.monotonic()
         for name, watched in self._pipelines.items():
             if mono - watched.checked < self.freshness_every:
                 continue
             watched.checked = mono
-            limit = parse_duration(watched.spec.sla.freshness)  # type: ignore[union-attr, arg-type]
+            limit = parse_duration(watched.freshness)
             last = self.last_success(name)
             age = (now - (last or watched.since)).total_seconds()
             if age > limit.total_seconds():
                 since = f"last success {last:%Y-%m-%d %H:%M:%S} UTC" if last else "no successful run since it was registered"
-                summary = f"pipeline {name} is stale: {since}, {_human(age)} ago, over its freshness SLA of {watched.spec.sla.freshness}"  # type: ignore[union-attr]
+                summary = f"pipeline {name} is stale: {since}, {_human(age)} ago, over its freshness SLA of {watched.freshness}"
                 alert = Alert(sender="monitor", rule="sla_freshness", severity=Severity.WARNING, pipeline=name, summary=summary, details={"limit_seconds": limit.total_seconds(), "age_seconds": round(age, 1), "last_success": last.isoformat() if last else None})
                 self.alerts.raise_alert(alert, extra_channels=watched.channels)
 

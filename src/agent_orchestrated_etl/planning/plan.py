@@ -68,7 +68,7 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
         preflight(spec, sources)  # a bad expression fails the run before any task, with its step and column
     plan = Plan(tasks=[])
     windows = windows or {}
-    partitions = {name: source.partitions(windows[name]) if name in windows else source.partitions() for name, source in sources.items()}  # type: ignore[call-arg]
+    partitions = {name: source.partitions(windows[name]) if name in windows else source.partitions() for name, source in sources.items()}  # type: ignore[call-arg]  # only incremental sources, whose partitions() take a window, have one
     for name, win in windows.items():
         start = "the beginning" if win.start is None else f"{win.cursor} {'>' if win.strict else '>='} {win.start}"
         skipped = f", skipping {len(win.exclude)} row(s) already loaded at that value" if win.exclude else ""

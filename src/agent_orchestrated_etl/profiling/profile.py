@@ -52,7 +52,7 @@ class ColumnProfile:
     stddev: float | None = None
     quantiles: dict[str, Any] | None = None
     quantiles_exact: bool = True
-    length: dict[str, float] | None = None
+    length: dict[str, float | None] | None = None
     top: list[dict[str, Any]] = field(default_factory=list)
     top_exact: bool = True
     #: Every value, when a column has at most VALUES_LIMIT of them (for accepted_values).
@@ -104,7 +104,7 @@ def profile_stream(
         con.execute("CREATE TABLE data AS SELECT * FROM _input")
         con.unregister("_input")
         con.register("sample", counted.sample(schema) if sample_spec is None else con.execute("SELECT * FROM data").to_arrow_table())
-        rows = int(con.execute("SELECT count(*) FROM data").fetchone()[0])
+        rows = int(con.execute("SELECT count(*) FROM data").fetchall()[0][0])
         columns = _columns(con, fields, rows, exact_limit)
         infer_semantics(con, columns)
     finally:

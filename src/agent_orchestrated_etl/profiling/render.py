@@ -6,6 +6,7 @@ import html
 import json
 from typing import Any
 
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from agent_orchestrated_etl.profiling.profile import ColumnProfile, Profile
@@ -47,7 +48,7 @@ def as_table(profile: Profile) -> Table:
     widths = {"column": 24, "type": 16, "semantic": 18, "min": 16, "max": 16, "top values": 40}
     numbers = {"nulls %": 7, "distinct": 10, "mean": 9}
     for column in ("column", "type", "semantic", "nulls %", "distinct", "min", "max", "mean", "top values"):
-        justify = "right" if column in numbers else "left"
+        justify: JustifyMethod = "right" if column in numbers else "left"
         table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis", max_width=widths.get(column), min_width=numbers.get(column, 6))
     for c in profile.columns:
         mean = f"{c.mean:,.4g}" if c.mean is not None else ""

@@ -78,6 +78,10 @@ def _from_spec(spec_file: Path, name: str) -> Opened:
     from agent_orchestrated_etl.spec import load_spec, resolve_env
 
     pipeline = load_spec(spec_file).pipeline
+    if pipeline is None:
+        raise ConfigurationError(
+            f"{spec_file} is a workflow", hint="profile a source of one of its pipelines' spec files, or a data file"
+        )
     several = several_tables(pipeline)
     if name not in pipeline.sources and name.partition(".")[0] not in several:
         raise ConfigurationError(f"{spec_file} has no source {name!r}", hint=f"its sources are {sorted(pipeline.sources)}")

@@ -131,7 +131,7 @@ class CheckRun:
         self._cursor: Any = None
         self.run_id, self.task_id = run_id, task_id
         self.locate, self.origin = locate, origin
-        self.results = [
+        self.results: list[dict[str, Any]] = [
             {
                 "check": c.label,
                 "kind": c.kind,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import overload
 
 import sqlalchemy as sa
 
@@ -62,6 +63,10 @@ class PipelineStore:
             conn.execute(pipelines.update().where(pipelines.c.name == name).values(last_fire_at=at))
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes for timezone-aware columns; everything stored is UTC."""
     if value is None or value.tzinfo is not None:
@@ -72,5 +77,5 @@ def utc(value: datetime | None) -> datetime | None:
 def _pipeline(row: sa.RowMapping) -> RegisteredPipeline:
     return RegisteredPipeline(
         name=row["name"], yaml=row["yaml"], sha256=row["sha256"], base_dir=row["base_dir"],
-        registered_at=utc(row["registered_at"]), updated_at=utc(row["updated_at"]), last_fire_at=utc(row["last_fire_at"]),  # type: ignore[arg-type]
+        registered_at=utc(row["registered_at"]), updated_at=utc(row["updated_at"]), last_fire_at=utc(row["last_fire_at"]),
     )

@@ -100,8 +100,8 @@ class RunStore:
             if new:
                 conn.execute(tasks.insert(), new)
 
-    def planned_tasks(self, run_id: str) -> list[dict[str, Any]]:
-        """The task definitions stored when the run was planned, as recoveries changed them since."""
+    def planned_tasks(self, run_id: str) -> list[dict[str, Any] | None]:
+        """The task definitions stored at planning, as recoveries changed them since (None: stored none)."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id).order_by(tasks.c.task_id)).all()
         return [row[0] for row in rows if row[0] is None or "split_into" not in row[0]]
@@ -119,7 +119,7 @@ class RunStore:
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED and getattr(event, "note", None) is None:
             return
-        event = redact_model(event)  # type: ignore[assignment]  # most come through the hub, which redacted them already
+        event = redact_model(event)  # most come through the hub, which redacted them already
         with self.engine.begin() as conn:
             conn.execute(events.insert().values(run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")))
             self._apply(conn, event)

@@ -73,7 +73,7 @@ class TokenStore:
     def list(self) -> list[TokenInfo]:
         with self.engine.connect() as conn:
             rows = conn.execute(api_tokens.select().order_by(api_tokens.c.name)).mappings().all()
-        return [TokenInfo(r["name"], r["role"], utc(r["created_at"])) for r in rows]  # type: ignore[arg-type]
+        return [TokenInfo(r["name"], r["role"], utc(r["created_at"])) for r in rows]
 
     def revoke(self, name: str) -> bool:
         """Delete the token and end its sessions; False when there is no such token."""
@@ -106,7 +106,7 @@ class TokenStore:
         with self.engine.connect() as conn:
             query = sa.select(api_sessions).where(api_sessions.c.id_sha256 == digest(session))
             row = conn.execute(query).mappings().first()
-        if row is None or utc(row["expires_at"]) <= _now():  # type: ignore[operator]
+        if row is None or utc(row["expires_at"]) <= _now():
             return None
         return Holder(row["token_name"], row["role"])
 

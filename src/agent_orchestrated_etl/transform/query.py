@@ -63,7 +63,7 @@ def stage(workspace: Workspace, table: str, schema: pa.Schema, batches: Iterator
         cursor.execute(f"DROP TABLE IF EXISTS {ident(table)}")
         cursor.register("_agent_etl_input", pa.RecordBatchReader.from_batches(schema, capture.wrap(batches)))
         cursor.execute(f"CREATE TABLE {ident(table)} AS SELECT * FROM _agent_etl_input")
-        return int(cursor.execute(f"SELECT count(*) FROM {ident(table)}").fetchone()[0])
+        return int(cursor.execute(f"SELECT count(*) FROM {ident(table)}").fetchall()[0][0])
     except duckdb.Error as exc:
         if capture.error is not None:
             raise capture.error from None

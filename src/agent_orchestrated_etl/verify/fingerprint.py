@@ -225,5 +225,5 @@ def _listed(source: Side, target: Side, shape: Shape, kinds: tuple[dict[str, Fam
             what = f"{len(a)} in the source, {len(b)} in the target"
         else:
             what = "not in the source" if not a else "missing in the target" if not b else "values differ"
-        found.append(Difference(dict(zip(names, (None if v is None else str(v) for v in key), strict=True)), what))  # type: ignore[arg-type]
+        found.append(Difference(dict(zip(names, (None if v is None else str(v) for v in key), strict=True)), what))
     return found

@@ -24,6 +24,7 @@ from agent_orchestrated_etl.connectors.base import Partition
 from agent_orchestrated_etl.connectors.files.source import FileSourceSpec
 from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.connectors.registry import source_class
+from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.verify.fingerprint import Shape, Side, family, fingerprint, first_differences
 from agent_orchestrated_etl.verify.options import VerifySpec
@@ -171,6 +172,8 @@ def _source_side(spec: Any, name: str, tasks: list[TaskCount], window: Window | 
     where = f"source {name}"
     if source_spec.type in _READ_AGAIN:
         return _source_side_of(source_spec, name, [t.partition for t in tasks if t.partition is not None], where, batch_rows)
+    if not isinstance(source, SQLSource):
+        return None
     if source_spec.type == "duckdb":
         side: Any = DuckDBSide(source_spec.path, source.relation(), [], label=where)
     elif source_spec.type in ("postgres", "mysql"):
@@ -203,7 +206,7 @@ def _compare(source: Side, target: Side, dest: Any, lin: Lineage, columns: list[
     """Fingerprint both sides; on a difference, name the first differing keys. Returns the target's rows."""
     problems: list[str] = observed["problems"]
     source_types, target_types = source.types(), target.types()
-    held = {c: lin.of(c) for c in target_types if lin.of(c) in source_types}
+    held = {c: s for c in target_types if (s := lin.of(c)) is not None and s in source_types}
     both = list(held)
     if changed := [c for c in dest.primary_key if c in target_types and c not in held]:
         raise _CountsOnly(f"key column {changed[0]} is changed on the way, or not in the source")
@@ -218,7 +221,7 @@ def _compare(source: Side, target: Side, dest: Any, lin: Lineage, columns: list[
         where = f" WHERE {' AND '.join(source.where)}" if source.where else ""
         source.relation = f"(SELECT {', '.join(f'{source.quote(held[c])} AS {source.quote(c)}' for c in held)} FROM {source.relation}{where}) AS _aetl_s"
         source.where = []
-        source_types = {c: source_types[held[c]] for c in held}  # type: ignore[index]
+        source_types = {c: source_types[held[c]] for c in held}
     shape = Shape(
         key=[(c, family(target_types[c])) for c in key],
         columns=[(c, family(target_types[c])) for c in dict.fromkeys([*key, *compared])],

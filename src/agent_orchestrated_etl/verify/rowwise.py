@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_orchestrated_etl.transform.steps import CastStep, DeriveStep, FillNullStep, HashStep, MaskStep, RenameStep, SelectStep
+from agent_orchestrated_etl.transform.steps import (
+    CastStep, DeriveStep, FillNullStep, HashStep, MaskStep, RenameStep, SelectStep, Step,
+)
 
 _CHANGED = None
 
@@ -57,16 +59,16 @@ class Lineage:
 def lineage(spec: Any, name: str) -> Lineage | None:
     """How transform (or source) ``name`` relates to its source, if only row-wise steps lie between."""
     transforms = {t.name: t for t in spec.transforms}
-    chain = []
+    chain: list[list[Step]] = []
     while name not in spec.sources:
         transform = transforms.get(name)
         if transform is None or transform.steps is None or transform.input is None:
             return None
-        chain.insert(0, transform)
+        chain.insert(0, transform.steps)
         name = transform.input
     found = Lineage(name)
-    for transform in chain:
-        for step in transform.steps:
+    for steps in chain:
+        for step in steps:
             if not found.apply(step):
                 return None
     return found

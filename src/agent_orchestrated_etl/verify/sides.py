@@ -45,7 +45,7 @@ class DatabaseSide:
 
         try:
             with self._engine.connect() as conn:
-                cursor = conn.connection.dbapi_connection.cursor()
+                cursor = conn.connection.cursor()
                 if self.dialect == "mysql":
                     cursor.execute("SET time_zone = '+00:00'")
                 cursor.execute(sql)
@@ -154,7 +154,7 @@ class ReaderSide:
         import duckdb
 
         self._batches, self.label = batches, label
-        self.relation, self.where = self.table, []
+        self.relation, self.where = self.table, list[str]()
         self._conn = duckdb.connect()
         self._schema: pa.Schema | None = None
 
@@ -188,9 +188,9 @@ class ReaderSide:
             self._conn.unregister(self.table)
 
     def types(self) -> dict[str, str]:
-        if self._schema is None:
-            self._reader()  # reads the first batch only, for its schema
-        self._conn.register(self.table, pa.table({n: pa.array([], type=t) for n, t in zip(self._schema.names, self._schema.types, strict=True)}))
+        # A reader reads the first batch only, for its schema.
+        schema = self._reader().schema if self._schema is None else self._schema
+        self._conn.register(self.table, pa.table({n: pa.array([], type=t) for n, t in zip(schema.names, schema.types, strict=True)}))
         try:
             return {row[0]: row[1] for row in self._conn.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()}
         finally:

@@ -179,7 +179,7 @@ class ArrowAppender:
     def append(self, cursor: Any, table: str, batch: pa.RecordBatch) -> None:
         with self._lock:
             pending = self._pending.get(table)
-            changed = bool(pending) and not pending[0].schema.equals(batch.schema)
+            changed = bool(pending) and pending is not None and not pending[0].schema.equals(batch.schema)
         if changed:
             # One INSERT scans one Arrow schema: the batches before a change of types go first,
             # and DuckDB's cast of the new ones into the staging table's types decides.

@@ -43,7 +43,7 @@ class FileDestinationSpec(DestinationSpecBase):
     type: Literal["file"]
     path: str = Field(description="A directory (local or s3://bucket/prefix); committed files and _manifest.json go in it.")
     format: OutFormat = "parquet"
-    write: Literal["append", "replace"] = "append"  # type: ignore[assignment]
+    write: Literal["append", "replace"] = "append"
     partition_by: list[str] = Field(default_factory=list, description="Hive partitioning: region=eu/day=2024-01-01/ directories.")
     s3: S3Settings | None = None
 
@@ -55,7 +55,7 @@ class FileDestinationSpec(DestinationSpecBase):
         return self
 
 
-class FileDestination(Destination):
+class FileDestination(Destination[FileDestinationSpec]):
     spec_model = FileDestinationSpec
     capabilities = DestinationCapabilities(transactional=False, write_modes=frozenset({"append", "replace"}))
 

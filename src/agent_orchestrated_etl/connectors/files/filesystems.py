@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from agent_orchestrated_etl import redaction
 from agent_orchestrated_etl.exceptions import (
+    AgentETLError,
     AuthError,
     ConfigurationError,
     ConnectionFailedError,
@@ -268,7 +269,7 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_th
     """
     if to_the_break and compression == "gzip":
         with open_input(fs, path, None) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-            yield _UpToTheBreak(unzipped)  # type: ignore[misc]
+            yield _UpToTheBreak(unzipped)  # type: ignore[misc]  # duck-types the read()/read1() of a BinaryIO
         return
     try:
         stream = fs.open_input_stream(path, compression=compression)
@@ -277,7 +278,7 @@ def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_th
     except OSError as exc:
         raise os_error(exc, display(fs, path)) from exc
     try:
-        yield stream  # type: ignore[misc]
+        yield stream
     finally:
         stream.close()
 
@@ -290,7 +291,7 @@ class _UpToTheBreak:
         self.read = self.read1 = stream.read1
 
 
-def os_error(exc: OSError, where: str) -> Exception:
+def os_error(exc: OSError, where: str) -> AgentETLError:
     if (local := from_os_error(exc, where)) is not None:
         return local
     text = str(exc)

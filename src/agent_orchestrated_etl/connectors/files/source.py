@@ -66,7 +66,7 @@ class FileSourceSpec(ConnectorSpec):
     s3: S3Settings | None = None
 
 
-class FileSource(Source):
+class FileSource(Source[FileSourceSpec]):
     spec_model = FileSourceSpec
     capabilities = SourceCapabilities(partitioned_reads=True)
 

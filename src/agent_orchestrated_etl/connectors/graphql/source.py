@@ -24,10 +24,9 @@ from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
 _FIX = "set `connection:` to the dotted path under `data` of the Relay connection the query selects"
 
 
-class GraphQLSource(HttpSource):
+class GraphQLSource(HttpSource[GraphQLSourceSpec]):
     spec_model = GraphQLSourceSpec
     call = "query"
-    spec: GraphQLSourceSpec
 
     def describe(self) -> str:
         return f"graphql {self.spec.url} {self.spec.connection}"

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 from pydantic import Field, field_validator
+from typing_extensions import TypeVar  # default= (PEP 696) before Python 3.13
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, Partition, Position, Source
 from agent_orchestrated_etl.connectors.http.auth import AuthSpec
@@ -78,14 +79,16 @@ class PageBatcher:
             yield batch, position
 
 
-class HttpSource(Source):
+H = TypeVar("H", bound=HttpSourceSpec, default=HttpSourceSpec)
+
+
+class HttpSource(Source[H]):
     """A source that reads pages of JSON over HTTP; subclasses implement ``pages()``."""
 
     #: What one call to the API is called in messages ("request", "query").
     call: ClassVar[str] = "request"
-    spec: HttpSourceSpec
 
-    def __init__(self, name: str, spec: HttpSourceSpec, *, batch_rows: int) -> None:
+    def __init__(self, name: str, spec: H, *, batch_rows: int) -> None:
         super().__init__(name, spec, batch_rows=batch_rows)
         self.retries = 0
         self._rejected: list[tuple[dict[str, Any], str, Position]] = []

@@ -27,10 +27,9 @@ if TYPE_CHECKING:
     import httpx
 
 
-class RestSource(HttpSource):
+class RestSource(HttpSource[RestSourceSpec]):
     spec_model = RestSourceSpec
     capabilities = SourceCapabilities(incremental=True)
-    spec: RestSourceSpec
 
     def describe(self) -> str:
         return f"{self.spec.method} {self.spec.url}"

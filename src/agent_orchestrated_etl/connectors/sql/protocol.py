@@ -53,8 +53,8 @@ from agent_orchestrated_etl.exceptions import AgentETLError
 STAGING_PREFIX = "_agent_etl_stg_"
 LOADS = "_agent_etl_loads"
 STATE = "_agent_etl_state"
-KINDS: dict[str, str] = {"data": "d", "quarantine": "q"}
 Kind = Literal["data", "quarantine"]
+KINDS: dict[Kind, str] = {"data": "d", "quarantine": "q"}
 
 
 @dataclass
@@ -311,7 +311,7 @@ class StagedDestination(Destination):
         self.bookkeeping()
         with self.guard(), self.client.transaction() as session:
             for kind in KINDS:
-                name = self.staging(run_id, task_id, kind)  # type: ignore[arg-type]
+                name = self.staging(run_id, task_id, kind)
                 self.client.discard(name)
                 session.execute(f"DROP TABLE IF EXISTS {self.client.qualified(name)}")
                 self._created.discard(name)
@@ -341,7 +341,7 @@ class StagedDestination(Destination):
     def finish(self, run_id: str, task_id: str) -> None:
         for kind in KINDS:
             with self.guard():
-                self.client.flush(self.staging(run_id, task_id, kind))  # type: ignore[arg-type]
+                self.client.flush(self.staging(run_id, task_id, kind))
 
     def staged_names(self, session: Session, run_id: str, task_ids: list[str], kind: Kind) -> list[str]:
         """The staging tables of ``task_ids`` that exist, in task order (a task that staged nothing has none)."""
@@ -458,8 +458,8 @@ class TransactionalDestination(StagedDestination):
                 published = self.publish(session, data, prepared)
                 quarantined = self.publish_quarantine(session, quarantine)
                 self.ledger.record(session, run_id, published.rows, quarantined, state)
-                if type(self).before_commit is not None:
-                    type(self).before_commit(run_id)  # type: ignore[misc]
+                if (hook := type(self).before_commit) is not None:
+                    hook(run_id)
                 if client.transactions == "ddl":
                     self.drop(session, data + quarantine)
             if client.transactions != "ddl":
@@ -498,8 +498,8 @@ class LedgerDestination(StagedDestination):
             landed = self.landed(session, run_id) if resumed else None
             published = landed or self.publish_once(session, run_id, data, resumed=resumed, state=state)
             quarantined = self.publish_quarantine_once(session, run_id, quarantine, resumed=resumed)
-            if type(self).before_commit is not None:
-                type(self).before_commit(run_id)  # type: ignore[misc]
+            if (hook := type(self).before_commit) is not None:
+                hook(run_id)
             # The commit point: until this row is written, the run has not loaded.
             ledger.mark(session, run_id, "committed", rows=published.rows, quarantined=quarantined, state=state)
             self.drop(session, data + quarantine)

@@ -217,7 +217,7 @@ def split(low: Any, high: Any, parts: int) -> list[tuple[Any, Any]]:
         step = span / parts if isinstance(low, dt.datetime) else dt.timedelta(days=math.ceil((span.days + 1) / parts))
         if not step:
             return [(low, None)]
-        edges = [low + step * i for i in range(parts)]
+        edges: list[Any] = [low + step * i for i in range(parts)]
     elif isinstance(low, int):
         step = max(1, math.ceil((high - low + 1) / parts))
         edges = list(range(low, high + 1, step))

@@ -10,15 +10,20 @@ from pydantic import Field, model_validator
 
 from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
 from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields
+from agent_orchestrated_etl.exceptions import ConfigurationError
 
 
 def database_path(url: str | None, path: str | None) -> Path:
-    return Path(path if path is not None else url.removeprefix("sqlite:///")).expanduser()  # type: ignore[union-attr]
+    if path is None and url is None:
+        raise ConfigurationError(
+            "a sqlite connector has neither url nor path", hint="give url: sqlite:///file.db or path: file.db"
+        )
+    return Path(path if path is not None else str(url).removeprefix("sqlite:///")).expanduser()
 
 
 class SQLiteSourceSpec(ConnectorSpec, SQLSourceFields):
     type: Literal["sqlite"]
-    url: str | None = Field(None, description="sqlite:///relative.db or sqlite:////absolute.db")  # type: ignore[assignment]
+    url: str | None = Field(None, description="sqlite:///relative.db or sqlite:////absolute.db")  # type: ignore[assignment]  # path: may replace url
     path: str | None = Field(None, description="The database file, instead of url.")
 
     @model_validator(mode="after")
