@@ -170,7 +170,7 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     outcome = TaskOutcome()
     points = _points(ctx, task.source, task.transform)
     origins = Origins()
-    source, rejected = ctx.reader(task), []
+    source, rejected = ctx.reader(task), list[Any]()
     # Numbered always: a row the destination cannot store (a value over its limit, a NUL in
     # PostgreSQL text) is quarantined with its origin.
     batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
@@ -194,7 +194,7 @@ def _set_aside(ctx: RunContext, task: Task) -> TaskOutcome:
     dest = ctx.destinations[task.destination]
     dest.begin(ctx.run_id, task.id)
     bounds = {"source": task.source, "partition": task.partition.key, **({"range": task.partition.options["range"]} if "range" in task.partition.options else {})}
-    entry = (bounds, task.set_aside, Position(origin=task.partition.description))
+    entry = (bounds, task.set_aside or "", Position(origin=task.partition.description))
     dest.write_quarantine(ctx.run_id, task.id, rejected_rows([entry], run_id=ctx.run_id, task_id=task.id, check_name="unreadable"))
     dest.finish(ctx.run_id, task.id)
     return TaskOutcome(rows_quarantined=1)
@@ -233,7 +233,9 @@ def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partitio
                     progress(batch.num_rows, batch.nbytes)
                     yield batch, position
             except AgentETLError as exc:
-                raise exc.at(f"task {task.id}") if not (exc.where or "").startswith("source") else exc
+                if not (exc.where or "").startswith("source"):
+                    exc.at(f"task {task.id}")
+                raise
             # A source may keep rejected rows per thread, and DuckDB may be the one pulling
             # these batches, on its threads: collect them here, in the thread that read them.
             rejected.extend(source.quarantined())
@@ -346,7 +348,7 @@ def _stage(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     point = Point(task.source, None, -1, checks)
     stage_tasks = sorted(t.id for t in ctx.tasks.values() if t.kind == "stage")
     numbering = Numbering(ctx.origins, partition=stage_tasks.index(task.id) if task.id in stage_tasks else 0)
-    source, rejected = ctx.reader(task), []
+    source, rejected = ctx.reader(task), list[Any]()
     batches = _read(ctx, task, source, [task.partition], numbering, outcome, progress, numbered=True, rejected=rejected)
 
     def quarantine(rows: pa.RecordBatch) -> None:
@@ -441,7 +443,7 @@ def _single(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     dest.begin(ctx.run_id, task.id)
     outcome = TaskOutcome()
     origins = Origins()
-    source, rejected = ctx.reader(task), []
+    source, rejected = ctx.reader(task), list[Any]()
     batches = _read(ctx, task, source, list(task.partitions), Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
     _through_chain(ctx, task, dest, _points(ctx, task.source, task.transform), batches, origins, outcome)
     _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)

@@ -161,7 +161,8 @@ class Runtime:
         done = []
         for record in self.store.runs_of(None, SUPERSEDABLE):
             # A workflow's discard takes its pipelines' runs with it.
-            if self.store.get_run(record["run_id"])["status"] in SUPERSEDABLE:
+            current = self.store.get_run(record["run_id"])
+            if current is not None and current["status"] in SUPERSEDABLE:
                 done.append(self.discard(record["run_id"]))
         return done
 

@@ -83,7 +83,8 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
                 results[name] = result
                 status[name] = result.status
     except asyncio.CancelledError:
-        final, error = RunStatus.CANCELLED, "cancelled"
+        final = RunStatus.CANCELLED
+        error: str | None = "cancelled"
         failure: RunFailure | None = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=loaded.file)
         raise
     else:
@@ -114,6 +115,6 @@ def _failure(results: dict[str, RunResult], failed: dict[str, RunStatus], *, run
 
 async def _run_child(runtime: Runtime, loaded: LoadedSpec, run_id: str, name: str, *, resume: bool, listener: Listener | None) -> RunResult:
     child_id = child_run_id(run_id, name)
-    pipeline = next(p for p in loaded.workflow.pipelines if p.name == name)  # type: ignore[union-attr]
+    pipeline = next(p for p in loaded.pipelines if p.name == name)
     exists = resume and runtime.store.get_run(child_id) is not None
     return await runtime.run(loaded.child(pipeline), run_id=child_id, resume=exists, listener=listener, parent_run_id=run_id)

@@ -79,7 +79,7 @@ class Hub(ABC):
     def publish(self, topic: str, message: Message) -> None:
         """Deliver to every subscription whose pattern matches the topic; never blocks."""
         # The boundary every event crosses to the store, the monitor, /ws and alerts: secrets stop here.
-        self._publish(topic, redact_model(message))  # type: ignore[arg-type]
+        self._publish(topic, redact_model(message))
 
     @abstractmethod
     def _publish(self, topic: str, message: Message) -> None: ...
