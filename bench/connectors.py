@@ -52,8 +52,12 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 @contextmanager
-def server(argv: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd)
+def server(
+    argv: list[str], port: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd
+    )
     try:
         wait_port(port)
         yield proc
@@ -66,7 +70,19 @@ def json_server_cli() -> Path:
     cache = REPO / ".cache" / "npm"
     cli = cache / "node_modules" / "json-server" / "lib" / "cli" / "bin.js"
     if not cli.exists():
-        subprocess.run(["npm", "install", "--prefix", str(cache), "json-server@0.17.4", "--no-audit", "--no-fund", "--loglevel=error"], check=True)
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(cache),
+                "json-server@0.17.4",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ],
+            check=True,
+        )
     return cli
 
 
@@ -76,7 +92,14 @@ def measured(name: str, argv: list[str], **extra: object) -> dict[str, object]:
     if m.returncode != 0:
         raise SystemExit(f"{name} failed ({m.returncode}):\n{harness.tail(m.stderr)}")
     figures = json.loads(m.stdout.strip().splitlines()[-1]) if m.stdout.strip().startswith("{") else {}
-    row = {"contender": name, "wall_seconds": round(m.seconds, 2), "peak_rss_mb": round(m.peak_rss_bytes / harness.MB), "load_1m": round(load[0], 2), **figures, **extra}
+    row = {
+        "contender": name,
+        "wall_seconds": round(m.seconds, 2),
+        "peak_rss_mb": round(m.peak_rss_bytes / harness.MB),
+        "load_1m": round(load[0], 2),
+        **figures,
+        **extra,
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -84,18 +107,65 @@ def measured(name: str, argv: list[str], **extra: object) -> dict[str, object]:
 def rest(args: argparse.Namespace) -> list[dict[str, object]]:
     rows = []
     port = free_port()
-    items = [{"id": i, "name": f"item {i}", "price": i * 1.25, "updated_at": "2024-01-01T00:00:00", "address": {"city": f"city {i % 7}", "zip": str(10000 + i)}, "tags": [f"t{i % 3}"]} for i in range(1, 10_001)]
+    items = [
+        {
+            "id": i,
+            "name": f"item {i}",
+            "price": i * 1.25,
+            "updated_at": "2024-01-01T00:00:00",
+            "address": {"city": f"city {i % 7}", "zip": str(10000 + i)},
+            "tags": [f"t{i % 3}"],
+        }
+        for i in range(1, 10_001)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "db.json"
         db.write_text(json.dumps({"items": items}))
-        with server(["node", str(json_server_cli()), "--host", "127.0.0.1", "--port", str(port), "--quiet", str(db)], port):
+        with server(
+            ["node", str(json_server_cli()), "--host", "127.0.0.1", "--port", str(port), "--quiet", str(db)], port
+        ):
             for concurrency in (8, 16):
-                rows.append(measured(f"json-server c={concurrency}", [PY, str(BENCH / "rest_client.py"), f"http://127.0.0.1:{port}/items", "--repeat", str(args.repeat), "--param", "_page", "--size-param", "_limit", "--records", "", "--concurrency", str(concurrency)]))
+                rows.append(
+                    measured(
+                        f"json-server c={concurrency}",
+                        [
+                            PY,
+                            str(BENCH / "rest_client.py"),
+                            f"http://127.0.0.1:{port}/items",
+                            "--repeat",
+                            str(args.repeat),
+                            "--param",
+                            "_page",
+                            "--size-param",
+                            "_limit",
+                            "--records",
+                            "",
+                            "--concurrency",
+                            str(concurrency),
+                        ],
+                    )
+                )
     port = free_port()
     with server(["node", str(BENCH / "fast_server.js"), str(port), str(100 * 100 * args.repeat)], port):
         for concurrency in (8, 16):
-            rows.append(measured(f"node http c={concurrency}", [PY, str(BENCH / "rest_client.py"), f"http://127.0.0.1:{port}/items", "--concurrency", str(concurrency)]))
-        rows.append(measured("raw httpx, no agent-etl (ceiling)", [PY, str(BENCH / "raw_httpx.py"), f"http://127.0.0.1:{port}/items", str(100 * args.repeat)]))
+            rows.append(
+                measured(
+                    f"node http c={concurrency}",
+                    [
+                        PY,
+                        str(BENCH / "rest_client.py"),
+                        f"http://127.0.0.1:{port}/items",
+                        "--concurrency",
+                        str(concurrency),
+                    ],
+                )
+            )
+        rows.append(
+            measured(
+                "raw httpx, no agent-etl (ceiling)",
+                [PY, str(BENCH / "raw_httpx.py"), f"http://127.0.0.1:{port}/items", str(100 * args.repeat)],
+            )
+        )
     return rows
 
 
@@ -106,14 +176,28 @@ def rate_limit(args: argparse.Namespace) -> list[dict[str, object]]:
     import httpx
 
     with server(["node", str(BENCH / "fast_server.js"), str(port), str(pages * 100)], port):
-        row = measured("rate_limit: 100/s", [PY, str(BENCH / "rest_client.py"), f"http://127.0.0.1:{port}/items", "--rate", "100/s", "--concurrency", "8"])
+        row = measured(
+            "rate_limit: 100/s",
+            [
+                PY,
+                str(BENCH / "rest_client.py"),
+                f"http://127.0.0.1:{port}/items",
+                "--rate",
+                "100/s",
+                "--concurrency",
+                "8",
+            ],
+        )
         stats = row["server_stats"] = httpx.get(f"http://127.0.0.1:{port}/stats").json()
         row["observed_rate"] = round(stats["rate"], 2)
         row["error_percent"] = round(stats["rate"] - 100, 2)
         rows.append(row)
     port = free_port()
     with server(["node", str(BENCH / "fast_server.js"), str(port), str(pages * 100)], port, env={"LIMIT": "100"}):
-        row = measured("server limits at 100/s, client unthrottled", [PY, str(BENCH / "rest_client.py"), f"http://127.0.0.1:{port}/items", "--concurrency", "8"])
+        row = measured(
+            "server limits at 100/s, client unthrottled",
+            [PY, str(BENCH / "rest_client.py"), f"http://127.0.0.1:{port}/items", "--concurrency", "8"],
+        )
         row["server_stats"] = httpx.get(f"http://127.0.0.1:{port}/stats").json()
         row["pages_lost"] = pages - int(row["rows"]) // 100  # type: ignore[call-overload]
         rows.append(row)
@@ -142,9 +226,16 @@ def csv_to_parquet(args: argparse.Namespace) -> list[dict[str, object]]:
         ref = f"import duckdb; duckdb.execute(\"COPY (SELECT * FROM read_csv('{path}')) TO '{tmp}/ref.parquet'\")"
         rows.append(measured("duckdb COPY (reference)", [PY, "-c", ref]))
         spec = Path(tmp) / "spec.yaml"
-        spec.write_text(f"name: csv_to_parquet\nsources:\n  lineitem: {{type: file, path: {json.dumps(str(path))}}}\ndestination: {{type: file, path: {json.dumps(tmp + '/out')}, format: parquet}}\n")
+        spec.write_text(
+            f"name: csv_to_parquet\nsources:\n  lineitem: {{type: file, path: {json.dumps(str(path))}}}\ndestination: {{type: file, path: {json.dumps(tmp + '/out')}, format: parquet}}\n"
+        )
         # its own metadata store: a shared ~/.agent-etl may hold another version's schema
-        rows.append(measured("agent-etl run (csv -> parquet files)", ["env", f"AGENT_ETL_HOME={tmp}/home", str(Path(PY).parent / "agent-etl"), "run", str(spec)]))
+        rows.append(
+            measured(
+                "agent-etl run (csv -> parquet files)",
+                ["env", f"AGENT_ETL_HOME={tmp}/home", str(Path(PY).parent / "agent-etl"), "run", str(spec)],
+            )
+        )
         read_only = f"from agent_orchestrated_etl.connectors.files import FileSource, FileSourceSpec\ns = FileSource('l', FileSourceSpec(type='file', path={str(path)!r}), batch_rows=131072)\nprint(sum(b.num_rows for p in s.partitions() for b, _ in s.read(p)))"
         rows.append(measured("FileSource.read alone", [PY, "-c", read_only]))
     for row in rows:
@@ -159,14 +250,48 @@ def s3_roundtrip(args: argparse.Namespace) -> list[dict[str, object]]:
         subprocess.run([PY, str(BENCH / "lineitem.py"), "--sf", str(args.sf)], check=True)
     weed = Path(PY).parent / "weed"
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "s3.json").write_text(json.dumps({"identities": [{"name": "etl", "credentials": [{"accessKey": "AK", "secretKey": "SK"}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        (Path(tmp) / "s3.json").write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "etl",
+                            "credentials": [{"accessKey": "AK", "secretKey": "SK"}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
-        argv = [str(weed), f"-logdir={tmp}", "mini", f"-dir={tmp}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.config={tmp}/s3.json", f"-s3.port={ports['s3']}",
-                "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", f"-admin.port={ports['admin']}", f"-master.port={ports['master']}",
-                f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}", "-webdav.port=0", f"-filer.localSocket={tmp}/f.sock", f"-s3.localSocket={tmp}/s.sock"]
+        argv = [
+            str(weed),
+            f"-logdir={tmp}",
+            "mini",
+            f"-dir={tmp}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={tmp}/s3.json",
+            f"-s3.port={ports['s3']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-admin.ui=false",
+            f"-admin.port={ports['admin']}",
+            f"-master.port={ports['master']}",
+            f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}",
+            "-webdav.port=0",
+            f"-filer.localSocket={tmp}/f.sock",
+            f"-s3.localSocket={tmp}/s.sock",
+        ]
         with server(argv, ports["s3"], cwd=Path(tmp)):
             time.sleep(1)
-            return [measured("parquet -> S3 -> parquet", [PY, str(BENCH / "s3_roundtrip.py"), str(parquet), f"http://127.0.0.1:{ports['s3']}"])]
+            return [
+                measured(
+                    "parquet -> S3 -> parquet",
+                    [PY, str(BENCH / "s3_roundtrip.py"), str(parquet), f"http://127.0.0.1:{ports['s3']}"],
+                )
+            ]
 
 
 SCENARIOS = {"rest": rest, "rate-limit": rate_limit, "csv-to-parquet": csv_to_parquet, "s3-roundtrip": s3_roundtrip}
@@ -183,7 +308,14 @@ def main() -> None:
         raise SystemExit("node is needed for the HTTP servers")
     load_start = harness.load_average()
     rows = SCENARIOS[args.scenario](args)
-    record = {"scenario": args.scenario, "args": vars(args), "machine": harness.machine(), "load_start": load_start, "load_end": harness.load_average(), "results": rows}
+    record = {
+        "scenario": args.scenario,
+        "args": vars(args),
+        "machine": harness.machine(),
+        "load_start": load_start,
+        "load_end": harness.load_average(),
+        "results": rows,
+    }
     out = BENCH / "results" / f"{args.scenario}-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -68,7 +68,18 @@ def dlt(backend: str):  # noqa: ANN201 - returns a contender function
         if not DLT_PYTHON.exists():
             raise Unavailable(f"{DLT_PYTHON} not found; see bench/README.md to make dlt's venv")
         url = PG_URL.replace("postgresql://", "postgresql+psycopg2://") if backend != "connectorx" else PG_URL
-        return ["/usr/bin/env", "RUNTIME__DLTHUB_TELEMETRY=false", str(DLT_PYTHON), "-c", DLT, backend, url, job.source, str(job.out_db), str(job.workdir)]
+        return [
+            "/usr/bin/env",
+            "RUNTIME__DLTHUB_TELEMETRY=false",
+            str(DLT_PYTHON),
+            "-c",
+            DLT,
+            backend,
+            url,
+            job.source,
+            str(job.out_db),
+            str(job.workdir),
+        ]
 
     return argv
 
@@ -116,7 +127,10 @@ def mysql_rows(table: str) -> int | None:
     try:
         with conn.cursor() as cur:
             cur.execute("CREATE DATABASE IF NOT EXISTS bench")
-            cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bench' AND table_name = %s", (table,))
+            cur.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'bench' AND table_name = %s",
+                (table,),
+            )
             if not cur.fetchone()[0]:
                 return None
             cur.execute(f"SELECT count(*) FROM bench.{table}")
@@ -132,7 +146,14 @@ def load_mysql_argv(parquet: str, table: str, workdir: Path) -> list[str]:
         f"sources:\n  lineitem: {{type: file, path: {json.dumps(parquet)}}}\n"
         f"destination: {{type: mysql, url: {json.dumps(MYSQL_URL)}, table: {table}, write: replace}}\n"
     )
-    return ["/usr/bin/env", f"AGENT_ETL_HOME={workdir / 'home'}", str(Path(sys.executable).parent / "agent-etl"), "run", str(spec), "--json"]
+    return [
+        "/usr/bin/env",
+        f"AGENT_ETL_HOME={workdir / 'home'}",
+        str(Path(sys.executable).parent / "agent-etl"),
+        "run",
+        str(spec),
+        "--json",
+    ]
 
 
 def agent_etl_from_mysql(job: Any) -> list[str]:
@@ -142,7 +163,14 @@ def agent_etl_from_mysql(job: Any) -> list[str]:
         f"sources:\n  lineitem: {{type: mysql, url: {json.dumps(MYSQL_URL)}, table: {job.source}}}\n"
         f"destination: {{type: duckdb, path: {json.dumps(str(job.out_db))}, table: lineitem, write: replace}}\n"
     )
-    return ["/usr/bin/env", f"AGENT_ETL_HOME={job.workdir / 'home'}", str(Path(sys.executable).parent / "agent-etl"), "run", str(spec), "--json"]
+    return [
+        "/usr/bin/env",
+        f"AGENT_ETL_HOME={job.workdir / 'home'}",
+        str(Path(sys.executable).parent / "agent-etl"),
+        "run",
+        str(spec),
+        "--json",
+    ]
 
 
 DLT_MYSQL = """
@@ -160,4 +188,14 @@ pipeline.run(resource, write_disposition="replace")
 def dlt_from_mysql(job: Any) -> list[str]:
     if not DLT_PYTHON.exists():
         raise Unavailable(f"{DLT_PYTHON} not found; see bench/README.md to make dlt's venv")
-    return ["/usr/bin/env", "RUNTIME__DLTHUB_TELEMETRY=false", str(DLT_PYTHON), "-c", DLT_MYSQL, MYSQL_URL.replace("mysql://", "mysql+pymysql://"), job.source, str(job.out_db), str(job.workdir)]
+    return [
+        "/usr/bin/env",
+        "RUNTIME__DLTHUB_TELEMETRY=false",
+        str(DLT_PYTHON),
+        "-c",
+        DLT_MYSQL,
+        MYSQL_URL.replace("mysql://", "mysql+pymysql://"),
+        job.source,
+        str(job.out_db),
+        str(job.workdir),
+    ]

@@ -30,7 +30,9 @@ def ensure_table(sf: float) -> int:
         if pg_lineitem.rows_in(databases.PG_URL, "lineitem_inc") != expected:
             print("making bench.lineitem_inc ...", flush=True)
             conn.execute("DROP TABLE IF EXISTS bench.lineitem_inc")
-            conn.execute(f"CREATE TABLE bench.lineitem_inc AS SELECT row_number() OVER () AS id, timestamptz '2024-01-01' AS updated_at, * FROM bench.{source}")
+            conn.execute(
+                f"CREATE TABLE bench.lineitem_inc AS SELECT row_number() OVER () AS id, timestamptz '2024-01-01' AS updated_at, * FROM bench.{source}"
+            )
             conn.execute("ALTER TABLE bench.lineitem_inc ADD PRIMARY KEY (id)")
             conn.execute("CREATE INDEX ON bench.lineitem_inc (updated_at)")
             conn.execute("VACUUM ANALYZE bench.lineitem_inc")
@@ -64,16 +66,24 @@ def main() -> None:
         full = run(spec, Path(tmp) / "home")
         modulus = round(100 / args.percent)
         with psycopg.connect(databases.PG_URL, autocommit=True) as conn:
-            changed = conn.execute(f"UPDATE bench.lineitem_inc SET updated_at = now(), l_comment = 'changed' WHERE id % {modulus} = 0").rowcount
+            changed = conn.execute(
+                f"UPDATE bench.lineitem_inc SET updated_at = now(), l_comment = 'changed' WHERE id % {modulus} = 0"
+            ).rowcount
         load_inc = harness.load_average()
         incremental = run(spec, Path(tmp) / "home")
         with duckdb.connect(str(out), read_only=True) as con:
-            total, marked = con.execute("SELECT count(*), count(*) FILTER (l_comment = 'changed') FROM lineitem").fetchone()
+            total, marked = con.execute(
+                "SELECT count(*), count(*) FILTER (l_comment = 'changed') FROM lineitem"
+            ).fetchone()
         if (total, marked) != (rows, changed):
             raise SystemExit(f"expected {rows:,} rows with {changed:,} changed, found {total:,} and {marked:,}")
         print(f"table: {rows:,} rows; changed: {changed:,} ({args.percent:g}%)")
-        print(f"first (full) run:   {full.seconds:6.2f} s, {rows / full.seconds:,.0f} rows/s, peak RSS {full.peak_rss_bytes / harness.MB:.0f} MB, load {load[0]:.2f}")
-        print(f"incremental run:    {incremental.seconds:6.2f} s, peak RSS {incremental.peak_rss_bytes / harness.MB:.0f} MB, load {load_inc[0]:.2f}")
+        print(
+            f"first (full) run:   {full.seconds:6.2f} s, {rows / full.seconds:,.0f} rows/s, peak RSS {full.peak_rss_bytes / harness.MB:.0f} MB, load {load[0]:.2f}"
+        )
+        print(
+            f"incremental run:    {incremental.seconds:6.2f} s, peak RSS {incremental.peak_rss_bytes / harness.MB:.0f} MB, load {load_inc[0]:.2f}"
+        )
 
 
 if __name__ == "__main__":

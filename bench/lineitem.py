@@ -76,9 +76,7 @@ def generate(sf: float, path: Path, memory_limit: str) -> None:
         con = _connect(Path(scratch) / "tpch.duckdb", memory_limit)
         try:
             con.execute("CALL dbgen(sf = ?)", [sf])
-            con.execute(
-                f"COPY lineitem TO '{partial}' (FORMAT parquet, ROW_GROUP_SIZE 122880)"
-            )
+            con.execute(f"COPY lineitem TO '{partial}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
         finally:
             con.close()
     os.replace(partial, path)

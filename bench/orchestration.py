@@ -39,7 +39,9 @@ def planning(tasks: int, repeat: int, directory: Path) -> None:
     for i in range(tasks):
         (directory / f"f{i}.csv").write_text("id\n1\n")
     sources = "\n".join(f"  s{i}: {{type: file, path: {directory}/f{i}.csv}}" for i in range(tasks))
-    dests = "\n".join(f"  - {{type: duckdb, path: {directory}/w.duckdb, table: t{i}, input: s{i}}}" for i in range(tasks))
+    dests = "\n".join(
+        f"  - {{type: duckdb, path: {directory}/w.duckdb, table: t{i}, input: s{i}}}" for i in range(tasks)
+    )
     text = f"name: wide\nsources:\n{sources}\ndestinations:\n{dests}\n"
     spec = parse_spec(text).pipeline
     built = {name: source_class(s.type)(name, s, batch_rows=1000) for name, s in spec.sources.items()}
@@ -50,7 +52,9 @@ def planning(tasks: int, repeat: int, directory: Path) -> None:
 
 
 def selection(tasks: int, repeat: int) -> None:
-    agents = [AgentInfo(f"etl-{i}", frozenset({"extract_load", "stage", "transform_load"}), capacity=4) for i in range(8)]
+    agents = [
+        AgentInfo(f"etl-{i}", frozenset({"extract_load", "stage", "transform_load"}), capacity=4) for i in range(8)
+    ]
 
     def place_all() -> None:
         for agent in agents:
@@ -63,7 +67,9 @@ def selection(tasks: int, repeat: int) -> None:
             chosen.in_flight += 1  # type: ignore[union-attr]
 
     best, median = timed(place_all, repeat)
-    print(f"select an agent for {tasks} tasks among 8 agents: best {best / tasks * 1e6:.2f} us/task, median {median / tasks * 1e6:.2f} us/task (target <= 1 ms)")
+    print(
+        f"select an agent for {tasks} tasks among 8 agents: best {best / tasks * 1e6:.2f} us/task, median {median / tasks * 1e6:.2f} us/task (target <= 1 ms)"
+    )
 
 
 def resume_latency(directory: Path) -> None:
@@ -83,8 +89,13 @@ def resume_latency(directory: Path) -> None:
     async def resume() -> float:
         started = time.perf_counter()
         async with Runtime(Settings()) as runtime:
+
             def listen(state, event) -> None:  # type: ignore[no-untyped-def]
-                if event.kind in ("task_progress", "task_finished") and not first_rows and getattr(event, "sender", "") != "orchestrator":
+                if (
+                    event.kind in ("task_progress", "task_finished")
+                    and not first_rows
+                    and getattr(event, "sender", "") != "orchestrator"
+                ):
                     first_rows.append(time.perf_counter() - started)
 
             result = await runtime.resume(failed.run_id, listener=listen)
@@ -92,7 +103,9 @@ def resume_latency(directory: Path) -> None:
         return time.perf_counter() - started
 
     total = asyncio.run(resume())
-    print(f"resume: rows moving after {first_rows[0]:.2f} s, run done after {total:.2f} s (target <= 5 s to moving rows)")
+    print(
+        f"resume: rows moving after {first_rows[0]:.2f} s, run done after {total:.2f} s (target <= 5 s to moving rows)"
+    )
 
 
 def main() -> None:

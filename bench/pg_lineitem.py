@@ -38,7 +38,12 @@ def rows_in(url: str, table: str) -> int | None:
 
 def load_extension(con: duckdb.DuckDBPyConnection) -> None:
     version = con.execute("PRAGMA version").fetchone()[0]
-    ext = Path(duckdb_extension_postgres_scanner.__file__).parent / "extensions" / version / "postgres_scanner.duckdb_extension"
+    ext = (
+        Path(duckdb_extension_postgres_scanner.__file__).parent
+        / "extensions"
+        / version
+        / "postgres_scanner.duckdb_extension"
+    )
     con.execute(f"LOAD '{ext}'")
 
 
@@ -54,7 +59,9 @@ def ensure(sf: float, url: str = DEFAULT_URL, copies: int = 1) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
         conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{table}")
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "memory_limit": "1GB"})
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "memory_limit": "1GB"}
+    )
     load_extension(con)
     con.execute(f"ATTACH '{url}' AS pg (TYPE postgres)")
     source = " UNION ALL ".join([f"SELECT * FROM read_parquet('{parquet}')"] * copies)

@@ -26,7 +26,16 @@ async def main(url: str, pages: int, concurrency: int = 8) -> None:
         started = time.perf_counter()
         rows = sum(await asyncio.gather(*(one(p) for p in range(1, pages + 1))))
         seconds = time.perf_counter() - started
-    print(json.dumps({"requests": pages, "rows": rows, "seconds": round(seconds, 3), "requests_per_second": round(pages / seconds, 1)}))
+    print(
+        json.dumps(
+            {
+                "requests": pages,
+                "rows": rows,
+                "seconds": round(seconds, 3),
+                "requests_per_second": round(pages / seconds, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,11 +30,17 @@ def main() -> None:
     parser.add_argument("--size-param", default="per_page")
     parser.add_argument("--records", default="data")
     args = parser.parse_args()
-    spec = RestSourceSpec.model_validate({
-        "type": "rest", "url": args.url, "records": args.records or None, "concurrency": args.concurrency, "rate_limit": args.rate,
-        "retry": {"attempts": 20, "backoff_seconds": 0.05, "max_backoff_seconds": 2},
-        "pagination": {"type": "page", "page_param": args.param, "size_param": args.size_param, "page_size": 100},
-    })
+    spec = RestSourceSpec.model_validate(
+        {
+            "type": "rest",
+            "url": args.url,
+            "records": args.records or None,
+            "concurrency": args.concurrency,
+            "rate_limit": args.rate,
+            "retry": {"attempts": 20, "backoff_seconds": 0.05, "max_backoff_seconds": 2},
+            "pagination": {"type": "page", "page_param": args.param, "size_param": args.size_param, "page_size": 100},
+        }
+    )
     rows = requests = 0
     distinct_ok = True
     started = time.perf_counter()
@@ -49,7 +55,17 @@ def main() -> None:
         rows += read
         requests += -(-read // 100) + source.retries
     seconds = time.perf_counter() - started
-    print(json.dumps({"requests": requests, "rows": rows, "ids_unique": distinct_ok, "seconds": round(seconds, 3), "requests_per_second": round(requests / seconds, 1)}))
+    print(
+        json.dumps(
+            {
+                "requests": requests,
+                "rows": rows,
+                "ids_unique": distinct_ok,
+                "seconds": round(seconds, 3),
+                "requests_per_second": round(requests / seconds, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

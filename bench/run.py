@@ -18,9 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-import duckdb
-
 import databases
+import duckdb
 import harness
 import lineitem
 import pg_lineitem
@@ -113,7 +112,12 @@ def prepare_lineitem(args: argparse.Namespace) -> Input:
 def prepare_postgres(args: argparse.Namespace) -> Input:
     table = pg_lineitem.ensure(args.sf, copies=args.copies)
     rows = pg_lineitem.rows_in(databases.PG_URL, table) or 0
-    return Input(table, rows, lineitem.lineitem_path(args.sf).stat().st_size * args.copies, {"sf": args.sf, "copies": args.copies, "table": f"bench.{table}"})
+    return Input(
+        table,
+        rows,
+        lineitem.lineitem_path(args.sf).stat().st_size * args.copies,
+        {"sf": args.sf, "copies": args.copies, "table": f"bench.{table}"},
+    )
 
 
 def prepare_duckdb_file(args: argparse.Namespace) -> Input:
@@ -136,7 +140,9 @@ def prepare_mysql(args: argparse.Namespace) -> Input:
             m = harness.run_measured(databases.load_mysql_argv(str(parquet), table, Path(tmp)))
         if m.returncode != 0:
             raise SystemExit(f"loading MariaDB failed:\n{harness.tail(m.stderr)}")
-        print(f"Parquet -> MariaDB (agent-etl, LOAD DATA): {m.seconds:.1f} s, {rows / m.seconds:,.0f} rows/s, peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB, load {harness.load_average()[0]:.2f}")
+        print(
+            f"Parquet -> MariaDB (agent-etl, LOAD DATA): {m.seconds:.1f} s, {rows / m.seconds:,.0f} rows/s, peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB, load {harness.load_average()[0]:.2f}"
+        )
         setup |= {"load_seconds": round(m.seconds, 2), "load_peak_rss_bytes": m.peak_rss_bytes}
     return Input(table, rows, parquet.stat().st_size, setup)
 
@@ -162,7 +168,9 @@ SCENARIOS: dict[str, Scenario] = {
         contenders=[
             Contender("duckdb-scanner", databases.duckdb_scanner),
             Contender("agent-etl", _unavailable(databases.agent_etl)),
-            Contender("agent-etl-arrow-2parts", _unavailable(lambda job: databases.agent_etl(job, pushdown=False, parts=2))),
+            Contender(
+                "agent-etl-arrow-2parts", _unavailable(lambda job: databases.agent_etl(job, pushdown=False, parts=2))
+            ),
             Contender("dlt-connectorx", _unavailable(databases.dlt("connectorx"))),
             Contender("dlt-pyarrow", _unavailable(databases.dlt("pyarrow"))),
         ],
@@ -170,12 +178,18 @@ SCENARIOS: dict[str, Scenario] = {
     "mysql-to-duckdb": Scenario(
         prepare=prepare_mysql,
         table="lineitem",
-        contenders=[Contender("agent-etl", _unavailable(databases.agent_etl_from_mysql)), Contender("dlt-connectorx", _unavailable(databases.dlt_from_mysql))],
+        contenders=[
+            Contender("agent-etl", _unavailable(databases.agent_etl_from_mysql)),
+            Contender("dlt-connectorx", _unavailable(databases.dlt_from_mysql)),
+        ],
     ),
     "duckdb-to-postgres": Scenario(
         prepare=prepare_duckdb_file,
         table="bench.lineitem_out",
-        contenders=[Contender("duckdb-postgres-ext", databases.to_pg_scanner), Contender("agent-etl", _unavailable(databases.agent_etl_to_pg))],
+        contenders=[
+            Contender("duckdb-postgres-ext", databases.to_pg_scanner),
+            Contender("agent-etl", _unavailable(databases.agent_etl_to_pg)),
+        ],
         count=count_postgres_out,
     ),
     "lineitem-to-duckdb": Scenario(
@@ -191,7 +205,9 @@ def count_rows(db: Path, table: str) -> int:
         return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def run_contender(contender: Contender, scenario: Scenario, data: Input, repeat: int, is_reference: bool) -> harness.Result:
+def run_contender(
+    contender: Contender, scenario: Scenario, data: Input, repeat: int, is_reference: bool
+) -> harness.Result:
     result = harness.Result(contender.name, data.rows, data.bytes)
     for attempt in range(1, repeat + 1):
         with TemporaryDirectory(prefix=f"bench-{contender.name}-") as tmp:
@@ -222,8 +238,11 @@ def run_contender(contender: Contender, scenario: Scenario, data: Input, repeat:
                     load_1m_at_start=load,
                 )
             )
-            print(f"{contender.name} run {attempt}/{repeat}: {m.seconds:.2f} s, "
-                  f"peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB, load {load:.2f}", flush=True)
+            print(
+                f"{contender.name} run {attempt}/{repeat}: {m.seconds:.2f} s, "
+                f"peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB, load {load:.2f}",
+                flush=True,
+            )
     return result
 
 
@@ -236,7 +255,9 @@ def main() -> None:
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--sf", type=float, default=1.0, help="TPC-H scale factor (default 1)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the median is reported")
-    parser.add_argument("--copies", type=int, default=1, help="database scenarios: repeat the rows (3 for the memory-flatness check)")
+    parser.add_argument(
+        "--copies", type=int, default=1, help="database scenarios: repeat the rows (3 for the memory-flatness check)"
+    )
     parser.add_argument("--only", help="comma-separated contenders to run (the reference always runs)")
     args = parser.parse_args()
     if args.repeat < 1:

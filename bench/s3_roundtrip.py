@@ -16,7 +16,9 @@ from agent_orchestrated_etl.connectors.files.filesystems import S3Settings
 def main(parquet: str, endpoint: str) -> None:
     s3 = S3Settings(endpoint_url=endpoint, access_key_id="AK", secret_access_key="SK", allow_bucket_creation=True)
     size = os.path.getsize(parquet)
-    dest = FileDestination(FileDestinationSpec(type="file", path="s3://bench/lineitem", s3=s3), memory_limit_bytes=1 << 29)
+    dest = FileDestination(
+        FileDestinationSpec(type="file", path="s3://bench/lineitem", s3=s3), memory_limit_bytes=1 << 29
+    )
     started = time.perf_counter()
     dest.begin("run1", "t1")
     for batch in pq.ParquetFile(parquet).iter_batches(batch_size=131_072):
@@ -29,7 +31,18 @@ def main(parquet: str, endpoint: str) -> None:
     read = time.perf_counter() - started
     assert back == rows, (back, rows)
     mb = size / 2**20
-    print(json.dumps({"rows": rows, "parquet_mb": round(mb), "write_seconds": round(write, 2), "write_mb_per_second": round(mb / write, 1), "read_seconds": round(read, 2), "read_mb_per_second": round(mb / read, 1)}))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "parquet_mb": round(mb),
+                "write_seconds": round(write, 2),
+                "write_mb_per_second": round(mb / write, 1),
+                "read_seconds": round(read, 2),
+                "read_mb_per_second": round(mb / read, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ FROM t WHERE l_shipdate <= DATE '1998-09-02' GROUP BY l_returnflag, l_linestatus
 CASES: dict[str, tuple[str, list[dict], bool]] = {
     "filter_project": (
         "SELECT l_orderkey, l_partkey, l_quantity, l_extendedprice, l_shipdate, l_comment FROM t WHERE l_quantity < 25",
-        [{"filter": "l_quantity < 25"}, {"select": ["l_orderkey", "l_partkey", "l_quantity", "l_extendedprice", "l_shipdate", "l_comment"]}],
+        [
+            {"filter": "l_quantity < 25"},
+            {"select": ["l_orderkey", "l_partkey", "l_quantity", "l_extendedprice", "l_shipdate", "l_comment"]},
+        ],
         False,
     ),
     "derive": (
@@ -58,14 +61,24 @@ CASES: dict[str, tuple[str, list[dict], bool]] = {
         Q1_SQL,
         [
             {"filter": "l_shipdate <= DATE '1998-09-02'"},
-            {"derive": {"disc_price": "l_extendedprice * (1 - l_discount)", "charge": "l_extendedprice * (1 - l_discount) * (1 + l_tax)"}},
+            {
+                "derive": {
+                    "disc_price": "l_extendedprice * (1 - l_discount)",
+                    "charge": "l_extendedprice * (1 - l_discount) * (1 + l_tax)",
+                }
+            },
             {
                 "aggregate": {
                     "group_by": ["l_returnflag", "l_linestatus"],
                     "measures": {
-                        "sum_qty": "sum(l_quantity)", "sum_base_price": "sum(l_extendedprice)", "sum_disc_price": "sum(disc_price)",
-                        "sum_charge": "sum(charge)", "avg_qty": "avg(l_quantity)", "avg_price": "avg(l_extendedprice)",
-                        "avg_disc": "avg(l_discount)", "count_order": "count(*)",
+                        "sum_qty": "sum(l_quantity)",
+                        "sum_base_price": "sum(l_extendedprice)",
+                        "sum_disc_price": "sum(disc_price)",
+                        "sum_charge": "sum(charge)",
+                        "avg_qty": "avg(l_quantity)",
+                        "avg_price": "avg(l_extendedprice)",
+                        "avg_disc": "avg(l_discount)",
+                        "count_order": "count(*)",
                     },
                 }
             },
@@ -102,7 +115,13 @@ def child(case: str, engine: str, source: str, memory_limit: int) -> None:
         from agent_orchestrated_etl.profiling.profile import profile_stream
 
         with tempfile.TemporaryDirectory() as spill:
-            rows = profile_stream("lineitem", table.schema, iter(table.to_batches(BATCH_ROWS)), memory_limit_bytes=memory_limit, spill_dir=Path(spill)).rows_profiled
+            rows = profile_stream(
+                "lineitem",
+                table.schema,
+                iter(table.to_batches(BATCH_ROWS)),
+                memory_limit_bytes=memory_limit,
+                spill_dir=Path(spill),
+            ).rows_profiled
     else:
         rows = run_steps(table, steps, numbered, memory_limit)
     print(json.dumps({"seconds": time.perf_counter() - started, "rows_out": rows}))
@@ -121,7 +140,16 @@ def run_steps(table, steps: list[dict], numbered: bool, memory_limit: int) -> in
     with tempfile.TemporaryDirectory() as run_dir:
         workspace = Workspace(Path(run_dir), memory_limit_bytes=memory_limit)
         origins = Origins()
-        chain = StreamChain(workspace, [Point("lineitem", None, -1, []), Point("t", transform, 0, [])], run_id="bench", task_id="bench", scope="bench", batch_rows=BATCH_ROWS, locate=origins.locate, quarantine=lambda rows: None)
+        chain = StreamChain(
+            workspace,
+            [Point("lineitem", None, -1, []), Point("t", transform, 0, [])],
+            run_id="bench",
+            task_id="bench",
+            scope="bench",
+            batch_rows=BATCH_ROWS,
+            locate=origins.locate,
+            quarantine=lambda rows: None,
+        )
         batches = iter(table.to_batches(BATCH_ROWS))
         schema = table.schema
         if numbered:  # as a task does for blocking steps: rows carry their ordinal
@@ -143,7 +171,9 @@ def spec_text(source: str, out_db: Path, checks: bool) -> str:
     )
 
 
-def measure(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[harness.Measurement, dict]:
+def measure(
+    argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[harness.Measurement, dict]:
     old = dict(os.environ)
     os.environ.update(env or {})
     try:
@@ -162,7 +192,9 @@ def main() -> None:
     parser.add_argument("--sf", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--cases", default="filter_project,derive,dedupe,q1,profile,checks")
-    parser.add_argument("--memory-limit", default="4GB", help="AGENT_ETL_MEMORY_LIMIT for our side (DuckDB gets a quarter)")
+    parser.add_argument(
+        "--memory-limit", default="4GB", help="AGENT_ETL_MEMORY_LIMIT for our side (DuckDB gets a quarter)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("CASE", "ENGINE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from agent_orchestrated_etl.config import parse_size
@@ -175,8 +207,17 @@ def main() -> None:
 
     arrow_bytes = pq.read_table(path).nbytes
     rows = lineitem.parquet_rows(path)
-    print(f"lineitem sf={args.sf:g}: {rows:,} rows, {arrow_bytes / harness.MB:,.0f} MB as Arrow; load {harness.load_average()}")
-    record: dict = {"sf": args.sf, "repeat": args.repeat, "memory_limit": args.memory_limit, "machine": harness.machine(), "load_start": harness.load_average(), "cases": {}}
+    print(
+        f"lineitem sf={args.sf:g}: {rows:,} rows, {arrow_bytes / harness.MB:,.0f} MB as Arrow; load {harness.load_average()}"
+    )
+    record: dict = {
+        "sf": args.sf,
+        "repeat": args.repeat,
+        "memory_limit": args.memory_limit,
+        "machine": harness.machine(),
+        "load_start": harness.load_average(),
+        "cases": {},
+    }
     for case in args.cases.split(","):
         runs: dict[str, list[dict]] = {}
         engines = ("load", "load+5 checks") if case == "checks" else ("raw", "ours")
@@ -188,20 +229,48 @@ def main() -> None:
                         spec = Path(tmp) / "spec.yaml"
                         spec.write_text(spec_text(str(path), Path(tmp) / "out.duckdb", engine != "load"))
                         script = Path(sys.executable).parent / "agent-etl"
-                        m, _ = measure([str(script), "run", str(spec), "--json"], {"AGENT_ETL_HOME": str(Path(tmp) / "home"), "AGENT_ETL_MEMORY_LIMIT": args.memory_limit}, cwd=Path(tmp))
+                        m, _ = measure(
+                            [str(script), "run", str(spec), "--json"],
+                            {"AGENT_ETL_HOME": str(Path(tmp) / "home"), "AGENT_ETL_MEMORY_LIMIT": args.memory_limit},
+                            cwd=Path(tmp),
+                        )
                         seconds, rows_out = m.seconds, rows
                 else:
-                    m, out = measure([sys.executable, __file__, "--sf", str(args.sf), "--memory-limit", args.memory_limit, "--child", case, engine])
+                    m, out = measure(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--sf",
+                            str(args.sf),
+                            "--memory-limit",
+                            args.memory_limit,
+                            "--child",
+                            case,
+                            engine,
+                        ]
+                    )
                     seconds, rows_out = out["seconds"], out["rows_out"]
-                run = {"seconds": round(seconds, 3), "rows_out": rows_out, "mb_per_s": round(arrow_bytes / harness.MB / seconds, 1), "peak_rss_mb": round(m.peak_rss_bytes / harness.MB), "load_1m": round(load, 2)}
+                run = {
+                    "seconds": round(seconds, 3),
+                    "rows_out": rows_out,
+                    "mb_per_s": round(arrow_bytes / harness.MB / seconds, 1),
+                    "peak_rss_mb": round(m.peak_rss_bytes / harness.MB),
+                    "load_1m": round(load, 2),
+                }
                 runs.setdefault(engine, []).append(run)
-                print(f"{case:15} {engine:14} {seconds:7.2f} s {run['mb_per_s']:8.1f} MB/s  rows out {rows_out:>10,}  peak RSS {run['peak_rss_mb']:>6} MB  load {load:.2f}", flush=True)
+                print(
+                    f"{case:15} {engine:14} {seconds:7.2f} s {run['mb_per_s']:8.1f} MB/s  rows out {rows_out:>10,}  peak RSS {run['peak_rss_mb']:>6} MB  load {load:.2f}",
+                    flush=True,
+                )
         first, second = engines
         median = {e: statistics.median(r["seconds"] for r in runs[e]) for e in engines}
         ratio = median[first] / median[second]
         label = "extra time" if case == "checks" else "of raw throughput"
         value = f"{median[second] / median[first] - 1:+.1%}" if case == "checks" else f"{ratio:.0%}"
-        print(f"{case}: median {first} {median[first]:.2f} s, {second} {median[second]:.2f} s -> {value} {label}\n", flush=True)
+        print(
+            f"{case}: median {first} {median[first]:.2f} s, {second} {median[second]:.2f} s -> {value} {label}\n",
+            flush=True,
+        )
         record["cases"][case] = {"runs": runs, "median_seconds": median}
     record["load_end"] = harness.load_average()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,9 @@ def make_input(directory: Path, rows: int, files: int) -> Path:
         table = pa.table({"id": ids, "amount": pc.multiply(pc.cast(ids, pa.float64()), 0.5), "label": label})
         pq.write_table(table, directory / f"items-{i}.parquet", row_group_size=100_000)
     spec = directory / "fanout.yaml"
-    spec.write_text("name: fanout\nsources:\n  items: {type: file, path: 'items-*.parquet'}\ndestination: {type: duckdb, path: out.duckdb, table: items, write: replace}\n")
+    spec.write_text(
+        "name: fanout\nsources:\n  items: {type: file, path: 'items-*.parquet'}\ndestination: {type: duckdb, path: out.duckdb, table: items, write: replace}\n"
+    )
     return spec
 
 
@@ -68,7 +70,9 @@ async def _subscribe(url: str, clients: int, ready: Path) -> None:
         finished: set[str] = set()
         resyncs = frames = 0
         run_id = None
-        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, max_size=None) as ws:
+        async with websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, max_size=None
+        ) as ws:
             json.loads(await ws.recv())  # hello
             connected.set()
             while True:
@@ -80,7 +84,12 @@ async def _subscribe(url: str, clients: int, ready: Path) -> None:
                         if run_id in (None, run["run_id"]):
                             finished |= {t["id"] for t in run["tasks"] if t["status"] in ("succeeded", "failed")}
                             if run["status"] != "running" and run_id is not None:
-                                return {"finished": sorted(finished), "resyncs": resyncs, "run_id": run_id, "frames": frames}
+                                return {
+                                    "finished": sorted(finished),
+                                    "resyncs": resyncs,
+                                    "run_id": run_id,
+                                    "frames": frames,
+                                }
                     continue
                 for event in frame["events"]:
                     if event["kind"] == "run_started":
@@ -108,7 +117,21 @@ def _run_once(base: str, subscribers: int, workdir: Path, trial: int, server_pid
     if subscribers:
         ready = workdir / f"ready-{trial}"
         ws_url = base.replace("http://", "ws://") + "/ws"
-        sub = subprocess.Popen([sys.executable, __file__, "subscribe", "--url", ws_url, "--clients", str(subscribers), "--ready", str(ready)], stdout=subprocess.PIPE, text=True)
+        sub = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "subscribe",
+                "--url",
+                ws_url,
+                "--clients",
+                str(subscribers),
+                "--ready",
+                str(ready),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while not ready.exists():
             if sub.poll() is not None or time.monotonic() > deadline:
@@ -118,21 +141,40 @@ def _run_once(base: str, subscribers: int, workdir: Path, trial: int, server_pid
         clients_cpu_before = sum(clients_process.cpu_times()[:2])
     load = os.getloadavg()
     cpu_before = sum(server.cpu_times()[:2])
-    run_id = httpx.post(f"{base}/api/v1/runs", json={"pipeline": "fanout"}, headers={"Authorization": f"Bearer {TOKEN}"}).json()["run_id"]
+    run_id = httpx.post(
+        f"{base}/api/v1/runs", json={"pipeline": "fanout"}, headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()["run_id"]
     while (run := httpx.get(f"{base}/api/v1/runs/{run_id}").json())["status"] == "running":
         time.sleep(0.1)
     server_cpu = sum(server.cpu_times()[:2]) - cpu_before
     tasks = sorted(t["id"] for t in run["tasks"])
-    record = {"server_cpu_seconds": round(server_cpu, 3), "subscribers": subscribers, "run_id": run_id, "status": run["status"], "seconds": run["seconds"], "rows": run["rows_written"], "rows_per_second": run["rows_written"] / run["seconds"], "load_1m_at_start": load[0], "tasks": len(tasks)}
+    record = {
+        "server_cpu_seconds": round(server_cpu, 3),
+        "subscribers": subscribers,
+        "run_id": run_id,
+        "status": run["status"],
+        "seconds": run["seconds"],
+        "rows": run["rows_written"],
+        "rows_per_second": run["rows_written"] / run["seconds"],
+        "load_1m_at_start": load[0],
+        "tasks": len(tasks),
+    }
     if sub is not None:
-        clients_cpu = sum(clients_process.cpu_times()[:2]) - clients_cpu_before  # before it exits; it is done once the run is
+        clients_cpu = (
+            sum(clients_process.cpu_times()[:2]) - clients_cpu_before
+        )  # before it exits; it is done once the run is
         out, _ = sub.communicate(timeout=120)
         clients = json.loads(out)
         complete = sum(1 for c in clients if c["run_id"] == run_id and c["finished"] == tasks)
-        record.update({
-            "clients_with_every_task_end": complete, "clients": len(clients), "resyncs": sum(c["resyncs"] for c in clients),
-            "frames_per_client": statistics.median(c["frames"] for c in clients), "clients_cpu_seconds": round(clients_cpu, 3),
-        })
+        record.update(
+            {
+                "clients_with_every_task_end": complete,
+                "clients": len(clients),
+                "resyncs": sum(c["resyncs"] for c in clients),
+                "frames_per_client": statistics.median(c["frames"] for c in clients),
+                "clients_cpu_seconds": round(clients_cpu, 3),
+            }
+        )
     return record
 
 
@@ -157,8 +199,18 @@ def main() -> None:
         workdir = Path(tmp)
         spec = make_input(workdir, args.rows, args.files)
         port = _free_port()
-        env = {**os.environ, "AGENT_ETL_HOME": str(workdir / "home"), "AGENT_ETL_API_TOKEN": TOKEN, "AGENT_ETL_LOG_LEVEL": "WARNING"}
-        server = subprocess.Popen([str(Path(sys.executable).with_name("agent-etl")), "serve", str(spec), "--port", str(port)], cwd=workdir, env=env, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "AGENT_ETL_HOME": str(workdir / "home"),
+            "AGENT_ETL_API_TOKEN": TOKEN,
+            "AGENT_ETL_LOG_LEVEL": "WARNING",
+        }
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("agent-etl")), "serve", str(spec), "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             import httpx
@@ -185,24 +237,43 @@ def main() -> None:
     alone = [t["rows_per_second"] for t in trials if t["subscribers"] == 0]
     watched = [t["rows_per_second"] for t in trials if t["subscribers"]]
     summary = {
-        "rows": args.rows, "files": args.files, "clients": args.clients, "repeat": args.repeat,
-        "median_rows_per_second_alone": statistics.median(alone), "median_rows_per_second_watched": statistics.median(watched),
+        "rows": args.rows,
+        "files": args.files,
+        "clients": args.clients,
+        "repeat": args.repeat,
+        "median_rows_per_second_alone": statistics.median(alone),
+        "median_rows_per_second_watched": statistics.median(watched),
         "drop_percent": round(100 * (1 - statistics.median(watched) / statistics.median(alone)), 1),
         # Each watched trial against the unwatched one just before it: slow drifts in the machine's load cancel out.
-        "median_paired_drop_percent": round(100 * statistics.median(1 - w / a for a, w in zip(alone, watched, strict=True)), 1),
+        "median_paired_drop_percent": round(
+            100 * statistics.median(1 - w / a for a, w in zip(alone, watched, strict=True)), 1
+        ),
         # CPU the server spends per run is steadier than wall time on a shared machine.
-        "median_server_cpu_seconds_alone": statistics.median(t["server_cpu_seconds"] for t in trials if t["subscribers"] == 0),
-        "median_server_cpu_seconds_watched": statistics.median(t["server_cpu_seconds"] for t in trials if t["subscribers"]),
+        "median_server_cpu_seconds_alone": statistics.median(
+            t["server_cpu_seconds"] for t in trials if t["subscribers"] == 0
+        ),
+        "median_server_cpu_seconds_watched": statistics.median(
+            t["server_cpu_seconds"] for t in trials if t["subscribers"]
+        ),
         "median_clients_cpu_seconds": statistics.median(t["clients_cpu_seconds"] for t in trials if t["subscribers"]),
         "median_frames_per_client": statistics.median(t["frames_per_client"] for t in trials if t["subscribers"]),
-        "every_client_saw_every_task_end": all(t["clients_with_every_task_end"] == t["clients"] == args.clients for t in trials if t["subscribers"]),
-        "load_average_start": started_load, "load_average_end": load_average(),
+        "every_client_saw_every_task_end": all(
+            t["clients_with_every_task_end"] == t["clients"] == args.clients for t in trials if t["subscribers"]
+        ),
+        "load_average_start": started_load,
+        "load_average_end": load_average(),
     }
     print(f"\n{args.rows:,} rows in {args.files} tasks; median over {args.repeat} trials each")
     print(f"  no subscriber : {summary['median_rows_per_second_alone']:>12,.0f} rows/s")
-    print(f"  {args.clients} subscribers: {summary['median_rows_per_second_watched']:>12,.0f} rows/s  ({summary['drop_percent']}% drop; {summary['median_paired_drop_percent']}% median of paired trials)")
-    print(f"  server CPU seconds per run: {summary['median_server_cpu_seconds_alone']:.2f} alone, {summary['median_server_cpu_seconds_watched']:.2f} watched")
-    print(f"  clients' process: {summary['median_clients_cpu_seconds']:.2f} CPU s per run, {summary['median_frames_per_client']:.0f} frames per client")
+    print(
+        f"  {args.clients} subscribers: {summary['median_rows_per_second_watched']:>12,.0f} rows/s  ({summary['drop_percent']}% drop; {summary['median_paired_drop_percent']}% median of paired trials)"
+    )
+    print(
+        f"  server CPU seconds per run: {summary['median_server_cpu_seconds_alone']:.2f} alone, {summary['median_server_cpu_seconds_watched']:.2f} watched"
+    )
+    print(
+        f"  clients' process: {summary['median_clients_cpu_seconds']:.2f} CPU s per run, {summary['median_frames_per_client']:.0f} frames per client"
+    )
     print(f"  every client saw every task's final event: {summary['every_client_saw_every_task_end']}")
     print(f"  load average at start {started_load}, at end {summary['load_average_end']}")
     results = HERE / "results"

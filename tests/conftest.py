@@ -125,12 +125,18 @@ def _moto_url() -> Iterator[str]:
 @pytest.fixture
 def aws(_moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """moto's server, emptied, as this process's AWS: AWS_ENDPOINT_URL and moto's admin keys in the environment."""
-    from agent_orchestrated_etl.connectors.files import filesystems
-    from agent_orchestrated_etl.secrets import PROVIDERS
     from tests.aws_servers import REGION, MotoAWS
 
-    for name, value in {"AWS_ENDPOINT_URL": _moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}.items():
+    from agent_orchestrated_etl.connectors.files import filesystems
+    from agent_orchestrated_etl.secrets import PROVIDERS
+
+    for name, value in {
+        "AWS_ENDPOINT_URL": _moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_STS"):
         monkeypatch.delenv(name, raising=False)

@@ -37,7 +37,10 @@ def _install(packages: list[str]) -> str | None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return "not root, or no apt-get"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             return f"{' '.join(command)} exited {done.returncode}: {done.stderr.strip()[-300:]}"

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
+from tests.conftest import run_sql, server_url
 
 from agent_orchestrated_etl.demo.data import generate_demo_data
-from tests.conftest import run_sql, server_url
 
 # Three pipelines, one per kind of target: a PostgreSQL merge, DuckDB appends
 # behind a quality check, and a Parquet lake; orders_lake waits for accounts.
@@ -89,7 +88,9 @@ def workdir(base: Path, data: Path, postgres: tuple[str, str], name: str) -> Pat
         f"CREATE TABLE {target}.accounts (id integer PRIMARY KEY, name text, balance numeric(12, 2), opened date)",
         f"INSERT INTO {target}.accounts SELECT i, 'stale', -1, date '2000-01-01' FROM generate_series(-500, 1000) i",
     )
-    (directory / "p.yaml").write_text(SPEC.replace("PG_URL", url).replace("SOURCE_SCHEMA", source_schema).replace("ROUND_SCHEMA", target))
+    (directory / "p.yaml").write_text(
+        SPEC.replace("PG_URL", url).replace("SOURCE_SCHEMA", source_schema).replace("ROUND_SCHEMA", target)
+    )
     (directory / "target").write_text(target)
     return directory
 
@@ -98,7 +99,14 @@ def agent_etl(directory: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "AGENT_ETL_HOME": str(directory / "home"), "AGENT_ETL_BATCH_ROWS": "8192"}
     # Output goes to files: an unread pipe that fills up would block the child.
     log = open(directory / "agent-etl.log", "a")  # noqa: SIM115 - the child holds it
-    return subprocess.Popen([sys.executable, "-m", "agent_orchestrated_etl", *args], cwd=directory, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent_orchestrated_etl", *args],
+        cwd=directory,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
 
 
 def latest_run(directory: Path) -> dict | None:
@@ -109,7 +117,9 @@ def latest_run(directory: Path) -> dict | None:
 
     with sqlite3.connect(store) as conn:
         try:
-            row = conn.execute("SELECT run_id, status FROM runs WHERE parent_run_id IS NULL ORDER BY started_at DESC LIMIT 1").fetchone()
+            row = conn.execute(
+                "SELECT run_id, status FROM runs WHERE parent_run_id IS NULL ORDER BY started_at DESC LIMIT 1"
+            ).fetchone()
         except sqlite3.OperationalError:  # the store is being created
             return None
     return {"run_id": row[0], "status": row[1]} if row else None
@@ -132,7 +142,9 @@ def fingerprint(directory: Path) -> dict[str, tuple[int, int]]:
     result["orders"] = duckdb.execute(f"SELECT count(*), sum(hash(t)) FROM read_parquet({files!r}) t").fetchone()
     url = (directory / "p.yaml").read_text().split('url: "', 1)[1].split('"', 1)[0]
     target = (directory / "target").read_text()
-    [result["accounts"]] = run_sql(url, f"SELECT count(*), count(DISTINCT id), sum(hashtext(t::text)::numeric) FROM {target}.accounts t")
+    [result["accounts"]] = run_sql(
+        url, f"SELECT count(*), count(DISTINCT id), sum(hashtext(t::text)::numeric) FROM {target}.accounts t"
+    )
     return result
 
 
@@ -168,7 +180,9 @@ def test_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(120 + 60 * long_rounds())
-def test_many_killed_runs_resume_to_exactly_the_clean_result(tmp_path: Path, data: Path, postgres: tuple[str, str]) -> None:
+def test_many_killed_runs_resume_to_exactly_the_clean_result(
+    tmp_path: Path, data: Path, postgres: tuple[str, str]
+) -> None:
     kill_and_resume(tmp_path, data, postgres, rounds=long_rounds())
 
 
@@ -212,7 +226,12 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(tmp_path: Path, data: Path, 
     warehouse = directory / "out" / "warehouse.duckdb"
     if warehouse.exists():  # the cancel may land before any task opened it
         con = duckdb.connect(str(warehouse), read_only=True)
-        visible = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')").fetchall()}
+        visible = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')"
+            ).fetchall()
+        }
         con.close()
         assert visible == set()  # nothing was committed
     resumed = agent_etl(directory, "resume", run["run_id"])

@@ -60,7 +60,13 @@ def orders_spec(tmp_path: Path, rows: range) -> Path:
 
 
 def killed_run(spec: Path, at: str) -> str:
-    process = subprocess.run([sys.executable, "-c", KILLED_AT_COMMIT, str(spec), at], cwd=spec.parent, capture_output=True, text=True, timeout=300)
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_AT_COMMIT, str(spec), at],
+        cwd=spec.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert process.returncode == -9, process.stderr[-3000:]
     [record] = RunStore(Settings().store_url).list_runs()
     assert record["status"] == "running"  # as the killed process left it
@@ -68,7 +74,14 @@ def killed_run(spec: Path, at: str) -> str:
 
 
 def agent_etl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent_orchestrated_etl", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "agent_orchestrated_etl", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+    )
 
 
 def count(path: Path, sql: str) -> tuple:
@@ -80,7 +93,11 @@ def count(path: Path, sql: str) -> tuple:
 
 
 def decisions(run_id: str) -> list[tuple[str, str, str]]:
-    return [(e["subject"], e["choice"], e["reason"]) for e in RunStore(Settings().store_url).get_run(run_id)["events"] if e["kind"] == "decision"]
+    return [
+        (e["subject"], e["choice"], e["reason"])
+        for e in RunStore(Settings().store_url).get_run(run_id)["events"]
+        if e["kind"] == "decision"
+    ]
 
 
 def test_runs_shows_a_run_killed_after_its_commit_as_succeeded(store_url: str, tmp_path: Path) -> None:
@@ -88,18 +105,28 @@ def test_runs_shows_a_run_killed_after_its_commit_as_succeeded(store_url: str, t
     listed = agent_etl(tmp_path, "runs", "--json")
     assert listed.returncode == 0, listed.stderr
     assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [(run_id, "succeeded")]
-    assert ("run", "mark it succeeded", "its process is gone; every destination's loads ledger records its commit (1)") in decisions(run_id)
+    assert (
+        "run",
+        "mark it succeeded",
+        "its process is gone; every destination's loads ledger records its commit (1)",
+    ) in decisions(run_id)
     assert count(tmp_path / "out.duckdb", "SELECT count(*), count(DISTINCT id) FROM orders") == (1000, 1000)
 
 
-def test_the_next_run_settles_a_run_killed_after_its_commit_and_reads_after_its_window(store_url: str, tmp_path: Path) -> None:
+def test_the_next_run_settles_a_run_killed_after_its_commit_and_reads_after_its_window(
+    store_url: str, tmp_path: Path
+) -> None:
     spec = orders_spec(tmp_path, range(1, 1001))
     dead = killed_run(spec, "after")
     orders_spec(tmp_path, range(1001, 1201))
     second = run_pipeline(load_spec(spec), Settings())
     assert second.status == "succeeded", second.error
     assert second.rows_written == 200
-    assert count(tmp_path / "out.duckdb", "SELECT count(*), count(DISTINCT id), max(id) FROM orders") == (1200, 1200, 1200)
+    assert count(tmp_path / "out.duckdb", "SELECT count(*), count(DISTINCT id), max(id) FROM orders") == (
+        1200,
+        1200,
+        1200,
+    )
     store = RunStore(Settings().store_url)
     assert store.get_run(dead)["status"] == "succeeded"
     said = {(s, c) for s, c, _ in decisions(second.run_id)}
@@ -110,8 +137,13 @@ def test_a_run_killed_before_its_commit_shows_as_crashed_and_resumes_exactly(sto
     run_id = killed_run(orders_spec(tmp_path, range(1, 1001)), "before")
     listed = agent_etl(tmp_path, "runs", "--json")
     [record] = json.loads(listed.stdout)
-    assert (record["status"], record["error"]) == ("failed", f"crashed: its process is gone and 0 of 1 destination(s) record its commit; its staging is kept for `agent-etl resume {run_id}`")
-    assert count(tmp_path / "out.duckdb", "SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')") == (1,)
+    assert (record["status"], record["error"]) == (
+        "failed",
+        f"crashed: its process is gone and 0 of 1 destination(s) record its commit; its staging is kept for `agent-etl resume {run_id}`",
+    )
+    assert count(
+        tmp_path / "out.duckdb", "SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')"
+    ) == (1,)
     resumed = resume_run(run_id, Settings())
     assert resumed.status == "succeeded", resumed.error
     assert count(tmp_path / "out.duckdb", "SELECT count(*), count(DISTINCT id) FROM orders") == (1000, 1000)
@@ -145,9 +177,16 @@ def test_a_new_run_drops_the_staging_of_the_failed_runs_it_supersedes(store_url:
     assert count(tmp_path / "out.duckdb", "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)") == (3, 2)
     record = RunStore(Settings().store_url).get_run(failed.run_id)
     assert (record["status"], record["error"]) == ("superseded", f"superseded by run {second.run_id}")
-    assert (f"run {failed.run_id}", "drop its staging: superseded", f"this new run loads its rows itself; resuming run {failed.run_id} afterwards would load them twice") in decisions(second.run_id)
+    assert (
+        f"run {failed.run_id}",
+        "drop its staging: superseded",
+        f"this new run loads its rows itself; resuming run {failed.run_id} afterwards would load them twice",
+    ) in decisions(second.run_id)
 
-    with pytest.raises(ConfigurationError, match=f"run {failed.run_id} was superseded by run {second.run_id}, which loaded its rows; resuming it would load them twice"):
+    with pytest.raises(
+        ConfigurationError,
+        match=f"run {failed.run_id} was superseded by run {second.run_id}, which loaded its rows; resuming it would load them twice",
+    ):
         resume_run(failed.run_id, Settings())
     assert count(tmp_path / "out.duckdb", "SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)") == (3, 2)
 
@@ -163,7 +202,9 @@ def test_discard_failed_drops_the_staging_of_every_failed_and_crashed_run(store_
 
     done = agent_etl(tmp_path, "runs", "discard", "--failed")
     assert done.returncode == 0, done.stderr
-    assert sorted(done.stdout.splitlines()) == sorted(f"discarded the staged output of run {r}" for r in (crashed, failed.run_id))
+    assert sorted(done.stdout.splitlines()) == sorted(
+        f"discarded the staged output of run {r}" for r in (crashed, failed.run_id)
+    )
     assert (count(tmp_path / "out.duckdb", staging), count(tmp_path / "two.duckdb", staging)) == ((0,), (0,))
     store = RunStore(Settings().store_url)
     assert [store.get_run(r)["status"] for r in (crashed, failed.run_id)] == ["discarded", "discarded"]

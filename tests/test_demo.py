@@ -57,7 +57,9 @@ def test_customers_are_loaded_and_dirty_rows_quarantined_with_their_line(demo: t
     kept, quarantined = expected_customers(directory)
     con = duckdb.connect(str(directory / "warehouse.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM customers").fetchone()[0] == len(kept)
-    assert sorted(r[0] for r in con.execute("SELECT customer_id FROM customers").fetchall()) == sorted(int(r["customer_id"]) for r in kept)
+    assert sorted(r[0] for r in con.execute("SELECT customer_id FROM customers").fetchall()) == sorted(
+        int(r["customer_id"]) for r in kept
+    )
     rows = con.execute("SELECT check_name, origin, row_json FROM customers__quarantine").fetchall()
     parse = sorted(int(origin.rsplit(":", 1)[1]) for check, origin, _ in rows if check == "parse")
     assert parse == sorted(line for line, reason in quarantined if reason == "parse")
@@ -75,8 +77,14 @@ def test_orders_lose_only_rows_without_a_customer(demo: tuple[Path, int]) -> Non
     total, without = source.execute("SELECT count(*), count(*) - count(customer_id) FROM orders").fetchone()
     con = duckdb.connect(str(directory / "warehouse.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == total - without
-    assert con.execute("SELECT count(*) FROM orders__quarantine WHERE check_name = 'not_null(customer_id)'").fetchone()[0] == without
-    assert con.execute("SELECT count(*) FROM products").fetchone()[0] == source.execute("SELECT count(*) FROM products").fetchone()[0]
+    assert (
+        con.execute("SELECT count(*) FROM orders__quarantine WHERE check_name = 'not_null(customer_id)'").fetchone()[0]
+        == without
+    )
+    assert (
+        con.execute("SELECT count(*) FROM products").fetchone()[0]
+        == source.execute("SELECT count(*) FROM products").fetchone()[0]
+    )
 
 
 def test_order_lines_join_matches_an_independent_computation(demo: tuple[Path, int]) -> None:

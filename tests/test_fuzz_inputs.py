@@ -172,7 +172,10 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
     (data_dir / "people.csv").write_text("id,name,email\n1,a,a@example.com\n")
     options = ServeOptions(
-        settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB", AGENT_ETL_HOME=str(data_dir / "home")), token=TOKEN, base_dir=data_dir, rate_per_minute=0
+        settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB", AGENT_ETL_HOME=str(data_dir / "home")),
+        token=TOKEN,
+        base_dir=data_dir,
+        rate_per_minute=0,
     )
     with TestClient(create_app(options), raise_server_exceptions=False) as client:
         yield client

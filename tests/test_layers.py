@@ -61,6 +61,7 @@ LAYERS: dict[str, int] = {
     "__main__": 7,
 }
 
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -122,12 +123,7 @@ def test_every_module_has_a_layer() -> None:
 
 def test_no_module_imports_a_higher_layer() -> None:
     graph = _graph()
-    upward = {
-        f"{a} -> {b}"
-        for a, targets in graph.items()
-        for b in targets
-        if a and b and layer(b) > layer(a)
-    }
+    upward = {f"{a} -> {b}" for a, targets in graph.items() for b in targets if a and b and layer(b) > layer(a)}
     assert sorted(upward) == []
 
 
@@ -174,4 +170,3 @@ def test_no_import_cycles() -> None:
         if v not in index:
             visit(v)
     assert sorted(cycles) == []
-

@@ -71,7 +71,13 @@ def test_retry_call_retries_only_retriable_errors_and_reraises_the_last() -> Non
 def test_breaker_opens_refuses_probes_once_and_closes() -> None:
     clock = Clock()
     changes: list[tuple[str, str]] = []
-    breaker = CircuitBreaker("http://api:80", failure_threshold=3, reset_seconds=10, clock=clock, listeners=[lambda c: changes.append((c.old.value, c.new.value))])
+    breaker = CircuitBreaker(
+        "http://api:80",
+        failure_threshold=3,
+        reset_seconds=10,
+        clock=clock,
+        listeners=[lambda c: changes.append((c.old.value, c.new.value))],
+    )
     for _ in range(2):
         breaker.allow()
         breaker.record_failure("HTTP 503")
@@ -85,7 +91,10 @@ def test_breaker_opens_refuses_probes_once_and_closes() -> None:
     with pytest.raises(CircuitOpenError) as refused:
         breaker.allow()
     assert refused.value.retry_after == 6
-    assert str(refused.value) == "http://api:80: circuit breaker for http://api:80 is open after 3 consecutive failures (the system is failing; calls resume with a probe in 6.0s)"
+    assert (
+        str(refused.value)
+        == "http://api:80: circuit breaker for http://api:80 is open after 3 consecutive failures (the system is failing; calls resume with a probe in 6.0s)"
+    )
     clock.now += 6
     breaker.allow()  # the probe
     with pytest.raises(CircuitOpenError):
@@ -96,7 +105,13 @@ def test_breaker_opens_refuses_probes_once_and_closes() -> None:
     breaker.allow()
     breaker.record_success()
     assert breaker.state is BreakerState.CLOSED
-    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "open"), ("open", "half_open"), ("half_open", "closed")]
+    assert changes == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
 
 
 def test_registry_shares_breakers_by_system_and_listeners_can_be_removed() -> None:
@@ -122,4 +137,8 @@ def test_rate_limiter_spaces_slots_and_adapts_to_quota_headers() -> None:
     assert [round(limiter.reserve(), 3) for _ in range(3)] == [0.0, 0.5, 1.0]
     limiter.pause(5)
     assert limiter.reserve() >= 5
-    assert parse_rate("600/min") == 10 and retry_after_seconds("0") == 0 and retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+    assert (
+        parse_rate("600/min") == 10
+        and retry_after_seconds("0") == 0
+        and retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+    )

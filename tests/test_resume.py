@@ -31,7 +31,12 @@ def write_spec(tmp_path: Path, *, critical: bool = True) -> Path:
 
 def tables(path: Path) -> dict[str, int]:
     con = duckdb.connect(str(path), read_only=True)
-    names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')").fetchall()]
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')"
+        ).fetchall()
+    ]
     return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
 
 
@@ -67,11 +72,21 @@ def test_discard_drops_staged_output(tmp_path: Path) -> None:
     spec = write_spec(tmp_path)
     failed = run_pipeline(load_spec(spec), Settings())
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')").fetchone()[0] == 1
+    assert (
+        con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')").fetchone()[
+            0
+        ]
+        == 1
+    )
     con.close()
     discard_run(failed.run_id, Settings())
     con = duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')").fetchone()[0] == 0
+    assert (
+        con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')").fetchone()[
+            0
+        ]
+        == 0
+    )
     assert RunStore(Settings().store_url).get_run(failed.run_id)["status"] == "discarded"
 
 
@@ -151,9 +166,15 @@ destinations:
     second = resume_run(first.run_id, Settings())
     assert second.status == "succeeded"
     history = events(first.run_id)
-    assert [e["choice"] for e in history if e["kind"] == "decision" and e["subject"] == "plan"][-1] == "reuse the first attempt's 3 tasks"
+    assert [e["choice"] for e in history if e["kind"] == "decision" and e["subject"] == "plan"][
+        -1
+    ] == "reuse the first attempt's 3 tasks"
     resumed = [e for e in history if e["kind"] == "run_started"][-1]["tasks"]
-    ranges = [(t["partition"]["options"]["range"], t["partition"]["options"]["window"]["end"]) for t in resumed if t["source"] == "t"]
+    ranges = [
+        (t["partition"]["options"]["range"], t["partition"]["options"]["window"]["end"])
+        for t in resumed
+        if t["source"] == "t"
+    ]
     assert ranges == [([1, 51], 100), ([51, None], 100)]  # as first planned; a re-plan would split 1..150
 
     third = run_pipeline(load_spec(spec), Settings())  # the next run picks up the rows added meanwhile
@@ -162,7 +183,9 @@ destinations:
     assert con.execute("SELECT count(*), count(DISTINCT id), max(id) FROM t").fetchone() == (150, 150, 150)
 
 
-def test_a_cancel_that_lands_during_a_commit_says_the_destination_was_published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cancel_that_lands_during_a_commit_says_the_destination_was_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ctrl-C while DuckDB commits: the commit ends (one transaction), the record says so, resume publishes nothing twice."""
     import asyncio
 
@@ -171,7 +194,9 @@ def test_a_cancel_that_lands_during_a_commit_says_the_destination_was_published(
 
     (tmp_path / "a.csv").write_text("id,name\n1,x\n2,y\n3,z\n")
     spec = tmp_path / "p.yaml"
-    spec.write_text("name: one\nsources:\n  a: {type: file, path: a.csv}\ndestination: {type: duckdb, path: out.duckdb, table: a}\n")
+    spec.write_text(
+        "name: one\nsources:\n  a: {type: file, path: a.csv}\ndestination: {type: duckdb, path: out.duckdb, table: a}\n"
+    )
 
     async def main() -> None:
         run = asyncio.current_task()

@@ -10,12 +10,12 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import load_spec
 from agent_orchestrated_etl.store.records import RunStore
-from tests.conftest import run_sql
 
 A_ROWS = 1000
 
@@ -38,7 +38,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
 
         def drop_staging() -> int:
             con = duckdb.connect(str(path))
-            names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')").fetchall()]
+            names = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE starts_with(table_name, '_agent_etl_stg_')"
+                ).fetchall()
+            ]
             for name in names:
                 con.execute(f'DROP TABLE "{name}"')
             con.close()
@@ -51,18 +56,29 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
             finally:
                 con.close()
 
-        yield {"dest": lambda t: f"type: duckdb, path: out.duckdb, table: {t}", "drop_staging": drop_staging, "count": count}
+        yield {
+            "dest": lambda t: f"type: duckdb, path: out.duckdb, table: {t}",
+            "drop_staging": drop_staging,
+            "count": count,
+        }
     elif request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
         schema = f"stg_{uuid.uuid4().hex[:10]}"
         run_sql(url, f"CREATE SCHEMA {schema}")
 
         def drop_staging() -> int:
-            names = run_sql(url, f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' AND starts_with(tablename, '_agent_etl_stg_')")
+            names = run_sql(
+                url,
+                f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' AND starts_with(tablename, '_agent_etl_stg_')",
+            )
             run_sql(url, *(f'DROP TABLE {schema}."{n}"' for (n,) in names)) if names else None
             return len(names)
 
-        yield {"dest": lambda t: f'type: postgres, url: "{url}", table: {schema}.{t}', "drop_staging": drop_staging, "count": lambda t: run_sql(url, f"SELECT count(*) FROM {schema}.{t}")[0][0]}
+        yield {
+            "dest": lambda t: f'type: postgres, url: "{url}", table: {schema}.{t}',
+            "drop_staging": drop_staging,
+            "count": lambda t: run_sql(url, f"SELECT count(*) FROM {schema}.{t}")[0][0],
+        }
         run_sql(url, f"DROP SCHEMA {schema} CASCADE")
     else:
 
@@ -74,9 +90,16 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict]:
 
         def count(table: str) -> int:
             directory = tmp_path / f"out_{table}"
-            return sum(pq.ParquetFile(directory / f).metadata.num_rows for f in json.loads((directory / "_manifest.json").read_text())["files"])
+            return sum(
+                pq.ParquetFile(directory / f).metadata.num_rows
+                for f in json.loads((directory / "_manifest.json").read_text())["files"]
+            )
 
-        yield {"dest": lambda t: f"type: file, path: out_{t}, format: parquet", "drop_staging": drop_staging, "count": count}
+        yield {
+            "dest": lambda t: f"type: file, path: out_{t}, format: parquet",
+            "drop_staging": drop_staging,
+            "count": count,
+        }
 
 
 def test_a_checkpoint_whose_staging_was_dropped_is_read_again(tmp_path: Path, target: dict) -> None:
@@ -95,6 +118,9 @@ def test_a_checkpoint_whose_staging_was_dropped_is_read_again(tmp_path: Path, ta
     history = RunStore(Settings().store_url).get_run(first.run_id)["events"]
     again = [(e["subject"], e["reason"]) for e in history if e["kind"] == "decision" and e["choice"] == "read it again"]
     [(subject, reason)] = again
-    assert subject.startswith("task a[0]>") and reason == f"its checkpoint says {A_ROWS:,} rows were staged, but its staging holds 0"
+    assert (
+        subject.startswith("task a[0]>")
+        and reason == f"its checkpoint says {A_ROWS:,} rows were staged, but its staging holds 0"
+    )
     started = [e["task_id"] for e in history if e["kind"] == "task_started"]
     assert started.count(subject.removeprefix("task ")) == 2

@@ -20,7 +20,14 @@ destination: {type: duckdb, path: out.duckdb, table: customers}
 
 def agent_etl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables to 80 columns when output is not a terminal
-    return subprocess.run([sys.executable, "-m", "agent_orchestrated_etl", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "agent_orchestrated_etl", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_missing_file_fails_with_one_line_and_a_recorded_decision(tmp_path: Path) -> None:
@@ -28,7 +35,9 @@ def test_a_missing_file_fails_with_one_line_and_a_recorded_decision(tmp_path: Pa
     result = agent_etl("run", "p.yaml", cwd=tmp_path)
     assert result.returncode == 1
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert error_lines == [f"error: source customers: file not found: {tmp_path}/nowhere/customers.csv (check `path:` in the spec)"]
+    assert error_lines == [
+        f"error: source customers: file not found: {tmp_path}/nowhere/customers.csv (check `path:` in the spec)"
+    ]
     assert "Traceback" not in result.stderr
 
     store = RunStore(Settings().store_url)
@@ -38,7 +47,11 @@ def test_a_missing_file_fails_with_one_line_and_a_recorded_decision(tmp_path: Pa
     [task] = record["tasks"]
     assert (task["task_id"], task["status"]) == ("customers[0]>customers", "failed")
     assert "file not found" in task["error"]
-    [failure] = [e for e in record["events"] if e["kind"] == "decision" and e["subject"] == "task customers[0]>customers" and e["choice"] == "fail"]
+    [failure] = [
+        e
+        for e in record["events"]
+        if e["kind"] == "decision" and e["subject"] == "task customers[0]>customers" and e["choice"] == "fail"
+    ]
     assert failure["reason"] == "SourceNotFoundError: retrying cannot help"
     assert not (tmp_path / "out.duckdb").exists() or "customers" not in _tables(tmp_path / "out.duckdb")
 
@@ -79,7 +92,10 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def _tables(path: Path) -> set[str]:
     import duckdb
 
-    return {r[0] for r in duckdb.connect(str(path), read_only=True).execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    return {
+        r[0]
+        for r in duckdb.connect(str(path), read_only=True).execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    }
 
 
 def test_usage_errors_say_what_is_missing_without_a_traceback(tmp_path: Path) -> None:
@@ -108,17 +124,39 @@ def test_the_next_step_follows_the_errors_branch_not_its_text() -> None:
         return failure.remedy, failure.next_step
 
     discard = "agent-etl runs discard r1 drops its staged output; then: agent-etl run p.yaml"
-    assert step(ConnectionFailedError("connection refused")) == (Remedy.RESUME, "go on from the checkpoints: agent-etl resume r1")
-    assert step(DataError("bad rows")) == (Remedy.FIX_DATA, f"fix the data, the check or the target and run again; {discard}")
+    assert step(ConnectionFailedError("connection refused")) == (
+        Remedy.RESUME,
+        "go on from the checkpoints: agent-etl resume r1",
+    )
+    assert step(DataError("bad rows")) == (
+        Remedy.FIX_DATA,
+        f"fix the data, the check or the target and run again; {discard}",
+    )
     # "resume" in the text changes nothing: the branch decides.
-    config = (Remedy.FIX_CONFIG, f"fix what the error names (the spec, a path, a table, the environment) and run again; {discard}")
+    config = (
+        Remedy.FIX_CONFIG,
+        f"fix what the error names (the spec, a path, a table, the environment) and run again; {discard}",
+    )
     assert step(StepError("resume later", path=("quality", 0), where="check x")) == config
     assert step(SourceNotFoundError("file not found")) == config
-    assert step(AuthError("password authentication failed")) == (Remedy.FIX_AUTH, f"fix the credentials (the variables or secret the spec names) and run again; {discard}")
-    assert step(InternalError("oops")) == step(KeyError("x")) == (Remedy.BUG, "this is a bug in agent-etl; please report it with run r1")
+    assert step(AuthError("password authentication failed")) == (
+        Remedy.FIX_AUTH,
+        f"fix the credentials (the variables or secret the spec names) and run again; {discard}",
+    )
+    assert (
+        step(InternalError("oops"))
+        == step(KeyError("x"))
+        == (Remedy.BUG, "this is a bug in agent-etl; please report it with run r1")
+    )
     busy = PipelineBusyError("pipeline p is already running as run r0", holder_run_id="r0")
-    assert step(busy) == (Remedy.WAIT, "wait for run r0 to finish (agent-etl runs show r0), then run again (agent-etl run p.yaml); run r1 never started, so there is nothing to resume")
-    assert step(busy, resumed=True) == (Remedy.WAIT, "wait for run r0 to finish (agent-etl runs show r0), then agent-etl resume r1")
+    assert step(busy) == (
+        Remedy.WAIT,
+        "wait for run r0 to finish (agent-etl runs show r0), then run again (agent-etl run p.yaml); run r1 never started, so there is nothing to resume",
+    )
+    assert step(busy, resumed=True) == (
+        Remedy.WAIT,
+        "wait for run r0 to finish (agent-etl runs show r0), then agent-etl resume r1",
+    )
 
 
 GOOD = """\
@@ -144,7 +182,12 @@ def test_a_refused_run_says_to_wait_for_the_holder_and_cannot_be_resumed(tmp_pat
         f"then run again (agent-etl run {tmp_path}/p.yaml); run {refused_id} never started, so there is nothing to resume",
     ]
     as_json = json.loads(agent_etl("run", "--json", "p.yaml", cwd=tmp_path).stdout)
-    assert (as_json["ok"], as_json["status"], as_json["failure"]["remedy"], as_json["failure"]["holder_run_id"]) == (False, "failed", "wait", "20260101T000000-holder")
+    assert (as_json["ok"], as_json["status"], as_json["failure"]["remedy"], as_json["failure"]["holder_run_id"]) == (
+        False,
+        "failed",
+        "wait",
+        "20260101T000000-holder",
+    )
 
     store.durability.release("busy", "20260101T000000-holder")  # the holder finished
     resumed = agent_etl("resume", refused_id, cwd=tmp_path)
@@ -156,16 +199,22 @@ def test_a_refused_run_says_to_wait_for_the_holder_and_cannot_be_resumed(tmp_pat
     assert not (tmp_path / "out.duckdb").exists()  # resume loaded nothing
     shown = agent_etl("runs", "show", refused_id, cwd=tmp_path)
     assert "next step: wait for run 20260101T000000-holder to finish" in shown.stdout
-    assert json.loads(agent_etl("runs", "show", "--json", refused_id, cwd=tmp_path).stdout)["failure"]["remedy"] == "wait"
+    assert (
+        json.loads(agent_etl("runs", "show", "--json", refused_id, cwd=tmp_path).stdout)["failure"]["remedy"] == "wait"
+    )
 
 
 def test_every_outcome_under_json_is_one_document_on_stdout(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("name: bad\nsources:\n  people: {type: file}\ndestination: {type: duckdb, path: out.duckdb, table: people}\n")
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nsources:\n  people: {type: file}\ndestination: {type: duckdb, path: out.duckdb, table: people}\n"
+    )
     for command in ("run", "validate"):
         result = agent_etl(command, "--json", "bad.yaml", cwd=tmp_path)
         assert result.returncode == 2
         document = json.loads(result.stdout)
-        assert document["problems"] == [{"file": "bad.yaml", "line": 3, "path": "sources.people.path", "message": "field required"}]
+        assert document["problems"] == [
+            {"file": "bad.yaml", "line": 3, "path": "sources.people.path", "message": "field required"}
+        ]
     assert json.loads(agent_etl("run", "--json", "bad.yaml", cwd=tmp_path).stdout)["failure"]["remedy"] == "fix_config"
 
     missing = agent_etl("run", "--json", "nowhere.yaml", cwd=tmp_path)
@@ -173,11 +222,29 @@ def test_every_outcome_under_json_is_one_document_on_stdout(tmp_path: Path) -> N
     assert json.loads(missing.stdout) == {
         "ok": False,
         "error": "spec file not found: nowhere.yaml",
-        "failure": {"remedy": "fix_config", "error_type": "ConfigurationError", "message": "spec file not found: nowhere.yaml", "where": None, "holder_run_id": None, "next_step": "check the path"},
+        "failure": {
+            "remedy": "fix_config",
+            "error_type": "ConfigurationError",
+            "message": "spec file not found: nowhere.yaml",
+            "where": None,
+            "holder_run_id": None,
+            "next_step": "check the path",
+        },
     }
     validated = agent_etl("validate", "--json", "nowhere.yaml", cwd=tmp_path)
     assert validated.returncode == 2
-    assert json.loads(validated.stdout) == {"valid": False, "problems": [{"file": "nowhere.yaml", "line": None, "path": "", "message": "spec file not found: nowhere.yaml (check the path)"}], "notes": []}
+    assert json.loads(validated.stdout) == {
+        "valid": False,
+        "problems": [
+            {
+                "file": "nowhere.yaml",
+                "line": None,
+                "path": "",
+                "message": "spec file not found: nowhere.yaml (check the path)",
+            }
+        ],
+        "notes": [],
+    }
     for args in (("resume", "--json", "nope"), ("runs", "show", "--json", "nope")):
         result = agent_etl(*args, cwd=tmp_path)
         assert result.returncode == 1
@@ -189,8 +256,18 @@ def test_every_outcome_under_json_is_one_document_on_stdout(tmp_path: Path) -> N
     failed = agent_etl("run", "--json", "p.yaml", cwd=tmp_path)
     assert failed.returncode == 1
     document = json.loads(failed.stdout)
-    assert (document["ok"], document["status"], document["failure"]["remedy"], document["failure"]["error_type"], document["failure"]["where"]) == (
-        False, "failed", "fix_config", "SourceNotFoundError", "task customers[0]>customers",
+    assert (
+        document["ok"],
+        document["status"],
+        document["failure"]["remedy"],
+        document["failure"]["error_type"],
+        document["failure"]["where"],
+    ) == (
+        False,
+        "failed",
+        "fix_config",
+        "SourceNotFoundError",
+        "task customers[0]>customers",
     )
 
 

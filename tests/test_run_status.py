@@ -52,16 +52,31 @@ def held_by(store: RunStore, run_id: str, pid: int) -> None:
     """The store as a live run leaves it: status running, its lock held by its process."""
     with store.engine.begin() as conn:
         conn.execute(runs.update().where(runs.c.run_id == run_id).values(status="running", finished_at=None))
-        conn.execute(pipeline_locks.insert().values(pipeline="two_files", run_id=run_id, host=__import__("socket").gethostname(), pid=pid, acquired_at=sa.func.now()))
+        conn.execute(
+            pipeline_locks.insert().values(
+                pipeline="two_files",
+                run_id=run_id,
+                host=__import__("socket").gethostname(),
+                pid=pid,
+                acquired_at=sa.func.now(),
+            )
+        )
 
 
 def tables(path: Path) -> dict[str, int]:
     con = duckdb.connect(str(path), read_only=True)
-    names = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')").fetchall()]
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT starts_with(table_name, '_agent_etl')"
+        ).fetchall()
+    ]
     return {n: con.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
 
 
-def test_resume_is_refused_while_the_runs_own_process_is_alive(store_url: str, tmp_path: Path, alive: subprocess.Popen[bytes]) -> None:
+def test_resume_is_refused_while_the_runs_own_process_is_alive(
+    store_url: str, tmp_path: Path, alive: subprocess.Popen[bytes]
+) -> None:
     run_id = failed_run(tmp_path)
     store = RunStore(store_url)
     held_by(store, run_id, alive.pid)
@@ -95,7 +110,9 @@ def test_a_finished_status_is_never_overwritten(store_url: str, tmp_path: Path) 
     store.close()
 
 
-def test_only_the_lock_holder_moves_a_running_runs_status(store_url: str, tmp_path: Path, alive: subprocess.Popen[bytes]) -> None:
+def test_only_the_lock_holder_moves_a_running_runs_status(
+    store_url: str, tmp_path: Path, alive: subprocess.Popen[bytes]
+) -> None:
     run_id = failed_run(tmp_path)
     store = RunStore(store_url)
     held_by(store, run_id, alive.pid)  # another process (a resume) holds the run now

@@ -8,12 +8,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tests.aws_servers import MotoAWS
 
 from agent_orchestrated_etl import redaction
 from agent_orchestrated_etl.exceptions import AuthError, ConfigurationError, SpecError
 from agent_orchestrated_etl.secrets import resolve
 from agent_orchestrated_etl.spec import parse_spec, resolve_env, unset_variables
-from tests.aws_servers import MotoAWS
 
 SPEC = """\
 name: p
@@ -58,7 +58,9 @@ def test_an_unknown_provider_is_left_as_written() -> None:
     assert resolve("${vault:db#pw} and ${env:lower-case}") == "${vault:db#pw} and ${env:lower-case}"
 
 
-def test_settings_that_hold_secrets_take_references(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_that_hold_secrets_take_references(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent_orchestrated_etl.api.security import resolve_token
     from agent_orchestrated_etl.store.records import RunStore
 
@@ -93,10 +95,15 @@ def test_an_aws_secret_and_a_key_of_it_resolve_and_are_masked(secrets_manager: M
     assert redaction.redact(f"{password} whole-value-1 app") == "*** *** app"
     with pytest.raises(ConfigurationError) as caught:
         resolve("${aws-sm:prod/pg#pasword}", where="sources.db.url")
-    assert str(caught.value) == "sources.db.url: ${aws-sm:prod/pg#pasword}: secret 'prod/pg' has no key 'pasword' (its keys: password, username) (fix the key after #)"
+    assert (
+        str(caught.value)
+        == "sources.db.url: ${aws-sm:prod/pg#pasword}: secret 'prod/pg' has no key 'pasword' (its keys: password, username) (fix the key after #)"
+    )
 
 
-def test_a_rotated_aws_secret_is_picked_up_within_the_ttl(secrets_manager: MotoAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rotated_aws_secret_is_picked_up_within_the_ttl(
+    secrets_manager: MotoAWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ttl = 4.0  # long enough for the put below to land inside it on a loaded machine
     monkeypatch.setenv("AGENT_ETL_SECRETS_CACHE_TTL", str(ttl))
     sm = secrets_manager.client("secretsmanager")
@@ -118,7 +125,9 @@ def test_a_missing_aws_secret_is_a_one_line_configuration_error(secrets_manager:
     with pytest.raises(ConfigurationError) as caught:
         resolve("${aws-sm:no/such#password}", where="sources.db.url")
     message = str(caught.value)
-    assert message.startswith("sources.db.url: ${aws-sm:no/such}: AWS Secrets Manager has no such secret in region us-east-1 (ResourceNotFoundException: ")
+    assert message.startswith(
+        "sources.db.url: ${aws-sm:no/such}: AWS Secrets Manager has no such secret in region us-east-1 (ResourceNotFoundException: "
+    )
     assert message.endswith("(create the secret, or fix its name or AWS_REGION)") and "\n" not in message
     with pytest.raises(SpecError) as spec_error:  # and `validate` reports it with its line
         from agent_orchestrated_etl.spec import check_variables
@@ -127,7 +136,9 @@ def test_a_missing_aws_secret_is_a_one_line_configuration_error(secrets_manager:
     assert spec_error.value.problems[0].line == 3
 
 
-def test_access_denied_by_iam_is_a_one_line_auth_error(secrets_manager: MotoAWS, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_access_denied_by_iam_is_a_one_line_auth_error(
+    secrets_manager: MotoAWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sm = secrets_manager.client("secretsmanager")
     sm.create_secret(Name="guarded", SecretString="guarded-value")
     allowed = secrets_manager.user("reader", "secretsmanager:GetSecretValue")
@@ -138,7 +149,9 @@ def test_access_denied_by_iam_is_a_one_line_auth_error(secrets_manager: MotoAWS,
     with pytest.raises(AuthError) as caught:
         resolve("${aws-sm:guarded}", where="AGENT_ETL_API_TOKEN")
     message = str(caught.value)
-    assert message.startswith("AGENT_ETL_API_TOKEN: ${aws-sm:guarded}: AWS Secrets Manager refused access (AccessDenied: User: arn:aws:iam::123456789012:user/stranger is not authorized")
+    assert message.startswith(
+        "AGENT_ETL_API_TOKEN: ${aws-sm:guarded}: AWS Secrets Manager refused access (AccessDenied: User: arn:aws:iam::123456789012:user/stranger is not authorized"
+    )
     assert "stranger" in message and "guarded-value" not in message and "\n" not in message
     from agent_orchestrated_etl.secrets import PROVIDERS
 
@@ -149,5 +162,8 @@ def test_access_denied_by_iam_is_a_one_line_auth_error(secrets_manager: MotoAWS,
 
 
 def test_aws_secrets_manager_must_be_enabled(aws: MotoAWS) -> None:
-    with pytest.raises(ConfigurationError, match=r"^x: \$\{aws-sm:a\}: AWS Secrets Manager is not enabled \(set AWS_SECRETS_MANAGER_ENABLED=true"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^x: \$\{aws-sm:a\}: AWS Secrets Manager is not enabled \(set AWS_SECRETS_MANAGER_ENABLED=true",
+    ):
         resolve("${aws-sm:a#b}", where="x")

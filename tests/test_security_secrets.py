@@ -22,13 +22,13 @@ from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 import pytest
-
-from agent_orchestrated_etl.logging_config import setup_logging
-from agent_orchestrated_etl.spec import parse_spec, resolve_env
 from tests.api.conftest import AUTH
 from tests.api.serve_process import serve
 from tests.aws_servers import MotoAWS
 from tests.connectors.http_servers import fault_server
+
+from agent_orchestrated_etl.logging_config import setup_logging
+from agent_orchestrated_etl.spec import parse_spec, resolve_env
 
 SECRET = f"pl4nted-{uuid.uuid4().hex}"
 FILE_SECRET = f"pl4nted-file-{uuid.uuid4().hex}"
@@ -75,15 +75,53 @@ def specs(tmp_path: Path, api: str, postgres_url: str, mysql_url: str, file_ref:
     pg = urlsplit(postgres_url)
     my = urlsplit(mysql_url)
     written = {
-        "rest_file_fails": (rest_spec("rest_file_fails", f"http://user:{file_ref}@{host}/missing?token={file_ref}", dest="rest_file_fails", ref=file_ref), False),
-        "rest_sm_ok": (rest_spec("rest_sm_ok", f"http://user:{SM_REF}@{host}/pages?token={SM_REF}", dest="rest_sm_ok", ref=SM_REF), True),
-        "pg_sm_fails": (sql_spec("pg_sm_fails", f"postgresql://{pg.username}:{SM_REF}@{pg.hostname}:{pg.port}/no_such_db_h7"), False),
-        "rest_ok": (rest_spec("rest_ok", f"http://user:${{env:PLANTED}}@{host}/pages?token=${{env:PLANTED}}", dest="rest_ok"), True),
-        "rest_fails": (rest_spec("rest_fails", f"http://user:${{env:PLANTED}}@{host}/missing?token=${{env:PLANTED}}", dest="rest_fails"), False),
-        "rest_refused": (rest_spec("rest_refused", "http://user:${env:PLANTED}@127.0.0.1:9/x?token=${env:PLANTED}", dest="rest_refused"), False),
-        "pg_ok": (sql_spec("pg_ok", f"postgresql://{pg.username}:${{env:PLANTED}}@{pg.hostname}:{pg.port}{pg.path}"), True),
-        "pg_fails": (sql_spec("pg_fails", f"postgresql://{pg.username}:${{env:PLANTED}}@{pg.hostname}:{pg.port}/no_such_db_h7"), False),
-        "mysql_fails": (sql_spec("mysql_fails", f"postgresql://root:${{env:PLANTED}}@{my.hostname}:1/x").replace("type: postgres", "type: mysql").replace("postgresql://", "mysql://"), False),
+        "rest_file_fails": (
+            rest_spec(
+                "rest_file_fails",
+                f"http://user:{file_ref}@{host}/missing?token={file_ref}",
+                dest="rest_file_fails",
+                ref=file_ref,
+            ),
+            False,
+        ),
+        "rest_sm_ok": (
+            rest_spec("rest_sm_ok", f"http://user:{SM_REF}@{host}/pages?token={SM_REF}", dest="rest_sm_ok", ref=SM_REF),
+            True,
+        ),
+        "pg_sm_fails": (
+            sql_spec("pg_sm_fails", f"postgresql://{pg.username}:{SM_REF}@{pg.hostname}:{pg.port}/no_such_db_h7"),
+            False,
+        ),
+        "rest_ok": (
+            rest_spec("rest_ok", f"http://user:${{env:PLANTED}}@{host}/pages?token=${{env:PLANTED}}", dest="rest_ok"),
+            True,
+        ),
+        "rest_fails": (
+            rest_spec(
+                "rest_fails", f"http://user:${{env:PLANTED}}@{host}/missing?token=${{env:PLANTED}}", dest="rest_fails"
+            ),
+            False,
+        ),
+        "rest_refused": (
+            rest_spec(
+                "rest_refused", "http://user:${env:PLANTED}@127.0.0.1:9/x?token=${env:PLANTED}", dest="rest_refused"
+            ),
+            False,
+        ),
+        "pg_ok": (
+            sql_spec("pg_ok", f"postgresql://{pg.username}:${{env:PLANTED}}@{pg.hostname}:{pg.port}{pg.path}"),
+            True,
+        ),
+        "pg_fails": (
+            sql_spec("pg_fails", f"postgresql://{pg.username}:${{env:PLANTED}}@{pg.hostname}:{pg.port}/no_such_db_h7"),
+            False,
+        ),
+        "mysql_fails": (
+            sql_spec("mysql_fails", f"postgresql://root:${{env:PLANTED}}@{my.hostname}:1/x")
+            .replace("type: postgres", "type: mysql")
+            .replace("postgresql://", "mysql://"),
+            False,
+        ),
     }
     for name, (text, _) in written.items():
         (tmp_path / f"{name}.yaml").write_text(text)
@@ -91,7 +129,12 @@ def specs(tmp_path: Path, api: str, postgres_url: str, mysql_url: str, file_ref:
 
 
 def leaks(where: str, data: bytes) -> list[str]:
-    return [f"{where}: {form.decode()}" for secret in (SECRET, FILE_SECRET, SM_SECRET) for form in forms(secret) if form in data]
+    return [
+        f"{where}: {form.decode()}"
+        for secret in (SECRET, FILE_SECRET, SM_SECRET)
+        for form in forms(secret)
+        if form in data
+    ]
 
 
 def swept_files(root: Path) -> list[str]:
@@ -143,13 +186,28 @@ def agent_etl(capfd: pytest.CaptureFixture[str], *args: str) -> tuple[int, bytes
     return code, out.encode(), err.encode()
 
 
-def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(tmp_path: Path, api_url: str, postgres_url: str, mysql_url: str, file_ref: str, planted_aws: MotoAWS, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(
+    tmp_path: Path,
+    api_url: str,
+    postgres_url: str,
+    mysql_url: str,
+    file_ref: str,
+    planted_aws: MotoAWS,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     outcomes = specs(work, api_url, postgres_url, mysql_url, file_ref)
     home = tmp_path / "home"
     # No cache: each run, --debug ones too, fetches its AWS secret again.
-    settings = {"PLANTED": SECRET, "AGENT_ETL_HOME": str(home), "AGENT_ETL_LOG_LEVEL": "INFO", "COLUMNS": "400", "AGENT_ETL_SECRETS_CACHE_TTL": "0"}
+    settings = {
+        "PLANTED": SECRET,
+        "AGENT_ETL_HOME": str(home),
+        "AGENT_ETL_LOG_LEVEL": "INFO",
+        "COLUMNS": "400",
+        "AGENT_ETL_SECRETS_CACHE_TTL": "0",
+    }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(work)
@@ -175,24 +233,39 @@ def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(tmp_path: Path, api_
 
     with duckdb.connect(str(work / "rest_ok.duckdb"), read_only=True) as conn:
         # Each of the 4 runs quarantines prices 6.25 .. 12.5, each row naming its page's URL, masked.
-        assert conn.sql("SELECT count(*), count(*) FILTER (WHERE origin LIKE 'http://user:***@%k=***&key=*** record %') FROM items__quarantine").fetchone() == (24, 24)
-    assert statuses == {k: (0 if outcomes[k[-2 if k[-1] == "--json" else -1].removesuffix(".yaml")] else 1) for k in statuses}
+        assert conn.sql(
+            "SELECT count(*), count(*) FILTER (WHERE origin LIKE 'http://user:***@%k=***&key=*** record %') FROM items__quarantine"
+        ).fetchone() == (24, 24)
+    assert statuses == {
+        k: (0 if outcomes[k[-2 if k[-1] == "--json" else -1].removesuffix(".yaml")] else 1) for k in statuses
+    }
     # The store keeps the spec as written, with the reference of its secret's provider.
     with sqlite3.connect(home / "agent-etl.db") as conn:
         texts = {row[0]: row[1] for row in conn.execute("SELECT DISTINCT pipeline, spec_text FROM runs")}
     written = {"rest_file_fails": file_ref, "rest_sm_ok": SM_REF, "pg_sm_fails": SM_REF}
-    assert len(texts) == len(outcomes) and all(written.get(name, "${env:PLANTED}") in text for name, text in texts.items())
+    assert len(texts) == len(outcomes) and all(
+        written.get(name, "${env:PLANTED}") in text for name, text in texts.items()
+    )
 
 
-def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(tmp_path: Path, api_url: str, postgres_url: str, mysql_url: str, file_ref: str, planted_aws: MotoAWS) -> None:
+def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(
+    tmp_path: Path, api_url: str, postgres_url: str, mysql_url: str, file_ref: str, planted_aws: MotoAWS
+) -> None:
     outcomes = specs(tmp_path, api_url, postgres_url, mysql_url, file_ref)
     found: list[str] = []
     with serve(tmp_path, env={"PLANTED": SECRET, "AGENT_ETL_LOG_LEVEL": "DEBUG"}) as url:
         run_ids = []
         for name in outcomes:
-            registered = httpx.post(f"{url}/api/v1/pipelines", json={"yaml": (tmp_path / f"{name}.yaml").read_text()}, headers=AUTH, timeout=30)
+            registered = httpx.post(
+                f"{url}/api/v1/pipelines",
+                json={"yaml": (tmp_path / f"{name}.yaml").read_text()},
+                headers=AUTH,
+                timeout=30,
+            )
             assert registered.status_code == 201, registered.text
-            run_ids.append(httpx.post(f"{url}/api/v1/runs", json={"pipeline": name}, headers=AUTH, timeout=30).json()["run_id"])
+            run_ids.append(
+                httpx.post(f"{url}/api/v1/runs", json={"pipeline": name}, headers=AUTH, timeout=30).json()["run_id"]
+            )
         deadline = time.monotonic() + 90
         runs: dict[str, dict] = {}
         while time.monotonic() < deadline and len(runs) < len(run_ids):
@@ -201,8 +274,18 @@ def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(tmp_path: P
                 if run["status"] != "running":
                     runs[run_id] = run
             time.sleep(0.2)
-        assert {r["pipeline"]: r["status"] for r in runs.values()} == {n: "succeeded" if ok else "failed" for n, ok in outcomes.items()}
-        for path in ["/api/v1/runs", "/api/v1/events?limit=1000", "/api/v1/alerts", "/api/v1/pipelines", "/metrics", *(f"/api/v1/runs/{r}" for r in run_ids), *(f"/api/v1/pipelines/{n}" for n in outcomes)]:
+        assert {r["pipeline"]: r["status"] for r in runs.values()} == {
+            n: "succeeded" if ok else "failed" for n, ok in outcomes.items()
+        }
+        for path in [
+            "/api/v1/runs",
+            "/api/v1/events?limit=1000",
+            "/api/v1/alerts",
+            "/api/v1/pipelines",
+            "/metrics",
+            *(f"/api/v1/runs/{r}" for r in run_ids),
+            *(f"/api/v1/pipelines/{n}" for n in outcomes),
+        ]:
             found += leaks(path, httpx.get(f"{url}{path}", headers=AUTH, timeout=30).content)
         from websockets.sync.client import connect
 
@@ -212,7 +295,9 @@ def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(tmp_path: P
     assert found == []
 
 
-def test_the_log_filter_masks_every_logger_even_at_debug(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_log_filter_masks_every_logger_even_at_debug(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent_orchestrated_etl import redaction
 
     secret = f"filter-{uuid.uuid4().hex}"
@@ -249,5 +334,7 @@ sources:
 destination: {type: duckdb, path: o.duckdb, table: t, write: merge, primary_key: [order_id], input: db}
 """
     resolve_env(parse_spec(text).pipeline)
-    masked = redaction.redact("literal-pw header-key-1 cs-value-1 order_id my-client application/json https://auth.example/token orders")
+    masked = redaction.redact(
+        "literal-pw header-key-1 cs-value-1 order_id my-client application/json https://auth.example/token orders"
+    )
     assert masked == "*** *** *** order_id my-client application/json https://auth.example/token orders"

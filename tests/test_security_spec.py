@@ -34,7 +34,10 @@ def capped(code: str, *args: str, env: dict[str, str] | None = None) -> subproce
         [sys.executable, "-c", prelude + textwrap.dedent(code), *args],
         # One BLAS thread: numpy (which pyarrow imports when installed, as the clickhouse extra's chdb installs it)
         # maps a buffer per OpenBLAS thread, which counts against the cap without being the parser's memory.
-        capture_output=True, text=True, timeout=120, env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})},
     )
 
 
@@ -56,10 +59,14 @@ def test_an_alias_bomb_of_under_500_bytes_is_refused_naming_its_line_within_the_
     )
     assert result.returncode == 0, result.stderr[-2000:]
     problems = json.loads(result.stdout)
-    assert problems == [{
-        "file": str(bomb), "line": 7, "path": "",
-        "message": "the spec expands to more than 100,000 YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)",
-    }]
+    assert problems == [
+        {
+            "file": str(bomb),
+            "line": 7,
+            "path": "",
+            "message": "the spec expands to more than 100,000 YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)",
+        }
+    ]
 
 
 def test_validate_and_run_refuse_the_bomb_with_exit_2_under_the_cap(tmp_path: Path) -> None:
@@ -68,7 +75,9 @@ def test_validate_and_run_refuse_the_bomb_with_exit_2_under_the_cap(tmp_path: Pa
     for command in ("validate", "run"):
         result = capped(
             "import sys; from agent_orchestrated_etl.cli import main; sys.argv = ['agent-etl', *sys.argv[1:]]; main()",
-            command, str(bomb), env={"AGENT_ETL_HOME": str(tmp_path / "home")},
+            command,
+            str(bomb),
+            env={"AGENT_ETL_HOME": str(tmp_path / "home")},
         )
         assert result.returncode == 2, (command, result.stderr[-2000:])
         assert f"{bomb}:7: the spec expands to more than 100,000 YAML nodes" in result.stderr.replace("\n", "")
@@ -89,15 +98,24 @@ def test_the_api_validate_route_answers_the_bomb_with_a_problem_under_the_cap(tm
             response = client.post("/api/v1/pipelines/validate", json={"yaml": sys.argv[1]}, headers={"Authorization": "Bearer t"})
             print(response.status_code, json.dumps(response.json()))
         """,
-        alias_bomb(), str(tmp_path), env={"AGENT_ETL_HOME": str(tmp_path / "home")},
+        alias_bomb(),
+        str(tmp_path),
+        env={"AGENT_ETL_HOME": str(tmp_path / "home")},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     status, body = result.stdout.split(" ", 1)
     assert status == "200"
-    assert json.loads(body) == {"valid": False, "problems": [{
-        "file": "<request body>", "line": 7, "path": "",
-        "message": "the spec expands to more than 100,000 YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)",
-    }]}
+    assert json.loads(body) == {
+        "valid": False,
+        "problems": [
+            {
+                "file": "<request body>",
+                "line": 7,
+                "path": "",
+                "message": "the spec expands to more than 100,000 YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)",
+            }
+        ],
+    }
 
 
 def test_aliases_within_the_limit_still_load() -> None:
@@ -110,7 +128,9 @@ def test_depth_is_bounded_and_names_the_line() -> None:
     text = "name: deep\nsources:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(70)) + "  " * 71 + "x: 1\n"
     with pytest.raises(SpecError) as caught:
         parse_spec(text, file="deep.yaml")
-    assert [str(p) for p in caught.value.problems] == ["deep.yaml:65: the spec nests deeper than 64 levels (AGENT_ETL_SPEC_MAX_DEPTH)"]
+    assert [str(p) for p in caught.value.problems] == [
+        "deep.yaml:65: the spec nests deeper than 64 levels (AGENT_ETL_SPEC_MAX_DEPTH)"
+    ]
 
 
 def test_size_is_bounded_before_parsing(tmp_path: Path) -> None:
@@ -120,7 +140,9 @@ def test_size_is_bounded_before_parsing(tmp_path: Path) -> None:
 
     with pytest.raises(SpecError) as caught:
         load_spec(big)
-    assert [str(p) for p in caught.value.problems] == [f"{big}: the spec is 1,048,577 bytes; specs are limited to 1,048,576 (AGENT_ETL_SPEC_MAX_BYTES)"]
+    assert [str(p) for p in caught.value.problems] == [
+        f"{big}: the spec is 1,048,577 bytes; specs are limited to 1,048,576 (AGENT_ETL_SPEC_MAX_BYTES)"
+    ]
 
 
 def test_limits_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,6 +151,8 @@ def test_limits_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_ETL_SPEC_MAX_NODES", "50")
     with pytest.raises(SpecError) as caught:
         parse_spec(alias_bomb(width=3, levels=4), file="small.yaml")
-    assert [str(p) for p in caught.value.problems] == ["small.yaml:4: the spec expands to more than 50 YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)"]
+    assert [str(p) for p in caught.value.problems] == [
+        "small.yaml:4: the spec expands to more than 50 YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)"
+    ]
     with pytest.raises(SpecError):
         parse_spec("name: x\n", limits=SpecLimits(max_bytes=4))

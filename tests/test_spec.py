@@ -70,11 +70,16 @@ def test_validate_command_lists_all_problems_and_exits_2(tmp_path: Path, capsys:
 
 
 def test_unknown_types_and_fields_name_the_choices() -> None:
-    text = GOOD.replace("type: file", "type: fil").replace("table: orders_enriched", "table: orders_enriched, colour: red")
+    text = GOOD.replace("type: file", "type: fil").replace(
+        "table: orders_enriched", "table: orders_enriched, colour: red"
+    )
     with pytest.raises(SpecError) as caught:
         parse_spec(text, file="p.yaml")
     messages = [str(p) for p in caught.value.problems]
-    assert messages[0] == "p.yaml:4: sources.customers: unknown type fil; expected one of 'duckdb', 'file', 'graphql', 'mysql', 'postgres', 'rest', 'sql', 'sqlite'"
+    assert (
+        messages[0]
+        == "p.yaml:4: sources.customers: unknown type fil; expected one of 'duckdb', 'file', 'graphql', 'mysql', 'postgres', 'rest', 'sql', 'sqlite'"
+    )
     assert messages[1].startswith("p.yaml:11: destination.colour: unknown field")
 
 
@@ -91,7 +96,7 @@ def test_a_transform_reading_an_unknown_input_is_an_error() -> None:
 
 
 def test_env_references_resolve_at_run_time_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    text = GOOD.replace("data/customers.csv", "\"${env:DATA_DIR}/customers.csv\"")
+    text = GOOD.replace("data/customers.csv", '"${env:DATA_DIR}/customers.csv"')
     loaded = parse_spec(text)
     assert loaded.pipeline.sources["customers"].path == "${env:DATA_DIR}/customers.csv"
     monkeypatch.setenv("DATA_DIR", "/srv/data")
@@ -152,11 +157,15 @@ def test_multi_table_mistakes_name_their_key_and_line() -> None:
         "p.yaml:12: destination.table: input 'crm' reads several tables, each into a table of its own name: drop table: (table_prefix: puts a prefix before each name)"
     ]
     single = SCHEMA_SOURCE.replace("    schema: public\n    exclude: [audit_log]\n", "    table: orders\n")
-    assert problems(single) == ["p.yaml:7: destination.table: field required (only an input with tables: or schema: lands in tables named after its own)"]
+    assert problems(single) == [
+        "p.yaml:7: destination.table: field required (only an input with tables: or schema: lands in tables named after its own)"
+    ]
     assert problems(single.replace("  write: replace", "  table: orders\n  table_prefix: raw_")) == [
         "p.yaml:11: destination.table_prefix: table_prefix only applies when the input reads several tables (tables: or schema:); name the target with table:"
     ]
-    assert problems(single.replace("  write: replace", "  table: orders\n  write: merge")) == ["p.yaml:7: destination.primary_key: write: merge needs primary_key: [column, ...]"]
+    assert problems(single.replace("  write: replace", "  table: orders\n  write: merge")) == [
+        "p.yaml:7: destination.primary_key: write: merge needs primary_key: [column, ...]"
+    ]
     assert problems(SCHEMA_SOURCE.replace("    exclude: [audit_log]", "    tables: [a, b, public.a]")) == [
         "p.yaml:7: sources.crm.tables: two tables would land in one destination table 'a'; read one of them through a source of its own"
     ]
@@ -174,4 +183,6 @@ def test_a_transform_cannot_read_a_multi_table_source_yet() -> None:
 
 def test_a_file_destination_takes_one_table() -> None:
     text = SCHEMA_SOURCE.replace("  type: duckdb\n  path: w.duckdb", "  type: file\n  path: out")
-    assert problems(text) == ["p.yaml:8: destination: a file destination takes one table, and input 'crm' reads several; load them into a database destination"]
+    assert problems(text) == [
+        "p.yaml:8: destination: a file destination takes one table, and input 'crm' reads several; load them into a database destination"
+    ]

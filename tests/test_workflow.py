@@ -53,7 +53,9 @@ def test_pipelines_run_in_dependency_order(tmp_path: Path) -> None:
     order = [subject for subject, choice in decisions(result.run_id) if choice == "start"]
     assert order.index("pipeline raw_people") < order.index("pipeline people_to_duckdb")
     children = {r["pipeline"]: r for r in RunStore(Settings().store_url).list_runs() if r["run_id"] != result.run_id}
-    assert {name: r["run_id"] for name, r in children.items()} == {n: f"{result.run_id}.{n}" for n in ("raw_people", "people_to_duckdb", "cities")}
+    assert {name: r["run_id"] for name, r in children.items()} == {
+        n: f"{result.run_id}.{n}" for n in ("raw_people", "people_to_duckdb", "cities")
+    }
     assert {r["status"] for r in children.values()} == {"succeeded"}
 
 
@@ -70,7 +72,9 @@ def test_unknown_dependencies_and_stray_depends_on_are_errors() -> None:
     with pytest.raises(SpecError, match="unknown pipeline"):
         parse_spec(WORKFLOW.replace("depends_on: [raw_people]", "depends_on: [nope]"))
     with pytest.raises(SpecError, match="only pipelines inside a workflow"):
-        parse_spec("name: p\ndepends_on: [x]\nsources: {a: {type: file, path: a.csv}}\ndestination: {type: duckdb, path: w.duckdb, table: t}\n")
+        parse_spec(
+            "name: p\ndepends_on: [x]\nsources: {a: {type: file, path: a.csv}}\ndestination: {type: duckdb, path: w.duckdb, table: t}\n"
+        )
 
 
 def test_a_failure_skips_dependents_and_resume_finishes_the_rest(tmp_path: Path) -> None:
@@ -87,7 +91,9 @@ def test_a_failure_skips_dependents_and_resume_finishes_the_rest(tmp_path: Path)
     assert ("pipeline cities", "keep") in decisions(first.run_id)
 
 
-def test_parallel_pipelines_share_max_workers(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_pipelines_share_max_workers(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """AGENT_ETL_MAX_WORKERS bounds the tasks running at once across a workflow, not per pipeline."""
     import sqlalchemy as sa
 
@@ -99,7 +105,10 @@ def test_parallel_pipelines_share_max_workers(tmp_path: Path, postgres_url: str,
     source = f'{{type: postgres, url: "{postgres_url}", query: "SELECT id FROM {table} WHERE pg_sleep(0.001)::text = \'\'", partition: {{column: id, parts: 3}}}}'
     (tmp_path / "wf.yaml").write_text(
         "workflow: shared\npipelines:\n"
-        + "".join(f"  - name: p{i}\n    sources: {{s: {source}}}\n    quality: [{{not_null: [id]}}]\n    destination: {{type: duckdb, path: w{i}.duckdb, table: t}}\n" for i in (1, 2))
+        + "".join(
+            f"  - name: p{i}\n    sources: {{s: {source}}}\n    quality: [{{not_null: [id]}}]\n    destination: {{type: duckdb, path: w{i}.duckdb, table: t}}\n"
+            for i in (1, 2)
+        )
     )
     monkeypatch.setenv("AGENT_ETL_MAX_WORKERS", "3")
     try:

@@ -27,7 +27,11 @@ from agent_orchestrated_etl.model.failure import make_failure
 from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
 from agent_orchestrated_etl.redaction import redact
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="ETL where cooperating agents extract, transform, validate and load data.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ETL where cooperating agents extract, transform, validate and load data.",
+)
 runs_app = typer.Typer(help="List past runs, or show one with its tasks and decisions.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
 tokens_app = typer.Typer(
@@ -35,7 +39,9 @@ tokens_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tokens_app, name="tokens")
-store_app = typer.Typer(help="The metadata store's schema revision (any command that opens the store upgrades it).", no_args_is_help=True)
+store_app = typer.Typer(
+    help="The metadata store's schema revision (any command that opens the store upgrades it).", no_args_is_help=True
+)
 app.add_typer(store_app, name="store")
 out = Console()
 err = Console(stderr=True)
@@ -45,7 +51,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 
 
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors, and debug logs.")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors, and debug logs.")] = False,
+) -> None:
     from agent_orchestrated_etl.logging_config import setup_logging
 
     _state["debug"] = debug
@@ -64,7 +72,10 @@ def run(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")], as_
 
 
 @app.command()
-def resume(run_id: Annotated[str, typer.Argument(help="The run to go on with (its first characters will do).")], as_json: JsonFlag = False) -> None:
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run to go on with (its first characters will do).")],
+    as_json: JsonFlag = False,
+) -> None:
     """Go on with a failed, cancelled or crashed run from its last checkpoints."""
     from agent_orchestrated_etl.orchestrator import resume_run
 
@@ -92,9 +103,24 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     except KeyboardInterrupt:
         run_id = seen.get("run_id", "<run id>")
         if as_json:
-            failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=None).model_dump(mode="json")
-            print(json.dumps({"ok": False, "run_id": seen.get("run_id"), "status": RunStatus.CANCELLED, "error": "cancelled", "failure": failure}))
-        err.print(f"cancelled; destinations not yet committed are unchanged. Go on with: agent-etl resume {run_id}", soft_wrap=True)
+            failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=None).model_dump(
+                mode="json"
+            )
+            print(
+                json.dumps(
+                    {
+                        "ok": False,
+                        "run_id": seen.get("run_id"),
+                        "status": RunStatus.CANCELLED,
+                        "error": "cancelled",
+                        "failure": failure,
+                    }
+                )
+            )
+        err.print(
+            f"cancelled; destinations not yet committed are unchanged. Go on with: agent-etl resume {run_id}",
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     if as_json:
         out.print_json(json.dumps(result.to_dict(), default=str))
@@ -117,15 +143,17 @@ def next_step(result: Any) -> str:
 def validate(
     spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")],
     as_json: JsonFlag = False,
-    offline: Annotated[bool, typer.Option("--offline", help="Do not read the sources; check transform syntax only.")] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not read the sources; check transform syntax only.")
+    ] = False,
 ) -> None:
     """Check a spec and report every problem with its line; exit 2 if there are any.
 
     Transforms and checks are bound against each source's schema (its first batch),
     so a bad expression or column is reported here with its step, not mid-run.
     """
-    from agent_orchestrated_etl.spec import load_spec, unset_variables
     from agent_orchestrated_etl.planning.preflight import check_loaded, spec_problems
+    from agent_orchestrated_etl.spec import load_spec, unset_variables
 
     notes: list[str] = []
     try:
@@ -151,7 +179,9 @@ def validate(
             err.print(f"{len(exc.problems)} problem(s) found", style="red")
         raise typer.Exit(2) from None
     if as_json:
-        out.print_json(json.dumps({"valid": True, "name": loaded.name, "workflow": loaded.workflow is not None, "notes": notes}))
+        out.print_json(
+            json.dumps({"valid": True, "name": loaded.name, "workflow": loaded.workflow is not None, "notes": notes})
+        )
     else:
         for note in notes:
             err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
@@ -169,7 +199,9 @@ def schema() -> None:
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where to write the demo data and warehouse.")] = Path("agent-etl-demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the demo data and warehouse.")] = Path(
+        "agent-etl-demo"
+    ),
     scale: Annotated[float, typer.Option(help="Multiply the demo's row counts.")] = 1.0,
     as_json: JsonFlag = False,
 ) -> None:
@@ -199,7 +231,9 @@ def demo(
     raise typer.Exit(0 if result.ok else 1)
 
 
-SampleRows = Annotated[int | None, typer.Option("--sample", help="Profile a sample of this many rows instead of the whole source.")]
+SampleRows = Annotated[
+    int | None, typer.Option("--sample", help="Profile a sample of this many rows instead of the whole source.")
+]
 SampleMethod = Annotated[str, typer.Option("--method", help="Sampling: reservoir, random, systematic or stratified.")]
 SampleSeed = Annotated[int, typer.Option("--seed", help="Seed of the sample, so it can be drawn again.")]
 SampleBy = Annotated[str | None, typer.Option("--by", help="Column to stratify by (--method stratified).")]
@@ -210,10 +244,20 @@ def _profile(source: str, sample: int | None, method: str, seed: int, by: str | 
     from agent_orchestrated_etl.profiling.run import profile_reference
 
     if method not in ("reservoir", "random", "systematic", "stratified"):
-        raise ConfigurationError(f"unknown sampling method {method!r}", hint="use reservoir, random, systematic or stratified")
+        raise ConfigurationError(
+            f"unknown sampling method {method!r}", hint="use reservoir, random, systematic or stratified"
+        )
     if method == "stratified" and (by is None or sample is None):
         raise ConfigurationError("a stratified sample needs --sample N and --by COLUMN")
-    return profile_reference(source, sample_rows=sample, method=method, seed=seed, by=by, whole=whole, memory_limit_bytes=load_settings().memory_limit_bytes)  # type: ignore[arg-type]  # method: checked against the names just above
+    return profile_reference(
+        source,
+        sample_rows=sample,
+        method=method,
+        seed=seed,
+        by=by,
+        whole=whole,
+        memory_limit_bytes=load_settings().memory_limit_bytes,
+    )  # type: ignore[arg-type]  # method: checked against the names just above
 
 
 @app.command()
@@ -223,7 +267,9 @@ def profile(
     method: SampleMethod = "reservoir",
     seed: SampleSeed = 0,
     by: SampleBy = None,
-    whole: Annotated[bool, typer.Option("--whole", help="Profile every row even of a big file (over 2 GB is sampled by default).")] = False,
+    whole: Annotated[
+        bool, typer.Option("--whole", help="Profile every row even of a big file (over 2 GB is sampled by default).")
+    ] = False,
     as_json: JsonFlag = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
 ) -> None:
@@ -244,7 +290,9 @@ def profile(
 @app.command("suggest-checks")
 def suggest_checks(
     source: SourceRef,
-    input_name: Annotated[str | None, typer.Option("--input", help="The name the checks apply to (default: the source's name).")] = None,
+    input_name: Annotated[
+        str | None, typer.Option("--input", help="The name the checks apply to (default: the source's name).")
+    ] = None,
     sample: SampleRows = None,
     method: SampleMethod = "reservoir",
     seed: SampleSeed = 0,
@@ -259,7 +307,9 @@ def suggest_checks(
 
 
 @runs_app.callback()
-def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How many runs.")] = 20, as_json: JsonFlag = False) -> None:
+def runs_list(
+    ctx: typer.Context, limit: Annotated[int, typer.Option(help="How many runs.")] = 20, as_json: JsonFlag = False
+) -> None:
     """List recent runs."""
     if ctx.invoked_subcommand:
         return
@@ -280,19 +330,26 @@ def runs_list(ctx: typer.Context, limit: Annotated[int, typer.Option(help="How m
 @runs_app.command("discard")
 def runs_discard(
     run_id: Annotated[str | None, typer.Argument(help="A failed or cancelled run.")] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Every failed, cancelled or crashed run instead of one.")] = False,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed, cancelled or crashed run instead of one.")
+    ] = False,
 ) -> None:
     """Drop what a run you will not resume left staged (its targets were never touched)."""
     from agent_orchestrated_etl.orchestrator import discard_failed_runs, discard_run
 
     if failed == (run_id is not None):
-        raise ConfigurationError("runs discard takes a run id or --failed", hint="agent-etl runs discard <run id>, or agent-etl runs discard --failed")
+        raise ConfigurationError(
+            "runs discard takes a run id or --failed",
+            hint="agent-etl runs discard <run id>, or agent-etl runs discard --failed",
+        )
     for full_id in discard_failed_runs(load_settings()) if failed else [discard_run(run_id or "", load_settings())]:
         out.print(f"discarded the staged output of run {full_id}")
 
 
 @runs_app.command("show")
-def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first characters.")], as_json: JsonFlag = False) -> None:
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="A run id, or its first characters.")], as_json: JsonFlag = False
+) -> None:
     """Show one run with its tasks, decisions and errors."""
     from agent_orchestrated_etl.reports import run_details
     from agent_orchestrated_etl.store.records import RunStore
@@ -304,14 +361,18 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="A run id, or its first
         from agent_orchestrated_etl.quality.verdicts import report
         from agent_orchestrated_etl.verify.stored import latest
 
-        run_record["quality"] = report([*(c for t in run_record["tasks"] for c in t.get("checks") or []), *latest(run_record["events"])])
+        run_record["quality"] = report(
+            [*(c for t in run_record["tasks"] for c in t.get("checks") or []), *latest(run_record["events"])]
+        )
         out.print_json(json.dumps(run_record, default=str))
     else:
         run_details(out, run_record)
 
 
 @app.command()
-def verify(run_id: Annotated[str, typer.Argument(help="A committed run, or its first characters.")], as_json: JsonFlag = False) -> None:
+def verify(
+    run_id: Annotated[str, typer.Argument(help="A committed run, or its first characters.")], as_json: JsonFlag = False
+) -> None:
     """Reconcile a committed run's targets with their sources again; exit 1 on a mismatch.
 
     Counts, key set and hash where the target's rows are the source's one to one,
@@ -343,9 +404,13 @@ def store_current(as_json: JsonFlag = False) -> None:
     elif revisions.current == revisions.head:
         out.print(f"revision {revisions.current} (the newest)")
     elif revisions.current is None:
-        out.print(f"no revision: the store is empty or was made before migrations; `agent-etl store upgrade` brings it to {revisions.head}")
+        out.print(
+            f"no revision: the store is empty or was made before migrations; `agent-etl store upgrade` brings it to {revisions.head}"
+        )
     else:
-        out.print(f"revision {revisions.current}; this agent-etl's newest is {revisions.head} (`agent-etl store upgrade` upgrades an older store, a newer one needs a newer agent-etl)")
+        out.print(
+            f"revision {revisions.current}; this agent-etl's newest is {revisions.head} (`agent-etl store upgrade` upgrades an older store, a newer one needs a newer agent-etl)"
+        )
 
 
 @store_app.command("upgrade")
@@ -356,16 +421,23 @@ def store_upgrade() -> None:
     store = RunStore(load_settings().store_url)
     store.close()
     before, head = store.revisions.current, store.revisions.head
-    out.print(f"revision {head} (the newest)" if before == head else f"upgraded from revision {before or '(none)'} to {head}")
+    out.print(
+        f"revision {head} (the newest)" if before == head else f"upgraded from revision {before or '(none)'} to {head}"
+    )
 
 
 @tokens_app.command("create")
 def tokens_create(
     name: Annotated[str, typer.Argument(help="Who or what holds it (the audit log names it): ci-bot, alice, ...")],
-    role: Annotated[str, typer.Option(help=(
-        "viewer: read and follow /ws; operator: also start, cancel and resume runs; "
-        "admin: also register and delete pipelines."
-    ))] = "viewer",
+    role: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "viewer: read and follow /ws; operator: also start, cancel and resume runs; "
+                "admin: also register and delete pipelines."
+            )
+        ),
+    ] = "viewer",
 ) -> None:
     """Make a token and print it, once: only its hash is kept, in the metadata store that every serve on it shares."""
     from agent_orchestrated_etl.store.records import RunStore
@@ -412,24 +484,55 @@ def tokens_revoke(
 
 @app.command()
 def serve(
-    specs: Annotated[list[Path] | None, typer.Argument(help="Pipeline specs to register at start (schedules in them run).")] = None,
-    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the server local. Use 0.0.0.0 to expose it.")] = "127.0.0.1",
+    specs: Annotated[
+        list[Path] | None, typer.Argument(help="Pipeline specs to register at start (schedules in them run).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 keeps the server local. Use 0.0.0.0 to expose it.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port for the API, the dashboard, /ws and /metrics.")] = 8080,
     max_body: Annotated[str, typer.Option(help="Largest request body accepted, e.g. 1MB.")] = "1MB",
-    alert_webhook: Annotated[str | None, typer.Option(help="Send every alert here too (JSON POST); pipelines add their own with `alerts: {webhook: ...}`.")] = None,
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option(
+            help="Send every alert here too (JSON POST); pipelines add their own with `alerts: {webhook: ...}`."
+        ),
+    ] = None,
     slack: Annotated[bool, typer.Option(help="Post --alert-webhook alerts as Slack messages.")] = False,
-    data_root: Annotated[Path | None, typer.Option(help="Specs registered through the API read and write files only under this directory (default: the working directory); relative paths start there.")] = None,
-    public_read: Annotated[bool, typer.Option(help="Serve the reading routes (pipelines, runs, events, alerts, metrics) without the token.")] = False,
-    allowed_host: Annotated[list[str] | None, typer.Option(help="A name clients reach serve by, besides the bind address and localhost (repeatable; '*' for any).")] = None,
-    rate_limit: Annotated[int, typer.Option(
-        help="Requests a minute per token (per address without one), a tenth of it at once; 0: no limit.",
-    )] = 1200,
-    cors_origin: Annotated[list[str] | None, typer.Option(
-        help="An origin (https://app.example.com) whose pages may call the API with a token (repeatable).",
-    )] = None,
-    tls_cert: Annotated[Path | None, typer.Option(
-        help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
-    )] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Specs registered through the API read and write files only under this directory (default: the working directory); relative paths start there."
+        ),
+    ] = None,
+    public_read: Annotated[
+        bool,
+        typer.Option(help="Serve the reading routes (pipelines, runs, events, alerts, metrics) without the token."),
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A name clients reach serve by, besides the bind address and localhost (repeatable; '*' for any)."
+        ),
+    ] = None,
+    rate_limit: Annotated[
+        int,
+        typer.Option(
+            help="Requests a minute per token (per address without one), a tenth of it at once; 0: no limit.",
+        ),
+    ] = 1200,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An origin (https://app.example.com) whose pages may call the API with a token (repeatable).",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+        ),
+    ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="The PEM private key of --tls-cert.")] = None,
     session_hours: Annotated[float, typer.Option(help="How long the dashboard's session cookie lasts.")] = 12.0,
 ) -> None:
@@ -455,22 +558,43 @@ def serve(
     token, generated = resolve_token(settings.home_dir)
     url = f"{'https' if tls else 'http'}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if generated:
-        err.print(f"[bold]API token[/] (shown once; kept in {settings.home_dir / 'api-token'}): {token}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold]API token[/] (shown once; kept in {settings.home_dir / 'api-token'}): {token}",
+            highlight=False,
+            soft_wrap=True,
+        )
         err.print(f"Dashboard: {url}#token={token}", highlight=False, soft_wrap=True)
     else:
         source = TOKEN_ENV if TOKEN_ENV in os.environ else str(settings.home_dir / "api-token")
         err.print(f"Dashboard: {url} (API token from {source})", highlight=False, soft_wrap=True)
     root = (data_root or Path.cwd()).resolve()
-    options = ServeOptions(settings=settings, token=token, max_body_bytes=parse_size(max_body), specs=list(specs or []), alert_webhook=alert_webhook, alert_slack=slack, base_dir=root, data_root=root,
-        public_read=public_read, allowed_hosts=allowed_hosts(host, allowed_host or []),
-        rate_per_minute=rate_limit, session_hours=session_hours, cors_origins=tuple(cors_origin or ()),
+    options = ServeOptions(
+        settings=settings,
+        token=token,
+        max_body_bytes=parse_size(max_body),
+        specs=list(specs or []),
+        alert_webhook=alert_webhook,
+        alert_slack=slack,
+        base_dir=root,
+        data_root=root,
+        public_read=public_read,
+        allowed_hosts=allowed_hosts(host, allowed_host or []),
+        rate_per_minute=rate_limit,
+        session_hours=session_hours,
+        cors_origins=tuple(cors_origin or ()),
     )
     # No permessage-deflate on /ws: it compresses every frame once per client, which undoes sharing
     # one encoded frame among clients, and frames of a few kB every quarter second need no compression.
     uvicorn.run(
-        create_app(options), host=host, port=port, log_level=settings.log_level.lower(), log_config=None,  # uvicorn logs through our handler, so through its redaction
-        ws_max_size=options.max_body_bytes, ws_per_message_deflate=False,
-        ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
+        create_app(options),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn logs through our handler, so through its redaction
+        ws_max_size=options.max_body_bytes,
+        ws_per_message_deflate=False,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
 
 
@@ -480,7 +604,8 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
         return None
     if cert is None or key is None:
         raise ConfigurationError(
-            "--tls-cert and --tls-key go together", hint="give both, the certificate and its private key",
+            "--tls-cert and --tls-key go together",
+            hint="give both, the certificate and its private key",
         )
     import ssl
 
@@ -520,7 +645,14 @@ def main() -> None:
     except AgentETLError as exc:
         if _state["debug"]:
             err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
-        _json_error(exc.next_remedy, type(exc).__name__, exc.message, where=exc.where, next_step=exc.hint, problems=exc.problems if isinstance(exc, SpecError) else None)
+        _json_error(
+            exc.next_remedy,
+            type(exc).__name__,
+            exc.message,
+            where=exc.where,
+            next_step=exc.hint,
+            problems=exc.problems if isinstance(exc, SpecError) else None,
+        )
         err.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, SpecError) else 1)
     except (typer.Abort, KeyboardInterrupt):
@@ -528,27 +660,56 @@ def main() -> None:
         err.print("aborted")
         sys.exit(130)
     except TyperException as exc:  # usage errors: a missing argument, an unknown command
-        _json_error(Remedy.FIX_CONFIG, type(exc).__name__, exc.format_message(), next_step="agent-etl --help lists the commands and options")
+        _json_error(
+            Remedy.FIX_CONFIG,
+            type(exc).__name__,
+            exc.format_message(),
+            next_step="agent-etl --help lists the commands and options",
+        )
         exc.show()  # type: ignore[attr-defined]  # typer raises only its (private) ClickExceptions
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
-        if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # e.g. --html into a read-only folder
+        if (
+            isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None
+        ):  # e.g. --html into a read-only folder
             _json_error(mapped.next_remedy, type(mapped).__name__, mapped.message, next_step=mapped.hint)
             err.print(f"[red]error:[/] {escape(redact(str(mapped)))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         if _state["debug"]:
             err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
             sys.exit(70)
-        _json_error(Remedy.BUG, type(exc).__name__, f"{type(exc).__name__}: {exc}", next_step="rerun with --debug for the traceback; please report it")
-        err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback; please report it)")
+        _json_error(
+            Remedy.BUG,
+            type(exc).__name__,
+            f"{type(exc).__name__}: {exc}",
+            next_step="rerun with --debug for the traceback; please report it",
+        )
+        err.print(
+            f"[red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback; please report it)"
+        )
         sys.exit(70)
 
 
-def _json_error(remedy: Remedy, error_type: str, message: str, *, where: str | None = None, next_step: str | None = None, problems: list[SpecProblem] | None = None) -> None:
+def _json_error(
+    remedy: Remedy,
+    error_type: str,
+    message: str,
+    *,
+    where: str | None = None,
+    next_step: str | None = None,
+    problems: list[SpecProblem] | None = None,
+) -> None:
     """Under --json, every outcome is one JSON document on stdout, an error before any run included."""
     if "--json" not in sys.argv[1:]:
         return
-    failure = {"remedy": str(remedy), "error_type": error_type, "message": message, "where": where, "holder_run_id": None, "next_step": next_step}
+    failure = {
+        "remedy": str(remedy),
+        "error_type": error_type,
+        "message": message,
+        "where": where,
+        "holder_run_id": None,
+        "next_step": next_step,
+    }
     document: dict[str, Any] = {"ok": False, "error": message, "failure": failure}
     if problems is not None:
         document["problems"] = [vars(p) for p in problems]

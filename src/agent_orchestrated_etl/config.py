@@ -89,9 +89,20 @@ class Settings(BaseSettings):
         description="Let the planner have a destination's engine copy from a source by itself when no Python step needs the rows.",
     )
 
-    spec_max_bytes: str = Field(default="1MB", validation_alias="AGENT_ETL_SPEC_MAX_BYTES", description="Largest pipeline spec read, in the CLI and in serve.")
-    spec_max_nodes: int = Field(default=100_000, ge=1, validation_alias="AGENT_ETL_SPEC_MAX_NODES", description="Most YAML nodes a spec may have once its aliases are expanded.")
-    spec_max_depth: int = Field(default=64, ge=1, validation_alias="AGENT_ETL_SPEC_MAX_DEPTH", description="Deepest nesting of a spec.")
+    spec_max_bytes: str = Field(
+        default="1MB",
+        validation_alias="AGENT_ETL_SPEC_MAX_BYTES",
+        description="Largest pipeline spec read, in the CLI and in serve.",
+    )
+    spec_max_nodes: int = Field(
+        default=100_000,
+        ge=1,
+        validation_alias="AGENT_ETL_SPEC_MAX_NODES",
+        description="Most YAML nodes a spec may have once its aliases are expanded.",
+    )
+    spec_max_depth: int = Field(
+        default=64, ge=1, validation_alias="AGENT_ETL_SPEC_MAX_DEPTH", description="Deepest nesting of a spec."
+    )
 
     aws_secrets_manager_enabled: bool = Field(
         default=False,
@@ -141,4 +152,6 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"invalid settings: {problems}", hint="fix the environment variable(s) named") from None
+        raise ConfigurationError(
+            f"invalid settings: {problems}", hint="fix the environment variable(s) named"
+        ) from None

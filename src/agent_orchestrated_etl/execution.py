@@ -69,7 +69,8 @@ class RunContext:
             name: source_class(s.type)(name, s, batch_rows=self.settings.batch_rows) for name, s in spec.sources.items()
         }
         self.destinations: list[Destination] = [
-            destination_class(d.type)(d, memory_limit_bytes=self.settings.memory_limit_bytes) for d in spec.all_destinations
+            destination_class(d.type)(d, memory_limit_bytes=self.settings.memory_limit_bytes)
+            for d in spec.all_destinations
         ]
 
     def expand(self, planned: dict[str, list[str]] | None = None) -> list[PlannedDecision]:
@@ -123,10 +124,18 @@ class RunContext:
         """Checks evaluated where data is called ``name``; ``final`` adds the unnamed ones (a destination's input)."""
         return checks_at(self.spec.quality, name, final=final)
 
-    def task_context(self, task: Task, workspace: Workspace, locate: Callable[[int | None], Position | None], quarantine: Callable[[pa.RecordBatch], None]) -> TaskContext:
+    def task_context(
+        self,
+        task: Task,
+        workspace: Workspace,
+        locate: Callable[[int | None], Position | None],
+        quarantine: Callable[[pa.RecordBatch], None],
+    ) -> TaskContext:
         """What a transform chain or graph needs of ``task``; its check results belong to its destination, or the workspace."""
         scope = destination_label(self.spec, task.destination) if task.destination is not None else "workspace"
-        return TaskContext(workspace, self.run_id, task.id, scope, task.batch_rows or self.settings.batch_rows, locate, quarantine)
+        return TaskContext(
+            workspace, self.run_id, task.id, scope, task.batch_rows or self.settings.batch_rows, locate, quarantine
+        )
 
     def close(self) -> None:
         for dest in self.destinations:
@@ -152,12 +161,20 @@ def execute_task(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome
     except (AgentETLError, Cancelled):
         raise
     except (MemoryError, pa.ArrowMemoryError) as exc:
-        raise ResourceExhaustedError(f"out of memory: {exc}", where=f"task {task.id}", hint="lower AGENT_ETL_BATCH_ROWS or raise AGENT_ETL_MEMORY_LIMIT") from exc
+        raise ResourceExhaustedError(
+            f"out of memory: {exc}",
+            where=f"task {task.id}",
+            hint="lower AGENT_ETL_BATCH_ROWS or raise AGENT_ETL_MEMORY_LIMIT",
+        ) from exc
     except Exception as exc:  # anything else is our bug; name the task so it can be reported
         # A write or read no connector wrapped that the user fixes: permissions, a read-only or full disk.
         if isinstance(exc, OSError) and (mapped := from_os_error(exc, where=f"task {task.id}")) is not None:
             raise mapped from exc
-        raise InternalError(f"{type(exc).__name__}: {exc}", where=f"task {task.id}", hint="this is a bug in agent-etl; please report it with the run id") from exc
+        raise InternalError(
+            f"{type(exc).__name__}: {exc}",
+            where=f"task {task.id}",
+            hint="this is a bug in agent-etl; please report it with the run id",
+        ) from exc
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -173,7 +190,9 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     source, rejected = ctx.reader(task), list[Any]()
     # Numbered always: a row the destination cannot store (a value over its limit, a NUL in
     # PostgreSQL text) is quarantined with its origin.
-    batches = _read(ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
+    batches = _read(
+        ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=True, rejected=rejected
+    )
     if task.transform is None and not any(p.checks for p in points):
         for batch in batches:
             _write(ctx, task, dest, batch, outcome, origins.locate)
@@ -193,9 +212,15 @@ def _set_aside(ctx: RunContext, task: Task) -> TaskOutcome:
     assert task.partition is not None and task.destination is not None
     dest = ctx.destinations[task.destination]
     dest.begin(ctx.run_id, task.id)
-    bounds = {"source": task.source, "partition": task.partition.key, **({"range": task.partition.options["range"]} if "range" in task.partition.options else {})}
+    bounds = {
+        "source": task.source,
+        "partition": task.partition.key,
+        **({"range": task.partition.options["range"]} if "range" in task.partition.options else {}),
+    }
     entry = (bounds, task.set_aside or "", Position(origin=task.partition.description))
-    dest.write_quarantine(ctx.run_id, task.id, rejected_rows([entry], run_id=ctx.run_id, task_id=task.id, check_name="unreadable"))
+    dest.write_quarantine(
+        ctx.run_id, task.id, rejected_rows([entry], run_id=ctx.run_id, task_id=task.id, check_name="unreadable")
+    )
     dest.finish(ctx.run_id, task.id)
     return TaskOutcome(rows_quarantined=1)
 
@@ -208,12 +233,28 @@ def _points(ctx: RunContext, source: str, target: str | None) -> list[Point]:
         names.insert(0, transforms[names[0]][1].input or "")
     last = names[-1]
     return [
-        Point(name, transforms[name][1] if name in transforms else None, transforms[name][0] if name in transforms else -1, ctx.checks_for(name, final=name == last))
+        Point(
+            name,
+            transforms[name][1] if name in transforms else None,
+            transforms[name][0] if name in transforms else -1,
+            ctx.checks_for(name, final=name == last),
+        )
         for name in names
     ]
 
 
-def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partition], numbering: Numbering, outcome: TaskOutcome, progress: Progress, *, numbered: bool, rejected: list[Any]) -> Iterator[pa.RecordBatch]:
+def _read(
+    ctx: RunContext,
+    task: Task,
+    source: Source,
+    partitions: list[Partition],
+    numbering: Numbering,
+    outcome: TaskOutcome,
+    progress: Progress,
+    *,
+    numbered: bool,
+    rejected: list[Any],
+) -> Iterator[pa.RecordBatch]:
     """The source's batches (through the incremental window, when the partitions carry one),
     counted, with a row ordinal column when something may quarantine rows."""
     window = partitions[0].options.get("window") if partitions else None
@@ -225,7 +266,7 @@ def _read(ctx: RunContext, task: Task, source: Source, partitions: list[Partitio
         for partition in partitions:
             try:
                 read = source.read(partition)
-                for batch, position in (tracker.apply(read) if tracker else read):
+                for batch, position in tracker.apply(read) if tracker else read:
                     if ctx.should_stop(task.id):
                         raise Cancelled(task.id)
                     outcome.rows_read += batch.num_rows
@@ -261,7 +302,15 @@ def _peek(batches: Iterator[pa.RecordBatch]) -> tuple[pa.Schema | None, Iterator
     return first.schema, again()
 
 
-def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[Point], batches: Iterator[pa.RecordBatch], origins: Origins, outcome: TaskOutcome) -> None:
+def _through_chain(
+    ctx: RunContext,
+    task: Task,
+    dest: Destination,
+    points: list[Point],
+    batches: Iterator[pa.RecordBatch],
+    origins: Origins,
+    outcome: TaskOutcome,
+) -> None:
     def quarantine(rows: pa.RecordBatch) -> None:
         dest.write_quarantine(ctx.run_id, task.id, rows)
 
@@ -279,7 +328,14 @@ def _through_chain(ctx: RunContext, task: Task, dest: Destination, points: list[
         chain.close()
 
 
-def _write(ctx: RunContext, task: Task, dest: Destination, numbered: pa.RecordBatch, outcome: TaskOutcome, locate: Callable[[int | None], Position | None]) -> None:
+def _write(
+    ctx: RunContext,
+    task: Task,
+    dest: Destination,
+    numbered: pa.RecordBatch,
+    outcome: TaskOutcome,
+    locate: Callable[[int | None], Position | None],
+) -> None:
     """Write a batch (with its ROW column, if any); rows the destination cannot store go to quarantine with their position."""
     numbered = _within_limit(ctx, task, dest, numbered, outcome, locate)
     batch = visible(numbered)
@@ -292,7 +348,9 @@ def _write(ctx: RunContext, task: Task, dest: Destination, numbered: pa.RecordBa
             for row, reason, ordinal in zip(batch.to_pylist(), reasons, ordinals, strict=True)
             if reason is not None
         ]
-        dest.write_quarantine(ctx.run_id, task.id, rejected_rows(refused, run_id=ctx.run_id, task_id=task.id, check_name="destination"))
+        dest.write_quarantine(
+            ctx.run_id, task.id, rejected_rows(refused, run_id=ctx.run_id, task_id=task.id, check_name="destination")
+        )
         outcome.rows_quarantined += len(refused)
         batch = batch.filter(keep)
     if batch.num_rows:
@@ -301,12 +359,24 @@ def _write(ctx: RunContext, task: Task, dest: Destination, numbered: pa.RecordBa
         outcome.bytes_written += batch.nbytes
 
 
-def _within_limit(ctx: RunContext, task: Task, dest: Destination, batch: pa.RecordBatch, outcome: TaskOutcome, locate: Callable[[int | None], Position | None] | None) -> pa.RecordBatch:
+def _within_limit(
+    ctx: RunContext,
+    task: Task,
+    dest: Destination,
+    batch: pa.RecordBatch,
+    outcome: TaskOutcome,
+    locate: Callable[[int | None], Position | None] | None,
+) -> pa.RecordBatch:
     """The batch less its rows with a text or binary value over the destination's limit, which go to quarantine."""
     limit, why = dest.value_limit()
     sizes: dict[str, pa.Array] = {}
     for field, column in zip(batch.schema, batch.columns, strict=True):
-        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type) or pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+        if (
+            pa.types.is_string(field.type)
+            or pa.types.is_large_string(field.type)
+            or pa.types.is_binary(field.type)
+            or pa.types.is_large_binary(field.type)
+        ):
             lengths = pc.binary_length(column)
             if (pc.max(lengths).as_py() or 0) > limit:
                 sizes[field.name] = lengths
@@ -322,15 +392,22 @@ def _within_limit(ctx: RunContext, task: Task, dest: Destination, batch: pa.Reco
     for i, row in enumerate(rows):
         too_big = {name: size[i] for name, size in big.items() if size[i] is not None and size[i] > limit}
         row.update({name: f"<{size:,} bytes>" for name, size in too_big.items()})
-        reason = "; ".join(f"column {name} holds {size:,} bytes, over this destination's limit of {limit:,} bytes ({why})" for name, size in too_big.items())
+        reason = "; ".join(
+            f"column {name} holds {size:,} bytes, over this destination's limit of {limit:,} bytes ({why})"
+            for name, size in too_big.items()
+        )
         position = locate(ordinals[i]) if locate is not None else None
         entries.append((row, reason, position or Position(f"task {task.id}")))
-    dest.write_quarantine(ctx.run_id, task.id, rejected_rows(entries, run_id=ctx.run_id, task_id=task.id, check_name="value_size"))
+    dest.write_quarantine(
+        ctx.run_id, task.id, rejected_rows(entries, run_id=ctx.run_id, task_id=task.id, check_name="value_size")
+    )
     outcome.rows_quarantined += len(entries)
     return batch.filter(pc.invert(over))
 
 
-def _rejected_by_reader(ctx: RunContext, task: Task, rejected: list[Any], quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome) -> None:
+def _rejected_by_reader(
+    ctx: RunContext, task: Task, rejected: list[Any], quarantine: Callable[[pa.RecordBatch], None], outcome: TaskOutcome
+) -> None:
     if rejected:
         quarantine(rejected_rows(rejected, run_id=ctx.run_id, task_id=task.id, check_name="parse"))
         outcome.rows_quarantined += len(rejected)
@@ -408,11 +485,20 @@ def _transform_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutc
         # Stage tasks ran the sources' row checks already.
         return [(i, c) for i, c in ctx.checks_for(name, final=False) if name not in staged or c.level == "all_rows"]
 
-    graph = WorkspaceGraph(ctx.task_context(task, workspace, ctx.origins.locate, quarantine), staged=staged, transforms=ctx.spec.transforms, checks_at=checks_here)
+    graph = WorkspaceGraph(
+        ctx.task_context(task, workspace, ctx.origins.locate, quarantine),
+        staged=staged,
+        transforms=ctx.spec.transforms,
+        checks_at=checks_here,
+    )
     try:
         target = task.transform
         rel = graph.relation(target, final=True)
-        final = [(i, c) for i, c in ctx.checks_for(target, final=True) if target not in staged or c.level == "all_rows" or c.input is None]
+        final = [
+            (i, c)
+            for i, c in ctx.checks_for(target, final=True)
+            if target not in staged or c.level == "all_rows" or c.input is None
+        ]
         where = f"transform {target}"
         if final:
             rel = graph.flagged(target, rel, final)
@@ -444,7 +530,17 @@ def _single(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     outcome = TaskOutcome()
     origins = Origins()
     source, rejected = ctx.reader(task), list[Any]()
-    batches = _read(ctx, task, source, list(task.partitions), Numbering(origins), outcome, progress, numbered=True, rejected=rejected)
+    batches = _read(
+        ctx,
+        task,
+        source,
+        list(task.partitions),
+        Numbering(origins),
+        outcome,
+        progress,
+        numbered=True,
+        rejected=rejected,
+    )
     _through_chain(ctx, task, dest, _points(ctx, task.source, task.transform), batches, origins, outcome)
     _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
     dest.finish(ctx.run_id, task.id)

@@ -21,7 +21,9 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def setup_logging(level: str) -> None:
     name = level.upper()
     if name not in LEVELS:
-        raise ConfigurationError(f"unknown log level {level!r}", where="AGENT_ETL_LOG_LEVEL", hint=f"use one of {', '.join(LEVELS)}")
+        raise ConfigurationError(
+            f"unknown log level {level!r}", where="AGENT_ETL_LOG_LEVEL", hint=f"use one of {', '.join(LEVELS)}"
+        )
     # On stderr: stdout carries what a command prints, such as --json output.
     handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=name == "DEBUG", markup=False)
     handler.addFilter(RedactingFilter())

@@ -76,7 +76,14 @@ class Runtime:
 
         def on_breaker(change: StateChange) -> None:
             # Breakers change state in worker threads; the hub lives on this loop.
-            event = BreakerChanged(sender="breakers", system=change.system, state=change.new, previous=change.old, consecutive_failures=change.consecutive_failures, reason=change.reason)
+            event = BreakerChanged(
+                sender="breakers",
+                system=change.system,
+                state=change.new,
+                previous=change.old,
+                consecutive_failures=change.consecutive_failures,
+                reason=change.reason,
+            )
             loop.call_soon_threadsafe(self.hub.publish, event.topic, event)
 
         self._unlisten = breakers.add_listener(on_breaker)
@@ -89,7 +96,15 @@ class Runtime:
         await self.hub.close()
         self.store.close()
 
-    async def run(self, loaded: LoadedSpec, *, listener: Listener | None = None, run_id: str | None = None, resume: bool = False, parent_run_id: str | None = None) -> RunResult:
+    async def run(
+        self,
+        loaded: LoadedSpec,
+        *,
+        listener: Listener | None = None,
+        run_id: str | None = None,
+        resume: bool = False,
+        parent_run_id: str | None = None,
+    ) -> RunResult:
         started = time.perf_counter()
         run_id = run_id or new_run_id()
         check_variables(loaded)
@@ -107,7 +122,14 @@ class Runtime:
         self.runs.add(ctx)
         self.monitor.listeners.append(this_run)
         try:
-            status = await self.orchestrator.execute(ctx, spec_file=str(Path(loaded.file).resolve()), spec_text=loaded.text, spec_sha256=loaded.sha256, resume=resume, parent_run_id=parent_run_id)
+            status = await self.orchestrator.execute(
+                ctx,
+                spec_file=str(Path(loaded.file).resolve()),
+                spec_text=loaded.text,
+                spec_sha256=loaded.sha256,
+                resume=resume,
+                parent_run_id=parent_run_id,
+            )
             await self.monitor.drain()
         finally:
             self.monitor.listeners.remove(this_run)
@@ -116,8 +138,17 @@ class Runtime:
         if status is RunStatus.SUCCEEDED:
             _clean_workspace(run_dir)  # a failed run keeps it: resume reuses what was staged there
         state = self.monitor.runs.get(run_id) or RunState(run_id, spec.name, RunStatus.FAILED)
-        return RunResult(run_id, spec.name, state.status, state.error, time.perf_counter() - started, list(state.tasks.values()), state.decisions, state.commits, state.failure)
-
+        return RunResult(
+            run_id,
+            spec.name,
+            state.status,
+            state.error,
+            time.perf_counter() - started,
+            list(state.tasks.values()),
+            state.decisions,
+            state.commits,
+            state.failure,
+        )
 
     async def resume(self, run_id: str, *, listener: Listener | None = None) -> RunResult:
         """Go on with a failed, cancelled or crashed run from its checkpoints, with the spec it started with."""
@@ -130,7 +161,11 @@ class Runtime:
         if loaded.workflow is not None:
             for pipeline in loaded.workflow.pipelines:
                 child = self.store.get_run(child_run_id(full_id, pipeline.name))
-                if child is not None and child["run_id"] == child_run_id(full_id, pipeline.name) and child["status"] not in ("succeeded", "discarded"):
+                if (
+                    child is not None
+                    and child["run_id"] == child_run_id(full_id, pipeline.name)
+                    and child["status"] not in ("succeeded", "discarded")
+                ):
                     self.discard(child["run_id"])
             self.store.set_status(full_id, "discarded", was=RESUMABLE)
             return full_id
@@ -176,7 +211,10 @@ class Runtime:
                 hint=f"its staging is gone; start a new run for what came since: agent-etl run {record['spec_file']}",
             )
         if record["status"] in ("succeeded", "discarded"):
-            raise ConfigurationError(f"run {record['run_id']} is {record['status']}; there is nothing to go on with", hint=f"start a new one: agent-etl run {record['spec_file']}")
+            raise ConfigurationError(
+                f"run {record['run_id']} is {record['status']}; there is nothing to go on with",
+                hint=f"start a new one: agent-etl run {record['spec_file']}",
+            )
         failure = record.get("failure") or {}
         if failure.get("remedy") == Remedy.WAIT and not record["tasks"]:
             holder = failure.get("holder_run_id")

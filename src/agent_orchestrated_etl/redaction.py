@@ -131,7 +131,10 @@ class RedactingFilter(logging.Filter):
             return True
         try:
             message = record.getMessage()
-        except (TypeError, ValueError):  # arguments that do not fit the format: keep both, masked, rather than fail the caller
+        except (
+            TypeError,
+            ValueError,
+        ):  # arguments that do not fit the format: keep both, masked, rather than fail the caller
             message = redact(str(record.msg)) + " " + redact(repr(record.args))
         record.msg = redact(message)
         record.args = None

@@ -9,8 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent_orchestrated_etl.monitoring.live import RunState
-from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.quality.verdicts import report
+from agent_orchestrated_etl.run_result import RunResult
 
 _STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "cancelled": "magenta", "pending": "dim"}
 
@@ -32,14 +32,25 @@ def progress_table(state: RunState) -> Table:
 
 
 def summary(console: Console, result: RunResult) -> None:
-    table = Table(title=f"run {result.run_id} · {result.pipeline} · {_status(result.status)} in {result.seconds:.1f}s", title_justify="left")
+    table = Table(
+        title=f"run {result.run_id} · {result.pipeline} · {_status(result.status)} in {result.seconds:.1f}s",
+        title_justify="left",
+    )
     table.add_column("task")
     table.add_column("status")
     for column in ("read", "written", "quarantined", "seconds", "rows/s"):
         table.add_column(column, justify="right")
     for task in result.tasks:
         seconds = f"{task.seconds:.2f}" if task.seconds is not None else ""
-        table.add_row(escape(task.id), _status(task.status), f"{task.rows:,}", f"{task.rows_written:,}", f"{task.rows_quarantined:,}", seconds, f"{task.rows_per_second:,.0f}")
+        table.add_row(
+            escape(task.id),
+            _status(task.status),
+            f"{task.rows:,}",
+            f"{task.rows_written:,}",
+            f"{task.rows_quarantined:,}",
+            seconds,
+            f"{task.rows_per_second:,.0f}",
+        )
     console.print(table)
     for commit in result.commits:
         quarantined = f", {commit['quarantined_rows']:,} quarantined" if commit["quarantined_rows"] else ""
@@ -60,7 +71,9 @@ def quality_table(quality: list[dict[str, Any]]) -> Table:
             verdict = "[green]pass[/]"
         else:
             verdict = "[red]FAIL[/]" if check["severity"] == "error" else "[yellow]warn[/]"
-        table.add_row(escape(check["check"]), escape(f"{check['input']} > {check['scope']}"), verdict, escape(check["message"]))
+        table.add_row(
+            escape(check["check"]), escape(f"{check['input']} > {check['scope']}"), verdict, escape(check["message"])
+        )
     return table
 
 
@@ -70,7 +83,15 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for row in rows:
         seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["finished_at"] else None
-        table.add_row(row["run_id"], row["pipeline"], _status(row["status"]), f"{row['started_at']:%Y-%m-%d %H:%M:%S}", f"{seconds:.1f}" if seconds is not None else "", f"{row['rows_written'] or 0:,}", f"{row['rows_quarantined'] or 0:,}")
+        table.add_row(
+            row["run_id"],
+            row["pipeline"],
+            _status(row["status"]),
+            f"{row['started_at']:%Y-%m-%d %H:%M:%S}",
+            f"{seconds:.1f}" if seconds is not None else "",
+            f"{row['rows_written'] or 0:,}",
+            f"{row['rows_quarantined'] or 0:,}",
+        )
     return table
 
 
@@ -85,7 +106,17 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
     for column in ("task", "kind", "status", "agent", "attempts", "read", "written", "quarantined", "error"):
         tasks.add_column(column)
     for t in run["tasks"]:
-        tasks.add_row(escape(t["task_id"]), t["kind"], _status(t["status"]), t["agent"] or "", str(t["attempts"]), f"{t['rows_read'] or 0:,}", f"{t['rows_written'] or 0:,}", f"{t['rows_quarantined'] or 0:,}", escape(t["error"] or ""))
+        tasks.add_row(
+            escape(t["task_id"]),
+            t["kind"],
+            _status(t["status"]),
+            t["agent"] or "",
+            str(t["attempts"]),
+            f"{t['rows_read'] or 0:,}",
+            f"{t['rows_written'] or 0:,}",
+            f"{t['rows_quarantined'] or 0:,}",
+            escape(t["error"] or ""),
+        )
     console.print(tasks)
     from agent_orchestrated_etl.verify.stored import latest
 
@@ -97,5 +128,7 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
         decisions.add_column(column)
     for event in run["events"]:
         if event["kind"] == "decision":
-            decisions.add_row(event["sender"], escape(event["subject"]), escape(event["choice"]), escape(event["reason"]))
+            decisions.add_row(
+                event["sender"], escape(event["subject"]), escape(event["choice"]), escape(event["reason"])
+            )
     console.print(decisions)

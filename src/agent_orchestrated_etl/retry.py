@@ -38,7 +38,9 @@ class Backoff:
     max_backoff_seconds: float = 30.0
 
 
-def wait_seconds(settings: RetrySettings, attempt: int, error: BaseException | None, rng: random.Random | None = None) -> float:
+def wait_seconds(
+    settings: RetrySettings, attempt: int, error: BaseException | None, rng: random.Random | None = None
+) -> float:
     """How long to wait after failed attempt number ``attempt`` (1-based).
 
     Full jitter (a uniform draw up to the exponential cap) spreads the retries
@@ -53,7 +55,12 @@ def wait_seconds(settings: RetrySettings, attempt: int, error: BaseException | N
     return wait
 
 
-def _tenacity_kwargs(settings: RetrySettings, retry_on: tuple[type[BaseException], ...], rng: random.Random | None, on_retry: Callable[[int, BaseException, float], None] | None) -> dict[str, Any]:
+def _tenacity_kwargs(
+    settings: RetrySettings,
+    retry_on: tuple[type[BaseException], ...],
+    rng: random.Random | None,
+    on_retry: Callable[[int, BaseException, float], None] | None,
+) -> dict[str, Any]:
     def wait(state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         return wait_seconds(settings, state.attempt_number, error, rng)

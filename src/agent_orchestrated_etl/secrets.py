@@ -51,7 +51,8 @@ class EnvProvider:
     def resolve(self, reference: str, *, where: str) -> str:
         if reference not in os.environ:
             raise ConfigurationError(
-                f"environment variable {reference} is not set", where=where,
+                f"environment variable {reference} is not set",
+                where=where,
                 hint=f"export {reference}=... before the run",
             )
         return os.environ[reference]
@@ -165,13 +166,15 @@ class AwsSecretsManager:
             raise _client_error(exc, shown, region, where) from None
         except NoCredentialsError:
             raise AuthError(
-                f"{shown}: no AWS credentials found", where=where,
+                f"{shown}: no AWS credentials found",
+                where=where,
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or run with an instance or task role",
             ) from None
         except EndpointConnectionError as exc:
             raise ConnectionFailedError(
                 f"{shown}: cannot reach AWS Secrets Manager at {exc.kwargs.get('endpoint_url')}",
-                where=where, hint="check AWS_REGION and AWS_ENDPOINT_URL",
+                where=where,
+                hint="check AWS_REGION and AWS_ENDPOINT_URL",
             ) from None
         except BotoCoreError as exc:
             raise ConfigurationError(f"{shown}: {exc}", where=where, hint="check the AWS settings") from None
@@ -207,18 +210,28 @@ def _client_error(exc: Any, shown: str, region: str | None, where: str) -> Excep
     if code == "ResourceNotFoundException":
         return ConfigurationError(
             f"{shown}: AWS Secrets Manager has no such secret in region {region} ({detail})",
-            where=where, hint="create the secret, or fix its name or AWS_REGION",
+            where=where,
+            hint="create the secret, or fix its name or AWS_REGION",
         )
     if status in (401, 403) or code in _REFUSALS:
         return AuthError(
             f"{shown}: AWS Secrets Manager refused access ({detail})",
-            where=where, hint="grant secretsmanager:GetSecretValue on the secret to these credentials, or fix them",
+            where=where,
+            hint="grant secretsmanager:GetSecretValue on the secret to these credentials, or fix them",
         )
     return ConnectionFailedError(f"{shown}: AWS Secrets Manager failed ({detail})", where=where)
 
 
-_REFUSALS = frozenset({"AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
-                       "InvalidSignatureException", "ExpiredTokenException", "InvalidClientTokenId"})
+_REFUSALS = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+    }
+)
 
 
 PROVIDERS: dict[str, Provider] = {"env": EnvProvider(), "file": FileProvider(), "aws-sm": AwsSecretsManager()}

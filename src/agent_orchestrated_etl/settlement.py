@@ -48,18 +48,31 @@ def settle(store: RunStore, settings: Settings, run_id: str, decide: Decide | No
     except AgentETLError as exc:
         # Unknown is not "nothing committed": it stays running until a ledger can be read.
         if decide is not None:
-            decide(f"run {run_id}", "leave its status", f"its process is gone, but its destinations' ledgers could not be read: {exc}")
+            decide(
+                f"run {run_id}",
+                "leave its status",
+                f"its process is gone, but its destinations' ledgers could not be read: {exc}",
+            )
         return None
     if committed and all(committed):
-        status, error, reason = "succeeded", None, f"its process is gone; every destination's loads ledger records its commit ({len(committed)})"
+        status, error, reason = (
+            "succeeded",
+            None,
+            f"its process is gone; every destination's loads ledger records its commit ({len(committed)})",
+        )
     else:
         why = f"{sum(committed)} of {len(committed)} destination(s) record its commit"
-        status, error = "failed", f"crashed: its process is gone and {why}; its staging is kept for `agent-etl resume {run_id}`"
+        status, error = (
+            "failed",
+            f"crashed: its process is gone and {why}; its staging is kept for `agent-etl resume {run_id}`",
+        )
         reason = error
     if not store.settle(run_id, status, error):
         return None
     choice = f"mark run {run_id} {status}"
-    store.record(Decision(sender="orchestrator", run_id=run_id, subject="run", choice=f"mark it {status}", reason=reason))
+    store.record(
+        Decision(sender="orchestrator", run_id=run_id, subject="run", choice=f"mark it {status}", reason=reason)
+    )
     if decide is not None:
         decide(f"run {run_id}", choice, reason)
     return status
@@ -73,7 +86,9 @@ def settle_dead_runs(store: RunStore, settings: Settings, limit: int | None) -> 
         if holder is None or holder["run_id"] != record["run_id"] or holder["alive"]:
             continue
         try:
-            durability.acquire(record["pipeline"], record["run_id"])  # one compare-and-set: a resume starting now wins or waits
+            durability.acquire(
+                record["pipeline"], record["run_id"]
+            )  # one compare-and-set: a resume starting now wins or waits
         except PipelineBusyError:
             continue
         try:
@@ -95,13 +110,27 @@ def supersede(store: RunStore, settings: Settings, pipeline: str, run_id: str, d
                 for dest in ctx.destinations:
                     dest.abort(record["run_id"])
         except AgentETLError as exc:
-            decide(f"run {record['run_id']}", "leave its staging", f"it could not be dropped ({exc}); `agent-etl runs discard {record['run_id']}` drops it")
+            decide(
+                f"run {record['run_id']}",
+                "leave its staging",
+                f"it could not be dropped ({exc}); `agent-etl runs discard {record['run_id']}` drops it",
+            )
             continue
         clean_workspace(settings.home_dir / "runs" / record["run_id"])
         if store.supersede(record["run_id"], by=run_id, was=SUPERSEDABLE):
-            reason = f"this new run loads its rows itself; resuming run {record['run_id']} afterwards would load them twice"
+            reason = (
+                f"this new run loads its rows itself; resuming run {record['run_id']} afterwards would load them twice"
+            )
             decide(f"run {record['run_id']}", "drop its staging: superseded", reason)
-            store.record(Decision(sender="orchestrator", run_id=record["run_id"], subject="run", choice=f"superseded by run {run_id}", reason="a new run of the pipeline loads its rows; its staging is dropped"))
+            store.record(
+                Decision(
+                    sender="orchestrator",
+                    run_id=record["run_id"],
+                    subject="run",
+                    choice=f"superseded by run {run_id}",
+                    reason="a new run of the pipeline loads its rows; its staging is dropped",
+                )
+            )
             done.append(record["run_id"])
     return done
 

@@ -36,7 +36,11 @@ class RetryPolicy(_Model):
     attempts: int = Field(3, ge=1, le=100, description="Tries per task, the first included.")
     backoff_seconds: float = Field(1.0, ge=0, description="First wait; doubles each retry, with jitter.")
     max_backoff_seconds: float = Field(60.0, ge=0)
-    task_timeout_seconds: float | None = Field(None, gt=0, description="A task running longer is stopped and retried (split in two, where its source can split it).")
+    task_timeout_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="A task running longer is stopped and retried (split in two, where its source can split it).",
+    )
     on_bad_data: Literal["fail", "quarantine"] = Field(
         "fail",
         description="A partition that cannot be read (a value no Arrow type holds): fail the run, or narrow it down by splitting and quarantine the smallest range that still fails.",
@@ -96,7 +100,9 @@ class PipelineSpec(_Model):
     destination: DestinationSpec | None = None
     destinations: list[DestinationSpec] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    depends_on: list[str] = Field(default_factory=list, description="In a workflow: pipelines that must succeed before this one starts.")
+    depends_on: list[str] = Field(
+        default_factory=list, description="In a workflow: pipelines that must succeed before this one starts."
+    )
     schedule: str | ScheduleSpec | None = Field(
         None, description="Cron expression, or {cron, overlap, missed}; used by `agent-etl serve`."
     )
@@ -136,7 +142,11 @@ class PipelineSpec(_Model):
             for name in names:
                 if name not in known:
                     raise ValueError(f"check {check.label} reads {name!r}, which is not a source or transform")
-        last = self.transforms[-1].name if self.transforms else (next(iter(self.sources)) if len(self.sources) == 1 else None)
+        last = (
+            self.transforms[-1].name
+            if self.transforms
+            else (next(iter(self.sources)) if len(self.sources) == 1 else None)
+        )
         for dest in self.all_destinations:
             if dest.input is None:
                 if last is None:
@@ -152,23 +162,45 @@ class PipelineSpec(_Model):
         several = {name for name, source in self.sources.items() if getattr(source, "reads_tables", False)}
         for index, transform in enumerate(self.transforms):
             if read := sorted(several & set(transform.inputs or [])):
-                raise _Located(("transforms", index), f"transform {transform.name!r} reads {read[0]!r}, which reads several tables; transforms over tables: or schema: are not supported yet: give the table a source of its own (table: ...)")
+                raise _Located(
+                    ("transforms", index),
+                    f"transform {transform.name!r} reads {read[0]!r}, which reads several tables; transforms over tables: or schema: are not supported yet: give the table a source of its own (table: ...)",
+                )
         for index, check in enumerate(self.quality):
             if isinstance(check, ReferentialCheck) and check.referential.target[0] in several:
-                raise _Located(("quality", index), f"check {check.label} refers to {check.referential.target[0]!r}, which reads several tables; refer to a source with table:")
-        keys: list[tuple[str | int, ...]] = [("destination",)] if self.destination is not None else [("destinations", i) for i in range(len(self.destinations))]
+                raise _Located(
+                    ("quality", index),
+                    f"check {check.label} refers to {check.referential.target[0]!r}, which reads several tables; refer to a source with table:",
+                )
+        keys: list[tuple[str | int, ...]] = (
+            [("destination",)]
+            if self.destination is not None
+            else [("destinations", i) for i in range(len(self.destinations))]
+        )
         for key, dest in zip(keys, self.all_destinations, strict=True):
             named = "table" in type(dest).model_fields
             if dest.input in several:
                 if not named:
-                    raise _Located(key, f"a {dest.type} destination takes one table, and input {dest.input!r} reads several; load them into a database destination")
+                    raise _Located(
+                        key,
+                        f"a {dest.type} destination takes one table, and input {dest.input!r} reads several; load them into a database destination",
+                    )
                 if dest.table is not None:
-                    raise _Located((*key, "table"), f"input {dest.input!r} reads several tables, each into a table of its own name: drop table: (table_prefix: puts a prefix before each name)")
+                    raise _Located(
+                        (*key, "table"),
+                        f"input {dest.input!r} reads several tables, each into a table of its own name: drop table: (table_prefix: puts a prefix before each name)",
+                    )
                 continue
             if named and dest.table is None:
-                raise _Located((*key, "table"), "field required (only an input with tables: or schema: lands in tables named after its own)")
+                raise _Located(
+                    (*key, "table"),
+                    "field required (only an input with tables: or schema: lands in tables named after its own)",
+                )
             if getattr(dest, "table_prefix", None) is not None:
-                raise _Located((*key, "table_prefix"), "table_prefix only applies when the input reads several tables (tables: or schema:); name the target with table:")
+                raise _Located(
+                    (*key, "table_prefix"),
+                    "table_prefix only applies when the input reads several tables (tables: or schema:); name the target with table:",
+                )
             if dest.write == "merge" and not dest.primary_key:
                 raise _Located((*key, "primary_key"), "write: merge needs primary_key: [column, ...]")
 
@@ -284,7 +316,16 @@ def parse_spec(text: str, *, file: str = "<spec>", limits: SpecLimits | None = N
             return LoadedSpec(workflow=WorkflowSpec.model_validate(data), file=file, text=text)
         pipeline = PipelineSpec.model_validate(data)
         if pipeline.depends_on:
-            raise SpecError([SpecProblem(file, lines.get(("depends_on",)), "depends_on", "only pipelines inside a workflow (`pipelines:`) can depend on others")])
+            raise SpecError(
+                [
+                    SpecProblem(
+                        file,
+                        lines.get(("depends_on",)),
+                        "depends_on",
+                        "only pipelines inside a workflow (`pipelines:`) can depend on others",
+                    )
+                ]
+            )
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -365,4 +406,3 @@ def json_schema() -> dict[str, Any]:
     schema = PipelineSpec.model_json_schema()
     schema["title"] = "agent-etl pipeline"
     return schema
-

@@ -46,7 +46,9 @@ def child_run_id(run_id: str, pipeline: str) -> str:
     return f"{run_id}.{pipeline}"
 
 
-async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, resume: bool, listener: Listener | None) -> RunResult:
+async def run_workflow(
+    runtime: Runtime, loaded: LoadedSpec, *, run_id: str, resume: bool, listener: Listener | None
+) -> RunResult:
     assert loaded.workflow is not None
     started = time.perf_counter()
     workflow = loaded.workflow
@@ -56,7 +58,13 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
         store.reopen_run(run_id)
     else:
         store.start_run(run_id, workflow.workflow, str(loaded.file), loaded.sha256, loaded.text)
-    store.durability.audit("resume" if resume else "run", run_id=run_id, pipeline=workflow.workflow, spec_sha256=loaded.sha256, detail=loaded.file)
+    store.durability.audit(
+        "resume" if resume else "run",
+        run_id=run_id,
+        pipeline=workflow.workflow,
+        spec_sha256=loaded.sha256,
+        detail=loaded.file,
+    )
     specs = {p.name: p for p in workflow.pipelines}
     orchestrator.decide(run_id, "workflow", f"{len(specs)} pipelines", f"order: {', '.join(workflow.order())}")
     status: dict[str, RunStatus] = {}
@@ -69,15 +77,37 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
                 orchestrator.decide(run_id, f"pipeline {name}", "keep", "it succeeded before the workflow stopped")
     try:
         while len(status) < len(specs):
-            blocked = [n for n in specs if n not in status and any(status.get(d) in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED, RunStatus.PARTIAL) for d in specs[n].depends_on)]
+            blocked = [
+                n
+                for n in specs
+                if n not in status
+                and any(
+                    status.get(d) in (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED, RunStatus.PARTIAL)
+                    for d in specs[n].depends_on
+                )
+            ]
             for name in blocked:
                 status[name] = RunStatus.SKIPPED
-                orchestrator.decide(run_id, f"pipeline {name}", "skip", f"it depends on {', '.join(specs[name].depends_on)}, which did not succeed")
-            ready = [n for n in specs if n not in status and all(status.get(d) is RunStatus.SUCCEEDED for d in specs[n].depends_on)]
+                orchestrator.decide(
+                    run_id,
+                    f"pipeline {name}",
+                    "skip",
+                    f"it depends on {', '.join(specs[name].depends_on)}, which did not succeed",
+                )
+            ready = [
+                n
+                for n in specs
+                if n not in status and all(status.get(d) is RunStatus.SUCCEEDED for d in specs[n].depends_on)
+            ]
             if not ready:
                 continue
             for name in ready:
-                orchestrator.decide(run_id, f"pipeline {name}", "start", "everything it depends on has succeeded" if specs[name].depends_on else "it depends on nothing")
+                orchestrator.decide(
+                    run_id,
+                    f"pipeline {name}",
+                    "start",
+                    "everything it depends on has succeeded" if specs[name].depends_on else "it depends on nothing",
+                )
             runs = [_run_child(runtime, loaded, run_id, name, resume=resume, listener=listener) for name in ready]
             for name, result in zip(ready, await asyncio.gather(*runs), strict=True):
                 results[name] = result
@@ -85,7 +115,9 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
     except asyncio.CancelledError:
         final = RunStatus.CANCELLED
         error: str | None = "cancelled"
-        failure: RunFailure | None = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=loaded.file)
+        failure: RunFailure | None = make_failure(
+            Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=loaded.file
+        )
         raise
     else:
         failed: dict[str, RunStatus] = {n: s for n, s in status.items() if s is not RunStatus.SUCCEEDED}
@@ -93,15 +125,25 @@ async def run_workflow(runtime: Runtime, loaded: LoadedSpec, *, run_id: str, res
         error = "; ".join(f"{n}: {results[n].error if n in results else s}" for n, s in failed.items()) or None
         failure = _failure(results, failed, run_id=run_id, spec_file=loaded.file)
     finally:
-        orchestrator.publish(RunFinished(sender=orchestrator.name, run_id=run_id, status=final, error=error, failure=failure))
+        orchestrator.publish(
+            RunFinished(sender=orchestrator.name, run_id=run_id, status=final, error=error, failure=failure)
+        )
         await recording.finish()
-    tasks = [TaskState(f"{n}/{t.id}", t.kind, **{k: v for k, v in vars(t).items() if k not in ("id", "kind")}) for n, r in results.items() for t in r.tasks]
+    tasks = [
+        TaskState(f"{n}/{t.id}", t.kind, **{k: v for k, v in vars(t).items() if k not in ("id", "kind")})
+        for n, r in results.items()
+        for t in r.tasks
+    ]
     decisions = [d for r in results.values() for d in r.decisions]
     commits = [{**c, "destination": f"{n}/{c['destination']}"} for n, r in results.items() for c in r.commits]
-    return RunResult(run_id, workflow.workflow, final, error, time.perf_counter() - started, tasks, decisions, commits, failure)
+    return RunResult(
+        run_id, workflow.workflow, final, error, time.perf_counter() - started, tasks, decisions, commits, failure
+    )
 
 
-def _failure(results: dict[str, RunResult], failed: dict[str, RunStatus], *, run_id: str, spec_file: str) -> RunFailure | None:
+def _failure(
+    results: dict[str, RunResult], failed: dict[str, RunStatus], *, run_id: str, spec_file: str
+) -> RunFailure | None:
     """The workflow's failure: the first pipeline's that resuming cannot fix, else resume the workflow."""
     if not failed:
         return None
@@ -109,12 +151,30 @@ def _failure(results: dict[str, RunResult], failed: dict[str, RunStatus], *, run
     for name, child in own:
         if child.remedy is not Remedy.RESUME:
             where = f"pipeline {name}: {child.where}" if child.where else f"pipeline {name}"
-            return make_failure(child.remedy, child.error_type, child.message, run_id=run_id, spec_file=spec_file, where=where, holder_run_id=child.holder_run_id)
-    return make_failure(Remedy.RESUME, own[0][1].error_type if own else "Failed", own[0][1].message if own else "a pipeline did not succeed", run_id=run_id, spec_file=spec_file)
+            return make_failure(
+                child.remedy,
+                child.error_type,
+                child.message,
+                run_id=run_id,
+                spec_file=spec_file,
+                where=where,
+                holder_run_id=child.holder_run_id,
+            )
+    return make_failure(
+        Remedy.RESUME,
+        own[0][1].error_type if own else "Failed",
+        own[0][1].message if own else "a pipeline did not succeed",
+        run_id=run_id,
+        spec_file=spec_file,
+    )
 
 
-async def _run_child(runtime: Runtime, loaded: LoadedSpec, run_id: str, name: str, *, resume: bool, listener: Listener | None) -> RunResult:
+async def _run_child(
+    runtime: Runtime, loaded: LoadedSpec, run_id: str, name: str, *, resume: bool, listener: Listener | None
+) -> RunResult:
     child_id = child_run_id(run_id, name)
     pipeline = next(p for p in loaded.pipelines if p.name == name)
     exists = resume and runtime.store.get_run(child_id) is not None
-    return await runtime.run(loaded.child(pipeline), run_id=child_id, resume=exists, listener=listener, parent_run_id=run_id)
+    return await runtime.run(
+        loaded.child(pipeline), run_id=child_id, resume=exists, listener=listener, parent_run_id=run_id
+    )

@@ -36,7 +36,16 @@ class SpecLimits:
 def check_size(text: str, limits: SpecLimits, file: str) -> None:
     size = len(text.encode("utf-8"))
     if size > limits.max_bytes:
-        raise SpecError([SpecProblem(file, None, "", f"the spec is {size:,} bytes; specs are limited to {limits.max_bytes:,} (AGENT_ETL_SPEC_MAX_BYTES)")])
+        raise SpecError(
+            [
+                SpecProblem(
+                    file,
+                    None,
+                    "",
+                    f"the spec is {size:,} bytes; specs are limited to {limits.max_bytes:,} (AGENT_ETL_SPEC_MAX_BYTES)",
+                )
+            ]
+        )
 
 
 def compose_bounded(text: str, loader: type, limits: SpecLimits, file: str) -> tuple[yaml.Node | None, object]:
@@ -75,9 +84,27 @@ def _check_expanded(root: yaml.Node, limits: SpecLimits, file: str) -> None:
         nonlocal count
         count += 1
         if count > limits.max_nodes:
-            raise SpecError([SpecProblem(file, line, "", f"the spec expands to more than {limits.max_nodes:,} YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)")])
+            raise SpecError(
+                [
+                    SpecProblem(
+                        file,
+                        line,
+                        "",
+                        f"the spec expands to more than {limits.max_nodes:,} YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)",
+                    )
+                ]
+            )
         if depth > limits.max_depth:
-            raise SpecError([SpecProblem(file, line, "", f"the spec nests deeper than {limits.max_depth} levels (AGENT_ETL_SPEC_MAX_DEPTH)")])
+            raise SpecError(
+                [
+                    SpecProblem(
+                        file,
+                        line,
+                        "",
+                        f"the spec nests deeper than {limits.max_depth} levels (AGENT_ETL_SPEC_MAX_DEPTH)",
+                    )
+                ]
+            )
 
     enter(root, root.start_mark.line + 1, 1)
     stack = [children(root, root.start_mark.line + 1)]
@@ -113,7 +140,9 @@ def node_lines(root: yaml.Node | None) -> dict[Path, int]:
     return lines
 
 
-def locate_problem(loc: Sequence[str | int], lines: dict[Path, int], *, missing_key: bool = False) -> tuple[str, int | None]:
+def locate_problem(
+    loc: Sequence[str | int], lines: dict[Path, int], *, missing_key: bool = False
+) -> tuple[str, int | None]:
     """Return the dotted YAML path and its line for a Pydantic error location.
 
     Parts of ``loc`` that are not in the document (a discriminated union's tag,

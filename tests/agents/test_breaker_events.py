@@ -20,6 +20,11 @@ async def test_breaker_state_changes_become_hub_events() -> None:
         thread.start()
         thread.join()
         event = await asyncio.wait_for(seen.get(), timeout=2)
-        assert (event.kind, event.system, event.previous, event.state) == ("breaker_changed", "api.example.test", "closed", "open")
+        assert (event.kind, event.system, event.previous, event.state) == (
+            "breaker_changed",
+            "api.example.test",
+            "closed",
+            "open",
+        )
         assert event.consecutive_failures == 2
     breakers.reset()

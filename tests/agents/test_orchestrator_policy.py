@@ -64,7 +64,9 @@ def test_bad_data_is_narrowed_down_by_splitting_then_set_aside_only_where_the_sp
     assert policy.decide(failure("quarantine", 1), allowed, split_depth=0).action == "split"
     assert policy.decide(failure("quarantine", 1), allowed, split_depth=MAX_SPLIT_DEPTH - 1).action == "split"
     assert policy.decide(failure("quarantine", 1), allowed, split_depth=MAX_SPLIT_DEPTH).action == "quarantine"
-    assert policy.decide(failure("quarantine", 1), allowed, split_depth=None).action == "quarantine"  # a file cannot be split
+    assert (
+        policy.decide(failure("quarantine", 1), allowed, split_depth=None).action == "quarantine"
+    )  # a file cannot be split
     assert policy.decide(failure("quarantine", 1), RetryPolicy(), split_depth=0).action == "fail"  # the default: fail
     assert policy.decide(failure("fix_config", 1), allowed, split_depth=0).action == "fail"  # not a data problem
 

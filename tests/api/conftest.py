@@ -45,13 +45,23 @@ def client(data_dir: Path) -> Iterator[TestClient]:
     # The memory alert compares this process's RSS with the budget, and this process is pytest,
     # which holds whatever earlier tests left (a 50 MiB value, say): give it room, so only the
     # alerts a test provokes fire.
-    options = ServeOptions(settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB"), token=TOKEN, base_dir=data_dir, max_body_bytes=64 * 1024, dedup_seconds=600, public_read=True)  # tests of reading without a token: test_security_api.py
+    options = ServeOptions(
+        settings=Settings(AGENT_ETL_MEMORY_LIMIT="16GB"),
+        token=TOKEN,
+        base_dir=data_dir,
+        max_body_bytes=64 * 1024,
+        dedup_seconds=600,
+        public_read=True,
+    )  # tests of reading without a token: test_security_api.py
     with TestClient(create_app(options), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 def wait_for_run(
-    client: TestClient, run_id: str, timeout: float = 30, headers: dict[str, str] | None = None,
+    client: TestClient,
+    run_id: str,
+    timeout: float = 30,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

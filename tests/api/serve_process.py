@@ -17,7 +17,6 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
 from tests.api.conftest import AUTH, TOKEN
 
 
@@ -31,15 +30,25 @@ def write_items(directory: Path, rows: int) -> Path:
     """A Parquet file of ``rows`` rows and a spec loading it into DuckDB."""
     ids = pa.array(range(rows), pa.int64())
     label = pc.binary_join_element_wise("item-", pc.cast(pc.bit_wise_and(ids, 1023), pa.string()), "")
-    pq.write_table(pa.table({"id": ids, "amount": pc.multiply(pc.cast(ids, pa.float64()), 0.5), "label": label}), directory / "items.parquet", row_group_size=100_000)
+    pq.write_table(
+        pa.table({"id": ids, "amount": pc.multiply(pc.cast(ids, pa.float64()), 0.5), "label": label}),
+        directory / "items.parquet",
+        row_group_size=100_000,
+    )
     spec = directory / "items.yaml"
-    spec.write_text("name: items\nsources:\n  items: {type: file, path: items.parquet}\ndestination: {type: duckdb, path: out.duckdb, table: items, write: replace}\n")
+    spec.write_text(
+        "name: items\nsources:\n  items: {type: file, path: items.parquet}\ndestination: {type: duckdb, path: out.duckdb, table: items, write: replace}\n"
+    )
     return spec
 
 
 @contextmanager
 def serve(
-    directory: Path, *specs: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = (), verify: Any = True,
+    directory: Path,
+    *specs: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    verify: Any = True,
 ) -> Iterator[str]:
     """Start serve, wait until it answers, yield its base URL; stop it with SIGINT (uvicorn's clean shutdown).
 

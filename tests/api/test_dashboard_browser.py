@@ -6,13 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.api.conftest import TOKEN
 from tests.api.serve_process import serve, write_items
 from tests.system_packages import debian_tool
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ROWS = 3_000_000
 LIVE_PROGRESS = f"() => [...document.querySelectorAll('[data-testid=task-row]')].some(r => r.dataset.status === 'running' && +r.dataset.rows > 0 && +r.dataset.rows < {ROWS})"
 
@@ -29,7 +37,10 @@ def test_start_a_run_from_the_page_and_watch_it(tmp_path: Path, chromium: str) -
     spec = write_items(tmp_path, ROWS)
     # Small batches through Python (no pushdown, which DuckDB finishes in a blink):
     # progress every 50,000 rows, so the run is visibly under way for a while.
-    with serve(tmp_path, spec, env={"AGENT_ETL_BATCH_ROWS": "50000", "AGENT_ETL_PUSHDOWN": "false"}) as url, sync_playwright() as playwright:
+    with (
+        serve(tmp_path, spec, env={"AGENT_ETL_BATCH_ROWS": "50000", "AGENT_ETL_PUSHDOWN": "false"}) as url,
+        sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors: list[str] = []

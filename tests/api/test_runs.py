@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import duckdb
 from fastapi.testclient import TestClient
-
 from tests.api.conftest import AUTH, PEOPLE_YAML, wait_for_run
 
 
@@ -24,8 +23,12 @@ def test_register_run_and_read_back(client: TestClient, data_dir) -> None:
     assert run["status"] == "succeeded", run
     assert run["rows_read"] == 100
     assert [(c["destination"], c["rows"], c["quarantined_rows"]) for c in run["commits"]] == [("people", 90, 10)]
-    assert [(t["id"], t["status"], t["rows"], t["rows_written"]) for t in run["tasks"]] == [("people[0]>people", "succeeded", 100, 90)]
-    assert [(q["check"], q["rows_checked"], q["rows_failed"], q["passed"]) for q in run["quality"]] == [("not_null(email)", 100, 10, True)]
+    assert [(t["id"], t["status"], t["rows"], t["rows_written"]) for t in run["tasks"]] == [
+        ("people[0]>people", "succeeded", 100, 90)
+    ]
+    assert [(q["check"], q["rows_checked"], q["rows_failed"], q["passed"]) for q in run["quality"]] == [
+        ("not_null(email)", 100, 10, True)
+    ]
     assert run["decisions"][0]["subject"] == "plan"
     assert run["errors"] == []
     assert duckdb.connect(str(data_dir / "out.duckdb")).execute("select count(*) from people").fetchone() == (90,)
@@ -53,17 +56,32 @@ def test_a_failing_run_shows_its_error_with_a_fix_hint(client: TestClient, data_
 
 def test_agents_tools_and_cancel_of_a_finished_run(client: TestClient) -> None:
     agents = client.get("/api/v1/agents").json()
-    assert {(a["name"], a["role"]) for a in agents} == {("monitor", "monitor"), ("orchestrator", "orchestrator"), ("etl-1", "etl"), ("etl-2", "etl")}
+    assert {(a["name"], a["role"]) for a in agents} == {
+        ("monitor", "monitor"),
+        ("orchestrator", "orchestrator"),
+        ("etl-1", "etl"),
+        ("etl-2", "etl"),
+    }
     etl = next(a for a in agents if a["name"] == "etl-1")
     assert etl["capabilities"] == ["extract_load", "profile", "pushdown", "sample", "stage", "transform_load"]
     assert etl["rss_bytes"] > 10 * 2**20 and etl["heartbeat_age_seconds"] < 5
     tools = client.get("/api/v1/tools").json()
-    assert sorted(t["name"] for t in tools) == ["extract_load", "profile", "pushdown", "sample", "stage", "transform_load"]
+    assert sorted(t["name"] for t in tools) == [
+        "extract_load",
+        "profile",
+        "pushdown",
+        "sample",
+        "stage",
+        "transform_load",
+    ]
     assert tools[0]["input_schema"]["required"] == ["task"]
 
 
 def test_a_transform_run_reports_its_dag_and_source_rows(client: TestClient, data_dir) -> None:
-    spec = PEOPLE_YAML.replace("quality:\n  - {not_null: [email], threshold: 0.5}\n", "transforms:\n  - {name: grown, sql: 'SELECT * FROM people WHERE id > 40'}\n")
+    spec = PEOPLE_YAML.replace(
+        "quality:\n  - {not_null: [email], threshold: 0.5}\n",
+        "transforms:\n  - {name: grown, sql: 'SELECT * FROM people WHERE id > 40'}\n",
+    )
     assert client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH).status_code == 201
     run_id = client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]
     run = wait_for_run(client, run_id)

@@ -32,7 +32,9 @@ def test_the_socket_needs_the_token(client: TestClient) -> None:
 
 
 def test_a_subscriber_sees_the_run_live_and_every_task_end(client: TestClient, data_dir: Path) -> None:
-    spec = PEOPLE_YAML.replace("sources:\n  people: {type: file, path: people.csv}", "sources:\n  people: {type: file, path: 'people*.csv'}")
+    spec = PEOPLE_YAML.replace(
+        "sources:\n  people: {type: file, path: people.csv}", "sources:\n  people: {type: file, path: 'people*.csv'}"
+    )
     for i in range(3):
         (data_dir / f"people{i}.csv").write_text((data_dir / "people.csv").read_text())
     client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH)
@@ -54,10 +56,17 @@ def test_a_subscriber_sees_the_run_live_and_every_task_end(client: TestClient, d
     assert finished == {f"people[{i}]>people" for i in range(4)}
     assert kinds[0] == "run_started" and kinds.count("destination_committed") == 1
     # A newcomer gets the finished run in its hello, and the backlog.
-    with client.websocket_connect(f"/ws?run={run_id}", headers=dict(AUTH)) as socket:  # a copy: the test client adds its handshake headers to the dict it is given
+    with client.websocket_connect(
+        f"/ws?run={run_id}", headers=dict(AUTH)
+    ) as socket:  # a copy: the test client adds its handshake headers to the dict it is given
         hello = json.loads(socket.receive_text())
     (run,) = hello["runs"]
-    assert (run["run_id"], run["status"], run["rows_written"], run["rows_quarantined"]) == (run_id, "succeeded", 360, 40)
+    assert (run["run_id"], run["status"], run["rows_written"], run["rows_quarantined"]) == (
+        run_id,
+        "succeeded",
+        360,
+        40,
+    )
     assert hello["backlog"][-1]["kind"] == "run_finished"
 
 
@@ -107,7 +116,9 @@ async def test_a_client_that_falls_behind_is_resynced_and_never_blocks_publishin
         await asyncio.sleep(0.05)
         writer.cancel()
     assert [m["type"] for m in socket.sent[:2]] == ["events", "resync"]
-    assert socket.sent[1]["dropped_frames"] == fanout.OUTBOX_FRAMES and [r["run_id"] for r in socket.sent[1]["runs"]] == ["r1"]
+    assert socket.sent[1]["dropped_frames"] == fanout.OUTBOX_FRAMES and [
+        r["run_id"] for r in socket.sent[1]["runs"]
+    ] == ["r1"]
     # Frames after the resync are newer than its snapshot; the ones queued before it were dropped.
     assert all(m["type"] == "events" and m["events"][0]["rows"] > fanout.OUTBOX_FRAMES for m in socket.sent[2:])
 
@@ -141,10 +152,16 @@ async def test_one_frame_per_flush_keeps_every_final_event_and_the_latest_progre
         assert len(hub.queue_depths()) == subscriptions + 1  # one hub subscription for every client
         beat = {"role": "etl", "capabilities": [], "capacity": 2}
         batch: list[TaskProgress | TaskFinished | Heartbeat] = [
-            _progress("r1", "a", 10), _progress("r1", "b", 5), _progress("r2", "a", 7), _progress("r1", "a", 20),
-            TaskFinished(run_id="r1", task_id="a", rows_read=30, rows_written=30, rows_quarantined=0, bytes=300, seconds=1.0),
+            _progress("r1", "a", 10),
+            _progress("r1", "b", 5),
+            _progress("r2", "a", 7),
+            _progress("r1", "a", 20),
+            TaskFinished(
+                run_id="r1", task_id="a", rows_read=30, rows_written=30, rows_quarantined=0, bytes=300, seconds=1.0
+            ),
             _progress("r1", "a", 30),  # a late progress of a finished task is still the latest of that task
-            Heartbeat(agent="probe", load=1, **beat), Heartbeat(agent="probe", load=0, **beat),
+            Heartbeat(agent="probe", load=1, **beat),
+            Heartbeat(agent="probe", load=0, **beat),
         ]
         for message in batch:  # at once, so one flush takes them all
             hub.publish(message.topic, message)
@@ -152,9 +169,20 @@ async def test_one_frame_per_flush_keeps_every_final_event_and_the_latest_progre
         srv.fanout.remove(everything)
         srv.fanout.remove(one_run)
         assert len(hub.queue_depths()) == subscriptions  # nobody watches: no subscription, no cost
-    seen = [(e["kind"], e.get("run_id"), e.get("task_id") or e["agent"], e.get("rows", e.get("load"))) for e in frames[0]["events"] if e.get("agent") in (None, "probe")]
-    assert seen == [
-        ("task_progress", "r1", "b", 5), ("task_progress", "r2", "a", 7),
-        ("task_finished", "r1", "a", None), ("task_progress", "r1", "a", 30), ("heartbeat", None, "probe", 0),
+    seen = [
+        (e["kind"], e.get("run_id"), e.get("task_id") or e["agent"], e.get("rows", e.get("load")))
+        for e in frames[0]["events"]
+        if e.get("agent") in (None, "probe")
     ]
-    assert [(e["kind"], e["task_id"]) for e in frames[1]["events"]] == [("task_progress", "b"), ("task_finished", "a"), ("task_progress", "a")]
+    assert seen == [
+        ("task_progress", "r1", "b", 5),
+        ("task_progress", "r2", "a", 7),
+        ("task_finished", "r1", "a", None),
+        ("task_progress", "r1", "a", 30),
+        ("heartbeat", None, "probe", 0),
+    ]
+    assert [(e["kind"], e["task_id"]) for e in frames[1]["events"]] == [
+        ("task_progress", "b"),
+        ("task_finished", "a"),
+        ("task_progress", "a"),
+    ]

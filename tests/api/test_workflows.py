@@ -8,11 +8,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from fastapi.testclient import TestClient
+from tests.api.conftest import AUTH, TOKEN, wait_for_run
 
 from agent_orchestrated_etl.api.app import create_app
 from agent_orchestrated_etl.api.service import ServeOptions
 from agent_orchestrated_etl.config import Settings
-from tests.api.conftest import AUTH, TOKEN, wait_for_run
 
 WORKFLOW = """\
 workflow: nightly
@@ -33,15 +33,22 @@ pipelines:
 def workflow_client(data_dir: Path) -> Iterator[TestClient]:
     """serve started with a workflow file on its command line."""
     (data_dir / "nightly.yaml").write_text(WORKFLOW)
-    options = ServeOptions(settings=Settings(), token=TOKEN, base_dir=data_dir, specs=[data_dir / "nightly.yaml"], public_read=True)
+    options = ServeOptions(
+        settings=Settings(), token=TOKEN, base_dir=data_dir, specs=[data_dir / "nightly.yaml"], public_read=True
+    )
     with TestClient(create_app(options), raise_server_exceptions=False) as client:
         yield client
 
 
-def test_a_workflow_file_is_registered_and_runs_in_dependency_order(workflow_client: TestClient, data_dir: Path) -> None:
+def test_a_workflow_file_is_registered_and_runs_in_dependency_order(
+    workflow_client: TestClient, data_dir: Path
+) -> None:
     described = workflow_client.get("/api/v1/pipelines/nightly").json()
     assert (described["kind"], described["sources"], described["destinations"]) == ("workflow", ["people"], 2)
-    assert [(p["name"], p["depends_on"]) for p in described["pipelines"]] == [("raw_people", []), ("people_to_duckdb", ["raw_people"])]
+    assert [(p["name"], p["depends_on"]) for p in described["pipelines"]] == [
+        ("raw_people", []),
+        ("people_to_duckdb", ["raw_people"]),
+    ]
 
     started = workflow_client.post("/api/v1/runs", json={"pipeline": "nightly"}, headers=AUTH)
     assert started.status_code == 202, started.text
@@ -50,9 +57,18 @@ def test_a_workflow_file_is_registered_and_runs_in_dependency_order(workflow_cli
     assert (run["pipeline"], run["status"]) == ("nightly", "succeeded")
     order = [d["subject"] for d in run["decisions"] if d["choice"] == "start"]
     assert order == ["pipeline raw_people", "pipeline people_to_duckdb"]
-    children = {r["run_id"]: (r["pipeline"], r["status"], r["rows_written"]) for r in workflow_client.get("/api/v1/runs").json()["runs"] if r["run_id"] != run_id}
-    assert children == {f"{run_id}.raw_people": ("raw_people", "succeeded", 100), f"{run_id}.people_to_duckdb": ("people_to_duckdb", "succeeded", 100)}
-    assert duckdb.connect(str(data_dir / "wh.duckdb"), read_only=True).execute("select count(*) from people").fetchone() == (100,)
+    children = {
+        r["run_id"]: (r["pipeline"], r["status"], r["rows_written"])
+        for r in workflow_client.get("/api/v1/runs").json()["runs"]
+        if r["run_id"] != run_id
+    }
+    assert children == {
+        f"{run_id}.raw_people": ("raw_people", "succeeded", 100),
+        f"{run_id}.people_to_duckdb": ("people_to_duckdb", "succeeded", 100),
+    }
+    assert duckdb.connect(str(data_dir / "wh.duckdb"), read_only=True).execute(
+        "select count(*) from people"
+    ).fetchone() == (100,)
     assert workflow_client.get("/api/v1/pipelines/nightly").json()["last_run"]["run_id"] == run_id
 
 
@@ -71,8 +87,14 @@ def test_a_failed_workflow_resumes_only_the_pipelines_that_did_not_succeed(clien
 
 
 def test_a_schedule_inside_a_workflow_is_refused_with_its_line(client: TestClient) -> None:
-    spec = WORKFLOW.replace("    depends_on: [raw_people]\n", '    depends_on: [raw_people]\n    schedule: "0 3 * * *"\n    sla: {freshness: soon}\n').replace("    sla: {min_rows: 1}\n", "")
+    spec = WORKFLOW.replace(
+        "    depends_on: [raw_people]\n",
+        '    depends_on: [raw_people]\n    schedule: "0 3 * * *"\n    sla: {freshness: soon}\n',
+    ).replace("    sla: {min_rows: 1}\n", "")
     response = client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH)
     assert response.status_code == 422, response.text
-    assert [(p["line"], p["path"]) for p in response.json()["problems"]] == [(9, "pipelines[1].schedule"), (10, "pipelines[1].sla.freshness")]
+    assert [(p["line"], p["path"]) for p in response.json()["problems"]] == [
+        (9, "pipelines[1].schedule"),
+        (10, "pipelines[1].sla.freshness"),
+    ]
     assert client.get("/api/v1/pipelines").json() == []

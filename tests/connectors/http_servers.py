@@ -20,7 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 
 def make_items(count: int) -> list[dict[str, Any]]:
     return [
-        {"id": i, "name": f"item {i}", "price": round(i * 1.25, 2), "updated_at": f"2024-01-{1 + i % 28:02d}T00:00:{i % 60:02d}", "address": {"city": f"city {i % 7}", "zip": f"{10000 + i}"}, "tags": [f"t{i % 3}", f"t{i % 5}"]}
+        {
+            "id": i,
+            "name": f"item {i}",
+            "price": round(i * 1.25, 2),
+            "updated_at": f"2024-01-{1 + i % 28:02d}T00:00:{i % 60:02d}",
+            "address": {"city": f"city {i % 7}", "zip": f"{10000 + i}"},
+            "tags": [f"t{i % 3}", f"t{i % 5}"],
+        }
         for i in range(1, count + 1)
     ]
 
@@ -127,7 +134,16 @@ class _Handler(_Quick):
             self._secure(query)
             return
         if route == "/echo":
-            self._send(200, [{"authorization": self.headers.get("Authorization"), "api_key": self.headers.get("X-API-Key"), "query": parts.query}])
+            self._send(
+                200,
+                [
+                    {
+                        "authorization": self.headers.get("Authorization"),
+                        "api_key": self.headers.get("X-API-Key"),
+                        "query": parts.query,
+                    }
+                ],
+            )
             return
         key = next((f"{k}={query[k]}" for k in ("page", "offset", "cursor", "after") if k in query), "first")
         fault = self.api.next_fault(key)
@@ -143,14 +159,24 @@ class _Handler(_Quick):
             return
         refused, left = self.api.over_limit()
         if refused:
-            self._send(429, {"error": "rate limited"}, {"Retry-After": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"})
+            self._send(
+                429,
+                {"error": "rate limited"},
+                {"Retry-After": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1"},
+            )
             return
-        headers = {"X-RateLimit-Remaining": str(left), "X-RateLimit-Reset": "1"} if left >= 0 and self.api.quota_headers else {}
+        headers = (
+            {"X-RateLimit-Remaining": str(left), "X-RateLimit-Reset": "1"}
+            if left >= 0 and self.api.quota_headers
+            else {}
+        )
         size = int(query.get("per_page", query.get("limit", 100)))
         total = len(self.api.items)
         if route == "/pages":
             start = (int(query.get("page", 1)) - 1) * size
-            self._send(200, {"data": {"items": self.api.items[start : start + size]}, "meta": {"total": total}}, headers)
+            self._send(
+                200, {"data": {"items": self.api.items[start : start + size]}, "meta": {"total": total}}, headers
+            )
         elif route == "/offset":
             start = int(query.get("offset", 0))
             items = [i for i in self.api.items if i["updated_at"] >= query.get("updated_gte", "")]
@@ -242,7 +268,9 @@ def graphql_server(items: int) -> tuple[ThreadingHTTPServer, str]:
     class Handler(_Quick):
         def do_POST(self) -> None:  # noqa: N802
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            result = graphql_sync(schema, request["query"], root_value={"items": resolve_items}, variable_values=request.get("variables"))
+            result = graphql_sync(
+                schema, request["query"], root_value={"items": resolve_items}, variable_values=request.get("variables")
+            )
             body = {"data": result.data}
             if result.errors:
                 body["errors"] = [e.formatted for e in result.errors]

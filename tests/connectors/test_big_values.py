@@ -17,12 +17,12 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 from conftest import Harness, make_harness
-from tests.conftest import run_sql
 
 MIB = 1 << 20
 
@@ -39,7 +39,9 @@ def big_csv(tmp_path: Path, size: int) -> Path:
 def run(tmp_path: Path, h: Harness, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AGENT_ETL_MEMORY_LIMIT", "512MB")
     spec = tmp_path / "p.yaml"
-    spec.write_text(f"name: big\nsources:\n  s: {{type: file, path: big.csv}}\ndestination: {json.dumps({'type': h.kind, **h.destination_fields})}\n")
+    spec.write_text(
+        f"name: big\nsources:\n  s: {{type: file, path: big.csv}}\ndestination: {json.dumps({'type': h.kind, **h.destination_fields})}\n"
+    )
     return run_pipeline(parse_spec(spec.read_text(), file=str(spec)), Settings())
 
 
@@ -53,12 +55,16 @@ def lengths(h: Harness, tmp_path: Path) -> list[tuple]:
             return conn.execute(sql).fetchall()
     if h.kind == "file":
         table = pq.read_table(next(p for p in Path(h.destination_fields["path"]).glob("*.parquet")))
-        return sorted((i, len(v)) for i, v in zip(table.column("id").to_pylist(), table.column("v").to_pylist(), strict=True))
+        return sorted(
+            (i, len(v)) for i, v in zip(table.column("id").to_pylist(), table.column("v").to_pylist(), strict=True)
+        )
     return run_sql(h.destination_fields["url"], sql)
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres", "sqlite", "file"])
-def test_a_50_mib_value_loads_at_the_default_memory_limit(kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_50_mib_value_loads_at_the_default_memory_limit(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = make_harness(kind, request, tmp_path)
     big_csv(tmp_path, 50 * MIB)
     result = run(tmp_path, h, monkeypatch)
@@ -67,7 +73,9 @@ def test_a_50_mib_value_loads_at_the_default_memory_limit(kind: str, request: py
     assert lengths(h, tmp_path) == [(1, 5), (2, 50 * MIB), (3, 5)]
 
 
-def test_a_value_over_max_allowed_packet_is_quarantined_with_its_size(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_value_over_max_allowed_packet_is_quarantined_with_its_size(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = make_harness("mysql", request, tmp_path)
     path = big_csv(tmp_path, 17 * MIB)
     result = run(tmp_path, h, monkeypatch)
@@ -91,7 +99,9 @@ def test_duckdb_names_a_type_change_between_batches_from_the_error_itself(tmp_pa
     from agent_orchestrated_etl.connectors.duckdb import DuckDBDestination, DuckDBDestinationSpec
     from agent_orchestrated_etl.exceptions import DataError
 
-    dest = DuckDBDestination(DuckDBDestinationSpec(type="duckdb", path=str(tmp_path / "w.duckdb"), table="t"), memory_limit_bytes=512 * MIB)
+    dest = DuckDBDestination(
+        DuckDBDestinationSpec(type="duckdb", path=str(tmp_path / "w.duckdb"), table="t"), memory_limit_bytes=512 * MIB
+    )
     try:
         dest.begin("r", "t0")
         dest.write_batch("r", "t0", pa.record_batch({"n": pa.array([1], pa.int64())}))
@@ -119,12 +129,16 @@ def quarantined(h: Harness, tmp_path: Path) -> list[tuple]:
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "postgres", "sqlite", "file"])
-def test_a_value_over_a_quarter_of_the_budget_is_quarantined(kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_value_over_a_quarter_of_the_budget_is_quarantined(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = make_harness(kind, request, tmp_path)
     path = big_csv(tmp_path, 33 * MIB)
     monkeypatch.setenv("AGENT_ETL_MEMORY_LIMIT", "128MB")
     spec = tmp_path / "p.yaml"
-    spec.write_text(f"name: big\nsources:\n  s: {{type: file, path: big.csv}}\ndestination: {json.dumps({'type': h.kind, **h.destination_fields})}\n")
+    spec.write_text(
+        f"name: big\nsources:\n  s: {{type: file, path: big.csv}}\ndestination: {json.dumps({'type': h.kind, **h.destination_fields})}\n"
+    )
     result = run_pipeline(parse_spec(spec.read_text(), file=str(spec)), Settings())
     assert result.status == "succeeded", result.error
     assert [(c["rows"], c["quarantined_rows"]) for c in result.commits] == [(2, 1)]

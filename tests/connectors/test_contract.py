@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+
 from conftest import Harness  # noqa: I001 - tests/connectors/conftest.py
 
 UID = uuid.UUID("12345678-1234-5678-1234-567812345678")
@@ -30,10 +31,17 @@ TYPES = pa.table(
         "blob": pa.array([b"\x00\x01\xff", b"", None]),
         "day": pa.array([dt.date(1999, 12, 31), dt.date(2038, 1, 20), None]),
         "clock": pa.array([dt.time(23, 59, 59, 999999), dt.time(0, 0), None], pa.time64("us")),
-        "ts": pa.array([dt.datetime(2024, 2, 29, 12, 30, 45, 123456), dt.datetime(1970, 1, 1), None], pa.timestamp("us")),
-        "tstz": pa.array([dt.datetime(2024, 6, 1, 8, 0, tzinfo=dt.UTC), dt.datetime(2000, 1, 1, tzinfo=dt.UTC), None], pa.timestamp("us", tz="UTC")),
+        "ts": pa.array(
+            [dt.datetime(2024, 2, 29, 12, 30, 45, 123456), dt.datetime(1970, 1, 1), None], pa.timestamp("us")
+        ),
+        "tstz": pa.array(
+            [dt.datetime(2024, 6, 1, 8, 0, tzinfo=dt.UTC), dt.datetime(2000, 1, 1, tzinfo=dt.UTC), None],
+            pa.timestamp("us", tz="UTC"),
+        ),
         "doc": pa.ExtensionArray.from_storage(pa.json_(), pa.array(['{"a": [1, 2], "b": "é"}', "[]", None])),
-        "uid": pa.ExtensionArray.from_storage(pa.uuid(), pa.array([UID.bytes, uuid.UUID(int=0).bytes, None], pa.binary(16))),
+        "uid": pa.ExtensionArray.from_storage(
+            pa.uuid(), pa.array([UID.bytes, uuid.UUID(int=0).bytes, None], pa.binary(16))
+        ),
     }
 )
 
@@ -43,7 +51,13 @@ READ_BACK: dict[str, dict[str, pa.DataType]] = {
     "sqlite": {"i16": pa.int64(), "i32": pa.int64(), "uid": pa.string()},
     "file": {},
     "postgres": {},
-    "mysql": {"flag": pa.int8(), "tstz": pa.timestamp("us"), "blob": pa.large_binary(), "doc": pa.string(), "uid": pa.string()},
+    "mysql": {
+        "flag": pa.int8(),
+        "tstz": pa.timestamp("us"),
+        "blob": pa.large_binary(),
+        "doc": pa.string(),
+        "uid": pa.string(),
+    },
     "clickhouse": {"doc": pa.string()},
 }
 
@@ -135,7 +149,11 @@ def test_merging_the_same_rows_twice_gives_the_same_target(harness: Harness) -> 
     harness.load("r2", update, **spec)
     once = harness.read().sort_by("id").to_pylist()
     harness.load("r3", update, **spec)
-    assert harness.read().sort_by("id").to_pylist() == once == [{"id": 1, "v": "a"}, {"id": 2, "v": "B"}, {"id": 3, "v": "c"}]
+    assert (
+        harness.read().sort_by("id").to_pylist()
+        == once
+        == [{"id": 1, "v": "a"}, {"id": 2, "v": "B"}, {"id": 3, "v": "c"}]
+    )
 
 
 def test_committing_a_run_again_changes_nothing(harness: Harness) -> None:
@@ -152,7 +170,11 @@ def test_merge_with_hard_deletes(harness: Harness) -> None:
         pytest.skip(f"{harness.kind} destinations do not merge (capabilities.write_modes)")
     spec = {"write": "merge", "primary_key": ["id"], "hard_delete": "deleted"}
     harness.load("r1", pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"], "deleted": [False, False, False]}), **spec)
-    harness.load("r2", pa.table({"id": [2, 3, 4, 5], "v": ["x", "C", "d", "never"], "deleted": [True, None, False, True]}), **spec)
+    harness.load(
+        "r2",
+        pa.table({"id": [2, 3, 4, 5], "v": ["x", "C", "d", "never"], "deleted": [True, None, False, True]}),
+        **spec,
+    )
     assert harness.read().sort_by("id").to_pylist() == [{"id": 1, "v": "a"}, {"id": 3, "v": "C"}, {"id": 4, "v": "d"}]
 
 

@@ -60,7 +60,9 @@ class Case:
     name: str
     content: bytes
     ids: list[int] = field(default_factory=lambda: list(IDS))  # the ids that load
-    quarantine: list[tuple[str, str]] = field(default_factory=list)  # (check_name, where), where relative to the corpus folder
+    quarantine: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (check_name, where), where relative to the corpus folder
     fails: str | None = None  # the run fails, and its error says this
     spec: dict[str, Any] = field(default_factory=dict)  # more keys for the pipeline
     source: dict[str, Any] = field(default_factory=dict)  # more keys for the source
@@ -73,35 +75,128 @@ BIG_TEXT = "\n".join([HEADER, *(good(i) for i in range(1, 5001))]).encode() + b"
 CASES = [
     Case("good.csv", GOOD_CSV, values={3: {"name": "name 3", "amount": 4.5}}),
     # A stray quote: the line is malformed; the lines after it are still records (item 1 of the trust issue).
-    Case("stray_quote_mid.csv", csv(HEADER, *(good(i) if i != 8 else '8,"broken quote,12.0' for i in IDS)), rows_except(8), [("parse", "stray_quote_mid.csv:9")]),
-    Case("stray_quote_first.csv", csv(HEADER, *(good(i) if i != 1 else '1,"broken quote,1.5' for i in IDS)), rows_except(1), [("parse", "stray_quote_first.csv:2")]),
-    Case("stray_quote_last.csv", csv(HEADER, *(good(i) if i != 20 else '20,"broken quote,30.0' for i in IDS)), rows_except(20), [("parse", "stray_quote_last.csv:21")]),
-    Case("two_stray_quotes.csv", csv(HEADER, *(good(i) if i not in (5, 15) else f'{i},"broken,{i}.0' for i in IDS)), rows_except(5, 15), [("parse", "two_stray_quotes.csv:6"), ("parse", "two_stray_quotes.csv:16")]),
-    Case("quote_then_junk.csv", csv(HEADER, *(good(i) if i != 6 else '6,"name"x,9.0' for i in IDS)), rows_except(6), [("parse", "quote_then_junk.csv:7")]),
-    Case("wrong_field_counts.csv", csv(HEADER, *(good(i) if i not in (4, 12) else ("4,too,many,fields" if i == 4 else "12,too few") for i in IDS)), rows_except(4, 12), [("parse", "wrong_field_counts.csv:5"), ("parse", "wrong_field_counts.csv:13")]),
+    Case(
+        "stray_quote_mid.csv",
+        csv(HEADER, *(good(i) if i != 8 else '8,"broken quote,12.0' for i in IDS)),
+        rows_except(8),
+        [("parse", "stray_quote_mid.csv:9")],
+    ),
+    Case(
+        "stray_quote_first.csv",
+        csv(HEADER, *(good(i) if i != 1 else '1,"broken quote,1.5' for i in IDS)),
+        rows_except(1),
+        [("parse", "stray_quote_first.csv:2")],
+    ),
+    Case(
+        "stray_quote_last.csv",
+        csv(HEADER, *(good(i) if i != 20 else '20,"broken quote,30.0' for i in IDS)),
+        rows_except(20),
+        [("parse", "stray_quote_last.csv:21")],
+    ),
+    Case(
+        "two_stray_quotes.csv",
+        csv(HEADER, *(good(i) if i not in (5, 15) else f'{i},"broken,{i}.0' for i in IDS)),
+        rows_except(5, 15),
+        [("parse", "two_stray_quotes.csv:6"), ("parse", "two_stray_quotes.csv:16")],
+    ),
+    Case(
+        "quote_then_junk.csv",
+        csv(HEADER, *(good(i) if i != 6 else '6,"name"x,9.0' for i in IDS)),
+        rows_except(6),
+        [("parse", "quote_then_junk.csv:7")],
+    ),
+    Case(
+        "wrong_field_counts.csv",
+        csv(HEADER, *(good(i) if i not in (4, 12) else ("4,too,many,fields" if i == 4 else "12,too few") for i in IDS)),
+        rows_except(4, 12),
+        [("parse", "wrong_field_counts.csv:5"), ("parse", "wrong_field_counts.csv:13")],
+    ),
     # UTF-8 text (Zürich) with one invalid byte further on: the file is UTF-8, the row with the byte is quarantined by its line (item 22).
-    Case("invalid_utf8.csv", csv(HEADER, "1,Zürich,1.5", *(good(i) for i in range(2, 10))) + b"10,bad \xff byte,15.0\n" + csv(*(good(i) for i in range(11, 21))), rows_except(10), [("parse", "invalid_utf8.csv:11")], values={1: {"name": "Zürich"}}),
+    Case(
+        "invalid_utf8.csv",
+        csv(HEADER, "1,Zürich,1.5", *(good(i) for i in range(2, 10)))
+        + b"10,bad \xff byte,15.0\n"
+        + csv(*(good(i) for i in range(11, 21))),
+        rows_except(10),
+        [("parse", "invalid_utf8.csv:11")],
+        values={1: {"name": "Zürich"}},
+    ),
     Case("empty.csv", b"", [], [("parse", "empty.csv")]),
     Case("header_only.csv", csv(HEADER), [], [("parse", "header_only.csv:1")]),
-    Case("crlf.csv", csv(HEADER, *(good(i) for i in IDS), end="\r\n"), values={20: {"name": "name 20", "amount": 30.0}}),
+    Case(
+        "crlf.csv", csv(HEADER, *(good(i) for i in IDS), end="\r\n"), values={20: {"name": "name 20", "amount": 30.0}}
+    ),
     Case("bom.csv", b"\xef\xbb\xbf" + GOOD_CSV, values={1: {"name": "name 1", "amount": 1.5}}),
     Case("semicolons.csv", GOOD_CSV.replace(b",", b";"), values={2: {"name": "name 2", "amount": 3.0}}),
-    Case("cp1252.csv", csv(HEADER, *(good(i) if i != 7 else "7,Zürich,10.5" for i in IDS)).decode().encode("cp1252"), values={7: {"name": "Zürich", "amount": 10.5}}),
-    Case("multiline_value.csv", csv(HEADER, *(good(i) if i != 3 else '3,"two\nlines",4.5' for i in IDS)), values={3: {"name": "two\nlines", "amount": 4.5}}),
-    Case("empty_fields.csv", csv(HEADER, *(good(i) if i != 5 else "5,,7.5" for i in IDS)), values={5: {"name": None, "amount": 7.5}}),
-    Case("quoted_delimiters.csv", csv(HEADER, *(good(i) if i != 9 else '9,"last, first",13.5' for i in IDS)), values={9: {"name": "last, first", "amount": 13.5}}),
+    Case(
+        "cp1252.csv",
+        csv(HEADER, *(good(i) if i != 7 else "7,Zürich,10.5" for i in IDS)).decode().encode("cp1252"),
+        values={7: {"name": "Zürich", "amount": 10.5}},
+    ),
+    Case(
+        "multiline_value.csv",
+        csv(HEADER, *(good(i) if i != 3 else '3,"two\nlines",4.5' for i in IDS)),
+        values={3: {"name": "two\nlines", "amount": 4.5}},
+    ),
+    Case(
+        "empty_fields.csv",
+        csv(HEADER, *(good(i) if i != 5 else "5,,7.5" for i in IDS)),
+        values={5: {"name": None, "amount": 7.5}},
+    ),
+    Case(
+        "quoted_delimiters.csv",
+        csv(HEADER, *(good(i) if i != 9 else '9,"last, first",13.5' for i in IDS)),
+        values={9: {"name": "last, first", "amount": 13.5}},
+    ),
     Case("good.csv.gz", gzip.compress(GOOD_CSV)),
     Case("good.csv.zst", b""),  # written by pyarrow in the fixture
     # A gzip cut off part way: the rows before the damage load, the damage is quarantined with its line (items 6 and 16).
-    Case("truncated.csv.gz", truncated_gzip(BIG_TEXT, 0.5), ids=[], quarantine=[], spec={"retry": {"on_bad_data": "quarantine"}}),
+    Case(
+        "truncated.csv.gz",
+        truncated_gzip(BIG_TEXT, 0.5),
+        ids=[],
+        quarantine=[],
+        spec={"retry": {"on_bad_data": "quarantine"}},
+    ),
     Case("good.jsonl", csv(*(json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5}) for i in IDS))),
-    Case("malformed.jsonl", csv(*(json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5}) if i != 6 else '{"id": 6, "name": ' for i in IDS)), rows_except(6), [("parse", "malformed.jsonl:6")]),
-    Case("misfit.jsonl", csv(*(json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5 if i != 10 else "ten"}) for i in IDS)), rows_except(10), [("parse", "misfit.jsonl:10")]),
-    Case("blank_lines.jsonl", b"\n".join(json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5}).encode() + (b"\n" if i % 5 == 0 else b"") for i in IDS) + b"\n"),
+    Case(
+        "malformed.jsonl",
+        csv(
+            *(
+                json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5}) if i != 6 else '{"id": 6, "name": '
+                for i in IDS
+            )
+        ),
+        rows_except(6),
+        [("parse", "malformed.jsonl:6")],
+    ),
+    Case(
+        "misfit.jsonl",
+        csv(*(json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5 if i != 10 else "ten"}) for i in IDS)),
+        rows_except(10),
+        [("parse", "misfit.jsonl:10")],
+    ),
+    Case(
+        "blank_lines.jsonl",
+        b"\n".join(
+            json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5}).encode() + (b"\n" if i % 5 == 0 else b"")
+            for i in IDS
+        )
+        + b"\n",
+    ),
     # 64 levels deep: flattened to nested.max_depth, the rest kept as JSON text (PostgreSQL has no struct columns).
-    Case("deep.jsonl", csv(*(json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5, "deep": nested(64)}) for i in IDS)), source={"nested": {"shape": "flatten"}}),
+    Case(
+        "deep.jsonl",
+        csv(*(json.dumps({"id": i, "name": f"name {i}", "amount": i * 1.5, "deep": nested(64)}) for i in IDS)),
+        source={"nested": {"shape": "flatten"}},
+    ),
     Case("array.json", json.dumps([{"id": i, "name": f"name {i}", "amount": i * 1.5} for i in IDS]).encode()),
-    Case("truncated_array.json", json.dumps([{"id": i, "name": f"name {i}", "amount": i * 1.5} for i in IDS]).encode()[:-40], ids=list(range(1, 20)), quarantine=[("parse", "truncated_array.json record 20")]),
+    Case(
+        "truncated_array.json",
+        json.dumps([{"id": i, "name": f"name {i}", "amount": i * 1.5} for i in IDS]).encode()[:-40],
+        ids=list(range(1, 20)),
+        quarantine=[("parse", "truncated_array.json record 20")],
+    ),
     Case("not_gzip.csv.gz", b"id,name\n1,this is not gzip at all\n", [], fails="Not a gzipped file"),
     Case("not_gzip.jsonl.gz", b'{"id": 1}\n', [], fails="not_gzip.jsonl.gz"),
     Case("corrupt.parquet", b"PAR1" + zlib.compress(b"garbage" * 100) + b"PAR1", [], fails="corrupt.parquet"),
@@ -109,7 +204,10 @@ CASES = [
 
 
 def parquet_case(root: Path) -> None:
-    pq.write_table(pa.table({"id": list(IDS), "name": [f"name {i}" for i in IDS], "amount": [i * 1.5 for i in IDS]}), root / "good.parquet")
+    pq.write_table(
+        pa.table({"id": list(IDS), "name": [f"name {i}" for i in IDS], "amount": [i * 1.5 for i in IDS]}),
+        root / "good.parquet",
+    )
 
 
 def test_the_corpus_has_at_least_25_files() -> None:
@@ -153,7 +251,11 @@ def read_duckdb(path: Path, table: str) -> tuple[list[dict[str, Any]], list[tupl
     with duckdb.connect(str(path), read_only=True) as con:
         names = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         rows = con.execute(f"SELECT * FROM {table} ORDER BY id").to_arrow_table().to_pylist() if table in names else []
-        quarantine = con.execute(f"SELECT check_name, origin FROM {table}__quarantine ORDER BY origin").fetchall() if f"{table}__quarantine" in names else []
+        quarantine = (
+            con.execute(f"SELECT check_name, origin FROM {table}__quarantine ORDER BY origin").fetchall()
+            if f"{table}__quarantine" in names
+            else []
+        )
     return rows, [tuple(q) for q in quarantine]
 
 
@@ -161,9 +263,27 @@ def read_postgres(url: str, schema: str, table: str) -> tuple[list[dict[str, Any
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as conn:
-            names = {r[0] for r in conn.exec_driver_sql("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))}
-            rows = [dict(r._mapping) for r in conn.exec_driver_sql(f"SELECT * FROM {schema}.{table} ORDER BY id")] if table in names else []
-            quarantine = [tuple(r) for r in conn.exec_driver_sql(f"SELECT check_name, origin FROM {schema}.{table}__quarantine ORDER BY origin")] if f"{table}__quarantine" in names else []
+            names = {
+                r[0]
+                for r in conn.exec_driver_sql(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+                )
+            }
+            rows = (
+                [dict(r._mapping) for r in conn.exec_driver_sql(f"SELECT * FROM {schema}.{table} ORDER BY id")]
+                if table in names
+                else []
+            )
+            quarantine = (
+                [
+                    tuple(r)
+                    for r in conn.exec_driver_sql(
+                        f"SELECT check_name, origin FROM {schema}.{table}__quarantine ORDER BY origin"
+                    )
+                ]
+                if f"{table}__quarantine" in names
+                else []
+            )
     finally:
         engine.dispose()
     return rows, quarantine
@@ -175,7 +295,14 @@ def relative(corpus: Path, quarantine: list[tuple[str, str]]) -> list[tuple[str,
 
 def plain(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Loaded rows without the columns a reader adds, in one comparable form."""
-    return [{k: (float(v) if isinstance(v, int | float) and k == "amount" else v) for k, v in row.items() if k in ("id", "name", "amount")} for row in rows]
+    return [
+        {
+            k: (float(v) if isinstance(v, int | float) and k == "amount" else v)
+            for k, v in row.items()
+            if k in ("id", "name", "amount")
+        }
+        for row in rows
+    ]
 
 
 ALL = [*CASES, Case("good.parquet", b"")]
@@ -183,7 +310,9 @@ ALL = [*CASES, Case("good.parquet", b"")]
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("case", ALL, ids=[c.name for c in ALL])
-def test_each_file_loads_alike_into_duckdb_and_postgres(case: Case, corpus: Path, pg_schema: tuple[str, str], tmp_path: Path) -> None:
+def test_each_file_loads_alike_into_duckdb_and_postgres(
+    case: Case, corpus: Path, pg_schema: tuple[str, str], tmp_path: Path
+) -> None:
     url, schema = pg_schema
     target = "t"
     outcomes = {}
@@ -198,7 +327,9 @@ def test_each_file_loads_alike_into_duckdb_and_postgres(case: Case, corpus: Path
             outcomes[kind] = ("failed", type(result.error).__name__)
             continue
         assert result.status == "succeeded", f"{kind}: {case.name}: {result.error}"
-        rows, quarantine = read_duckdb(tmp_path / "w.duckdb", target) if kind == "duckdb" else read_postgres(url, schema, target)
+        rows, quarantine = (
+            read_duckdb(tmp_path / "w.duckdb", target) if kind == "duckdb" else read_postgres(url, schema, target)
+        )
         ids = [r["id"] for r in rows]
         if case.name == "truncated.csv.gz":
             count, where = expected_truncated_gzip()

@@ -63,7 +63,11 @@ def test_abort_leaves_the_target_as_it_was(tmp_path: Path) -> None:
     dest.write_batch("r2", "task0", batch([2], ["b"]))
     dest.abort("r2")
     assert rows(dest) == [(1, "a")]
-    leftovers = dest._cursor().execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_agent_etl_stg_%'").fetchone()[0]
+    leftovers = (
+        dest._cursor()
+        .execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '_agent_etl_stg_%'")
+        .fetchone()[0]
+    )
     assert leftovers == 0
 
 
@@ -99,7 +103,10 @@ def test_new_columns_are_added_on_append(tmp_path: Path) -> None:
     load(dest, "r1", [batch([1], ["a"])])
     wider = pa.record_batch({"id": pa.array([2]), "v": pa.array(["b"]), "extra": pa.array([True])})
     load(dest, "r2", [wider])
-    assert dest._cursor().execute("SELECT id, v, extra FROM t ORDER BY id").fetchall() == [(1, "a", None), (2, "b", True)]
+    assert dest._cursor().execute("SELECT id, v, extra FROM t ORDER BY id").fetchall() == [
+        (1, "a", None),
+        (2, "b", True),
+    ]
 
 
 def test_table_names_must_be_plain_identifiers() -> None:
@@ -115,11 +122,16 @@ def test_a_copy_by_the_engine_may_reorder_rows_unless_a_merge_copy_runs_too() ->
     conn = ddb.connect(":memory:", config={"memory_limit": "64MB"})
 
     def settings() -> tuple[bool, str]:
-        return conn.execute("SELECT current_setting('preserve_insertion_order'), current_setting('memory_limit')").fetchone()
+        return conn.execute(
+            "SELECT current_setting('preserve_insertion_order'), current_setting('memory_limit')"
+        ).fetchone()
 
     budget = 512 << 20
     with _engine_copy(conn, budget, keep_order=False):
-        assert settings() == (False, "122.0 MiB")  # 128 MB (DuckDB's MB are decimal): a quarter of the budget: the unordered copy needs no more
+        assert settings() == (
+            False,
+            "122.0 MiB",
+        )  # 128 MB (DuckDB's MB are decimal): a quarter of the budget: the unordered copy needs no more
         with _engine_copy(conn, budget, keep_order=True):
             assert settings() == (True, "274.6 MiB")  # 288 MB: a merge's last row of a key must stay last
         assert settings() == (False, "122.0 MiB")

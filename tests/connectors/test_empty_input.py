@@ -19,19 +19,28 @@ from pathlib import Path
 import duckdb
 import pytest
 import sqlalchemy as sa
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 from conftest import Harness, make_harness
-from tests.conftest import run_sql
 
 CASES = [
-    ("duckdb", "append"), ("duckdb", "replace"), ("duckdb", "merge"),
-    ("sqlite", "append"), ("sqlite", "replace"), ("sqlite", "merge"),
-    ("postgres", "append"), ("postgres", "replace"), ("postgres", "merge"),
-    ("mysql", "append"), ("mysql", "replace"), ("mysql", "merge"),
-    ("file", "append"), ("file", "replace"),  # files do not merge
+    ("duckdb", "append"),
+    ("duckdb", "replace"),
+    ("duckdb", "merge"),
+    ("sqlite", "append"),
+    ("sqlite", "replace"),
+    ("sqlite", "merge"),
+    ("postgres", "append"),
+    ("postgres", "replace"),
+    ("postgres", "merge"),
+    ("mysql", "append"),
+    ("mysql", "replace"),
+    ("mysql", "merge"),
+    ("file", "append"),
+    ("file", "replace"),  # files do not merge
 ]
 QUARANTINE = {"": ("empty file: no header and no rows", ""), "id,v\n": ("the file has a header but no rows", ":1")}
 
@@ -45,7 +54,11 @@ def tables(h: Harness, tmp_path: Path) -> list[str]:
         with sqlite3.connect(tmp_path / "db.sqlite") as conn:
             names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     elif h.kind == "file":
-        return sorted(p.name for p in Path(h.destination_fields["path"]).rglob("*") if p.suffix == ".parquet" and "_quarantine" not in p.parts)
+        return sorted(
+            p.name
+            for p in Path(h.destination_fields["path"]).rglob("*")
+            if p.suffix == ".parquet" and "_quarantine" not in p.parts
+        )
     else:
         url = h.destination_fields["url"]
         driver = url.replace("postgresql://", "postgresql+psycopg://").replace("mysql://", "mysql+pymysql://")
@@ -59,10 +72,18 @@ def tables(h: Harness, tmp_path: Path) -> list[str]:
 
 @pytest.mark.parametrize("content", ["", "id,v\n"], ids=["empty", "header-only"])
 @pytest.mark.parametrize(("kind", "write"), CASES)
-def test_an_empty_csv_creates_nothing_and_succeeds(kind: str, write: str, content: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_an_empty_csv_creates_nothing_and_succeeds(
+    kind: str, write: str, content: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     h = make_harness(kind, request, tmp_path, table="empty")
     (tmp_path / "empty.csv").write_text(content)
-    fields = {"type": kind, **h.destination_fields, "write": write, **({"primary_key": ["id"]} if write == "merge" else {}), **({"allow_empty": True} if write == "replace" else {})}
+    fields = {
+        "type": kind,
+        **h.destination_fields,
+        "write": write,
+        **({"primary_key": ["id"]} if write == "merge" else {}),
+        **({"allow_empty": True} if write == "replace" else {}),
+    }
     spec = tmp_path / "p.yaml"
     spec.write_text(f"name: e\nsources:\n  s: {{type: file, path: empty.csv}}\ndestination: {json.dumps(fields)}\n")
     result = run_pipeline(parse_spec(spec.read_text(), file=str(spec)), Settings())

@@ -21,6 +21,7 @@ from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import load_spec
 from agent_orchestrated_etl.store.records import RunStore
 
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
@@ -40,7 +41,15 @@ def count(path: Path, table: str = "items") -> int:
         return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
 
 
-def run(tmp_path: Path, source: dict, *, write: str = "replace", allow_empty: bool | None = None, quality: list | None = None, critical: bool = True):
+def run(
+    tmp_path: Path,
+    source: dict,
+    *,
+    write: str = "replace",
+    allow_empty: bool | None = None,
+    quality: list | None = None,
+    critical: bool = True,
+):
     destination = {"type": "duckdb", "path": "out.duckdb", "table": "items", "write": write, "critical": critical}
     if allow_empty is not None:
         destination["allow_empty"] = allow_empty
@@ -55,7 +64,11 @@ def decisions(run_id: str) -> list[tuple[str, str, str]]:
     """The destination's decisions at commit time (after the last task finished; the plan's come before)."""
     events = RunStore(Settings().store_url).get_run(run_id)["events"]
     last = max(i for i, e in enumerate(events) if e["kind"] == "task_finished")
-    return [(e["subject"], e["choice"], e["reason"]) for e in events[last:] if e["kind"] == "decision" and e["subject"] == "destination items"]
+    return [
+        (e["subject"], e["choice"], e["reason"])
+        for e in events[last:]
+        if e["kind"] == "decision" and e["subject"] == "destination items"
+    ]
 
 
 def refusal(quarantined: int, read: int) -> str:
@@ -87,7 +100,10 @@ def test_graphql_whose_every_page_fails_does_not_replace_the_table(graphql_url: 
     assert count(target) == 0
     assert count(target, "items__quarantine") == 2500
     [(_, choice, reason), *_] = decisions(allowed.run_id)
-    assert (choice, reason) == ("commit an empty replace", "every row it read was quarantined (2,500 quarantined, 0 read, 0 to load); allow_empty: true publishes it, which empties the target")
+    assert (choice, reason) == (
+        "commit an empty replace",
+        "every row it read was quarantined (2,500 quarantined, 0 read, 0 to load); allow_empty: true publishes it, which empties the target",
+    )
 
 
 def test_rest_whose_only_page_is_unreadable_does_not_replace_the_table(fault_api, tmp_path: Path) -> None:
@@ -106,7 +122,11 @@ def test_a_csv_whose_every_line_is_malformed_does_not_replace_the_table(tmp_path
 
 def test_a_check_that_rejects_every_database_row_does_not_replace_the_table(postgres_url: str, tmp_path: Path) -> None:
     table = unique("empty_reads")
-    run_sql(postgres_url, f"CREATE TABLE {table} (id int, email text)", f"INSERT INTO {table} SELECT g, NULL FROM generate_series(1, 5) g")
+    run_sql(
+        postgres_url,
+        f"CREATE TABLE {table} (id int, email text)",
+        f"INSERT INTO {table} SELECT g, NULL FROM generate_series(1, 5) g",
+    )
     try:
         full_target(tmp_path)
         source = {"type": "postgres", "url": postgres_url, "table": table}
@@ -117,7 +137,10 @@ def test_a_check_that_rejects_every_database_row_does_not_replace_the_table(post
         assert appended.status == "succeeded", appended.error
         assert count(tmp_path / "out.duckdb") == 20_000
         assert count(tmp_path / "out.duckdb", "items__quarantine") == 5
-        assert decisions(appended.run_id)[0][1:] == ("commit: nothing to add", "every row it read was quarantined (5 quarantined, 5 read, 0 to load); write: append leaves the target's rows as they were and publishes the quarantine entries")
+        assert decisions(appended.run_id)[0][1:] == (
+            "commit: nothing to add",
+            "every row it read was quarantined (5 quarantined, 5 read, 0 to load); write: append leaves the target's rows as they were and publishes the quarantine entries",
+        )
     finally:
         run_sql(postgres_url, f"DROP TABLE {table}")
 
@@ -130,7 +153,10 @@ def test_a_genuinely_empty_source_replaces_the_table_with_nothing(postgres_url: 
         result = run(tmp_path, {"type": "postgres", "url": postgres_url, "table": table})
         assert result.status == "succeeded", result.error
         assert count(tmp_path / "out.duckdb") == 0
-        assert decisions(result.run_id)[0][1:] == ("commit an empty replace", "the source returned no rows and none was quarantined: it is empty, so replace empties the target")
+        assert decisions(result.run_id)[0][1:] == (
+            "commit an empty replace",
+            "the source returned no rows and none was quarantined: it is empty, so replace empties the target",
+        )
     finally:
         run_sql(postgres_url, f"DROP TABLE {table}")
 

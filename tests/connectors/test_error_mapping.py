@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import sqlalchemy as sa
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.duckdb import postgres_extension
@@ -26,7 +27,6 @@ from agent_orchestrated_etl.exceptions import (
 )
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
-from tests.conftest import run_sql
 
 
 def deadlock(url: str, table: str, update: str) -> Exception:
@@ -61,19 +61,27 @@ def deadlock(url: str, table: str, update: str) -> Exception:
 
 def test_a_postgres_deadlock_is_retriable(pg_schema: tuple[str, str]) -> None:
     url, schema = pg_schema
-    error = deadlock(url.replace("postgresql://", "postgresql+psycopg://"), f"{schema}.d", "UPDATE {table} SET v = v + 1 WHERE id = {id}")
+    error = deadlock(
+        url.replace("postgresql://", "postgresql+psycopg://"),
+        f"{schema}.d",
+        "UPDATE {table} SET v = v + 1 WHERE id = {id}",
+    )
     mapped = connection_error(error, url, "destination t")
     assert isinstance(mapped, TransactionConflictError) and isinstance(mapped, RetriableError)
     assert "deadlock detected" in str(mapped)
 
 
 def test_a_mariadb_deadlock_is_retriable(mysql_database: str) -> None:
-    error = deadlock(mysql_database.replace("mysql://", "mysql+pymysql://"), "d", "UPDATE {table} SET v = v + 1 WHERE id = {id}")
+    error = deadlock(
+        mysql_database.replace("mysql://", "mysql+pymysql://"), "d", "UPDATE {table} SET v = v + 1 WHERE id = {id}"
+    )
     assert isinstance(connection_error(error, mysql_database, "destination t"), TransactionConflictError)
 
 
 def test_a_value_arrow_cannot_hold_is_a_data_error() -> None:
-    mapped = connection_error(ValueError("The string 'nan' is not a valid decimal128 number"), "postgresql://u:secret@h/db", "source t")
+    mapped = connection_error(
+        ValueError("The string 'nan' is not a valid decimal128 number"), "postgresql://u:secret@h/db", "source t"
+    )
     assert isinstance(mapped, DataError)
     assert "on_bad_data: quarantine" in str(mapped) and "secret" not in str(mapped)
 
@@ -135,7 +143,9 @@ def closed_port() -> int:
 
 
 @pytest.mark.parametrize("driver", [_psycopg, _adbc, _duckdb_scanner], ids=["psycopg", "adbc", "duckdb-postgres"])
-def test_postgres_failures_to_connect_are_classed_alike_by_every_driver(postgres_url: str, driver: Callable[..., None]) -> None:
+def test_postgres_failures_to_connect_are_classed_alike_by_every_driver(
+    postgres_url: str, driver: Callable[..., None]
+) -> None:
     base = postgres_url.rsplit("/", 1)[0]
     refused = f"postgresql://postgres@127.0.0.1:{closed_port()}/db"
     cases = {
@@ -155,7 +165,10 @@ def test_postgres_errors_under_a_query_are_classed_by_sqlstate(pg_schema: tuple[
         for sql in (f"SELECT * FROM {schema}.nope", "SELECT 1 / 0", "SELEC 1")
     }
     assert set(got.values()) == {SourceNotFoundError, DataError, ConfigurationError}
-    assert [got[(n, f"SELECT * FROM {schema}.nope")] for n in ("psycopg", "adbc")] == [SourceNotFoundError, SourceNotFoundError]
+    assert [got[(n, f"SELECT * FROM {schema}.nope")] for n in ("psycopg", "adbc")] == [
+        SourceNotFoundError,
+        SourceNotFoundError,
+    ]
     assert [got[(n, "SELECT 1 / 0")] for n in ("psycopg", "adbc")] == [DataError, DataError]
     assert [got[(n, "SELEC 1")] for n in ("psycopg", "adbc")] == [ConfigurationError, ConfigurationError]
     scanned = _error(lambda: _duckdb_scanner(url, f"SELECT * FROM pg.{schema}.nope"))
@@ -189,7 +202,14 @@ def test_mariadb_errors_are_classed_by_error_number(mysql_database: str) -> None
         if number is not None:
             assert error.orig.args[0] in (number, 1045)
         assert type(connection_error(error, url, "source t")) is expected, error
-    assert type(connection_error(_error(lambda: connectorx(mysql_database, "SELECT * FROM nope")), mysql_database, "source t")) is SourceNotFoundError
+    assert (
+        type(
+            connection_error(
+                _error(lambda: connectorx(mysql_database, "SELECT * FROM nope")), mysql_database, "source t"
+            )
+        )
+        is SourceNotFoundError
+    )
 
 
 def _source_spec(url: str, schema: str, table: str) -> str:
@@ -203,7 +223,9 @@ retry: {{attempts: 2, backoff_seconds: 0}}
 
 
 @pytest.mark.parametrize("pushdown", ["true", "false"])
-def test_a_refused_postgres_connection_is_retried_on_both_paths(pg_schema: tuple[str, str], pushdown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_postgres_connection_is_retried_on_both_paths(
+    pg_schema: tuple[str, str], pushdown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema = pg_schema
     run_sql(url, f"CREATE TABLE {schema}.t (id int)")
     monkeypatch.setenv("AGENT_ETL_PUSHDOWN", pushdown)
@@ -212,15 +234,27 @@ def test_a_refused_postgres_connection_is_retried_on_both_paths(pg_schema: tuple
     result = run_pipeline(parse_spec(_source_spec(refused, schema, "t"), file=str(tmp_path / "p.yaml")), Settings())
     assert not result.ok
     task = "t[0]>t"
-    choices = [(d["choice"], d["reason"].split(";")[0]) for d in result.decisions if d["subject"] == f"task {task}" and d["choice"] in ("retry", "fail")]
+    choices = [
+        (d["choice"], d["reason"].split(";")[0])
+        for d in result.decisions
+        if d["subject"] == f"task {task}" and d["choice"] in ("retry", "fail")
+    ]
     assert [t.kind for t in result.tasks] == ["pushdown" if pushdown == "true" else "extract_load"]
-    assert choices == [("retry", "ConnectionFailedError is transient"), ("fail", "ConnectionFailedError persisted through 2 attempts")]
+    assert choices == [
+        ("retry", "ConnectionFailedError is transient"),
+        ("fail", "ConnectionFailedError persisted through 2 attempts"),
+    ]
 
 
-def test_a_backend_terminated_mid_read_is_retried_and_every_row_loads_once(pg_schema: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_backend_terminated_mid_read_is_retried_and_every_row_loads_once(
+    pg_schema: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema = pg_schema
     # pg_sleep keeps the COPY running long enough to be terminated under it.
-    run_sql(url, f"CREATE VIEW {schema}.slow AS SELECT g AS id FROM generate_series(1, 20000) g WHERE pg_sleep(0.0002) IS NOT NULL")
+    run_sql(
+        url,
+        f"CREATE VIEW {schema}.slow AS SELECT g AS id FROM generate_series(1, 20000) g WHERE pg_sleep(0.0002) IS NOT NULL",
+    )
     monkeypatch.setenv("AGENT_ETL_PUSHDOWN", "false")
     monkeypatch.chdir(tmp_path)
     terminated: list[int] = []
@@ -228,7 +262,10 @@ def test_a_backend_terminated_mid_read_is_retried_and_every_row_loads_once(pg_sc
     def terminate_once() -> None:
         deadline = time.monotonic() + 60
         while not terminated and time.monotonic() < deadline:
-            rows = run_sql(url, f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COPY%%{schema}%%slow%%' AND pid <> pg_backend_pid()")
+            rows = run_sql(
+                url,
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COPY%%{schema}%%slow%%' AND pid <> pg_backend_pid()",
+            )
             terminated.extend(1 for (done,) in rows if done)
             time.sleep(0.2)
 
@@ -241,9 +278,16 @@ def test_a_backend_terminated_mid_read_is_retried_and_every_row_loads_once(pg_sc
     assert terminated == [1]
     assert result.ok and result.rows_written == 20000
     [retry] = [d for d in result.decisions if d["subject"] == "task t[0]>t" and d["choice"] in ("retry", "fail")]
-    assert retry["choice"] == "retry" and retry["reason"].startswith("ConnectionFailedError is transient; attempt 2 of 2")
+    assert retry["choice"] == "retry" and retry["reason"].startswith(
+        "ConnectionFailedError is transient; attempt 2 of 2"
+    )
     with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as conn:
-        assert conn.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM t").fetchone() == (20000, 20000, 1, 20000)
+        assert conn.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM t").fetchone() == (
+            20000,
+            20000,
+            1,
+            20000,
+        )
 
 
 @pytest.mark.parametrize(

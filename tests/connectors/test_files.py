@@ -33,8 +33,23 @@ def test_detected_dialect_reads_and_the_spec_overrides(tmp_path: Path) -> None:
     path = tmp_path / "people.txt"
     path.write_bytes("id;name;city\n1;'Ann; Jr';Zürich\n2;Bo;Oslo\n".encode("cp1252"))
     table, _ = read_all(make_source({"type": "file", "path": str(path), "format": "csv"}))
-    assert table.to_pylist() == [{"id": 1, "name": "Ann; Jr", "city": "Zürich"}, {"id": 2, "name": "Bo", "city": "Oslo"}]
-    table, _ = read_all(make_source({"type": "file", "path": str(path), "format": "csv", "header": False, "delimiter": ";", "quote": "'", "encoding": "cp1252"}))
+    assert table.to_pylist() == [
+        {"id": 1, "name": "Ann; Jr", "city": "Zürich"},
+        {"id": 2, "name": "Bo", "city": "Oslo"},
+    ]
+    table, _ = read_all(
+        make_source(
+            {
+                "type": "file",
+                "path": str(path),
+                "format": "csv",
+                "header": False,
+                "delimiter": ";",
+                "quote": "'",
+                "encoding": "cp1252",
+            }
+        )
+    )
     assert table.column_names == ["f0", "f1", "f2"] and table.num_rows == 3
 
 
@@ -43,7 +58,9 @@ def test_gzip_and_zstd_over_a_glob_with_the_file_name(tmp_path: Path) -> None:
     (tmp_path / "in" / "a.csv.gz").write_bytes(gzip.compress(b"id,v\n1,x\n2,y\n"))
     with pa.CompressedOutputStream(str(tmp_path / "in" / "b.jsonl.zst"), "zstd") as out:
         out.write(b'{"id": 3, "v": "z"}\n')
-    table, rejected = read_all(make_source({"type": "file", "path": str(tmp_path / "in" / "*.*"), "file_name_column": "source_file"}))
+    table, rejected = read_all(
+        make_source({"type": "file", "path": str(tmp_path / "in" / "*.*"), "file_name_column": "source_file"})
+    )
     assert table.to_pylist() == [
         {"id": 1, "v": "x", "source_file": f"{tmp_path}/in/a.csv.gz"},
         {"id": 2, "v": "y", "source_file": f"{tmp_path}/in/a.csv.gz"},
@@ -54,8 +71,16 @@ def test_gzip_and_zstd_over_a_glob_with_the_file_name(tmp_path: Path) -> None:
 
 def test_json_array_under_a_records_path_is_streamed(tmp_path: Path) -> None:
     path = tmp_path / "export.json.gz"
-    path.write_bytes(gzip.compress(json.dumps({"meta": {"n": 3}, "data": {"items": [{"id": 1, "a": {"b": 1}}, {"id": 2, "a": {"b": 2.5}}, {"id": 3}]}}).encode()))
-    table, _ = read_all(make_source({"type": "file", "path": str(path), "records": "data.items", "nested": {"shape": "flatten"}}))
+    path.write_bytes(
+        gzip.compress(
+            json.dumps(
+                {"meta": {"n": 3}, "data": {"items": [{"id": 1, "a": {"b": 1}}, {"id": 2, "a": {"b": 2.5}}, {"id": 3}]}}
+            ).encode()
+        )
+    )
+    table, _ = read_all(
+        make_source({"type": "file", "path": str(path), "records": "data.items", "nested": {"shape": "flatten"}})
+    )
     assert table.to_pylist() == [{"id": 1, "a__b": 1.0}, {"id": 2, "a__b": 2.5}, {"id": 3, "a__b": None}]
 
 
@@ -63,7 +88,13 @@ def destination(path: str, **spec: object) -> FileDestination:
     return FileDestination(FileDestinationSpec(type="file", path=path, **spec), memory_limit_bytes=1 << 28)
 
 
-ORDERS = pa.record_batch({"id": [1, 2, 3, 4], "region": ["eu", "us", "eu", None], "day": ["2024-01-01", "2024-01-01", "2024-01-02", "2024-01-02"]})
+ORDERS = pa.record_batch(
+    {
+        "id": [1, 2, 3, 4],
+        "region": ["eu", "us", "eu", None],
+        "day": ["2024-01-01", "2024-01-01", "2024-01-02", "2024-01-02"],
+    }
+)
 
 
 def stage_and_commit(dest: FileDestination, run_id: str, batches: list[pa.RecordBatch]) -> int:
@@ -151,24 +182,38 @@ def test_abort_leaves_the_target_as_it_was(tmp_path: Path) -> None:
     dest.begin("r2", "t1")
     dest.write_batch("r2", "t1", ORDERS)
     dest.abort("r2")
-    assert json.loads((tmp_path / "orders" / "_manifest.json").read_text())["runs"] == {"r1": {"rows": 4, "quarantined": 0}}
+    assert json.loads((tmp_path / "orders" / "_manifest.json").read_text())["runs"] == {
+        "r1": {"rows": 4, "quarantined": 0}
+    }
     assert not any((tmp_path / "orders" / "_staging").glob("r2/**/*.csv"))
 
 
-def test_the_commit_counts_rows_as_written_without_reading_files_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_commit_counts_rows_as_written_without_reading_files_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent_orchestrated_etl.connectors.files import destination as module
 
     def no_reading(fs: object, path: str) -> int:
         raise AssertionError(f"read back {path}")
 
     monkeypatch.setattr(module, "_count_rows", no_reading)
-    assert stage_and_commit(destination(str(tmp_path / "o"), format="csv", partition_by=["region"]), "r1", [ORDERS, ORDERS]) == 8
+    assert (
+        stage_and_commit(
+            destination(str(tmp_path / "o"), format="csv", partition_by=["region"]), "r1", [ORDERS, ORDERS]
+        )
+        == 8
+    )
 
 
 def test_parquet_batches_gather_into_row_groups_and_unique_columns_skip_the_dictionary(tmp_path: Path) -> None:
     out = str(tmp_path / "lines")
-    dest = FileDestination(FileDestinationSpec(type="file", path=out), memory_limit_bytes=16 << 20)  # row groups of 1 MiB
-    batches = [pa.record_batch({"id": pa.array(range(i * 4000, (i + 1) * 4000), pa.int64()), "flag": ["a", "b"] * 2000}) for i in range(50)]
+    dest = FileDestination(
+        FileDestinationSpec(type="file", path=out), memory_limit_bytes=16 << 20
+    )  # row groups of 1 MiB
+    batches = [
+        pa.record_batch({"id": pa.array(range(i * 4000, (i + 1) * 4000), pa.int64()), "flag": ["a", "b"] * 2000})
+        for i in range(50)
+    ]
     assert stage_and_commit(dest, "r1", batches) == 200_000
     meta = pq.ParquetFile(tmp_path / "lines" / "r1-t1-part-0.parquet").metadata
     assert meta.num_rows == 200_000

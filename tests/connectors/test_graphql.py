@@ -18,16 +18,35 @@ query Items($first: Int, $after: String) {
 
 
 def test_relay_pages_are_read_in_order(graphql_url: str) -> None:
-    source = make_source({"type": "graphql", "url": graphql_url, "query": QUERY % "", "variables": {"first": 100}, "connection": "items", "nested": {"shape": "flatten"}})
+    source = make_source(
+        {
+            "type": "graphql",
+            "url": graphql_url,
+            "query": QUERY % "",
+            "variables": {"first": 100},
+            "connection": "items",
+            "nested": {"shape": "flatten"},
+        }
+    )
     table, rejected = read_all(source)
     assert table.column("id").to_pylist() == list(range(1, 2501))
     assert table.column_names == ["id", "name", "price", "address__city", "tags"]
-    assert table.slice(9, 1).to_pylist() == [{"id": 10, "name": "item 10", "price": 12.5, "address__city": "city 3", "tags": ["t1", "t0"]}]
+    assert table.slice(9, 1).to_pylist() == [
+        {"id": 10, "name": "item 10", "price": 12.5, "address__city": "city 3", "tags": ["t1", "t0"]}
+    ]
     assert rejected == []
 
 
 def test_graphql_errors_fail_with_the_servers_message(graphql_url: str) -> None:
-    source = make_source({"type": "graphql", "url": graphql_url, "query": QUERY % "broken", "variables": {"first": 100}, "connection": "items"})
+    source = make_source(
+        {
+            "type": "graphql",
+            "url": graphql_url,
+            "query": QUERY % "broken",
+            "variables": {"first": 100},
+            "connection": "items",
+        }
+    )
     with pytest.raises(ConfigurationError) as info:
         read_all(source)
     assert str(info.value) == (
@@ -38,14 +57,26 @@ def test_graphql_errors_fail_with_the_servers_message(graphql_url: str) -> None:
 
 
 def test_graphql_errors_quarantine_their_page_and_the_rest_loads(graphql_url: str) -> None:
-    source = make_source({"type": "graphql", "url": graphql_url, "query": QUERY % "broken", "variables": {"first": 100}, "connection": "items", "on_errors": "quarantine"})
+    source = make_source(
+        {
+            "type": "graphql",
+            "url": graphql_url,
+            "query": QUERY % "broken",
+            "variables": {"first": 100},
+            "connection": "items",
+            "on_errors": "quarantine",
+        }
+    )
     table, rejected = read_all(source)
     bad_pages = {(i - 1) // 100 for i in range(250, 2501, 250)}
     assert table.column("id").to_pylist() == [i for i in range(1, 2501) if (i - 1) // 100 not in bad_pages]
     assert len(rejected) == 100 * len(bad_pages) == 1000
     row, reason, position = rejected[0]
     assert row["id"] == 201 and row["broken"] == "fine"
-    assert reason == "GraphQL errors on this page: cannot compute broken for item 250 at 4:56 (path items.edges.49.node.broken)"
+    assert (
+        reason
+        == "GraphQL errors on this page: cannot compute broken for item 250 at 4:56 (path items.edges.49.node.broken)"
+    )
     assert position == f"{graphql_url} page 3 after 200"
 
 

@@ -25,7 +25,7 @@ sources:
     url: {url}
     table: {schema}.orders
     incremental: {{cursor: updated_at, primary_key: [id]{extra}}}
-destination: {{type: duckdb, path: {out}, table: orders, write: {write}{', primary_key: [id]' if write == 'merge' else ''}}}
+destination: {{type: duckdb, path: {out}, table: orders, write: {write}{", primary_key: [id]" if write == "merge" else ""}}}
 """
 
 
@@ -50,7 +50,9 @@ def orders(pg_schema: tuple[str, str]) -> tuple[str, str, sa.Engine]:
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {schema}.orders (id int PRIMARY KEY, v text, updated_at timestamptz)")
-        conn.exec_driver_sql(f"INSERT INTO {schema}.orders VALUES (1, 'a', '2024-01-01 10:00+00'), (2, 'b', '2024-01-02 10:00+00'), (3, 'c', '2024-01-02 10:00+00')")
+        conn.exec_driver_sql(
+            f"INSERT INTO {schema}.orders VALUES (1, 'a', '2024-01-01 10:00+00'), (2, 'b', '2024-01-02 10:00+00'), (3, 'c', '2024-01-02 10:00+00')"
+        )
     return url, schema, engine
 
 
@@ -70,13 +72,18 @@ def test_rows_sharing_the_boundary_value_are_neither_lost_nor_duplicated(orders:
     assert second.ok and second.rows_written == 2
     assert target(out) == [(1, "a"), (2, "b"), (3, "c"), (4, "late tie"), (5, "e")]
     decision = next(d for d in second.decisions if d["subject"] == "source orders")
-    assert decision["choice"] == "read incrementally from updated_at >= 2024-01-02 10:00:00+00:00, skipping 2 row(s) already loaded at that value"
+    assert (
+        decision["choice"]
+        == "read incrementally from updated_at >= 2024-01-02 10:00:00+00:00, skipping 2 row(s) already loaded at that value"
+    )
     third = run(spec(url, schema, out))
     assert third.ok and third.rows_written == 0
     assert len(target(out)) == 5
 
 
-def test_a_fault_between_staging_and_commit_keeps_the_target_and_the_cursor(orders: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fault_between_staging_and_commit_keeps_the_target_and_the_cursor(
+    orders: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema, engine = orders
     out = tmp_path / "w.duckdb"
     assert run(spec(url, schema, out)).rows_written == 3
@@ -104,7 +111,9 @@ def test_lag_rereads_a_window_and_needs_merge(orders: tuple, tmp_path: Path) -> 
     assert "incremental.lag re-reads rows already loaded" in refused.error and "write: append" in refused.error
     assert run(spec(url, schema, out, write="merge", extra=", lag: 1d")).rows_written == 3
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"UPDATE {schema}.orders SET v = 'B', updated_at = '2024-01-02 09:00+00' WHERE id = 2")  # a late write, older than the mark
+        conn.exec_driver_sql(
+            f"UPDATE {schema}.orders SET v = 'B', updated_at = '2024-01-02 09:00+00' WHERE id = 2"
+        )  # a late write, older than the mark
     again = run(spec(url, schema, out, write="merge", extra=", lag: 1d"))
     assert again.ok and again.rows_written == 3  # rows since 2024-01-01 10:00 (the mark minus a day) are read again
     assert target(out) == [(1, "a"), (2, "B"), (3, "c")]
@@ -115,7 +124,9 @@ def test_a_duckdb_source_loads_incrementally_into_postgres(pg_schema: tuple[str,
     source_db = tmp_path / "src.duckdb"
     with duckdb.connect(str(source_db)) as conn:
         conn.execute("CREATE TABLE events (id INTEGER, seen DATE, v VARCHAR)")
-        conn.execute("INSERT INTO events VALUES (1, DATE '2024-03-01', 'a'), (2, DATE '2024-03-02', 'b'), (3, NULL, 'no date')")
+        conn.execute(
+            "INSERT INTO events VALUES (1, DATE '2024-03-01', 'a'), (2, DATE '2024-03-02', 'b'), (3, NULL, 'no date')"
+        )
     text = f"""
 name: events_sync
 sources:
@@ -136,7 +147,9 @@ destination: {{type: postgres, url: "{url}", table: {schema}.events}}
     assert '"value": {"date": "2024-03-05"}' in state
 
 
-def test_too_many_rows_at_the_mark_switch_to_a_strict_bound(orders: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_many_rows_at_the_mark_switch_to_a_strict_bound(
+    orders: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent_orchestrated_etl.connectors import incremental
 
     monkeypatch.setattr(incremental, "MAX_BOUNDARY_ROWS", 1)
@@ -147,4 +160,7 @@ def test_too_many_rows_at_the_mark_switch_to_a_strict_bound(orders: tuple, tmp_p
     insert(engine, schema, "(7, 'g', '2024-01-03 00:00+00')")
     second = run(spec(url, schema, out))
     assert second.rows_written == 1
-    assert next(d for d in second.decisions if d["subject"] == "source orders")["choice"] == "read incrementally from updated_at > 2024-01-02 10:00:00+00:00"
+    assert (
+        next(d for d in second.decisions if d["subject"] == "source orders")["choice"]
+        == "read incrementally from updated_at > 2024-01-02 10:00:00+00:00"
+    )

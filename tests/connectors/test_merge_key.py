@@ -17,13 +17,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 from agent_orchestrated_etl.store.records import RunStore
 from conftest import Harness, make_harness
-from tests.conftest import run_sql
 
 FIRST = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "v": ["a", "b", "c"]})
 SECOND = pa.table({"id": pa.array([2, 3, 4], pa.int64()), "v": ["B", "C", "D"]})
@@ -94,13 +94,18 @@ FIX = {
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
-def test_merge_into_a_hand_made_table_without_a_key_is_refused_with_the_fix(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_merge_into_a_hand_made_table_without_a_key_is_refused_with_the_fix(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     h = make_harness(kind, request, tmp_path)
     make_table(h, tmp_path, "(id BIGINT, v TEXT)")
     result, _ = run(tmp_path, h, SECOND, write="merge", primary_key=["id"])
     fix = FIX[kind].format(table=h.table)
     assert result.status == "failed"
-    assert f"table {h.table} has no primary key or unique index on (id), which write: merge needs to match rows, and agent-etl did not create it (add it: {fix})" in result.error
+    assert (
+        f"table {h.table} has no primary key or unique index on (id), which write: merge needs to match rows, and agent-etl did not create it (add it: {fix})"
+        in result.error
+    )
     assert rows(h, tmp_path) == [(1, "a")]
     # The fix it names is the one that works.
     if kind == "sqlite":
@@ -114,7 +119,9 @@ def test_merge_into_a_hand_made_table_without_a_key_is_refused_with_the_fix(kind
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
-def test_a_key_that_cannot_be_added_fails_and_leaves_the_target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_a_key_that_cannot_be_added_fails_and_leaves_the_target(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     h = make_harness(kind, request, tmp_path)
     assert run(tmp_path, h, FIRST, write="append")[0].status == "succeeded"
     assert run(tmp_path, h, FIRST, write="append")[0].status == "succeeded"
@@ -126,9 +133,13 @@ def test_a_key_that_cannot_be_added_fails_and_leaves_the_target(kind: str, reque
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_discard_refuses_a_merge_key_the_hand_made_target_lacks(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_discard_refuses_a_merge_key_the_hand_made_target_lacks(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     h = make_harness(kind, request, tmp_path)
     make_table(h, tmp_path, "(code BIGINT PRIMARY KEY, v TEXT)")
     result, _ = run(tmp_path, h, SECOND, write="merge", primary_key=["id"], schema="discard")
     assert result.status == "failed"
-    assert f"merge key id is not a column of {h.table}, and schema: discard would leave it out of the load" in result.error
+    assert (
+        f"merge key id is not a column of {h.table}, and schema: discard would leave it out of the load" in result.error
+    )

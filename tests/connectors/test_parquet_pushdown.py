@@ -13,7 +13,10 @@ from agent_orchestrated_etl.spec import parse_spec
 
 def write_files(directory: Path) -> None:
     for n in range(3):
-        pq.write_table(pa.table({"id": pa.array(range(n * 100, n * 100 + 100), pa.int64()), "part": [f"p{n}"] * 100}), directory / f"part{n}.parquet")
+        pq.write_table(
+            pa.table({"id": pa.array(range(n * 100, n * 100 + 100), pa.int64()), "part": [f"p{n}"] * 100}),
+            directory / f"part{n}.parquet",
+        )
 
 
 def run(directory: Path, extra: str = "") -> tuple[str, list[dict[str, str]]]:
@@ -32,10 +35,16 @@ destination: {{type: duckdb, path: "{directory}/w.duckdb", table: parts, write: 
 def test_parquet_files_are_copied_by_duckdb_itself(tmp_path: Path) -> None:
     write_files(tmp_path)
     _, decisions = run(tmp_path)
-    assert any(d["choice"].startswith("push the copy down") for d in decisions if d["subject"] == "destination parts"), decisions
+    assert any(
+        d["choice"].startswith("push the copy down") for d in decisions if d["subject"] == "destination parts"
+    ), decisions
     assert sum(1 for d in decisions if d["choice"].startswith("assign to") and "pushdown" in d["reason"]) == 3
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*), sum(id), count(DISTINCT part) FROM parts").fetchone() == (300, sum(range(300)), 3)
+    assert con.execute("SELECT count(*), sum(id), count(DISTINCT part) FROM parts").fetchone() == (
+        300,
+        sum(range(300)),
+        3,
+    )
 
 
 def test_a_quality_check_keeps_the_rows_in_python(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.postgres import PostgresSource
@@ -13,17 +14,18 @@ from agent_orchestrated_etl.exceptions import DataError
 from agent_orchestrated_etl.orchestrator import resume_run, run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 from agent_orchestrated_etl.store.records import RunStore
-from tests.conftest import run_sql
 
 
-def test_resume_rereads_only_the_unfinished_partition(pg_schema: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_rereads_only_the_unfinished_partition(
+    pg_schema: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema = pg_schema
     run_sql(url, f"CREATE TABLE {schema}.t AS SELECT i AS id, 'v' || i AS v FROM generate_series(1, 4000) i")
     out = tmp_path / "w.duckdb"
     spec = tmp_path / "p.yaml"
     spec.write_text(
-        f"name: parts\nsources:\n  t: {{type: postgres, url: \"{url}\", table: {schema}.t, partition: {{column: id, parts: 4}}}}\n"
-        f"destination: {{type: duckdb, path: \"{out}\", table: t}}\n"
+        f'name: parts\nsources:\n  t: {{type: postgres, url: "{url}", table: {schema}.t, partition: {{column: id, parts: 4}}}}\n'
+        f'destination: {{type: duckdb, path: "{out}", table: t}}\n'
         "quality:\n  - {not_null: [id], input: t}\n"  # keeps the rows in Python: no pushdown
     )
     read = PostgresSource.read
@@ -45,5 +47,7 @@ def test_resume_rereads_only_the_unfinished_partition(pg_schema: tuple[str, str]
     history = RunStore(Settings().store_url).get_run(first.run_id)["events"]
     started = [e["task_id"] for e in history if e["kind"] == "task_started"]
     assert started.count("t[2]>t") == 2  # the broken range, read again
-    reused = sorted(e["subject"] for e in history if e["kind"] == "decision" and e["choice"] == "reuse its staged output")
+    reused = sorted(
+        e["subject"] for e in history if e["kind"] == "decision" and e["choice"] == "reuse its staged output"
+    )
     assert reused == ["task t[0]>t", "task t[1]>t", "task t[3]>t"]

@@ -22,9 +22,26 @@ from agent_orchestrated_etl.connectors.sql.types import TypeTable, ddl_type
 from agent_orchestrated_etl.exceptions import DataError
 
 ARROW_TYPES = [
-    pa.bool_(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64(),
-    pa.float32(), pa.float64(), pa.decimal128(12, 3), pa.string(), pa.large_string(), pa.binary(), pa.date32(),
-    pa.time64("us"), pa.timestamp("us"), pa.timestamp("us", tz="UTC"), pa.list_(pa.int32()),
+    pa.bool_(),
+    pa.int8(),
+    pa.int16(),
+    pa.int32(),
+    pa.int64(),
+    pa.uint8(),
+    pa.uint16(),
+    pa.uint32(),
+    pa.uint64(),
+    pa.float32(),
+    pa.float64(),
+    pa.decimal128(12, 3),
+    pa.string(),
+    pa.large_string(),
+    pa.binary(),
+    pa.date32(),
+    pa.time64("us"),
+    pa.timestamp("us"),
+    pa.timestamp("us", tz="UTC"),
+    pa.list_(pa.int32()),
 ]
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import parse_spec
-from tests.conftest import run_sql
 
 
 @pytest.fixture
@@ -43,12 +43,24 @@ def test_a_plain_copy_is_pushed_down_one_task_per_partition(items: tuple[str, st
     out = tmp_path / "w.duckdb"
     result = run(*items, out)
     assert result.ok and result.rows_written == 1000
-    assert sorted((t.id, t.kind) for t in result.tasks) == [("items[0]>items", "pushdown"), ("items[1]>items", "pushdown"), ("items[2]>items", "pushdown")]
+    assert sorted((t.id, t.kind) for t in result.tasks) == [
+        ("items[0]>items", "pushdown"),
+        ("items[1]>items", "pushdown"),
+        ("items[2]>items", "pushdown"),
+    ]
     decision = next(d for d in result.decisions if d["subject"] == "destination items")
     assert decision["choice"] == "push the copy down: the duckdb engine reads postgres itself, one task per partition"
     with duckdb.connect(str(out), read_only=True) as conn:
-        assert conn.execute("SELECT count(*), count(id), sum(price), count(DISTINCT size) FROM items").fetchone() == (1000, 999, Decimal("624375.00"), 3)
-        assert conn.execute("SELECT typeof(price), typeof(size) FROM items LIMIT 1").fetchone() == ("DECIMAL(10,2)", "VARCHAR")
+        assert conn.execute("SELECT count(*), count(id), sum(price), count(DISTINCT size) FROM items").fetchone() == (
+            1000,
+            999,
+            Decimal("624375.00"),
+            3,
+        )
+        assert conn.execute("SELECT typeof(price), typeof(size) FROM items LIMIT 1").fetchone() == (
+            "DECIMAL(10,2)",
+            "VARCHAR",
+        )
 
 
 def test_quality_checks_keep_the_rows_in_python(items: tuple[str, str], tmp_path: Path) -> None:
@@ -63,7 +75,10 @@ def test_pushdown_can_be_turned_off(items: tuple[str, str], tmp_path: Path, monk
     monkeypatch.setenv("AGENT_ETL_PUSHDOWN", "false")
     result = run(*items, tmp_path / "w.duckdb")
     assert result.ok and result.rows_written == 1000
-    assert "no pushdown: pushdown is off (AGENT_ETL_PUSHDOWN)" in next(d for d in result.decisions if d["subject"] == "destination items")["reason"]
+    assert (
+        "no pushdown: pushdown is off (AGENT_ETL_PUSHDOWN)"
+        in next(d for d in result.decisions if d["subject"] == "destination items")["reason"]
+    )
 
 
 EVERY_TYPE = """(
@@ -85,7 +100,11 @@ def test_the_pushdown_and_the_arrow_path_write_identical_values_for_every_postgr
 ) -> None:
     url, schema = pg_schema
     nulls = "(2" + ", NULL" * 21 + ")"
-    run_sql(url, f"CREATE TABLE {schema}.every {EVERY_TYPE}", f"INSERT INTO {schema}.every VALUES {EVERY_ROW}, {nulls}, {EVERY_EDGE}")
+    run_sql(
+        url,
+        f"CREATE TABLE {schema}.every {EVERY_TYPE}",
+        f"INSERT INTO {schema}.every VALUES {EVERY_ROW}, {nulls}, {EVERY_EDGE}",
+    )
     source = f"table: {schema}.every" if read == "table" else f'query: "SELECT * FROM {schema}.every"'
     written = {}
     for pushdown in ("true", "false"):
@@ -101,12 +120,26 @@ destination: {{type: duckdb, path: "{out}", table: every, write: replace}}
         assert result.ok and result.rows_written == 3, result.error
         assert [t.kind for t in result.tasks] == ["pushdown" if pushdown == "true" else "extract_load"]
         with duckdb.connect(str(out), read_only=True) as conn:
-            written[pushdown] = (conn.execute("DESCRIBE every").fetchall(), conn.execute("SELECT * FROM every ORDER BY id").to_arrow_table())
+            written[pushdown] = (
+                conn.execute("DESCRIBE every").fetchall(),
+                conn.execute("SELECT * FROM every ORDER BY id").to_arrow_table(),
+            )
     (pushed_types, pushed), (arrow_types, arrowed) = written["true"], written["false"]
     assert pushed_types == arrow_types
-    assert [t for _, t, *_ in arrow_types if t in ("JSON", "VARCHAR[]", "UUID", "INTERVAL")] == ["INTERVAL", "UUID", "JSON", "JSON", "VARCHAR[]", "VARCHAR[]"]
+    assert [t for _, t, *_ in arrow_types if t in ("JSON", "VARCHAR[]", "UUID", "INTERVAL")] == [
+        "INTERVAL",
+        "UUID",
+        "JSON",
+        "JSON",
+        "VARCHAR[]",
+        "VARCHAR[]",
+    ]
     rows = pushed.to_pylist()
     for a, b in zip(rows, arrowed.to_pylist(), strict=True):
         assert {k: v for k, v in a.items() if v == v} == {k: v for k, v in b.items() if v == v}  # NaN != NaN
-    assert [(r["c"], r["ca"], r["t"], r["vc"]) for r in rows] == [("TRUCK", ["ab", "c"], "text ", "varchar "), (None, None, None, None), ("", [], "", "")]
+    assert [(r["c"], r["ca"], r["t"], r["vc"]) for r in rows] == [
+        ("TRUCK", ["ab", "c"], "text ", "varchar "),
+        (None, None, None, None),
+        ("", [], "", ""),
+    ]
     assert [r["jb"] for r in rows] == ['{"b": {"c": null}}', None, "[]"]

@@ -51,10 +51,13 @@ def test_a_wrong_records_path_fails_the_run_and_the_replaced_table_keeps_its_row
     target = full_target(tmp_path)
     source = {"type": "rest", "url": f"{url}/pages", "records": "data.itemz", "pagination": PAGES}
     result = replace_into_full_target(tmp_path, source)
-    assert (result.status, result.error) == ("failed", (
-        f"source items: GET {url}/pages?page=1&per_page=100: records: data.itemz is not in the response of page 1:"
-        f" data has no key 'itemz' (its keys: items) {FIX}"
-    ))
+    assert (result.status, result.error) == (
+        "failed",
+        (
+            f"source items: GET {url}/pages?page=1&per_page=100: records: data.itemz is not in the response of page 1:"
+            f" data has no key 'itemz' (its keys: items) {FIX}"
+        ),
+    )
     assert count(target) == 20_000
     assert result.commits == []
 
@@ -132,11 +135,14 @@ def test_a_graphql_connection_without_edges_or_nodes_fails_and_the_replaced_tabl
     # the query selects only pageInfo on the connection
     source = {"type": "graphql", "url": graphql_url, "query": QUERY % "", "connection": "items"}
     result = replace_into_full_target(tmp_path, source)
-    assert (result.status, result.error) == ("failed", (
-        f"source items: POST {graphql_url}: connection: data.items has no list of edges or nodes in the response"
-        " of page 1 (its keys: pageInfo) (select edges { node { ... } } or nodes { ... } on the connection,"
-        " or point `connection:` at one)"
-    ))
+    assert (result.status, result.error) == (
+        "failed",
+        (
+            f"source items: POST {graphql_url}: connection: data.items has no list of edges or nodes in the response"
+            " of page 1 (its keys: pageInfo) (select edges { node { ... } } or nodes { ... } on the connection,"
+            " or point `connection:` at one)"
+        ),
+    )
     assert count(target) == 20_000
     assert result.commits == []
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyarrow.fs import FileSelector
 import pytest
+from pyarrow.fs import FileSelector
 from rest_helpers import make_source, read_all
 from test_files import ORDERS, DyingFS, stage_and_commit
 
@@ -28,7 +28,9 @@ def prefix(s3_server: dict) -> str:
 
 
 def s3_destination(path: str, s3: dict, **spec: object) -> FileDestination:
-    return FileDestination(FileDestinationSpec(type="file", path=path, s3=S3Settings(**s3), **spec), memory_limit_bytes=1 << 28)
+    return FileDestination(
+        FileDestinationSpec(type="file", path=path, s3=S3Settings(**s3), **spec), memory_limit_bytes=1 << 28
+    )
 
 
 def test_reads_a_glob_of_compressed_csv_and_parquet_from_s3(s3_server: dict, prefix: str) -> None:
@@ -39,8 +41,14 @@ def test_reads_a_glob_of_compressed_csv_and_parquet_from_s3(s3_server: dict, pre
         out.write(b"id,v\n3,z\n")
     with fs.open_output_stream(f"{root}/raw/2025/skip.parquet") as out:
         pq.write_table(pa.table({"id": [9]}), out)
-    table, rejected = read_all(make_source({"type": "file", "path": f"{prefix}/raw/**/*.csv*", "s3": s3_server, "file_name_column": "f"}))
-    assert table.to_pylist() == [{"id": 1, "v": "x", "f": f"{prefix}/raw/2024/a.csv.gz"}, {"id": 2, "v": "y", "f": f"{prefix}/raw/2024/a.csv.gz"}, {"id": 3, "v": "z", "f": f"{prefix}/raw/2025/b.csv"}]
+    table, rejected = read_all(
+        make_source({"type": "file", "path": f"{prefix}/raw/**/*.csv*", "s3": s3_server, "file_name_column": "f"})
+    )
+    assert table.to_pylist() == [
+        {"id": 1, "v": "x", "f": f"{prefix}/raw/2024/a.csv.gz"},
+        {"id": 2, "v": "y", "f": f"{prefix}/raw/2024/a.csv.gz"},
+        {"id": 3, "v": "z", "f": f"{prefix}/raw/2025/b.csv"},
+    ]
     assert rejected == []
 
 
@@ -48,7 +56,9 @@ def test_partitioned_parquet_on_s3_commits_once_and_reads_back(s3_server: dict, 
     dest = s3_destination(f"{prefix}/orders", s3_server, partition_by=["region"])
     assert stage_and_commit(dest, "r1", [ORDERS]) == 4
     assert dest.commit("r1", ["t1"]).already_committed
-    table, _ = read_all(make_source({"type": "file", "path": f"{prefix}/orders", "s3": s3_server, "hive_partitioning": True}))
+    table, _ = read_all(
+        make_source({"type": "file", "path": f"{prefix}/orders", "s3": s3_server, "hive_partitioning": True})
+    )
     assert sorted(table.select(["id", "region", "day"]).to_pylist(), key=lambda r: r["id"]) == ORDERS.to_pylist()
     fs, root = resolve(f"{prefix}/orders", S3Settings(**s3_server))
     assert fs.get_file_info(FileSelector(f"{root}/_staging", recursive=True, allow_not_found=True)) == []
@@ -64,10 +74,14 @@ def test_a_crashed_commit_on_s3_is_invisible_then_finished(s3_server: dict, pref
         dest.commit("r1", ["t1"])
     assert read_all(make_source({"type": "file", "path": out, "s3": s3_server}))[0].num_rows == 0
     assert s3_destination(out, s3_server, partition_by=["region"]).commit("r1", ["t1"]).rows == 4
-    assert sorted(read_all(make_source({"type": "file", "path": out, "s3": s3_server}))[0].column("id").to_pylist()) == [1, 2, 3, 4]
+    assert sorted(
+        read_all(make_source({"type": "file", "path": out, "s3": s3_server}))[0].column("id").to_pylist()
+    ) == [1, 2, 3, 4]
 
 
-def test_a_pipeline_from_json_server_to_s3_with_aws_environment(s3_server: dict, prefix: str, json_server_url: str, tmp_path: Path) -> None:
+def test_a_pipeline_from_json_server_to_s3_with_aws_environment(
+    s3_server: dict, prefix: str, json_server_url: str, tmp_path: Path
+) -> None:
     spec = f"""
 name: items_to_s3
 sources:
@@ -81,11 +95,24 @@ destination: {{type: file, path: "{prefix}/items", partition_by: [address__city]
 """
     (tmp_path / "p.yaml").write_text(spec)
     env = {
-        **os.environ, "COLUMNS": "200",
-        "AWS_ENDPOINT_URL": s3_server["endpoint_url"], "AWS_ACCESS_KEY_ID": "AK", "AWS_SECRET_ACCESS_KEY": "SK", "AWS_REGION": "us-east-1",
+        **os.environ,
+        "COLUMNS": "200",
+        "AWS_ENDPOINT_URL": s3_server["endpoint_url"],
+        "AWS_ACCESS_KEY_ID": "AK",
+        "AWS_SECRET_ACCESS_KEY": "SK",
+        "AWS_REGION": "us-east-1",
     }
-    result = subprocess.run([sys.executable, "-m", "agent_orchestrated_etl", "run", "p.yaml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_orchestrated_etl", "run", "p.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
-    table, _ = read_all(make_source({"type": "file", "path": f"{prefix}/items", "s3": s3_server, "hive_partitioning": True}))
+    table, _ = read_all(
+        make_source({"type": "file", "path": f"{prefix}/items", "s3": s3_server, "hive_partitioning": True})
+    )
     assert sorted(table.column("id").to_pylist()) == list(range(1, 10_001))
     assert sorted(set(table.column("address__city").to_pylist())) == [f"city {i}" for i in range(7)]

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pytest
 from rest_helpers import make_source, read_all
 from test_files import stage_and_commit
+from tests.aws_servers import MotoAWS, trust, user_arn
 
 from agent_orchestrated_etl.connectors.files import FileDestination, FileDestinationSpec, filesystems
 from agent_orchestrated_etl.connectors.files.filesystems import S3Settings
 from agent_orchestrated_etl.exceptions import AuthError
-from tests.aws_servers import MotoAWS, trust, user_arn
 
 BUCKET = "landing"
 EXTERNAL_ID = "ext-7"
@@ -58,9 +58,14 @@ def source(path: str, **s3: object) -> pa.Table:
 
 def test_reads_and_writes_s3_as_the_assumed_role(roles: Roles) -> None:
     role = {"role_arn": roles.loader, "external_id": EXTERNAL_ID}
-    assert source(f"s3://{BUCKET}/in/orders.csv", **role).to_pylist() == [{"id": 1, "amount": 9.5}, {"id": 2, "amount": 12.0}]
+    assert source(f"s3://{BUCKET}/in/orders.csv", **role).to_pylist() == [
+        {"id": 1, "amount": 9.5},
+        {"id": 2, "amount": 12.0},
+    ]
     out = f"s3://{BUCKET}/out/{uuid.uuid4().hex[:8]}"
-    dest = FileDestination(FileDestinationSpec(type="file", path=out, s3=S3Settings(**role)), memory_limit_bytes=1 << 28)
+    dest = FileDestination(
+        FileDestinationSpec(type="file", path=out, s3=S3Settings(**role)), memory_limit_bytes=1 << 28
+    )
     assert stage_and_commit(dest, "r1", [pa.record_batch({"id": [1, 2, 3]})]) == 3
     assert source(out, **role).column("id").to_pylist() == [1, 2, 3]
     # The user's own keys may not read the bucket: the reads above were the role's.
@@ -68,10 +73,14 @@ def test_reads_and_writes_s3_as_the_assumed_role(roles: Roles) -> None:
         source(f"s3://{BUCKET}/in/orders.csv")
 
 
-def test_the_role_is_assumed_with_credentials_from_a_shared_profile(roles: Roles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_role_is_assumed_with_credentials_from_a_shared_profile(
+    roles: Roles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     credentials = tmp_path / "credentials"
-    credentials.write_text(f"[etl]\naws_access_key_id = {roles.etl['aws_access_key_id']}\n"
-                           f"aws_secret_access_key = {roles.etl['aws_secret_access_key']}\n")
+    credentials.write_text(
+        f"[etl]\naws_access_key_id = {roles.etl['aws_access_key_id']}\n"
+        f"aws_secret_access_key = {roles.etl['aws_secret_access_key']}\n"
+    )
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     monkeypatch.setenv("AWS_PROFILE", "etl")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
@@ -85,8 +94,12 @@ def test_a_role_that_does_not_trust_us_is_a_one_line_auth_error(roles: Roles) ->
         with pytest.raises(AuthError) as caught:
             source(f"s3://{BUCKET}/in/orders.csv", role_arn=role, external_id=external_id)
         message = str(caught.value)
-        assert message.startswith(f"{role}: cannot assume role {role}: AccessDenied: User: {user_arn('etl')} is not authorized to perform: sts:AssumeRole")
-        assert "the role's trust policy must let these credentials call sts:AssumeRole" in message and "\n" not in message
+        assert message.startswith(
+            f"{role}: cannot assume role {role}: AccessDenied: User: {user_arn('etl')} is not authorized to perform: sts:AssumeRole"
+        )
+        assert (
+            "the role's trust policy must let these credentials call sts:AssumeRole" in message and "\n" not in message
+        )
         assert caught.value.next_remedy == "fix_auth"
 
 
@@ -107,11 +120,15 @@ def test_role_credentials_are_renewed_before_they_expire(roles: Roles, monkeypat
         assert io.BytesIO(stream.read()).getvalue().startswith(b"id,amount")
 
 
-def test_expired_role_credentials_that_cannot_be_renewed_are_a_one_line_auth_error(roles: Roles, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_expired_role_credentials_that_cannot_be_renewed_are_a_one_line_auth_error(
+    roles: Roles, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = f"s3://{BUCKET}/in/orders.csv"
     settings = {"role_arn": roles.loader, "external_id": EXTERNAL_ID}
     assert source(path, **settings).num_rows == 2
-    roles.aws.client("iam", **roles.admin).update_assume_role_policy(RoleName="loader", PolicyDocument=trust(user_arn("admin")))
+    roles.aws.client("iam", **roles.admin).update_assume_role_policy(
+        RoleName="loader", PolicyDocument=trust(user_arn("admin"))
+    )
     in_the_future(monkeypatch, 3600 + 60)
     with pytest.raises(AuthError) as caught:
         source(path, **settings)

@@ -15,20 +15,27 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import run_sql
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import SpecError
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
 from agent_orchestrated_etl.store.records import RunStore
-from tests.conftest import run_sql
 
 FIRST = pa.table({"id": pa.array([1], pa.int64()), "qty": pa.array([10], pa.int32()), "v": ["a"]})
 # qty no longer fits INTEGER, and note is new.
-SECOND = pa.table({"id": pa.array([2], pa.int64()), "qty": pa.array([3_000_000_000], pa.int64()), "v": ["b"], "note": ["hi"]})
+SECOND = pa.table(
+    {"id": pa.array([2], pa.int64()), "qty": pa.array([3_000_000_000], pa.int64()), "v": ["b"], "note": ["hi"]}
+)
 
 # What the policy decision names: qty's widening (none in SQLite, whose INTEGER holds both), note's type.
-WIDENED = {"duckdb": "; widened qty INTEGER -> BIGINT", "postgres": "; widened qty INTEGER -> BIGINT", "mysql": "; widened qty INTEGER -> BIGINT", "sqlite": ""}
+WIDENED = {
+    "duckdb": "; widened qty INTEGER -> BIGINT",
+    "postgres": "; widened qty INTEGER -> BIGINT",
+    "mysql": "; widened qty INTEGER -> BIGINT",
+    "sqlite": "",
+}
 NOTE = {"duckdb": "VARCHAR", "postgres": "TEXT", "mysql": "LONGTEXT", "sqlite": "TEXT"}
 # What each database's catalog calls the columns when read back.
 CATALOG = {
@@ -63,7 +70,10 @@ def target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[s
         url, schema = request.getfixturevalue("pg_schema")
 
         def read_postgres() -> tuple[list[tuple[str, str]], list[tuple]]:
-            columns = run_sql(url, f"SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = '{schema}' AND table_name = 't' ORDER BY ordinal_position")
+            columns = run_sql(
+                url,
+                f"SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = '{schema}' AND table_name = 't' ORDER BY ordinal_position",
+            )
             return columns, run_sql(url, f"SELECT * FROM {schema}.t ORDER BY id")
 
         return f'type: postgres, url: "{url}", table: {schema}.t', f"{schema}.t", read_postgres
@@ -71,7 +81,10 @@ def target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[s
     database = url.rsplit("/", 1)[1]
 
     def read_mysql() -> tuple[list[tuple[str, str]], list[tuple]]:
-        columns = run_sql(url, f"SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = '{database}' AND table_name = 't' ORDER BY ordinal_position")
+        columns = run_sql(
+            url,
+            f"SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = '{database}' AND table_name = 't' ORDER BY ordinal_position",
+        )
         return columns, run_sql(url, "SELECT * FROM t ORDER BY id")
 
     return f'type: mysql, url: "{url}", table: t', "t", read_mysql
@@ -86,12 +99,18 @@ def run(tmp_path: Path, data: pa.Table, destination: str) -> tuple[Any, list[dic
 
 
 def schema_decisions(events: list[dict[str, Any]], table: str) -> list[str]:
-    return [e["choice"] for e in events if e["kind"] == "decision" and e["subject"] == f"destination {table}" and e["choice"].startswith("schema")]
+    return [
+        e["choice"]
+        for e in events
+        if e["kind"] == "decision" and e["subject"] == f"destination {table}" and e["choice"].startswith("schema")
+    ]
 
 
 @pytest.mark.parametrize("write", ["append", "merge"])
 @pytest.mark.parametrize("kind", ["duckdb", "sqlite", "postgres", "mysql"])
-def test_evolve_adds_the_new_column_and_widens_the_grown_one(kind: str, write: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_evolve_adds_the_new_column_and_widens_the_grown_one(
+    kind: str, write: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     destination, table, read = target(kind, request, tmp_path)
     destination += f", write: {write}, primary_key: [id], schema: evolve"
     assert run(tmp_path, FIRST, destination)[0].status == "succeeded"
@@ -106,7 +125,9 @@ def test_evolve_adds_the_new_column_and_widens_the_grown_one(kind: str, write: s
 
 @pytest.mark.parametrize("write", ["append", "merge", "replace"])
 @pytest.mark.parametrize("kind", ["duckdb", "sqlite", "postgres", "mysql"])
-def test_discard_drops_the_unknown_column_and_widens_the_grown_one(kind: str, write: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_discard_drops_the_unknown_column_and_widens_the_grown_one(
+    kind: str, write: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     destination, table, read = target(kind, request, tmp_path)
     destination += f", write: {write}, primary_key: [id], schema: discard"
     assert run(tmp_path, FIRST, destination)[0].status == "succeeded"
@@ -116,11 +137,15 @@ def test_discard_drops_the_unknown_column_and_widens_the_grown_one(kind: str, wr
     columns, rows = read()
     assert columns == [("id", names["id"]), ("qty", names["qty"]), ("v", names["v"])]
     assert rows == ([] if write == "replace" else [(1, 10, "a")]) + [(2, 3_000_000_000, "b")]
-    assert schema_decisions(events, table) == [f"schema discard: dropped column note (not in the target){WIDENED[kind]}"]
+    assert schema_decisions(events, table) == [
+        f"schema discard: dropped column note (not in the target){WIDENED[kind]}"
+    ]
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "sqlite", "postgres", "mysql"])
-def test_freeze_fails_with_the_diff_and_leaves_the_target_as_it_was(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_freeze_fails_with_the_diff_and_leaves_the_target_as_it_was(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     destination, table, read = target(kind, request, tmp_path)
     destination += ", schema: freeze"
     assert run(tmp_path, FIRST, destination)[0].status == "succeeded"
@@ -134,17 +159,26 @@ def test_freeze_fails_with_the_diff_and_leaves_the_target_as_it_was(kind: str, r
     assert before == ([("id", names["id"]), ("qty", names["qty_before"]), ("v", names["v"])], [(1, 10, "a")])
     assert schema_decisions(events, table) == []
     if kind == "duckdb":  # DuckDB compares at commit: the destination's commit fails
-        [failure] = [e for e in events if e["kind"] == "decision" and e["subject"] == f"destination {table}" and e["choice"].startswith("fail")]
+        [failure] = [
+            e
+            for e in events
+            if e["kind"] == "decision" and e["subject"] == f"destination {table}" and e["choice"].startswith("fail")
+        ]
         assert failure["choice"] == "fail the commit; the target stays as it was"
         assert diff in failure["reason"]
     else:  # the SQL destinations compare at the first batch: the task loading it fails, before any data moves
         [failure] = [e for e in events if e["kind"] == "task_failed"]
         assert (failure["task_id"], failure["error_type"]) == (f"s[0]>{table}", "ConfigurationError")
-        assert failure["message"].startswith(f"destination {table}: the incoming schema differs") and diff in failure["message"]
+        assert (
+            failure["message"].startswith(f"destination {table}: the incoming schema differs")
+            and diff in failure["message"]
+        )
 
 
 @pytest.mark.parametrize("policy", ["freeze", "discard"])
 def test_a_file_destination_refuses_a_policy_it_cannot_apply(policy: str) -> None:
     text = f"name: x\nsources:\n  s: {{type: file, path: in.parquet}}\ndestination: {{type: file, path: out, schema: {policy}}}\n"
-    with pytest.raises(SpecError, match=f"p.yaml:4: destination: schema: {policy} does not apply to a file destination"):
+    with pytest.raises(
+        SpecError, match=f"p.yaml:4: destination: schema: {policy} does not apply to a file destination"
+    ):
         parse_spec(text, file="p.yaml")

@@ -15,7 +15,9 @@ from agent_orchestrated_etl.exceptions import AuthError, DataError
 
 
 def source(url: str, **spec: object) -> PostgresSource:
-    return PostgresSource("orders", PostgresSourceSpec.model_validate({"type": "postgres", "url": url, **spec}), batch_rows=1000)
+    return PostgresSource(
+        "orders", PostgresSourceSpec.model_validate({"type": "postgres", "url": url, **spec}), batch_rows=1000
+    )
 
 
 def read_all(src: PostgresSource) -> tuple[list, pa.Table]:
@@ -29,7 +31,9 @@ def pg(pg_schema: tuple[str, str]) -> tuple[str, str, sa.Engine]:
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {schema}.t (id int, day date, v text)")
-        conn.exec_driver_sql(f"INSERT INTO {schema}.t SELECT i, date '2024-01-01' + i, 'v' || i FROM generate_series(1, 1000) i")
+        conn.exec_driver_sql(
+            f"INSERT INTO {schema}.t SELECT i, date '2024-01-01' + i, 'v' || i FROM generate_series(1, 1000) i"
+        )
         conn.exec_driver_sql(f"INSERT INTO {schema}.t VALUES (NULL, NULL, 'no key')")
     return url, schema, engine
 
@@ -58,17 +62,27 @@ def test_a_type_without_an_arrow_mapping_names_the_column_and_the_cast(pg: tuple
         conn.exec_driver_sql(f"CREATE TABLE {schema}.odd (id int, addr inet, amount numeric)")
     with pytest.raises(DataError) as caught:
         read_all(source(url, table=f"{schema}.odd"))
-    assert str(caught.value) == "source orders: column addr: PostgreSQL type inet has no Arrow mapping (read it through query: with CAST(addr AS text) AS addr)"
-    with pytest.raises(DataError, match=r"column amount: it has no declared precision \(read it through query: with CAST\(amount AS numeric\(38, 9\)\) AS amount\)"):
+    assert (
+        str(caught.value)
+        == "source orders: column addr: PostgreSQL type inet has no Arrow mapping (read it through query: with CAST(addr AS text) AS addr)"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"column amount: it has no declared precision \(read it through query: with CAST\(amount AS numeric\(38, 9\)\) AS amount\)",
+    ):
         read_all(source(url, query=f"SELECT id, addr::text AS addr, amount FROM {schema}.odd"))
 
 
-@pytest.mark.parametrize(("column", "value"), [("day", "infinity"), ("day", "-infinity"), ("at", "infinity"), ("at_tz", "-infinity")])
+@pytest.mark.parametrize(
+    ("column", "value"), [("day", "infinity"), ("day", "-infinity"), ("at", "infinity"), ("at_tz", "-infinity")]
+)
 def test_infinity_is_refused_not_loaded_as_a_wrong_date(pg: tuple, column: str, value: str) -> None:
     url, schema, engine = pg
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {schema}.inf (id int, day date, at timestamp, at_tz timestamptz)")
-        conn.exec_driver_sql(f"INSERT INTO {schema}.inf VALUES (1, '2024-01-01', '2024-01-01', '2024-01-01'), (2, NULL, NULL, NULL)")
+        conn.exec_driver_sql(
+            f"INSERT INTO {schema}.inf VALUES (1, '2024-01-01', '2024-01-01', '2024-01-01'), (2, NULL, NULL, NULL)"
+        )
         conn.exec_driver_sql(f"UPDATE {schema}.inf SET {column} = '{value}' WHERE id = 2")
     with pytest.raises(DataError, match=f"column {column} holds infinity or -infinity.*CASE WHEN isfinite"):
         read_all(source(url, table=f"{schema}.inf"))
@@ -82,7 +96,9 @@ def test_enums_and_arrays_of_enums_arrive_as_text(pg: tuple) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TYPE {schema}.mood AS ENUM ('sad', 'happy')")
         conn.exec_driver_sql(f"CREATE TABLE {schema}.m (id int, now {schema}.mood, past {schema}.mood[], at interval)")
-        conn.exec_driver_sql(f"INSERT INTO {schema}.m VALUES (1, 'happy', ARRAY['sad', 'happy']::{schema}.mood[], interval '1 day 2 hours')")
+        conn.exec_driver_sql(
+            f"INSERT INTO {schema}.m VALUES (1, 'happy', ARRAY['sad', 'happy']::{schema}.mood[], interval '1 day 2 hours')"
+        )
     _, table = read_all(source(url, table=f"{schema}.m"))
     assert table.schema.field("now").type == pa.string() and table.schema.field("past").type == pa.list_(pa.string())
     assert table.to_pylist()[0]["now"] == "happy" and table.to_pylist()[0]["past"] == ["sad", "happy"]
@@ -99,7 +115,10 @@ def test_table_names_are_validated_and_quoted() -> None:
 def test_passwords_never_show(postgres_url: str) -> None:
     url = "postgresql://postgres:s3cr3t-pw@127.0.0.1:5432/test"
     assert redact(url) == "postgresql://postgres:***@127.0.0.1:5432/test"
-    assert scrub(f"could not connect to {url}: password s3cr3t-pw refused", url) == "could not connect to postgresql://postgres:***@127.0.0.1:5432/test: password *** refused"
+    assert (
+        scrub(f"could not connect to {url}: password s3cr3t-pw refused", url)
+        == "could not connect to postgresql://postgres:***@127.0.0.1:5432/test: password *** refused"
+    )
     src = source(url.replace("postgres:s3cr3t", "nobody:s3cr3t"), table="t")
     assert "s3cr3t" not in src.describe()
     with pytest.raises(AuthError) as caught:

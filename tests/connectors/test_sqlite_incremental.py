@@ -16,7 +16,10 @@ def test_a_text_timestamp_column_is_an_incremental_cursor_over_two_runs(tmp_path
     db, out = tmp_path / "events.sqlite", tmp_path / "out.duckdb"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, ts TIMESTAMP, v TEXT)")
-        conn.executemany("INSERT INTO events VALUES (?, ?, ?)", [(1, "2024-01-01 00:00:00.000000", "a"), (2, "2024-01-02 03:46:40.000000", "b"), (3, None, "no time")])
+        conn.executemany(
+            "INSERT INTO events VALUES (?, ?, ?)",
+            [(1, "2024-01-01 00:00:00.000000", "a"), (2, "2024-01-02 03:46:40.000000", "b"), (3, None, "no time")],
+        )
     text = f"""
 name: events
 sources:
@@ -26,7 +29,10 @@ destination: {{type: duckdb, path: "{out}", table: events, write: append}}
     first = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
     assert first.ok and first.rows_written == 3, first.error
     with sqlite3.connect(db) as conn:
-        conn.executemany("INSERT INTO events VALUES (?, ?, ?)", [(4, "2024-01-02 03:46:40.500000", "c"), (5, "2024-01-03 00:00:00.000000", "d")])
+        conn.executemany(
+            "INSERT INTO events VALUES (?, ?, ?)",
+            [(4, "2024-01-02 03:46:40.500000", "c"), (5, "2024-01-03 00:00:00.000000", "d")],
+        )
     second = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
     assert second.ok and second.rows_written == 2, second.error
     third = run_pipeline(parse_spec(text, file="p.yaml"), Settings())

@@ -39,19 +39,27 @@ def crm(pg_schema: tuple[str, str]) -> tuple[str, str, sa.Engine]:
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {schema}.customers (id int PRIMARY KEY, name text)")
         conn.exec_driver_sql(f"INSERT INTO {schema}.customers VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Edsger')")
-        conn.exec_driver_sql(f"CREATE TABLE {schema}.orders (order_id int PRIMARY KEY, customer_id int, amount numeric(10, 2), updated_at timestamp)")
+        conn.exec_driver_sql(
+            f"CREATE TABLE {schema}.orders (order_id int PRIMARY KEY, customer_id int, amount numeric(10, 2), updated_at timestamp)"
+        )
         conn.exec_driver_sql(
             f"INSERT INTO {schema}.orders SELECT i, 1 + mod(i, 3), i * 1.5, timestamp '2024-01-01' + i * interval '1 hour' FROM generate_series(1, 500) i"
         )
-        conn.exec_driver_sql(f"CREATE TABLE {schema}.lines (order_id int, line_no int, sku text, PRIMARY KEY (order_id, line_no))")
-        conn.exec_driver_sql(f"INSERT INTO {schema}.lines SELECT i / 2 + 1, mod(i, 2), 'sku-' || i FROM generate_series(0, 999) i")
+        conn.exec_driver_sql(
+            f"CREATE TABLE {schema}.lines (order_id int, line_no int, sku text, PRIMARY KEY (order_id, line_no))"
+        )
+        conn.exec_driver_sql(
+            f"INSERT INTO {schema}.lines SELECT i / 2 + 1, mod(i, 2), 'sku-' || i FROM generate_series(0, 999) i"
+        )
         conn.exec_driver_sql(f"CREATE TABLE {schema}.audit_log (id int, addr inet)")
         conn.exec_driver_sql(f"CREATE VIEW {schema}.big_orders AS SELECT * FROM {schema}.orders WHERE amount > 100")
     yield url, schema, engine
     engine.dispose()
 
 
-def schema_spec(url: str, schema: str, out: Path, *, exclude: str = "[audit_log]", destination: str = "write: replace") -> str:
+def schema_spec(
+    url: str, schema: str, out: Path, *, exclude: str = "[audit_log]", destination: str = "write: replace"
+) -> str:
     return f"""
 name: crm_copy
 sources:
@@ -66,16 +74,30 @@ def test_a_schema_lands_table_by_table_pushed_down_and_a_rerun_replaces(crm: tup
     result = run(schema_spec(url, schema, out))
     assert result.ok, result.error
     expansion = decision(result, "source crm")
-    assert expansion["choice"] == "read 3 table(s) as a source each, each into a destination table of its name: crm.customers, crm.lines, crm.orders"
-    assert expansion["reason"] == f"schema {schema} has 4 base table(s): audit_log, customers, lines, orders; exclude: leaves out audit_log"
+    assert (
+        expansion["choice"]
+        == "read 3 table(s) as a source each, each into a destination table of its name: crm.customers, crm.lines, crm.orders"
+    )
+    assert (
+        expansion["reason"]
+        == f"schema {schema} has 4 base table(s): audit_log, customers, lines, orders; exclude: leaves out audit_log"
+    )
     assert sorted((t.id, t.kind) for t in result.tasks) == [
-        ("crm.customers[0]>customers", "pushdown"), ("crm.lines[0]>lines", "pushdown"), ("crm.orders[0]>orders", "pushdown"),
+        ("crm.customers[0]>customers", "pushdown"),
+        ("crm.lines[0]>lines", "pushdown"),
+        ("crm.orders[0]>orders", "pushdown"),
     ]
-    assert sorted((c["destination"], c["rows"]) for c in result.commits) == [("customers", 3), ("lines", 1000), ("orders", 500)]
+    assert sorted((c["destination"], c["rows"]) for c in result.commits) == [
+        ("customers", 3),
+        ("lines", 1000),
+        ("orders", 500),
+    ]
     check = "SELECT (SELECT count(*) FROM customers), (SELECT string_agg(name, ',' ORDER BY id) FROM customers), (SELECT count(*) FROM orders), (SELECT sum(amount) FROM orders), (SELECT count(*) FROM lines), (SELECT count(DISTINCT sku) FROM lines)"
     expected = [(3, "Ada,Grace,Edsger", 500, Decimal("187875.00"), 1000, 1000)]
     assert rows(out, check) == expected
-    assert rows(out, "SELECT max(updated_at), typeof(any_value(amount)) FROM orders") == [(dt.datetime(2024, 1, 21, 20), "DECIMAL(10,2)")]
+    assert rows(out, "SELECT max(updated_at), typeof(any_value(amount)) FROM orders") == [
+        (dt.datetime(2024, 1, 21, 20), "DECIMAL(10,2)")
+    ]
     again = run(schema_spec(url, schema, out))
     assert again.ok and again.rows_written == 1503
     assert rows(out, check) == expected
@@ -94,9 +116,13 @@ destination: {{type: duckdb, path: "{out}"}}
 """
     result = run(text)
     assert result.status == "failed" and not result.tasks
-    assert result.error.startswith(f"source crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers, lines, orders)")
+    assert result.error.startswith(
+        f"source crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers, lines, orders)"
+    )
     assert "\n" not in result.error
-    assert not out.exists() or rows(out, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'customers'") == [(0,)]
+    assert not out.exists() or rows(out, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'customers'") == [
+        (0,)
+    ]
 
 
 def test_an_excluded_table_that_does_not_exist_is_an_error(crm: tuple, tmp_path: Path) -> None:
@@ -125,18 +151,28 @@ destination: {{type: duckdb, path: "{out}", table_prefix: raw_, write: merge}}
     assert decision(first, "destination raw_orders")["choice"] == "merge on (order_id)"
     assert decision(first, "destination raw_customers")["choice"] == "merge on (id)"
     assert sorted((t.id, t.kind) for t in first.tasks) == [
-        ("crm.customers[0]>raw_customers", "pushdown"), ("crm.orders[0]>raw_orders", "extract_load"), ("crm.orders[1]>raw_orders", "extract_load"),
+        ("crm.customers[0]>raw_customers", "pushdown"),
+        ("crm.orders[0]>raw_orders", "extract_load"),
+        ("crm.orders[1]>raw_orders", "extract_load"),
     ]
     with engine.begin() as conn:
         conn.exec_driver_sql(f"UPDATE {schema}.customers SET name = 'Grace Hopper' WHERE id = 2")
-        conn.exec_driver_sql(f"UPDATE {schema}.orders SET amount = 0, updated_at = timestamp '2025-01-01' WHERE order_id = 7")
+        conn.exec_driver_sql(
+            f"UPDATE {schema}.orders SET amount = 0, updated_at = timestamp '2025-01-01' WHERE order_id = 7"
+        )
         conn.exec_driver_sql(f"INSERT INTO {schema}.orders VALUES (501, 1, 10, timestamp '2025-01-02')")
     second = run(text)
     assert second.ok, second.error
     # orders reads only what changed since the mark its own commit stored; customers is read whole and merged.
     assert sum(t.rows for t in second.tasks if t.id.startswith("crm.orders")) == 2
-    assert rows(out, "SELECT count(*), sum(amount), max(updated_at) FROM raw_orders") == [(501, Decimal("187875.00") - Decimal("10.50") + 10, dt.datetime(2025, 1, 2))]
-    assert rows(out, "SELECT id, name FROM raw_customers ORDER BY id") == [(1, "Ada"), (2, "Grace Hopper"), (3, "Edsger")]
+    assert rows(out, "SELECT count(*), sum(amount), max(updated_at) FROM raw_orders") == [
+        (501, Decimal("187875.00") - Decimal("10.50") + 10, dt.datetime(2025, 1, 2))
+    ]
+    assert rows(out, "SELECT id, name FROM raw_customers ORDER BY id") == [
+        (1, "Ada"),
+        (2, "Grace Hopper"),
+        (3, "Edsger"),
+    ]
     assert rows(out, "SELECT state_key FROM _agent_etl_state") == [("crm_merge/crm.orders",)]
 
 
@@ -144,10 +180,15 @@ def test_merge_needs_each_table_to_have_a_primary_key(crm: tuple, tmp_path: Path
     url, schema, _ = crm
     result = run(schema_spec(url, schema, tmp_path / "w.duckdb", exclude="[]", destination="write: merge"))
     assert result.status == "failed"
-    assert result.error == f"source crm: write: merge needs a primary key, and table {schema}.audit_log has none (add one to the table, give the destination primary_key:, or read the table through a source of its own)"
+    assert (
+        result.error
+        == f"source crm: write: merge needs a primary key, and table {schema}.audit_log has none (add one to the table, give the destination primary_key:, or read the table through a source of its own)"
+    )
 
 
-def test_a_crash_between_table_commits_resumes_without_loading_any_table_twice(crm: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_between_table_commits_resumes_without_loading_any_table_twice(
+    crm: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema, engine = crm
     out = tmp_path / "w.duckdb"
     commits: list[str] = []
@@ -166,20 +207,34 @@ def test_a_crash_between_table_commits_resumes_without_loading_any_table_twice(c
         conn.exec_driver_sql(f"CREATE TABLE {schema}.a_new AS SELECT 1 AS id")
     resumed = resume_run(failed.run_id, Settings())
     assert resumed.ok, resumed.error
-    assert sorted((c["destination"], c["rows"]) for c in resumed.commits) == [("customers", 3), ("lines", 1000), ("orders", 500)]
-    assert rows(out, "SELECT table_name, rows FROM _agent_etl_loads ORDER BY 1") == [("customers", 3), ("lines", 1000), ("orders", 500)]
+    assert sorted((c["destination"], c["rows"]) for c in resumed.commits) == [
+        ("customers", 3),
+        ("lines", 1000),
+        ("orders", 500),
+    ]
+    assert rows(out, "SELECT table_name, rows FROM _agent_etl_loads ORDER BY 1") == [
+        ("customers", 3),
+        ("lines", 1000),
+        ("orders", 500),
+    ]
     assert rows(out, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'a_new'") == [(0,)]
-    assert rows(out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM lines), (SELECT count(*) FROM orders)") == [(3, 1000, 500)]
+    assert rows(
+        out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM lines), (SELECT count(*) FROM orders)"
+    ) == [(3, 1000, 500)]
 
 
-def test_an_unreadable_table_of_a_non_critical_destination_leaves_the_others_committed(crm: tuple, tmp_path: Path) -> None:
+def test_an_unreadable_table_of_a_non_critical_destination_leaves_the_others_committed(
+    crm: tuple, tmp_path: Path
+) -> None:
     url, schema, _ = crm
     out = tmp_path / "w.duckdb"
     result = run(schema_spec(url, schema, out, exclude="[]", destination="write: replace, critical: false"))
     assert result.status == "partial"
     assert "column addr: PostgreSQL type inet has no Arrow mapping" in result.error
     assert sorted(c["destination"] for c in result.commits) == ["customers", "lines", "orders"]
-    assert rows(out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM lines), (SELECT count(*) FROM orders)") == [(3, 1000, 500)]
+    assert rows(
+        out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM lines), (SELECT count(*) FROM orders)"
+    ) == [(3, 1000, 500)]
 
 
 def test_sqlite_tables_into_postgres_under_a_prefix_schema(pg_schema: tuple[str, str], tmp_path: Path) -> None:
@@ -203,11 +258,21 @@ destination: {{type: postgres, url: "{url}", table_prefix: "{schema}.", write: r
     for _ in range(2):
         result = run(text)
         assert result.ok, result.error
-        assert sorted((c["destination"], c["rows"]) for c in result.commits) == [(f"{schema}.products", 2), (f"{schema}.stock", 3)]
+        assert sorted((c["destination"], c["rows"]) for c in result.commits) == [
+            (f"{schema}.products", 2),
+            (f"{schema}.stock", 3),
+        ]
     pg = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with pg.connect() as conn:
-        assert conn.exec_driver_sql(f"SELECT sku, price FROM {schema}.products ORDER BY sku").all() == [("a", Decimal("1.10")), ("b", Decimal("2.20"))]
-        assert conn.exec_driver_sql(f"SELECT sku, qty FROM {schema}.stock ORDER BY sku").all() == [("a", 5), ("b", 0), ("c", None)]
+        assert conn.exec_driver_sql(f"SELECT sku, price FROM {schema}.products ORDER BY sku").all() == [
+            ("a", Decimal("1.10")),
+            ("b", Decimal("2.20")),
+        ]
+        assert conn.exec_driver_sql(f"SELECT sku, qty FROM {schema}.stock ORDER BY sku").all() == [
+            ("a", 5),
+            ("b", 0),
+            ("c", None),
+        ]
         assert not sa.inspect(conn).has_table("notes", schema=schema)
     pg.dispose()
 
@@ -250,12 +315,20 @@ destination: {{type: duckdb, path: "{out}", write: replace}}
 """
     result = run(text)
     assert result.ok, result.error
-    assert sorted(t.id for t in result.tasks) == ["lake.events[0]>events", "lake.events[1]>events", "lake.events[2]>events", "lake.events[3]>events", "lake.kinds[0]>kinds"]
+    assert sorted(t.id for t in result.tasks) == [
+        "lake.events[0]>events",
+        "lake.events[1]>events",
+        "lake.events[2]>events",
+        "lake.events[3]>events",
+        "lake.kinds[0]>kinds",
+    ]
     assert rows(out, "SELECT count(*), count(DISTINCT id), sum(id) FROM events") == [(10000, 10000, 49995000)]
     assert rows(out, "SELECT string_agg(label, ',' ORDER BY kind) FROM kinds") == [("k0,k1,k2,k3,k4,k5,k6",)]
 
 
-def test_validate_reports_a_missing_table_at_its_source(crm: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_reports_a_missing_table_at_its_source(
+    crm: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from agent_orchestrated_etl.cli import app
 
     url, schema, _ = crm
@@ -270,7 +343,9 @@ destination: {{type: duckdb, path: w.duckdb}}
 """)
     assert app(["validate", str(spec)], standalone_mode=False) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(str(spec))]
-    assert lines == [f"{spec}:3: sources.crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers, lines, orders)"]
+    assert lines == [
+        f"{spec}:3: sources.crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers, lines, orders)"
+    ]
 
 
 def test_the_source_incremental_applies_to_each_table_without_an_entry_of_its_own(crm: tuple, tmp_path: Path) -> None:
@@ -292,7 +367,10 @@ destination: {{type: duckdb, path: "{out}", write: merge}}
     assert decision(first, "source crm.orders")["choice"] == "read incrementally from the beginning"
     again = run(text)
     assert again.ok, again.error
-    assert sorted((t.id, t.rows) for t in again.tasks) == [("crm.customers[0]>customers", 3), ("crm.orders[0]>orders", 0)]
+    assert sorted((t.id, t.rows) for t in again.tasks) == [
+        ("crm.customers[0]>customers", 3),
+        ("crm.orders[0]>orders", 0),
+    ]
     assert rows(out, "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM orders)") == [(3, 500)]
 
 
@@ -304,7 +382,9 @@ def test_one_table_of_a_schema_source_can_be_profiled(tmp_path: Path) -> None:
     with duckdb.connect(str(source)) as conn:
         conn.execute("CREATE TABLE kinds AS SELECT range AS kind FROM range(7)")
     spec = tmp_path / "p.yaml"
-    spec.write_text("name: p\nsources:\n  lake: {type: duckdb, path: src.duckdb, schema: main}\ndestination: {type: duckdb, path: w.duckdb}\n")
+    spec.write_text(
+        "name: p\nsources:\n  lake: {type: duckdb, path: src.duckdb, schema: main}\ndestination: {type: duckdb, path: w.duckdb}\n"
+    )
     opened = open_source(f"{spec}:lake.kinds")
     assert sum(b.num_rows for p in opened.source.partitions() for b, _ in opened.source.read(p)) == 7
     with pytest.raises(ConfigurationError, match="reads several tables"):

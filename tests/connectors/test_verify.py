@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from tests.conftest import run_sql
 from typer.testing import CliRunner
 
 from agent_orchestrated_etl.cli import app
@@ -17,10 +18,10 @@ from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.run_result import RunResult
 from agent_orchestrated_etl.spec import parse_spec
-from agent_orchestrated_etl.verify import after_commit, fingerprint as fp
+from agent_orchestrated_etl.verify import after_commit
+from agent_orchestrated_etl.verify import fingerprint as fp
 from agent_orchestrated_etl.verify.fingerprint import Shape, family, fingerprint
 from agent_orchestrated_etl.verify.sides import DatabaseSide, DuckDBSide
-from tests.conftest import run_sql
 
 ROWS = [
     "(1, 12.50, 'héllo ✓', DATE '2024-02-29', TIMESTAMP '2024-01-02 03:04:05.123456', TIMESTAMP '2024-06-30 23:59:59.5', TRUE, 1.25, 9007199254740993)",
@@ -33,28 +34,68 @@ COLUMNS = ["id", "amount", "name", "d", "ts", "tz", "flag", "f", "big"]
 
 
 def _typical_table(pg: str, schema: str, mysql: str, path: Path) -> list[Any]:
-    run_sql(pg, f"CREATE TABLE {schema}.t {TYPES.format(ts='TIMESTAMP(6)', tz='TIMESTAMPTZ')}", "SET TIME ZONE 'UTC'", f"INSERT INTO {schema}.t VALUES {', '.join(ROWS)}")
-    run_sql(mysql, f"CREATE TABLE t {TYPES.format(ts='DATETIME(6)', tz='TIMESTAMP(6) NULL')}", "SET time_zone = '+00:00'", f"INSERT INTO t VALUES {', '.join(ROWS)}")
+    run_sql(
+        pg,
+        f"CREATE TABLE {schema}.t {TYPES.format(ts='TIMESTAMP(6)', tz='TIMESTAMPTZ')}",
+        "SET TIME ZONE 'UTC'",
+        f"INSERT INTO {schema}.t VALUES {', '.join(ROWS)}",
+    )
+    run_sql(
+        mysql,
+        f"CREATE TABLE t {TYPES.format(ts='DATETIME(6)', tz='TIMESTAMP(6) NULL')}",
+        "SET time_zone = '+00:00'",
+        f"INSERT INTO t VALUES {', '.join(ROWS)}",
+    )
     with duckdb.connect(str(path)) as conn:
         conn.execute("SET TimeZone = 'UTC'")
         conn.execute(f"CREATE TABLE t {TYPES.format(ts='TIMESTAMP', tz='TIMESTAMPTZ')}")
         conn.execute(f"INSERT INTO t VALUES {', '.join(ROWS)}")
-    return [DuckDBSide(str(path), '"t"', [], label="duckdb"), DatabaseSide(pg, f'"{schema}"."t"', [], label="postgres"), DatabaseSide(mysql, "`t`", [], label="mariadb")]
+    return [
+        DuckDBSide(str(path), '"t"', [], label="duckdb"),
+        DatabaseSide(pg, f'"{schema}"."t"', [], label="postgres"),
+        DatabaseSide(mysql, "`t`", [], label="mariadb"),
+    ]
 
 
-def test_the_same_table_hashes_alike_in_duckdb_postgresql_and_mariadb(pg_schema: tuple[str, str], mysql_database: str, tmp_path: Path) -> None:
+def test_the_same_table_hashes_alike_in_duckdb_postgresql_and_mariadb(
+    pg_schema: tuple[str, str], mysql_database: str, tmp_path: Path
+) -> None:
     sides = _typical_table(*pg_schema, mysql_database, tmp_path / "t.duckdb")
     texts, prints = [], []
     for side in sides:
         kinds = {c: family(t) for c, t in side.types().items()}
         shape = Shape(key=[("id", kinds["id"])], columns=[(c, kinds[c]) for c in COLUMNS])
         prints.append(fingerprint(side, shape))
-        texts.append(side.query(f"SELECT {', '.join(fp.canonical(side.quote(c), kinds[c], side.dialect) for c in COLUMNS)} FROM {side.relation} ORDER BY id"))
+        texts.append(
+            side.query(
+                f"SELECT {', '.join(fp.canonical(side.quote(c), kinds[c], side.dialect) for c in COLUMNS)} FROM {side.relation} ORDER BY id"
+            )
+        )
         side.close()  # type: ignore[attr-defined]
     assert texts[0] == texts[1] == texts[2]
-    assert texts[0][0] == ("1", "12.5", "héllo ✓", "2024-02-29", "2024-01-02 03:04:05.123456", "2024-06-30 23:59:59.500000", "1", "1.25", "9007199254740993")
+    assert texts[0][0] == (
+        "1",
+        "12.5",
+        "héllo ✓",
+        "2024-02-29",
+        "2024-01-02 03:04:05.123456",
+        "2024-06-30 23:59:59.500000",
+        "1",
+        "1.25",
+        "9007199254740993",
+    )
     assert texts[0][1] == ("2", None, None, None, None, None, None, None, None)
-    assert texts[0][3] == ("4", "0", "", "2024-01-01", "2024-01-01 12:00:00.000001", "2024-01-01 12:00:00.000000", "1", "0.1", "0")
+    assert texts[0][3] == (
+        "4",
+        "0",
+        "",
+        "2024-01-01",
+        "2024-01-01 12:00:00.000001",
+        "2024-01-01 12:00:00.000000",
+        "1",
+        "0.1",
+        "0",
+    )
     assert prints[0] == prints[1] == prints[2]
     assert prints[0].rows == 4
 
@@ -86,7 +127,9 @@ def _verify(result: RunResult) -> dict[str, Any]:
     return found
 
 
-def _tamper_before_verify(monkeypatch: pytest.MonkeyPatch, *statements: str, url: str | None = None, duckdb_path: Path | None = None) -> None:
+def _tamper_before_verify(
+    monkeypatch: pytest.MonkeyPatch, *statements: str, url: str | None = None, duckdb_path: Path | None = None
+) -> None:
     """Change the committed target after the commit and before verify reads it."""
     real = after_commit.reconcile
 
@@ -106,16 +149,24 @@ def _tamper_before_verify(monkeypatch: pytest.MonkeyPatch, *statements: str, url
 
 
 def test_a_verified_load_records_a_passing_quality_result(source: tuple[str, str], mysql_database: str) -> None:
-    result = _run(*source, f'{{type: mysql, url: "{mysql_database}", table: orders, write: replace, primary_key: [id], verify: true}}')
+    result = _run(
+        *source,
+        f'{{type: mysql, url: "{mysql_database}", table: orders, write: replace, primary_key: [id], verify: true}}',
+    )
     assert result.ok and result.rows_written == 20000
     found = _verify(result)
     assert found["passed"] and found["scope"] == "orders" and found["rows_checked"] == 20000
-    assert found["message"] == "20,000 rows match the source by count, key set and hash of id, amount, note, day, placed_at"
+    assert (
+        found["message"]
+        == "20,000 rows match the source by count, key set and hash of id, amount, note, day, placed_at"
+    )
     assert found["observed"]["source"] == found["observed"]["target"]
     assert ("destination orders", "verified") in {(d["subject"], d["choice"]) for d in result.decisions}
 
 
-def test_a_target_tampered_between_load_and_verify_is_caught(source: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_target_tampered_between_load_and_verify_is_caught(
+    source: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema = source
     _tamper_before_verify(
         monkeypatch,
@@ -124,19 +175,38 @@ def test_a_target_tampered_between_load_and_verify_is_caught(source: tuple[str, 
         f"INSERT INTO {schema}.copy VALUES (20001, 1.00, 'stray', DATE '2024-01-01', now())",
         url=url,
     )
-    result = _run(url, schema, f'{{type: postgres, url: "{url}", table: {schema}.copy, write: replace, primary_key: [id], verify: true}}')
+    result = _run(
+        url,
+        schema,
+        f'{{type: postgres, url: "{url}", table: {schema}.copy, write: replace, primary_key: [id], verify: true}}',
+    )
     assert result.status == "failed" and result.rows_written == 20000
     found = _verify(result)
     assert not found["passed"] and found["severity"] == "error"
-    assert found["observed"]["differing_keys"] == ["id=17 (values differ)", "id=20001 (not in the source)", "id=5000 (missing in the target)"]
-    assert found["message"] == "the key sets differ; first differing keys: id=17 (values differ), id=20001 (not in the source), id=5000 (missing in the target)"
-    assert result.error == f"verify of {schema}.copy: {found['message']} (the target is committed; find what changed it, then load it again)"
+    assert found["observed"]["differing_keys"] == [
+        "id=17 (values differ)",
+        "id=20001 (not in the source)",
+        "id=5000 (missing in the target)",
+    ]
+    assert (
+        found["message"]
+        == "the key sets differ; first differing keys: id=17 (values differ), id=20001 (not in the source), id=5000 (missing in the target)"
+    )
+    assert (
+        result.error
+        == f"verify of {schema}.copy: {found['message']} (the target is committed; find what changed it, then load it again)"
+    )
 
 
-def test_severity_warn_records_the_mismatch_and_succeeds(source: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_severity_warn_records_the_mismatch_and_succeeds(
+    source: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "w.duckdb"
     _tamper_before_verify(monkeypatch, "UPDATE orders SET note = 'changed' WHERE id = 123", duckdb_path=out)
-    result = _run(*source, f'{{type: duckdb, path: "{out}", table: orders, write: replace, primary_key: [id], verify: {{severity: warn, columns: [note]}}}}')
+    result = _run(
+        *source,
+        f'{{type: duckdb, path: "{out}", table: orders, write: replace, primary_key: [id], verify: {{severity: warn, columns: [note]}}}}',
+    )
     assert result.ok
     found = _verify(result)
     assert not found["passed"] and found["severity"] == "warn"
@@ -164,7 +234,10 @@ def test_verify_moves_only_aggregates(source: tuple[str, str], tmp_path: Path, m
     moved["postgresql"].clear(), moved["duckdb"].clear()
     _tamper_before_verify(monkeypatch, "DELETE FROM orders WHERE id IN (10, 11)", duckdb_path=out)
     result = _run(*source, destination)
-    assert _verify(result)["observed"]["differing_keys"] == ["id=10 (missing in the target)", "id=11 (missing in the target)"]
+    assert _verify(result)["observed"]["differing_keys"] == [
+        "id=10 (missing in the target)",
+        "id=11 (missing in the target)",
+    ]
     for dialect, counts in moved.items():
         assert counts[0] == 1  # the fingerprint
         assert counts[1] <= fp.BUCKETS  # one row per bucket of the key hash
@@ -172,7 +245,9 @@ def test_verify_moves_only_aggregates(source: tuple[str, str], tmp_path: Path, m
         assert sum(counts) < 1100, (dialect, counts)
 
 
-def test_an_incremental_run_verifies_only_its_window(source: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_incremental_run_verifies_only_its_window(
+    source: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema = source
     out = tmp_path / "w.duckdb"
     text = f"""
@@ -183,9 +258,17 @@ destination: {{type: duckdb, path: "{out}", table: orders, write: merge, primary
 """
     first = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
     assert first.ok and _verify(first)["passed"] and _verify(first)["rows_checked"] == 20000
-    run_sql(url, f"INSERT INTO {schema}.orders SELECT i, i * 1.25, 'n' || i, DATE '2024-01-01', now() FROM generate_series(20001, 20100) i")
+    run_sql(
+        url,
+        f"INSERT INTO {schema}.orders SELECT i, i * 1.25, 'n' || i, DATE '2024-01-01', now() FROM generate_series(20001, 20100) i",
+    )
     # A row of the first run changed in the target: outside this run's window, not this run's business.
-    _tamper_before_verify(monkeypatch, "UPDATE orders SET note = 'old' WHERE id = 5", "UPDATE orders SET note = 'new' WHERE id = 20050", duckdb_path=out)
+    _tamper_before_verify(
+        monkeypatch,
+        "UPDATE orders SET note = 'old' WHERE id = 5",
+        "UPDATE orders SET note = 'new' WHERE id = 20050",
+        duckdb_path=out,
+    )
     second = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
     found = _verify(second)
     assert second.status == "failed" and second.rows_written == 100
@@ -196,17 +279,32 @@ destination: {{type: duckdb, path: "{out}", table: orders, write: merge, primary
 def test_a_transform_or_quarantine_falls_back_to_counts(source: tuple[str, str], tmp_path: Path) -> None:
     url, schema = source
     out = tmp_path / "w.duckdb"
-    result = _run(url, schema, f'{{type: duckdb, path: "{out}", table: big, write: replace, verify: true}}', extra="quality:\n  - {in_range: {column: id, min: 11}, threshold: 0.01}")
+    result = _run(
+        url,
+        schema,
+        f'{{type: duckdb, path: "{out}", table: big, write: replace, verify: true}}',
+        extra="quality:\n  - {in_range: {column: id, min: 11}, threshold: 0.01}",
+    )
     assert result.ok and result.rows_written == 19990 and result.rows_quarantined == 10
     found = _verify(result)
     assert found["passed"] and found["observed"]["mode"] == "counts"
     assert found["message"] == "counts only (rows were quarantined): 20,000 read, 19,990 loaded, 10 quarantined"
-    result = _run(url, schema, f'{{type: duckdb, path: "{out}", table: daily, write: replace, verify: true}}', extra="transforms:\n  - {name: daily, sql: 'SELECT day, count(*) AS n FROM orders GROUP BY day'}")
+    result = _run(
+        url,
+        schema,
+        f'{{type: duckdb, path: "{out}", table: daily, write: replace, verify: true}}',
+        extra="transforms:\n  - {name: daily, sql: 'SELECT day, count(*) AS n FROM orders GROUP BY day'}",
+    )
     assert result.ok
-    assert _verify(result)["message"] == "counts only (it loads transform daily, whose rows are not the source's one to one): 20,000 read, 300 loaded, 0 quarantined"
+    assert (
+        _verify(result)["message"]
+        == "counts only (it loads transform daily, whose rows are not the source's one to one): 20,000 read, 300 loaded, 0 quarantined"
+    )
 
 
-def test_counts_mode_still_catches_a_replaced_target_that_lost_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_counts_mode_still_catches_a_replaced_target_that_lost_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "in.csv"
     data.write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 101)) + "x,y,z\n")
     out = tmp_path / "w.duckdb"
@@ -234,7 +332,10 @@ sources:
 destination: {{type: duckdb, path: "{out}", table: t, write: replace, primary_key: [id], verify: true}}
 """
     result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
-    assert result.ok and _verify(result)["message"] == "500 rows match the source by count, key set and hash of id, price, day"
+    assert (
+        result.ok
+        and _verify(result)["message"] == "500 rows match the source by count, key set and hash of id, price, day"
+    )
     _tamper_before_verify(monkeypatch, "UPDATE t SET day = day + 1 WHERE id = 250", duckdb_path=out)
     result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
     assert _verify(result)["observed"]["differing_keys"] == ["id=250 (values differ)"]
@@ -242,13 +343,19 @@ destination: {{type: duckdb, path: "{out}", table: t, write: replace, primary_ke
 
 def test_the_verify_command_checks_a_committed_run_again(source: tuple[str, str]) -> None:
     url, schema = source
-    result = _run(url, schema, f'{{type: postgres, url: "{url}", table: {schema}.copy, write: replace, primary_key: [id]}}')
+    result = _run(
+        url, schema, f'{{type: postgres, url: "{url}", table: {schema}.copy, write: replace, primary_key: [id]}}'
+    )
     assert result.ok and not [q for q in result.quality if q["check"] == "verify"]
     runner = CliRunner()
     clean = runner.invoke(app, ["verify", result.run_id, "--json"])
     assert clean.exit_code == 0, clean.output
     (passed,) = json.loads(clean.output)["verify"]
-    assert passed["passed"] and passed["message"] == "20,000 rows match the source by count, key set and hash of id, amount, note, day, placed_at"
+    assert (
+        passed["passed"]
+        and passed["message"]
+        == "20,000 rows match the source by count, key set and hash of id, amount, note, day, placed_at"
+    )
     run_sql(url, f"UPDATE {schema}.copy SET note = NULL WHERE id IN (7, 70)")
     tampered = runner.invoke(app, ["verify", result.run_id[:17], "--json"])
     assert tampered.exit_code == 1
@@ -267,25 +374,39 @@ def test_verify_spec_forms() -> None:
 
 
 @pytest.mark.parametrize("direction", ["postgres>mysql", "mysql>duckdb", "duckdb>postgres"])
-def test_typical_types_verify_in_every_direction(direction: str, pg_schema: tuple[str, str], mysql_database: str, tmp_path: Path) -> None:
+def test_typical_types_verify_in_every_direction(
+    direction: str, pg_schema: tuple[str, str], mysql_database: str, tmp_path: Path
+) -> None:
     """The Arrow path between engines keeps each value's canonical text: a faithful load verifies."""
     pg, schema = pg_schema
     path = tmp_path / "t.duckdb"
     for side in _typical_table(pg, schema, mysql_database, path):
         side.close()  # type: ignore[attr-defined]
-    sources = {"postgres": f'{{type: postgres, url: "{pg}", table: {schema}.t}}', "mysql": f'{{type: mysql, url: "{mysql_database}", table: t}}', "duckdb": f'{{type: duckdb, path: "{path}", table: t}}'}
+    sources = {
+        "postgres": f'{{type: postgres, url: "{pg}", table: {schema}.t}}',
+        "mysql": f'{{type: mysql, url: "{mysql_database}", table: t}}',
+        "duckdb": f'{{type: duckdb, path: "{path}", table: t}}',
+    }
     targets = {
         "mysql": f'{{type: mysql, url: "{mysql_database}", table: copy, write: replace, primary_key: [id], verify: true}}',
         "duckdb": f'{{type: duckdb, path: "{tmp_path / "out.duckdb"}", table: copy, write: replace, primary_key: [id], verify: true}}',
         "postgres": f'{{type: postgres, url: "{pg}", table: {schema}.copy, write: replace, primary_key: [id], verify: true}}',
     }
     source, target = direction.split(">")
-    result = run_pipeline(parse_spec(f"name: typical\nsources:\n  t: {sources[source]}\ndestination: {targets[target]}\n", file="p.yaml"), Settings())
+    result = run_pipeline(
+        parse_spec(f"name: typical\nsources:\n  t: {sources[source]}\ndestination: {targets[target]}\n", file="p.yaml"),
+        Settings(),
+    )
     assert result.ok, (result.error, _verify(result)["message"] if result.quality else None)
-    assert _verify(result)["message"] == "4 rows match the source by count, key set and hash of id, amount, name, d, ts, tz, flag, f, big"
+    assert (
+        _verify(result)["message"]
+        == "4 rows match the source by count, key set and hash of id, amount, name, d, ts, tz, flag, f, big"
+    )
 
 
-def test_an_api_source_is_not_read_again_and_its_counts_are_reconciled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_api_source_is_not_read_again_and_its_counts_are_reconciled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     requests: list[str] = []
     body = json.dumps([{"id": i, "name": f"n{i}"} for i in range(1, 251)]).encode()
 
@@ -314,7 +435,10 @@ destination: {{type: duckdb, path: "{out}", table: items, write: replace, primar
         result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
         assert result.ok and result.rows_written == 250 and requests == ["/items"]
         found = _verify(result)
-        assert found["message"] == "counts only (source items is an API and is not read again; its staged counts are compared): 250 read, 250 loaded, 0 quarantined"
+        assert (
+            found["message"]
+            == "counts only (source items is an API and is not read again; its staged counts are compared): 250 read, 250 loaded, 0 quarantined"
+        )
         assert found["observed"]["target_rows"] == 250
         _tamper_before_verify(monkeypatch, "DELETE FROM items WHERE id > 240", duckdb_path=out)
         result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
@@ -325,7 +449,9 @@ destination: {{type: duckdb, path: "{out}", table: items, write: replace, primar
         server.server_close()
 
 
-def test_row_wise_steps_are_hashed_on_the_columns_they_pass_through(source: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_row_wise_steps_are_hashed_on_the_columns_they_pass_through(
+    source: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, schema = source
     out = tmp_path / "w.duckdb"
     steps = """transforms:
@@ -340,12 +466,30 @@ def test_row_wise_steps_are_hashed_on_the_columns_they_pass_through(source: tupl
     destination = f'{{type: duckdb, path: "{out}", table: shaped, write: replace, primary_key: [id], verify: true}}'
     result = _run(url, schema, destination, extra=steps)
     assert result.ok, result.error
-    assert _verify(result)["message"] == "20,000 rows match the source by count, key set and hash of id, order_day, placed_at"
-    _tamper_before_verify(monkeypatch, "UPDATE shaped SET order_day = order_day + 1 WHERE id = 99", "UPDATE shaped SET label = 'x' WHERE id = 98", duckdb_path=out)
+    assert (
+        _verify(result)["message"]
+        == "20,000 rows match the source by count, key set and hash of id, order_day, placed_at"
+    )
+    _tamper_before_verify(
+        monkeypatch,
+        "UPDATE shaped SET order_day = order_day + 1 WHERE id = 99",
+        "UPDATE shaped SET label = 'x' WHERE id = 98",
+        duckdb_path=out,
+    )
     found = _verify(_run(url, schema, destination, extra=steps))
-    assert found["observed"]["differing_keys"] == ["id=99 (values differ)"]  # label is masked: not the source's value to compare
-    filtered = _run(url, schema, destination.replace("shaped", "kept"), extra="transforms:\n  - {name: kept, input: orders, steps: [{filter: 'id > 10'}]}")
-    assert _verify(filtered)["message"] == "counts only (it loads transform kept, whose rows are not the source's one to one): 20,000 read, 19,990 loaded, 0 quarantined"
+    assert found["observed"]["differing_keys"] == [
+        "id=99 (values differ)"
+    ]  # label is masked: not the source's value to compare
+    filtered = _run(
+        url,
+        schema,
+        destination.replace("shaped", "kept"),
+        extra="transforms:\n  - {name: kept, input: orders, steps: [{filter: 'id > 10'}]}",
+    )
+    assert (
+        _verify(filtered)["message"]
+        == "counts only (it loads transform kept, whose rows are not the source's one to one): 20,000 read, 19,990 loaded, 0 quarantined"
+    )
 
 
 def test_the_api_shows_the_verify_result_with_the_run(tmp_path: Path) -> None:
@@ -356,12 +500,23 @@ def test_the_api_shows_the_verify_result_with_the_run(tmp_path: Path) -> None:
 
     (tmp_path / "people.csv").write_text("id,name\n" + "".join(f"{i},p{i}\n" for i in range(1, 51)))
     spec = "name: people\nsources:\n  people: {type: file, path: people.csv}\ndestination: {type: duckdb, path: out.duckdb, table: people, write: replace, primary_key: [id], verify: true}\n"
-    options = ServeOptions(settings=Settings(), token=TOKEN, base_dir=tmp_path, max_body_bytes=64 * 1024, dedup_seconds=600, public_read=True)
+    options = ServeOptions(
+        settings=Settings(),
+        token=TOKEN,
+        base_dir=tmp_path,
+        max_body_bytes=64 * 1024,
+        dedup_seconds=600,
+        public_read=True,
+    )
     with TestClient(create_app(options), raise_server_exceptions=False) as client:
         assert client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH).status_code == 201
-        run = wait_for_run(client, client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"])
+        run = wait_for_run(
+            client, client.post("/api/v1/runs", json={"pipeline": "people"}, headers=AUTH).json()["run_id"]
+        )
     assert run["status"] == "succeeded", run
-    assert [(q["check"], q["scope"], q["passed"], q["message"]) for q in run["quality"]] == [("verify", "people", True, "50 rows match the source by count, key set and hash of id, name")]
+    assert [(q["check"], q["scope"], q["passed"], q["message"]) for q in run["quality"]] == [
+        ("verify", "people", True, "50 rows match the source by count, key set and hash of id, name")
+    ]
 
 
 def test_a_sqlite_target_reconciles_counts_and_its_row_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -377,7 +532,11 @@ sources:
 destination: {{type: sqlite, url: "sqlite:///{target}", table: t, write: replace, verify: true}}
 """
     result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
-    assert result.ok and _verify(result)["message"] == "counts only (a sqlite target has no md5 to hash its rows with): 300 read, 300 loaded, 0 quarantined"
+    assert (
+        result.ok
+        and _verify(result)["message"]
+        == "counts only (a sqlite target has no md5 to hash its rows with): 300 read, 300 loaded, 0 quarantined"
+    )
     real = after_commit.reconcile
 
     def tampered(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -387,7 +546,9 @@ destination: {{type: sqlite, url: "sqlite:///{target}", table: t, write: replace
 
     monkeypatch.setattr(after_commit, "reconcile", tampered)
     result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
-    assert result.status == "failed" and _verify(result)["message"] == "the target holds 299 rows, the run committed 300"
+    assert (
+        result.status == "failed" and _verify(result)["message"] == "the target holds 299 rows, the run committed 300"
+    )
 
 
 def test_a_parquet_file_target_is_read_back_and_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -404,13 +565,18 @@ sources:
 destination: {{type: file, path: "{out}", write: replace, primary_key: [id], verify: true}}
 """
     result = run_pipeline(parse_spec(text, file="p.yaml"), Settings())
-    assert result.ok and _verify(result)["message"] == "400 rows match the source by count, key set and hash of id, price, day"
+    assert (
+        result.ok
+        and _verify(result)["message"] == "400 rows match the source by count, key set and hash of id, price, day"
+    )
     real = after_commit.reconcile
 
     def tampered(*args: Any, **kwargs: Any) -> dict[str, Any]:
         (name,) = json.loads((out / "_manifest.json").read_text())["files"]
         table = pq.read_table(out / name)
-        pq.write_table(table.set_column(1, "price", pc.if_else(pc.equal(table["id"], 42), 0.0, table["price"])), out / name)
+        pq.write_table(
+            table.set_column(1, "price", pc.if_else(pc.equal(table["id"], 42), 0.0, table["price"])), out / name
+        )
         return real(*args, **kwargs)
 
     monkeypatch.setattr(after_commit, "reconcile", tampered)
@@ -418,14 +584,24 @@ destination: {{type: file, path: "{out}", write: replace, primary_key: [id], ver
     assert found["observed"]["differing_keys"] == ["id=42 (values differ)"]
     csv_out = text.replace(f'path: "{out}", write', f'path: "{tmp_path / "csv"}", format: csv, write')
     monkeypatch.setattr(after_commit, "reconcile", real)
-    assert _verify(run_pipeline(parse_spec(csv_out, file="p.yaml"), Settings()))["message"] == "counts only (only a local, unpartitioned Parquet file target is read back for a hash): 400 read, 400 loaded, 0 quarantined"
+    assert (
+        _verify(run_pipeline(parse_spec(csv_out, file="p.yaml"), Settings()))["message"]
+        == "counts only (only a local, unpartitioned Parquet file target is read back for a hash): 400 read, 400 loaded, 0 quarantined"
+    )
 
 
-def test_without_a_primary_key_a_duplicated_row_is_named_by_all_its_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_primary_key_a_duplicated_row_is_named_by_all_its_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "in.csv"
     data.write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(1, 101)))
     out = tmp_path / "w.duckdb"
-    _tamper_before_verify(monkeypatch, "INSERT INTO t SELECT * FROM t WHERE id = 7", "UPDATE t SET name = NULL WHERE id = 8", duckdb_path=out)
+    _tamper_before_verify(
+        monkeypatch,
+        "INSERT INTO t SELECT * FROM t WHERE id = 7",
+        "UPDATE t SET name = NULL WHERE id = 8",
+        duckdb_path=out,
+    )
     text = f"""
 name: nokey
 sources:

@@ -68,7 +68,9 @@ def test_same_seed_and_scale_give_identical_files(tmp_path: Path) -> None:
     second = generate_demo_data(tmp_path / "b", scale=SCALE, seed=7)
     assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
     assert (first.counts, first.dirty, first.malformed_csv_lines) == (
-        second.counts, second.dirty, second.malformed_csv_lines
+        second.counts,
+        second.dirty,
+        second.malformed_csv_lines,
     )
     generate_demo_data(tmp_path / "c", scale=SCALE, seed=8)
     assert _digests(tmp_path / "c")["customers.csv"] != _digests(tmp_path / "a")["customers.csv"]
@@ -89,9 +91,7 @@ def test_every_dirty_kind_is_present_at_small_scale(manifest: DemoManifest) -> N
     assert manifest.counts["orders.joining_duplicate_customer"] >= 1
 
 
-def test_sqlite_tables_have_declared_types_and_exact_counts(
-    manifest: DemoManifest, orders: list[tuple]
-) -> None:
+def test_sqlite_tables_have_declared_types_and_exact_counts(manifest: DemoManifest, orders: list[tuple]) -> None:
     with sqlite3.connect(manifest.directory / "shop.db") as conn:
         declared = {
             table: [(col[1], col[2]) for col in conn.execute(f"PRAGMA table_info({table})")]
@@ -99,10 +99,21 @@ def test_sqlite_tables_have_declared_types_and_exact_counts(
         }
         products = conn.execute("SELECT * FROM products").fetchall()
     assert declared == {
-        "orders": [("order_id", "INTEGER"), ("customer_id", "INTEGER"), ("ordered_at", "TEXT"),
-                   ("status", "TEXT"), ("currency", "TEXT"), ("total_amount", "REAL")],
-        "products": [("product_id", "INTEGER"), ("sku", "TEXT"), ("name", "TEXT"),
-                     ("category", "TEXT"), ("unit_price", "REAL")],
+        "orders": [
+            ("order_id", "INTEGER"),
+            ("customer_id", "INTEGER"),
+            ("ordered_at", "TEXT"),
+            ("status", "TEXT"),
+            ("currency", "TEXT"),
+            ("total_amount", "REAL"),
+        ],
+        "products": [
+            ("product_id", "INTEGER"),
+            ("sku", "TEXT"),
+            ("name", "TEXT"),
+            ("category", "TEXT"),
+            ("unit_price", "REAL"),
+        ],
     }
     assert len(orders) == manifest.counts["orders"]
     assert len(products) == manifest.counts["products"]
@@ -136,9 +147,7 @@ def test_csv_exercises_quoting_and_utf8(manifest: DemoManifest, well_formed: lis
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d", row[4]) for row in well_formed)
 
 
-def test_csv_null_emails_and_duplicate_ids(
-    manifest: DemoManifest, well_formed: list[list[str]]
-) -> None:
+def test_csv_null_emails_and_duplicate_ids(manifest: DemoManifest, well_formed: list[list[str]]) -> None:
     assert sum(row[1] == "" for row in well_formed) == manifest.dirty["customers.null_email"]
     id_counts = Counter(row[0] for row in well_formed)
     assert max(id_counts.values()) == 2
@@ -155,9 +164,7 @@ def test_order_customer_ids_join_as_recorded(
     customer_ids = [row[1] for row in orders]
     known = [cid for cid in customer_ids if cid in id_counts]
     assert customer_ids.count(None) == manifest.dirty["orders.null_customer_id"]
-    assert len(customer_ids) - customer_ids.count(None) - len(known) == manifest.dirty[
-        "orders.unknown_customer_id"
-    ]
+    assert len(customer_ids) - customer_ids.count(None) - len(known) == manifest.dirty["orders.unknown_customer_id"]
     assert len(known) == manifest.counts["orders.with_known_customer"]
     joining_duplicate = sum(id_counts[cid] == 2 for cid in known)
     assert joining_duplicate == manifest.counts["orders.joining_duplicate_customer"]
@@ -165,9 +172,7 @@ def test_order_customer_ids_join_as_recorded(
     assert sum(id_counts[cid] for cid in known) == len(known) + joining_duplicate
 
 
-def test_order_items_match_manifest_and_orders(
-    manifest: DemoManifest, items: list[dict], orders: list[tuple]
-) -> None:
+def test_order_items_match_manifest_and_orders(manifest: DemoManifest, items: list[dict], orders: list[tuple]) -> None:
     assert len(items) == manifest.counts["order_items"]
     negative = [item for item in items if item["quantity"] < 0]
     assert len(negative) == manifest.dirty["order_items.negative_quantity"]
@@ -184,10 +189,15 @@ def test_order_items_match_manifest_and_orders(
 
 def test_order_items_have_one_json_type_per_field(manifest: DemoManifest) -> None:
     table = pa_json.read_json(manifest.directory / "order_items.jsonl")
-    assert table.schema == pa.schema([
-        ("order_id", pa.int64()), ("line_no", pa.int64()), ("product_id", pa.int64()),
-        ("quantity", pa.int64()), ("unit_price", pa.float64()),
-    ])
+    assert table.schema == pa.schema(
+        [
+            ("order_id", pa.int64()),
+            ("line_no", pa.int64()),
+            ("product_id", pa.int64()),
+            ("quantity", pa.int64()),
+            ("unit_price", pa.float64()),
+        ]
+    )
     assert table.num_rows == manifest.counts["order_items"]
 
 

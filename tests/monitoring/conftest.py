@@ -1,13 +1,12 @@
 """The monitoring tests use the API's in-process server and pipeline."""
 
-from tests.api.conftest import client, data_dir  # noqa: F401 - fixtures
-
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from tests.api.conftest import client, data_dir  # noqa: F401 - fixtures
 
 
 class Receiver:
@@ -21,7 +20,13 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers["content-length"])
-                receiver.bodies.append({"path": self.path, "content_type": self.headers["content-type"], "json": json.loads(self.rfile.read(length))})
+                receiver.bodies.append(
+                    {
+                        "path": self.path,
+                        "content_type": self.headers["content-type"],
+                        "json": json.loads(self.rfile.read(length)),
+                    }
+                )
                 self.send_response(receiver.status)
                 self.end_headers()
 

@@ -6,11 +6,11 @@ import asyncio
 import time
 
 from fastapi.testclient import TestClient
+from tests.api.conftest import AUTH, PEOPLE_YAML, wait_for_run
+from tests.monitoring.test_metrics import samples
 
 from agent_orchestrated_etl.agents.hub import InProcessHub
 from agent_orchestrated_etl.monitoring.alerts import Alert, AlertManager, WebhookChannel
-from tests.api.conftest import AUTH, PEOPLE_YAML, wait_for_run
-from tests.monitoring.test_metrics import samples
 
 
 def test_sla_breaches_post_to_the_pipeline_webhook_once_per_window(client: TestClient, webhook) -> None:
@@ -24,7 +24,13 @@ def test_sla_breaches_post_to_the_pipeline_webhook_once_per_window(client: TestC
     rows = by_rule["sla_min_rows"]["json"]
     assert by_rule["sla_min_rows"]["path"] == "/hook"
     assert by_rule["sla_min_rows"]["content_type"] == "application/json"
-    assert {k: rows[k] for k in ("kind", "severity", "pipeline", "run_id", "suppressed")} == {"kind": "alert", "severity": "warning", "pipeline": "people", "run_id": first, "suppressed": 0}
+    assert {k: rows[k] for k in ("kind", "severity", "pipeline", "run_id", "suppressed")} == {
+        "kind": "alert",
+        "severity": "warning",
+        "pipeline": "people",
+        "run_id": first,
+        "suppressed": 0,
+    }
     assert rows["summary"] == f"run {first} of people wrote 90 rows, fewer than its SLA minimum of 1,000"
     assert rows["details"] == {"rows_written": 90, "min_rows": 1000}
     rate = by_rule["sla_max_error_rate"]["json"]
@@ -39,7 +45,10 @@ def test_sla_breaches_post_to_the_pipeline_webhook_once_per_window(client: TestC
     assert found[("agent_etl_alerts_total", (("outcome", "deduplicated"), ("rule", "sla_min_rows")))] == 1
     stored = client.get("/api/v1/alerts").json()
     assert sorted(a["rule"] for a in stored) == ["sla_max_error_rate", "sla_min_rows"]
-    assert sorted(a["rule"] for a in client.get(f"/api/v1/runs/{first}").json()["alerts"]) == ["sla_max_error_rate", "sla_min_rows"]
+    assert sorted(a["rule"] for a in client.get(f"/api/v1/runs/{first}").json()["alerts"]) == [
+        "sla_max_error_rate",
+        "sla_min_rows",
+    ]
     assert client.get(f"/api/v1/runs/{second}").json()["alerts"] == []
 
 
@@ -50,7 +59,10 @@ def test_a_failed_run_alerts_as_critical(client: TestClient, webhook) -> None:
     run = wait_for_run(client, run_id)
     (body,) = webhook.wait_for(1)
     assert set(body["json"]) == {"text"}
-    assert body["json"]["text"] == f":red_circle: *run_failed* · pipeline `people` · run `{run_id}`: run {run_id} of people failed: {run['error']}"
+    assert (
+        body["json"]["text"]
+        == f":red_circle: *run_failed* · pipeline `people` · run `{run_id}`: run {run_id} of people failed: {run['error']}"
+    )
 
 
 def _alert(rule: str, pipeline: str = "p") -> Alert:

@@ -13,7 +13,11 @@ from agent_orchestrated_etl.monitoring.metrics import queue_depths, task_label
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_after_a_run(client: TestClient) -> None:
@@ -39,7 +43,9 @@ def test_metrics_after_a_run(client: TestClient) -> None:
     assert not any(run_id in value for value in labels), "a run id leaked into a label"
 
     promtool = debian_tool("/usr/bin/promtool", "prometheus")
-    checked = subprocess.run([promtool, "check", "metrics"], input=response.text, capture_output=True, text=True, timeout=60)
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=response.text, capture_output=True, text=True, timeout=60
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -49,7 +55,12 @@ def test_labels_fold_away_partitions_and_run_ids() -> None:
 
     class Hub:
         def queue_depths(self) -> dict[str, int]:
-            return {"mailbox:etl-1": 2, "subscription:run.*#0": 1, "subscription:run.20261125T150000-ab12cd#1": 3, "subscription:run.20261125T150001-ef34ab#2": 4}
+            return {
+                "mailbox:etl-1": 2,
+                "subscription:run.*#0": 1,
+                "subscription:run.20261125T150000-ab12cd#1": 3,
+                "subscription:run.20261125T150001-ef34ab#2": 4,
+            }
 
     assert queue_depths(Hub()) == {"mailbox:etl-1": 2, "subscription:run.*": 1, "subscription:run.<id>": 7}  # type: ignore[arg-type]
 

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.api.conftest import AUTH, PEOPLE_YAML, TOKEN, wait_for_run
 
 from agent_orchestrated_etl.api.app import create_app
 from agent_orchestrated_etl.api.service import ServeOptions
 from agent_orchestrated_etl.config import Settings
-from tests.api.conftest import AUTH, PEOPLE_YAML, TOKEN, wait_for_run
 
 
 def _serve(data_dir: Path) -> TestClient:
-    return TestClient(create_app(ServeOptions(settings=Settings(), token=TOKEN, base_dir=data_dir, public_read=True)), raise_server_exceptions=False)
+    return TestClient(
+        create_app(ServeOptions(settings=Settings(), token=TOKEN, base_dir=data_dir, public_read=True)),
+        raise_server_exceptions=False,
+    )
 
 
 @pytest.mark.parametrize("enabled", [True, False])

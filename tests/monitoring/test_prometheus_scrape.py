@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from tests.api.conftest import AUTH, TOKEN
 from tests.api.serve_process import free_port, serve, write_items
 from tests.system_packages import debian_tool
@@ -19,14 +18,25 @@ def test_prometheus_scrapes_rows_written(tmp_path: Path) -> None:
     with serve(tmp_path, spec) as url:
         run_id = httpx.post(f"{url}/api/v1/runs", json={"pipeline": "items"}, headers=AUTH).json()["run_id"]
         deadline = time.monotonic() + 30
-        while httpx.get(f"{url}/api/v1/runs/{run_id}", headers=AUTH).json()["status"] == "running" and time.monotonic() < deadline:
+        while (
+            httpx.get(f"{url}/api/v1/runs/{run_id}", headers=AUTH).json()["status"] == "running"
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         target = url.removeprefix("http://")
-        (tmp_path / "prometheus.yml").write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: agent-etl\n    authorization: {{credentials: {TOKEN}}}\n    static_configs: [{{targets: ['{target}']}}]\n")
+        (tmp_path / "prometheus.yml").write_text(
+            f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: agent-etl\n    authorization: {{credentials: {TOKEN}}}\n    static_configs: [{{targets: ['{target}']}}]\n"
+        )
         port = free_port()
         process = subprocess.Popen(
-            [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"),  # noqa: SIM115
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "prometheus.log", "w"),  # noqa: SIM115
         )
         try:
             query = 'sum(agent_etl_rows_written_total{job="agent-etl", pipeline="items"})'
@@ -35,7 +45,9 @@ def test_prometheus_scrapes_rows_written(tmp_path: Path) -> None:
             while value is None and time.monotonic() < deadline:
                 time.sleep(0.5)
                 try:
-                    result = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=2).json()["data"]["result"]
+                    result = httpx.get(
+                        f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=2
+                    ).json()["data"]["result"]
                 except (httpx.TransportError, KeyError, ValueError):
                     continue
                 value = result[0]["value"][1] if result else None

@@ -67,13 +67,19 @@ async def test_missed_runs_while_down_run_once_or_are_skipped() -> None:
     scheduler.set("new", "*/5 * * * *", last_fire=None)
     await scheduler.tick(T0)
     assert fake.started == [("once", T0)]
-    assert fake.fired == {"once": datetime(2026, 11, 25, 12, 0, tzinfo=UTC), "skip": datetime(2026, 11, 25, 12, 0, tzinfo=UTC)}
+    assert fake.fired == {
+        "once": datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
+        "skip": datetime(2026, 11, 25, 12, 0, tzinfo=UTC),
+    }
 
 
 def test_cron_checks() -> None:
     assert check_cron("*/15 * * * *") is None
     assert check_cron("61 * * * *") == "'61 * * * *' is not a valid cron expression"
-    assert check_cron("@hourly") == "'@hourly' is not a five-field cron expression (minute hour day month weekday), e.g. '*/15 * * * *'"
+    assert (
+        check_cron("@hourly")
+        == "'@hourly' is not a five-field cron expression (minute hour day month weekday), e.g. '*/15 * * * *'"
+    )
 
 
 async def test_a_pipeline_that_cannot_start_does_not_stop_the_others() -> None:

@@ -20,7 +20,9 @@ from agent_orchestrated_etl.spec import parse_spec
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h30m", 5400), ("2d", 172800), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("1h30m", 5400), ("2d", 172800), ("250ms", 0.25)]
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
 
@@ -68,19 +70,26 @@ async def test_a_run_that_finished_late_alerts_after_it() -> None:
     monitor._fold(finished)
     watcher.observe(finished, monitor.runs["r1"])
     await alerts.flush()
-    assert [(a.rule, a.details) for a in channel.sent] == [("sla_max_duration", {"limit_seconds": 600.0, "seconds": 720.0, "finished": True})]
+    assert [(a.rule, a.details) for a in channel.sent] == [
+        ("sla_max_duration", {"limit_seconds": 600.0, "seconds": 720.0, "finished": True})
+    ]
 
 
 async def test_freshness_counts_from_the_last_success_and_is_checked_at_most_every_interval() -> None:
     clock = [T0]
-    monitor, watcher, channel, alerts, spec = _setup("sla: {freshness: 1h}\n", clock, last_success=T0 - timedelta(minutes=90))
+    monitor, watcher, channel, alerts, spec = _setup(
+        "sla: {freshness: 1h}\n", clock, last_success=T0 - timedelta(minutes=90)
+    )
     watcher.watch_pipeline(spec, since=T0 - timedelta(days=1))
     watcher.tick(monitor)
     watcher.tick(monitor)  # within freshness_every: not even checked
     await alerts.flush()
     (alert,) = channel.sent
     assert (alert.rule, alert.pipeline, alert.details["age_seconds"]) == ("sla_freshness", "people", 5400.0)
-    assert alert.summary == "pipeline people is stale: last success 2026-11-25 10:30:00 UTC, 90.0m ago, over its freshness SLA of 1h"
+    assert (
+        alert.summary
+        == "pipeline people is stale: last success 2026-11-25 10:30:00 UTC, 90.0m ago, over its freshness SLA of 1h"
+    )
 
 
 async def test_memory_over_the_limit_alerts_once_per_window() -> None:

@@ -45,18 +45,23 @@ def spec(tmp_path: Path) -> Path:
     return tmp_path / "p.yaml"
 
 
-def test_every_bad_expression_is_reported_with_its_line_step_and_column(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_bad_expression_is_reported_with_its_line_step_and_column(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert app(["validate", str(spec)], standalone_mode=False) == 2
     lines = capsys.readouterr().err.splitlines()
     problems = [line.removeprefix(f"{spec}:") for line in lines if line.startswith(str(spec))]
-    assert problems == [
-        f"4: sources.missing.path: file not found: {spec.parent}/nowhere.parquet (check `path:` in the spec)",  # run fails on it too
-        '12: transforms[0].steps[1].derive.total: Binder Error: Referenced column "amout" not found in FROM clause! Candidate bindings: "amount"',
-        '15: transforms[1].sql: Binder Error: Referenced column "order_idd" not found in FROM clause! Candidate bindings: "order_id" (fix the transform\'s sql:)',
-        "19: transforms[2].steps[0].filter: Parser Error: syntax error at end of input",
-        "21: quality[0]: no column 'amont'; the input has ['order_id', 'amount', 'ts'] (fix the check or the column name)",
-        '22: quality[1]: Parser Error: syntax error at or near ")" (fix the check or the column name)',
-    ]
+    assert (
+        problems
+        == [
+            f"4: sources.missing.path: file not found: {spec.parent}/nowhere.parquet (check `path:` in the spec)",  # run fails on it too
+            '12: transforms[0].steps[1].derive.total: Binder Error: Referenced column "amout" not found in FROM clause! Candidate bindings: "amount"',
+            '15: transforms[1].sql: Binder Error: Referenced column "order_idd" not found in FROM clause! Candidate bindings: "order_id" (fix the transform\'s sql:)',
+            "19: transforms[2].steps[0].filter: Parser Error: syntax error at end of input",
+            "21: quality[0]: no column 'amont'; the input has ['order_id', 'amount', 'ts'] (fix the check or the column name)",
+            '22: quality[1]: Parser Error: syntax error at or near ")" (fix the check or the column name)',
+        ]
+    )
     assert "note: transform other reads missing, which could not be checked; it was checked for syntax only" in lines
 
 
@@ -69,8 +74,14 @@ def test_offline_checks_syntax_only_and_json_lists_problems(spec: Path, capsys: 
 
 
 def test_a_good_spec_is_valid(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    text = SPEC.replace("amout", "amount").replace("order_idd", "order_id").replace('"x >"', '"x > 0"').replace("amont", "amount").replace('"amount >"', '"amount > 0"')
+    text = (
+        SPEC.replace("amout", "amount")
+        .replace("order_idd", "order_id")
+        .replace('"x >"', '"x > 0"')
+        .replace("amont", "amount")
+        .replace('"amount >"', '"amount > 0"')
+    )
     text = text.replace("  missing: {type: file, path: nowhere.parquet}\n", "")
-    spec.write_text(text.replace("  - name: other\n    input: missing\n    steps:\n      - filter: \"x > 0\"\n", ""))
+    spec.write_text(text.replace('  - name: other\n    input: missing\n    steps:\n      - filter: "x > 0"\n', ""))
     assert app(["validate", str(spec)], standalone_mode=False) in (0, None)
     assert "pipeline v is valid" in " ".join(capsys.readouterr().out.split())

@@ -37,14 +37,30 @@ def test_exact_statistics_on_known_data() -> None:
     result = profile(known())
     assert (result.rows, result.rows_profiled, result.sampling) == (N, N, "whole source")
     ident = result.column("id")
-    assert (ident.arrow_type, ident.nulls, ident.distinct, ident.distinct_exact, ident.min, ident.max) == ("int64", 0, N, True, 0, N - 1)
+    assert (ident.arrow_type, ident.nulls, ident.distinct, ident.distinct_exact, ident.min, ident.max) == (
+        "int64",
+        0,
+        N,
+        True,
+        0,
+        N - 1,
+    )
     assert ident.mean == (N - 1) / 2
-    assert ident.quantiles == {"p5": 0.05 * (N - 1), "p25": 0.25 * (N - 1), "p50": 0.5 * (N - 1), "p75": 0.75 * (N - 1), "p95": 0.95 * (N - 1)}
+    assert ident.quantiles == {
+        "p5": 0.05 * (N - 1),
+        "p25": 0.25 * (N - 1),
+        "p50": 0.5 * (N - 1),
+        "p75": 0.75 * (N - 1),
+        "p95": 0.95 * (N - 1),
+    }
     maybe = result.column("maybe")
     assert (maybe.nulls, maybe.null_percent, maybe.distinct) == (N // 4, 25.0, 10)
     assert maybe.top[0] == {"value": 1, "count": N // 10, "percent": 13.333}  # ties go by value
     status = result.column("status")
-    assert status.top == [{"value": "paid", "count": N * 4 // 5, "percent": 80.0}, {"value": "refunded", "count": N // 5, "percent": 20.0}]
+    assert status.top == [
+        {"value": "paid", "count": N * 4 // 5, "percent": 80.0},
+        {"value": "refunded", "count": N // 5, "percent": 20.0},
+    ]
     assert status.values == ["paid", "refunded"] and status.top_exact
     assert result.column("word").length == {"min": 6, "mean": 6.0, "max": 6}
 
@@ -78,7 +94,14 @@ def test_semantic_types_and_pii() -> None:
         (["12.5", "-3", "1e6", "0.001"], "number", False),
         (["4111 1111 1111 1111", "5500-0055-5555-5559", "4012888888881881"], "credit_card", True),
         (["Ann Smith", "Carla de Vries", "Jan van der Berg"], "person_name", True),
-        (["the parcel was left with the neighbour at number twelve", "call before delivery, the bell does not work at all"], "free_text", False),
+        (
+            [
+                "the parcel was left with the neighbour at number twelve",
+                "call before delivery, the bell does not work at all",
+            ],
+            "free_text",
+            False,
+        ),
         (["A-1", "B-2"], None, False),
     ],
 )
@@ -101,20 +124,49 @@ def test_empty_and_all_null_columns() -> None:
 def test_profile_cli_json_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pq.write_table(known().slice(0, 1000), tmp_path / "orders.parquet")
     html = tmp_path / "report.html"
-    assert app(["profile", str(tmp_path / "orders.parquet"), "--json", "--html", str(html)], standalone_mode=False) in (0, None)
+    assert app(["profile", str(tmp_path / "orders.parquet"), "--json", "--html", str(html)], standalone_mode=False) in (
+        0,
+        None,
+    )
     printed = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in printed["columns"]] == ["id", "bucket", "word", "maybe", "status", "email"]
     page = html.read_text()
-    assert page.startswith("<!doctype html>") and "<script" not in page and "email (PII)" in page and "http" not in page.split("<body>")[0]
+    assert (
+        page.startswith("<!doctype html>")
+        and "<script" not in page
+        and "email (PII)" in page
+        and "http" not in page.split("<body>")[0]
+    )
 
 
-def test_profile_a_source_of_a_spec_with_a_stratified_sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_profile_a_source_of_a_spec_with_a_stratified_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pq.write_table(known(), tmp_path / "orders.parquet")
-    (tmp_path / "p.yaml").write_text("name: p\nsources:\n  orders: {type: file, path: orders.parquet}\ndestination: {type: duckdb, path: o.duckdb, table: t}\n")
-    code = app(["profile", f"{tmp_path / 'p.yaml'}:orders", "--sample", "1000", "--method", "stratified", "--by", "status", "--json"], standalone_mode=False)
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nsources:\n  orders: {type: file, path: orders.parquet}\ndestination: {type: duckdb, path: o.duckdb, table: t}\n"
+    )
+    code = app(
+        [
+            "profile",
+            f"{tmp_path / 'p.yaml'}:orders",
+            "--sample",
+            "1000",
+            "--method",
+            "stratified",
+            "--by",
+            "status",
+            "--json",
+        ],
+        standalone_mode=False,
+    )
     assert code in (0, None)
     printed = json.loads(capsys.readouterr().out)
-    assert (printed["rows"], printed["rows_profiled"], printed["sampling"]) == (N, 1000, "stratified by status sample of 1,000 rows (seed 0)")
+    assert (printed["rows"], printed["rows_profiled"], printed["sampling"]) == (
+        N,
+        1000,
+        "stratified by status sample of 1,000 rows (seed 0)",
+    )
     status = next(c for c in printed["columns"] if c["name"] == "status")
     assert [(t["value"], t["count"]) for t in status["top"]] == [("paid", 800), ("refunded", 200)]
 
@@ -124,10 +176,19 @@ async def test_the_profile_and_sample_tools(tmp_path: Path) -> None:
 
     pq.write_table(known().slice(0, 5_000), tmp_path / "orders.parquet")
     registry = default_registry()
-    profiled = await registry.get("profile")({"source": str(tmp_path / "orders.parquet"), "sample": {"size": 500, "seed": 9}}, None)  # type: ignore[arg-type]
+    profiled = await registry.get("profile")(
+        {"source": str(tmp_path / "orders.parquet"), "sample": {"size": 500, "seed": 9}}, None
+    )  # type: ignore[arg-type]
     assert (profiled.profile["rows"], profiled.profile["rows_profiled"]) == (5_000, 500)
     assert profiled.profile["sampling"] == "reservoir sample of 500 rows (seed 9)"
-    sampled = await registry.get("sample")({"source": str(tmp_path / "orders.parquet"), "sample": {"method": "systematic", "size": 50, "seed": 1}, "show": 3}, None)  # type: ignore[arg-type]
+    sampled = await registry.get("sample")(
+        {
+            "source": str(tmp_path / "orders.parquet"),
+            "sample": {"method": "systematic", "size": 50, "seed": 1},
+            "show": 3,
+        },
+        None,
+    )  # type: ignore[arg-type]
     assert sampled.rows_sampled == 50 and [r["id"] for r in sampled.rows] == [17, 117, 217]  # seed 1 starts at 17
 
 

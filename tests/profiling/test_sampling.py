@@ -51,7 +51,11 @@ def test_systematic_takes_every_kth_row_from_a_seeded_start() -> None:
 
 
 def test_stratified_allocates_in_proportion_and_keeps_small_strata() -> None:
-    out = sample(iter(TABLE.to_batches(max_chunksize=5_000)), SampleSpec("stratified", 1_000, seed=5, by="group"), schema=TABLE.schema)
+    out = sample(
+        iter(TABLE.to_batches(max_chunksize=5_000)),
+        SampleSpec("stratified", 1_000, seed=5, by="group"),
+        schema=TABLE.schema,
+    )
     groups = out.column("group").to_pylist()
     assert (groups.count("big"), groups.count("small")) == (900, 100)
     tiny = pa.table({"id": list(range(1_001)), "group": ["rare"] + ["common"] * 1_000})

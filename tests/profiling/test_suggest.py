@@ -36,7 +36,13 @@ def test_suggestions_parse_as_checks_and_pass_on_their_own_data(tmp_path: Path) 
     parsed = yaml.safe_load(text)["quality"]
     checks = CHECKS.validate_python(parsed)
     kinds = [c.kind for c in checks]
-    assert kinds.count("not_null") == 5 and "unique" in kinds and "accepted_values" in kinds and "regex" in kinds and "freshness" in kinds
+    assert (
+        kinds.count("not_null") == 5
+        and "unique" in kinds
+        and "accepted_values" in kinds
+        and "regex" in kinds
+        and "freshness" in kinds
+    )
     assert {"row_count": {"min": 200}, "input": "orders"} in parsed
     assert {"accepted_values": {"column": "status", "values": ["new", "paid", "refunded"]}, "input": "orders"} in parsed
     assert {"not_null": ["email"], "threshold": 0.05, "input": "orders"} in parsed

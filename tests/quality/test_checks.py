@@ -61,7 +61,9 @@ def test_unique_keeps_the_first_occurrence_and_ignores_null_keys(tmp_path: Path)
     out = run_chain(tmp_path, PEOPLE, checks=[{"unique": ["id"]}])
     assert quarantined(out) == [("unique(id)", "in.csv record 4", "duplicate of an earlier row with id=3")]
     # Checks that compare rows do not keep row order (see the README); compare as sets.
-    assert sorted(out.table.column("email").to_pylist(), key=str) == sorted(["ann@example.com", "not-an-email", None, "dee@x.io", "eve@y.net"], key=str)
+    assert sorted(out.table.column("email").to_pylist(), key=str) == sorted(
+        ["ann@example.com", "not-an-email", None, "dee@x.io", "eve@y.net"], key=str
+    )
 
 
 def test_unique_over_several_columns(tmp_path: Path) -> None:
@@ -88,7 +90,9 @@ def test_an_invalid_regex_is_a_spec_error() -> None:
 
 def test_accepted_values(tmp_path: Path) -> None:
     out = run_chain(tmp_path, PEOPLE, checks=[{"accepted_values": {"column": "country", "values": ["NL", "FR", "DE"]}}])
-    assert quarantined(out) == [("accepted_values(country)", "in.csv record 4", "country='XX' is not one of ['NL', 'FR', 'DE']")]
+    assert quarantined(out) == [
+        ("accepted_values(country)", "in.csv record 4", "country='XX' is not one of ['NL', 'FR', 'DE']")
+    ]
 
 
 def test_custom_sql_predicate(tmp_path: Path) -> None:
@@ -101,8 +105,13 @@ def test_custom_sql_predicate(tmp_path: Path) -> None:
 def test_a_row_failing_several_checks_is_quarantined_once_with_every_reason(tmp_path: Path) -> None:
     checks = [{"in_range": {"column": "age", "min": 0}}, {"regex": {"column": "email", "pattern": "@"}}]
     out = run_chain(tmp_path, PEOPLE, checks=checks)
-    assert quarantined(out) == [("in_range(age)", "in.csv record 2", "age=-1 is outside [0, inf]; email='not-an-email' does not match @")]
-    assert {k: v[1] for k, v in out.verdicts().items()} == {"in_range(age)": "1 of 6 rows failed (16.67%)", "regex(email)": "1 of 6 rows failed (16.67%)"}
+    assert quarantined(out) == [
+        ("in_range(age)", "in.csv record 2", "age=-1 is outside [0, inf]; email='not-an-email' does not match @")
+    ]
+    assert {k: v[1] for k, v in out.verdicts().items()} == {
+        "in_range(age)": "1 of 6 rows failed (16.67%)",
+        "regex(email)": "1 of 6 rows failed (16.67%)",
+    }
 
 
 def test_keep_in_target_loads_failing_rows_and_still_quarantines_them(tmp_path: Path) -> None:
@@ -111,7 +120,9 @@ def test_keep_in_target_loads_failing_rows_and_still_quarantines_them(tmp_path: 
 
 
 def test_row_count_bounds_are_inclusive(tmp_path: Path) -> None:
-    out = run_chain(tmp_path, PEOPLE, checks=[{"row_count": {"min": 6, "max": 6}}, {"row_count": {"min": 7}, "name": "at_least_7"}])
+    out = run_chain(
+        tmp_path, PEOPLE, checks=[{"row_count": {"min": 6, "max": 6}}, {"row_count": {"min": 7}, "name": "at_least_7"}]
+    )
     assert out.verdicts() == {"row_count(6..6)": (True, "6 rows"), "at_least_7": (False, "6 rows, expected at least 7")}
 
 
@@ -127,7 +138,9 @@ def test_row_count_of_empty_input(tmp_path: Path) -> None:
 
 def test_freshness(tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
-    table = pa.table({"updated_at": pa.array([now - timedelta(hours=30), now - timedelta(hours=2), None], pa.timestamp("us"))})
+    table = pa.table(
+        {"updated_at": pa.array([now - timedelta(hours=30), now - timedelta(hours=2), None], pa.timestamp("us"))}
+    )
     fresh = run_chain(tmp_path, table, checks=[{"freshness": {"column": "updated_at", "max_age": "3h"}}])
     passed, message = fresh.verdicts()["freshness(updated_at)"]
     assert passed and message.startswith("newest value") and "2.0h old" in message
@@ -150,11 +163,16 @@ def test_freshness_needs_a_temporal_column(tmp_path: Path) -> None:
 
 
 def test_schema_exact_types_and_families(tmp_path: Path) -> None:
-    good = {"schema": {"columns": {"id": "int64", "email": "string", "age": "number", "country": "string"}, "exact": True}}
+    good = {
+        "schema": {"columns": {"id": "int64", "email": "string", "age": "number", "country": "string"}, "exact": True}
+    }
     assert run_chain(tmp_path, PEOPLE, checks=[good]).verdicts()["schema(4 columns)"] == (True, "as expected")
     bad = {"schema": {"columns": {"id": "string", "phone": "string"}, "exact": True}}
     verdict = run_chain(tmp_path / "2", PEOPLE, checks=[bad]).verdicts()["schema(2 columns)"]
-    assert verdict == (False, "id is int64, expected string; missing column phone; unexpected column email; unexpected column age; unexpected column country")
+    assert verdict == (
+        False,
+        "id is int64, expected string; missing column phone; unexpected column email; unexpected column age; unexpected column country",
+    )
 
 
 def test_schema_is_judged_on_empty_input_too(tmp_path: Path) -> None:
@@ -175,8 +193,30 @@ def test_dataset_checks_take_no_threshold() -> None:
 
 def test_severity_warn_never_fails_the_run_and_error_does() -> None:
     results = [
-        {"check": "a", "kind": "not_null", "level": "row", "input": "x", "scope": "d", "severity": "warn", "threshold": 0.0, "rows_checked": 10, "rows_failed": 1, "observed": {}},
-        {"check": "b", "kind": "not_null", "level": "row", "input": "x", "scope": "d", "severity": "error", "threshold": 0.0, "rows_checked": 10, "rows_failed": 1, "observed": {}},
+        {
+            "check": "a",
+            "kind": "not_null",
+            "level": "row",
+            "input": "x",
+            "scope": "d",
+            "severity": "warn",
+            "threshold": 0.0,
+            "rows_checked": 10,
+            "rows_failed": 1,
+            "observed": {},
+        },
+        {
+            "check": "b",
+            "kind": "not_null",
+            "level": "row",
+            "input": "x",
+            "scope": "d",
+            "severity": "error",
+            "threshold": 0.0,
+            "rows_checked": 10,
+            "rows_failed": 1,
+            "observed": {},
+        },
     ]
     assert [r["check"] for r in blocking_failures(results)] == ["b"]
     assert [r["passed"] for r in report(results)] == [False, False]
@@ -185,13 +225,50 @@ def test_severity_warn_never_fails_the_run_and_error_does() -> None:
 def test_results_of_several_tasks_merge_before_the_verdict() -> None:
     def part(rows: int, failed: int, newest: str | None) -> list[dict]:
         return [
-            {"check": "nn", "kind": "not_null", "level": "row", "input": "x", "scope": "d", "severity": "error", "threshold": 0.1, "rows_checked": rows, "rows_failed": failed, "observed": {}},
-            {"check": "rc", "kind": "row_count", "level": "dataset", "input": "x", "scope": "d", "severity": "error", "threshold": 0.0, "rows_checked": 0, "rows_failed": 0, "observed": {"rows": rows - failed, "min": 15, "max": None}},
-            {"check": "fr", "kind": "freshness", "level": "dataset", "input": "x", "scope": "d", "severity": "error", "threshold": 0.0, "rows_checked": 0, "rows_failed": 0, "observed": {"newest": newest, "max_age_seconds": 3600.0, "checked_at": "2026-01-01T12:00:00+00:00"}},
+            {
+                "check": "nn",
+                "kind": "not_null",
+                "level": "row",
+                "input": "x",
+                "scope": "d",
+                "severity": "error",
+                "threshold": 0.1,
+                "rows_checked": rows,
+                "rows_failed": failed,
+                "observed": {},
+            },
+            {
+                "check": "rc",
+                "kind": "row_count",
+                "level": "dataset",
+                "input": "x",
+                "scope": "d",
+                "severity": "error",
+                "threshold": 0.0,
+                "rows_checked": 0,
+                "rows_failed": 0,
+                "observed": {"rows": rows - failed, "min": 15, "max": None},
+            },
+            {
+                "check": "fr",
+                "kind": "freshness",
+                "level": "dataset",
+                "input": "x",
+                "scope": "d",
+                "severity": "error",
+                "threshold": 0.0,
+                "rows_checked": 0,
+                "rows_failed": 0,
+                "observed": {"newest": newest, "max_age_seconds": 3600.0, "checked_at": "2026-01-01T12:00:00+00:00"},
+            },
         ]
 
     merged = {r["check"]: r for r in merge(part(10, 2, "2026-01-01T11:30:00+00:00") + part(10, 0, None))}
     assert (merged["nn"]["rows_checked"], merged["nn"]["rows_failed"]) == (20, 2)
     assert merged["rc"]["observed"]["rows"] == 18
     assert merged["fr"]["observed"]["newest"] == "2026-01-01T11:30:00+00:00"
-    assert {r["check"]: r["passed"] for r in report(part(10, 2, "2026-01-01T11:30:00+00:00") + part(10, 0, None))} == {"nn": True, "rc": True, "fr": True}
+    assert {r["check"]: r["passed"] for r in report(part(10, 2, "2026-01-01T11:30:00+00:00") + part(10, 0, None))} == {
+        "nn": True,
+        "rc": True,
+        "fr": True,
+    }

@@ -24,7 +24,9 @@ def test_a_live_holder_keeps_the_pipeline() -> None:
 
 def test_a_dead_holder_is_taken_over() -> None:
     store = RunStore(Settings().store_url)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     store.durability.acquire("shop", "run-1")
     with store.engine.begin() as conn:
         conn.execute(pipeline_locks.update().values(pid=int(dead.stdout)))
@@ -58,9 +60,15 @@ for n in range(rounds):
 def test_exactly_one_of_many_processes_takes_over_a_dead_holder(store_url: str, tmp_path: Path) -> None:
     processes, rounds = 8, 5
     store = RunStore(store_url)
-    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout)
+    dead = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     store.durability.acquire("shop", "crashed")
-    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), str(i), str(rounds)]) for i in range(processes)]
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACER, str(tmp_path), str(i), str(rounds)]) for i in range(processes)
+    ]
     try:
         wait_for(lambda: len(list(tmp_path.glob("ready-*"))) == processes)
         for n in range(rounds):
@@ -73,7 +81,9 @@ def test_exactly_one_of_many_processes_takes_over_a_dead_holder(store_url: str, 
             assert len(winners) == 1, outcomes
             with store.engine.connect() as conn:
                 assert conn.execute(sa.select(pipeline_locks.c.run_id)).scalars().all() == [f"run-{n}-{winners[0]}"]
-            assert all(text.startswith("busy: pipeline shop ") for i, text in outcomes.items() if i != winners[0]), "\n".join(outcomes.values())
+            assert all(text.startswith("busy: pipeline shop ") for i, text in outcomes.items() if i != winners[0]), (
+                "\n".join(outcomes.values())
+            )
         assert [racer.wait(timeout=60) for racer in racers] == [0] * processes
     finally:
         for racer in racers:

@@ -80,7 +80,9 @@ def test_a_run_recorded_at_revision_1_survives_the_upgrade_and_resumes(store_url
     assert (resumed.run_id, resumed.status) == (failed.run_id, "succeeded")
     decisions = [(e["subject"], e["choice"]) for e in store.get_run(failed.run_id)["events"] if e["kind"] == "decision"]
     assert ("task a[0]>a", "reuse its staged output") in decisions
-    assert not any(choice.startswith("reuse the first attempt's") for _, choice in decisions)  # no stored plan: re-planned
+    assert not any(
+        choice.startswith("reuse the first attempt's") for _, choice in decisions
+    )  # no stored plan: re-planned
 
 
 @pytest.mark.parametrize("with_definition", [False, True], ids=["before-definition", "with-definition"])
@@ -119,7 +121,9 @@ def test_a_store_of_a_newer_agent_etl_is_refused(store_url: str) -> None:
 def test_a_store_older_than_the_migrations_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE runs (run_id VARCHAR(64) PRIMARY KEY, pipeline VARCHAR(200) NOT NULL, status VARCHAR(20) NOT NULL, started_at DATETIME NOT NULL)")
+        conn.execute(
+            "CREATE TABLE runs (run_id VARCHAR(64) PRIMARY KEY, pipeline VARCHAR(200) NOT NULL, status VARCHAR(20) NOT NULL, started_at DATETIME NOT NULL)"
+        )
     with pytest.raises(ConfigurationError, match="made by an agent-etl older than its migrations") as caught:
         RunStore(f"sqlite:///{path}")
     assert "spec_text" in str(caught.value) and f"mv {path} {path}.old" in str(caught.value)
@@ -136,8 +140,13 @@ def test_two_processes_opening_an_empty_store_at_once_make_it_once(store_url: st
     key = migrate._ADVISORY_LOCK
     holder = engine(store_url).connect()
     holder.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-    openers = [subprocess.Popen([sys.executable, "-c", OPEN_STORE, store_url], stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    waiting = sa.text(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = {key >> 32} AND objid = {key & 0xFFFFFFFF}")
+    openers = [
+        subprocess.Popen([sys.executable, "-c", OPEN_STORE, store_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    waiting = sa.text(
+        f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = {key >> 32} AND objid = {key & 0xFFFFFFFF}"
+    )
     with engine(store_url).connect() as watcher:
         for _ in range(600):
             if watcher.execute(waiting).scalar() == 2 or any(p.poll() is not None for p in openers):
@@ -168,7 +177,12 @@ def test_processes_opening_an_empty_sqlite_store_at_once_all_succeed(tmp_path: P
     """Released together, they meet at BEGIN IMMEDIATE; without it, some collide creating the same tables (this test failed 3 times in 3)."""
     url, go = Settings().store_url, tmp_path / "go"
     Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
-    openers = [subprocess.Popen([sys.executable, "-c", RACE, url, str(tmp_path / f"ready{i}"), str(go)], stderr=subprocess.PIPE, text=True) for i in range(4)]
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, url, str(tmp_path / f"ready{i}"), str(go)], stderr=subprocess.PIPE, text=True
+        )
+        for i in range(4)
+    ]
     while not all((tmp_path / f"ready{i}").exists() for i in range(4)) and all(p.poll() is None for p in openers):
         time.sleep(0.01)
     go.touch()

@@ -36,7 +36,15 @@ class Outcome:
         return {r["check"]: (r["passed"], r["message"]) for r in report(self.results)}
 
 
-def run_chain(tmp_path: Path, table: pa.Table, steps: list[dict[str, Any]] | None = None, checks: list[dict[str, Any]] | None = None, *, batch_rows: int = 2, memory_limit: int = 256 << 20) -> Outcome:
+def run_chain(
+    tmp_path: Path,
+    table: pa.Table,
+    steps: list[dict[str, Any]] | None = None,
+    checks: list[dict[str, Any]] | None = None,
+    *,
+    batch_rows: int = 2,
+    memory_limit: int = 256 << 20,
+) -> Outcome:
     """``table`` (as batches of ``batch_rows`` from a file 'in.csv') through the steps, then the checks."""
     transform = TransformSpec.model_validate({"name": "t", "input": "src", "steps": steps}) if steps else None
     parsed = list(enumerate(CHECKS.validate_python(checks or [])))
@@ -49,7 +57,9 @@ def run_chain(tmp_path: Path, table: pa.Table, steps: list[dict[str, Any]] | Non
     workspace = Workspace(tmp_path / "run", memory_limit_bytes=memory_limit)
     quarantined: list[pa.RecordBatch] = []
     origins = Origins()
-    chain = StreamChain(TaskContext(workspace, "r1", "t1", "dest", batch_rows, origins.locate, quarantined.append), points)
+    chain = StreamChain(
+        TaskContext(workspace, "r1", "t1", "dest", batch_rows, origins.locate, quarantined.append), points
+    )
     try:
         located = []
         row = 1
@@ -63,6 +73,10 @@ def run_chain(tmp_path: Path, table: pa.Table, steps: list[dict[str, Any]] | Non
     finally:
         chain.close()
         workspace.close()
-    quarantine = [{**{k: v for k, v in r.items() if k != "row_json"}, "row": json.loads(r["row_json"])} for b in quarantined for r in b.to_pylist()]
+    quarantine = [
+        {**{k: v for k, v in r.items() if k != "row_json"}, "row": json.loads(r["row_json"])}
+        for b in quarantined
+        for r in b.to_pylist()
+    ]
     out_table = pa.Table.from_batches(out) if out else pa.Table.from_pylist([])
     return Outcome(out_table, quarantine, results)

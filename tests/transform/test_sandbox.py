@@ -27,15 +27,33 @@ def workspace(tmp_path: Path) -> Workspace:
 @pytest.mark.parametrize(
     ("sql", "error", "message"),
     [
-        ("SELECT * FROM read_csv('/etc/passwd')", duckdb.PermissionException, f'Cannot access file "/etc/passwd" - {DENIED}'),
-        ("COPY (SELECT 42) TO '{tmp}/out.csv'", duckdb.PermissionException, f'Cannot access file "{{tmp}}/out.csv" - {DENIED}'),
-        ("ATTACH '{tmp}/other.duckdb' AS other", duckdb.PermissionException, f'Cannot access file "{{tmp}}/other.duckdb" - {DENIED}'),
+        (
+            "SELECT * FROM read_csv('/etc/passwd')",
+            duckdb.PermissionException,
+            f'Cannot access file "/etc/passwd" - {DENIED}',
+        ),
+        (
+            "COPY (SELECT 42) TO '{tmp}/out.csv'",
+            duckdb.PermissionException,
+            f'Cannot access file "{{tmp}}/out.csv" - {DENIED}',
+        ),
+        (
+            "ATTACH '{tmp}/other.duckdb' AS other",
+            duckdb.PermissionException,
+            f'Cannot access file "{{tmp}}/other.duckdb" - {DENIED}',
+        ),
         ("INSTALL httpfs", duckdb.PermissionException, DENIED),
         ("LOAD httpfs", duckdb.PermissionException, "Loading external extensions is disabled through configuration"),
-        ("SET enable_external_access = true", duckdb.InvalidInputException, 'Cannot change configuration option "enable_external_access" - the configuration has been locked'),
+        (
+            "SET enable_external_access = true",
+            duckdb.InvalidInputException,
+            'Cannot change configuration option "enable_external_access" - the configuration has been locked',
+        ),
     ],
 )
-def test_the_workspace_refuses(workspace: Workspace, tmp_path: Path, sql: str, error: type[Exception], message: str) -> None:
+def test_the_workspace_refuses(
+    workspace: Workspace, tmp_path: Path, sql: str, error: type[Exception], message: str
+) -> None:
     cursor = workspace.cursor()
     with pytest.raises(error) as caught:
         cursor.execute(sql.format(tmp=tmp_path))
@@ -59,28 +77,44 @@ destination: {{type: duckdb, path: out.duckdb, table: t, input: t}}
 def test_read_csv_in_a_sql_transform_fails_the_run_before_any_task(tmp_path: Path) -> None:
     result = run_with(tmp_path, "  - {name: t, sql: \"SELECT * FROM src, read_csv('/etc/passwd')\"}")
     assert result.status == "failed" and result.tasks == []
-    assert result.error == f"transform t: Permission Error: Cannot access file \"/etc/passwd\" - {DENIED} (fix the transform's sql:)"
+    assert (
+        result.error
+        == f'transform t: Permission Error: Cannot access file "/etc/passwd" - {DENIED} (fix the transform\'s sql:)'
+    )
 
 
 @pytest.mark.parametrize(
     ("sql", "kind"),
-    [("COPY (SELECT * FROM src) TO 'leak.csv'", "COPY"), ("ATTACH 'other.duckdb' AS other", "ATTACH"), ("INSTALL httpfs", "INSTALL")],
+    [
+        ("COPY (SELECT * FROM src) TO 'leak.csv'", "COPY"),
+        ("ATTACH 'other.duckdb' AS other", "ATTACH"),
+        ("INSTALL httpfs", "INSTALL"),
+    ],
 )
 def test_statements_other_than_one_select_are_refused(tmp_path: Path, sql: str, kind: str) -> None:
-    result = run_with(tmp_path, f"  - {{name: t, sql: \"{sql}\"}}")
+    result = run_with(tmp_path, f'  - {{name: t, sql: "{sql}"}}')
     assert result.status == "failed"
-    assert result.error.startswith(f"transform t: a sql: transform is one SELECT query, not {kind} (transforms cannot write files")
+    assert result.error.startswith(
+        f"transform t: a sql: transform is one SELECT query, not {kind} (transforms cannot write files"
+    )
     assert not (tmp_path / "leak.csv").exists() and not (tmp_path / "other.duckdb").exists()
 
 
 def test_an_expression_cannot_end_the_query_and_start_another(tmp_path: Path) -> None:
-    result = run_with(tmp_path, "  - {name: t, input: src, steps: [{filter: \"true; ATTACH 'x.duckdb' AS x; SELECT 1 WHERE (true\"}]}")
+    result = run_with(
+        tmp_path, "  - {name: t, input: src, steps: [{filter: \"true; ATTACH 'x.duckdb' AS x; SELECT 1 WHERE (true\"}]}"
+    )
     assert result.status == "failed"
     assert "transform t: step 1 (filter)" in result.error
     assert not (tmp_path / "x.duckdb").exists()
 
 
 def test_a_subquery_reading_a_file_in_an_expression_is_refused(tmp_path: Path) -> None:
-    result = run_with(tmp_path, "  - {name: t, input: src, steps: [{derive: {n: \"(SELECT count(*) FROM read_text('/etc/hostname'))\"}}]}")
+    result = run_with(
+        tmp_path,
+        "  - {name: t, input: src, steps: [{derive: {n: \"(SELECT count(*) FROM read_text('/etc/hostname'))\"}}]}",
+    )
     assert result.status == "failed"
-    assert result.error.startswith(f'transform t: step 1 (derive n): Permission Error: Cannot access file "/etc/hostname" - {DENIED}')
+    assert result.error.startswith(
+        f'transform t: step 1 (derive n): Permission Error: Cannot access file "/etc/hostname" - {DENIED}'
+    )

@@ -31,7 +31,9 @@ def test_dedupe_bigger_than_memory_spills_and_is_exact(tmp_path: Path) -> None:
     memory = 256 << 20
     assert duckdb_memory_limit(memory) == "64MB"
     workspace = Workspace(tmp_path / "run", memory_limit_bytes=memory)
-    transform = TransformSpec.model_validate({"name": "t", "input": "src", "steps": [{"dedupe": {"keys": ["key"], "keep": "last"}}]})
+    transform = TransformSpec.model_validate(
+        {"name": "t", "input": "src", "steps": [{"dedupe": {"keys": ["key"], "keep": "last"}}]}
+    )
     origins = Origins()
     task = TaskContext(workspace, "r", "t", "d", BATCH, origins.locate, lambda rows: None)
     chain = StreamChain(task, [Point("src", None, -1, []), Point("t", transform, 0, [])])

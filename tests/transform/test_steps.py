@@ -46,7 +46,13 @@ def test_rename(tmp_path: Path) -> None:
 def test_cast_safe_turns_bad_values_into_nulls(tmp_path: Path) -> None:
     out = run_chain(tmp_path, ORDERS, [{"cast": {"amount": "DECIMAL(10,2)"}, "mode": "safe"}])
     assert out.table.schema.field("amount").type == pa.decimal128(10, 2)
-    assert [None if v is None else str(v) for v in out.table.column("amount").to_pylist()] == ["10.50", None, "3.00", None, "7.25"]
+    assert [None if v is None else str(v) for v in out.table.column("amount").to_pylist()] == [
+        "10.50",
+        None,
+        "3.00",
+        None,
+        "7.25",
+    ]
 
 
 def test_cast_strict_fails_naming_the_column_and_the_value(tmp_path: Path) -> None:
@@ -80,7 +86,9 @@ def test_filter_of_every_row_gives_an_empty_output(tmp_path: Path) -> None:
 
 
 def test_derive_adds_and_replaces_and_may_use_earlier_entries(tmp_path: Path) -> None:
-    out = run_chain(tmp_path, ORDERS, [{"derive": {"ts": "ts * 10", "late": "ts > 40", "domain": "split_part(email, '@', 2)"}}])
+    out = run_chain(
+        tmp_path, ORDERS, [{"derive": {"ts": "ts * 10", "late": "ts > 40", "domain": "split_part(email, '@', 2)"}}]
+    )
     assert out.table.column_names == ["id", "amount", "email", "tags", "ts", "late", "domain"]
     assert out.table.column("ts").to_pylist() == [50, 10, 90, 20, 30]
     assert out.table.column("late").to_pylist() == [True, False, True, False, False]
@@ -98,7 +106,13 @@ def test_derive_with_a_typo_names_the_column_and_suggests(tmp_path: Path) -> Non
 
 def test_fill_null(tmp_path: Path) -> None:
     out = run_chain(tmp_path, ORDERS, [{"fill_null": {"email": "unknown", "amount": "0"}}])
-    assert out.table.column("email").to_pylist() == ["ann@example.com", "bob@shop.org", "unknown", "c@z.net", "dee@x.io"]
+    assert out.table.column("email").to_pylist() == [
+        "ann@example.com",
+        "bob@shop.org",
+        "unknown",
+        "c@z.net",
+        "dee@x.io",
+    ]
     assert out.table.column("amount").to_pylist()[3] == "0"
 
 
@@ -135,7 +149,14 @@ def test_a_literal_salt_reference_must_be_a_whole_env_reference() -> None:
 
 def test_unnest_makes_a_row_per_element_and_drops_empty_and_null_lists(tmp_path: Path) -> None:
     out = run_chain(tmp_path, ORDERS, [{"select": ["id", "tags"]}, {"unnest": "tags"}])
-    assert out.rows() == [{"id": 1, "tags": "a"}, {"id": 1, "tags": "b"}, {"id": 3, "tags": "c"}, {"id": 4, "tags": "d"}, {"id": 4, "tags": "e"}, {"id": 4, "tags": "f"}]
+    assert out.rows() == [
+        {"id": 1, "tags": "a"},
+        {"id": 1, "tags": "b"},
+        {"id": 3, "tags": "c"},
+        {"id": 4, "tags": "d"},
+        {"id": 4, "tags": "e"},
+        {"id": 4, "tags": "f"},
+    ]
 
 
 def test_unnest_with_a_parent_key_makes_a_child_table(tmp_path: Path) -> None:
@@ -148,7 +169,11 @@ def test_unnest_with_a_parent_key_makes_a_child_table(tmp_path: Path) -> None:
         {"_parent_id": 10, "_index": 0, "sku": "c", "qty": 3},
     ]
     scalars = run_chain(tmp_path / "2", table, [{"unnest": "tags", "parent_key": ["id"]}])
-    assert scalars.rows() == [{"_parent_id": 7, "_index": 0, "value": "x"}, {"_parent_id": 8, "_index": 0, "value": "y"}, {"_parent_id": 8, "_index": 1, "value": "z"}]
+    assert scalars.rows() == [
+        {"_parent_id": 7, "_index": 0, "value": "x"},
+        {"_parent_id": 8, "_index": 0, "value": "y"},
+        {"_parent_id": 8, "_index": 1, "value": "z"},
+    ]
 
 
 def test_unnest_of_a_scalar_column_is_an_error(tmp_path: Path) -> None:
@@ -159,7 +184,12 @@ def test_unnest_of_a_scalar_column_is_an_error(tmp_path: Path) -> None:
 def test_dedupe_keeps_the_first_row_in_input_order_by_default(tmp_path: Path) -> None:
     out = run_chain(tmp_path, ORDERS, [{"dedupe": ["id"]}, {"select": ["id", "ts"]}])
     # Blocking steps do not keep row order (sort: if it matters), so rows compare sorted.
-    assert sorted(out.rows(), key=lambda r: r["id"]) == [{"id": 1, "ts": 5}, {"id": 2, "ts": 1}, {"id": 3, "ts": 2}, {"id": 4, "ts": 3}]
+    assert sorted(out.rows(), key=lambda r: r["id"]) == [
+        {"id": 1, "ts": 5},
+        {"id": 2, "ts": 1},
+        {"id": 3, "ts": 2},
+        {"id": 4, "ts": 3},
+    ]
 
 
 def test_dedupe_keep_last_by_an_order(tmp_path: Path) -> None:
@@ -180,18 +210,35 @@ def test_dedupe_treats_null_keys_as_one_key(tmp_path: Path) -> None:
 def test_dedupe_after_unnest_numbers_rows_again(tmp_path: Path) -> None:
     table = pa.table({"id": [1, 2], "tags": [["x", "x", "y"], ["x"]]})
     out = run_chain(tmp_path, table, [{"unnest": "tags"}, {"dedupe": ["id", "tags"]}])
-    assert sorted(out.rows(), key=lambda r: (r["id"], r["tags"])) == [{"id": 1, "tags": "x"}, {"id": 1, "tags": "y"}, {"id": 2, "tags": "x"}]
+    assert sorted(out.rows(), key=lambda r: (r["id"], r["tags"])) == [
+        {"id": 1, "tags": "x"},
+        {"id": 1, "tags": "y"},
+        {"id": 2, "tags": "x"},
+    ]
 
 
 def test_aggregate_by_group_and_in_total(tmp_path: Path) -> None:
-    out = run_chain(tmp_path, ORDERS, [{"aggregate": {"group_by": ["id"], "measures": {"n": "count(*)", "newest": "max(ts)"}}}, {"sort": ["id"]}])
-    assert out.rows() == [{"id": 1, "n": 1, "newest": 5}, {"id": 2, "n": 2, "newest": 9}, {"id": 3, "n": 1, "newest": 2}, {"id": 4, "n": 1, "newest": 3}]
-    total = run_chain(tmp_path / "2", ORDERS, [{"aggregate": {"measures": {"rows": "count(*)", "emails": "count(email)"}}}])
+    out = run_chain(
+        tmp_path,
+        ORDERS,
+        [{"aggregate": {"group_by": ["id"], "measures": {"n": "count(*)", "newest": "max(ts)"}}}, {"sort": ["id"]}],
+    )
+    assert out.rows() == [
+        {"id": 1, "n": 1, "newest": 5},
+        {"id": 2, "n": 2, "newest": 9},
+        {"id": 3, "n": 1, "newest": 2},
+        {"id": 4, "n": 1, "newest": 3},
+    ]
+    total = run_chain(
+        tmp_path / "2", ORDERS, [{"aggregate": {"measures": {"rows": "count(*)", "emails": "count(email)"}}}]
+    )
     assert total.rows() == [{"rows": 5, "emails": 4}]
 
 
 def test_aggregate_over_empty_input(tmp_path: Path) -> None:
-    out = run_chain(tmp_path, ORDERS, [{"filter": "false"}, {"aggregate": {"group_by": ["id"], "measures": {"n": "count(*)"}}}])
+    out = run_chain(
+        tmp_path, ORDERS, [{"filter": "false"}, {"aggregate": {"group_by": ["id"], "measures": {"n": "count(*)"}}}]
+    )
     assert out.table.num_rows == 0
     total = run_chain(tmp_path / "2", ORDERS, [{"filter": "false"}, {"aggregate": {"measures": {"n": "count(*)"}}}])
     assert total.rows() == [{"n": 0}]

@@ -17,7 +17,15 @@ log = logging.getLogger(__name__)
 class Agent(ABC):
     role: ClassVar[str]
 
-    def __init__(self, name: str, hub: Hub, *, capabilities: frozenset[str] = frozenset(), capacity: int = 1, heartbeat_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        hub: Hub,
+        *,
+        capabilities: frozenset[str] = frozenset(),
+        capacity: int = 1,
+        heartbeat_seconds: float = 1.0,
+    ) -> None:
         self.name = name
         self.hub = hub
         self.capabilities = capabilities
@@ -47,7 +55,14 @@ class Agent(ABC):
         self._loops = []
 
     def heartbeat(self) -> None:
-        beat = Heartbeat(sender=self.name, agent=self.name, role=self.role, capabilities=sorted(self.capabilities), load=self.load, capacity=self.capacity)
+        beat = Heartbeat(
+            sender=self.name,
+            agent=self.name,
+            role=self.role,
+            capabilities=sorted(self.capabilities),
+            load=self.load,
+            capacity=self.capacity,
+        )
         self.hub.publish(beat.topic, beat)
 
     async def _beat(self) -> None:
@@ -73,4 +88,3 @@ class Agent(ABC):
     @abstractmethod
     async def handle(self, message: Message) -> Message | None:
         """React to a message from the mailbox; return the reply to a request."""
-

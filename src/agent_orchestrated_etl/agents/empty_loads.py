@@ -52,13 +52,29 @@ def judge_empty_load(write: str, allow_empty: bool, counts: LoadCounts) -> Empty
         return None
     if counts.quarantined == 0:
         if write == "replace":
-            return EmptyLoadVerdict(True, "commit an empty replace", "the source returned no rows and none was quarantined: it is empty, so replace empties the target")
-        return EmptyLoadVerdict(True, "commit: nothing to add", f"the source returned no rows; write: {write} leaves the target's rows as they were")
-    rejected = f"every row it read was quarantined ({counts.quarantined:,} quarantined, {counts.read:,} read, 0 to load)"
+            return EmptyLoadVerdict(
+                True,
+                "commit an empty replace",
+                "the source returned no rows and none was quarantined: it is empty, so replace empties the target",
+            )
+        return EmptyLoadVerdict(
+            True,
+            "commit: nothing to add",
+            f"the source returned no rows; write: {write} leaves the target's rows as they were",
+        )
+    rejected = (
+        f"every row it read was quarantined ({counts.quarantined:,} quarantined, {counts.read:,} read, 0 to load)"
+    )
     if write != "replace":
-        return EmptyLoadVerdict(True, "commit: nothing to add", f"{rejected}; write: {write} leaves the target's rows as they were and publishes the quarantine entries")
+        return EmptyLoadVerdict(
+            True,
+            "commit: nothing to add",
+            f"{rejected}; write: {write} leaves the target's rows as they were and publishes the quarantine entries",
+        )
     if allow_empty:
-        return EmptyLoadVerdict(True, "commit an empty replace", f"{rejected}; allow_empty: true publishes it, which empties the target")
+        return EmptyLoadVerdict(
+            True, "commit an empty replace", f"{rejected}; allow_empty: true publishes it, which empties the target"
+        )
     return EmptyLoadVerdict(
         False,
         "fail the commit: nothing to load, every row was quarantined",

@@ -162,11 +162,20 @@ class ETLAgent(Agent):
             now = time.monotonic()
             if note is not None:  # a retry is news at once, not at the next tick
                 counters["sent"] = now
-                event = TaskProgress(sender=self.name, run_id=run_id, task_id=task["id"], rows=counters["rows"], bytes=counters["bytes"], note=note)
+                event = TaskProgress(
+                    sender=self.name,
+                    run_id=run_id,
+                    task_id=task["id"],
+                    rows=counters["rows"],
+                    bytes=counters["bytes"],
+                    note=note,
+                )
                 loop.call_soon_threadsafe(self._emit, event)
             elif now - counters["sent"] >= PROGRESS_EVERY_SECONDS:
                 counters["sent"] = now
-                event = TaskProgress(sender=self.name, run_id=run_id, task_id=task["id"], rows=counters["rows"], bytes=counters["bytes"])
+                event = TaskProgress(
+                    sender=self.name, run_id=run_id, task_id=task["id"], rows=counters["rows"], bytes=counters["bytes"]
+                )
                 loop.call_soon_threadsafe(self._emit, event)
 
         self._emit(TaskStarted(sender=self.name, run_id=run_id, task_id=task["id"], agent=self.name, attempt=attempt))
@@ -199,7 +208,25 @@ class ETLAgent(Agent):
     def _failure(self, run_id: str, task_id: str, attempt: int, exc: BaseException) -> TaskFailed:
         error: Any = exc
         if isinstance(exc, Cancelled):
-            return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type="Cancelled", remedy=FailureKind.CANCELLED, message="cancelled", next_remedy=Remedy.RESUME)
+            return TaskFailed(
+                sender=self.name,
+                run_id=run_id,
+                task_id=task_id,
+                attempt=attempt,
+                error_type="Cancelled",
+                remedy=FailureKind.CANCELLED,
+                message="cancelled",
+                next_remedy=Remedy.RESUME,
+            )
         if not isinstance(exc, AgentETLError):
             error = InternalError(f"{type(exc).__name__}: {exc}", where=f"task {task_id}")
-        return TaskFailed(sender=self.name, run_id=run_id, task_id=task_id, attempt=attempt, error_type=type(error).__name__, remedy=error.remedy, message=str(error), next_remedy=error.next_remedy)
+        return TaskFailed(
+            sender=self.name,
+            run_id=run_id,
+            task_id=task_id,
+            attempt=attempt,
+            error_type=type(error).__name__,
+            remedy=error.remedy,
+            message=str(error),
+            next_remedy=error.next_remedy,
+        )

@@ -63,9 +63,16 @@ class AgentStatus:
         # Agents of this process share its CPU and memory: in-process they are one OS process.
         status = "lost" if age > 5 * heartbeat_seconds else ("busy" if self.load else "idle")
         return {
-            "name": self.name, "role": self.role, "capabilities": self.capabilities, "status": status,
-            "load": self.load, "capacity": self.capacity, "heartbeat_age_seconds": round(age, 2),
-            "pid": self.pid, "cpu_percent": process.cpu_percent if process else None, "rss_bytes": process.rss_bytes if process else None,
+            "name": self.name,
+            "role": self.role,
+            "capabilities": self.capabilities,
+            "status": status,
+            "load": self.load,
+            "capacity": self.capacity,
+            "heartbeat_age_seconds": round(age, 2),
+            "pid": self.pid,
+            "cpu_percent": process.cpu_percent if process else None,
+            "rss_bytes": process.rss_bytes if process else None,
         }
 
 
@@ -121,7 +128,10 @@ class MonitorAgent(Agent):
         return [s.to_dict(now) for s in self.runs.values() if not (active_only and s.finished)]
 
     def agent_statuses(self) -> list[dict[str, Any]]:
-        return [a.to_dict(self.process, heartbeat_seconds=self.heartbeat_seconds) for a in sorted(self.agents.values(), key=lambda a: a.name)]
+        return [
+            a.to_dict(self.process, heartbeat_seconds=self.heartbeat_seconds)
+            for a in sorted(self.agents.values(), key=lambda a: a.name)
+        ]
 
     async def _follow(self) -> None:
         while True:
@@ -146,7 +156,9 @@ class MonitorAgent(Agent):
     def _fold(self, message: Message) -> None:
         state: RunState | None = None
         if isinstance(message, Heartbeat):
-            self.agents[message.agent] = AgentStatus(message.agent, message.role, message.capabilities, message.load, message.capacity)
+            self.agents[message.agent] = AgentStatus(
+                message.agent, message.role, message.capabilities, message.load, message.capacity
+            )
         else:
             self.recent.append(message)
         if isinstance(message, RunEvent):

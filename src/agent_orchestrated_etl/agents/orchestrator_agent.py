@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 class OrchestratorAgent(Agent):
     role = "orchestrator"
 
-    def __init__(self, name: str, hub: Hub, store: RunStore, *, max_workers: int, policy: RecoveryPolicy | None = None) -> None:
+    def __init__(
+        self, name: str, hub: Hub, store: RunStore, *, max_workers: int, policy: RecoveryPolicy | None = None
+    ) -> None:
         super().__init__(name, hub, capabilities=frozenset({"plan", "assign", "recover", "commit"}))
         self.store = store
         self.voice = Voice(hub, name)
@@ -58,7 +60,16 @@ class OrchestratorAgent(Agent):
         """Stop a run whose tasks are being scheduled; its agents hear it by message."""
         return self.scheduler.cancel(run_id)
 
-    async def execute(self, ctx: RunContext, *, spec_file: str, spec_text: str, spec_sha256: str, resume: bool = False, parent_run_id: str | None = None) -> RunStatus:
+    async def execute(
+        self,
+        ctx: RunContext,
+        *,
+        spec_file: str,
+        spec_text: str,
+        spec_sha256: str,
+        resume: bool = False,
+        parent_run_id: str | None = None,
+    ) -> RunStatus:
         """Run (or resume) a whole pipeline; returns the final status. Every event goes to the store."""
         run_id, pipeline = ctx.run_id, ctx.spec.name
         durability = self.store.durability
@@ -68,11 +79,16 @@ class OrchestratorAgent(Agent):
             taken_from, locked = durability.acquire(pipeline, run_id), True
             if not self.store.reopen_run(run_id):
                 durability.release(pipeline, run_id)
-                raise PipelineBusyError(f"run {run_id} is no longer resumable: it moved on while this resume started", hint=f"see `agent-etl runs show {run_id}`")
+                raise PipelineBusyError(
+                    f"run {run_id} is no longer resumable: it moved on while this resume started",
+                    hint=f"see `agent-etl runs show {run_id}`",
+                )
         else:
             self.store.start_run(run_id, pipeline, spec_file, spec_sha256, spec_text, parent_run_id)
         recording = self.recording(run_id)
-        durability.audit("resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file)
+        durability.audit(
+            "resume" if resume else "run", run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, detail=spec_file
+        )
         status: RunStatus = RunStatus.FAILED
         error: str | None = None
         failure: RunFailure | None = None
@@ -80,10 +96,17 @@ class OrchestratorAgent(Agent):
             if not resume:
                 taken_from, locked = durability.acquire(pipeline, run_id), True
             if taken_from is not None:
-                self.decide(run_id, f"pipeline {pipeline}", "take over its lock", f"run {taken_from} held it, but its process is gone")
+                self.decide(
+                    run_id,
+                    f"pipeline {pipeline}",
+                    "take over its lock",
+                    f"run {taken_from} held it, but its process is gone",
+                )
             decide = functools.partial(self.decide, run_id)
             if taken_from is not None and taken_from != run_id:
-                settlement.settle(self.store, ctx.settings, taken_from, decide)  # first: a dead run that committed is not superseded
+                settlement.settle(
+                    self.store, ctx.settings, taken_from, decide
+                )  # first: a dead run that committed is not superseded
             if not resume:
                 settlement.supersede(self.store, ctx.settings, pipeline, run_id, decide)
             raw = ctx.spec  # before planning expands its multi-table sources
@@ -91,7 +114,15 @@ class OrchestratorAgent(Agent):
             plan = planned.plan
             ctx.tasks = {t.id: t for t in plan.tasks}
             self.store.add_tasks(run_id, [t.as_dict() for t in plan.tasks])
-            self.publish(RunStarted(sender=self.name, run_id=run_id, pipeline=pipeline, spec_sha256=spec_sha256, tasks=[t.as_dict() for t in plan.tasks]))
+            self.publish(
+                RunStarted(
+                    sender=self.name,
+                    run_id=run_id,
+                    pipeline=pipeline,
+                    spec_sha256=spec_sha256,
+                    tasks=[t.as_dict() for t in plan.tasks],
+                )
+            )
             for d in planned.decisions:
                 self.decide(run_id, d.subject, d.choice, d.reason)
             schedule = Schedule(plan, waiting=list(plan.order()))
@@ -108,7 +139,9 @@ class OrchestratorAgent(Agent):
             failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
             raise
         except Exception as exc:  # a bug, or a driver error nobody mapped: fail the run, keep its record
-            if isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None:  # a commit's permissions, a full disk
+            if (
+                isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None
+            ):  # a commit's permissions, a full disk
                 error, failure = str(mapped), failure_of(mapped, run_id=run_id, spec_file=spec_file)
             else:
                 log.exception("run %s failed unexpectedly", run_id)
@@ -117,9 +150,19 @@ class OrchestratorAgent(Agent):
         finally:
             if status is not RunStatus.SUCCEEDED and locked:
                 if failure is None or failure.remedy is Remedy.RESUME:
-                    self.decide(run_id, "staged output", "keep it for resume", f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them")
+                    self.decide(
+                        run_id,
+                        "staged output",
+                        "keep it for resume",
+                        f"finished tasks stay checkpointed; `agent-etl resume {run_id}` goes on from them",
+                    )
                 else:
-                    self.decide(run_id, "staged output", "keep it until it is discarded", f"resuming would meet the same {failure.error_type}; `agent-etl runs discard {run_id}` drops it")
+                    self.decide(
+                        run_id,
+                        "staged output",
+                        "keep it until it is discarded",
+                        f"resuming would meet the same {failure.error_type}; `agent-etl runs discard {run_id}` drops it",
+                    )
             self.publish(RunFinished(sender=self.name, run_id=run_id, status=status, error=error, failure=failure))
             await recording.finish()
             if locked:
@@ -154,7 +197,9 @@ class OrchestratorAgent(Agent):
         return Recording(self.hub, self.store, run_id)
 
 
-def _schedule_failure(schedule: Schedule, status: RunStatus, error: str | None, *, run_id: str, spec_file: str) -> RunFailure | None:
+def _schedule_failure(
+    schedule: Schedule, status: RunStatus, error: str | None, *, run_id: str, spec_file: str
+) -> RunFailure | None:
     """The failure of a run whose tasks all ran (or stopped): a task's, the quality gate's, or none."""
     if status is RunStatus.SUCCEEDED:
         return None
@@ -162,8 +207,22 @@ def _schedule_failure(schedule: Schedule, status: RunStatus, error: str | None, 
         return make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=spec_file)
     failed = schedule.failed
     if failed is not None:
-        return make_failure(failed.next_remedy, failed.error_type, failed.message, run_id=run_id, spec_file=spec_file, where=f"task {failed.task_id}")
+        return make_failure(
+            failed.next_remedy,
+            failed.error_type,
+            failed.message,
+            run_id=run_id,
+            spec_file=spec_file,
+            where=f"task {failed.task_id}",
+        )
     if schedule.failure is not None:  # no agent can run a task: the runtime lacks it
         return make_failure(Remedy.BUG, "NoAgent", schedule.failure, run_id=run_id, spec_file=spec_file)
     # Resuming would commit the same staged rows, which the checks refused the same way.
-    return make_failure(Remedy.FIX_DATA, "QualityGateFailed", error or "quality checks failed", run_id=run_id, spec_file=spec_file, where="quality")
+    return make_failure(
+        Remedy.FIX_DATA,
+        "QualityGateFailed",
+        error or "quality checks failed",
+        run_id=run_id,
+        spec_file=spec_file,
+        where="quality",
+    )

@@ -31,7 +31,9 @@ class Recovery:
 
 
 class RecoveryPolicy(Protocol):
-    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool, split_depth: int | None = None) -> Recovery:
+    def decide(
+        self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool, split_depth: int | None = None
+    ) -> Recovery:
         """``split_depth``: how often the task's partition was split already; None if it cannot be split."""
         ...
 
@@ -56,19 +58,38 @@ class BackoffRecoveryPolicy:
     def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
 
-    def decide(self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool = True, split_depth: int | None = None) -> Recovery:
+    def decide(
+        self, failure: TaskFailed, retry: RetryPolicy, *, critical: bool = True, split_depth: int | None = None
+    ) -> Recovery:
         splittable = split_depth is not None and split_depth < MAX_SPLIT_DEPTH
         if failure.error_type == "TaskTimeout" and splittable:
-            return Recovery(RecoveryAction.SPLIT, "it ran past its timeout; its two halves are read as separate tasks, in parallel where agents are free")
+            return Recovery(
+                RecoveryAction.SPLIT,
+                "it ran past its timeout; its two halves are read as separate tasks, in parallel where agents are free",
+            )
         if failure.remedy is FailureKind.QUARANTINE and retry.on_bad_data == "quarantine":
             if splittable:
-                return Recovery(RecoveryAction.SPLIT, f"{failure.error_type} in this partition; halving it to narrow the bad rows down (retry.on_bad_data: quarantine)")
-            return Recovery(RecoveryAction.QUARANTINE, f"{failure.error_type} persists in the smallest range it could be narrowed to; set aside with its reason (retry.on_bad_data: quarantine)")
+                return Recovery(
+                    RecoveryAction.SPLIT,
+                    f"{failure.error_type} in this partition; halving it to narrow the bad rows down (retry.on_bad_data: quarantine)",
+                )
+            return Recovery(
+                RecoveryAction.QUARANTINE,
+                f"{failure.error_type} persists in the smallest range it could be narrowed to; set aside with its reason (retry.on_bad_data: quarantine)",
+            )
         if failure.error_type == "ResourceExhaustedError" and failure.attempt < retry.attempts:
-            return Recovery(RecoveryAction.RETRY, f"out of memory; attempt {failure.attempt + 1} of {retry.attempts} with batches half the size", batch_factor=0.5)
+            return Recovery(
+                RecoveryAction.RETRY,
+                f"out of memory; attempt {failure.attempt + 1} of {retry.attempts} with batches half the size",
+                batch_factor=0.5,
+            )
         if failure.remedy is FailureKind.RETRY and failure.attempt < retry.attempts:
             delay = self._backoff(failure.attempt, retry)
-            return Recovery(RecoveryAction.RETRY, f"{failure.error_type} is transient; attempt {failure.attempt + 1} of {retry.attempts} in {delay:.1f}s", delay)
+            return Recovery(
+                RecoveryAction.RETRY,
+                f"{failure.error_type} is transient; attempt {failure.attempt + 1} of {retry.attempts} in {delay:.1f}s",
+                delay,
+            )
         if failure.remedy is FailureKind.RETRY:
             why = f"{failure.error_type} persisted through {retry.attempts} attempts"
         else:

@@ -85,7 +85,13 @@ def _task_tool(kind: str, description: str) -> Tool:
     return Tool(kind, description, TaskInput, TaskOutcome, run)
 
 
-def _thread_tool(name: str, description: str, input_model: type[BaseModel], output_model: type[BaseModel], fn: Callable[[Any, Any], Any]) -> Tool:
+def _thread_tool(
+    name: str,
+    description: str,
+    input_model: type[BaseModel],
+    output_model: type[BaseModel],
+    fn: Callable[[Any, Any], Any],
+) -> Tool:
     async def run(arguments: Any, call: ToolCall) -> Any:
         return await asyncio.to_thread(fn, arguments, call.run if call is not None else None)
 
@@ -96,10 +102,42 @@ def default_registry() -> ToolRegistry:
     from agent_orchestrated_etl.profiling import tools as profiling
 
     registry = ToolRegistry()
-    registry.register(_task_tool("extract_load", "Stream one partition of a source through the quality checks into a destination's staging area."))
-    registry.register(_task_tool("stage", "Stream one partition of a source into the run workspace, for SQL transforms to read."))
-    registry.register(_task_tool("pushdown", "Have a destination's engine copy one partition of a source into its staging area by itself."))
-    registry.register(_task_tool("transform_load", "Run a transform (in the run workspace, or over every partition of one source) and stream its result into a destination's staging area."))
-    registry.register(_thread_tool("profile", "Profile a source: per column type, nulls, distinct count, range, quantiles, top values, semantic type and PII flag.", profiling.ProfileInput, profiling.ProfileOutput, profiling.profile_tool))
-    registry.register(_thread_tool("sample", "Draw a seeded sample of a source: reservoir, random, systematic or stratified by a column.", profiling.SampleInput, profiling.SampleOutput, profiling.sample_tool))
+    registry.register(
+        _task_tool(
+            "extract_load",
+            "Stream one partition of a source through the quality checks into a destination's staging area.",
+        )
+    )
+    registry.register(
+        _task_tool("stage", "Stream one partition of a source into the run workspace, for SQL transforms to read.")
+    )
+    registry.register(
+        _task_tool(
+            "pushdown", "Have a destination's engine copy one partition of a source into its staging area by itself."
+        )
+    )
+    registry.register(
+        _task_tool(
+            "transform_load",
+            "Run a transform (in the run workspace, or over every partition of one source) and stream its result into a destination's staging area.",
+        )
+    )
+    registry.register(
+        _thread_tool(
+            "profile",
+            "Profile a source: per column type, nulls, distinct count, range, quantiles, top values, semantic type and PII flag.",
+            profiling.ProfileInput,
+            profiling.ProfileOutput,
+            profiling.profile_tool,
+        )
+    )
+    registry.register(
+        _thread_tool(
+            "sample",
+            "Draw a seeded sample of a source: reservoir, random, systematic or stratified by a column.",
+            profiling.SampleInput,
+            profiling.SampleOutput,
+            profiling.sample_tool,
+        )
+    )
     return registry

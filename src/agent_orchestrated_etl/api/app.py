@@ -16,7 +16,7 @@ from agent_orchestrated_etl.api import pipelines, problems, runs, sessions, syst
 from agent_orchestrated_etl.api.audit import Audit
 from agent_orchestrated_etl.api.limits import BodyLimit
 from agent_orchestrated_etl.api.security import HostCheck
-from agent_orchestrated_etl.api.service import Server, ServeOptions
+from agent_orchestrated_etl.api.service import ServeOptions, Server
 
 STATIC = resources.files("agent_orchestrated_etl.api") / "static"
 
@@ -44,8 +44,12 @@ def create_app(options: ServeOptions) -> FastAPI:
         # Closed unless configured: a page of another origin gets no CORS headers, so its script reads nothing.
         # The session cookie is SameSite=Strict and never goes cross-site, so only bearer tokens are allowed.
         app.add_middleware(
-            CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"], expose_headers=["Location", "Retry-After"], max_age=600,
+            CORSMiddleware,
+            allow_origins=list(options.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location", "Retry-After"],
+            max_age=600,
         )
     app.add_middleware(HostCheck, allowed=options.allowed_hosts)  # added last, so it runs first
     for router in (pipelines.router, runs.router, system.router, sessions.router):
@@ -71,7 +75,9 @@ def _offline_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "", title="agent-etl API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            openapi_url=app.openapi_url or "",
+            title="agent-etl API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
         )

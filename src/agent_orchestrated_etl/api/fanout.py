@@ -128,7 +128,11 @@ class Fanout:
         frames: dict[str | None, str | None] = {}
         for client in tuple(self.clients):
             if client.run not in frames:
-                picked = [text for m, text in zip(messages, encoded, strict=True) if client.run is None or (isinstance(m, RunEvent) and m.run_id == client.run)]
+                picked = [
+                    text
+                    for m, text in zip(messages, encoded, strict=True)
+                    if client.run is None or (isinstance(m, RunEvent) and m.run_id == client.run)
+                ]
                 frames[client.run] = frame(picked) if picked else None
             text = frames[client.run]
             if text is not None:

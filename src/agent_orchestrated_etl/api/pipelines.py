@@ -22,8 +22,13 @@ VIEWER = Depends(allow(Role.VIEWER, readable=True))
 
 
 class SpecBody(BaseModel):
-    yaml: str = Field(description="The pipeline spec, or a workflow spec (`workflow:` with `pipelines:`), as YAML text.")
-    base_dir: str | None = Field(None, description="Directory relative paths in the spec resolve against (inside the server's --data-root); the server's working directory by default.")
+    yaml: str = Field(
+        description="The pipeline spec, or a workflow spec (`workflow:` with `pipelines:`), as YAML text."
+    )
+    base_dir: str | None = Field(
+        None,
+        description="Directory relative paths in the spec resolve against (inside the server's --data-root); the server's working directory by default.",
+    )
 
 
 def find(srv: Server, name: str) -> RegisteredPipeline:
@@ -31,7 +36,12 @@ def find(srv: Server, name: str) -> RegisteredPipeline:
         return srv.get(name)
     except UnknownPipeline:
         known = ", ".join(p.name for p in srv.pipelines.list()) or "none yet"
-        raise Problem(404, "unknown-pipeline", f"no pipeline named {name!r} is registered (registered: {known}); POST its YAML to /api/v1/pipelines", pipeline=name) from None
+        raise Problem(
+            404,
+            "unknown-pipeline",
+            f"no pipeline named {name!r} is registered (registered: {known}); POST its YAML to /api/v1/pipelines",
+            pipeline=name,
+        ) from None
 
 
 def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = False) -> dict[str, Any]:
@@ -53,10 +63,15 @@ def describe(srv: Server, registered: RegisteredPipeline, *, with_yaml: bool = F
         "sources": sorted({name for p in members for name in p.sources}),
         "destinations": sum(len(p.all_destinations) for p in members),
         "running": srv.is_running(registered.name),
-        "last_run": {k: last[0][k] for k in ("run_id", "status", "started_at", "finished_at", "rows_written")} if last else None,
+        "last_run": {k: last[0][k] for k in ("run_id", "status", "started_at", "finished_at", "rows_written")}
+        if last
+        else None,
     }
     if workflow:
-        data["pipelines"] = [{"name": p.name, "depends_on": p.depends_on, "sla": p.sla.model_dump(exclude_none=True) if p.sla else None} for p in workflow.pipelines]
+        data["pipelines"] = [
+            {"name": p.name, "depends_on": p.depends_on, "sla": p.sla.model_dump(exclude_none=True) if p.sla else None}
+            for p in workflow.pipelines
+        ]
     if with_yaml:
         data["yaml"] = registered.yaml
     return data
@@ -68,7 +83,9 @@ def list_pipelines(srv: ServerDep) -> list[dict[str, Any]]:
 
 
 @router.post(
-    "", status_code=201, dependencies=[Depends(allow(Role.ADMIN))],
+    "",
+    status_code=201,
+    dependencies=[Depends(allow(Role.ADMIN))],
     responses=problem_responses(400, 401, 403, 413, 422, 429),
     summary="Register a pipeline or a workflow from YAML (replaces one of the same name)",
 )
@@ -82,7 +99,9 @@ async def register(body: SpecBody, srv: ServerDep, response: Response) -> dict[s
 
 
 @router.post(
-    "/validate", dependencies=[VIEWER], summary="Check a spec without registering it",
+    "/validate",
+    dependencies=[VIEWER],
+    summary="Check a spec without registering it",
     responses=problem_responses(400, 401, 413, 422, 429),
 )
 def validate(body: SpecBody, srv: ServerDep) -> dict[str, Any]:
@@ -90,11 +109,18 @@ def validate(body: SpecBody, srv: ServerDep) -> dict[str, Any]:
         loaded, _ = srv.check_request(body.yaml, body.base_dir)
     except SpecError as exc:
         return {"valid": False, "problems": spec_problem(exc).extra["problems"]}
-    return {"valid": True, "pipeline": loaded.name, "kind": "workflow" if loaded.workflow else "pipeline", "problems": []}
+    return {
+        "valid": True,
+        "pipeline": loaded.name,
+        "kind": "workflow" if loaded.workflow else "pipeline",
+        "problems": [],
+    }
 
 
 @router.get(
-    "/{name}", dependencies=[VIEWER], summary="A registered pipeline, with its YAML",
+    "/{name}",
+    dependencies=[VIEWER],
+    summary="A registered pipeline, with its YAML",
     responses=problem_responses(401, 404, 429),
 )
 def get_pipeline(name: str, srv: ServerDep) -> dict[str, Any]:
@@ -102,7 +128,9 @@ def get_pipeline(name: str, srv: ServerDep) -> dict[str, Any]:
 
 
 @router.delete(
-    "/{name}", status_code=204, dependencies=[Depends(allow(Role.ADMIN))],
+    "/{name}",
+    status_code=204,
+    dependencies=[Depends(allow(Role.ADMIN))],
     responses=problem_responses(401, 403, 404, 429),
     summary="Unregister a pipeline (its runs stay in the store)",
 )

@@ -25,7 +25,16 @@ MEDIA_TYPE = "application/problem+json"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, slug: str | None, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        slug: str | None,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.type = f"urn:agent-etl:problem:{slug}" if slug else "about:blank"
@@ -73,12 +82,24 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def problem_response(problem: Problem, request: Request) -> JSONResponse:
-    body = {"type": problem.type, "title": problem.title, "status": problem.status, "detail": problem.detail, "instance": request.url.path, **problem.extra}
+    body = {
+        "type": problem.type,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.url.path,
+        **problem.extra,
+    }
     return JSONResponse(body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers)
 
 
 def spec_problem(exc: SpecError) -> Problem:
-    return Problem(422, "invalid-spec", f"{len(exc.problems)} problem(s) in the pipeline spec", problems=[vars(p) for p in exc.problems])
+    return Problem(
+        422,
+        "invalid-spec",
+        f"{len(exc.problems)} problem(s) in the pipeline spec",
+        problems=[vars(p) for p in exc.problems],
+    )
 
 
 def _methods(app: FastAPI, path: str) -> list[str]:
@@ -122,7 +143,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AgentETLError)
     async def _ours(request: Request, exc: AgentETLError) -> JSONResponse:
         status = 400 if isinstance(exc, ConfigurationError) else 500
-        return problem_response(Problem(status, type(exc).__name__.lower(), str(exc), where=exc.where, hint=exc.hint), request)
+        return problem_response(
+            Problem(status, type(exc).__name__.lower(), str(exc), where=exc.where, hint=exc.hint), request
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

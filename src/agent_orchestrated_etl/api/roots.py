@@ -37,7 +37,16 @@ def check_base_dir(root: Path, base_dir: Path) -> Path:
     if not base_dir.is_absolute():
         base_dir = root / base_dir
     if not inside(root, base_dir):
-        raise SpecError([SpecProblem("<request body>", None, "base_dir", f"{base_dir} is outside the server's data root {root.resolve()} (agent-etl serve --data-root)")])
+        raise SpecError(
+            [
+                SpecProblem(
+                    "<request body>",
+                    None,
+                    "base_dir",
+                    f"{base_dir} is outside the server's data root {root.resolve()} (agent-etl serve --data-root)",
+                )
+            ]
+        )
     return base_dir.resolve()
 
 
@@ -52,18 +61,31 @@ def check_paths(loaded: LoadedSpec, base_dir: Path, root: Path) -> None:
         if lines is None:
             lines = node_lines(yaml.compose(loaded.text))  # parse_spec bounded the text already
         dotted, line = locate_problem(key, lines)
-        problems.append(SpecProblem(loaded.file, line, dotted, f"{value!r} {reason}; a served spec reads and writes only inside the data root {root.resolve()} (agent-etl serve --data-root)"))
+        problems.append(
+            SpecProblem(
+                loaded.file,
+                line,
+                dotted,
+                f"{value!r} {reason}; a served spec reads and writes only inside the data root {root.resolve()} (agent-etl serve --data-root)",
+            )
+        )
     if problems:
         raise SpecError(problems)
 
 
 def _local_paths(loaded: LoadedSpec) -> list[tuple[tuple[str | int, ...], str]]:
     found = []
-    members = [(("pipelines", i), p) for i, p in enumerate(loaded.workflow.pipelines)] if loaded.workflow else [((), loaded.pipeline)]
+    members = (
+        [(("pipelines", i), p) for i, p in enumerate(loaded.workflow.pipelines)]
+        if loaded.workflow
+        else [((), loaded.pipeline)]
+    )
     for at, pipeline in members:
         if pipeline is None:
             continue
-        connectors: list[tuple[tuple[str | int, ...], Any]] = [((*at, "sources", name), s) for name, s in pipeline.sources.items()]
+        connectors: list[tuple[tuple[str | int, ...], Any]] = [
+            ((*at, "sources", name), s) for name, s in pipeline.sources.items()
+        ]
         if pipeline.destination is not None:
             connectors.append(((*at, "destination"), pipeline.destination))
         connectors += [((*at, "destinations", i), d) for i, d in enumerate(pipeline.destinations)]
@@ -85,7 +107,7 @@ def _escapes(value: str, base_dir: Path, root: Path) -> str | None:
     scheme = _SCHEME.match(value)
     if scheme and scheme.group(1).lower() != "file":
         return None
-    local = value[len("file://"):] if scheme else value
+    local = value[len("file://") :] if scheme else value
     if "\x00" in local:
         return "contains a NUL character, which no file name holds"
     if ".." in re.split(r"[/\\]", local):
@@ -96,6 +118,9 @@ def _escapes(value: str, base_dir: Path, root: Path) -> str | None:
     fixed = os.path.dirname(local[: glob.start()]) if glob else local
     path = Path(fixed) if os.path.isabs(fixed) else base_dir / fixed
     if not inside(root, path):
-        return "is outside the data root" if path.resolve() == path.absolute() else "leads outside the data root through a symlink"
+        return (
+            "is outside the data root"
+            if path.resolve() == path.absolute()
+            else "leads outside the data root through a symlink"
+        )
     return None
-

@@ -34,7 +34,10 @@ def _seconds(run: dict[str, Any]) -> float | None:
 
 
 @router.post(
-    "", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))], summary="Start a run of a registered pipeline",
+    "",
+    status_code=202,
+    dependencies=[Depends(allow(Role.OPERATOR))],
+    summary="Start a run of a registered pipeline",
     responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429),
 )
 async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[str, Any]:
@@ -42,14 +45,26 @@ async def start_run(body: StartRun, srv: ServerDep, response: Response) -> dict[
     running = srv.running_run(body.pipeline)
     if running is not None:
         # Two runs of one pipeline would stage into the same targets; the scheduler avoids it too.
-        raise Problem(409, "run-already-running", f"pipeline {body.pipeline!r} has a run going ({running}); wait for it or cancel it: POST /api/v1/runs/{running}/cancel", run_id=running)
+        raise Problem(
+            409,
+            "run-already-running",
+            f"pipeline {body.pipeline!r} has a run going ({running}); wait for it or cancel it: POST /api/v1/runs/{running}/cancel",
+            run_id=running,
+        )
     run_id = await srv.start_run(body.pipeline, trigger="api")
     response.headers["Location"] = f"/api/v1/runs/{run_id}"
-    return {"run_id": run_id, "pipeline": body.pipeline, "status": "running", "links": {"self": f"/api/v1/runs/{run_id}", "live": f"/ws?run={run_id}"}}
+    return {
+        "run_id": run_id,
+        "pipeline": body.pipeline,
+        "status": "running",
+        "links": {"self": f"/api/v1/runs/{run_id}", "live": f"/ws?run={run_id}"},
+    }
 
 
 @router.get(
-    "", dependencies=[VIEWER], summary="Runs, newest first, paged by run id",
+    "",
+    dependencies=[VIEWER],
+    summary="Runs, newest first, paged by run id",
     responses=problem_responses(401, 422, 429),
 )
 def list_runs(
@@ -72,7 +87,9 @@ def _load(srv: Server, run_id: str) -> dict[str, Any]:
 
 
 @router.get(
-    "/{run_id}", dependencies=[VIEWER], summary="A run with its tasks, decisions, quality checks, errors and alerts",
+    "/{run_id}",
+    dependencies=[VIEWER],
+    summary="A run with its tasks, decisions, quality checks, errors and alerts",
     responses=problem_responses(401, 404, 429),
 )
 async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
@@ -87,8 +104,16 @@ async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run.pop("tasks", None)
     started, finished = utc(run["started_at"]), utc(run["finished_at"])
     errors = [
-        {"task_id": e["task_id"], "attempt": e["attempt"], "error_type": e["error_type"], "remedy": e["remedy"], "message": e["message"], "fix_hint": FIX_HINTS.get(e["remedy"])}
-        for e in events if e["kind"] == "task_failed" and e["remedy"] != "cancelled"
+        {
+            "task_id": e["task_id"],
+            "attempt": e["attempt"],
+            "error_type": e["error_type"],
+            "remedy": e["remedy"],
+            "message": e["message"],
+            "fix_hint": FIX_HINTS.get(e["remedy"]),
+        }
+        for e in events
+        if e["kind"] == "task_failed" and e["remedy"] != "cancelled"
     ]
     return {
         **run,
@@ -96,12 +121,23 @@ async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
         "finished_at": finished,
         "seconds": _seconds({"started_at": started, "finished_at": finished}),
         "live": full_id in srv.active,
-        "rows_read": sum(t["rows"] for t in tasks if t["kind"] != "transform_load"),  # from sources, as in live.RunState
+        "rows_read": sum(
+            t["rows"] for t in tasks if t["kind"] != "transform_load"
+        ),  # from sources, as in live.RunState
         "tasks": tasks,
-        "decisions": [{k: e[k] for k in ("sender", "at", "subject", "choice", "reason")} for e in events if e["kind"] == "decision"],
-        "quality": [{"task_id": t["id"], **check} for t in tasks for check in t["checks"]] + [{"task_id": None, **check} for check in report(latest(events))],
+        "decisions": [
+            {k: e[k] for k in ("sender", "at", "subject", "choice", "reason")}
+            for e in events
+            if e["kind"] == "decision"
+        ],
+        "quality": [{"task_id": t["id"], **check} for t in tasks for check in t["checks"]]
+        + [{"task_id": None, **check} for check in report(latest(events))],
         "errors": errors,
-        "commits": [{k: e[k] for k in ("destination", "rows", "quarantined_rows", "already_committed")} for e in events if e["kind"] == "destination_committed"],
+        "commits": [
+            {k: e[k] for k in ("destination", "rows", "quarantined_rows", "already_committed")}
+            for e in events
+            if e["kind"] == "destination_committed"
+        ],
         "alerts": srv.alerts.store.recent(run_id=full_id) if srv.alerts.store else [],
     }
 
@@ -109,27 +145,50 @@ async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
 def _stored_task(row: dict[str, Any]) -> dict[str, Any]:
     """A task from the store, shaped like a live one (for runs older than the monitor's memory)."""
     return {
-        "id": row["task_id"], "kind": row["kind"], "status": row["status"], "agent": row["agent"], "attempt": row["attempts"],
-        "rows": row["rows_read"] or 0, "bytes": None, "rows_written": row["rows_written"] or 0, "rows_quarantined": row["rows_quarantined"] or 0,
-        "seconds": row["seconds"], "error": row["error"], "checks": row["checks"] or [], "depends_on": [], "error_type": None, "remedy": None,
-        "rows_per_second": round((row["rows_read"] or 0) / row["seconds"], 1) if row["seconds"] else 0.0, "fix_hint": None,
+        "id": row["task_id"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "agent": row["agent"],
+        "attempt": row["attempts"],
+        "rows": row["rows_read"] or 0,
+        "bytes": None,
+        "rows_written": row["rows_written"] or 0,
+        "rows_quarantined": row["rows_quarantined"] or 0,
+        "seconds": row["seconds"],
+        "error": row["error"],
+        "checks": row["checks"] or [],
+        "depends_on": [],
+        "error_type": None,
+        "remedy": None,
+        "rows_per_second": round((row["rows_read"] or 0) / row["seconds"], 1) if row["seconds"] else 0.0,
+        "fix_hint": None,
     }
 
 
 @router.post(
-    "/{run_id}/cancel", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))],
+    "/{run_id}/cancel",
+    status_code=202,
+    dependencies=[Depends(allow(Role.OPERATOR))],
     summary="Ask a running run to stop",
     responses=problem_responses(401, 403, 404, 409, 429),
 )
 async def cancel_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run = _load(srv, run_id)
     if not srv.cancel(run["run_id"]):
-        raise Problem(409, "run-not-running", f"run {run['run_id']} is {run['status']}, not running in this server; only a running run can be cancelled", run_id=run["run_id"], run_status=run["status"])
+        raise Problem(
+            409,
+            "run-not-running",
+            f"run {run['run_id']} is {run['status']}, not running in this server; only a running run can be cancelled",
+            run_id=run["run_id"],
+            run_status=run["status"],
+        )
     return {"run_id": run["run_id"], "status": "cancelling"}
 
 
 @router.post(
-    "/{run_id}/resume", status_code=202, dependencies=[Depends(allow(Role.OPERATOR))],
+    "/{run_id}/resume",
+    status_code=202,
+    dependencies=[Depends(allow(Role.OPERATOR))],
     summary="Go on with a failed or cancelled run from its checkpoints",
     responses=problem_responses(401, 403, 404, 409, 429),
 )
@@ -137,12 +196,34 @@ async def resume_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
     run = _load(srv, run_id)
     full_id, pipeline = run["run_id"], run["pipeline"]
     if full_id in srv.active:
-        raise Problem(409, "run-already-running", f"run {full_id} is running; there is nothing to resume yet", run_id=full_id)
+        raise Problem(
+            409, "run-already-running", f"run {full_id} is running; there is nothing to resume yet", run_id=full_id
+        )
     if run["status"] in ("succeeded", "discarded", "superseded") or not run.get("spec_text"):
-        why = ("it was " + run["error"] if run["status"] == "superseded" else f"it is {run['status']}") if run.get("spec_text") else "it has no stored spec"
-        raise Problem(409, "run-not-resumable", f"run {full_id} cannot be resumed: {why}; start a new run with POST /api/v1/runs {{\"pipeline\": \"{pipeline}\"}}", run_id=full_id, run_status=run["status"])
+        why = (
+            ("it was " + run["error"] if run["status"] == "superseded" else f"it is {run['status']}")
+            if run.get("spec_text")
+            else "it has no stored spec"
+        )
+        raise Problem(
+            409,
+            "run-not-resumable",
+            f'run {full_id} cannot be resumed: {why}; start a new run with POST /api/v1/runs {{"pipeline": "{pipeline}"}}',
+            run_id=full_id,
+            run_status=run["status"],
+        )
     other = srv.running_run(pipeline)
     if other is not None:
-        raise Problem(409, "run-already-running", f"pipeline {pipeline!r} has another run going ({other}); resume {full_id} when it ends", run_id=other)
+        raise Problem(
+            409,
+            "run-already-running",
+            f"pipeline {pipeline!r} has another run going ({other}); resume {full_id} when it ends",
+            run_id=other,
+        )
     srv.resume_run(run)
-    return {"run_id": full_id, "pipeline": pipeline, "status": "running", "links": {"self": f"/api/v1/runs/{full_id}", "live": f"/ws?run={full_id}"}}
+    return {
+        "run_id": full_id,
+        "pipeline": pipeline,
+        "status": "running",
+        "links": {"self": f"/api/v1/runs/{full_id}", "live": f"/ws?run={full_id}"},
+    }

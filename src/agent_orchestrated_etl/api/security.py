@@ -117,10 +117,12 @@ def allow(role: Role, *, readable: bool = False) -> Callable[[Request], None]:
             why = (
                 "this route returns pipelines, runs and their errors and needs the API token "
                 "(or start serve with --public-read)"
-                if readable else "this route changes state and needs the API token"
+                if readable
+                else "this route changes state and needs the API token"
             )
             raise Problem(
-                401, "token-missing",
+                401,
+                "token-missing",
                 f"{why}: send 'Authorization: Bearer <token>' "
                 f"(set {TOKEN_ENV}, or read it from AGENT_ETL_HOME/api-token)",
                 headers={"WWW-Authenticate": 'Bearer realm="agent-etl"'},
@@ -128,7 +130,8 @@ def allow(role: Role, *, readable: bool = False) -> Callable[[Request], None]:
         if Role.of(holder.role) < role:
             wanted = role.name.lower()
             raise Problem(
-                403, "role-insufficient",
+                403,
+                "role-insufficient",
                 f"this route needs the {wanted} role, and token {holder.name!r} is a {holder.role}; "
                 f"an admin can make one: agent-etl tokens create NAME --role {wanted}",
                 role=wanted,
@@ -149,7 +152,8 @@ def authenticate(request: Request) -> Holder | None:
         if holder is None:
             _limit(request, None)  # so guessing tokens is as slow as the rate limit
             raise Problem(
-                401, "token-wrong",
+                401,
+                "token-wrong",
                 "the API token does not match; check AGENT_ETL_API_TOKEN or AGENT_ETL_HOME/api-token on the server, "
                 "or `agent-etl tokens list`",
                 headers={"WWW-Authenticate": 'Bearer realm="agent-etl", error="invalid_token"'},
@@ -169,7 +173,8 @@ def _same_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None or urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower():
         raise Problem(
-            403, "cross-origin",
+            403,
+            "cross-origin",
             "a request that changes state with the session cookie must come from the dashboard itself "
             f"(Origin {origin!r}); "
             "send the token as 'Authorization: Bearer <token>' instead",
@@ -185,10 +190,12 @@ def _limit(request: Request, holder: Holder | None) -> None:
     if wait is not None:
         seconds = math.ceil(wait)
         raise Problem(
-            429, "rate-limited",
+            429,
+            "rate-limited",
             f"more than {limiter.per_minute} requests a minute from {key}; "
             f"retry in {seconds} s (agent-etl serve --rate-limit)",
-            headers={"Retry-After": str(seconds)}, retry_after=seconds,
+            headers={"Retry-After": str(seconds)},
+            retry_after=seconds,
         )
 
 
@@ -232,6 +239,20 @@ class HostCheck:
             await send({"type": "websocket.close", "code": 1008, "reason": "Host not allowed"})
             return
         detail = f"this server does not answer to Host {host!r}; start agent-etl serve with --allowed-host {host or 'NAME'} if that is its name"
-        body = json.dumps({"type": "about:blank", "title": "Misdirected Request", "status": 421, "detail": detail, "instance": scope["path"]}).encode()
-        await send({"type": "http.response.start", "status": 421, "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": "Misdirected Request",
+                "status": 421,
+                "detail": detail,
+                "instance": scope["path"],
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 421,
+                "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

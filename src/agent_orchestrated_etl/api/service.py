@@ -84,14 +84,23 @@ class Server:
         if options.alert_webhook:
             channels.append(WebhookChannel(options.alert_webhook, slack=options.alert_slack))
         self.alerts = AlertManager(
-            self.runtime.hub, AlertStore(engine), channels, dedup_seconds=options.dedup_seconds, max_per_minute=options.alerts_per_minute,
+            self.runtime.hub,
+            AlertStore(engine),
+            channels,
+            dedup_seconds=options.dedup_seconds,
+            max_per_minute=options.alerts_per_minute,
             on_outcome=lambda alert, outcome: self.metrics.alerts.labels(alert.rule, outcome).inc(),
         )
         self.sla = SlaWatcher(self.alerts, lambda name: last_success(engine, name))
         self.runtime.monitor.watchers.append(self.sla)
         if options.settings.monitoring_enabled:
             # Off, the monitor samples no CPU or RSS (so no memory alert) and /metrics answers 404; run state and SLAs come from events and stay.
-            self.runtime.monitor.watchers.extend([self.metrics, MemoryWatcher(self.alerts, options.settings.memory_limit_bytes, options.settings.memory_limit)])
+            self.runtime.monitor.watchers.extend(
+                [
+                    self.metrics,
+                    MemoryWatcher(self.alerts, options.settings.memory_limit_bytes, options.settings.memory_limit),
+                ]
+            )
         self.scheduler = Scheduler(self.start_run, self.is_running, self.pipelines.mark_fired)
         self.fanout = Fanout(self.runtime.hub)
         self.active: dict[str, tuple[str, asyncio.Task[None]]] = {}
@@ -106,7 +115,9 @@ class Server:
             try:
                 self._watch(self.loaded(registered), registered)
             except AgentETLError as exc:  # a spec stored by an older version may no longer validate
-                log.warning("pipeline %s is registered but does not load, so it is not scheduled: %s", registered.name, exc)
+                log.warning(
+                    "pipeline %s is registered but does not load, so it is not scheduled: %s", registered.name, exc
+                )
         self._scheduling = asyncio.create_task(self.scheduler.run(), name="scheduler")
         return self
 
@@ -126,7 +137,9 @@ class Server:
 
     # Pipelines
 
-    def register(self, yaml_text: str, *, base_dir: Path | None = None, file: str = "<request body>") -> tuple[LoadedSpec, bool]:
+    def register(
+        self, yaml_text: str, *, base_dir: Path | None = None, file: str = "<request body>"
+    ) -> tuple[LoadedSpec, bool]:
         """Validate and store a pipeline or workflow spec (replacing one of the same name); returns it and whether it is new."""
         parsed = check_spec(yaml_text, file=file)
         base = (base_dir or self.options.base_dir).resolve()
@@ -266,16 +279,24 @@ def _serve_problems(loaded: LoadedSpec) -> list[SpecProblem]:
     lines = node_lines(yaml.compose(loaded.text))
     problems = []
     for at, spec in _located_pipelines(loaded):
+
         def problem(key: tuple[str, ...], message: str, at: tuple[str | int, ...] = at) -> SpecProblem:
             path, line = locate_problem((*at, *key), lines)
             return SpecProblem(loaded.file, line, path, message)
 
         if spec.schedule is not None and loaded.workflow is not None:
-            problems.append(problem(("schedule",), "a pipeline inside a workflow runs when the workflow runs; schedule it as a pipeline spec of its own, or start the workflow with POST /api/v1/runs"))
+            problems.append(
+                problem(
+                    ("schedule",),
+                    "a pipeline inside a workflow runs when the workflow runs; schedule it as a pipeline spec of its own, or start the workflow with POST /api/v1/runs",
+                )
+            )
         elif spec.schedule is not None:
             schedule = as_schedule(spec.schedule)
             if (message := check_cron(schedule.cron)) is not None:
-                problems.append(problem(("schedule", "cron") if (*at, "schedule", "cron") in lines else ("schedule",), message))
+                problems.append(
+                    problem(("schedule", "cron") if (*at, "schedule", "cron") in lines else ("schedule",), message)
+                )
         for field_name in ("max_duration", "freshness"):
             value = getattr(spec.sla, field_name) if spec.sla is not None else None
             if value is None:

@@ -19,7 +19,9 @@ VIEWER = Depends(allow(Role.VIEWER, readable=True))
 
 
 @router.get(
-    "/agents", dependencies=[VIEWER], summary="Agents: capabilities, status, load, heartbeat age, CPU and RSS",
+    "/agents",
+    dependencies=[VIEWER],
+    summary="Agents: capabilities, status, load, heartbeat age, CPU and RSS",
     responses=problem_responses(401, 429),
 )
 async def agents(srv: ServerDep) -> list[dict[str, Any]]:
@@ -27,7 +29,9 @@ async def agents(srv: ServerDep) -> list[dict[str, Any]]:
 
 
 @router.get(
-    "/tools", dependencies=[VIEWER], summary="Tools the ETL agents hold, with input and output JSON Schemas",
+    "/tools",
+    dependencies=[VIEWER],
+    summary="Tools the ETL agents hold, with input and output JSON Schemas",
     responses=problem_responses(401, 429),
 )
 def tools(srv: ServerDep) -> list[dict[str, Any]]:
@@ -35,7 +39,9 @@ def tools(srv: ServerDep) -> list[dict[str, Any]]:
 
 
 @router.get(
-    "/events", dependencies=[VIEWER], summary="Recorded run events in order, paged by id",
+    "/events",
+    dependencies=[VIEWER],
+    summary="Recorded run events in order, paged by id",
     responses=problem_responses(401, 422, 429),
 )
 def events(
@@ -50,9 +56,14 @@ def events(
 
 
 @router.get(
-    "/alerts", dependencies=[VIEWER], summary="Alerts sent, newest first", responses=problem_responses(401, 422, 429),
+    "/alerts",
+    dependencies=[VIEWER],
+    summary="Alerts sent, newest first",
+    responses=problem_responses(401, 422, 429),
 )
-def alerts(srv: ServerDep, run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+def alerts(
+    srv: ServerDep, run_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
     return srv.alerts.store.recent(run_id=run_id, limit=limit) if srv.alerts.store else []
 
 
@@ -60,17 +71,26 @@ metrics_router = APIRouter(tags=["system"])
 
 
 @metrics_router.get(
-    "/metrics", dependencies=[VIEWER], summary="Prometheus metrics", response_class=Response,
+    "/metrics",
+    dependencies=[VIEWER],
+    summary="Prometheus metrics",
+    response_class=Response,
     responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}, **problem_responses(401, 404, 429)},
 )
 async def metrics(srv: ServerDep) -> Response:
     if not srv.options.settings.monitoring_enabled:
-        raise Problem(404, "monitoring-disabled", "metrics are off because MONITORING_ENABLED=false; set MONITORING_ENABLED=true and restart agent-etl serve")
+        raise Problem(
+            404,
+            "monitoring-disabled",
+            "metrics are off because MONITORING_ENABLED=false; set MONITORING_ENABLED=true and restart agent-etl serve",
+        )
     return Response(srv.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get(
-    "/audit", dependencies=[Depends(allow(Role.ADMIN))], summary="The audit log, newest first: who changed what",
+    "/audit",
+    dependencies=[Depends(allow(Role.ADMIN))],
+    summary="The audit log, newest first: who changed what",
     responses=problem_responses(401, 403, 422, 429),
 )
 def audit(srv: ServerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:

@@ -57,7 +57,9 @@ async def _authenticated(websocket: WebSocket, srv: Server) -> bool:
     if isinstance(given, str) and await asyncio.to_thread(_holder, srv, given, None) is not None:
         return True
     with contextlib.suppress(Exception):
-        await websocket.close(UNAUTHORIZED, "missing or wrong token: send {\"token\": \"...\"} first, or an Authorization header")
+        await websocket.close(
+            UNAUTHORIZED, 'missing or wrong token: send {"token": "..."} first, or an Authorization header'
+        )
     return False
 
 
@@ -91,7 +93,11 @@ async def live(websocket: WebSocket, run: str | None = None) -> None:
     try:
         await monitor.drain()  # so the snapshot holds everything published before the client was added
         backlog = [m for m in monitor.recent if run is None or getattr(m, "run_id", None) == run]
-        hello = {"type": "hello", "runs": _runs(srv, run), "backlog": [json.loads(m.model_dump_json()) for m in backlog]}
+        hello = {
+            "type": "hello",
+            "runs": _runs(srv, run),
+            "backlog": [json.loads(m.model_dump_json()) for m in backlog],
+        }
         await websocket.send_text(json.dumps(hello, default=str))
         writer = asyncio.create_task(_write(websocket, srv, client))
         while (await websocket.receive())["type"] != "websocket.disconnect":
@@ -116,7 +122,10 @@ async def _write(websocket: WebSocket, srv: Server, client: Client) -> None:
                 await srv.runtime.monitor.drain()
                 client.take_queued()
                 srv.metrics.ws_resyncs.inc()
-                text = json.dumps({"type": "resync", "runs": _runs(srv, client.run), "dropped_frames": client.dropped_frames}, default=str)
+                text = json.dumps(
+                    {"type": "resync", "runs": _runs(srv, client.run), "dropped_frames": client.dropped_frames},
+                    default=str,
+                )
             async with asyncio.timeout(SEND_TIMEOUT):
                 await websocket.send_text(text)
     except TimeoutError:

@@ -38,8 +38,13 @@ class DestinationSpecBase(ConnectorSpec):
         None, description="Source or transform whose rows this destination receives (default: the last one)."
     )
     write: Literal["append", "replace", "merge"] = "append"
-    primary_key: list[str] = Field(default_factory=list, description="Key columns for write: merge (from an input with tables: or schema:, each table's own primary key by default).")
-    critical: bool = Field(True, description="When false, a failure loading this destination leaves it as it was and the run ends partial.")
+    primary_key: list[str] = Field(
+        default_factory=list,
+        description="Key columns for write: merge (from an input with tables: or schema:, each table's own primary key by default).",
+    )
+    critical: bool = Field(
+        True, description="When false, a failure loading this destination leaves it as it was and the run ends partial."
+    )
     allow_empty: bool = Field(
         False,
         description="write: replace only: publish a load whose every row was quarantined (it empties the target); without it such a load fails the commit.",
@@ -282,7 +287,9 @@ class Destination(ABC, Generic[D]):
         returns them.
         """
 
-    def pull(self, run_id: str, task_id: str, source: Source, partition: Partition, progress: Callable[[int, int], None]) -> int:
+    def pull(
+        self, run_id: str, task_id: str, source: Source, partition: Partition, progress: Callable[[int, int], None]
+    ) -> int:
         """Copy one partition of ``source`` into the task's staging area inside the database engine.
 
         Only called when ``source``'s type is in ``capabilities.pulls_from`` and

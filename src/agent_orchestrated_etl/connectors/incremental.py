@@ -45,9 +45,16 @@ class IncrementalSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     cursor: str = Field(description="Column that grows when a row is added or changed (updated_at, id).")
-    initial_value: int | float | dt.datetime | dt.date | str | None = Field(None, description="Where the first run starts; everything when omitted.")
-    lag: float | str | None = Field(None, description="Re-read this far below the mark (seconds, or '2h', '1d'; days for date cursors). Needs write: merge.")
-    primary_key: list[str] = Field(default_factory=list, description="Columns that identify a row at the boundary; the whole row when empty.")
+    initial_value: int | float | dt.datetime | dt.date | str | None = Field(
+        None, description="Where the first run starts; everything when omitted."
+    )
+    lag: float | str | None = Field(
+        None,
+        description="Re-read this far below the mark (seconds, or '2h', '1d'; days for date cursors). Needs write: merge.",
+    )
+    primary_key: list[str] = Field(
+        default_factory=list, description="Columns that identify a row at the boundary; the whole row when empty."
+    )
 
 
 def encode(value: Any) -> Any:
@@ -63,9 +70,11 @@ def encode(value: Any) -> Any:
 
 def decode(value: Any) -> Any:
     if isinstance(value, dict):
-        (kind, text), = value.items()
+        ((kind, text),) = value.items()
         parsers: dict[str, Callable[[str], Any]] = {
-            "datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat, "decimal": Decimal,
+            "datetime": dt.datetime.fromisoformat,
+            "date": dt.date.fromisoformat,
+            "decimal": Decimal,
         }
         return parsers[kind](text)
     return value
@@ -84,11 +93,27 @@ class Window:
     strict: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"cursor": self.cursor, "start": encode(self.start), "exclude": sorted(self.exclude), "end": encode(self.end), "key": list(self.key), "previous": self.previous, "strict": self.strict}
+        return {
+            "cursor": self.cursor,
+            "start": encode(self.start),
+            "exclude": sorted(self.exclude),
+            "end": encode(self.end),
+            "key": list(self.key),
+            "previous": self.previous,
+            "strict": self.strict,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Window:
-        return cls(data["cursor"], decode(data["start"]), frozenset(data["exclude"]), decode(data["end"]), tuple(data["key"]), data.get("previous"), data.get("strict", False))
+        return cls(
+            data["cursor"],
+            decode(data["start"]),
+            frozenset(data["exclude"]),
+            decode(data["end"]),
+            tuple(data["key"]),
+            data.get("previous"),
+            data.get("strict", False),
+        )
 
 
 def window_predicates(window: Window, quote: Callable[[str], str], literal: Callable[[Any], str]) -> list[str]:
@@ -132,7 +157,10 @@ def _initial(value: Any) -> Any:
                 return parse(value)
             except ValueError:
                 continue
-        raise ConfigurationError(f"incremental.initial_value {value!r} is not a number, a date or a timestamp", hint="write it as 2024-01-31 or 2024-01-31T08:00:00")
+        raise ConfigurationError(
+            f"incremental.initial_value {value!r} is not a number, a date or a timestamp",
+            hint="write it as 2024-01-31 or 2024-01-31T08:00:00",
+        )
     return value
 
 
@@ -141,7 +169,9 @@ def _minus_lag(start: Any, lag: float | str, *, where: str) -> Any:
     if isinstance(lag, str):
         match = _DURATION.match(lag)
         if not match:
-            raise ConfigurationError(f"incremental.lag {lag!r} is not a duration", where=where, hint="use seconds, or '30m', '2h', '1d'")
+            raise ConfigurationError(
+                f"incremental.lag {lag!r} is not a duration", where=where, hint="use seconds, or '30m', '2h', '1d'"
+            )
         seconds = float(match.group(1)) * _SECONDS[match.group(2)]
     else:
         seconds = float(lag)
@@ -149,7 +179,9 @@ def _minus_lag(start: Any, lag: float | str, *, where: str) -> Any:
         return start - dt.timedelta(seconds=seconds)
     if isinstance(start, dt.date):  # a bare number of lag means days for a date cursor
         return start - dt.timedelta(days=seconds if not isinstance(lag, str) else seconds / 86400)
-    return start - (type(start)(seconds) if isinstance(start, Decimal | int) and float(seconds).is_integer() else seconds)
+    return start - (
+        type(start)(seconds) if isinstance(start, Decimal | int) and float(seconds).is_integer() else seconds
+    )
 
 
 class Tracker:
@@ -171,7 +203,11 @@ class Tracker:
     def _column(self, batch: pa.RecordBatch) -> pa.Array:
         index = batch.schema.get_field_index(self.window.cursor)
         if index < 0:
-            raise ConfigurationError(f"incremental cursor column {self.window.cursor!r} is not in the data", where=self.where, hint=f"columns are: {', '.join(batch.schema.names)}")
+            raise ConfigurationError(
+                f"incremental cursor column {self.window.cursor!r} is not in the data",
+                where=self.where,
+                hint=f"columns are: {', '.join(batch.schema.names)}",
+            )
         return batch.column(index)
 
     def _filter(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -263,7 +299,9 @@ def state_key(pipeline: str, source: str) -> str:
     return f"{pipeline}/{source}"
 
 
-def committed_states(pipeline: str, reports: Iterable[tuple[str, dict[str, Any], dict[str, Any] | None]]) -> dict[str, Any]:
+def committed_states(
+    pipeline: str, reports: Iterable[tuple[str, dict[str, Any], dict[str, Any] | None]]
+) -> dict[str, Any]:
     """The states to commit with a destination, from (source, window, report) of every task feeding it."""
     by_source: dict[str, tuple[Window, list[dict[str, Any] | None]]] = {}
     for source, window_dict, report in reports:

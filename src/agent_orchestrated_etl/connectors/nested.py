@@ -40,9 +40,18 @@ class NestedOptions(BaseModel):
 
     shape: Shape = Field("struct", description="struct: keep nesting; flatten: a__b columns; unnest: rows of one list.")
     separator: str = Field("__", description="Joins the names of flattened struct fields.")
-    unnest: str | None = Field(None, description="With shape: unnest, the dotted path of the list whose elements become rows.")
-    parent_key: list[str] = Field(default_factory=list, description="Parent fields copied into each unnested row as _parent_<name>.")
-    max_depth: int = Field(16, ge=1, le=32, description="Levels of objects and arrays kept below a column; a deeper subtree is kept as JSON text.")
+    unnest: str | None = Field(
+        None, description="With shape: unnest, the dotted path of the list whose elements become rows."
+    )
+    parent_key: list[str] = Field(
+        default_factory=list, description="Parent fields copied into each unnested row as _parent_<name>."
+    )
+    max_depth: int = Field(
+        16,
+        ge=1,
+        le=32,
+        description="Levels of objects and arrays kept below a column; a deeper subtree is kept as JSON text.",
+    )
 
 
 Rejected = tuple[dict[str, Any], str, int]
@@ -76,7 +85,11 @@ class RecordsToArrow:
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             rows = [cut_depth(row, depth) for row in rows]
             objects = [i for i, row in enumerate(rows) if isinstance(row, dict)]
-            rejected = [({"value": row}, f"expected a JSON object, got {_json_type(row)}", origins[i]) for i, row in enumerate(rows) if not isinstance(row, dict)]
+            rejected = [
+                ({"value": row}, f"expected a JSON object, got {_json_type(row)}", origins[i])
+                for i, row in enumerate(rows)
+                if not isinstance(row, dict)
+            ]
             rows, origins = [rows[i] for i in objects], [origins[i] for i in objects]
             if not rows:
                 return None, rejected
@@ -110,7 +123,9 @@ class RecordsToArrow:
         merged = pa.unify_schemas([self.schema, pa.schema(list(found))], promote_options="permissive")
         return pa.struct(list(merged))
 
-    def _convert_slowly(self, rows: list[dict[str, Any]]) -> tuple[pa.StructArray, pa.StructType, list[tuple[int, str]]]:
+    def _convert_slowly(
+        self, rows: list[dict[str, Any]]
+    ) -> tuple[pa.StructArray, pa.StructType, list[tuple[int, str]]]:
         """Field by field: find each field's type and the rows whose value cannot take it."""
         names = list(self.schema.names) if self.schema is not None else []
         for row in rows:
@@ -127,7 +142,6 @@ class RecordsToArrow:
         target = pa.struct(fields)
         good = [row for i, row in enumerate(rows) if i not in bad]
         return pa.array(good, type=target), target, sorted(bad.items())
-
 
 
 def too_deep(record_type: pa.DataType, max_depth: int) -> bool:
@@ -179,7 +193,9 @@ def _field_type(name: str, values: list[Any], known: pa.DataType | None) -> tupl
             types.append(pa.array([value]).type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             types.append(None)
-    current = known or next((t for t, v in zip(types, values, strict=True) if v is not None and t is not None), pa.null())
+    current = known or next(
+        (t for t, v in zip(types, values, strict=True) if v is not None and t is not None), pa.null()
+    )
     misfits: list[tuple[int, str]] = []
     for i, (value, found) in enumerate(zip(values, types, strict=True)):
         if value is None:
@@ -194,7 +210,11 @@ def _field_type(name: str, values: list[Any], known: pa.DataType | None) -> tupl
 
 def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType | None:
     try:
-        return pa.unify_schemas([pa.schema([("f", a)]), pa.schema([("f", b)])], promote_options="permissive").field("f").type
+        return (
+            pa.unify_schemas([pa.schema([("f", a)]), pa.schema([("f", b)])], promote_options="permissive")
+            .field("f")
+            .type
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
 
@@ -207,7 +227,15 @@ def _dig(record: dict[str, Any], path: list[str]) -> Any:
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _short(value: Any) -> str:

@@ -44,14 +44,52 @@ ITEMS_PER_ORDER_WEIGHTS = (30, 25, 20, 15, 10)  # 1..5 lines, 2.5 on average
 QUANTITY_WEIGHTS = (60, 20, 10, 6, 4)  # 1..5 units
 COUNTRIES = ("DE", "FR", "NL", "ES", "IT", "PL", "SE", "AT", "BE", "PT", "IE", "DK")
 FIRST_NAMES = (
-    "Anna", "Ben", "Chloé", "David", "Elif", "Fatima", "Gustav", "Hannah", "Ivan",
-    "José", "Jürgen", "Karin", "Lars", "Marta", "Noah", "Olga", "Pierre", "Renée",
-    "Sofia", "Tomás", "Zoë", "Émile", "Åsa", "Mia",
+    "Anna",
+    "Ben",
+    "Chloé",
+    "David",
+    "Elif",
+    "Fatima",
+    "Gustav",
+    "Hannah",
+    "Ivan",
+    "José",
+    "Jürgen",
+    "Karin",
+    "Lars",
+    "Marta",
+    "Noah",
+    "Olga",
+    "Pierre",
+    "Renée",
+    "Sofia",
+    "Tomás",
+    "Zoë",
+    "Émile",
+    "Åsa",
+    "Mia",
 )
 LAST_NAMES = (
-    "Müller", "García", "Rossi", "Dubois", "Nowak", "Jansen", "Silva", "Öztürk",
-    "Andersson", "Novák", "O'Brien", "Fernández", "Schmidt", "Kowalski", "Lefèvre",
-    "Murphy", "Costa", "Núñez", "Horváth", "Berg",
+    "Müller",
+    "García",
+    "Rossi",
+    "Dubois",
+    "Nowak",
+    "Jansen",
+    "Silva",
+    "Öztürk",
+    "Andersson",
+    "Novák",
+    "O'Brien",
+    "Fernández",
+    "Schmidt",
+    "Kowalski",
+    "Lefèvre",
+    "Murphy",
+    "Costa",
+    "Núñez",
+    "Horváth",
+    "Berg",
 )
 CATEGORIES = {
     "Kitchen": ("Kettle", "Pan", "Knife", "Mug", "Grater"),
@@ -102,10 +140,9 @@ def _write_customers(
     path: Path, rng: random.Random, n_valid: int, dirty: dict[str, int]
 ) -> tuple[int, list[int], tuple[int, ...]]:
     """Write customers.csv; return (data lines, duplicated ids, malformed line numbers)."""
-    picked = rng.sample(range(1, n_valid + 1), dirty["customers.null_email"]
-                        + dirty["customers.duplicate_customer_id"])
+    picked = rng.sample(range(1, n_valid + 1), dirty["customers.null_email"] + dirty["customers.duplicate_customer_id"])
     null_email = set(picked[: dirty["customers.null_email"]])
-    duplicated = sorted(picked[dirty["customers.null_email"]:])
+    duplicated = sorted(picked[dirty["customers.null_email"] :])
     rows: list[tuple[list[str], bool]] = [
         (_customer(rng, cid, email=cid not in null_email), False) for cid in range(1, n_valid + 1)
     ]
@@ -157,13 +194,9 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    n_customers, n_orders, n_products = (
-        max(1, round(rows * scale)) for rows in BASE_ROWS.values()
-    )
+    n_customers, n_orders, n_products = (max(1, round(rows * scale)) for rows in BASE_ROWS.values())
     dirty = {key: _dirty(n_customers, key) for key in DIRTY_SHARE if key.startswith("customers.")}
-    customer_lines, duplicated, malformed = _write_customers(
-        directory / "customers.csv", rng, n_customers, dirty
-    )
+    customer_lines, duplicated, malformed = _write_customers(directory / "customers.csv", rng, n_customers, dirty)
 
     # Clean orders point at well-formed customer ids, which are 1..n_customers.
     customer_ids: list[int | None] = rng.choices(range(1, n_customers + 1), k=n_orders)
@@ -173,10 +206,10 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
     for i in forced[:n_null]:
         customer_ids[i] = None
     first_unknown = n_customers + dirty["customers.malformed_lines"] + 1
-    for i in forced[n_null:n_null + n_unknown]:
+    for i in forced[n_null : n_null + n_unknown]:
         customer_ids[i] = first_unknown + rng.randrange(n_customers)
     # Each duplicated id gets at least one order so the join fan-out is visible.
-    for i, cid in zip(forced[n_null + n_unknown:], duplicated, strict=True):
+    for i, cid in zip(forced[n_null + n_unknown :], duplicated, strict=True):
         customer_ids[i] = cid
     offsets = sorted(rng.randrange(365 * 86_400) for _ in range(n_orders))
     statuses = rng.choices(STATUSES, STATUS_WEIGHTS, k=n_orders)
@@ -190,9 +223,7 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
     totals = [0] * n_orders
     for o, p, q in zip(order_idx, product_ids, quantities, strict=True):
         totals[o] += q * cents[p]  # integer cents, so totals have exactly 2 decimals
-    n_negative = dirty["order_items.negative_quantity"] = _dirty(
-        n_items, "order_items.negative_quantity"
-    )
+    n_negative = dirty["order_items.negative_quantity"] = _dirty(n_items, "order_items.negative_quantity")
     for i in rng.sample(range(n_items), n_negative):
         quantities[i] = -quantities[i]
 
@@ -215,9 +246,14 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
             )
             conn.executemany(
                 "INSERT INTO orders VALUES (?, ?, ?, ?, 'EUR', ?)",
-                zip(range(1, n_orders + 1), customer_ids,
+                zip(
+                    range(1, n_orders + 1),
+                    customer_ids,
                     (str(ORDERS_FROM + timedelta(seconds=s)) for s in offsets),
-                    statuses, (t / 100 for t in totals), strict=True),
+                    statuses,
+                    (t / 100 for t in totals),
+                    strict=True,
+                ),
             )
     finally:
         conn.close()
@@ -227,8 +263,7 @@ def generate_demo_data(directory: Path, *, scale: float = 1.0, seed: int = 42) -
     line_nos = [line for k in lines_per_order for line in range(1, k + 1)]
     with (directory / "order_items.jsonl").open("w", encoding="utf-8", newline="\n") as f:
         f.writelines(
-            f'{{"order_id":{o + 1},"line_no":{line},"product_id":{p},'
-            f'"quantity":{q},"unit_price":{price_json[p]}}}\n'
+            f'{{"order_id":{o + 1},"line_no":{line},"product_id":{p},"quantity":{q},"unit_price":{price_json[p]}}}\n'
             for o, line, p, q in zip(order_idx, line_nos, product_ids, quantities, strict=True)
         )
 

@@ -28,16 +28,44 @@ class RunFailure(BaseModel):
     next_step: str
 
 
-def failure_of(error: BaseException, *, run_id: str, spec_file: str | None, resumed: bool = False, where: str | None = None) -> RunFailure:
+def failure_of(
+    error: BaseException, *, run_id: str, spec_file: str | None, resumed: bool = False, where: str | None = None
+) -> RunFailure:
     """The failure of a run that stopped on ``error`` (raised, or a task's failure re-raised here)."""
     if isinstance(error, AgentETLError):
         remedy = error.next_remedy
         holder = getattr(error, "holder_run_id", None)
-        return make_failure(remedy, type(error).__name__, str(error), run_id=run_id, spec_file=spec_file, where=where or error.where, holder_run_id=holder, resumed=resumed)
-    return make_failure(Remedy.BUG, type(error).__name__, f"{type(error).__name__}: {error}", run_id=run_id, spec_file=spec_file, where=where)
+        return make_failure(
+            remedy,
+            type(error).__name__,
+            str(error),
+            run_id=run_id,
+            spec_file=spec_file,
+            where=where or error.where,
+            holder_run_id=holder,
+            resumed=resumed,
+        )
+    return make_failure(
+        Remedy.BUG,
+        type(error).__name__,
+        f"{type(error).__name__}: {error}",
+        run_id=run_id,
+        spec_file=spec_file,
+        where=where,
+    )
 
 
-def make_failure(remedy: Remedy, error_type: str, message: str, *, run_id: str, spec_file: str | None, where: str | None = None, holder_run_id: str | None = None, resumed: bool = False) -> RunFailure:
+def make_failure(
+    remedy: Remedy,
+    error_type: str,
+    message: str,
+    *,
+    run_id: str,
+    spec_file: str | None,
+    where: str | None = None,
+    holder_run_id: str | None = None,
+    resumed: bool = False,
+) -> RunFailure:
     again = f"agent-etl run {spec_file}" if spec_file else "agent-etl run SPEC"
     discard = f"agent-etl runs discard {run_id} drops its staged output"
     steps = {
@@ -50,8 +78,19 @@ def make_failure(remedy: Remedy, error_type: str, message: str, *, run_id: str, 
     if remedy is Remedy.WAIT:
         holder = f"run {holder_run_id}" if holder_run_id else "another run"
         see = f"agent-etl runs show {holder_run_id}" if holder_run_id else "agent-etl runs"
-        then = f"agent-etl resume {run_id}" if resumed else f"run again ({again}); run {run_id} never started, so there is nothing to resume"
+        then = (
+            f"agent-etl resume {run_id}"
+            if resumed
+            else f"run again ({again}); run {run_id} never started, so there is nothing to resume"
+        )
         next_step = f"wait for {holder} to finish ({see}), then {then}"
     else:
         next_step = steps[remedy]
-    return RunFailure(remedy=remedy, error_type=error_type, message=message, where=where, holder_run_id=holder_run_id, next_step=next_step)
+    return RunFailure(
+        remedy=remedy,
+        error_type=error_type,
+        message=message,
+        where=where,
+        holder_run_id=holder_run_id,
+        next_step=next_step,
+    )

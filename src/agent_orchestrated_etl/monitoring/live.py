@@ -87,19 +87,37 @@ class RunState:
         kind = event.kind
         if kind == "run_started":
             # A resumed run starts again under its own id: it is running, with a fresh plan.
-            self.pipeline, self.started_at, self.status, self.error, self.finished_at = data.pipeline, event.at, RunStatus.RUNNING, None, None
+            self.pipeline, self.started_at, self.status, self.error, self.finished_at = (
+                data.pipeline,
+                event.at,
+                RunStatus.RUNNING,
+                None,
+                None,
+            )
             self.failure = None
             self.commits = []
             for task in data.tasks:
-                self.tasks[task["id"]] = TaskState(task["id"], task["kind"], depends_on=list(task.get("depends_on", [])))
+                self.tasks[task["id"]] = TaskState(
+                    task["id"], task["kind"], depends_on=list(task.get("depends_on", []))
+                )
         elif kind == "run_finished":
             self.status, self.error, self.finished_at = data.status, data.error, event.at
             self.failure = data.failure
             self.started_at = self.started_at or event.at
         elif kind == "decision":
-            self.decisions.append({"by": event.sender, "at": event.at.isoformat(), "subject": data.subject, "choice": data.choice, "reason": data.reason})
+            self.decisions.append(
+                {
+                    "by": event.sender,
+                    "at": event.at.isoformat(),
+                    "subject": data.subject,
+                    "choice": data.choice,
+                    "reason": data.reason,
+                }
+            )
         elif kind == "destination_committed":
-            self.commits.append({"destination": data.destination, "rows": data.rows, "quarantined_rows": data.quarantined_rows})
+            self.commits.append(
+                {"destination": data.destination, "rows": data.rows, "quarantined_rows": data.quarantined_rows}
+            )
         elif kind == "destination_verified":
             for commit in reversed(self.commits):
                 if commit["destination"] == data.destination:
@@ -111,17 +129,35 @@ class RunState:
     @staticmethod
     def _apply_task(task: TaskState, data: Any) -> None:
         if data.kind == "task_started":
-            task.status, task.agent, task.attempt, task.started = TaskStatus.RUNNING, data.agent, data.attempt, time.monotonic()
+            task.status, task.agent, task.attempt, task.started = (
+                TaskStatus.RUNNING,
+                data.agent,
+                data.attempt,
+                time.monotonic(),
+            )
             task.rows = task.bytes = 0
             task.note = None
         elif data.kind == "task_progress":
             task.rows, task.bytes, task.note = data.rows, data.bytes, data.note
         elif data.kind == "task_finished":
-            task.status, task.rows, task.bytes, task.seconds = TaskStatus.SUCCEEDED, data.rows_read, data.bytes, data.seconds
-            task.rows_written, task.rows_quarantined, task.checks, task.error = data.rows_written, data.rows_quarantined, data.checks, None
+            task.status, task.rows, task.bytes, task.seconds = (
+                TaskStatus.SUCCEEDED,
+                data.rows_read,
+                data.bytes,
+                data.seconds,
+            )
+            task.rows_written, task.rows_quarantined, task.checks, task.error = (
+                data.rows_written,
+                data.rows_quarantined,
+                data.checks,
+                None,
+            )
             task.error_type = task.remedy = task.note = None
         elif data.kind == "task_failed":
-            task.status, task.error = (TaskStatus.CANCELLED if data.remedy is FailureKind.CANCELLED else TaskStatus.FAILED), data.message
+            task.status, task.error = (
+                (TaskStatus.CANCELLED if data.remedy is FailureKind.CANCELLED else TaskStatus.FAILED),
+                data.message,
+            )
             task.error_type, task.remedy, task.note = data.error_type, data.remedy, None
 
     def to_dict(self, now: datetime) -> dict[str, Any]:

@@ -45,22 +45,67 @@ class Metrics:
         r = self.registry
         per_task = ["pipeline", "task"]
         self.rows_read = Counter("agent_etl_rows_read", "Rows read from sources.", per_task, registry=r)
-        self.bytes_read = Counter("agent_etl_bytes_read", "Bytes read from sources (Arrow in-memory size).", per_task, registry=r)
-        self.rows_written = Counter("agent_etl_rows_written", "Rows tasks wrote to staging or the workspace (published when the destination commits).", per_task, registry=r)
-        self.bytes_written = Counter("agent_etl_bytes_written", "Bytes tasks wrote (Arrow in-memory size).", per_task, registry=r)
-        self.rows_committed = Counter("agent_etl_rows_committed", "Rows published by destination commits.", ["pipeline", "destination"], registry=r)
-        self.rows_quarantined = Counter("agent_etl_rows_quarantined", "Rows set aside in quarantine at commit.", ["pipeline", "destination"], registry=r)
+        self.bytes_read = Counter(
+            "agent_etl_bytes_read", "Bytes read from sources (Arrow in-memory size).", per_task, registry=r
+        )
+        self.rows_written = Counter(
+            "agent_etl_rows_written",
+            "Rows tasks wrote to staging or the workspace (published when the destination commits).",
+            per_task,
+            registry=r,
+        )
+        self.bytes_written = Counter(
+            "agent_etl_bytes_written", "Bytes tasks wrote (Arrow in-memory size).", per_task, registry=r
+        )
+        self.rows_committed = Counter(
+            "agent_etl_rows_committed",
+            "Rows published by destination commits.",
+            ["pipeline", "destination"],
+            registry=r,
+        )
+        self.rows_quarantined = Counter(
+            "agent_etl_rows_quarantined",
+            "Rows set aside in quarantine at commit.",
+            ["pipeline", "destination"],
+            registry=r,
+        )
         self.task_seconds = Histogram(
-            "agent_etl_task_duration_seconds", "Duration of successful task attempts.", ["pipeline", "kind"], registry=r,
+            "agent_etl_task_duration_seconds",
+            "Duration of successful task attempts.",
+            ["pipeline", "kind"],
+            registry=r,
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
         )
-        self.task_errors = Counter("agent_etl_task_errors", "Failed task attempts by error class.", ["pipeline", "error_class", "remedy"], registry=r)
-        self.task_retries = Counter("agent_etl_task_retries", "Task attempts started after a failure, by the class of that failure.", ["pipeline", "error_class"], registry=r)
+        self.task_errors = Counter(
+            "agent_etl_task_errors",
+            "Failed task attempts by error class.",
+            ["pipeline", "error_class", "remedy"],
+            registry=r,
+        )
+        self.task_retries = Counter(
+            "agent_etl_task_retries",
+            "Task attempts started after a failure, by the class of that failure.",
+            ["pipeline", "error_class"],
+            registry=r,
+        )
         self.runs = Counter("agent_etl_runs", "Finished runs by status.", ["pipeline", "status"], registry=r)
-        self.breaker = Gauge("agent_etl_circuit_breaker_state", "Circuit breaker per external system: 0 closed, 1 half-open, 2 open.", ["system"], registry=r)
-        self.alerts = Counter("agent_etl_alerts", "Alerts raised, by what happened to them.", ["rule", "outcome"], registry=r)
-        self.ws_resyncs = Counter("agent_etl_websocket_resyncs", "WebSocket clients that fell behind and were sent a fresh snapshot.", registry=r)
-        self.ws_dropped = Counter("agent_etl_websocket_slow_disconnects", "WebSocket clients closed because they stopped reading.", registry=r)
+        self.breaker = Gauge(
+            "agent_etl_circuit_breaker_state",
+            "Circuit breaker per external system: 0 closed, 1 half-open, 2 open.",
+            ["system"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "agent_etl_alerts", "Alerts raised, by what happened to them.", ["rule", "outcome"], registry=r
+        )
+        self.ws_resyncs = Counter(
+            "agent_etl_websocket_resyncs",
+            "WebSocket clients that fell behind and were sent a fresh snapshot.",
+            registry=r,
+        )
+        self.ws_dropped = Counter(
+            "agent_etl_websocket_slow_disconnects", "WebSocket clients closed because they stopped reading.", registry=r
+        )
         self.ws_clients = Gauge("agent_etl_websocket_clients", "Connected WebSocket clients.", registry=r)
         r.register(_ScrapeTime(monitor, hub))
         # Cumulative counts seen per running task attempt, to turn progress into counter increments.
@@ -93,7 +138,9 @@ class Metrics:
                 self._seen.pop((data.run_id, data.task_id), None)
                 self.rows_written.labels(pipeline, label).inc(data.rows_written)
                 self.bytes_written.labels(pipeline, label).inc(data.bytes_written)
-                self.task_seconds.labels(pipeline, state.tasks[data.task_id].kind if data.task_id in state.tasks else "unknown").observe(data.seconds)
+                self.task_seconds.labels(
+                    pipeline, state.tasks[data.task_id].kind if data.task_id in state.tasks else "unknown"
+                ).observe(data.seconds)
         elif kind == "task_failed":
             self._seen.pop((data.run_id, data.task_id), None)
             if data.remedy != "cancelled":
@@ -131,7 +178,9 @@ class _ScrapeTime:
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        in_progress = GaugeMetricFamily("agent_etl_runs_in_progress", "Runs started and not finished.", labels=["pipeline"])
+        in_progress = GaugeMetricFamily(
+            "agent_etl_runs_in_progress", "Runs started and not finished.", labels=["pipeline"]
+        )
         counts: dict[str, int] = {}
         for state in self.monitor.runs.values():
             if not state.finished:
@@ -143,17 +192,35 @@ class _ScrapeTime:
         statuses = self.monitor.agent_statuses()
         gauges = {
             "load": GaugeMetricFamily("agent_etl_agent_load", "Tasks an agent holds.", labels=["agent", "role"]),
-            "capacity": GaugeMetricFamily("agent_etl_agent_capacity", "Tasks an agent can hold at once.", labels=["agent", "role"]),
-            "heartbeat_age_seconds": GaugeMetricFamily("agent_etl_agent_heartbeat_age_seconds", "Seconds since the agent's last heartbeat.", labels=["agent", "role"]),
-            "cpu_percent": GaugeMetricFamily("agent_etl_agent_cpu_percent", "CPU use of the agent's process (agents in one process share it), percent of one core.", labels=["agent", "role"]),
-            "rss_bytes": GaugeMetricFamily("agent_etl_agent_rss_bytes", "Resident memory of the agent's process (agents in one process share it).", labels=["agent", "role"]),
+            "capacity": GaugeMetricFamily(
+                "agent_etl_agent_capacity", "Tasks an agent can hold at once.", labels=["agent", "role"]
+            ),
+            "heartbeat_age_seconds": GaugeMetricFamily(
+                "agent_etl_agent_heartbeat_age_seconds",
+                "Seconds since the agent's last heartbeat.",
+                labels=["agent", "role"],
+            ),
+            "cpu_percent": GaugeMetricFamily(
+                "agent_etl_agent_cpu_percent",
+                "CPU use of the agent's process (agents in one process share it), percent of one core.",
+                labels=["agent", "role"],
+            ),
+            "rss_bytes": GaugeMetricFamily(
+                "agent_etl_agent_rss_bytes",
+                "Resident memory of the agent's process (agents in one process share it).",
+                labels=["agent", "role"],
+            ),
         }
         for agent in statuses:
             for field, gauge in gauges.items():
                 gauge.add_metric([agent["name"], agent["role"]], agent[field])
         yield from gauges.values()
 
-        depths = GaugeMetricFamily("agent_etl_hub_queue_depth", "Messages waiting in hub queues (mailboxes by agent, subscriptions by topic pattern).", labels=["queue"])
+        depths = GaugeMetricFamily(
+            "agent_etl_hub_queue_depth",
+            "Messages waiting in hub queues (mailboxes by agent, subscriptions by topic pattern).",
+            labels=["queue"],
+        )
         for queue, depth in sorted(queue_depths(self.hub).items()):
             depths.add_metric([queue], depth)
         yield depths

@@ -39,5 +39,12 @@ class MemoryWatcher:
             f"the process {pid} running agents {', '.join(agents)} uses {rss / 2**20:,.0f} MB (its whole RSS: the agents share it), "
             f"over AGENT_ETL_MEMORY_LIMIT={self.limit_text}; lower AGENT_ETL_MAX_WORKERS or AGENT_ETL_BATCH_ROWS, or raise the limit"
         )
-        alert = Alert(sender=monitor.name, rule="memory_limit", severity=Severity.WARNING, subject=f"pid {pid}", summary=summary, details={"rss_bytes": rss, "limit_bytes": self.limit_bytes, "agents": agents, "pid": pid})
+        alert = Alert(
+            sender=monitor.name,
+            rule="memory_limit",
+            severity=Severity.WARNING,
+            subject=f"pid {pid}",
+            summary=summary,
+            details={"rss_bytes": rss, "limit_bytes": self.limit_bytes, "agents": agents, "pid": pid},
+        )
         self.alerts.raise_alert(alert)

@@ -45,7 +45,9 @@ def check_cron(expression: str) -> str | None:
     """None when the expression is valid, else what is wrong with it."""
     croniter = _croniter()
     if len(expression.split()) != 5:
-        return f"{expression!r} is not a five-field cron expression (minute hour day month weekday), e.g. '*/15 * * * *'"
+        return (
+            f"{expression!r} is not a five-field cron expression (minute hour day month weekday), e.g. '*/15 * * * *'"
+        )
     if not croniter.is_valid(expression):
         return f"{expression!r} is not a valid cron expression"
     return None
@@ -91,10 +93,16 @@ class Scheduler:
             if previous > last_fire:
                 missed = self._count_missed(spec.cron, last_fire, now)
                 if spec.missed == "run_once":
-                    log.info("pipeline %s missed %d scheduled run(s) while serve was down; running once now", name, missed)
+                    log.info(
+                        "pipeline %s missed %d scheduled run(s) while serve was down; running once now", name, missed
+                    )
                     self._due_now.append((name, previous))
                 else:
-                    log.info("pipeline %s missed %d scheduled run(s) while serve was down; skipping them (missed: skip)", name, missed)
+                    log.info(
+                        "pipeline %s missed %d scheduled run(s) while serve was down; skipping them (missed: skip)",
+                        name,
+                        missed,
+                    )
                 self.mark_fired(name, previous)
         self._changed.set()
 

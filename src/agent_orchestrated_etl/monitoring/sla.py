@@ -114,7 +114,17 @@ class SlaWatcher:
                 continue
             if state.seconds(now) > limit.total_seconds():
                 expected.overdue_sent = True
-                alert = self._alert("sla_max_duration", Severity.WARNING, state, f"run {run_id} of {state.pipeline} has been running for {_human(state.seconds(now))}, over its SLA of {sla.max_duration}", {"limit_seconds": limit.total_seconds(), "seconds": round(state.seconds(now), 1), "finished": False})
+                alert = self._alert(
+                    "sla_max_duration",
+                    Severity.WARNING,
+                    state,
+                    f"run {run_id} of {state.pipeline} has been running for {_human(state.seconds(now))}, over its SLA of {sla.max_duration}",
+                    {
+                        "limit_seconds": limit.total_seconds(),
+                        "seconds": round(state.seconds(now), 1),
+                        "finished": False,
+                    },
+                )
                 self.alerts.raise_alert(alert, extra_channels=expected.channels)
         mono = time.monotonic()
         for name, watched in self._pipelines.items():
@@ -125,38 +135,106 @@ class SlaWatcher:
             last = self.last_success(name)
             age = (now - (last or watched.since)).total_seconds()
             if age > limit.total_seconds():
-                since = f"last success {last:%Y-%m-%d %H:%M:%S} UTC" if last else "no successful run since it was registered"
+                since = (
+                    f"last success {last:%Y-%m-%d %H:%M:%S} UTC"
+                    if last
+                    else "no successful run since it was registered"
+                )
                 summary = f"pipeline {name} is stale: {since}, {_human(age)} ago, over its freshness SLA of {watched.freshness}"
-                alert = Alert(sender="monitor", rule="sla_freshness", severity=Severity.WARNING, pipeline=name, summary=summary, details={"limit_seconds": limit.total_seconds(), "age_seconds": round(age, 1), "last_success": last.isoformat() if last else None})
+                alert = Alert(
+                    sender="monitor",
+                    rule="sla_freshness",
+                    severity=Severity.WARNING,
+                    pipeline=name,
+                    summary=summary,
+                    details={
+                        "limit_seconds": limit.total_seconds(),
+                        "age_seconds": round(age, 1),
+                        "last_success": last.isoformat() if last else None,
+                    },
+                )
                 self.alerts.raise_alert(alert, extra_channels=watched.channels)
 
     def _after_run(self, state: RunState, spec: PipelineSpec, *, overdue_sent: bool) -> list[Alert]:
         found: list[Alert] = []
         if state.status == "failed":
-            found.append(self._alert("run_failed", Severity.CRITICAL, state, f"run {state.run_id} of {state.pipeline} failed: {state.error}", {"error": state.error}))
+            found.append(
+                self._alert(
+                    "run_failed",
+                    Severity.CRITICAL,
+                    state,
+                    f"run {state.run_id} of {state.pipeline} failed: {state.error}",
+                    {"error": state.error},
+                )
+            )
         elif state.status == "partial":
-            found.append(self._alert("run_partial", Severity.WARNING, state, f"run {state.run_id} of {state.pipeline} finished partly: {state.error}", {"error": state.error}))
+            found.append(
+                self._alert(
+                    "run_partial",
+                    Severity.WARNING,
+                    state,
+                    f"run {state.run_id} of {state.pipeline} finished partly: {state.error}",
+                    {"error": state.error},
+                )
+            )
         sla = spec.sla
         if sla is None or state.status == "cancelled":
             return found
         seconds = state.seconds(self.clock())
         limit = _max_duration(spec)
         if limit is not None and seconds > limit.total_seconds() and not overdue_sent:
-            found.append(self._alert("sla_max_duration", Severity.WARNING, state, f"run {state.run_id} of {state.pipeline} took {_human(seconds)}, over its SLA of {sla.max_duration}", {"limit_seconds": limit.total_seconds(), "seconds": round(seconds, 1), "finished": True}))
+            found.append(
+                self._alert(
+                    "sla_max_duration",
+                    Severity.WARNING,
+                    state,
+                    f"run {state.run_id} of {state.pipeline} took {_human(seconds)}, over its SLA of {sla.max_duration}",
+                    {"limit_seconds": limit.total_seconds(), "seconds": round(seconds, 1), "finished": True},
+                )
+            )
         written = sum(c["rows"] for c in state.commits)
         if sla.min_rows is not None and state.status == "succeeded" and written < sla.min_rows:
-            found.append(self._alert("sla_min_rows", Severity.WARNING, state, f"run {state.run_id} of {state.pipeline} wrote {written:,} rows, fewer than its SLA minimum of {sla.min_rows:,}", {"rows_written": written, "min_rows": sla.min_rows}))
+            found.append(
+                self._alert(
+                    "sla_min_rows",
+                    Severity.WARNING,
+                    state,
+                    f"run {state.run_id} of {state.pipeline} wrote {written:,} rows, fewer than its SLA minimum of {sla.min_rows:,}",
+                    {"rows_written": written, "min_rows": sla.min_rows},
+                )
+            )
         read = state.source_rows
         quarantined = sum(c["quarantined_rows"] for c in state.commits)
         if sla.max_error_rate is not None and read:
             rate = quarantined / read
             if rate > sla.max_error_rate:
-                found.append(self._alert("sla_max_error_rate", Severity.WARNING, state, f"run {state.run_id} of {state.pipeline} quarantined {quarantined:,} of {read:,} rows ({rate:.2%}), over its SLA of {sla.max_error_rate:.2%}", {"rows_read": read, "rows_quarantined": quarantined, "error_rate": round(rate, 6), "max_error_rate": sla.max_error_rate}))
+                found.append(
+                    self._alert(
+                        "sla_max_error_rate",
+                        Severity.WARNING,
+                        state,
+                        f"run {state.run_id} of {state.pipeline} quarantined {quarantined:,} of {read:,} rows ({rate:.2%}), over its SLA of {sla.max_error_rate:.2%}",
+                        {
+                            "rows_read": read,
+                            "rows_quarantined": quarantined,
+                            "error_rate": round(rate, 6),
+                            "max_error_rate": sla.max_error_rate,
+                        },
+                    )
+                )
         return found
 
     @staticmethod
     def _alert(rule: str, severity: Severity, state: RunState, summary: str, details: dict[str, Any]) -> Alert:
-        return Alert(sender="monitor", rule=rule, severity=severity, pipeline=state.pipeline, run_id=state.run_id, summary=summary, details=details)
+        return Alert(
+            sender="monitor",
+            rule=rule,
+            severity=severity,
+            pipeline=state.pipeline,
+            run_id=state.run_id,
+            summary=summary,
+            details=details,
+        )
 
 
 def _max_duration(spec: PipelineSpec) -> timedelta | None:

@@ -36,7 +36,9 @@ def several_tables(spec: PipelineSpec) -> list[str]:
     return [name for name, source in spec.sources.items() if getattr(source, "reads_tables", False)]
 
 
-def expand(spec: PipelineSpec, planned: dict[str, list[str]] | None = None) -> tuple[PipelineSpec, list[PlannedDecision]]:
+def expand(
+    spec: PipelineSpec, planned: dict[str, list[str]] | None = None
+) -> tuple[PipelineSpec, list[PlannedDecision]]:
     """``spec`` with every multi-table source replaced by one source (and destination) per table.
 
     Asks each such source's database for its tables, unless ``planned`` gives
@@ -63,7 +65,11 @@ def expand(spec: PipelineSpec, planned: dict[str, list[str]] | None = None) -> t
         per_table = {f"{name}.{bare(t)}": _one_table(reader.spec, t) for t in tables}
         sources = {k: v for n, s in sources.items() for k, v in (per_table.items() if n == name else [(n, s)])}
         # A check on the multi-table source runs on each of its tables.
-        quality = [copy for c in quality for copy in ([c.model_copy(update={"input": n}) for n in per_table] if c.input == name else [c])]
+        quality = [
+            copy
+            for c in quality
+            for copy in ([c.model_copy(update={"input": n}) for n in per_table] if c.input == name else [c])
+        ]
         expanded = []
         for dest in destinations:
             if dest.input != name:
@@ -92,7 +98,11 @@ def _tables(reader: Any) -> tuple[list[str], str, str]:
             if schema not in by_schema:
                 by_schema[schema] = set(reader.table_names(schema))
             if bare(table) not in by_schema[schema]:
-                raise SourceNotFoundError(f"table {table} does not exist", where=where, hint=f"check tables:; {_listing(schema, by_schema[schema])}")
+                raise SourceNotFoundError(
+                    f"table {table} does not exist",
+                    where=where,
+                    hint=f"check tables:; {_listing(schema, by_schema[schema])}",
+                )
         tables = list(spec.tables)
         return tables, _choice(reader.name, tables), f"tables: lists {len(tables)}; each exists"
     schema = spec.schema_
@@ -100,12 +110,24 @@ def _tables(reader: Any) -> tuple[list[str], str, str]:
     own = [t for t in found if t.startswith(_OWN_PREFIXES)]
     odd = [t for t in found if t not in own and not PLAIN_NAME.match(t)]
     if missing := sorted(set(spec.exclude) - set(found)):
-        raise SourceNotFoundError(f"exclude: names {missing[0]}, which is not a table of schema {schema}", where=where, hint=f"check exclude:; {_listing(schema, set(found))}")
+        raise SourceNotFoundError(
+            f"exclude: names {missing[0]}, which is not a table of schema {schema}",
+            where=where,
+            hint=f"check exclude:; {_listing(schema, set(found))}",
+        )
     tables = [t for t in found if t not in own and t not in odd and t not in spec.exclude]
     if unknown := sorted(set(spec.table_options) - set(tables)):
-        raise ConfigurationError(f"table_options names {unknown[0]}, which schema {schema} does not have (or exclude: leaves out)", where=where, hint=f"its tables: {', '.join(tables) or 'none'}")
+        raise ConfigurationError(
+            f"table_options names {unknown[0]}, which schema {schema} does not have (or exclude: leaves out)",
+            where=where,
+            hint=f"its tables: {', '.join(tables) or 'none'}",
+        )
     if not tables:
-        raise SourceNotFoundError(f"schema {schema} has no table to read", where=where, hint=f"check schema: and exclude:; {_listing(schema, set(found))}")
+        raise SourceNotFoundError(
+            f"schema {schema} has no table to read",
+            where=where,
+            hint=f"check schema: and exclude:; {_listing(schema, set(found))}",
+        )
     reason = f"schema {schema} has {len(found)} base table(s): {', '.join(found)}"
     if spec.exclude:
         reason += f"; exclude: leaves out {', '.join(spec.exclude)}"
@@ -136,7 +158,9 @@ def _one_table(spec: Any, table: str) -> Any:
     """The source's spec reading ``table`` alone; an entry under table_options replaces its partition and incremental."""
     options = spec.table_options.get(bare(table))
     own = {"partition": options.partition, "incremental": options.incremental} if options is not None else {}
-    return spec.model_copy(update={"table": table, "tables": None, "schema_": None, "exclude": [], "table_options": {}, **own})
+    return spec.model_copy(
+        update={"table": table, "tables": None, "schema_": None, "exclude": [], "table_options": {}, **own}
+    )
 
 
 def _destination(dest: Any, reader: Any, source_name: str, table: str, decisions: list[PlannedDecision]) -> Any:
@@ -145,11 +169,25 @@ def _destination(dest: Any, reader: Any, source_name: str, table: str, decisions
     if dest.write == "merge" and not dest.primary_key:
         key = reader.primary_key(table)
         if not key:
-            raise ConfigurationError(f"write: merge needs a primary key, and table {table} has none", where=f"source {reader.name}", hint="add one to the table, give the destination primary_key:, or read the table through a source of its own")
+            raise ConfigurationError(
+                f"write: merge needs a primary key, and table {table} has none",
+                where=f"source {reader.name}",
+                hint="add one to the table, give the destination primary_key:, or read the table through a source of its own",
+            )
         data["primary_key"] = key
-        decisions.append(PlannedDecision(f"destination {target}", f"merge on ({', '.join(key)})", f"the primary key of source table {table}; the destination gave no primary_key"))
+        decisions.append(
+            PlannedDecision(
+                f"destination {target}",
+                f"merge on ({', '.join(key)})",
+                f"the primary key of source table {table}; the destination gave no primary_key",
+            )
+        )
     try:
         return type(dest).model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise ConfigurationError(f"destination table {target!r} for source table {table}: {first['msg'].removeprefix('Value error, ')}", where=f"source {reader.name}", hint="rename the table, or change table_prefix:") from None
+        raise ConfigurationError(
+            f"destination table {target!r} for source table {table}: {first['msg'].removeprefix('Value error, ')}",
+            where=f"source {reader.name}",
+            hint="rename the table, or change table_prefix:",
+        ) from None

@@ -26,6 +26,7 @@ from agent_orchestrated_etl.planning.routing import route
 from agent_orchestrated_etl.planning.tasks import Plan, PlannedDecision, Task
 from agent_orchestrated_etl.spec import PipelineSpec
 
+
 def fed_by(spec: PipelineSpec, index: int) -> set[str]:
     """The sources whose rows reach destination ``index`` (directly or through transforms)."""
     transforms = {t.name: t for t in spec.transforms}
@@ -43,7 +44,9 @@ def destination_label(spec: PipelineSpec, index: int) -> str:
     return label if labels.count(label) == 1 else f"{label}{index}"
 
 
-def pushdown_blocker(spec: PipelineSpec, index: int, sources: dict[str, Source], windows: dict[str, Window]) -> str | None:
+def pushdown_blocker(
+    spec: PipelineSpec, index: int, sources: dict[str, Source], windows: dict[str, Window]
+) -> str | None:
     """Why destination ``index`` must receive batches through Python; None when its engine may copy by itself."""
     from agent_orchestrated_etl.connectors.registry import destination_class
 
@@ -62,25 +65,50 @@ def pushdown_blocker(spec: PipelineSpec, index: int, sources: dict[str, Source],
     return None
 
 
-def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str, Window] | None = None, *, pushdown: bool = True) -> Plan:
+def make_plan(
+    spec: PipelineSpec, sources: dict[str, Source], windows: dict[str, Window] | None = None, *, pushdown: bool = True
+) -> Plan:
     """The task DAG; ``windows`` are the incremental windows of the sources that have one."""
     if spec.transforms or spec.quality:
         preflight(spec, sources)  # a bad expression fails the run before any task, with its step and column
     plan = Plan(tasks=[])
     windows = windows or {}
-    partitions = {name: source.partitions(windows[name]) if name in windows else source.partitions() for name, source in sources.items()}  # type: ignore[call-arg]  # only incremental sources, whose partitions() take a window, have one
+    partitions = {
+        name: source.partitions(windows[name]) if name in windows else source.partitions()
+        for name, source in sources.items()
+    }  # type: ignore[call-arg]  # only incremental sources, whose partitions() take a window, have one
     for name, win in windows.items():
         start = "the beginning" if win.start is None else f"{win.cursor} {'>' if win.strict else '>='} {win.start}"
         skipped = f", skipping {len(win.exclude)} row(s) already loaded at that value" if win.exclude else ""
-        plan.decisions.append(PlannedDecision(f"source {name}", f"read incrementally from {start}{skipped}", "the destination committed this high-water mark with the last run's data" if win.previous else "no state committed yet"))
+        plan.decisions.append(
+            PlannedDecision(
+                f"source {name}",
+                f"read incrementally from {start}{skipped}",
+                "the destination committed this high-water mark with the last run's data"
+                if win.previous
+                else "no state committed yet",
+            )
+        )
     for name, parts in partitions.items():
         if len(parts) > 1:
-            plan.decisions.append(PlannedDecision(f"source {name}", f"read in {len(parts)} parallel tasks", f"it has {len(parts)} independent partitions ({sources[name].describe()})"))
+            plan.decisions.append(
+                PlannedDecision(
+                    f"source {name}",
+                    f"read in {len(parts)} parallel tasks",
+                    f"it has {len(parts)} independent partitions ({sources[name].describe()})",
+                )
+            )
 
     staged: dict[str, list[str]] = {}
     read_once = _read_once(spec, sources)
     for name, (labels, cost) in read_once.items():
-        plan.decisions.append(PlannedDecision(f"source {name}", f"read once into the run workspace for destinations {', '.join(labels)}", f"{cost}; each destination then reads the staged rows"))
+        plan.decisions.append(
+            PlannedDecision(
+                f"source {name}",
+                f"read once into the run workspace for destinations {', '.join(labels)}",
+                f"{cost}; each destination then reads the staged rows",
+            )
+        )
     for index, dest in enumerate(spec.all_destinations):
         label = destination_label(spec, index)
         subject = f"destination {label}"
@@ -88,46 +116,113 @@ def make_plan(spec: PipelineSpec, sources: dict[str, Source], windows: dict[str,
         shared = sorted(set(way.sources) & read_once.keys())
         if shared:
             _stage_sources(plan, staged, way.sources, partitions)
-            plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", transform=dest.input, destination=index, depends_on=tuple(t for n in way.sources for t in staged[n])))
-            plan.decisions.append(PlannedDecision(subject, f"read {dest.input} from the run workspace", f"source {', '.join(shared)} feeds other destinations too and is read only once"))
+            plan.tasks.append(
+                Task(
+                    f"{dest.input}>{label}",
+                    "transform_load",
+                    transform=dest.input,
+                    destination=index,
+                    depends_on=tuple(t for n in way.sources for t in staged[n]),
+                )
+            )
+            plan.decisions.append(
+                PlannedDecision(
+                    subject,
+                    f"read {dest.input} from the run workspace",
+                    f"source {', '.join(shared)} feeds other destinations too and is read only once",
+                )
+            )
             continue
-        blocker = pushdown_blocker(spec, index, sources, windows) if pushdown else "pushdown is off (AGENT_ETL_PUSHDOWN)"
+        blocker = (
+            pushdown_blocker(spec, index, sources, windows) if pushdown else "pushdown is off (AGENT_ETL_PUSHDOWN)"
+        )
         if dest.input in sources and blocker is None:
             for i, part in enumerate(partitions[dest.input]):
-                plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "pushdown", source=dest.input, partition=part, destination=index))
-            plan.decisions.append(PlannedDecision(
-                subject,
-                f"push the copy down: the {dest.type} engine reads {sources[dest.input].spec.type} itself, "
-                "one task per partition",
-                "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
-            ))
+                plan.tasks.append(
+                    Task(f"{dest.input}[{i}]>{label}", "pushdown", source=dest.input, partition=part, destination=index)
+                )
+            plan.decisions.append(
+                PlannedDecision(
+                    subject,
+                    f"push the copy down: the {dest.type} engine reads {sources[dest.input].spec.type} itself, "
+                    "one task per partition",
+                    "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
+                )
+            )
             continue
         if way.kind in ("source", "stream"):
             for i, part in enumerate(partitions[way.source]):
-                plan.tasks.append(Task(f"{dest.input}[{i}]>{label}", "extract_load", source=way.source, partition=part, transform=None if way.kind == "source" else dest.input, destination=index))
+                plan.tasks.append(
+                    Task(
+                        f"{dest.input}[{i}]>{label}",
+                        "extract_load",
+                        source=way.source,
+                        partition=part,
+                        transform=None if way.kind == "source" else dest.input,
+                        destination=index,
+                    )
+                )
             if len(way.chain) == 1:  # the source itself, with or without checks
                 no_pushdown = f"; no pushdown: {blocker}" if blocker and "cannot read" not in blocker else ""
-                plan.decisions.append(PlannedDecision(subject, "stream source batches straight into staging", f"it reads source {dest.input} with no transform, so no workspace is needed{no_pushdown}"))
+                plan.decisions.append(
+                    PlannedDecision(
+                        subject,
+                        "stream source batches straight into staging",
+                        f"it reads source {dest.input} with no transform, so no workspace is needed{no_pushdown}",
+                    )
+                )
             else:
-                plan.decisions.append(PlannedDecision(subject, f"stream {' > '.join(way.chain)} batch by batch into staging", way.reason))
+                plan.decisions.append(
+                    PlannedDecision(subject, f"stream {' > '.join(way.chain)} batch by batch into staging", way.reason)
+                )
             continue
         if way.kind == "single":
-            plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", source=way.source, transform=dest.input, destination=index, partitions=tuple(partitions[way.source])))
-            plan.decisions.append(PlannedDecision(subject, f"run {' > '.join(way.chain)} in one task over every partition", way.reason))
+            plan.tasks.append(
+                Task(
+                    f"{dest.input}>{label}",
+                    "transform_load",
+                    source=way.source,
+                    transform=dest.input,
+                    destination=index,
+                    partitions=tuple(partitions[way.source]),
+                )
+            )
+            plan.decisions.append(
+                PlannedDecision(subject, f"run {' > '.join(way.chain)} in one task over every partition", way.reason)
+            )
             continue
         _stage_sources(plan, staged, way.sources, partitions)
-        plan.tasks.append(Task(f"{dest.input}>{label}", "transform_load", transform=dest.input, destination=index, depends_on=tuple(t for n in way.sources for t in staged[n])))
-        plan.decisions.append(PlannedDecision(subject, f"materialise {', '.join(way.sources)} in the run workspace, then run {dest.input} there", way.reason))
+        plan.tasks.append(
+            Task(
+                f"{dest.input}>{label}",
+                "transform_load",
+                transform=dest.input,
+                destination=index,
+                depends_on=tuple(t for n in way.sources for t in staged[n]),
+            )
+        )
+        plan.decisions.append(
+            PlannedDecision(
+                subject,
+                f"materialise {', '.join(way.sources)} in the run workspace, then run {dest.input} there",
+                way.reason,
+            )
+        )
     plan.order()
     return plan
 
 
-def _stage_sources(plan: Plan, staged: dict[str, list[str]], names: tuple[str, ...], partitions: dict[str, list[Partition]]) -> None:
+def _stage_sources(
+    plan: Plan, staged: dict[str, list[str]], names: tuple[str, ...], partitions: dict[str, list[Partition]]
+) -> None:
     """Stage tasks for the sources not staged yet: each source is staged once, whatever reads it there."""
     for name in names:
         if name not in staged:
             staged[name] = [f"{name}[{i}]>workspace" for i in range(len(partitions[name]))]
-            plan.tasks.extend(Task(tid, "stage", source=name, partition=part) for tid, part in zip(staged[name], partitions[name], strict=True))
+            plan.tasks.extend(
+                Task(tid, "stage", source=name, partition=part)
+                for tid, part in zip(staged[name], partitions[name], strict=True)
+            )
 
 
 def _read_once(spec: PipelineSpec, sources: dict[str, Source]) -> dict[str, tuple[list[str], str]]:

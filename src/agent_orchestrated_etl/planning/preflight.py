@@ -81,7 +81,11 @@ def preflight(spec: Any, sources: dict[str, Source]) -> None:
     page, fetched concurrently) is not sampled here; what reads it is checked
     for syntax now and bound against its rows when its task runs.
     """
-    fresh = {name: type(source)(name, source.spec, batch_rows=1024) for name, source in sources.items() if source.reread_cost() is None}
+    fresh = {
+        name: type(source)(name, source.spec, batch_rows=1024)
+        for name, source in sources.items()
+        if source.reread_cost() is None
+    }
     problems = check_pipeline(spec, fresh).problems
     if problems:
         first = problems[0]
@@ -139,20 +143,28 @@ def check_pipeline(spec: Any, sources: dict[str, Source], *, unreadable_is_probl
                 except StepError as exc:
                     findings.problems.append(exc)
                 except _Unknown as exc:
-                    findings.notes.append(f"check {check[1].label} reads {exc}, whose schema is unknown; it is checked at run time")
+                    findings.notes.append(
+                        f"check {check[1].label} reads {exc}, whose schema is unknown; it is checked at run time"
+                    )
     finally:
         binder.close()
     return findings
 
 
-def _source_relation(binder: Binder, name: str, source: Source, findings: Findings, unreadable_is_problem: bool) -> Relation | None:
+def _source_relation(
+    binder: Binder, name: str, source: Source, findings: Findings, unreadable_is_problem: bool
+) -> Relation | None:
     try:
         schema = source_schema(source)
     except (ConfigurationError, FatalError) as exc:  # a missing file or table, a refused login: run fails on it too
         if not unreadable_is_problem:
-            findings.notes.append(f"source {name} could not be read ({exc}); its transforms were checked for syntax only")
+            findings.notes.append(
+                f"source {name} could not be read ({exc}); its transforms were checked for syntax only"
+            )
             return None
-        findings.problems.append(StepError(exc.message, path=_source_key(source, name), where=exc.where or f"source {name}", hint=exc.hint))
+        findings.problems.append(
+            StepError(exc.message, path=_source_key(source, name), where=exc.where or f"source {name}", hint=exc.hint)
+        )
         return None
     except AgentETLError as exc:  # a server down may be up by the run
         findings.notes.append(f"source {name} could not be read ({exc}); its transforms were checked for syntax only")
@@ -185,7 +197,9 @@ class _Unknown(Exception):
     """An input whose schema is not known; whatever reads it can only be parsed."""
 
 
-def _transform(binder: Binder, index: int, transform: s.TransformSpec, relations: dict[str, Relation | None], findings: Findings) -> Relation | None:
+def _transform(
+    binder: Binder, index: int, transform: s.TransformSpec, relations: dict[str, Relation | None], findings: Findings
+) -> Relation | None:
     try:
         if transform.sql is not None:
             inputs = {name: _known(relations, name) for name in transform.inputs or []}
@@ -194,14 +208,18 @@ def _transform(binder: Binder, index: int, transform: s.TransformSpec, relations
         compiler = StepCompiler(binder, transform.name, index, resolve=lambda name: _known(relations, name))
         for number, step in enumerate(transform.steps or []):
             if isinstance(step, s.PythonStep):
-                findings.notes.append(f"transform {transform.name}: steps after the python step {step.python} are checked at run time")
+                findings.notes.append(
+                    f"transform {transform.name}: steps after the python step {step.python} are checked at run time"
+                )
                 return None
             rel = compiler.compile(rel, number, step)
         return rel
     except StepError as exc:
         findings.problems.append(exc)
     except _Unknown as exc:
-        findings.notes.append(f"transform {transform.name} reads {exc}, which could not be checked; it was checked for syntax only")
+        findings.notes.append(
+            f"transform {transform.name} reads {exc}, which could not be checked; it was checked for syntax only"
+        )
         findings.problems.extend(_syntax(binder, index, transform))
     return None
 

@@ -48,14 +48,28 @@ def route(sources: set[str], transforms: list[TransformSpec], quality: Sequence[
     if chain[0] not in sources or any(isinstance(c, ReferentialCheck) for _, c in checks):
         why = _several_inputs_reason(by_name, chain, checks)
         return Route("workspace", (), tuple(sorted(needed)), why)
-    blocking = [f"{step.op} in transform {name}" for name in chain[1:] for step in by_name[name].steps or [] if step.blocking]
-    blocking += [f"check {c.label} on {name} compares rows across the whole input" for name, c in checks if c.level == "all_rows"]
+    blocking = [
+        f"{step.op} in transform {name}" for name in chain[1:] for step in by_name[name].steps or [] if step.blocking
+    ]
+    blocking += [
+        f"check {c.label} on {name} compares rows across the whole input" for name, c in checks if c.level == "all_rows"
+    ]
     if blocking:
-        return Route("single", tuple(chain), (chain[0],), f"{blocking[0]} needs every row at once; one DuckDB query reads all partitions and spills past its memory limit, so nothing is staged")
+        return Route(
+            "single",
+            tuple(chain),
+            (chain[0],),
+            f"{blocking[0]} needs every row at once; one DuckDB query reads all partitions and spills past its memory limit, so nothing is staged",
+        )
     if len(chain) == 1 and not checks:
         return Route("source", tuple(chain), (chain[0],), f"it reads source {chain[0]} with no transform or check")
     what = f"transforms {', '.join(chain[1:])}" if len(chain) > 1 else "its checks"
-    return Route("stream", tuple(chain), (chain[0],), f"{what} work batch by batch, so each partition of {chain[0]} runs in its own task")
+    return Route(
+        "stream",
+        tuple(chain),
+        (chain[0],),
+        f"{what} work batch by batch, so each partition of {chain[0]} runs in its own task",
+    )
 
 
 def _linear(transform: TransformSpec) -> bool:
@@ -76,7 +90,11 @@ def _needed_sources(
             needed.add(name)
         else:
             pending.extend(by_name[name].inputs or [])
-        pending.extend(c.referential.target[0] for _, c in checks_at(quality, name, final=name == target) if isinstance(c, ReferentialCheck))
+        pending.extend(
+            c.referential.target[0]
+            for _, c in checks_at(quality, name, final=name == target)
+            if isinstance(c, ReferentialCheck)
+        )
     return needed
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from agent_orchestrated_etl.profiling.sampling import SampleSpec, Reservoir, sample
+from agent_orchestrated_etl.profiling.sampling import Reservoir, SampleSpec, sample
 from agent_orchestrated_etl.profiling.semantic import infer_semantics
 from agent_orchestrated_etl.transform.sql import ident, is_hidden
 from agent_orchestrated_etl.transform.workspace import sandboxed_connection
@@ -103,7 +103,10 @@ def profile_stream(
             sampling = "whole source"
         con.execute("CREATE TABLE data AS SELECT * FROM _input")
         con.unregister("_input")
-        con.register("sample", counted.sample(schema) if sample_spec is None else con.execute("SELECT * FROM data").to_arrow_table())
+        con.register(
+            "sample",
+            counted.sample(schema) if sample_spec is None else con.execute("SELECT * FROM data").to_arrow_table(),
+        )
         rows = int(con.execute("SELECT count(*) FROM data").fetchall()[0][0])
         columns = _columns(con, fields, rows, exact_limit)
         infer_semantics(con, columns)
@@ -154,7 +157,11 @@ def _columns(con: Any, fields: list[pa.Field], rows: int, exact_limit: int) -> l
         if kind != "other":
             items += [f"min({c})", f"max({c})", f"count(DISTINCT {c})" if exact else "NULL"]
         if kind == "number":
-            items += [f"avg({c})::DOUBLE", f"stddev_samp({c})::DOUBLE", f"quantile_cont({c}, {list(QUANTILES)})" if exact else "NULL"]
+            items += [
+                f"avg({c})::DOUBLE",
+                f"stddev_samp({c})::DOUBLE",
+                f"quantile_cont({c}, {list(QUANTILES)})" if exact else "NULL",
+            ]
         if kind == "string":
             items += [f"min(length({c}))", f"avg(length({c}))::DOUBLE", f"max(length({c}))"]
     values = list(con.execute(f"SELECT {', '.join(items)} FROM data").fetchone())
@@ -162,15 +169,21 @@ def _columns(con: Any, fields: list[pa.Field], rows: int, exact_limit: int) -> l
     for f in fields:
         kind = _kind(f.type)
         nonnull = int(values.pop(0))
-        profile = ColumnProfile(f.name, str(f.type), rows - nonnull, round(100 * (rows - nonnull) / rows, 3) if rows else 0.0, None, exact)
+        profile = ColumnProfile(
+            f.name, str(f.type), rows - nonnull, round(100 * (rows - nonnull) / rows, 3) if rows else 0.0, None, exact
+        )
         if kind != "other":
             profile.min, profile.max, distinct = values.pop(0), values.pop(0), values.pop(0)
             profile.distinct = int(distinct) if distinct is not None else None
         if kind == "number":
             profile.mean, profile.stddev, quantiles = values.pop(0), values.pop(0), values.pop(0)
             if quantiles is None:  # past exact_limit, quantiles come from the reservoir sample
-                quantiles = con.execute(f"SELECT quantile_cont({ident(f.name)}, {list(QUANTILES)}) FROM sample").fetchone()[0]
-            profile.quantiles = dict(zip((f"p{round(q * 100)}" for q in QUANTILES), quantiles, strict=True)) if quantiles else None
+                quantiles = con.execute(
+                    f"SELECT quantile_cont({ident(f.name)}, {list(QUANTILES)}) FROM sample"
+                ).fetchone()[0]
+            profile.quantiles = (
+                dict(zip((f"p{round(q * 100)}" for q in QUANTILES), quantiles, strict=True)) if quantiles else None
+            )
             profile.quantiles_exact = exact
         if kind == "string":
             low, mean, high = values.pop(0), values.pop(0), values.pop(0)
@@ -180,7 +193,13 @@ def _columns(con: Any, fields: list[pa.Field], rows: int, exact_limit: int) -> l
         for p in profiles:
             if p.min is not None:
                 p.distinct = int(con.execute(f"SELECT count(DISTINCT {ident(p.name)}) FROM sample").fetchone()[0])
-    few = [p for p in profiles if p.distinct is not None and p.distinct <= (TOP_EXACT_LIMIT if exact else TOP_EXACT_LIMIT // 2) and p.nulls < rows]
+    few = [
+        p
+        for p in profiles
+        if p.distinct is not None
+        and p.distinct <= (TOP_EXACT_LIMIT if exact else TOP_EXACT_LIMIT // 2)
+        and p.nulls < rows
+    ]
     _exact_top_values(con, few, rows)
     if not exact:
         estimates = _hll_distinct(con, [p.name for p in profiles if p.distinct is not None and p not in few])
@@ -203,7 +222,9 @@ def _hll_distinct(con: Any, names: list[str]) -> dict[str, int]:
     estimates = {}
     for name in names:
         c = ident(name)
-        found = con.execute(f"SELECT h >> {shift}, min(h & {low}::UBIGINT) FROM (SELECT hash({c}) AS h FROM data WHERE {c} IS NOT NULL) GROUP BY 1").fetchall()
+        found = con.execute(
+            f"SELECT h >> {shift}, min(h & {low}::UBIGINT) FROM (SELECT hash({c}) AS h FROM data WHERE {c} IS NOT NULL) GROUP BY 1"
+        ).fetchall()
         estimates[name] = _estimate({int(reg): shift - int(w).bit_length() + 1 for reg, w in found})
     return estimates
 
@@ -227,7 +248,9 @@ def _exact_top_values(con: Any, few: list[ColumnProfile], rows: int) -> None:
         return
     sets = ", ".join(f"({ident(p.name)})" for p in few)
     grouping = ", ".join(f"grouping({ident(p.name)})" for p in few)
-    found = con.execute(f"SELECT [{grouping}], {', '.join(ident(p.name) for p in few)}, count(*) FROM data GROUP BY GROUPING SETS ({sets})").fetchall()
+    found = con.execute(
+        f"SELECT [{grouping}], {', '.join(ident(p.name) for p in few)}, count(*) FROM data GROUP BY GROUPING SETS ({sets})"
+    ).fetchall()
     for index, p in enumerate(few):
         counts = [(row[1 + index], row[-1]) for row in found if row[0][index] == 0 and row[1 + index] is not None]
         counts.sort(key=lambda vc: (-vc[1], str(vc[0])))
@@ -241,6 +264,8 @@ def _exact_top_values(con: Any, few: list[ColumnProfile], rows: int) -> None:
 def _sampled_top_values(con: Any, many: list[ColumnProfile]) -> None:
     for p in many:
         c = ident(p.name)
-        found = con.execute(f"SELECT {c}, count(*) AS n, sum(count(*)) OVER () FROM sample WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT 5").fetchall()
+        found = con.execute(
+            f"SELECT {c}, count(*) AS n, sum(count(*)) OVER () FROM sample WHERE {c} IS NOT NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT 5"
+        ).fetchall()
         p.top = [{"value": v, "count": None, "percent": round(100 * n / total, 3)} for v, n, total in found]
         p.top_exact = False

@@ -49,10 +49,27 @@ def as_table(profile: Profile) -> Table:
     numbers = {"nulls %": 7, "distinct": 10, "mean": 9}
     for column in ("column", "type", "semantic", "nulls %", "distinct", "min", "max", "mean", "top values"):
         justify: JustifyMethod = "right" if column in numbers else "left"
-        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis", max_width=widths.get(column), min_width=numbers.get(column, 6))
+        table.add_column(
+            column,
+            justify=justify,
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=widths.get(column),
+            min_width=numbers.get(column, 6),
+        )
     for c in profile.columns:
         mean = f"{c.mean:,.4g}" if c.mean is not None else ""
-        table.add_row(c.name, c.arrow_type, _semantic(c), f"{c.null_percent:.2f}", _distinct(c), _short(c.min, 16), _short(c.max, 16), mean, _top(c, 2))
+        table.add_row(
+            c.name,
+            c.arrow_type,
+            _semantic(c),
+            f"{c.null_percent:.2f}",
+            _distinct(c),
+            _short(c.min, 16),
+            _short(c.max, 16),
+            mean,
+            _top(c, 2),
+        )
     return table
 
 
@@ -74,13 +91,18 @@ def _top_row(top: dict[str, Any]) -> str:
 def as_html(profile: Profile) -> str:
     """One page, no scripts or external files, so it can be mailed or attached to a ticket."""
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Profile of {e(profile.source)}</title><style>{_STYLE}</style></head><body>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Profile of {e(profile.source)}</title><style>{_STYLE}</style></head><body>"
+    ]
     parts.append(f"<h1>Profile of {e(profile.source)}</h1><div class='meta'>{e(header(profile))}</div>")
     for c in profile.columns:
         tags = f"<span class='tag'>{e(c.arrow_type)}</span>"
         if c.semantic:
             tags += f"<span class='tag{' pii' if c.pii else ''}'>{e(_semantic(c))}</span>"
-        rows = [("nulls", f"{c.nulls:,} ({c.null_percent:.2f}%)"), ("distinct", _distinct(c) + ("" if c.distinct_exact else " (estimate)"))]
+        rows = [
+            ("nulls", f"{c.nulls:,} ({c.null_percent:.2f}%)"),
+            ("distinct", _distinct(c) + ("" if c.distinct_exact else " (estimate)")),
+        ]
         rows += [("min", _short(c.min, 60)), ("max", _short(c.max, 60))]
         if c.mean is not None:
             rows += [("mean", f"{c.mean:,.6g}"), ("stddev", f"{c.stddev:,.6g}" if c.stddev is not None else "")]
@@ -92,6 +114,8 @@ def as_html(profile: Profile) -> str:
         stats = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
         top = "".join(_top_row(t) for t in c.top)
         note = "" if c.top_exact else "<div class='note'>top values from a sample</div>"
-        parts.append(f"<div class='col'><h2>{e(c.name)}{tags}</h2><table><tr><td><table>{stats}</table></td><td><table>{top}</table>{note}</td></tr></table></div>")
+        parts.append(
+            f"<div class='col'><h2>{e(c.name)}{tags}</h2><table><tr><td><table>{stats}</table></td><td><table>{top}</table>{note}</td></tr></table></div>"
+        )
     parts.append("</body></html>")
     return "".join(parts)

@@ -28,7 +28,9 @@ def profile_reference(
     return profile_opened(open_source(reference), spec, whole=whole, memory_limit_bytes=memory_limit_bytes)
 
 
-def profile_opened(opened: Opened, spec: SampleSpec | None, *, whole: bool = False, memory_limit_bytes: int = 1 << 30) -> Profile:
+def profile_opened(
+    opened: Opened, spec: SampleSpec | None, *, whole: bool = False, memory_limit_bytes: int = 1 << 30
+) -> Profile:
     """Profile a source, on ``spec``'s sample, or on an automatic one when it is a big file."""
     if spec is None and not whole and (opened.estimated_bytes() or 0) > AUTO_SAMPLE_BYTES:
         spec = SampleSpec("reservoir", AUTO_SAMPLE_ROWS)
@@ -38,4 +40,12 @@ def profile_opened(opened: Opened, spec: SampleSpec | None, *, whole: bool = Fal
         total = sum(batch.num_rows for batch in counting)
     schema, batches = opened.batches()
     with tempfile.TemporaryDirectory(prefix="agent-etl-profile-") as spill:
-        return profile_stream(opened.label, schema, batches, sample_spec=spec, total=total, memory_limit_bytes=memory_limit_bytes, spill_dir=Path(spill))
+        return profile_stream(
+            opened.label,
+            schema,
+            batches,
+            sample_spec=spec,
+            total=total,
+            memory_limit_bytes=memory_limit_bytes,
+            spill_dir=Path(spill),
+        )

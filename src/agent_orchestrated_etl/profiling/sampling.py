@@ -41,7 +41,9 @@ class SampleSpec:
         return f"{self.method}{by} sample of {self.size:,} rows (seed {self.seed})"
 
 
-def sample(batches: Iterable[pa.RecordBatch], spec: SampleSpec, *, schema: pa.Schema, total: int | None = None) -> pa.Table:
+def sample(
+    batches: Iterable[pa.RecordBatch], spec: SampleSpec, *, schema: pa.Schema, total: int | None = None
+) -> pa.Table:
     if spec.size < 1:
         raise ValueError("a sample has at least one row")
     if spec.method == "reservoir":

@@ -45,12 +45,19 @@ def infer_semantics(con: Any, columns: list[Any]) -> None:
         name = ident(column.name)
         values = f"(SELECT {name} AS v FROM sample WHERE {name} IS NOT NULL LIMIT {SAMPLE_VALUES})"
         shares = ", ".join(f"avg(regexp_full_match(v, {literal(p)})::INTEGER)" for p in PATTERNS.values())
-        row = con.execute(f"SELECT count(*), {shares}, avg(length(v)), avg(contains(v, ' ')::INTEGER) FROM {values}").fetchone()
+        row = con.execute(
+            f"SELECT count(*), {shares}, avg(length(v)), avg(contains(v, ' ')::INTEGER) FROM {values}"
+        ).fetchone()
         if not row[0]:
             continue
         matched = dict(zip(PATTERNS, row[1 : 1 + len(PATTERNS)], strict=True))
         if matched["credit_card"] >= SHARE:
-            cards = [v for (v,) in con.execute(f"SELECT v FROM {values} WHERE regexp_full_match(v, {literal(PATTERNS['credit_card'])})").fetchall()]
+            cards = [
+                v
+                for (v,) in con.execute(
+                    f"SELECT v FROM {values} WHERE regexp_full_match(v, {literal(PATTERNS['credit_card'])})"
+                ).fetchall()
+            ]
             matched["credit_card"] = matched["credit_card"] * sum(map(luhn, cards)) / len(cards)
         kind = next((k for k, share in matched.items() if share >= SHARE), None)
         share = matched[kind] if kind else None

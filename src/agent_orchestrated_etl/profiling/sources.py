@@ -40,7 +40,9 @@ class Opened:
         stream = every()
         first = next(stream, None)
         if first is None:
-            raise SourceNotFoundError(f"{self.label} has no rows to profile", hint="check the path or the source's query")
+            raise SourceNotFoundError(
+                f"{self.label} has no rows to profile", hint="check the path or the source's query"
+            )
 
         def again() -> Iterator[pa.RecordBatch]:
             yield first
@@ -68,7 +70,10 @@ def open_source(reference: str) -> Opened:
     if spec_file.endswith((".yaml", ".yml")) and name:
         return _from_spec(Path(spec_file), name)
     if not glob.glob(os.path.expanduser(reference)):
-        raise SourceNotFoundError(f"no file matches {reference}", hint="give a data file (csv, jsonl, parquet), a glob, or spec.yaml:source_name")
+        raise SourceNotFoundError(
+            f"no file matches {reference}",
+            hint="give a data file (csv, jsonl, parquet), a glob, or spec.yaml:source_name",
+        )
     spec = source_class("file").spec_model.model_validate({"type": "file", "path": reference})
     return Opened(reference, source_class("file")(source_name(reference), spec, batch_rows=BATCH_ROWS))
 
@@ -84,13 +89,20 @@ def _from_spec(spec_file: Path, name: str) -> Opened:
         )
     several = several_tables(pipeline)
     if name not in pipeline.sources and name.partition(".")[0] not in several:
-        raise ConfigurationError(f"{spec_file} has no source {name!r}", hint=f"its sources are {sorted(pipeline.sources)}")
+        raise ConfigurationError(
+            f"{spec_file} has no source {name!r}", hint=f"its sources are {sorted(pipeline.sources)}"
+        )
     if name in several:
-        raise ConfigurationError(f"source {name} of {spec_file} reads several tables", hint=f"profile one at a time: {spec_file}:{name}.<table>")
+        raise ConfigurationError(
+            f"source {name} of {spec_file} reads several tables",
+            hint=f"profile one at a time: {spec_file}:{name}.<table>",
+        )
     pipeline = resolve_env(pipeline).rebased(spec_file.resolve().parent)
     if name not in pipeline.sources:  # crm.orders: one table of a multi-table source
         pipeline = expand(pipeline)[0]
         if name not in pipeline.sources:
-            raise ConfigurationError(f"{spec_file} has no table {name!r}", hint=f"its tables: {', '.join(sorted(pipeline.sources))}")
+            raise ConfigurationError(
+                f"{spec_file} has no table {name!r}", hint=f"its tables: {', '.join(sorted(pipeline.sources))}"
+            )
     spec = pipeline.sources[name]
     return Opened(f"{spec_file}:{name}", source_class(spec.type)(name, spec, batch_rows=BATCH_ROWS))

@@ -21,8 +21,18 @@ def suggest(profile: Profile, input_name: str) -> list[tuple[dict[str, Any], str
     found: list[tuple[dict[str, Any], str]] = []
     sampled = "" if profile.sampling == "whole source" else " in the sample"
     if rows:
-        found.append(({"row_count": {"min": max(1, rows // 2)}}, f"half of the {rows:,} rows profiled{sampled}: catches an empty or truncated load"))
-        found.append(({"schema": {"columns": {c.name: c.arrow_type for c in profile.columns}}}, "today's columns and types; a change upstream fails loudly"))
+        found.append(
+            (
+                {"row_count": {"min": max(1, rows // 2)}},
+                f"half of the {rows:,} rows profiled{sampled}: catches an empty or truncated load",
+            )
+        )
+        found.append(
+            (
+                {"schema": {"columns": {c.name: c.arrow_type for c in profile.columns}}},
+                "today's columns and types; a change upstream fails loudly",
+            )
+        )
     for c in profile.columns:
         found += _for_column(c, rows, sampled)
     return [({**check, "input": input_name}, reason) for check, reason in found]
@@ -34,25 +44,43 @@ def _for_column(c: ColumnProfile, rows: int, sampled: str) -> list[tuple[dict[st
         out.append(({"not_null": [c.name]}, f"no nulls in {rows:,} rows{sampled}"))
     elif rows and c.null_percent < 5:
         share = round(c.null_percent / 100 * 2, 4)
-        out.append(({"not_null": [c.name], "threshold": share}, f"{c.null_percent:.2f}% nulls today; allow up to twice that"))
+        out.append(
+            ({"not_null": [c.name], "threshold": share}, f"{c.null_percent:.2f}% nulls today; allow up to twice that")
+        )
     nonnull = rows - c.nulls
-    close = c.distinct == nonnull if c.distinct_exact else abs((c.distinct or 0) - nonnull) <= UNIQUE_TOLERANCE * nonnull
+    close = (
+        c.distinct == nonnull if c.distinct_exact else abs((c.distinct or 0) - nonnull) <= UNIQUE_TOLERANCE * nonnull
+    )
     if c.distinct is not None and nonnull > 1 and close:
         estimated = "" if c.distinct_exact else " (estimated)"
         out.append(({"unique": [c.name]}, f"{c.distinct:,} distinct values{estimated} in {nonnull:,} non-null rows"))
     if c.values is not None and 1 < len(c.values) <= 20 and c.length is not None:
-        out.append(({"accepted_values": {"column": c.name, "values": c.values}}, f"only these {len(c.values)} values occur"))
+        out.append(
+            ({"accepted_values": {"column": c.name, "values": c.values}}, f"only these {len(c.values)} values occur")
+        )
     elif c.mean is not None and c.min is not None:
         low, high = _plain(c.min), _plain(c.max)
-        out.append(({"in_range": {"column": c.name, "min": low, "max": high}}, f"every value is between {low} and {high}"))
+        out.append(
+            ({"in_range": {"column": c.name, "min": low, "max": high}}, f"every value is between {low} and {high}")
+        )
     if c.semantic in ("email", "uuid", "url", "iso_date") and c.semantic_share is not None:
-        out.append(({"regex": {"column": c.name, "pattern": f"^{PATTERNS[c.semantic]}$"}}, f"{c.semantic_share:.1%} of values look like: {c.semantic.replace('_', ' ')}"))
+        out.append(
+            (
+                {"regex": {"column": c.name, "pattern": f"^{PATTERNS[c.semantic]}$"}},
+                f"{c.semantic_share:.1%} of values look like: {c.semantic.replace('_', ' ')}",
+            )
+        )
     newest = _as_datetime(c.max)
     if newest is not None:
         age_days = (datetime.now(UTC) - newest).total_seconds() / 86400
         if 0 <= age_days <= RECENT_DAYS:
             window = max(1, round(age_days * 2 + 1))
-            out.append(({"freshness": {"column": c.name, "max_age": f"{window}d"}}, f"the newest value is {age_days:.1f} days old"))
+            out.append(
+                (
+                    {"freshness": {"column": c.name, "max_age": f"{window}d"}},
+                    f"the newest value is {age_days:.1f} days old",
+                )
+            )
     return out
 
 
@@ -76,14 +104,19 @@ def _as_datetime(value: Any) -> datetime | None:
 
 def as_yaml(profile: Profile, input_name: str, pii: bool = True) -> str:
     """``quality:`` entries with a comment line each; flow style keeps one check per line."""
-    lines = [f"# Suggested from a profile of {profile.source} ({profile.rows_profiled:,} rows, {profile.sampling}).", "quality:"]
+    lines = [
+        f"# Suggested from a profile of {profile.source} ({profile.rows_profiled:,} rows, {profile.sampling}).",
+        "quality:",
+    ]
     for check, reason in suggest(profile, input_name):
         lines.append(f"  # {reason}")
         lines.append(f"  - {_flow(check)}")
     if pii:
         for c in profile.columns:
             if c.pii:
-                lines.append(f"  # {c.name} looks like PII ({c.semantic}): consider `mask:` or `hash:` in a transform before loading")
+                lines.append(
+                    f"  # {c.name} looks like PII ({c.semantic}): consider `mask:` or `hash:` in a transform before loading"
+                )
     return "\n".join(lines) + "\n"
 
 

@@ -42,8 +42,12 @@ class _Check(BaseModel):
     level: ClassVar[Level] = "row"
 
     name: str | None = Field(None, description="A label for reports; by default the kind and its columns.")
-    input: str | None = Field(None, description="Apply to this source or transform; by default to every destination's input.")
-    severity: Literal["error", "warn"] = Field("error", description="error fails the run; warn only records the failure.")
+    input: str | None = Field(
+        None, description="Apply to this source or transform; by default to every destination's input."
+    )
+    severity: Literal["error", "warn"] = Field(
+        "error", description="error fails the run; warn only records the failure."
+    )
     threshold: float = Field(0.0, ge=0, le=1, description="Fraction of rows allowed to fail, e.g. 0.01 (row checks).")
     keep_in_target: bool = Field(
         False, description="Load failing rows into the target too; they are still copied to quarantine."
@@ -120,7 +124,9 @@ class RangeOptions(BaseModel):
         for name, bound in (("min", self.min), ("max", self.max)):
             if isinstance(bound, str) and not _comparable(bound):
                 # Caught here, with its line, not as a conversion error mid-run.
-                raise ValueError(f"{name}: {bound!r} is not a number, a date or a timestamp (in_range compares those; for text use accepted_values or regex)")
+                raise ValueError(
+                    f"{name}: {bound!r} is not a number, a date or a timestamp (in_range compares those; for text use accepted_values or regex)"
+                )
         return self
 
 
@@ -185,7 +191,9 @@ class RegexCheck(_Check):
         return [self.regex.column]
 
     def failed_sql(self) -> str:
-        return _passes_on_null(f"regexp_matches(CAST({ident(self.regex.column)} AS VARCHAR), {literal(self.regex.pattern)})")
+        return _passes_on_null(
+            f"regexp_matches(CAST({ident(self.regex.column)} AS VARCHAR), {literal(self.regex.pattern)})"
+        )
 
     def explain(self, row: dict[str, Any]) -> str:
         return f"{self.regex.column}={row.get(self.regex.column)!r} does not match {self.regex.pattern}"
@@ -232,7 +240,10 @@ class RowCountCheck(_Check):
 
     @property
     def label(self) -> str:
-        return self.name or f"row_count({self.row_count.min if self.row_count.min is not None else ''}..{self.row_count.max if self.row_count.max is not None else ''})"
+        return (
+            self.name
+            or f"row_count({self.row_count.min if self.row_count.min is not None else ''}..{self.row_count.max if self.row_count.max is not None else ''})"
+        )
 
 
 class FreshnessOptions(BaseModel):
@@ -306,7 +317,9 @@ class ReferentialCheck(_Check):
 
 class SqlCheck(_Check):
     kind: ClassVar[str] = "sql"
-    sql: str = Field(min_length=1, description="A DuckDB predicate every row must satisfy, e.g. 'shipped_at >= ordered_at'.")
+    sql: str = Field(
+        min_length=1, description="A DuckDB predicate every row must satisfy, e.g. 'shipped_at >= ordered_at'."
+    )
 
     @property
     def label(self) -> str:
@@ -321,7 +334,18 @@ class SqlCheck(_Check):
 
 CHECK_MODELS: dict[str, type[_Check]] = {
     m.kind: m
-    for m in (NotNullCheck, UniqueCheck, InRangeCheck, RegexCheck, AcceptedValuesCheck, RowCountCheck, FreshnessCheck, SchemaCheck, ReferentialCheck, SqlCheck)
+    for m in (
+        NotNullCheck,
+        UniqueCheck,
+        InRangeCheck,
+        RegexCheck,
+        AcceptedValuesCheck,
+        RowCountCheck,
+        FreshnessCheck,
+        SchemaCheck,
+        ReferentialCheck,
+        SqlCheck,
+    )
 }
 
 

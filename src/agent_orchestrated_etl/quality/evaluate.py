@@ -40,7 +40,9 @@ _UNIQUE_ROW = "__agent_etl_unique_row"
 _ONE_ROW = "__agent_etl_one_row"
 
 
-def flag(binder: Binder, rel: Relation, checks: list[tuple[int, Check]], resolve: Callable[[str], Relation]) -> Relation:
+def flag(
+    binder: Binder, rel: Relation, checks: list[tuple[int, Check]], resolve: Callable[[str], Relation]
+) -> Relation:
     """``rel`` with a FLAG column (true = the row failed) per check that compares rows; ``checks`` pairs
     spec index and check. Checks judging a row alone are only bound here: CheckRun evaluates them
     batch by batch, which spares a copy of every row through DuckDB."""
@@ -73,7 +75,9 @@ def flag(binder: Binder, rel: Relation, checks: list[tuple[int, Check]], resolve
             if column not in target.columns:
                 raise _error(index, check, f"no column {column!r} in {name}; it has {target.columns}")
             values = f"SELECT {ident(column)} FROM {target.subquery()} WHERE {ident(column)} IS NOT NULL"
-            expr = f"{ident(check.referential.column)} IS NOT NULL AND {ident(check.referential.column)} NOT IN ({values})"
+            expr = (
+                f"{ident(check.referential.column)} IS NOT NULL AND {ident(check.referential.column)} NOT IN ({values})"
+            )
         else:
             expr = check.failed_sql()
         try:
@@ -101,10 +105,17 @@ def _bind_row_check(binder: Binder, rel: Relation, index: int, check: Check) -> 
         # Binding leaves a value's cast to the column's type to the first row; one row of NULLs
         # makes DuckDB cast it now, so `min: zero` on a number fails here, not mid-run.
         try:
-            binder.evaluate(f"SELECT ({check.failed_sql()}) AS f FROM (SELECT 1 AS {ident(_ONE_ROW)}) LEFT JOIN {rel.subquery()} ON false")
+            binder.evaluate(
+                f"SELECT ({check.failed_sql()}) AS f FROM (SELECT 1 AS {ident(_ONE_ROW)}) LEFT JOIN {rel.subquery()} ON false"
+            )
         except duckdb.Error as exc:
             column = check.columns[0]
-            raise _error(index, check, f"a value does not fit column {column} ({rel.schema.field(column).type}): {duckdb_message(exc)}", hint="give values of the column's type") from None
+            raise _error(
+                index,
+                check,
+                f"a value does not fit column {column} ({rel.schema.field(column).type}): {duckdb_message(exc)}",
+                hint="give values of the column's type",
+            ) from None
 
 
 def bind_dataset_checks(binder: Binder, rel: Relation, checks: list[tuple[int, Check]]) -> None:
@@ -125,7 +136,18 @@ def _error(index: int, check: Check, message: str, hint: str = "fix the check or
 class CheckRun:
     """The checks of one point of one task: splits batches on their flags and keeps the results."""
 
-    def __init__(self, checks: list[tuple[int, Check]], *, run_id: str, task_id: str, scope: str, input_name: str, locate: Callable[[int | None], Position | None], origin: str, cursor: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        checks: list[tuple[int, Check]],
+        *,
+        run_id: str,
+        task_id: str,
+        scope: str,
+        input_name: str,
+        locate: Callable[[int | None], Position | None],
+        origin: str,
+        cursor: Callable[[], Any],
+    ) -> None:
         self.checks = checks
         self._new_cursor = cursor
         self._cursor: Any = None
@@ -157,11 +179,18 @@ class CheckRun:
         visible = pa.schema([f for f in schema if not is_hidden(f.name)])
         for result, (_, check) in zip(self.results, self.checks, strict=True):
             if isinstance(check, SchemaCheck):
-                result["observed"] = {"columns": {f.name: str(f.type) for f in visible}, "problems": schema_problems(check.schema_.columns, check.schema_.exact, visible)}
+                result["observed"] = {
+                    "columns": {f.name: str(f.type) for f in visible},
+                    "problems": schema_problems(check.schema_.columns, check.schema_.exact, visible),
+                }
 
     def _row_flags(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Add the flags of the checks that judge a row alone, from one small query over this batch."""
-        row_checks = [(column, check) for _, column, check in self._flags if check.level == "row" and column not in batch.schema.names]
+        row_checks = [
+            (column, check)
+            for _, column, check in self._flags
+            if check.level == "row" and column not in batch.schema.names
+        ]
         if not row_checks:
             return batch
         if self._cursor is None:
@@ -244,7 +273,11 @@ def _initial(check: Check) -> dict[str, Any]:
     if isinstance(check, RowCountCheck):
         return {"rows": 0, "min": check.row_count.min, "max": check.row_count.max}
     if isinstance(check, FreshnessCheck):
-        return {"newest": None, "max_age_seconds": parse_duration(check.freshness.max_age), "checked_at": datetime.now(UTC).isoformat()}
+        return {
+            "newest": None,
+            "max_age_seconds": parse_duration(check.freshness.max_age),
+            "checked_at": datetime.now(UTC).isoformat(),
+        }
     return {}
 
 
@@ -261,11 +294,20 @@ def visible(batch: pa.RecordBatch) -> pa.RecordBatch:
     return batch
 
 
-def rejected_rows(rows: list[tuple[dict[str, Any], str, Position]], *, run_id: str, task_id: str, check_name: str) -> pa.RecordBatch:
+def rejected_rows(
+    rows: list[tuple[dict[str, Any], str, Position]], *, run_id: str, task_id: str, check_name: str
+) -> pa.RecordBatch:
     """Rows a reader rejected (a malformed CSV line) in the quarantine schema."""
     return pa.RecordBatch.from_pylist(
         [
-            {"run_id": run_id, "task_id": task_id, "check_name": check_name, "reason": redact(reason), "origin": redact(str(position)), "row_json": json.dumps(row, default=str, ensure_ascii=False)}
+            {
+                "run_id": run_id,
+                "task_id": task_id,
+                "check_name": check_name,
+                "reason": redact(reason),
+                "origin": redact(str(position)),
+                "row_json": json.dumps(row, default=str, ensure_ascii=False),
+            }
             for row, reason, position in rows
         ],
         schema=QUARANTINE_SCHEMA,

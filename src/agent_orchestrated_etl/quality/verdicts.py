@@ -73,9 +73,13 @@ def verdict(result: dict[str, Any]) -> tuple[bool, str]:
     if kind == "freshness":
         if observed["newest"] is None:
             return False, "no value to judge freshness by (no rows, or all null)"
-        age = (datetime.fromisoformat(observed["checked_at"]) - datetime.fromisoformat(observed["newest"])).total_seconds()
+        age = (
+            datetime.fromisoformat(observed["checked_at"]) - datetime.fromisoformat(observed["newest"])
+        ).total_seconds()
         ok = age <= observed["max_age_seconds"]
-        return ok, f"newest value {observed['newest']} is {_duration(age)} old" + ("" if ok else f", more than {_duration(observed['max_age_seconds'])}")
+        return ok, f"newest value {observed['newest']} is {_duration(age)} old" + (
+            "" if ok else f", more than {_duration(observed['max_age_seconds'])}"
+        )
     if kind == "schema":
         if "problems" not in observed:
             return True, "not evaluated: the input had no batches"

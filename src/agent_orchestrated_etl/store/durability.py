@@ -41,12 +41,28 @@ class Durability:
 
     def checkpoint(self, run_id: str, task_id: str, attempt: int, outcome: TaskOutcome) -> None:
         with self.engine.begin() as conn:
-            conn.execute(schema.checkpoints.delete().where(sa.and_(schema.checkpoints.c.run_id == run_id, schema.checkpoints.c.task_id == task_id)))
-            conn.execute(schema.checkpoints.insert().values(run_id=run_id, task_id=task_id, attempt=attempt, staged_at=_now(), outcome=outcome.model_dump(mode="json")))
+            conn.execute(
+                schema.checkpoints.delete().where(
+                    sa.and_(schema.checkpoints.c.run_id == run_id, schema.checkpoints.c.task_id == task_id)
+                )
+            )
+            conn.execute(
+                schema.checkpoints.insert().values(
+                    run_id=run_id,
+                    task_id=task_id,
+                    attempt=attempt,
+                    staged_at=_now(),
+                    outcome=outcome.model_dump(mode="json"),
+                )
+            )
 
     def checkpoints(self, run_id: str) -> dict[str, TaskOutcome]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(schema.checkpoints.c.task_id, schema.checkpoints.c.outcome).where(schema.checkpoints.c.run_id == run_id)).all()
+            rows = conn.execute(
+                sa.select(schema.checkpoints.c.task_id, schema.checkpoints.c.outcome).where(
+                    schema.checkpoints.c.run_id == run_id
+                )
+            ).all()
         return {task_id: TaskOutcome.model_validate(outcome) for task_id, outcome in rows}
 
     def acquire(self, pipeline: str, run_id: str) -> str | None:
@@ -56,7 +72,13 @@ class Durability:
         for this one (a resume while the run's own process is still going).
         """
         locks = schema.pipeline_locks
-        me = {"pipeline": pipeline, "run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "acquired_at": _now()}
+        me = {
+            "pipeline": pipeline,
+            "run_id": run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "acquired_at": _now(),
+        }
         with self.engine.connect() as conn:
             holder = conn.execute(sa.select(locks).where(locks.c.pipeline == pipeline)).mappings().first()
         if holder is None:
@@ -64,7 +86,10 @@ class Durability:
                 with self.engine.begin() as conn:
                     conn.execute(locks.insert().values(**me))
             except sa.exc.IntegrityError:  # another process took it between our read and insert
-                raise PipelineBusyError(f"pipeline {pipeline} was just started by another process", hint="wait for it, or see `agent-etl runs`") from None
+                raise PipelineBusyError(
+                    f"pipeline {pipeline} was just started by another process",
+                    hint="wait for it, or see `agent-etl runs`",
+                ) from None
             return None
         if _alive(holder["host"], holder["pid"]):
             if holder["run_id"] == run_id:
@@ -83,36 +108,69 @@ class Durability:
         with self.engine.begin() as conn:
             taken = conn.execute(
                 locks.update()
-                .where(locks.c.pipeline == pipeline, locks.c.run_id == holder["run_id"], locks.c.host == holder["host"], locks.c.pid == holder["pid"])
+                .where(
+                    locks.c.pipeline == pipeline,
+                    locks.c.run_id == holder["run_id"],
+                    locks.c.host == holder["host"],
+                    locks.c.pid == holder["pid"],
+                )
                 .values(**me)
             ).rowcount
         if taken != 1:
-            raise PipelineBusyError(f"pipeline {pipeline} was just taken over by another process from dead run {holder['run_id']}", hint="wait for it, or see `agent-etl runs`")
+            raise PipelineBusyError(
+                f"pipeline {pipeline} was just taken over by another process from dead run {holder['run_id']}",
+                hint="wait for it, or see `agent-etl runs`",
+            )
         return str(holder["run_id"])
 
     def holder(self, pipeline: str) -> dict[str, Any] | None:
         """Who holds the pipeline's lock, with ``alive`` saying whether its process still runs."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(schema.pipeline_locks).where(schema.pipeline_locks.c.pipeline == pipeline)).mappings().first()
+            row = (
+                conn.execute(sa.select(schema.pipeline_locks).where(schema.pipeline_locks.c.pipeline == pipeline))
+                .mappings()
+                .first()
+            )
         return None if row is None else {**dict(row), "alive": _alive(row["host"], row["pid"])}
 
     def release(self, pipeline: str, run_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(schema.pipeline_locks.delete().where(sa.and_(schema.pipeline_locks.c.pipeline == pipeline, schema.pipeline_locks.c.run_id == run_id)))
+            conn.execute(
+                schema.pipeline_locks.delete().where(
+                    sa.and_(schema.pipeline_locks.c.pipeline == pipeline, schema.pipeline_locks.c.run_id == run_id)
+                )
+            )
 
     def audit(
-        self, action: str, *, run_id: str | None = None, pipeline: str | None = None, spec_sha256: str | None = None,
-        detail: str | None = None, actor: str | None = None,
+        self,
+        action: str,
+        *,
+        run_id: str | None = None,
+        pipeline: str | None = None,
+        spec_sha256: str | None = None,
+        detail: str | None = None,
+        actor: str | None = None,
     ) -> None:
         """Append an entry; ``actor`` is this process's user@host unless given (serve names the API token's holder)."""
-        values = {"at": _now(), "actor": actor or _actor(), "action": action, "run_id": run_id, "pipeline": pipeline,
-                  "spec_sha256": spec_sha256, "detail": detail}
+        values = {
+            "at": _now(),
+            "actor": actor or _actor(),
+            "action": action,
+            "run_id": run_id,
+            "pipeline": pipeline,
+            "spec_sha256": spec_sha256,
+            "detail": detail,
+        }
         with self.engine.begin() as conn:
             conn.execute(schema.audit_log.insert().values(**values))
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(schema.audit_log.select().order_by(schema.audit_log.c.id.desc()).limit(limit)).mappings().all()
+            rows = (
+                conn.execute(schema.audit_log.select().order_by(schema.audit_log.c.id.desc()).limit(limit))
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
 

@@ -15,7 +15,9 @@ from agent_orchestrated_etl.store.pipelines import utc
 from agent_orchestrated_etl.store.schema import events, runs
 
 
-def page_events(engine: sa.Engine, *, run_id: str | None, after: int, limit: int, kind: str | None = None) -> list[dict[str, Any]]:
+def page_events(
+    engine: sa.Engine, *, run_id: str | None, after: int, limit: int, kind: str | None = None
+) -> list[dict[str, Any]]:
     """Events in the order they were recorded, from the one after ``after`` (a cursor: the last id seen)."""
     query = events.select().where(events.c.id > after).order_by(events.c.id).limit(limit)
     if run_id is not None:
@@ -24,7 +26,10 @@ def page_events(engine: sa.Engine, *, run_id: str | None, after: int, limit: int
         query = query.where(events.c.kind == kind)
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    return [{"id": r["id"], "run_id": r["run_id"], "kind": r["kind"], "at": utc(r["at"]), "event": r["payload"]} for r in rows]
+    return [
+        {"id": r["id"], "run_id": r["run_id"], "kind": r["kind"], "at": utc(r["at"]), "event": r["payload"]}
+        for r in rows
+    ]
 
 
 def last_success(engine: sa.Engine, pipeline: str) -> datetime | None:
@@ -34,7 +39,9 @@ def last_success(engine: sa.Engine, pipeline: str) -> datetime | None:
         return utc(conn.execute(query).scalar())
 
 
-def runs_page(engine: sa.Engine, *, pipeline: str | None, status: str | None, limit: int, before: str | None) -> list[dict[str, Any]]:
+def runs_page(
+    engine: sa.Engine, *, pipeline: str | None, status: str | None, limit: int, before: str | None
+) -> list[dict[str, Any]]:
     """Runs newest first; ``before`` is the last run id of the previous page (run ids sort by start time)."""
     query = runs.select().order_by(runs.c.run_id.desc()).limit(limit)
     if pipeline is not None:

@@ -110,8 +110,14 @@ def _upgrade(conn: sa.Connection, current: str | None, where: str) -> None:
     inspector = sa.inspect(conn)
     adopting = current is None and inspector.has_table("runs")
     if adopting:
-        has_definition = inspector.has_table("tasks") and "definition" in {c["name"] for c in inspector.get_columns("tasks")}
-        log.info("metadata store %s was made before migrations; adopting it at revision %s", where, "0002" if has_definition else "0001")
+        has_definition = inspector.has_table("tasks") and "definition" in {
+            c["name"] for c in inspector.get_columns("tasks")
+        }
+        log.info(
+            "metadata store %s was made before migrations; adopting it at revision %s",
+            where,
+            "0002" if has_definition else "0001",
+        )
         command.upgrade(config, "0001")
         if has_definition:
             command.stamp(config, "0002")

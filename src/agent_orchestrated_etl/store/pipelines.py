@@ -39,9 +39,17 @@ class PipelineStore:
         with self.engine.begin() as conn:
             exists = conn.execute(sa.select(pipelines.c.name).where(pipelines.c.name == name)).first() is not None
             if exists:
-                conn.execute(pipelines.update().where(pipelines.c.name == name).values(yaml=yaml_text, sha256=sha, base_dir=base_dir, updated_at=now))
+                conn.execute(
+                    pipelines.update()
+                    .where(pipelines.c.name == name)
+                    .values(yaml=yaml_text, sha256=sha, base_dir=base_dir, updated_at=now)
+                )
             else:
-                conn.execute(pipelines.insert().values(name=name, yaml=yaml_text, sha256=sha, base_dir=base_dir, registered_at=now, updated_at=now))
+                conn.execute(
+                    pipelines.insert().values(
+                        name=name, yaml=yaml_text, sha256=sha, base_dir=base_dir, registered_at=now, updated_at=now
+                    )
+                )
         return not exists
 
     def get(self, name: str) -> RegisteredPipeline | None:
@@ -76,6 +84,11 @@ def utc(value: datetime | None) -> datetime | None:
 
 def _pipeline(row: sa.RowMapping) -> RegisteredPipeline:
     return RegisteredPipeline(
-        name=row["name"], yaml=row["yaml"], sha256=row["sha256"], base_dir=row["base_dir"],
-        registered_at=utc(row["registered_at"]), updated_at=utc(row["updated_at"]), last_fire_at=utc(row["last_fire_at"]),
+        name=row["name"],
+        yaml=row["yaml"],
+        sha256=row["sha256"],
+        base_dir=row["base_dir"],
+        registered_at=utc(row["registered_at"]),
+        updated_at=utc(row["updated_at"]),
+        last_fire_at=utc(row["last_fire_at"]),
     )

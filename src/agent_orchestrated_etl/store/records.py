@@ -54,35 +54,69 @@ class RunStore:
             self.revisions = migrate.upgrade(url, where)
             self.engine = sa.create_engine(url)
         except sa.exc.SQLAlchemyError as exc:
-            raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=where, hint="check DATABASE_URL") from exc
+            raise ConfigurationError(
+                f"cannot open the metadata store: {exc.__class__.__name__}", where=where, hint="check DATABASE_URL"
+            ) from exc
         self.durability = Durability(self.engine)
 
-    def start_run(self, run_id: str, pipeline: str, spec_file: str, spec_sha256: str, spec_text: str, parent_run_id: str | None = None) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        pipeline: str,
+        spec_file: str,
+        spec_sha256: str,
+        spec_text: str,
+        parent_run_id: str | None = None,
+    ) -> None:
         with self.engine.begin() as conn:
-            conn.execute(runs.insert().values(run_id=run_id, pipeline=pipeline, spec_file=spec_file, spec_sha256=spec_sha256, spec_text=spec_text, parent_run_id=parent_run_id, status=RunStatus.RUNNING, started_at=_now()))
+            conn.execute(
+                runs.insert().values(
+                    run_id=run_id,
+                    pipeline=pipeline,
+                    spec_file=spec_file,
+                    spec_sha256=spec_sha256,
+                    spec_text=spec_text,
+                    parent_run_id=parent_run_id,
+                    status=RunStatus.RUNNING,
+                    started_at=_now(),
+                )
+            )
 
     def set_status(self, run_id: str, status: str, *, was: tuple[str, ...]) -> bool:
         """Move a run from one of the statuses ``was`` to ``status``; False when it had moved on meanwhile."""
         with self.engine.begin() as conn:
-            return conn.execute(runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(was), _not_held_elsewhere(run_id)).values(status=status)).rowcount == 1
+            return (
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.run_id == run_id, runs.c.status.in_(was), _not_held_elsewhere(run_id))
+                    .values(status=status)
+                ).rowcount
+                == 1
+            )
 
     def reopen_run(self, run_id: str) -> bool:
         """A resumed run is running again; its history of events stays. False when it is not resumable (any more)."""
         with self.engine.begin() as conn:
-            update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(RESUMABLE), _not_held_elsewhere(run_id))
+            update = runs.update().where(
+                runs.c.run_id == run_id, runs.c.status.in_(RESUMABLE), _not_held_elsewhere(run_id)
+            )
             return conn.execute(update.values(status=RunStatus.RUNNING, finished_at=None, error=None)).rowcount == 1
 
     def settle(self, run_id: str, status: str, error: str | None) -> bool:
         """Finish a run whose process died, as its destinations' ledgers say; False when it was not running (any more)."""
         with self.engine.begin() as conn:
-            update = runs.update().where(runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING, _not_held_elsewhere(run_id))
+            update = runs.update().where(
+                runs.c.run_id == run_id, runs.c.status == RunStatus.RUNNING, _not_held_elsewhere(run_id)
+            )
             return conn.execute(update.values(status=status, finished_at=_now(), error=error)).rowcount == 1
 
     def supersede(self, run_id: str, *, by: str, was: tuple[str, ...]) -> bool:
         """A new run of the pipeline loads what ``run_id`` did not: it is never resumed."""
         with self.engine.begin() as conn:
             update = runs.update().where(runs.c.run_id == run_id, runs.c.status.in_(was), _not_held_elsewhere(run_id))
-            return conn.execute(update.values(status=RunStatus.SUPERSEDED, error=f"superseded by run {by}")).rowcount == 1
+            return (
+                conn.execute(update.values(status=RunStatus.SUPERSEDED, error=f"superseded by run {by}")).rowcount == 1
+            )
 
     def runs_of(self, pipeline: str | None, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
         """The pipeline's (or every pipeline's) runs in these statuses, oldest first."""
@@ -96,41 +130,99 @@ class RunStore:
     def add_tasks(self, run_id: str, planned: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
             known = {r[0] for r in conn.execute(sa.select(tasks.c.task_id).where(tasks.c.run_id == run_id))}
-            new = [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": TaskStatus.PENDING, "attempts": 0, "definition": redact_data(t)} for t in planned if t["id"] not in known]
+            new = [
+                {
+                    "run_id": run_id,
+                    "task_id": t["id"],
+                    "kind": t["kind"],
+                    "status": TaskStatus.PENDING,
+                    "attempts": 0,
+                    "definition": redact_data(t),
+                }
+                for t in planned
+                if t["id"] not in known
+            ]
             if new:
                 conn.execute(tasks.insert(), new)
 
     def planned_tasks(self, run_id: str) -> list[dict[str, Any] | None]:
         """The task definitions stored at planning, as recoveries changed them since (None: stored none)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id).order_by(tasks.c.task_id)).all()
+            rows = conn.execute(
+                sa.select(tasks.c.definition).where(tasks.c.run_id == run_id).order_by(tasks.c.task_id)
+            ).all()
         return [row[0] for row in rows if row[0] is None or "split_into" not in row[0]]
 
     def split_task(self, run_id: str, task_id: str, parts: list[dict[str, Any]], changed: list[dict[str, Any]]) -> None:
         """A task was replaced by ``parts``; ``changed`` are tasks that now depend on the parts instead."""
         with self.engine.begin() as conn:
             # The mark lives in the definition: the task's own events may still be landing on its status.
-            old = conn.execute(sa.select(tasks.c.definition).where(tasks.c.run_id == run_id, tasks.c.task_id == task_id)).scalar_one()
-            conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == task_id).values(status=TaskStatus.SPLIT, definition={**(old or {}), "split_into": [t["id"] for t in parts]}))
-            conn.execute(tasks.insert(), [{"run_id": run_id, "task_id": t["id"], "kind": t["kind"], "status": TaskStatus.PENDING, "attempts": 0, "definition": redact_data(t)} for t in parts])
+            old = conn.execute(
+                sa.select(tasks.c.definition).where(tasks.c.run_id == run_id, tasks.c.task_id == task_id)
+            ).scalar_one()
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.run_id == run_id, tasks.c.task_id == task_id)
+                .values(status=TaskStatus.SPLIT, definition={**(old or {}), "split_into": [t["id"] for t in parts]})
+            )
+            conn.execute(
+                tasks.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "task_id": t["id"],
+                        "kind": t["kind"],
+                        "status": TaskStatus.PENDING,
+                        "attempts": 0,
+                        "definition": redact_data(t),
+                    }
+                    for t in parts
+                ],
+            )
             for t in changed:
-                conn.execute(tasks.update().where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"]).values(definition=redact_data(t)))
+                conn.execute(
+                    tasks.update()
+                    .where(tasks.c.run_id == run_id, tasks.c.task_id == t["id"])
+                    .values(definition=redact_data(t))
+                )
 
     def record(self, event: RunEvent) -> None:
         if event.kind in _NOT_STORED and getattr(event, "note", None) is None:
             return
         event = redact_model(event)  # most come through the hub, which redacted them already
         with self.engine.begin() as conn:
-            conn.execute(events.insert().values(run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")))
+            conn.execute(
+                events.insert().values(
+                    run_id=event.run_id, kind=event.kind, at=event.at, payload=event.model_dump(mode="json")
+                )
+            )
             self._apply(conn, event)
 
     def _apply(self, conn: sa.Connection, event: Any) -> None:
         # A split task's last events may land after the split was stored: it stays "split".
-        where = sa.and_(tasks.c.run_id == event.run_id, tasks.c.task_id == getattr(event, "task_id", None), tasks.c.status != TaskStatus.SPLIT)
+        where = sa.and_(
+            tasks.c.run_id == event.run_id,
+            tasks.c.task_id == getattr(event, "task_id", None),
+            tasks.c.status != TaskStatus.SPLIT,
+        )
         if event.kind == "task_started":
-            conn.execute(tasks.update().where(where).values(status=TaskStatus.RUNNING, agent=event.agent, attempts=event.attempt))
+            conn.execute(
+                tasks.update().where(where).values(status=TaskStatus.RUNNING, agent=event.agent, attempts=event.attempt)
+            )
         elif event.kind == "task_finished":
-            conn.execute(tasks.update().where(where).values(status=TaskStatus.SUCCEEDED, rows_read=event.rows_read, rows_written=event.rows_written, rows_quarantined=event.rows_quarantined, seconds=event.seconds, checks=event.checks, error=None))
+            conn.execute(
+                tasks.update()
+                .where(where)
+                .values(
+                    status=TaskStatus.SUCCEEDED,
+                    rows_read=event.rows_read,
+                    rows_written=event.rows_written,
+                    rows_quarantined=event.rows_quarantined,
+                    seconds=event.seconds,
+                    checks=event.checks,
+                    error=None,
+                )
+            )
         elif event.kind == "task_failed":
             conn.execute(tasks.update().where(where).values(status=TaskStatus.FAILED, error=event.message))
         elif event.kind == "destination_committed":
@@ -138,12 +230,17 @@ class RunStore:
             conn.execute(
                 runs.update()
                 .where(runs.c.run_id == event.run_id)
-                .values(rows_written=sa.func.coalesce(runs.c.rows_written, 0) + event.rows, rows_quarantined=sa.func.coalesce(runs.c.rows_quarantined, 0) + event.quarantined_rows)
+                .values(
+                    rows_written=sa.func.coalesce(runs.c.rows_written, 0) + event.rows,
+                    rows_quarantined=sa.func.coalesce(runs.c.rows_quarantined, 0) + event.quarantined_rows,
+                )
             )
         elif event.kind == "run_finished":
             # A status only moves forward, and only the run's own process moves it: a losing
             # process (a refused resume, a run whose lock was taken over) changes nothing.
-            finished = runs.update().where(runs.c.run_id == event.run_id, runs.c.status == RunStatus.RUNNING, _not_held_elsewhere(event.run_id))
+            finished = runs.update().where(
+                runs.c.run_id == event.run_id, runs.c.status == RunStatus.RUNNING, _not_held_elsewhere(event.run_id)
+            )
             conn.execute(finished.values(status=event.status, finished_at=event.at, error=event.error))
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -154,18 +251,31 @@ class RunStore:
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             # An exact id first: a workflow's pipelines have ids that extend the workflow's.
-            run = conn.execute(runs.select().where(runs.c.run_id == run_id)).mappings().first() or conn.execute(
-                runs.select().where(runs.c.run_id.startswith(run_id)).order_by(runs.c.started_at.desc())
-            ).mappings().first()
+            run = (
+                conn.execute(runs.select().where(runs.c.run_id == run_id)).mappings().first()
+                or conn.execute(
+                    runs.select().where(runs.c.run_id.startswith(run_id)).order_by(runs.c.started_at.desc())
+                )
+                .mappings()
+                .first()
+            )
             if run is None:
                 return None
             full_id = run["run_id"]
-            task_rows = conn.execute(tasks.select().where(tasks.c.run_id == full_id).order_by(tasks.c.task_id)).mappings().all()
-            event_rows = conn.execute(events.select().where(events.c.run_id == full_id).order_by(events.c.id)).mappings().all()
+            task_rows = (
+                conn.execute(tasks.select().where(tasks.c.run_id == full_id).order_by(tasks.c.task_id)).mappings().all()
+            )
+            event_rows = (
+                conn.execute(events.select().where(events.c.run_id == full_id).order_by(events.c.id)).mappings().all()
+            )
         history = [dict(e["payload"]) for e in event_rows]
         # The failure (remedy, next step) travels in the run's last RunFinished; a running run has none yet.
         finished = [e for e in history if e["kind"] == "run_finished"]
-        failure = finished[-1].get("failure") if finished and run["status"] not in (RunStatus.RUNNING, RunStatus.SUCCEEDED) else None
+        failure = (
+            finished[-1].get("failure")
+            if finished and run["status"] not in (RunStatus.RUNNING, RunStatus.SUCCEEDED)
+            else None
+        )
         return {**dict(run), "failure": failure, "tasks": [dict(t) for t in task_rows], "events": history}
 
     def close(self) -> None:
@@ -180,7 +290,9 @@ def store_revisions(url: str) -> migrate.Revisions:
     try:
         return migrate.revisions(url)
     except sa.exc.SQLAlchemyError as exc:
-        raise ConfigurationError(f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL") from exc
+        raise ConfigurationError(
+            f"cannot open the metadata store: {exc.__class__.__name__}", where=_safe(url), hint="check DATABASE_URL"
+        ) from exc
 
 
 def _not_held_elsewhere(run_id: str) -> sa.ColumnElement[bool]:
@@ -217,4 +329,3 @@ def _safe(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparseable URL>"
-

@@ -63,7 +63,9 @@ class StreamChain:
                         for number, step in part:
                             rel = compiler.compile(rel, number, step)
                         continue
-                    out_schema, stream = python_step.apply(part[1], self._execute(rel, stream, where), where=f"{where}: step {part[0] + 1} (python)")
+                    out_schema, stream = python_step.apply(
+                        part[1], self._execute(rel, stream, where), where=f"{where}: step {part[0] + 1} (python)"
+                    )
                     if out_schema is None:  # the function returned no rows at all
                         self.no_rows(self.points[position:], where)
                         return
@@ -84,7 +86,9 @@ class StreamChain:
         inputs = {IN: (self._in_schema, stream)}
         return self.task.query(rel.sql, inputs=inputs, variables=self.binder.variables, where=where)
 
-    def _check(self, point: Point, rel: Relation, stream: Iterator[pa.RecordBatch], where: str) -> tuple[Relation, Iterator[pa.RecordBatch]]:
+    def _check(
+        self, point: Point, rel: Relation, stream: Iterator[pa.RecordBatch], where: str
+    ) -> tuple[Relation, Iterator[pa.RecordBatch]]:
         flagged = flag(self.binder, rel, point.checks, _no_other_inputs)
         bind_dataset_checks(self.binder, rel, point.checks)
         run = self._run_for(point, where)

@@ -111,7 +111,9 @@ class StepCompiler:
         place = f"transform {self.transform}: step {number + 1} ({step.op}"
         return place + (f" {key})" if key else ")")
 
-    def fail(self, exc: Exception | str, number: int, step: s._Step, key: str | None = None, hint: str | None = None) -> StepError:
+    def fail(
+        self, exc: Exception | str, number: int, step: s._Step, key: str | None = None, hint: str | None = None
+    ) -> StepError:
         message = duckdb_message(exc) if isinstance(exc, Exception) else exc
         path: tuple[str | int, ...] = ("transforms", self.index, "steps", number, step.op)
         return StepError(message, path=(*path, key) if key else path, where=self.where(number, step, key), hint=hint)
@@ -134,7 +136,12 @@ class StepCompiler:
     def _select(self, rel: Relation, number: int, step: s.SelectStep) -> Relation:
         self._need(rel, step.select, number, step)
         keep = [*step.select, *(n for n in rel.schema.names if is_hidden(n))]
-        return self._bind(f"SELECT {', '.join(ident(c) for c in keep)} FROM {rel.subquery()}", number, step, unique_rows=rel.unique_rows)
+        return self._bind(
+            f"SELECT {', '.join(ident(c) for c in keep)} FROM {rel.subquery()}",
+            number,
+            step,
+            unique_rows=rel.unique_rows,
+        )
 
     def _rename(self, rel: Relation, number: int, step: s.RenameStep) -> Relation:
         self._need(rel, list(step.rename), number, step)
@@ -147,14 +154,18 @@ class StepCompiler:
         for column, expr in exprs.items():
             self._bind(f"SELECT {expr} AS {ident(column)} FROM {rel.subquery()}", number, step, column)
         replaced = ", ".join(f"{expr} AS {ident(column)}" for column, expr in exprs.items())
-        return self._bind(f"SELECT * REPLACE ({replaced}) FROM {rel.subquery()}", number, step, unique_rows=rel.unique_rows)
+        return self._bind(
+            f"SELECT * REPLACE ({replaced}) FROM {rel.subquery()}", number, step, unique_rows=rel.unique_rows
+        )
 
     def _cast(self, rel: Relation, number: int, step: s.CastStep) -> Relation:
         function = "TRY_CAST" if step.mode == "safe" else "CAST"
         return self._replace(rel, number, step, {c: f"{function}({ident(c)} AS {t})" for c, t in step.cast.items()})
 
     def _fill_null(self, rel: Relation, number: int, step: s.FillNullStep) -> Relation:
-        return self._replace(rel, number, step, {c: f"coalesce({ident(c)}, {literal(v)})" for c, v in step.fill_null.items()})
+        return self._replace(
+            rel, number, step, {c: f"coalesce({ident(c)}, {literal(v)})" for c, v in step.fill_null.items()}
+        )
 
     def _mask(self, rel: Relation, number: int, step: s.MaskStep) -> Relation:
         exprs = {}
@@ -173,10 +184,14 @@ class StepCompiler:
         variable = f"agent_etl_salt_{self.transform}_{number}"
         self.binder.set_variable(variable, step.salt)
         salted = f"getvariable('{variable}')"
-        return self._replace(rel, number, step, {c: f"sha256({salted} || CAST({ident(c)} AS VARCHAR))" for c in step.hash})
+        return self._replace(
+            rel, number, step, {c: f"sha256({salted} || CAST({ident(c)} AS VARCHAR))" for c in step.hash}
+        )
 
     def _filter(self, rel: Relation, number: int, step: s.FilterStep) -> Relation:
-        out = self._bind(f"SELECT * FROM {rel.subquery()} WHERE {step.filter}", number, step, unique_rows=rel.unique_rows)
+        out = self._bind(
+            f"SELECT * FROM {rel.subquery()} WHERE {step.filter}", number, step, unique_rows=rel.unique_rows
+        )
         test = self.binder.bind(f"SELECT ({step.filter}) AS f FROM {rel.subquery()}")
         if not pa.types.is_boolean(test.field("f").type) and not pa.types.is_null(test.field("f").type):
             raise self.fail(f"the filter is {test.field('f').type}, not a condition", number, step)
@@ -193,8 +208,12 @@ class StepCompiler:
 
     def _unnest(self, rel: Relation, number: int, step: s.UnnestStep) -> Relation:
         self._need(rel, [step.unnest], number, step)
-        if not pa.types.is_list(rel.schema.field(step.unnest).type) and not pa.types.is_large_list(rel.schema.field(step.unnest).type):
-            raise self.fail(f"{step.unnest} is {rel.schema.field(step.unnest).type}, not a list", number, step, step.unnest)
+        if not pa.types.is_list(rel.schema.field(step.unnest).type) and not pa.types.is_large_list(
+            rel.schema.field(step.unnest).type
+        ):
+            raise self.fail(
+                f"{step.unnest} is {rel.schema.field(step.unnest).type}, not a list", number, step, step.unnest
+            )
         column = ident(step.unnest)
         if step.parent_key is None:
             return self._bind(f"SELECT * REPLACE (unnest({column}) AS {column}) FROM {rel.subquery()}", number, step)
@@ -204,26 +223,41 @@ class StepCompiler:
         hidden = [ident(n) for n in rel.schema.names if is_hidden(n)]
         keys = [f"{ident(k)} AS {ident('_parent_' + k)}" for k in step.parent_key]
         element = ident(HIDDEN_PREFIX + "element")
-        inner = ", ".join([*hidden, *keys, f"generate_subscripts({column}, 1) - 1 AS _index", f"unnest({column}) AS {element}"])
-        fields = f"unnest({element})" if pa.types.is_struct(rel.schema.field(step.unnest).type.value_type) else f"{element} AS value"
+        inner = ", ".join(
+            [*hidden, *keys, f"generate_subscripts({column}, 1) - 1 AS _index", f"unnest({column}) AS {element}"]
+        )
+        fields = (
+            f"unnest({element})"
+            if pa.types.is_struct(rel.schema.field(step.unnest).type.value_type)
+            else f"{element} AS value"
+        )
         outer = ", ".join([*hidden, *(ident("_parent_" + k) for k in step.parent_key), "_index", fields])
         return self._bind(f"SELECT {outer} FROM (SELECT {inner} FROM {rel.subquery()})", number, step)
 
     def _sort(self, rel: Relation, number: int, step: s.SortStep) -> Relation:
         for item in step.sort:
             self._bind(f"SELECT * FROM {rel.subquery()} ORDER BY {item}", number, step, item)
-        return self._bind(f"SELECT * FROM {rel.subquery()} ORDER BY {', '.join(step.sort)}", number, step, unique_rows=rel.unique_rows)
+        return self._bind(
+            f"SELECT * FROM {rel.subquery()} ORDER BY {', '.join(step.sort)}", number, step, unique_rows=rel.unique_rows
+        )
 
     def _aggregate(self, rel: Relation, number: int, step: s.AggregateStep) -> Relation:
         options = step.aggregate
         self._need(rel, options.group_by, number, step)
         by = [ident(c) for c in options.group_by]
         for name, expr in options.measures.items():
-            self._bind(f"SELECT {', '.join([*by, f'{expr} AS {ident(name)}'])} FROM {rel.subquery()}{_group(by)}", number, step, name)
+            self._bind(
+                f"SELECT {', '.join([*by, f'{expr} AS {ident(name)}'])} FROM {rel.subquery()}{_group(by)}",
+                number,
+                step,
+                name,
+            )
         items = [*by, *(f"{expr} AS {ident(name)}" for name, expr in options.measures.items())]
         if rel.has_row:  # a group is found again by its first row
             items.append(f"min({ident(ROW)}) AS {ident(ROW)}")
-        return self._bind(f"SELECT {', '.join(items)} FROM {rel.subquery()}{_group(by)}", number, step, unique_rows=rel.has_row)
+        return self._bind(
+            f"SELECT {', '.join(items)} FROM {rel.subquery()}{_group(by)}", number, step, unique_rows=rel.has_row
+        )
 
     def _join(self, rel: Relation, number: int, step: s.JoinStep) -> Relation:
         options = step.join
@@ -236,15 +270,25 @@ class StepCompiler:
         taken = options.columns if options.columns is not None else [c for c in other.columns if c not in right_keys]
         for column in taken:
             if column not in other.columns:
-                raise self.fail(f"no column {column!r} in {options.with_}; it has {other.columns}", number, step, "columns")
+                raise self.fail(
+                    f"no column {column!r} in {options.with_}; it has {other.columns}", number, step, "columns"
+                )
         if options.how in ("semi", "anti"):
             taken = []
         clash = sorted(set(taken) & set(rel.columns))
         if clash:
-            raise self.fail(f"{options.with_} brings columns the input already has: {clash}", number, step, "columns", hint="list `columns:` to take, or rename them in an earlier step")
+            raise self.fail(
+                f"{options.with_} brings columns the input already has: {clash}",
+                number,
+                step,
+                "columns",
+                hint="list `columns:` to take, or rename them in an earlier step",
+            )
         on = " AND ".join(f"l.{ident(a)} = r.{ident(b)}" for a, b in options.pairs)
         picked = "".join(f", r.{ident(c)}" for c in taken)
-        sql = f"SELECT l.*{picked} FROM {rel.subquery()} AS l {options.how.upper()} JOIN {other.subquery()} AS r ON {on}"
+        sql = (
+            f"SELECT l.*{picked} FROM {rel.subquery()} AS l {options.how.upper()} JOIN {other.subquery()} AS r ON {on}"
+        )
         return self._bind(sql, number, step, unique_rows=rel.unique_rows and options.how in ("semi", "anti"))
 
     def _dedupe(self, rel: Relation, number: int, step: s.DedupeStep) -> Relation:
@@ -281,7 +325,9 @@ def compile_sql(binder: Binder, transform: s.TransformSpec, index: int, inputs: 
     try:
         kind = binder.statement_type(body)
     except duckdb.Error as exc:
-        raise StepError(duckdb_message(exc), path=("transforms", index, "sql"), where=f"transform {transform.name}") from None
+        raise StepError(
+            duckdb_message(exc), path=("transforms", index, "sql"), where=f"transform {transform.name}"
+        ) from None
     if kind != "SELECT":
         raise StepError(
             f"a sql: transform is one SELECT query, not {body.split()[0].upper()}",
@@ -298,7 +344,12 @@ def compile_sql(binder: Binder, transform: s.TransformSpec, index: int, inputs: 
     try:
         return Relation(sql, binder.bind(sql))
     except duckdb.Error as exc:
-        raise StepError(duckdb_message(exc), path=("transforms", index, "sql"), where=f"transform {transform.name}", hint="fix the transform's sql:") from None
+        raise StepError(
+            duckdb_message(exc),
+            path=("transforms", index, "sql"),
+            where=f"transform {transform.name}",
+            hint="fix the transform's sql:",
+        ) from None
 
 
 def split_at_python(steps: list[s._Step]) -> list[list[tuple[int, s._Step]] | tuple[int, s.PythonStep]]:

@@ -28,7 +28,20 @@ class TaskContext:
     quarantine: Callable[[pa.RecordBatch], None]
 
     def check_run(self, checks: list[tuple[int, Check]], *, input_name: str, origin: str) -> CheckRun:
-        return CheckRun(checks, run_id=self.run_id, task_id=self.task_id, scope=self.scope, input_name=input_name, locate=self.locate, origin=origin, cursor=self.workspace.cursor)
+        return CheckRun(
+            checks,
+            run_id=self.run_id,
+            task_id=self.task_id,
+            scope=self.scope,
+            input_name=input_name,
+            locate=self.locate,
+            origin=origin,
+            cursor=self.workspace.cursor,
+        )
 
-    def query(self, sql: str, *, variables: dict[str, Any], where: str, inputs: dict[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
-        return run_query(self.workspace, sql, inputs=inputs or {}, variables=variables, batch_rows=self.batch_rows, where=where)
+    def query(
+        self, sql: str, *, variables: dict[str, Any], where: str, inputs: dict[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        return run_query(
+            self.workspace, sql, inputs=inputs or {}, variables=variables, batch_rows=self.batch_rows, where=where
+        )

@@ -30,7 +30,14 @@ from agent_orchestrated_etl.transform.steps import TransformSpec
 class WorkspaceGraph:
     """Relations of one transform_load task; ``checks_at`` gives the checks evaluated at a name here."""
 
-    def __init__(self, task: TaskContext, *, staged: dict[str, list[str]], transforms: list[TransformSpec], checks_at: Callable[[str], list[tuple[int, Check]]]) -> None:
+    def __init__(
+        self,
+        task: TaskContext,
+        *,
+        staged: dict[str, list[str]],
+        transforms: list[TransformSpec],
+        checks_at: Callable[[str], list[tuple[int, Check]]],
+    ) -> None:
         self.task = task
         self.workspace = task.workspace
         self.staged = staged
@@ -70,7 +77,11 @@ class WorkspaceGraph:
         view = f"__agent_etl_{self._slug}_src_{name}"
         self._views.append(view)
         if not self.workspace.union_partitions(view, self.staged[name]):
-            raise DataError(f"input {name} has no staged rows", where=f"task {self.task.task_id}", hint="the source was empty or its tasks did not run")
+            raise DataError(
+                f"input {name} has no staged rows",
+                where=f"task {self.task.task_id}",
+                hint="the source was empty or its tasks did not run",
+            )
         return self._table_relation(view, unique_rows=True)
 
     def _table_relation(self, table: str, *, unique_rows: bool) -> Relation:
@@ -89,7 +100,12 @@ class WorkspaceGraph:
                 continue
             where = f"transform {transform.name}: step {part[0] + 1} (python)"
             schema, batches = python_step.apply(part[1], self.stream(rel, where=where), where=where)
-            rel = self._materialize(f"{transform.name}_{part[0]}", schema or _visible_schema(rel.schema), batches, unique_rows=rel.unique_rows)
+            rel = self._materialize(
+                f"{transform.name}_{part[0]}",
+                schema or _visible_schema(rel.schema),
+                batches,
+                unique_rows=rel.unique_rows,
+            )
         return rel
 
     def _checkpoint(self, name: str, rel: Relation, checks: list[tuple[int, Check]]) -> Relation:
@@ -111,12 +127,16 @@ class WorkspaceGraph:
         """``rel`` with its checks' flags; the CheckRun that splits it is the last of ``runs``."""
         flagged = flag(self.binder, rel, checks, self.relation)
         bind_dataset_checks(self.binder, rel, checks)
-        run = self.task.check_run(checks, input_name=name, origin=f"transform {name}" if name in self.transforms else f"source {name}")
+        run = self.task.check_run(
+            checks, input_name=name, origin=f"transform {name}" if name in self.transforms else f"source {name}"
+        )
         run.observe_schema(rel.schema)
         self.runs.append(run)
         return flagged
 
-    def _materialize(self, label: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *, unique_rows: bool) -> Relation:
+    def _materialize(
+        self, label: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *, unique_rows: bool
+    ) -> Relation:
         table = f"__agent_etl_{self._slug}_{label}"
         stage(self.workspace, table, schema, batches, where=f"task {self.task.task_id}")
         self._tables.append(table)

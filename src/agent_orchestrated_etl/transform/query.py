@@ -75,9 +75,17 @@ def stage(workspace: Workspace, table: str, schema: pa.Schema, batches: Iterator
 def query_error(exc: duckdb.Error, where: str) -> AgentETLError:
     message = str(exc).splitlines()[0]
     if isinstance(exc, duckdb.ConversionException):
-        return DataError(message, where=where, hint="a strict cast fails the run; `mode: safe` turns such values into nulls")
+        return DataError(
+            message, where=where, hint="a strict cast fails the run; `mode: safe` turns such values into nulls"
+        )
     if isinstance(exc, duckdb.PermissionException):
-        return DataError(message, where=where, hint="transforms run sandboxed: no files, network, ATTACH or extensions; read data through a source")
+        return DataError(
+            message,
+            where=where,
+            hint="transforms run sandboxed: no files, network, ATTACH or extensions; read data through a source",
+        )
     if isinstance(exc, duckdb.OutOfMemoryException):
-        return DataError(message, where=where, hint="raise AGENT_ETL_MEMORY_LIMIT; DuckDB spills most operators but not all")
+        return DataError(
+            message, where=where, hint="raise AGENT_ETL_MEMORY_LIMIT; DuckDB spills most operators but not all"
+        )
     return DataError(message, where=where, hint="check the transform against its input data")

@@ -153,7 +153,9 @@ class JoinOptions(BaseModel):
     with_: str = Field(alias="with", pattern=_NAME, description="Another source or transform of the pipeline.")
     on: list[str] | dict[str, str] = Field(description="Key columns with the same name on both sides, or left: right.")
     how: Literal["inner", "left", "right", "full", "semi", "anti"] = "inner"
-    columns: list[str] | None = Field(None, description="Columns to take from the other side; all but its keys by default.")
+    columns: list[str] | None = Field(
+        None, description="Columns to take from the other side; all but its keys by default."
+    )
 
     @model_validator(mode="before")
     @classmethod

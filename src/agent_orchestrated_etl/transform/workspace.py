@@ -31,7 +31,9 @@ def duckdb_memory_limit(memory_limit_bytes: int) -> str:
     return f"{max(64, int(memory_limit_bytes * DUCKDB_MEMORY_SHARE) // (1 << 20))}MB"
 
 
-def sandboxed_connection(database: str = ":memory:", *, memory_limit_bytes: int, spill_dir: Path | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def sandboxed_connection(
+    database: str = ":memory:", *, memory_limit_bytes: int, spill_dir: Path | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection that cannot touch files (but its own), the network or extensions."""
     config: dict[str, Any] = {
         "memory_limit": duckdb_memory_limit(memory_limit_bytes),
@@ -66,7 +68,9 @@ class Workspace:
     def __init__(self, directory: Path, *, memory_limit_bytes: int) -> None:
         _private_directory(directory)
         self.path = directory / "workspace.duckdb"
-        self._conn = sandboxed_connection(str(self.path), memory_limit_bytes=memory_limit_bytes, spill_dir=directory / "spill")
+        self._conn = sandboxed_connection(
+            str(self.path), memory_limit_bytes=memory_limit_bytes, spill_dir=directory / "spill"
+        )
         self._local = threading.local()
         self._lock = threading.Lock()
 

@@ -13,7 +13,9 @@ from agent_orchestrated_etl.verify.options import verify_options
 from agent_orchestrated_etl.verify.reconcile import TaskCount, reconcile
 
 
-async def verify_after_commit(agent: Any, ctx: Any, plan: Any, index: int, label: str, committed: CommitResult) -> str | None:
+async def verify_after_commit(
+    agent: Any, ctx: Any, plan: Any, index: int, label: str, committed: CommitResult
+) -> str | None:
     """Reconcile destination ``index`` if its spec asks; returns why the run fails (a mismatch with severity error)."""
     options = verify_options(ctx.spec.all_destinations[index].verify)
     if options is None:
@@ -21,8 +23,14 @@ async def verify_after_commit(agent: Any, ctx: Any, plan: Any, index: int, label
     # The checkpoints hold every finished task's counts, those of a resumed run's earlier attempt too.
     outcomes = await asyncio.to_thread(agent.store.durability.checkpoints, ctx.run_id)
     tasks = [_counted(ctx.tasks[t], outcomes.get(t) or TaskOutcome()) for t in feeding_and_staged(plan, index)]
-    done = {"rows": committed.rows, "quarantined_rows": committed.quarantined_rows, "already_committed": committed.already_committed}
-    result = await asyncio.to_thread(reconcile, ctx.spec, index, label, tasks, done, options, batch_rows=ctx.settings.batch_rows)
+    done = {
+        "rows": committed.rows,
+        "quarantined_rows": committed.quarantined_rows,
+        "already_committed": committed.already_committed,
+    }
+    result = await asyncio.to_thread(
+        reconcile, ctx.spec, index, label, tasks, done, options, batch_rows=ctx.settings.batch_rows
+    )
     passed, message = verdict(result)
     agent.publish(DestinationVerified(sender=agent.name, run_id=ctx.run_id, destination=label, result=result))
     if passed:
@@ -31,7 +39,12 @@ async def verify_after_commit(agent: Any, ctx: Any, plan: Any, index: int, label
     if options.severity == "warn":
         agent.decide(ctx.run_id, f"destination {label}", "warn: verify found a mismatch", message)
         return None
-    agent.decide(ctx.run_id, "quality", "fail the run: verify found a mismatch", f"destination {label} is committed but does not match its source: {message}")
+    agent.decide(
+        ctx.run_id,
+        "quality",
+        "fail the run: verify found a mismatch",
+        f"destination {label} is committed but does not match its source: {message}",
+    )
     return f"verify of {label}: {message} (the target is committed; find what changed it, then load it again)"
 
 
@@ -43,7 +56,16 @@ def feeding_and_staged(plan: Any, index: int) -> list[str]:
 
 
 def _counted(task: Any, outcome: TaskOutcome) -> TaskCount:
-    return TaskCount(task.id, task.kind, task.source, _transform(task), task.partition, outcome.rows_read, outcome.rows_written, outcome.rows_quarantined)
+    return TaskCount(
+        task.id,
+        task.kind,
+        task.source,
+        _transform(task),
+        task.partition,
+        outcome.rows_read,
+        outcome.rows_written,
+        outcome.rows_quarantined,
+    )
 
 
 def _transform(task: Any) -> str | None:

@@ -59,7 +59,24 @@ def family(type_name: str) -> Family:
         return "decimal"
     if name.startswith(("double", "float", "real")):
         return "float"
-    if name.split("(")[0].split(" ")[0] in {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "hugeint", "int2", "int4", "int8", "ubigint", "uinteger", "usmallint", "utinyint", "uhugeint", "year"}:
+    if name.split("(")[0].split(" ")[0] in {
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "integer",
+        "bigint",
+        "hugeint",
+        "int2",
+        "int4",
+        "int8",
+        "ubigint",
+        "uinteger",
+        "usmallint",
+        "utinyint",
+        "uhugeint",
+        "year",
+    }:
         return "int"
     return "text"
 
@@ -75,7 +92,15 @@ def canonical(column: str, kind: Family, dialect: Dialect) -> str:
         return text.format(column)
     if kind in ("decimal", "float"):
         # Scale is the engine's business (numeric(10,2) in one, DECIMAL(18,3) in another): trailing zeros go.
-        number = column if kind == "decimal" else (f"CAST(round({column}, 9) AS DECIMAL(38, 9))" if dialect == "duckdb" else f"round(CAST({column} AS NUMERIC), 9)")
+        number = (
+            column
+            if kind == "decimal"
+            else (
+                f"CAST(round({column}, 9) AS DECIMAL(38, 9))"
+                if dialect == "duckdb"
+                else f"round(CAST({column} AS NUMERIC), 9)"
+            )
+        )
         as_text = text.format(number)
         return f"CASE WHEN strpos({as_text}, '.') > 0 THEN rtrim(rtrim({as_text}, '0'), '.') ELSE {as_text} END"
     if dialect == "duckdb":
@@ -141,7 +166,13 @@ class Fingerprint:
     key_xor: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"rows": self.rows, "row_sum": self.row_sum, "row_xor": self.row_xor, "key_sum": self.key_sum, "key_xor": self.key_xor}
+        return {
+            "rows": self.rows,
+            "row_sum": self.row_sum,
+            "row_xor": self.row_xor,
+            "key_sum": self.key_sum,
+            "key_xor": self.key_xor,
+        }
 
 
 def _hashed(side: Side, shape: Shape, kinds: dict[str, Family], extra: str = "") -> str:
@@ -185,7 +216,10 @@ def first_differences(source: Side, target: Side, shape: Shape, *, limit: int = 
     while pending and len(found) < limit:
         parent_mod, parent = pending.pop(0)
         modulus = parent_mod * BUCKETS
-        here = [_buckets(side, shape, kind, parent_mod, parent, modulus) for side, kind in zip((source, target), kinds, strict=True)]
+        here = [
+            _buckets(side, shape, kind, parent_mod, parent, modulus)
+            for side, kind in zip((source, target), kinds, strict=True)
+        ]
         for bucket in sorted(set(here[0]) | set(here[1])):
             a, b = here[0].get(bucket), here[1].get(bucket)
             if a == b:
@@ -199,18 +233,30 @@ def first_differences(source: Side, target: Side, shape: Shape, *, limit: int = 
     return sorted(found, key=lambda d: tuple("" if v is None else v for v in d.key.values()))[:limit]
 
 
-def _buckets(side: Side, shape: Shape, kinds: dict[str, Family], parent_mod: int, parent: int, modulus: int) -> dict[int, tuple[int, int, int]]:
+def _buckets(
+    side: Side, shape: Shape, kinds: dict[str, Family], parent_mod: int, parent: int, modulus: int
+) -> dict[int, tuple[int, int, int]]:
     inner = _hashed(side, shape, kinds)
     where = f" WHERE k % {parent_mod} = {parent}" if parent_mod > 1 else ""
     sql = f"SELECT k % {modulus} AS b, count(*), sum(h) % {MODULUS}, bit_xor(h) FROM ({inner}) AS _aetl_h{where} GROUP BY k % {modulus}"
     return {int(b): (int(n), int(s), int(x)) for b, n, s, x in side.query(sql)}
 
 
-def _listed(source: Side, target: Side, shape: Shape, kinds: tuple[dict[str, Family], dict[str, Family]], modulus: int, bucket: int) -> list[Difference]:
+def _listed(
+    source: Side,
+    target: Side,
+    shape: Shape,
+    kinds: tuple[dict[str, Family], dict[str, Family]],
+    modulus: int,
+    bucket: int,
+) -> list[Difference]:
     names = [name for name, _ in shape.key]
     sides = []
     for side, kind in zip((source, target), kinds, strict=True):
-        values = ", ".join(f"{canonical(side.quote(n), kind.get(n, k), side.dialect)} AS {side.quote('_aetl_k' + str(i))}" for i, (n, k) in enumerate(shape.key))
+        values = ", ".join(
+            f"{canonical(side.quote(n), kind.get(n, k), side.dialect)} AS {side.quote('_aetl_k' + str(i))}"
+            for i, (n, k) in enumerate(shape.key)
+        )
         sql = f"SELECT * FROM ({_hashed(side, shape, kind, ', ' + values)}) AS _aetl_h WHERE k % {modulus} = {bucket} ORDER BY k, h LIMIT {LIST_LIMIT + 1}"
         rows: dict[tuple[Any, ...], list[int]] = {}
         for row in side.query(sql):

@@ -10,8 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 class VerifySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    severity: Literal["error", "warn"] = Field("error", description="error fails the run on a mismatch; warn only records it.")
-    columns: list[str] | None = Field(None, min_length=1, description="Columns to compare besides the key (default: every column both sides have).")
+    severity: Literal["error", "warn"] = Field(
+        "error", description="error fails the run on a mismatch; warn only records it."
+    )
+    columns: list[str] | None = Field(
+        None, min_length=1, description="Columns to compare besides the key (default: every column both sides have)."
+    )
 
 
 def verify_options(value: bool | VerifySpec | None) -> VerifySpec | None:

@@ -49,7 +49,16 @@ class TaskCount:
     rows_quarantined: int
 
 
-def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committed: dict[str, Any] | None, options: VerifySpec, *, batch_rows: int) -> dict[str, Any]:
+def reconcile(
+    spec: Any,
+    index: int,
+    label: str,
+    tasks: list[TaskCount],
+    committed: dict[str, Any] | None,
+    options: VerifySpec,
+    *,
+    batch_rows: int,
+) -> dict[str, Any]:
     """The verify result of destination ``index`` of a resolved pipeline ``spec`` (a quality result)."""
     dest = spec.all_destinations[index]
     observed: dict[str, Any] = {"mode": "counts", "problems": [], "differing_keys": []}
@@ -63,7 +72,11 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     try:
         target = _target_side(dest, window, label)
         if reason is None and target is None:
-            reason = "only a local, unpartitioned Parquet file target is read back for a hash" if dest.type == "file" else f"a {dest.type} target has no md5 to hash its rows with"
+            reason = (
+                "only a local, unpartitioned Parquet file target is read back for a hash"
+                if dest.type == "file"
+                else f"a {dest.type} target has no md5 to hash its rows with"
+            )
         if reason is None and lin is not None:
             source = _source_side(spec, lin.source, tasks, window, batch_rows)
             if source is None:
@@ -79,7 +92,7 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
             if target is None and dest.type == "sqlite":
                 target = SQLiteCount(dest.url, dest.table, label=f"destination {label}")
             if target is not None and dest.write == "replace" and committed is not None:
-                (rows,), = target.query(f"SELECT count(*) FROM {target.relation}")
+                ((rows,),) = target.query(f"SELECT count(*) FROM {target.relation}")
                 observed["target_rows"] = int(rows)
                 if int(rows) != committed["rows"]:
                     problems.append(f"the target holds {int(rows):,} rows, the run committed {committed['rows']:,}")
@@ -92,7 +105,9 @@ def reconcile(spec: Any, index: int, label: str, tasks: list[TaskCount], committ
     # A transform_load task over the workspace reads the transform's result, not the source.
     observed["read"] = sum(t.rows_read for t in tasks if t.kind != "transform_load" or t.source is not None)
     observed["loaded"] = sum(t.rows_written for t in tasks if t.kind != "stage")
-    observed["quarantined"] = sum(t.rows_quarantined for t in tasks if t.kind != "stage")  # a transform_load counts its stages' too
+    observed["quarantined"] = sum(
+        t.rows_quarantined for t in tasks if t.kind != "stage"
+    )  # a transform_load counts its stages' too
     return {
         "check": CHECK,
         "kind": "reconcile",
@@ -115,16 +130,24 @@ def _count_problems(tasks: list[TaskCount], committed: dict[str, Any] | None, *,
     for t in tasks:
         # Without a transform (or through row-wise steps only) every row read is loaded or quarantined (a row
         # kept in the target by a check is both); a transform may filter, join or aggregate: its counts prove nothing.
-        if (t.transform is None or rowwise) and t.kind in ("extract_load", "pushdown", "stage") and t.rows_written + t.rows_quarantined < t.rows_read:
+        if (
+            (t.transform is None or rowwise)
+            and t.kind in ("extract_load", "pushdown", "stage")
+            and t.rows_written + t.rows_quarantined < t.rows_read
+        ):
             lost = t.rows_read - t.rows_written - t.rows_quarantined
-            problems.append(f"task {t.id} read {t.rows_read:,} rows but loaded {t.rows_written:,} and quarantined {t.rows_quarantined:,}: {lost:,} unaccounted for")
+            problems.append(
+                f"task {t.id} read {t.rows_read:,} rows but loaded {t.rows_written:,} and quarantined {t.rows_quarantined:,}: {lost:,} unaccounted for"
+            )
     loading = [t for t in tasks if t.kind != "stage"]
     if committed is not None and not committed.get("already_committed"):
         staged, quarantined = sum(t.rows_written for t in loading), sum(t.rows_quarantined for t in loading)
         if committed["rows"] != staged:
             problems.append(f"the destination committed {committed['rows']:,} rows, its tasks staged {staged:,}")
         if committed["quarantined_rows"] != quarantined:
-            problems.append(f"the destination committed {committed['quarantined_rows']:,} quarantined rows, its tasks set aside {quarantined:,}")
+            problems.append(
+                f"the destination committed {committed['quarantined_rows']:,} quarantined rows, its tasks set aside {quarantined:,}"
+            )
     return problems
 
 
@@ -171,7 +194,9 @@ def _source_side(spec: Any, name: str, tasks: list[TaskCount], window: Window | 
     source = source_class(source_spec.type)(name, source_spec, batch_rows=batch_rows)
     where = f"source {name}"
     if source_spec.type in _READ_AGAIN:
-        return _source_side_of(source_spec, name, [t.partition for t in tasks if t.partition is not None], where, batch_rows)
+        return _source_side_of(
+            source_spec, name, [t.partition for t in tasks if t.partition is not None], where, batch_rows
+        )
     if not isinstance(source, SQLSource):
         return None
     if source_spec.type == "duckdb":
@@ -185,7 +210,9 @@ def _source_side(spec: Any, name: str, tasks: list[TaskCount], window: Window | 
     return side
 
 
-def _source_side_of(source_spec: Any, name: str, partitions: list[Partition] | None, where: str, batch_rows: int = 10_000) -> ReaderSide:
+def _source_side_of(
+    source_spec: Any, name: str, partitions: list[Partition] | None, where: str, batch_rows: int = 10_000
+) -> ReaderSide:
     """A reader's batches (of ``partitions``, or of every partition it finds) aggregated by DuckDB."""
     source = source_class(source_spec.type)(name, source_spec, batch_rows=batch_rows)
     parts = partitions if partitions is not None else source.partitions()
@@ -202,7 +229,9 @@ def _quoted(table: str, mark: str) -> str:
     return ".".join(mark + part.replace(mark, mark * 2) + mark for part in table.split("."))
 
 
-def _compare(source: Side, target: Side, dest: Any, lin: Lineage, columns: list[str] | None, observed: dict[str, Any]) -> int:
+def _compare(
+    source: Side, target: Side, dest: Any, lin: Lineage, columns: list[str] | None, observed: dict[str, Any]
+) -> int:
     """Fingerprint both sides; on a difference, name the first differing keys. Returns the target's rows."""
     problems: list[str] = observed["problems"]
     source_types, target_types = source.types(), target.types()
@@ -212,7 +241,9 @@ def _compare(source: Side, target: Side, dest: Any, lin: Lineage, columns: list[
         raise _CountsOnly(f"key column {changed[0]} is changed on the way, or not in the source")
     missing = [c for c in [*dest.primary_key, *(columns or [])] if c not in held]
     if missing:
-        problems.append(f"column {missing[0]} is not on both sides unchanged (source has {sorted(source_types)}, target {sorted(target_types)})")
+        problems.append(
+            f"column {missing[0]} is not on both sides unchanged (source has {sorted(source_types)}, target {sorted(target_types)})"
+        )
         return 0
     compared = columns if columns is not None else both
     key = dest.primary_key or compared
@@ -250,4 +281,7 @@ def verdict(observed: dict[str, Any]) -> tuple[bool, str]:
     if observed["mode"] == "hash":
         rows = observed["target"]["rows"]
         return True, f"{rows:,} rows match the source by count, key set and hash of {', '.join(observed['columns'])}"
-    return True, f"counts only ({observed['reason']}): {observed['read']:,} read, {observed['loaded']:,} loaded, {observed['quarantined']:,} quarantined"
+    return (
+        True,
+        f"counts only ({observed['reason']}): {observed['read']:,} read, {observed['loaded']:,} loaded, {observed['quarantined']:,} quarantined",
+    )

@@ -12,7 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from agent_orchestrated_etl.transform.steps import (
-    CastStep, DeriveStep, FillNullStep, HashStep, MaskStep, RenameStep, SelectStep, Step,
+    CastStep,
+    DeriveStep,
+    FillNullStep,
+    HashStep,
+    MaskStep,
+    RenameStep,
+    SelectStep,
+    Step,
 )
 
 _CHANGED = None
@@ -47,7 +54,12 @@ class Lineage:
                     del current[old]
             current.update(moved)
         elif isinstance(step, CastStep | FillNullStep | DeriveStep | HashStep):
-            names = {CastStep: lambda s: s.cast, FillNullStep: lambda s: s.fill_null, DeriveStep: lambda s: s.derive, HashStep: lambda s: s.hash}[type(step)](step)
+            names = {
+                CastStep: lambda s: s.cast,
+                FillNullStep: lambda s: s.fill_null,
+                DeriveStep: lambda s: s.derive,
+                HashStep: lambda s: s.hash,
+            }[type(step)](step)
             self._current().update(dict.fromkeys(names, _CHANGED))
         elif isinstance(step, MaskStep):
             self._current().update(dict.fromkeys(step.styles, _CHANGED))

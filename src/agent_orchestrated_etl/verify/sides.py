@@ -21,7 +21,23 @@ from agent_orchestrated_etl.connectors.incremental import window_predicates as s
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
 from agent_orchestrated_etl.verify.fingerprint import Dialect
 
-_MYSQL_TYPES = {0: "decimal", 246: "decimal", 1: "tinyint", 2: "smallint", 3: "int", 8: "bigint", 9: "mediumint", 13: "year", 4: "float", 5: "double", 7: "timestamp", 12: "datetime", 10: "date", 11: "time", 16: "bit"}
+_MYSQL_TYPES = {
+    0: "decimal",
+    246: "decimal",
+    1: "tinyint",
+    2: "smallint",
+    3: "int",
+    8: "bigint",
+    9: "mediumint",
+    13: "year",
+    4: "float",
+    5: "double",
+    7: "timestamp",
+    12: "datetime",
+    10: "date",
+    11: "time",
+    16: "bit",
+}
 
 
 class DatabaseSide:
@@ -116,12 +132,18 @@ class DuckDBSide:
             if shared is not None:
                 self._conn = shared.cursor()
             elif not self.path.exists():
-                raise ConfigurationError(f"database file not found: {self.path}", where=self.label, hint="check `path:`")
+                raise ConfigurationError(
+                    f"database file not found: {self.path}", where=self.label, hint="check `path:`"
+                )
             else:
                 try:
                     self._conn = duckdb.connect(str(self.path), read_only=True)
                 except duckdb.IOException as exc:
-                    raise ConfigurationError(str(exc).splitlines()[0], where=self.label, hint="another process holds the file; verify when it is done") from exc
+                    raise ConfigurationError(
+                        str(exc).splitlines()[0],
+                        where=self.label,
+                        hint="another process holds the file; verify when it is done",
+                    ) from exc
         return self._conn
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
@@ -133,7 +155,11 @@ class DuckDBSide:
         try:
             return self._cursor().execute(sql).fetchall()
         except duckdb.Error as exc:
-            raise DataError(str(exc).splitlines()[0], where=self.label, hint="the verify query failed; check the table and its columns") from exc
+            raise DataError(
+                str(exc).splitlines()[0],
+                where=self.label,
+                hint="the verify query failed; check the table and its columns",
+            ) from exc
 
     def types(self) -> dict[str, str]:
         return {row[0]: row[1] for row in self._fetch(f"DESCRIBE SELECT * FROM {self.relation}")}
@@ -169,10 +195,18 @@ class ReaderSide:
         schema = self._schema
 
         def conformed() -> Iterator[pa.RecordBatch]:
-            for batch in ([first] if first is not None else []):
+            for batch in [first] if first is not None else []:
                 yield batch
             for batch in batches:
-                yield batch if batch.schema.equals(schema) else pa.Table.from_batches([batch]).select(schema.names).cast(schema).combine_chunks().to_batches()[0]
+                yield (
+                    batch
+                    if batch.schema.equals(schema)
+                    else pa.Table.from_batches([batch])
+                    .select(schema.names)
+                    .cast(schema)
+                    .combine_chunks()
+                    .to_batches()[0]
+                )
 
         return pa.RecordBatchReader.from_batches(schema, conformed())
 
@@ -183,14 +217,20 @@ class ReaderSide:
         try:
             return self._conn.execute(sql).fetchall()
         except (duckdb.Error, pa.ArrowException) as exc:
-            raise DataError(str(exc).splitlines()[0], where=self.label, hint="reading the source again for verify failed; `columns:` can leave out a column it cannot compare") from exc
+            raise DataError(
+                str(exc).splitlines()[0],
+                where=self.label,
+                hint="reading the source again for verify failed; `columns:` can leave out a column it cannot compare",
+            ) from exc
         finally:
             self._conn.unregister(self.table)
 
     def types(self) -> dict[str, str]:
         # A reader reads the first batch only, for its schema.
         schema = self._reader().schema if self._schema is None else self._schema
-        self._conn.register(self.table, pa.table({n: pa.array([], type=t) for n, t in zip(schema.names, schema.types, strict=True)}))
+        self._conn.register(
+            self.table, pa.table({n: pa.array([], type=t) for n, t in zip(schema.names, schema.types, strict=True)})
+        )
         try:
             return {row[0]: row[1] for row in self._conn.execute(f"DESCRIBE SELECT * FROM {self.relation}").fetchall()}
         finally:

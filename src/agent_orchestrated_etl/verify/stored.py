@@ -29,13 +29,20 @@ def verify_run(run_id: str, settings: Settings) -> tuple[str, list[dict[str, Any
             raise ConfigurationError(f"run {full_id} has no stored spec", hint="verify a run started by this version")
         loaded = parse_spec(record["spec_text"], file=record["spec_file"])
         if loaded.pipeline is None:
-            raise ConfigurationError(f"run {full_id} is a workflow", hint="verify each of its pipelines' runs (`agent-etl runs` lists them)")
+            raise ConfigurationError(
+                f"run {full_id} is a workflow", hint="verify each of its pipelines' runs (`agent-etl runs` lists them)"
+            )
         spec = resolve_env(loaded.pipeline).rebased(Path(record["spec_file"]).parent)
         commits = {e["destination"]: e for e in record["events"] if e["kind"] == "destination_committed"}
         if not commits:
-            raise ConfigurationError(f"run {full_id} committed no destination ({record['status']})", hint="only a committed load can be verified")
+            raise ConfigurationError(
+                f"run {full_id} committed no destination ({record['status']})",
+                hint="only a committed load can be verified",
+            )
         tasks = [t for t in record["tasks"] if t["status"] != "split" and t["definition"]]
-        plan = Plan(tasks=[Task.from_dict({k: v for k, v in t["definition"].items() if k != "split_into"}) for t in tasks])
+        plan = Plan(
+            tasks=[Task.from_dict({k: v for k, v in t["definition"].items() if k != "split_into"}) for t in tasks]
+        )
         counts = {t["task_id"]: t for t in tasks}
         results = []
         for index in range(len(spec.all_destinations)):
@@ -46,7 +53,19 @@ def verify_run(run_id: str, settings: Settings) -> tuple[str, list[dict[str, Any
             feeding = [_counted(by_id[t], counts[t]) for t in feeding_and_staged(plan, index)]
             commit = commits[label]
             options = verify_options(spec.all_destinations[index].verify) or VerifySpec()
-            result = reconcile(spec, index, label, feeding, {"rows": commit["rows"], "quarantined_rows": commit["quarantined_rows"], "already_committed": commit["already_committed"]}, options, batch_rows=settings.batch_rows)
+            result = reconcile(
+                spec,
+                index,
+                label,
+                feeding,
+                {
+                    "rows": commit["rows"],
+                    "quarantined_rows": commit["quarantined_rows"],
+                    "already_committed": commit["already_committed"],
+                },
+                options,
+                batch_rows=settings.batch_rows,
+            )
             store.record(DestinationVerified(sender="cli", run_id=full_id, destination=label, result=result))
             results.append(result)
         return full_id, results
@@ -61,4 +80,13 @@ def latest(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _counted(task: Task, row: dict[str, Any]) -> TaskCount:
-    return TaskCount(task.id, task.kind, task.source, _transform(task), task.partition, row["rows_read"] or 0, row["rows_written"] or 0, row["rows_quarantined"] or 0)
+    return TaskCount(
+        task.id,
+        task.kind,
+        task.source,
+        _transform(task),
+        task.partition,
+        row["rows_read"] or 0,
+        row["rows_written"] or 0,
+        row["rows_quarantined"] or 0,
+    )

@@ -49,7 +49,9 @@ def extension(kind: str) -> str:
     """The file of DuckDB's extension for attaching a database of ``kind``; ConfigurationError when it is not installed."""
     path = postgres_extension() if kind == "postgres" else None
     if path is None:
-        raise ConfigurationError(f"DuckDB's {kind} extension is not installed", hint="pip install 'agent-orchestrated-etl[postgres]'")
+        raise ConfigurationError(
+            f"DuckDB's {kind} extension is not installed", hint="pip install 'agent-orchestrated-etl[postgres]'"
+        )
     return path
 
 
@@ -63,7 +65,10 @@ class DuckDBSession(Session):
         self.cursor.execute(sql, list(params)) if params else self.cursor.execute(sql)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in (self.cursor.execute(sql, list(params)) if params else self.cursor.execute(sql)).fetchall()]
+        return [
+            tuple(r)
+            for r in (self.cursor.execute(sql, list(params)) if params else self.cursor.execute(sql)).fetchall()
+        ]
 
 
 class DuckDBClient(EngineClient):
@@ -218,10 +223,18 @@ class ArrowAppender:
                 cursor.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} AS SELECT * FROM _agent_etl_batches LIMIT 0")
                 cursor.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _agent_etl_batches")
         except duckdb.OutOfMemoryException as exc:
-            raise ResourceExhaustedError(str(exc).splitlines()[0], where=self.where, hint="raise AGENT_ETL_MEMORY_LIMIT or lower AGENT_ETL_BATCH_ROWS") from exc
+            raise ResourceExhaustedError(
+                str(exc).splitlines()[0],
+                where=self.where,
+                hint="raise AGENT_ETL_MEMORY_LIMIT or lower AGENT_ETL_BATCH_ROWS",
+            ) from exc
         except (duckdb.ConversionException, duckdb.BinderException, duckdb.TypeMismatchException) as exc:
             # The staging table took its types from the first batch; a later batch's column does not fit them.
-            raise DataError(str(exc).splitlines()[0], where=self.where, hint="a column changed type between batches; CAST it in a transform") from exc
+            raise DataError(
+                str(exc).splitlines()[0],
+                where=self.where,
+                hint="a column changed type between batches; CAST it in a transform",
+            ) from exc
         finally:
             cursor.unregister("_agent_etl_batches")
 
@@ -231,7 +244,12 @@ def largest_value(batches: list[pa.RecordBatch]) -> int:
     largest = 0
     for batch in batches:
         for column in batch.columns:
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            if (
+                pa.types.is_string(column.type)
+                or pa.types.is_large_string(column.type)
+                or pa.types.is_binary(column.type)
+                or pa.types.is_large_binary(column.type)
+            ):
                 largest = max(largest, pc.max(pc.binary_length(column)).as_py() or 0)
     return largest
 
@@ -298,14 +316,19 @@ def _open(path: Path, memory_limit_bytes: int) -> Any:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigurationError(f"cannot create the folder for the database: {exc.strerror}", where=f"duckdb {path}", hint="check `path:` in the spec; a file may stand where a folder is needed") from exc
+            raise ConfigurationError(
+                f"cannot create the folder for the database: {exc.strerror}",
+                where=f"duckdb {path}",
+                hint="check `path:` in the spec; a file may stand where a folder is needed",
+            ) from exc
         limit_mb = _buffer_pool_mb(memory_limit_bytes)
         try:
             conn = duckdb.connect(str(path), config={"memory_limit": f"{limit_mb}MB"})
         except duckdb.IOException as exc:
             # DuckDB gives one exception class for a lock held by another process and for the file system's refusals.
             raise ConfigurationError(
-                str(exc).splitlines()[0], where=f"duckdb {path}",
+                str(exc).splitlines()[0],
+                where=f"duckdb {path}",
                 hint=f"if another process holds the file, close it; else give this user access to {path.parent} (and write access to the file), or point `path:` elsewhere",
             ) from exc
         _open_files[key] = [conn, 1]

@@ -38,7 +38,9 @@ class DuckDBDestination(TransactionalDestination):
     spec_model = DuckDBDestinationSpec
     # One process holds a DuckDB file for writing; tasks in it stage through their own cursors.
     capabilities = DestinationCapabilities(
-        transactional=True, write_modes=frozenset({"append", "replace", "merge"}), pulls_from=frozenset({"file", "postgres"} if postgres_extension() else {"file"})
+        transactional=True,
+        write_modes=frozenset({"append", "replace", "merge"}),
+        pulls_from=frozenset({"file", "postgres"} if postgres_extension() else {"file"}),
     )
     # DuckDB files written before the protocol name the ledger's row count `rows`.
     ledger_rows_column = "rows"
@@ -55,7 +57,9 @@ class DuckDBDestination(TransactionalDestination):
         return self.spec.table
 
     def make_client(self) -> DuckDBClient:
-        return DuckDBClient(Path(self.spec.path).expanduser(), memory_limit_bytes=self.memory_limit_bytes, where=self.describe())
+        return DuckDBClient(
+            Path(self.spec.path).expanduser(), memory_limit_bytes=self.memory_limit_bytes, where=self.describe()
+        )
 
     @property
     def duck(self) -> DuckDBClient:
@@ -70,7 +74,9 @@ class DuckDBDestination(TransactionalDestination):
     def create_staging(self, name: str, schema: pa.Schema, *, kind: Any) -> None:
         return None  # the first insert creates the table from the batch's Arrow schema, as DuckDB maps it
 
-    def pull(self, run_id: str, task_id: str, source: Source, partition: Partition, progress: Callable[[int, int], None]) -> int:
+    def pull(
+        self, run_id: str, task_id: str, source: Source, partition: Partition, progress: Callable[[int, int], None]
+    ) -> int:
         """Stage a partition by DuckDB itself, reading the source as the source offers (``Source.engine_scan``).
 
         A PostgreSQL table is scanned through the attached database (DuckDB splits
@@ -83,7 +89,9 @@ class DuckDBDestination(TransactionalDestination):
 
         scan = source.engine_scan("duckdb", partition)
         if scan is None:
-            raise InternalError(f"{source.describe()} offers no scan to DuckDB, yet the plan pushed it down", where=f"task {task_id}")
+            raise InternalError(
+                f"{source.describe()} offers no scan to DuckDB, yet the plan pushed it down", where=f"task {task_id}"
+            )
         if scan.empty:
             return 0
         cursor = self._cursor()
@@ -110,7 +118,9 @@ class DuckDBDestination(TransactionalDestination):
                 cursor.execute(f"CREATE TABLE {staging} AS {scan.select}", list(scan.params))
         except duckdb.Error as exc:
             # Classified as the Arrow path classifies the same failure (a refused connection is retried there too).
-            mapped = connection_error(exc, scan.errors_url or f"duckdb:///{self.spec.path}", f"task {task_id}: {scan.origin}")
+            mapped = connection_error(
+                exc, scan.errors_url or f"duckdb:///{self.spec.path}", f"task {task_id}: {scan.origin}"
+            )
             if type(mapped) is ConfigurationError or isinstance(mapped, DataError):
                 mapped.hint = "the pushed-down copy failed; AGENT_ETL_PUSHDOWN=false reads through Arrow instead"
             raise mapped from None
@@ -123,8 +133,12 @@ class DuckDBDestination(TransactionalDestination):
         return rows
 
     def _attach(self, cursor: Any, attach: Attachment) -> None:
-        with _attach_lock:  # parallel tasks, of this destination or another in the same file, would race to attach the same database
-            if not cursor.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [attach.alias]).fetchone()[0]:
+        with (
+            _attach_lock
+        ):  # parallel tasks, of this destination or another in the same file, would race to attach the same database
+            if not cursor.execute(
+                "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [attach.alias]
+            ).fetchone()[0]:
                 cursor.execute(f"LOAD '{extension(attach.kind)}'")
                 # ATTACH takes no parameters: the connection string is quoted as a string literal.
                 cursor.execute(f"ATTACH {string_literal(attach.dsn)} AS {attach.alias} (TYPE {attach.kind}, READ_ONLY)")
@@ -190,9 +204,13 @@ class DuckDBDestination(TransactionalDestination):
             incoming = pa.schema([f for f in incoming if f.name != self.spec.hard_delete])
             changes = schemas.diff({f.name: f.type for f in target}, incoming)
             schemas.check(changes, mode=self.spec.schema_, where=self.describe())
-            summary += changes.summary(self.spec.schema_, lambda dtype: self.duck.column_type(DuckDBSession(cursor), dtype))
+            summary += changes.summary(
+                self.spec.schema_, lambda dtype: self.duck.column_type(DuckDBSession(cursor), dtype)
+            )
             for column, _old, new in changes.widened:
-                cursor.execute(f"ALTER TABLE {quote(self.table)} ALTER {quote(column)} TYPE {self.duck.column_type(DuckDBSession(cursor), new)}")
+                cursor.execute(
+                    f"ALTER TABLE {quote(self.table)} ALTER {quote(column)} TYPE {self.duck.column_type(DuckDBSession(cursor), new)}"
+                )
             if self.spec.schema_ == "discard":
                 for dropped in changes.added:
                     cursor.execute(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(dropped.name)}")
@@ -203,17 +221,30 @@ class DuckDBDestination(TransactionalDestination):
         # `schema: discard` would leave out of a hand-made target stops it.
         if self.spec.schema_ != "discard":
             return
-        existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}
+        existing = {
+            r[0]
+            for r in cursor.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]
+            ).fetchall()
+        }
         absent = [k for k in self.spec.primary_key if k not in existing]
         if absent:
             raise ConfigurationError(
                 f"merge key {', '.join(absent)} is not a column of {self.table}, and schema: discard would leave it out of the load",
-                where=self.describe(), hint="add the column to the table, or set schema: evolve",
+                where=self.describe(),
+                hint="add the column to the table, or set schema: evolve",
             )
 
     def _add_new_columns(self, cursor: Any, staged: str) -> None:
-        existing = {r[0] for r in cursor.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]).fetchall()}
-        for name, dtype in cursor.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [staged]).fetchall():
+        existing = {
+            r[0]
+            for r in cursor.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [self.table]
+            ).fetchall()
+        }
+        for name, dtype in cursor.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ?", [staged]
+        ).fetchall():
             if name not in existing and name != self.spec.hard_delete:
                 cursor.execute(f"ALTER TABLE {quote(self.table)} ADD COLUMN {quote(name)} {dtype}")
 
@@ -221,14 +252,19 @@ class DuckDBDestination(TransactionalDestination):
         """Whether a key occurs twice among the staged rows (a grouping on the keys alone, which spills)."""
         keys = ", ".join(quote(k) for k in self.spec.primary_key)
         union = " UNION ALL ".join(f"SELECT {keys} FROM {quote(s)}" for s in staged)
-        return cursor.execute(f"SELECT {keys} FROM ({union}) GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").fetchone() is not None
+        return (
+            cursor.execute(f"SELECT {keys} FROM ({union}) GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").fetchone()
+            is not None
+        )
 
     def _merge(self, cursor: Any, staged: list[str], *, duplicates: bool) -> None:
         keys = ", ".join(quote(k) for k in self.spec.primary_key)
         on = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM s.{quote(k)}" for k in self.spec.primary_key)
         if duplicates:
             # Within one run the last staged row of a key wins: order by task, then by row within the task.
-            ordered = " UNION ALL BY NAME ".join(f"SELECT *, {i} AS __task, rowid AS __row FROM {quote(s)}" for i, s in enumerate(staged))
+            ordered = " UNION ALL BY NAME ".join(
+                f"SELECT *, {i} AS __task, rowid AS __row FROM {quote(s)}" for i, s in enumerate(staged)
+            )
             latest = (
                 f"SELECT * EXCLUDE (__task, __row) FROM ({ordered})"
                 f" QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY __task DESC, __row DESC) = 1"
@@ -239,7 +275,11 @@ class DuckDBDestination(TransactionalDestination):
         if marker is None:
             actions = "WHEN MATCHED THEN UPDATE BY NAME WHEN NOT MATCHED THEN INSERT BY NAME"
         else:
-            columns = [c for c in cursor.execute(f"SELECT * FROM ({latest}) LIMIT 0").to_arrow_table().schema.names if c != marker]
+            columns = [
+                c
+                for c in cursor.execute(f"SELECT * FROM ({latest}) LIMIT 0").to_arrow_table().schema.names
+                if c != marker
+            ]
             deleted = f"s.{quote(marker)} IS TRUE"
             actions = (
                 f"WHEN MATCHED AND {deleted} THEN DELETE"
@@ -247,7 +287,6 @@ class DuckDBDestination(TransactionalDestination):
                 f" WHEN NOT MATCHED AND NOT ({deleted}) THEN INSERT ({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(f's.{quote(c)}' for c in columns)})"
             )
         cursor.execute(f"MERGE INTO {quote(self.table)} AS t USING ({latest}) AS s ON {on} {actions}")
-
 
 
 def _cursor(session: Session) -> Any:

@@ -57,15 +57,20 @@ class DuckDBSource(SQLSource):
         return duckdb.connect(str(path), read_only=True)
 
     def table_names(self, schema: str | None) -> list[str]:
-        return [row[0] for row in self._rows(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = coalesce(?, current_schema()) ORDER BY 1", [schema]
-        )]
+        return [
+            row[0]
+            for row in self._rows(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = coalesce(?, current_schema()) ORDER BY 1",
+                [schema],
+            )
+        ]
 
     def primary_key(self, table: str) -> list[str]:
         schema, _, name = table.rpartition(".")
         found = self._rows(
             "SELECT constraint_column_names FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
-            " AND database_name = current_database() AND schema_name = coalesce(?, current_schema()) AND table_name = ?", [schema or None, name]
+            " AND database_name = current_database() AND schema_name = coalesce(?, current_schema()) AND table_name = ?",
+            [schema or None, name],
         )
         return list(found[0][0]) if found else []
 
@@ -112,4 +117,9 @@ def _in_utc(schema: pa.Schema) -> pa.Schema | None:
     (the same instants; without the ICU extension, which is not packaged, it cannot be told otherwise)."""
     if not any(pa.types.is_timestamp(f.type) and f.type.tz and f.type.tz != "UTC" for f in schema):
         return None
-    return pa.schema([f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f for f in schema])
+    return pa.schema(
+        [
+            f.with_type(pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz else f
+            for f in schema
+        ]
+    )

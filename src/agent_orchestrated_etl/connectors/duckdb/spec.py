@@ -39,8 +39,13 @@ class DuckDBSourceSpec(ConnectorSpec, TablesFields):
 class DuckDBDestinationSpec(DestinationSpecBase):
     type: Literal["duckdb"]
     path: str = Field(description="The DuckDB database file; created if missing.")
-    table: str | None = Field(None, description="Target table, created from the data's Arrow schema. Left out when the input reads several tables.")
-    table_prefix: str | None = Field(None, description="When the input reads several tables: each lands in prefix + its name.")
+    table: str | None = Field(
+        None,
+        description="Target table, created from the data's Arrow schema. Left out when the input reads several tables.",
+    )
+    table_prefix: str | None = Field(
+        None, description="When the input reads several tables: each lands in prefix + its name."
+    )
 
     @field_validator("table")
     @classmethod

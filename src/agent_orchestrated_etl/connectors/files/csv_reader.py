@@ -35,10 +35,32 @@ from agent_orchestrated_etl.connectors.files.sniff import SAMPLE_BYTES, sniff
 from agent_orchestrated_etl.exceptions import DataError
 
 _INFER_BYTES = 4 << 20  # the types come from pyarrow's reading of the first 4 MiB: enough rows to judge
-_BLOCK_BYTES = 2 << 20  # then the text is read 2 MiB at a time: fewer bytes in flight, as fast (lineitem: 405-437 MB peak against 505-521 at 4 MiB)
+_BLOCK_BYTES = (
+    2 << 20
+)  # then the text is read 2 MiB at a time: fewer bytes in flight, as fast (lineitem: 405-437 MB peak against 505-521 at 4 MiB)
 _MAX_BLOCK_BYTES = 1 << 30
 # What pyarrow reads as NULL in a string column (ConvertOptions.null_values' default); the careful path agrees.
-_NULLS = pa.array(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"])
+_NULLS = pa.array(
+    [
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "n/a",
+        "nan",
+        "null",
+    ]
+)
 _ESCAPED = re.compile("[\udc80-\udcff]")  # invalid UTF-8 bytes, as physical_lines keeps them
 _MALFORMED = "malformed CSV line: wrong number of fields or an unclosed quote"
 
@@ -54,11 +76,24 @@ class CSVReader(FileReader):
                 broken = exc  # a file that breaks off this early: the careful path below says where
         if not sample and broken is not None:
             # Not one byte came out (a .gz that is not gzip): the file is unreadable, not empty.
-            raise DataError(f"cannot read the file: {broken}", where=self.shown, hint="check that it is complete and that its name says its compression (or set `compression:`)")
+            raise DataError(
+                f"cannot read the file: {broken}",
+                where=self.shown,
+                hint="check that it is complete and that its name says its compression (or set `compression:`)",
+            )
         if not sample.strip():
-            self.rejected.append(({"file": self.shown}, "empty file: no header and no rows", Position(origin=self.shown)))
+            self.rejected.append(
+                ({"file": self.shown}, "empty file: no header and no rows", Position(origin=self.shown))
+            )
             return
-        dialect = sniff(sample, encoding=self.spec.encoding, delimiter=self.spec.delimiter, quote=self.spec.quote, header=self.spec.header, multiline=self.spec.multiline_values)
+        dialect = sniff(
+            sample,
+            encoding=self.spec.encoding,
+            delimiter=self.spec.delimiter,
+            quote=self.spec.quote,
+            header=self.spec.header,
+            multiline=self.spec.multiline_values,
+        )
         # The types come from the first block; the file is then read as text and cast. Measured on
         # lineitem SF1 (737 MB): 2.5-2.8 s against 3.6 s for pyarrow converting each block itself,
         # and a value that does not fit its column is quarantined without reading the file again.
@@ -76,7 +111,9 @@ class CSVReader(FileReader):
         if not sound:
             done += yield from self._careful(dialect, schema, done)
         if done == 0 and not self.rejected:
-            self.rejected.append(({"file": self.shown}, "the file has a header but no rows", Position(origin=self.shown, line=1)))
+            self.rejected.append(
+                ({"file": self.shown}, "the file has a header but no rows", Position(origin=self.shown, line=1))
+            )
 
     def _fast(self, dialect: Any, schema: pa.Schema | None) -> Any:
         """pyarrow's batches while the file looks sound; returns (rows given, whether the file was read to its end, schema)."""
@@ -108,7 +145,9 @@ class CSVReader(FileReader):
                 if "straddling" in str(exc) and block < _MAX_BLOCK_BYTES:
                     block *= 16  # a record longer than the block: restart with bigger blocks, skipping what was given
                 elif "conversion error" in str(exc) and schema is not None and not as_text:
-                    as_text = True  # a value that does not fit the column's type: restart reading text, quarantine misfits
+                    as_text = (
+                        True  # a value that does not fit the column's type: restart reading text, quarantine misfits
+                    )
                 else:
                     return done, False, schema
             except OSError:
@@ -142,7 +181,11 @@ class CSVReader(FileReader):
                     seen += 1
                     if seen <= skip:
                         continue
-                    if dialect.encoding == "utf8" and _ESCAPED.search(text) and self._invalid_utf8(names, fields, first):
+                    if (
+                        dialect.encoding == "utf8"
+                        and _ESCAPED.search(text)
+                        and self._invalid_utf8(names, fields, first)
+                    ):
                         continue
                     rows.append(fields)
                     starts.append(first)
@@ -156,7 +199,11 @@ class CSVReader(FileReader):
                     if rows:
                         batch, schema = self._typed(rows, starts, names or [], schema)
                         yield batch
-                    raise DataError(f"{exc}; the rows before it were read", where=f"{self.shown}:{exc.line}", hint="the file is truncated or corrupt: fetch it again, or set retry.on_bad_data: quarantine to load the rows before the break and set the rest aside") from exc
+                    raise DataError(
+                        f"{exc}; the rows before it were read",
+                        where=f"{self.shown}:{exc.line}",
+                        hint="the file is truncated or corrupt: fetch it again, or set retry.on_bad_data: quarantine to load the rows before the break and set the rest aside",
+                    ) from exc
         if rows:
             batch, schema = self._typed(rows, starts, names or [], schema)
             given += batch.num_rows
@@ -165,7 +212,11 @@ class CSVReader(FileReader):
 
     def _reject_lines(self, text: str, first: int, last: int) -> None:
         where = Position(origin=self.shown, line=first)
-        reason = f"{_MALFORMED} ({text[:200]!r})" if first == last else f"malformed CSV line: a stray quote; its value would run over lines {first} to {last}, each shaped like a record ({text[:200]!r})"
+        reason = (
+            f"{_MALFORMED} ({text[:200]!r})"
+            if first == last
+            else f"malformed CSV line: a stray quote; its value would run over lines {first} to {last}, each shaped like a record ({text[:200]!r})"
+        )
         self.rejected.append(({"line": _readable(text.rstrip("\r\n"))[:10_000]}, reason, where))
 
     def _invalid_utf8(self, names: list[str], fields: list[str], line: int) -> bool:
@@ -173,14 +224,20 @@ class CSVReader(FileReader):
             if (match := _ESCAPED.search(value)) is not None:
                 row = {n: _readable(v) for n, v in zip(names, fields, strict=True)}
                 at = len(value[: match.start()].encode("utf-8"))
-                self.rejected.append((row, f"invalid UTF-8 in column {name} at byte {at}", Position(origin=self.shown, line=line)))
+                self.rejected.append(
+                    (row, f"invalid UTF-8 in column {name} at byte {at}", Position(origin=self.shown, line=line))
+                )
                 return True
         return False
 
-    def _typed(self, rows: list[list[str]], starts: list[int], names: list[str], schema: pa.Schema | None) -> tuple[pa.RecordBatch, pa.Schema]:
+    def _typed(
+        self, rows: list[list[str]], starts: list[int], names: list[str], schema: pa.Schema | None
+    ) -> tuple[pa.RecordBatch, pa.Schema]:
         """Records as a batch of the file's types; rows that do not fit go to quarantine with their line."""
         columns = [pa.array([row[i] for row in rows], pa.string()) for i in range(len(names))]
-        text = pa.RecordBatch.from_arrays([pc.if_else(pc.is_in(c, value_set=_NULLS), pa.scalar(None, pa.string()), c) for c in columns], names=names)
+        text = pa.RecordBatch.from_arrays(
+            [pc.if_else(pc.is_in(c, value_set=_NULLS), pa.scalar(None, pa.string()), c) for c in columns], names=names
+        )
         if schema is None:
             schema = _inferred(rows, names)
         return self._conform(text, schema, starts.__getitem__), schema
@@ -194,7 +251,9 @@ class CSVReader(FileReader):
             return None
         return None
 
-    def _csv_attempt(self, dialect: Any, block: int, bad: list[str], text_columns: pa.Schema | None, watch: _Watched | None) -> Iterator[pa.RecordBatch]:
+    def _csv_attempt(
+        self, dialect: Any, block: int, bad: list[str], text_columns: pa.Schema | None, watch: _Watched | None
+    ) -> Iterator[pa.RecordBatch]:
         def reject(row: Any) -> str:
             bad.append(row.text)
             return "skip"
@@ -202,12 +261,20 @@ class CSVReader(FileReader):
         with self._open() as stream:
             yield from pacsv.open_csv(
                 watch.wrap(stream) if watch is not None else stream,
-                read_options=pacsv.ReadOptions(block_size=block, encoding=dialect.encoding, autogenerate_column_names=not dialect.header),
+                read_options=pacsv.ReadOptions(
+                    block_size=block, encoding=dialect.encoding, autogenerate_column_names=not dialect.header
+                ),
                 convert_options=pacsv.ConvertOptions(
-                    strings_can_be_null=True, check_utf8=False,
+                    strings_can_be_null=True,
+                    check_utf8=False,
                     column_types={name: pa.string() for name in text_columns.names} if text_columns else None,
                 ),
-                parse_options=pacsv.ParseOptions(delimiter=dialect.delimiter, quote_char=dialect.quote, newlines_in_values=dialect.multiline, invalid_row_handler=reject),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=dialect.delimiter,
+                    quote_char=dialect.quote,
+                    newlines_in_values=dialect.multiline,
+                    invalid_row_handler=reject,
+                ),
             )
 
     def _conform(self, batch: pa.RecordBatch, schema: pa.Schema, line: Callable[[int], int]) -> pa.RecordBatch:
@@ -223,7 +290,9 @@ class CSVReader(FileReader):
             for i in _misfits(batch.column(field.name), field.type):
                 if keep[i]:
                     keep[i] = False
-                    row = {name: column[i].as_py() for name, column in zip(batch.schema.names, batch.columns, strict=True)}
+                    row = {
+                        name: column[i].as_py() for name, column in zip(batch.schema.names, batch.columns, strict=True)
+                    }
                     reason = f"column {field.name}: {row[field.name]!r} is not {field.type} like the rows before it"
                     self.rejected.append((row, reason, Position(origin=self.shown, line=line(i))))
         return batch.filter(pa.array(keep)).cast(schema)
@@ -262,14 +331,18 @@ class _Watched:
                 chunk = stream.read(size)
                 if watch.quote in chunk or watch.quote in watch._tail:
                     watch.quoted = True
-                    watch.stray_quote = watch.stray_quote or watch._search(chunk) or watch._search(watch._tail + chunk[:2])
+                    watch.stray_quote = (
+                        watch.stray_quote or watch._search(chunk) or watch._search(watch._tail + chunk[:2])
+                    )
                 watch._tail = chunk[-2:]
                 return chunk
 
         return Stream()
 
     def _search(self, data: bytes) -> bool:
-        text = pa.Array.from_buffers(pa.binary(), 1, [None, pa.py_buffer(struct.pack("<ii", 0, len(data))), pa.py_buffer(data)])
+        text = pa.Array.from_buffers(
+            pa.binary(), 1, [None, pa.py_buffer(struct.pack("<ii", 0, len(data))), pa.py_buffer(data)]
+        )
         return bool(pc.match_substring_regex(text, self._stray)[0].as_py())
 
 
@@ -296,7 +369,10 @@ def _line_breaks(batch: pa.RecordBatch, dialect: Any) -> bool:
             return True
         for value in column.filter(hits).to_pylist():
             inner = value.replace("\r\n", "\n").split("\n")[1:-1]
-            if inner and all(len(next(csv.reader([text], delimiter=dialect.delimiter, quotechar=dialect.quote), [])) == width for text in inner):
+            if inner and all(
+                len(next(csv.reader([text], delimiter=dialect.delimiter, quotechar=dialect.quote), [])) == width
+                for text in inner
+            ):
                 return True
     return False
 
@@ -323,7 +399,11 @@ def _inferred(rows: list[list[str]], names: list[str]) -> pa.Schema:
     """The types pyarrow would give these records, for a file whose first block it could not read."""
     text = io.StringIO()
     csv.writer(text).writerows(rows)
-    return pacsv.read_csv(io.BytesIO(text.getvalue().encode("utf-8", "surrogateescape")), read_options=pacsv.ReadOptions(column_names=names), convert_options=pacsv.ConvertOptions(strings_can_be_null=True)).schema
+    return pacsv.read_csv(
+        io.BytesIO(text.getvalue().encode("utf-8", "surrogateescape")),
+        read_options=pacsv.ReadOptions(column_names=names),
+        convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+    ).schema
 
 
 def _readable(text: str) -> str:
@@ -341,4 +421,3 @@ def _misfits(column: pa.Array, target: pa.DataType, offset: int = 0) -> list[int
             return [offset]
     half = len(column) // 2
     return _misfits(column.slice(0, half), target, offset) + _misfits(column.slice(half), target, offset + half)
-

@@ -93,7 +93,9 @@ def records(lines: Iterator[tuple[int, str]], delimiter: str, quote: str, *, mul
         except csv.Error:
             fields = None
         span = list(islice(pending, used))
-        swallowed = fields is not None and used > 2 and width is not None and _all_records(span[1:-1], delimiter, quote, width)
+        swallowed = (
+            fields is not None and used > 2 and width is not None and _all_records(span[1:-1], delimiter, quote, width)
+        )
         if fields is None or swallowed or used == 1:
             pending.popleft()  # a malformed record gives up its first line only: the others are read again
             yield number, span[-1][0] if swallowed else number, None if swallowed else fields, text
@@ -107,6 +109,9 @@ def records(lines: Iterator[tuple[int, str]], delimiter: str, quote: str, *, mul
 
 def _all_records(inner: list[tuple[int, str]], delimiter: str, quote: str, width: int) -> bool:
     try:
-        return all(len(next(csv.reader([text], delimiter=delimiter, quotechar=quote, strict=True), [])) == width for _, text in inner)
+        return all(
+            len(next(csv.reader([text], delimiter=delimiter, quotechar=quote, strict=True), [])) == width
+            for _, text in inner
+        )
     except csv.Error:
         return False

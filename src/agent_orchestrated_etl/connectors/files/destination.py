@@ -27,7 +27,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from agent_orchestrated_etl.connectors.base import CommitResult, Destination, DestinationCapabilities, DestinationSpecBase
+from agent_orchestrated_etl.connectors.base import (
+    CommitResult,
+    Destination,
+    DestinationCapabilities,
+    DestinationSpecBase,
+)
 from agent_orchestrated_etl.connectors.files import filesystems
 from agent_orchestrated_etl.connectors.files.filesystems import S3Settings
 
@@ -41,17 +46,23 @@ _MIN_QUEUED_BYTES = 16 << 20
 
 class FileDestinationSpec(DestinationSpecBase):
     type: Literal["file"]
-    path: str = Field(description="A directory (local or s3://bucket/prefix); committed files and _manifest.json go in it.")
+    path: str = Field(
+        description="A directory (local or s3://bucket/prefix); committed files and _manifest.json go in it."
+    )
     format: OutFormat = "parquet"
     write: Literal["append", "replace"] = "append"
-    partition_by: list[str] = Field(default_factory=list, description="Hive partitioning: region=eu/day=2024-01-01/ directories.")
+    partition_by: list[str] = Field(
+        default_factory=list, description="Hive partitioning: region=eu/day=2024-01-01/ directories."
+    )
     s3: S3Settings | None = None
 
     @model_validator(mode="after")
     def _no_schema_policy(self) -> FileDestinationSpec:
         # Each committed file holds the columns its own data had: there is no target table to freeze or trim.
         if self.schema_ != "evolve":
-            raise ValueError(f"schema: {self.schema_} does not apply to a file destination (each file keeps the columns of its data); leave `schema:` out")
+            raise ValueError(
+                f"schema: {self.schema_} does not apply to a file destination (each file keeps the columns of its data); leave `schema:` out"
+            )
         return self
 
 
@@ -70,7 +81,9 @@ class FileDestination(Destination[FileDestinationSpec]):
         self._rows: dict[str, int] = {}
         # A row group waits whole in memory before it is encoded, one per open file: a task
         # writing hive partitions may hold many files open, so they write each batch at once.
-        self._row_group_bytes = 0 if spec.partition_by else max(1 << 20, min(_ROW_GROUP_BYTES, memory_limit_bytes // 16))
+        self._row_group_bytes = (
+            0 if spec.partition_by else max(1 << 20, min(_ROW_GROUP_BYTES, memory_limit_bytes // 16))
+        )
 
     @property
     def fs(self) -> pafs.FileSystem:
@@ -113,7 +126,9 @@ class FileDestination(Destination[FileDestinationSpec]):
             base = posixpath.join(self._staging(run_id), kind, _safe(task_id), directory).rstrip("/")
             self.fs.create_dir(base, recursive=True)
             fmt = self.spec.format
-            writer = self._writers[key] = _Writer(self.fs, f"{base}/part-{number}.{fmt}", fmt, batch, row_group_bytes=self._row_group_bytes)
+            writer = self._writers[key] = _Writer(
+                self.fs, f"{base}/part-{number}.{fmt}", fmt, batch, row_group_bytes=self._row_group_bytes
+            )
         writer.write(batch)
         self._rows[writer.path] = self._rows.get(writer.path, 0) + batch.num_rows
 
@@ -125,7 +140,11 @@ class FileDestination(Destination[FileDestinationSpec]):
     def commit(self, run_id: str, task_ids: list[str], state: dict[str, Any] | None = None) -> CommitResult:
         manifest = self._load_manifest()
         if run_id in manifest["runs"]:
-            return CommitResult(rows=manifest["runs"][run_id]["rows"], quarantined_rows=manifest["runs"][run_id].get("quarantined", 0), already_committed=True)
+            return CommitResult(
+                rows=manifest["runs"][run_id]["rows"],
+                quarantined_rows=manifest["runs"][run_id].get("quarantined", 0),
+                already_committed=True,
+            )
         for task_id in task_ids:
             self.finish(run_id, task_id)
         if not manifest["exists"]:  # from now on readers go by the manifest, not by what the directory holds
@@ -164,8 +183,17 @@ class FileDestination(Destination[FileDestinationSpec]):
                 for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
                     relative = posixpath.relpath(info.path, base)
                     directory, name = posixpath.split(relative)
-                    final = posixpath.join("_quarantine" if kind == "quarantine" else directory, f"{run_id}-{_safe(task_id)}-{name}")
-                    plan.append({"kind": kind, "staged": info.path, "final": final, "rows": self._rows.get(info.path) or _count_rows(self.fs, info.path)})
+                    final = posixpath.join(
+                        "_quarantine" if kind == "quarantine" else directory, f"{run_id}-{_safe(task_id)}-{name}"
+                    )
+                    plan.append(
+                        {
+                            "kind": kind,
+                            "staged": info.path,
+                            "final": final,
+                            "rows": self._rows.get(info.path) or _count_rows(self.fs, info.path),
+                        }
+                    )
         self._save(posixpath.relpath(path, self.root), {"plan": plan})
         return plan
 
@@ -194,7 +222,13 @@ class FileDestination(Destination[FileDestinationSpec]):
         except FileNotFoundError:
             return {"files": [], "quarantine": [], "runs": {}, "state": {}, "exists": False}
         runs = {k: (v if isinstance(v, dict) else {"rows": v}) for k, v in data.get("runs", {}).items()}
-        return {"files": data["files"], "quarantine": data.get("quarantine", []), "runs": runs, "state": data.get("state", {}), "exists": True}
+        return {
+            "files": data["files"],
+            "quarantine": data.get("quarantine", []),
+            "runs": runs,
+            "state": data.get("state", {}),
+            "exists": True,
+        }
 
     def _save(self, name: str, content: dict[str, Any]) -> None:
         """Write a small JSON file whole or not at all (the manifest, the commit plan)."""
@@ -236,9 +270,14 @@ def _split(batch: pa.RecordBatch, columns: list[str]) -> Iterator[tuple[str, pa.
     for combo in table.select(columns).group_by(columns, use_threads=False).aggregate([]).to_pylist():
         mask = None
         for name, value in combo.items():
-            test = pc.is_null(table[name]) if value is None else pc.equal(table[name], pa.scalar(value, table[name].type))
+            test = (
+                pc.is_null(table[name]) if value is None else pc.equal(table[name], pa.scalar(value, table[name].type))
+            )
             mask = test if mask is None else pc.and_(mask, test)
-        directory = "/".join(f"{name}={_NULL_PARTITION if value is None else quote(str(value), safe='')}" for name, value in combo.items())
+        directory = "/".join(
+            f"{name}={_NULL_PARTITION if value is None else quote(str(value), safe='')}"
+            for name, value in combo.items()
+        )
         for part in data.filter(mask).to_batches():
             yield directory, part
 
@@ -254,7 +293,9 @@ class _Writer:
     bytes again wait in the queue: with two batches at most, the reader stalled for most of
     each row group and the run took longer than with no gathering at all."""
 
-    def __init__(self, fs: pafs.FileSystem, path: str, fmt: str, first: pa.RecordBatch, *, row_group_bytes: int) -> None:
+    def __init__(
+        self, fs: pafs.FileSystem, path: str, fmt: str, first: pa.RecordBatch, *, row_group_bytes: int
+    ) -> None:
         self.fmt, self.schema, self.path = fmt, first.schema, path
         self._stream = fs.open_output_stream(path, compression=None)
         self._error: BaseException | None = None
@@ -300,7 +341,9 @@ class _Writer:
     def _flush(self) -> None:
         if self._group:
             rows = sum(b.num_rows for b in self._group)
-            self._out.write_table(pa.Table.from_batches(self._group), row_group_size=max(rows, 1))  # pyarrow refuses 0 for an empty table
+            self._out.write_table(
+                pa.Table.from_batches(self._group), row_group_size=max(rows, 1)
+            )  # pyarrow refuses 0 for an empty table
             self._group, self._group_bytes = [], 0
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -313,7 +356,9 @@ class _Writer:
             self._queue.put(batch)
         else:
             # pyarrow has no JSON writer; rows are serialised here, one batch at a time.
-            self._stream.write("".join(json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode())
+            self._stream.write(
+                "".join(json.dumps(row, default=str, ensure_ascii=False) + "\n" for row in batch.to_pylist()).encode()
+            )
 
     def close(self, *, raise_errors: bool = True) -> None:
         if self._thread is not None:

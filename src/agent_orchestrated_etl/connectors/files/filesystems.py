@@ -82,8 +82,18 @@ def _s3(settings: S3Settings) -> pafs.FileSystem:
     region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     secret = settings.secret_access_key.get_secret_value() if settings.secret_access_key else None
     token = settings.session_token.get_secret_value() if settings.session_token else None
-    key = (endpoint, region, settings.access_key_id, secret, token, settings.allow_bucket_creation, settings.role_arn,
-           settings.external_id, settings.session_name, settings.duration_seconds)
+    key = (
+        endpoint,
+        region,
+        settings.access_key_id,
+        secret,
+        token,
+        settings.allow_bucket_creation,
+        settings.role_arn,
+        settings.external_id,
+        settings.session_name,
+        settings.duration_seconds,
+    )
     if settings.role_arn:
         with _lock:
             role = _roles.get(key)
@@ -118,12 +128,17 @@ def _assume_role(settings: S3Settings, region: str, secret: str | None, token: s
         raise MissingDependencyError("assuming an IAM role for S3 (s3.role_arn)", "aws") from None
     role = settings.role_arn
     session = boto3.session.Session(
-        aws_access_key_id=settings.access_key_id, aws_secret_access_key=secret, aws_session_token=token,
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
         region_name=region,
     )
     sts = session.client("sts")  # boto3 reads AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL itself
-    arguments: dict[str, Any] = {"RoleArn": role, "RoleSessionName": settings.session_name,
-                                 "DurationSeconds": settings.duration_seconds}
+    arguments: dict[str, Any] = {
+        "RoleArn": role,
+        "RoleSessionName": settings.session_name,
+        "DurationSeconds": settings.duration_seconds,
+    }
     if settings.external_id:
         arguments["ExternalId"] = settings.external_id
     expiry: list[str] = []  # of the credentials last given, once there are some
@@ -148,7 +163,8 @@ def _assume_role(settings: S3Settings, region: str, secret: str | None, token: s
             ) from None
         except NoCredentialsError:
             raise AuthError(
-                f"{doing}: no AWS credentials to call STS with", where=role,
+                f"{doing}: no AWS credentials to call STS with",
+                where=role,
                 hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or run with a container or instance"
                 " role",
             ) from None
@@ -159,13 +175,22 @@ def _assume_role(settings: S3Settings, region: str, secret: str | None, token: s
         for value in (answer["SecretAccessKey"], answer["SessionToken"]):
             redaction.register(value)
         expiry[:] = [answer["Expiration"].isoformat()]
-        return {"access_key": answer["AccessKeyId"], "secret_key": answer["SecretAccessKey"],
-                "token": answer["SessionToken"], "expiry_time": expiry[-1]}
+        return {
+            "access_key": answer["AccessKeyId"],
+            "secret_key": answer["SecretAccessKey"],
+            "token": answer["SessionToken"],
+            "expiry_time": expiry[-1],
+        }
 
     first = fetch()
     return RefreshableCredentials(
-        first["access_key"], first["secret_key"], first["token"], datetime.fromisoformat(first["expiry_time"]),
-        fetch, "sts-assume-role", time_fetcher=lambda: _clock(),
+        first["access_key"],
+        first["secret_key"],
+        first["token"],
+        datetime.fromisoformat(first["expiry_time"]),
+        fetch,
+        "sts-assume-role",
+        time_fetcher=lambda: _clock(),
     )
 
 
@@ -261,7 +286,9 @@ def compression_of(path: str) -> str | None:
 
 
 @contextmanager
-def open_input(fs: pafs.FileSystem, path: str, compression: str | None, *, to_the_break: bool = False) -> Iterator[BinaryIO]:
+def open_input(
+    fs: pafs.FileSystem, path: str, compression: str | None, *, to_the_break: bool = False
+) -> Iterator[BinaryIO]:
     """A readable stream of the file's bytes, decompressed.
 
     ``to_the_break``: a truncated gzip gives every byte before the break (Python's
@@ -296,9 +323,17 @@ def os_error(exc: OSError, where: str) -> AgentETLError:
         return local
     text = str(exc)
     if any(code in text for code in _REFUSED):
-        return AuthError(f"S3 refused the credentials: {text}", where=where, hint="check s3.access_key_id/secret_access_key or AWS_* variables")
+        return AuthError(
+            f"S3 refused the credentials: {text}",
+            where=where,
+            hint="check s3.access_key_id/secret_access_key or AWS_* variables",
+        )
     if "NETWORK_CONNECTION" in text or "curlCode" in text:
-        return ConnectionFailedError(f"cannot reach S3: {text}", where=where, hint="check s3.endpoint_url or AWS_ENDPOINT_URL")
+        return ConnectionFailedError(
+            f"cannot reach S3: {text}", where=where, hint="check s3.endpoint_url or AWS_ENDPOINT_URL"
+        )
     if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text or "not found" in text.lower():
-        return SourceNotFoundError(text, where=where, hint="check the bucket and key, or set s3.allow_bucket_creation: true")
+        return SourceNotFoundError(
+            text, where=where, hint="check the bucket and key, or set s3.allow_bucket_creation: true"
+        )
     return ConnectionFailedError(text, where=where)

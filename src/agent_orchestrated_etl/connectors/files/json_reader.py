@@ -47,7 +47,9 @@ class JSONLinesReader(_RecordsReader):
                         if too_deep(pa.struct(list(batch.schema)), self.spec.nested.max_depth):
                             break  # the subtrees past max_depth become JSON text, record by record
                         schema = batch.schema
-                        yield flatten(batch, self.spec.nested.separator) if self.spec.nested.shape == "flatten" else batch
+                        yield (
+                            flatten(batch, self.spec.nested.separator) if self.spec.nested.shape == "flatten" else batch
+                        )
                         done += batch.num_rows
                     else:
                         return
@@ -68,7 +70,13 @@ class JSONLinesReader(_RecordsReader):
                 try:
                     record = json.loads(raw)
                 except ValueError as exc:
-                    self.rejected.append(({"line": raw[:10_000].decode("utf-8", "replace")}, f"malformed JSON: {exc}", Position(origin=self.shown, line=number)))
+                    self.rejected.append(
+                        (
+                            {"line": raw[:10_000].decode("utf-8", "replace")},
+                            f"malformed JSON: {exc}",
+                            Position(origin=self.shown, line=number),
+                        )
+                    )
                     continue
                 seen += 1
                 if seen <= skip:
@@ -79,6 +87,7 @@ class JSONLinesReader(_RecordsReader):
                     yield from self._convert(converter, records, lines)
                     records, lines = [], []
         yield from self._convert(converter, records, lines)
+
 
 class JSONArrayReader(_RecordsReader):
     def read(self) -> Iterator[pa.RecordBatch]:
@@ -96,8 +105,19 @@ class JSONArrayReader(_RecordsReader):
                     if len(records) >= self.batch_rows:
                         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
                         records = []
-            except (ijson.JSONError, OSError, EOFError, zlib.error) as exc:  # malformed, or a compressed file that breaks off
-                self.rejected.append(({"file": self.shown}, f"malformed JSON after record {count}: {exc}; the rest of the file was not read", Position(origin=self.shown, row=count + 1)))
+            except (
+                ijson.JSONError,
+                OSError,
+                EOFError,
+                zlib.error,
+            ) as exc:  # malformed, or a compressed file that breaks off
+                self.rejected.append(
+                    (
+                        {"file": self.shown},
+                        f"malformed JSON after record {count}: {exc}; the rest of the file was not read",
+                        Position(origin=self.shown, row=count + 1),
+                    )
+                )
         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
 
 
@@ -108,7 +128,11 @@ def _lines(stream: Any, shown: str, until: int | None = None) -> Iterator[tuple[
         try:
             chunk = stream.read1(1 << 20)  # gzip's read() drops what it decompressed when the file breaks off
         except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt compressed file
-            raise DataError(f"the file breaks off at line {number + 1}: {exc}; the rows before it were read", where=f"{shown}:{number + 1}", hint="fetch the file again, or set retry.on_bad_data: quarantine to load the rows before the break and set the rest aside") from exc
+            raise DataError(
+                f"the file breaks off at line {number + 1}: {exc}; the rows before it were read",
+                where=f"{shown}:{number + 1}",
+                hint="fetch the file again, or set retry.on_bad_data: quarantine to load the rows before the break and set the rest aside",
+            ) from exc
         if not chunk:
             break
         pending += chunk
@@ -120,4 +144,3 @@ def _lines(stream: Any, shown: str, until: int | None = None) -> Iterator[tuple[
             yield number, line
     if pending and (until is None or number + 1 < until):
         yield number + 1, pending
-

@@ -36,7 +36,11 @@ class FileReader:
 class ParquetReader(FileReader):
     def read(self) -> Iterator[pa.RecordBatch]:
         if self.compression:
-            raise DataError("Parquet compresses inside the file; a .gz/.zst around it is not supported", where=self.shown, hint="decompress the file first")
+            raise DataError(
+                "Parquet compresses inside the file; a .gz/.zst around it is not supported",
+                where=self.shown,
+                hint="decompress the file first",
+            )
         with self.fs.open_input_file(self.path) as handle:
             # pre_buffer caches every row group it has read until the file is closed.
             yield from pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=self.batch_rows)

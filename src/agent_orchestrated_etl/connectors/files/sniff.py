@@ -52,7 +52,15 @@ def detect_encoding(sample: bytes) -> str:
         return "latin1"
 
 
-def sniff(sample: bytes, *, encoding: str | None, delimiter: str | None, quote: str | None, header: bool | None, multiline: bool | None = None) -> Dialect:
+def sniff(
+    sample: bytes,
+    *,
+    encoding: str | None,
+    delimiter: str | None,
+    quote: str | None,
+    header: bool | None,
+    multiline: bool | None = None,
+) -> Dialect:
     encoding = encoding or detect_encoding(sample)
     text = sample.decode("utf-8" if encoding == "utf8" else encoding, errors="replace")
     lines = text.splitlines(keepends=True)
@@ -69,7 +77,9 @@ def sniff(sample: bytes, *, encoding: str | None, delimiter: str | None, quote: 
     quote = quote or (guessed.quotechar if guessed and guessed.quotechar else '"')
     if header is None:
         header = _has_header(head, delimiter)
-    return Dialect(encoding, delimiter, quote, header, _multiline(head, delimiter, quote) if multiline is None else multiline)
+    return Dialect(
+        encoding, delimiter, quote, header, _multiline(head, delimiter, quote) if multiline is None else multiline
+    )
 
 
 def _multiline(head: str, delimiter: str, quote: str) -> bool:

@@ -37,8 +37,21 @@ from agent_orchestrated_etl.connectors.nested import NestedOptions
 from agent_orchestrated_etl.exceptions import AgentETLError, DataError, SourceNotFoundError
 
 Format = Literal["csv", "jsonl", "json", "parquet"]
-SUFFIXES: dict[str, Format] = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
-_READERS: dict[str, type[FileReader]] = {"csv": CSVReader, "jsonl": JSONLinesReader, "json": JSONArrayReader, "parquet": ParquetReader}
+SUFFIXES: dict[str, Format] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+}
+_READERS: dict[str, type[FileReader]] = {
+    "csv": CSVReader,
+    "jsonl": JSONLinesReader,
+    "json": JSONArrayReader,
+    "parquet": ParquetReader,
+}
 
 
 def infer_format(path: str) -> Format | None:
@@ -48,15 +61,28 @@ def infer_format(path: str) -> Format | None:
 
 class FileSourceSpec(ConnectorSpec):
     type: Literal["file"]
-    path: str = Field(description="A file, a directory or a glob (data/**/*.csv.gz, s3://bucket/raw/*.parquet); one task per file.")
-    format: Format | None = Field(None, description="Inferred from the extension when omitted (.csv, .jsonl, .json, .parquet).")
-    compression: Literal["gzip", "zstd", "none"] | None = Field(None, description="Inferred from .gz/.zst when omitted.")
+    path: str = Field(
+        description="A file, a directory or a glob (data/**/*.csv.gz, s3://bucket/raw/*.parquet); one task per file."
+    )
+    format: Format | None = Field(
+        None, description="Inferred from the extension when omitted (.csv, .jsonl, .json, .parquet)."
+    )
+    compression: Literal["gzip", "zstd", "none"] | None = Field(
+        None, description="Inferred from .gz/.zst when omitted."
+    )
     delimiter: str | None = Field(None, min_length=1, max_length=1, description="CSV: detected when omitted.")
     quote: str | None = Field(None, min_length=1, max_length=1, description="CSV: detected when omitted.")
-    header: bool | None = Field(None, description="CSV: whether the first line names the columns; detected when omitted.")
+    header: bool | None = Field(
+        None, description="CSV: whether the first line names the columns; detected when omitted."
+    )
     encoding: str | None = Field(None, description="CSV: utf8, cp1252, latin1, utf16...; detected when omitted.")
-    multiline_values: bool | None = Field(None, description="CSV: quoted values may hold line breaks; detected from the first 64 KiB when omitted.")
-    records: str | None = Field(None, description="JSON: dotted path of the record array in the document (data.items); default: the top-level array.")
+    multiline_values: bool | None = Field(
+        None, description="CSV: quoted values may hold line breaks; detected from the first 64 KiB when omitted."
+    )
+    records: str | None = Field(
+        None,
+        description="JSON: dotted path of the record array in the document (data.items); default: the top-level array.",
+    )
     file_name_column: str | None = Field(None, description="Add a column with each row's file path under this name.")
     hive_partitioning: bool | None = Field(
         None,
@@ -84,7 +110,12 @@ class FileSource(Source[FileSourceSpec]):
             return "only Parquet is read by the destination's engine (CSV and JSON are checked line by line here)"
         if self.spec.s3 is not None or "://" in self.spec.path:
             return "the files are not on local disk"
-        if self.spec.file_name_column or self.spec.hive_partitioning or self.spec.nested != NestedOptions() or self._our_partitions():
+        if (
+            self.spec.file_name_column
+            or self.spec.hive_partitioning
+            or self.spec.nested != NestedOptions()
+            or self._our_partitions()
+        ):
             return "columns are added or reshaped while reading"
         return None
 
@@ -93,7 +124,10 @@ class FileSource(Source[FileSourceSpec]):
         if engine != "duckdb":
             return None
         return EngineScan(
-            "SELECT * FROM read_parquet(?)", partition.key, params=(partition.key,), empty=bool(partition.options.get("empty")),
+            "SELECT * FROM read_parquet(?)",
+            partition.key,
+            params=(partition.key,),
+            empty=bool(partition.options.get("empty")),
             rows_sql="SELECT num_rows FROM parquet_file_metadata(?)",
         )
 
@@ -123,8 +157,13 @@ class FileSource(Source[FileSourceSpec]):
         if not paths and not globlib.has_magic(path):
             paths = [path]  # its task reports the missing file, where the run records show it
         if not paths:
-            raise SourceNotFoundError(f"no file matches {self.spec.path}", where=f"source {self.name}", hint="check the path and the glob")
-        return [Partition(key=filesystems.display(fs, p), description=filesystems.display(fs, p), options=dict(options)) for p in paths]
+            raise SourceNotFoundError(
+                f"no file matches {self.spec.path}", where=f"source {self.name}", hint="check the path and the glob"
+            )
+        return [
+            Partition(key=filesystems.display(fs, p), description=filesystems.display(fs, p), options=dict(options))
+            for p in paths
+        ]
 
     def subdivide(self, partition: Partition) -> list[Partition] | None:
         """A text file that breaks off (a truncated .gz): the records before the break, and the break itself.
@@ -136,7 +175,9 @@ class FileSource(Source[FileSourceSpec]):
         if fmt not in ("csv", "jsonl") or "damaged" in partition.options or "until_line" in partition.options:
             return None
         fs, path = filesystems.resolve(partition.key, self.spec.s3)
-        compression = None if self.spec.compression == "none" else (self.spec.compression or filesystems.compression_of(path))
+        compression = (
+            None if self.spec.compression == "none" else (self.spec.compression or filesystems.compression_of(path))
+        )
         try:
             with filesystems.open_input(fs, path, compression, to_the_break=True) as stream:
                 for _ in physical_lines(stream, "latin1"):  # any byte decodes: only the break is sought
@@ -144,8 +185,16 @@ class FileSource(Source[FileSourceSpec]):
         except Broken as exc:
             depth = partition.options.get("split_depth", 0) + 1
             return [
-                Partition(key=partition.key, description=f"{partition.key} before line {exc.line}", options={**partition.options, "until_line": exc.line, "split_depth": depth}),
-                Partition(key=partition.key, description=f"{partition.key}:{exc.line}", options={**partition.options, "damaged": str(exc), "split_depth": depth}),
+                Partition(
+                    key=partition.key,
+                    description=f"{partition.key} before line {exc.line}",
+                    options={**partition.options, "until_line": exc.line, "split_depth": depth},
+                ),
+                Partition(
+                    key=partition.key,
+                    description=f"{partition.key}:{exc.line}",
+                    options={**partition.options, "damaged": str(exc), "split_depth": depth},
+                ),
             ]
         return None
 
@@ -163,10 +212,18 @@ class FileSource(Source[FileSourceSpec]):
         shown = partition.key
         fmt = self.spec.format or infer_format(path)
         if fmt is None:
-            raise DataError(f"cannot tell the format of {shown}", where=f"source {self.name}", hint="add `format: csv|jsonl|json|parquet`")
-        compression = None if self.spec.compression == "none" else (self.spec.compression or filesystems.compression_of(path))
+            raise DataError(
+                f"cannot tell the format of {shown}",
+                where=f"source {self.name}",
+                hint="add `format: csv|jsonl|json|parquet`",
+            )
+        compression = (
+            None if self.spec.compression == "none" else (self.spec.compression or filesystems.compression_of(path))
+        )
         if filesystems.info(fs, path).type != pafs.FileType.File:
-            raise SourceNotFoundError(f"file not found: {shown}", where=f"source {self.name}", hint="check `path:` in the spec")
+            raise SourceNotFoundError(
+                f"file not found: {shown}", where=f"source {self.name}", hint="check `path:` in the spec"
+            )
         reader = _READERS[fmt](self.spec, self.batch_rows, fs, path, shown, compression)
         reader.until_line = partition.options.get("until_line")
         below = partition.options.get("hive_below")
@@ -185,12 +242,19 @@ class FileSource(Source[FileSourceSpec]):
         except OSError as exc:
             if isinstance(fs, pafs.S3FileSystem):  # the network or the credentials, not the file's bytes
                 raise filesystems.os_error(exc, shown).at(f"source {self.name}") from exc
-            raise DataError(f"cannot read {fmt}: {exc}", where=f"source {self.name}: {shown}", hint="check the file's format, compression and encoding") from exc
+            raise DataError(
+                f"cannot read {fmt}: {exc}",
+                where=f"source {self.name}: {shown}",
+                hint="check the file's format, compression and encoding",
+            ) from exc
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot read {fmt}: {exc}", where=f"source {self.name}: {shown}", hint="check the file's format, compression and encoding") from exc
+            raise DataError(
+                f"cannot read {fmt}: {exc}",
+                where=f"source {self.name}: {shown}",
+                hint="check the file's format, compression and encoding",
+            ) from exc
         finally:
             self._local.rejected = [*getattr(self._local, "rejected", []), *reader.rejected]
-
 
 
 def _hive_values(path: str) -> dict[str, str | None]:
@@ -200,5 +264,3 @@ def _hive_values(path: str) -> dict[str, str | None]:
         if eq and key:
             values[key] = None if value == "__HIVE_DEFAULT_PARTITION__" else unquote(value)
     return values
-
-

@@ -59,7 +59,9 @@ class OAuth2ClientCredentials(_AuthSpec):
     client_id: str
     client_secret: SecretStr
     scope: str | None = None
-    refresh_margin_seconds: float = Field(30, ge=0, description="Fetch a new token this long before the old one expires.")
+    refresh_margin_seconds: float = Field(
+        30, ge=0, description="Fetch a new token this long before the old one expires."
+    )
 
     def build(self) -> httpx.Auth:
         from agent_orchestrated_etl.connectors.http.flows import ClientCredentialsAuth

@@ -40,11 +40,18 @@ class HttpRetry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     attempts: int = Field(6, ge=1, le=100, description="Tries per request, the first included.")
-    connect_attempts: int = Field(3, ge=1, le=100, description="Tries to connect to a host that has not answered yet in this read (refused, unreachable, connect timeout).")
+    connect_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Tries to connect to a host that has not answered yet in this read (refused, unreachable, connect timeout).",
+    )
     connect_timeout_seconds: float = Field(3.0, gt=0, description="How long to wait for a connection to the host.")
     backoff_seconds: float = Field(0.25, ge=0, description="First wait; doubles each retry, with jitter.")
     max_backoff_seconds: float = Field(30.0, ge=0, description="Longest wait, Retry-After included.")
-    breaker_failures: int = Field(5, ge=1, description="Consecutive server failures that open the host's circuit breaker.")
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive server failures that open the host's circuit breaker."
+    )
     breaker_reset_seconds: float = Field(30.0, gt=0, description="How long the breaker stays open before a probe.")
 
 
@@ -79,8 +86,12 @@ class HttpClient:
         self._http = httpx.AsyncClient(
             headers=settings.headers,
             auth=settings.auth,
-            timeout=httpx.Timeout(settings.timeout_seconds, connect=min(settings.retry.connect_timeout_seconds, settings.timeout_seconds)),
-            limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections),
+            timeout=httpx.Timeout(
+                settings.timeout_seconds, connect=min(settings.retry.connect_timeout_seconds, settings.timeout_seconds)
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+            ),
             follow_redirects=True,
         )
 
@@ -116,7 +127,9 @@ class HttpClient:
 
         host = host_of(url)
         retry = self.settings.retry
-        breaker = breakers.get(host, failure_threshold=retry.breaker_failures, reset_seconds=retry.breaker_reset_seconds)
+        breaker = breakers.get(
+            host, failure_threshold=retry.breaker_failures, reset_seconds=retry.breaker_reset_seconds
+        )
         limiter = limiters.get(host, self._rate)
         breaker.allow()
         await limiter.acquire()
@@ -128,14 +141,26 @@ class HttpClient:
             response = await self._http.request(method, url, json=json)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             breaker.record_failure(f"{type(exc).__name__}: {exc}")
-            cause = f"no connection within {self.settings.retry.connect_timeout_seconds:g}s" if isinstance(exc, httpx.ConnectTimeout) else f"{type(exc).__name__}: {exc}"
+            cause = (
+                f"no connection within {self.settings.retry.connect_timeout_seconds:g}s"
+                if isinstance(exc, httpx.ConnectTimeout)
+                else f"{type(exc).__name__}: {exc}"
+            )
             raise _ConnectFailed(cause, where=where) from exc
         except httpx.TimeoutException as exc:
             breaker.record_failure(f"timeout ({type(exc).__name__})")
-            raise ConnectionFailedError(f"no answer within {self.settings.timeout_seconds}s", where=where, hint="raise timeout_seconds if the server is slow") from exc
+            raise ConnectionFailedError(
+                f"no answer within {self.settings.timeout_seconds}s",
+                where=where,
+                hint="raise timeout_seconds if the server is slow",
+            ) from exc
         except httpx.TransportError as exc:
             breaker.record_failure(f"{type(exc).__name__}: {exc}")
-            raise ConnectionFailedError(f"connection failed: {type(exc).__name__}: {exc}", where=where, hint="check that the server is up and the URL is right") from exc
+            raise ConnectionFailedError(
+                f"connection failed: {type(exc).__name__}: {exc}",
+                where=where,
+                hint="check that the server is up and the URL is right",
+            ) from exc
         self._answered.add(host)
         limiter.observe(response.headers)
         try:
@@ -156,5 +181,7 @@ class _ConnectFailed(ConnectionFailedError):
     """No connection was made; retried like any dropped connection until connect_attempts decide."""
 
     def __init__(self, cause: str, *, where: str) -> None:
-        super().__init__(f"connection failed: {cause}", where=where, hint="check that the server is up and the URL is right")
+        super().__init__(
+            f"connection failed: {cause}", where=where, hint="check that the server is up and the URL is right"
+        )
         self.cause = cause

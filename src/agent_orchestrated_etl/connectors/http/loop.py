@@ -73,4 +73,3 @@ async def gather_ordered(calls: Sequence[Callable[[], Awaitable[T]]], concurrenc
     finally:
         for task in window:
             task.cancel()
-

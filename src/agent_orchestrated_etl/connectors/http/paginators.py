@@ -32,7 +32,9 @@ class PageRequest:
     url: str | None = None
 
     def with_params(self, **params: Any) -> PageRequest:
-        return PageRequest(params=tuple(sorted({**dict(self.params), **{k: str(v) for k, v in params.items()}}.items())), url=self.url)
+        return PageRequest(
+            params=tuple(sorted({**dict(self.params), **{k: str(v) for k, v in params.items()}}.items())), url=self.url
+        )
 
 
 @dataclass
@@ -169,7 +171,9 @@ class OffsetPagination(_Counted):
         total = self._total(page)
         if total is None or not page.records:
             return None
-        return [page.request.with_params(**{self.offset_param: o}) for o in range(self.page_size, total, self.page_size)]
+        return [
+            page.request.with_params(**{self.offset_param: o}) for o in range(self.page_size, total, self.page_size)
+        ]
 
 
 class CursorPagination(Paginator):

@@ -43,7 +43,11 @@ class MySQLClient(SQLAlchemyClient):
         select, assign, targets = [], [], []
         for i, field in enumerate(batch.schema):
             column = _duck_quote(field.name)
-            if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type) or pa.types.is_fixed_size_binary(field.type):
+            if (
+                pa.types.is_binary(field.type)
+                or pa.types.is_large_binary(field.type)
+                or pa.types.is_fixed_size_binary(field.type)
+            ):
                 select.append(f"hex({column})")
                 targets.append(f"@v{i}")
                 assign.append(f"{self.quote(field.name)} = UNHEX(@v{i})")
@@ -56,7 +60,9 @@ class MySQLClient(SQLAlchemyClient):
             duck = self._duck()
             duck.register("_aetl_batch", batch)
             try:
-                duck.execute(f"COPY (SELECT {', '.join(select)} FROM _aetl_batch) TO '{path}' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR 'NULL', FORCE_QUOTE *)")
+                duck.execute(
+                    f"COPY (SELECT {', '.join(select)} FROM _aetl_batch) TO '{path}' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR 'NULL', FORCE_QUOTE *)"
+                )
             finally:
                 duck.unregister("_aetl_batch")
             sql = (
@@ -70,7 +76,8 @@ class MySQLClient(SQLAlchemyClient):
             if warnings:
                 raise DataError(
                     "MariaDB changed values while loading: " + "; ".join(str(w[2]) for w in warnings),
-                    where=self.where, hint="the target columns are narrower than the data; widen them or CAST in a transform",
+                    where=self.where,
+                    hint="the target columns are narrower than the data; widen them or CAST in a transform",
                 )
         finally:
             os.unlink(path)

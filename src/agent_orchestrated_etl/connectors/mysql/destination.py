@@ -30,14 +30,20 @@ class MySQLDestination(SQLDestination):
         listed = ", ".join(self.q(c) for c in columns)
         updates = [c for c in columns if c not in self.spec.primary_key] or list(self.spec.primary_key)
         assignments = ", ".join(f"{self.q(c)} = VALUES({self.q(c)})" for c in updates)
-        return f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({source}) s ON DUPLICATE KEY UPDATE {assignments}"
+        return (
+            f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({source}) s ON DUPLICATE KEY UPDATE {assignments}"
+        )
 
     def null_as(self, sql_type: str) -> str:
         return "NULL"  # MySQL's CAST knows only a few type names
 
     def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
         # The key columns take the types and NOT NULL a created merge target gives them (no TEXT key without a length).
-        columns = [f"MODIFY COLUMN {self.q(k)} {self.key_type(self._compiled(target[k]))} NOT NULL" for k in self.spec.primary_key if k in target]
+        columns = [
+            f"MODIFY COLUMN {self.q(k)} {self.key_type(self._compiled(target[k]))} NOT NULL"
+            for k in self.spec.primary_key
+            if k in target
+        ]
         keys = ", ".join(self.q(k) for k in self.spec.primary_key)
         return f"ALTER TABLE {self.q(self.spec.table)} {', '.join([*columns, f'ADD PRIMARY KEY ({keys})'])}"
 

@@ -49,7 +49,9 @@ class MySQLSource(SQLSource):
             if self.spec.table:
                 described = conn.exec_driver_sql(f"SHOW COLUMNS FROM {self.quote(self.spec.table)}").all()
             else:
-                conn.exec_driver_sql(self.raw(f"CREATE TEMPORARY TABLE _aetl_probe AS SELECT * FROM {self.relation()} LIMIT 0"))
+                conn.exec_driver_sql(
+                    self.raw(f"CREATE TEMPORARY TABLE _aetl_probe AS SELECT * FROM {self.relation()} LIMIT 0")
+                )
                 described = conn.exec_driver_sql("SHOW COLUMNS FROM _aetl_probe").all()
                 conn.exec_driver_sql("DROP TEMPORARY TABLE _aetl_probe")
         listed: list[str] = []
@@ -70,7 +72,11 @@ class MySQLSource(SQLSource):
             elif _NATIVE.match(declared):
                 listed.append(column)
             else:
-                raise DataError(f"column {name}: MySQL type {declared} has no Arrow mapping", where=self.where, hint=f"read it through query: with CAST({name} AS CHAR) AS {name} (or ST_AsText for geometry)")
+                raise DataError(
+                    f"column {name}: MySQL type {declared} has no Arrow mapping",
+                    where=self.where,
+                    hint=f"read it through query: with CAST({name} AS CHAR) AS {name} (or ST_AsText for geometry)",
+                )
         return ", ".join(listed), casts
 
     def columns(self) -> str:
@@ -88,7 +94,10 @@ class MySQLSource(SQLSource):
             raise MissingDependencyError("MySQL", "mysql") from None
         casts = self._layout[1]
         reader = connectorx.read_sql(
-            connectorx_url(self.spec.url), sql, return_type="arrow_stream", batch_size=self.batch_rows,
+            connectorx_url(self.spec.url),
+            sql,
+            return_type="arrow_stream",
+            batch_size=self.batch_rows,
             pre_execution_query=["SET time_zone = '+00:00'"],
         )
         for batch in reader:

@@ -30,7 +30,10 @@ class PostgresDestination(SQLDestination):
             if pc.any(nul).as_py():
                 reasons = reasons or [None] * batch.num_rows
                 for i in pc.indices_nonzero(nul).to_pylist():
-                    reasons[i] = reasons[i] or f"column {field.name} holds a NUL byte (\\x00), which PostgreSQL text cannot store"
+                    reasons[i] = (
+                        reasons[i]
+                        or f"column {field.name} holds a NUL byte (\\x00), which PostgreSQL text cannot store"
+                    )
         return reasons
 
     def clear_sql(self, target: str) -> str:
@@ -42,7 +45,9 @@ class PostgresDestination(SQLDestination):
     def upsert_sql(self, target: str, columns: list[str], source: str) -> str:
         on = " AND ".join(f"t.{self.q(k)} = s.{self.q(k)}" for k in self.spec.primary_key)
         updates = [c for c in columns if c not in self.spec.primary_key]
-        matched = f"UPDATE SET {', '.join(f'{self.q(c)} = s.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
+        matched = (
+            f"UPDATE SET {', '.join(f'{self.q(c)} = s.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
+        )
         listed = ", ".join(self.q(c) for c in columns)
         values = ", ".join(f"s.{self.q(c)}" for c in columns)
         return f"MERGE INTO {target} AS t USING ({source}) AS s ON {on} WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT ({listed}) VALUES ({values})"

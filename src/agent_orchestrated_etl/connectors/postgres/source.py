@@ -31,8 +31,27 @@ from agent_orchestrated_etl.exceptions import DataError
 
 # Types ADBC turns into plain Arrow types (arrays of them too).
 _NATIVE = {
-    "int2", "int4", "int8", "float4", "float8", "text", "varchar", "bpchar", "name", "char", "bool", "date", "time",
-    "timestamp", "timestamptz", "interval", "json", "jsonb", "uuid", "bytea", "oid",
+    "int2",
+    "int4",
+    "int8",
+    "float4",
+    "float8",
+    "text",
+    "varchar",
+    "bpchar",
+    "name",
+    "char",
+    "bool",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "json",
+    "jsonb",
+    "uuid",
+    "bytea",
+    "oid",
 }
 
 
@@ -84,7 +103,11 @@ class PostgresSource(SQLSource):
                 listed.append(f"{column}::text{'[]' if elem else ''} AS {column}")
             elif typname == "numeric" and d.precision is not None:
                 # ADBC hands NUMERIC over as text in an opaque extension type; the declared precision makes it exact.
-                decimals[name] = pa.decimal128(d.precision, d.scale or 0) if d.precision <= 38 else pa.decimal256(d.precision, d.scale or 0)
+                decimals[name] = (
+                    pa.decimal128(d.precision, d.scale or 0)
+                    if d.precision <= 38
+                    else pa.decimal256(d.precision, d.scale or 0)
+                )
                 listed.append(column)
             elif typname in _NATIVE or (elem is not None and elem in _NATIVE):
                 listed.append(column)
@@ -94,7 +117,11 @@ class PostgresSource(SQLSource):
                     json.append(name)
             else:
                 cast = _CASTS.get(typname, "text")
-                why = "it has no declared precision" if typname == "numeric" else f"PostgreSQL type {typname} has no Arrow mapping"
+                why = (
+                    "it has no declared precision"
+                    if typname == "numeric"
+                    else f"PostgreSQL type {typname} has no Arrow mapping"
+                )
                 raise DataError(
                     f"column {name}: {why}",
                     where=self.where,
@@ -130,8 +157,11 @@ class PostgresSource(SQLSource):
             inner = self.select(self.predicates(partition), relation=f"{alias}.{self.quote(self.spec.table)}")
             return EngineScan(f"SELECT {listed} FROM ({inner})", self.where, attach=attach, errors_url=self.spec.url)
         return EngineScan(
-            f"SELECT {listed} FROM postgres_query('{alias}', ?)", self.where, params=(self.sql_for(partition),),
-            attach=attach, errors_url=self.spec.url,
+            f"SELECT {listed} FROM postgres_query('{alias}', ?)",
+            self.where,
+            params=(self.sql_for(partition),),
+            attach=attach,
+            errors_url=self.spec.url,
         )
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:

@@ -110,8 +110,11 @@ class SQLAlchemyClient(EngineClient):
 
 # The base classes of the drivers behind SQLAlchemy and of the bulk paths (ADBC; DuckDB writes MariaDB's CSV files).
 _DRIVER_ERRORS = [
-    ("psycopg", "Error"), ("pymysql.err", "Error"), ("sqlite3", "Error"),
-    ("adbc_driver_manager", "Error"), ("duckdb", "Error"),
+    ("psycopg", "Error"),
+    ("pymysql.err", "Error"),
+    ("sqlite3", "Error"),
+    ("adbc_driver_manager", "Error"),
+    ("duckdb", "Error"),
 ]
 
 

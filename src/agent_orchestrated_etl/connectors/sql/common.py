@@ -33,13 +33,21 @@ TABLE_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z0-9_$]*$")
 PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 # SQLAlchemy's driver for each URL scheme a user is likely to write.
-_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "sqlite": "sqlite"}
+_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+    "sqlite": "sqlite",
+}
 _EXTRAS = {"postgresql": ("psycopg", "postgres"), "mysql": ("pymysql", "mysql")}
 
 
 def table_name(value: str) -> str:
     if not TABLE_NAME.match(value) or value.rsplit(".", 1)[-1].startswith(STAGING_PREFIX):
-        raise ValueError(f"table {value!r} must be `name` or `schema.name` of letters, digits and _; use query: for anything else")
+        raise ValueError(
+            f"table {value!r} must be `name` or `schema.name` of letters, digits and _; use query: for anything else"
+        )
     return value
 
 
@@ -56,7 +64,9 @@ class TableOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     partition: PartitionSpec | None = Field(None, description="Split this table's read into ranges of one column.")
-    incremental: IncrementalSpec | None = Field(None, description="Read only this table's rows past its committed high-water mark.")
+    incremental: IncrementalSpec | None = Field(
+        None, description="Read only this table's rows past its committed high-water mark."
+    )
 
 
 class TablesFields(BaseModel):
@@ -68,11 +78,18 @@ class TablesFields(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    tables: list[str] | None = Field(None, min_length=1, description="Read these tables (`name` or `schema.name`), each into a destination table of its own name.")
-    schema_: str | None = Field(None, alias="schema", description="Or read every base table of this schema (views are left out).")
+    tables: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Read these tables (`name` or `schema.name`), each into a destination table of its own name.",
+    )
+    schema_: str | None = Field(
+        None, alias="schema", description="Or read every base table of this schema (views are left out)."
+    )
     exclude: list[str] = Field(default_factory=list, description="With schema: tables not to read.")
     table_options: dict[str, TableOptions] = Field(
-        default_factory=dict, description="Per table (by name, without schema): its partition and incremental, replacing the source's (`{}` reads it whole)."
+        default_factory=dict,
+        description="Per table (by name, without schema): its partition and incremental, replacing the source's (`{}` reads it whole).",
     )
 
     @field_validator("tables")
@@ -83,7 +100,9 @@ class TablesFields(BaseModel):
         names = [table_name(t) for t in value]
         bare = [t.rsplit(".", 1)[-1] for t in names]
         if clash := sorted({t for t in bare if bare.count(t) > 1}):
-            raise ValueError(f"two tables would land in one destination table {clash[0]!r}; read one of them through a source of its own")
+            raise ValueError(
+                f"two tables would land in one destination table {clash[0]!r}; read one of them through a source of its own"
+            )
         return names
 
     @field_validator("schema_")
@@ -111,7 +130,9 @@ class TablesFields(BaseModel):
         if self.exclude and self.schema_ is None:
             raise ValueError("exclude only applies with schema:; list the tables you want under tables: instead")
         if self.table_options and not self.reads_tables:
-            raise ValueError("table_options only applies with tables: or schema:; put partition and incremental on the source itself")
+            raise ValueError(
+                "table_options only applies with tables: or schema:; put partition and incremental on the source itself"
+            )
         if self.tables is not None:
             listed = {t.rsplit(".", 1)[-1] for t in self.tables}
             if unknown := sorted(set(self.table_options) - listed):
@@ -122,11 +143,18 @@ class TablesFields(BaseModel):
 class SQLSourceFields(TablesFields):
     """The fields of every SQL source spec (mixed into each connector's spec model)."""
 
-    url: str = Field(description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through.")
+    url: str = Field(
+        description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through."
+    )
     table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
     query: str | None = Field(None, description="Or read the result of this query.")
-    partition: PartitionSpec | None = Field(None, description="Split the read into ranges of one column, read in parallel (with tables: or schema:, of every table).")
-    incremental: IncrementalSpec | None = Field(None, description="Read only rows past the committed high-water mark (with tables: or schema:, of every table).")
+    partition: PartitionSpec | None = Field(
+        None,
+        description="Split the read into ranges of one column, read in parallel (with tables: or schema:, of every table).",
+    )
+    incremental: IncrementalSpec | None = Field(
+        None, description="Read only rows past the committed high-water mark (with tables: or schema:, of every table)."
+    )
 
     @field_validator("table")
     @classmethod
@@ -142,9 +170,17 @@ class SQLSourceFields(TablesFields):
 class SQLDestinationFields(BaseModel):
     """The fields of every SQL destination spec (mixed into each connector's spec model)."""
 
-    url: str = Field(description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through.")
-    table: str | None = Field(None, description="Target table, `name` or `schema.name`; created from the data's Arrow schema. Left out when the input reads several tables.")
-    table_prefix: str | None = Field(None, description="When the input reads several tables: each lands in prefix + its name (`raw_`, or `raw.` for schema raw).")
+    url: str = Field(
+        description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through."
+    )
+    table: str | None = Field(
+        None,
+        description="Target table, `name` or `schema.name`; created from the data's Arrow schema. Left out when the input reads several tables.",
+    )
+    table_prefix: str | None = Field(
+        None,
+        description="When the input reads several tables: each lands in prefix + its name (`raw_`, or `raw.` for schema raw).",
+    )
 
     @field_validator("table")
     @classmethod
@@ -160,9 +196,20 @@ class SQLDestinationFields(BaseModel):
 
 
 def check_one_of(spec: Any) -> None:
-    given = [key for key, value in (("table", spec.table), ("query", spec.query), ("tables", spec.tables), ("schema", spec.schema_)) if value is not None]
+    given = [
+        key
+        for key, value in (
+            ("table", spec.table),
+            ("query", spec.query),
+            ("tables", spec.tables),
+            ("schema", spec.schema_),
+        )
+        if value is not None
+    ]
     if len(given) != 1:
-        raise ValueError(f"give exactly one of table, query, tables or schema{f' (not {given[0]} and {given[1]})' if given else ''}")
+        raise ValueError(
+            f"give exactly one of table, query, tables or schema{f' (not {given[0]} and {given[1]})' if given else ''}"
+        )
 
 
 def scheme(url: str) -> str:
@@ -185,7 +232,9 @@ def scrub(message: str, url: str) -> str:
 def sqlalchemy_url(url: str) -> str:
     head, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigurationError(f"not a database URL: {redact(url)}", hint="write it as postgresql://user@host:5432/db")
+        raise ConfigurationError(
+            f"not a database URL: {redact(url)}", hint="write it as postgresql://user@host:5432/db"
+        )
     return f"{_DRIVERS.get(head.lower(), head)}://{rest}"
 
 
@@ -232,7 +281,11 @@ def connection_error(exc: BaseException, url: str, where: str, *, data_hint: str
     message = scrub(text.splitlines()[0] if text else type(exc).__name__, url)
     kind = classify(exc, scheme(url))
     if kind == "data":
-        return DataError(message, where=where, hint=data_hint or "cast the column in query:, or set retry.on_bad_data: quarantine to set the rows aside")
+        return DataError(
+            message,
+            where=where,
+            hint=data_hint or "cast the column in query:, or set retry.on_bad_data: quarantine to set the rows aside",
+        )
     cls, hint = _KINDS[kind]
     return cls(message, where=where, hint=hint.format(url=redact(url)))
 

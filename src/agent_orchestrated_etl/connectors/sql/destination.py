@@ -96,7 +96,9 @@ class SQLDestination(TransactionalDestination):
         """The first batch of a task creates its table, after checking its schema against the target's."""
         if kind == "data":
             self._check_schema(schema)
-        columns = [f"{self.q(f.name)} {ddl_type(self.client.types, f.type, column=f.name, where=self.where)}" for f in schema]
+        columns = [
+            f"{self.q(f.name)} {ddl_type(self.client.types, f.type, column=f.name, where=self.where)}" for f in schema
+        ]
         if kind == "data" and self.spec.write == "merge" and self.seq_ddl:
             columns.insert(0, f"{self.q(SEQ)} {self.seq_ddl}")
         with self.guard(), self.client.transaction() as session:
@@ -109,7 +111,9 @@ class SQLDestination(TransactionalDestination):
                 return
             target = self._target_columns()
             if target is not None:
-                changes = schemas.diff({n: self.target_type(c) for n, c in target.items()}, self._without_marker(incoming))
+                changes = schemas.diff(
+                    {n: self.target_type(c) for n, c in target.items()}, self._without_marker(incoming)
+                )
                 schemas.check(changes, mode=self.spec.schema_, where=self.where)
                 if self.spec.write == "merge":
                     with self.guard(), self.client.session() as session:
@@ -136,14 +140,20 @@ class SQLDestination(TransactionalDestination):
         columns = {n: self.staged_columns(inspector, n) for n in staged}
         self._key_added: str | None = None
         renamed, dropped, changes = self._prepare(conn, columns)
-        kept = {} if renamed is not None else {n: {c: v for c, v in cols.items() if c not in dropped} for n, cols in columns.items()}
+        kept = (
+            {}
+            if renamed is not None
+            else {n: {c: v for c, v in cols.items() if c not in dropped} for n, cols in columns.items()}
+        )
         return _Prepared(kept, renamed, changes, self._key_added)
 
     def publish(self, session: Session, staged: list[str], prepared: _Prepared) -> Published:
         rows = self._publish(_conn(session), prepared.staged, rows=prepared.renamed)
         return Published(rows, prepared.changes, prepared.key_added)
 
-    def _prepare(self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]) -> tuple[int | None, set[str], list[str]]:
+    def _prepare(
+        self, conn: Any, staged: dict[str, dict[str, dict[str, Any]]]
+    ) -> tuple[int | None, set[str], list[str]]:
         """Create the target or bring its columns up to what was staged (the schema DDL).
 
         A new target fed by one staging table (not a merge) is that table renamed,
@@ -174,13 +184,23 @@ class SQLDestination(TransactionalDestination):
         discard = self.spec.schema_ == "discard"
         if not discard:
             for added in changes.added:
-                conn.exec_driver_sql(f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}")
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}"
+                )
         for name, _old, new in changes.widened:
             conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.client.types, new, column=name, where=self.where)))
         if add_key is not None:
             self._add_key(conn, add_key)
         dropped = {f.name for f in changes.added} if discard else set()
-        return None, dropped, changes.summary(self.spec.schema_, lambda dtype: ddl_type(self.client.types, dtype, column="", where=self.where), lambda f: self._compiled(wanted[f.name]))
+        return (
+            None,
+            dropped,
+            changes.summary(
+                self.spec.schema_,
+                lambda dtype: ddl_type(self.client.types, dtype, column="", where=self.where),
+                lambda f: self._compiled(wanted[f.name]),
+            ),
+        )
 
     # -- the merge key ----------------------------------------------------------
     def _missing_key(self, conn: Any, target: dict[str, dict[str, Any]]) -> str | None:
@@ -197,7 +217,8 @@ class SQLDestination(TransactionalDestination):
         if absent and self.spec.schema_ == "discard":
             raise ConfigurationError(
                 f"merge key {', '.join(absent)} is not a column of {self.spec.table}, and schema: discard would leave it out of the load",
-                where=self.where, hint="add the column and a primary key on it to the table, or set schema: evolve",
+                where=self.where,
+                hint="add the column and a primary key on it to the table, or set schema: evolve",
             )
         if self._has_key(conn, keys):
             return None
@@ -205,7 +226,8 @@ class SQLDestination(TransactionalDestination):
         if not self._ours(conn):
             raise ConfigurationError(
                 f"table {self.spec.table} has no primary key or unique index on ({listed}), which write: merge needs to match rows, and agent-etl did not create it",
-                where=self.where, hint=f"add it: {fix}",
+                where=self.where,
+                hint=f"add it: {fix}",
             )
         return fix
 
@@ -216,11 +238,15 @@ class SQLDestination(TransactionalDestination):
         wanted = set(keys)
         if set(inspector.get_pk_constraint(self._name, schema=self._schema).get("constrained_columns") or []) == wanted:
             return True
-        if any(set(u["column_names"]) == wanted for u in inspector.get_unique_constraints(self._name, schema=self._schema)):
+        if any(
+            set(u["column_names"]) == wanted for u in inspector.get_unique_constraints(self._name, schema=self._schema)
+        ):
             return True
         # A partial index (WHERE ...) does not make every key unique.
         return any(
-            i.get("unique") and set(i["column_names"]) == wanted and not any(k.endswith("_where") and v is not None for k, v in i.get("dialect_options", {}).items())
+            i.get("unique")
+            and set(i["column_names"]) == wanted
+            and not any(k.endswith("_where") and v is not None for k, v in i.get("dialect_options", {}).items())
             for i in inspector.get_indexes(self._name, schema=self._schema)
         )
 
@@ -233,7 +259,8 @@ class SQLDestination(TransactionalDestination):
         except Exception as exc:
             raise ConfigurationError(
                 f"cannot add the merge key ({', '.join(self.spec.primary_key)}) to {self.spec.table}, which agent-etl loaded before: {str(getattr(exc, 'orig', exc)).splitlines()[0]}",
-                where=self.where, hint=f"its rows hold duplicate or NULL keys (an earlier append?); remove them, then {sql}",
+                where=self.where,
+                hint=f"its rows hold duplicate or NULL keys (an earlier append?); remove them, then {sql}",
             ) from exc
         self._key_added = sql
 
@@ -254,7 +281,10 @@ class SQLDestination(TransactionalDestination):
 
     def _create_target(self, conn: Any, columns: dict[str, dict[str, Any]]) -> None:
         keys = set(self.spec.primary_key) if self.spec.write == "merge" else set()
-        defs = [f"{self.q(n)} {self.key_type(self._compiled(c)) + ' NOT NULL' if n in keys else self._compiled(c)}" for n, c in columns.items()]
+        defs = [
+            f"{self.q(n)} {self.key_type(self._compiled(c)) + ' NOT NULL' if n in keys else self._compiled(c)}"
+            for n, c in columns.items()
+        ]
         if self.spec.write == "merge":
             defs.append(f"PRIMARY KEY ({', '.join(self.q(k) for k in self.spec.primary_key)})")
         conn.exec_driver_sql(f"CREATE TABLE {self.q(self.spec.table)} ({', '.join(defs)})")
@@ -280,7 +310,9 @@ class SQLDestination(TransactionalDestination):
         types = {n: c for cols in staged.values() for n, c in cols.items()}
         parts = []
         for i, (name, cols) in enumerate(staged.items()):
-            listed = [self.q(c) if c in cols else f"{self.null_as(self._compiled(types[c]))} AS {self.q(c)}" for c in columns]
+            listed = [
+                self.q(c) if c in cols else f"{self.null_as(self._compiled(types[c]))} AS {self.q(c)}" for c in columns
+            ]
             if extra:
                 listed += [f"{i} AS _aetl_task", f"{self.seq_expr} AS {SEQ}"]
             parts.append(f"SELECT {', '.join(listed)} FROM {self._qualified(name)}")
@@ -298,7 +330,9 @@ class SQLDestination(TransactionalDestination):
         target = self.q(self.spec.table)
         if marker:
             match = " AND ".join(f"s.{self.q(k)} = {target}.{self.q(k)}" for k in self.spec.primary_key)
-            conn.exec_driver_sql(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM ({latest}) s WHERE {match} AND s.{self.q(marker)} = {self.true})")
+            conn.exec_driver_sql(
+                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM ({latest}) s WHERE {match} AND s.{self.q(marker)} = {self.true})"
+            )
             latest = f"SELECT * FROM ({latest}) k WHERE k.{self.q(marker)} IS NULL OR k.{self.q(marker)} <> {self.true}"
         conn.exec_driver_sql(self.upsert_sql(target, columns, latest))
 
@@ -323,7 +357,6 @@ class SQLDestination(TransactionalDestination):
     def key_type(self, sql_type: str) -> str:
         """The column type of a primary key column created for merge."""
         return sql_type
-
 
 
 def _conn(session: Session) -> Any:

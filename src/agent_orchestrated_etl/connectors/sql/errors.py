@@ -130,7 +130,9 @@ _DUCKDB_OWN: list[tuple[str, Kind]] = [
     ("TransactionException", "conflict"),  # a write-write conflict between two cursors of one database
 ]
 
-_MYSQL_IN_TEXT = re.compile(r"\bERROR (\d{4,5}) \([0-9A-Z]{5}\)")  # connectorx: "MySqlError { ERROR 1146 (42S02): ... }"
+_MYSQL_IN_TEXT = re.compile(
+    r"\bERROR (\d{4,5}) \([0-9A-Z]{5}\)"
+)  # connectorx: "MySqlError { ERROR 1146 (42S02): ... }"
 _OS_ERROR_IN_TEXT = re.compile(r"\(os error \d+\)")  # connectorx: a socket error of the operating system
 _SQLSTATE_IN_TEXT = re.compile(r"SQLSTATE: ([0-9A-Z]{5})")  # ADBC appends it to the message
 
@@ -177,7 +179,9 @@ def _postgres(chain: list[BaseException]) -> Kind:
 
 def _mysql(chain: list[BaseException]) -> Kind:
     for e in chain:
-        number = e.args[0] if e.args and isinstance(e.args[0], int) and type(e).__module__.startswith("pymysql") else None
+        number = (
+            e.args[0] if e.args and isinstance(e.args[0], int) and type(e).__module__.startswith("pymysql") else None
+        )
         if number is None and (found := _MYSQL_IN_TEXT.search(str(e))):
             number = int(found.group(1))
         if number is not None:

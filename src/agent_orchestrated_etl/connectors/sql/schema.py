@@ -28,7 +28,9 @@ class SchemaDiff:
     def changes(self) -> bool:
         return bool(self.added or self.widened)
 
-    def summary(self, mode: str, type_name: Callable[[pa.DataType], str], added_type: Callable[[pa.Field], str] | None = None) -> list[str]:
+    def summary(
+        self, mode: str, type_name: Callable[[pa.DataType], str], added_type: Callable[[pa.Field], str] | None = None
+    ) -> list[str]:
         """What applying the diff under ``mode`` does to the target, a line a column, in the destination's type names.
 
         ``added_type`` names the type of an added column where the destination

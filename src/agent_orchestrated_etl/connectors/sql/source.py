@@ -57,7 +57,11 @@ class SQLSource(Source):
         import sqlalchemy as sa
 
         if not isinstance(value, _TYPED) or isinstance(value, bool):
-            raise ConfigurationError(f"bound {value!r} is not a number, date or timestamp", where=self.where, hint="partition and incremental columns must be numeric, date or timestamp columns")
+            raise ConfigurationError(
+                f"bound {value!r} is not a number, date or timestamp",
+                where=self.where,
+                hint="partition and incremental columns must be numeric, date or timestamp columns",
+            )
         return str(sa.literal(value).compile(dialect=self._engine().dialect, compile_kwargs={"literal_binds": True}))
 
     def bound(self, column: str, value: Any) -> Any:
@@ -107,7 +111,9 @@ class SQLSource(Source):
 
         schema, _, name = table.rpartition(".")
         try:
-            return list(sa.inspect(self._engine()).get_pk_constraint(name, schema=schema or None)["constrained_columns"])
+            return list(
+                sa.inspect(self._engine()).get_pk_constraint(name, schema=schema or None)["constrained_columns"]
+            )
         except Exception as exc:
             raise connection_error(exc, self.url, self.where) from exc
 
@@ -120,7 +126,10 @@ class SQLSource(Source):
         however long the run takes.
         """
         if window is not None:
-            (high,) = self._scalar(f"SELECT max({self.quote(window.cursor)}) FROM {self.relation()}" + (f" WHERE {self._window_predicates(window)[0]}" if window.start is not None else ""))
+            (high,) = self._scalar(
+                f"SELECT max({self.quote(window.cursor)}) FROM {self.relation()}"
+                + (f" WHERE {self._window_predicates(window)[0]}" if window.start is not None else "")
+            )
             window = dataclasses.replace(window, end=self.bound(window.cursor, high))
         base = {"window": window.as_dict()} if window is not None else {}
         spec = self.spec.partition
@@ -128,7 +137,13 @@ class SQLSource(Source):
             return [Partition(key="all", description=self.describe(), options=base)]
         preds = self._window_predicates(window)
         column = self.quote(spec.column)
-        low, high = (self.bound(spec.column, v) for v in self._scalar(f"SELECT min({column}), max({column}) FROM {self.relation()}" + (f" WHERE {' AND '.join(preds)}" if preds else "")))
+        low, high = (
+            self.bound(spec.column, v)
+            for v in self._scalar(
+                f"SELECT min({column}), max({column}) FROM {self.relation()}"
+                + (f" WHERE {' AND '.join(preds)}" if preds else "")
+            )
+        )
         if low is None:
             return [Partition(key="all", description=f"{self.describe()} (empty)", options=base)]
         bounds = split(low, high, spec.parts)
@@ -146,7 +161,12 @@ class SQLSource(Source):
         if "range" not in partition.options:
             return None
         column = self.quote(self.spec.partition.column)
-        low, high = (self.bound(self.spec.partition.column, v) for v in self._scalar(f"SELECT min({column}), max({column}) FROM {self.relation()} WHERE {' AND '.join(self.predicates(partition))}"))
+        low, high = (
+            self.bound(self.spec.partition.column, v)
+            for v in self._scalar(
+                f"SELECT min({column}), max({column}) FROM {self.relation()} WHERE {' AND '.join(self.predicates(partition))}"
+            )
+        )
         if low is None or low == high:
             return None
         halves = split(low, high, 2)
@@ -159,7 +179,12 @@ class SQLSource(Source):
             Partition(
                 key=f"{partition.key}.{i + 1}",
                 description=f"{self.describe()} where {self.spec.partition.column} in [{decode(a)}, {'...' if b is None else decode(b)})",
-                options={**partition.options, "range": [a, b], "first": bool(partition.options.get("first")) and i == 0, "split_depth": partition.options.get("split_depth", 0) + 1},
+                options={
+                    **partition.options,
+                    "range": [a, b],
+                    "first": bool(partition.options.get("first")) and i == 0,
+                    "split_depth": partition.options.get("split_depth", 0) + 1,
+                },
             )
             for i, (a, b) in enumerate(bounds)
         ]
@@ -182,7 +207,9 @@ class SQLSource(Source):
 
     def read(self, partition: Partition) -> Iterator[tuple[pa.RecordBatch, Position]]:
         sql = self.sql_for(partition)
-        origin = f"{self.label} {self.spec.table or 'query'}" + ("" if partition.key == "all" else f" [{partition.key}]")
+        origin = f"{self.label} {self.spec.table or 'query'}" + (
+            "" if partition.key == "all" else f" [{partition.key}]"
+        )
         row = 1
         try:
             for batch in self.stream(sql):
@@ -206,7 +233,9 @@ class SQLSource(Source):
                     batch = pa.RecordBatch.from_arrays([pa.array(c) for c in columns], names=names)
                     schema = batch.schema
                 else:
-                    batch = pa.RecordBatch.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
+                    batch = pa.RecordBatch.from_arrays(
+                        [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+                    )
                 yield batch
 
 
@@ -227,6 +256,8 @@ def split(low: Any, high: Any, parts: int) -> list[tuple[Any, Any]]:
         step = (high - low) / parts
         edges = [low + step * i for i in range(parts)]
     else:
-        raise ConfigurationError(f"cannot split on values like {low!r}", hint="partition on a numeric, date or timestamp column")
+        raise ConfigurationError(
+            f"cannot split on values like {low!r}", hint="partition on a numeric, date or timestamp column"
+        )
     edges = sorted(set(edges))
     return [(lo, edges[i + 1] if i + 1 < len(edges) else None) for i, lo in enumerate(edges)]

@@ -106,21 +106,26 @@ def ddl_type(table: TypeTable, dtype: pa.DataType, *, column: str, where: str) -
     found = table.columns.get(key) if key else None
     if found is None:
         if pa.types.is_nested(dtype):
-            shown = str(dtype) if len(str(dtype)) <= 100 else str(dtype)[:97] + "..."  # a deep struct's name runs to kilobytes
+            shown = (
+                str(dtype) if len(str(dtype)) <= 100 else str(dtype)[:97] + "..."
+            )  # a deep struct's name runs to kilobytes
             raise DataError(
                 f"column {column}: nested Arrow type {shown} has no {table.engine} column type",
-                where=where, hint=f"turn it into JSON text in a transform: to_json({column}) AS {column}",
+                where=where,
+                hint=f"turn it into JSON text in a transform: to_json({column}) AS {column}",
             )
         raise DataError(
             f"column {column}: Arrow type {dtype} has no {table.engine} column type",
-            where=where, hint=f"CAST {column} to a supported type in a transform (see docs/databases.md)",
+            where=where,
+            hint=f"CAST {column} to a supported type in a transform (see docs/databases.md)",
         )
     if key == "decimal":
         if table.max_decimal_digits is not None and dtype.precision > table.max_decimal_digits:
             raise DataError(
                 f"column {column}: decimal({dtype.precision}, {dtype.scale})"
                 f" exceeds {table.title or table.engine}'s {table.max_decimal_digits} digits",
-                where=where, hint=f"CAST({column} AS text) or round it in a transform",
+                where=where,
+                hint=f"CAST({column} AS text) or round it in a transform",
             )
         return found.format(precision=dtype.precision, scale=dtype.scale)
     if key == "list":
@@ -144,7 +149,11 @@ def arrow_type(sql_type: Any) -> pa.DataType | None:
     if isinstance(sql_type, sa.Numeric) and not isinstance(sql_type, sa.Float):
         if sql_type.precision is None:
             return None
-        return pa.decimal128(sql_type.precision, sql_type.scale or 0) if sql_type.precision <= 38 else pa.decimal256(sql_type.precision, sql_type.scale or 0)
+        return (
+            pa.decimal128(sql_type.precision, sql_type.scale or 0)
+            if sql_type.precision <= 38
+            else pa.decimal256(sql_type.precision, sql_type.scale or 0)
+        )
     if isinstance(sql_type, sa.Float):
         return pa.float32() if name in {"REAL", "FLOAT"} else pa.float64()
     if isinstance(sql_type, sa.DateTime):
@@ -180,10 +189,19 @@ def widened(target: pa.DataType, incoming: pa.DataType) -> pa.DataType | None:
         return target if incoming.bit_width <= target.bit_width and pa.types.is_floating(incoming) else pa.float64()
     if pa.types.is_decimal(target) and (pa.types.is_decimal(incoming) or pa.types.is_integer(incoming)):
         scale = max(target.scale, incoming.scale if pa.types.is_decimal(incoming) else 0)
-        whole = max(target.precision - target.scale, incoming.precision - incoming.scale if pa.types.is_decimal(incoming) else _int_digits(incoming))
+        whole = max(
+            target.precision - target.scale,
+            incoming.precision - incoming.scale if pa.types.is_decimal(incoming) else _int_digits(incoming),
+        )
         if scale + whole > 76:
             return None
-        return target if (scale, whole) == (target.scale, target.precision - target.scale) else pa.decimal128(whole + scale, scale) if whole + scale <= 38 else pa.decimal256(whole + scale, scale)
+        return (
+            target
+            if (scale, whole) == (target.scale, target.precision - target.scale)
+            else pa.decimal128(whole + scale, scale)
+            if whole + scale <= 38
+            else pa.decimal256(whole + scale, scale)
+        )
     if pa.types.is_decimal(incoming) and pa.types.is_integer(target):
         return None
     if _is_text(target) and _is_text(incoming):
@@ -217,7 +235,9 @@ def _int_fits(incoming: pa.DataType, target: pa.DataType) -> bool:
 
 
 def _int_digits(dtype: pa.DataType) -> int:
-    return {8: 3, 16: 5, 32: 10, 64: 19}[dtype.bit_width] + (1 if pa.types.is_unsigned_integer(dtype) and dtype.bit_width == 64 else 0)
+    return {8: 3, 16: 5, 32: 10, 64: 19}[dtype.bit_width] + (
+        1 if pa.types.is_unsigned_integer(dtype) and dtype.bit_width == 64 else 0
+    )
 
 
 def _is_text(dtype: pa.DataType) -> bool:

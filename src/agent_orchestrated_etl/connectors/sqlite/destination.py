@@ -19,7 +19,9 @@ class SQLiteDestination(SQLDestination):
     seq_expr = "rowid"
     true = "1"
     # One writer at a time: SQLite locks the whole file for a write.
-    capabilities = DestinationCapabilities(transactional=True, write_modes=frozenset({"append", "replace", "merge"}), parallel_staging=False)
+    capabilities = DestinationCapabilities(
+        transactional=True, write_modes=frozenset({"append", "replace", "merge"}), parallel_staging=False
+    )
 
     def value_limit(self) -> tuple[int, str]:
         return min(super().value_limit(), (1_000_000_000, "SQLite's SQLITE_MAX_LENGTH"))
@@ -43,9 +45,15 @@ class SQLiteDestination(SQLDestination):
         listed = ", ".join(self.q(c) for c in columns)
         keys = ", ".join(self.q(k) for k in self.spec.primary_key)
         updates = [c for c in columns if c not in self.spec.primary_key]
-        action = f"DO UPDATE SET {', '.join(f'{self.q(c)} = excluded.{self.q(c)}' for c in updates)}" if updates else "DO NOTHING"
+        action = (
+            f"DO UPDATE SET {', '.join(f'{self.q(c)} = excluded.{self.q(c)}' for c in updates)}"
+            if updates
+            else "DO NOTHING"
+        )
         # `WHERE true` lets SQLite's parser tell the upsert clause from a join constraint.
-        return f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({source}) WHERE true ON CONFLICT ({keys}) {action}"
+        return (
+            f"INSERT INTO {target} ({listed}) SELECT {listed} FROM ({source}) WHERE true ON CONFLICT ({keys}) {action}"
+        )
 
     def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
         # SQLite cannot add a primary key to a table; ON CONFLICT matches a unique index as well.

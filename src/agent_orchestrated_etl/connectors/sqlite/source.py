@@ -49,7 +49,9 @@ class SQLiteSource(SQLSource):
 
     def table_names(self, schema: str | None) -> list[str]:
         if not self.spec.database.exists():  # SQLAlchemy would create an empty database
-            raise SourceNotFoundError(f"database file not found: {self.spec.database}", where=self.where, hint="check url/path in the spec")
+            raise SourceNotFoundError(
+                f"database file not found: {self.spec.database}", where=self.where, hint="check url/path in the spec"
+            )
         return super().table_names(schema)
 
     @cached_property
@@ -60,12 +62,18 @@ class SQLiteSource(SQLSource):
         found = {}
         with self._engine().connect() as conn:
             schema, _, table = self.spec.table.rpartition(".")
-            pragma = f"PRAGMA {self.quote(schema)}.table_info({self.quote(table)})" if schema else f"PRAGMA table_info({self.quote(table)})"
+            pragma = (
+                f"PRAGMA {self.quote(schema)}.table_info({self.quote(table)})"
+                if schema
+                else f"PRAGMA table_info({self.quote(table)})"
+            )
             for _, name, declared, *_ in conn.exec_driver_sql(pragma):
                 declared = (declared or "").upper()
                 if match := _DECIMAL.search(declared):
                     precision, scale = int(match.group(1)), int(match.group(2))
-                    found[name] = pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+                    found[name] = (
+                        pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+                    )
                 elif declared in _DECLARED:
                     found[name] = _DECLARED[declared]
         return found
@@ -82,7 +90,11 @@ class SQLiteSource(SQLSource):
             if pa.types.is_date(declared):
                 return dt.date.fromisoformat(value)
         except ValueError:
-            raise DataError(f"column {column} is declared {declared} but holds {value!r}, which is not ISO 8601", where=self.where, hint="store ISO 8601 text (2024-01-02 03:46:40) or CAST it in a query:") from None
+            raise DataError(
+                f"column {column} is declared {declared} but holds {value!r}, which is not ISO 8601",
+                where=self.where,
+                hint="store ISO 8601 text (2024-01-02 03:46:40) or CAST it in a query:",
+            ) from None
         return value
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
@@ -90,7 +102,9 @@ class SQLiteSource(SQLSource):
 
         database = self.spec.database
         if not database.exists():
-            raise SourceNotFoundError(f"database file not found: {database}", where=self.where, hint="check url/path in the spec")
+            raise SourceNotFoundError(
+                f"database file not found: {database}", where=self.where, hint="check url/path in the spec"
+            )
         declared = self._declared
         # Open read-only through a URI so a typo never creates an empty database.
         with adbc.connect(f"file:{database}?mode=ro") as conn, conn.cursor() as cursor:
@@ -100,7 +114,9 @@ class SQLiteSource(SQLSource):
             except Exception as exc:  # the driver raises its own DB-API error classes
                 message = str(exc)
                 if "no such table" in message:
-                    raise SourceNotFoundError(message, where=self.where, hint="check `table:`; `sqlite3 FILE .tables` lists them") from exc
+                    raise SourceNotFoundError(
+                        message, where=self.where, hint="check `table:`; `sqlite3 FILE .tables` lists them"
+                    ) from exc
                 raise ConfigurationError(message, where=self.where, hint="check `query:`") from exc
             try:
                 for batch in cursor.fetch_record_batch():
@@ -122,7 +138,9 @@ def _typed(batch: pa.RecordBatch, declared: dict[str, pa.DataType]) -> pa.Record
         elif isinstance(dtype, pa.BaseExtensionType):
             column = pa.ExtensionArray.from_storage(dtype, pc.cast(column, dtype.storage_type))
         elif pa.types.is_time(dtype) and pa.types.is_string(column.type):
-            column = pc.cast(pc.cast(pc.utf8_replace_slice(column, 0, 0, "1970-01-01T"), pa.timestamp("us")), pa.time64("us"))
+            column = pc.cast(
+                pc.cast(pc.utf8_replace_slice(column, 0, 0, "1970-01-01T"), pa.timestamp("us")), pa.time64("us")
+            )
         elif pa.types.is_timestamp(dtype) and dtype.tz and pa.types.is_string(column.type):
             column = pc.cast(pc.cast(column, pa.timestamp("us")), dtype)  # stored in UTC without a zone
         else:

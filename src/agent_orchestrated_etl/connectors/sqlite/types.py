@@ -10,11 +10,17 @@ TYPES = TypeTable(
     columns={
         "bool": "BOOLEAN",
         **dict.fromkeys(("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"), "INTEGER"),
-        "float32": "REAL", "float64": "REAL",
+        "float32": "REAL",
+        "float64": "REAL",
         # SQLite has no exact decimal: text affinity (the TEXT in the name) keeps every digit.
         "decimal": "TEXT_DECIMAL({precision}, {scale})",
-        "string": "TEXT", "binary": "BLOB",
-        "date": "DATE", "time": "TIME", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ",
-        "json": "JSON", "uuid": "UUID",
+        "string": "TEXT",
+        "binary": "BLOB",
+        "date": "DATE",
+        "time": "TIME",
+        "timestamp": "TIMESTAMP",
+        "timestamptz": "TIMESTAMPTZ",
+        "json": "JSON",
+        "uuid": "UUID",
     },
 )
