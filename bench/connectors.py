@@ -227,7 +227,8 @@ def csv_to_parquet(args: argparse.Namespace) -> list[dict[str, object]]:
         rows.append(measured("duckdb COPY (reference)", [PY, "-c", ref]))
         spec = Path(tmp) / "spec.yaml"
         spec.write_text(
-            f"name: csv_to_parquet\nsources:\n  lineitem: {{type: file, path: {json.dumps(str(path))}}}\ndestination: {{type: file, path: {json.dumps(tmp + '/out')}, format: parquet}}\n"
+            f"name: csv_to_parquet\nsources:\n  lineitem: {{type: file, path: {json.dumps(str(path))}}}\ndestination:"
+            f" {{type: file, path: {json.dumps(tmp + '/out')}, format: parquet}}\n"
         )
         # its own metadata store: a shared ~/.agent-etl may hold another version's schema
         rows.append(
@@ -236,7 +237,11 @@ def csv_to_parquet(args: argparse.Namespace) -> list[dict[str, object]]:
                 ["env", f"AGENT_ETL_HOME={tmp}/home", str(Path(PY).parent / "agent-etl"), "run", str(spec)],
             )
         )
-        read_only = f"from agent_orchestrated_etl.connectors.files import FileSource, FileSourceSpec\ns = FileSource('l', FileSourceSpec(type='file', path={str(path)!r}), batch_rows=131072)\nprint(sum(b.num_rows for p in s.partitions() for b, _ in s.read(p)))"
+        read_only = (
+            "from agent_orchestrated_etl.connectors.files import FileSource, FileSourceSpec\ns = FileSource('l',"
+            f" FileSourceSpec(type='file', path={str(path)!r}), batch_rows=131072)\nprint(sum(b.num_rows for p in"
+            " s.partitions() for b, _ in s.read(p)))"
+        )
         rows.append(measured("FileSource.read alone", [PY, "-c", read_only]))
     for row in rows:
         row["csv_mb"] = round(size / harness.MB)

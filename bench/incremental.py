@@ -31,7 +31,8 @@ def ensure_table(sf: float) -> int:
             print("making bench.lineitem_inc ...", flush=True)
             conn.execute("DROP TABLE IF EXISTS bench.lineitem_inc")
             conn.execute(
-                f"CREATE TABLE bench.lineitem_inc AS SELECT row_number() OVER () AS id, timestamptz '2024-01-01' AS updated_at, * FROM bench.{source}"
+                "CREATE TABLE bench.lineitem_inc AS SELECT row_number() OVER () AS id, timestamptz '2024-01-01' AS"
+                f" updated_at, * FROM bench.{source}"
             )
             conn.execute("ALTER TABLE bench.lineitem_inc ADD PRIMARY KEY (id)")
             conn.execute("CREATE INDEX ON bench.lineitem_inc (updated_at)")
@@ -57,10 +58,9 @@ def main() -> None:
         out = Path(tmp) / "out.duckdb"
         spec = Path(tmp) / "spec.yaml"
         spec.write_text(
-            "name: lineitem_incremental\n"
-            f"sources:\n  lineitem: {{type: postgres, url: {json.dumps(databases.PG_URL)}, table: bench.lineitem_inc,"
-            " incremental: {cursor: updated_at, primary_key: [id]}}\n"
-            f"destination: {{type: duckdb, path: {json.dumps(str(out))}, table: lineitem, write: merge, primary_key: [id]}}\n"
+            f"name: lineitem_incremental\nsources:\n  lineitem: {{type: postgres, url: {json.dumps(databases.PG_URL)},"
+            " table: bench.lineitem_inc, incremental: {cursor: updated_at, primary_key: [id]}}\ndestination:"
+            f" {{type: duckdb, path: {json.dumps(str(out))}, table: lineitem, write: merge, primary_key: [id]}}\n"
         )
         load = harness.load_average()
         full = run(spec, Path(tmp) / "home")
@@ -79,10 +79,12 @@ def main() -> None:
             raise SystemExit(f"expected {rows:,} rows with {changed:,} changed, found {total:,} and {marked:,}")
         print(f"table: {rows:,} rows; changed: {changed:,} ({args.percent:g}%)")
         print(
-            f"first (full) run:   {full.seconds:6.2f} s, {rows / full.seconds:,.0f} rows/s, peak RSS {full.peak_rss_bytes / harness.MB:.0f} MB, load {load[0]:.2f}"
+            f"first (full) run:   {full.seconds:6.2f} s, {rows / full.seconds:,.0f} rows/s, peak RSS"
+            f" {full.peak_rss_bytes / harness.MB:.0f} MB, load {load[0]:.2f}"
         )
         print(
-            f"incremental run:    {incremental.seconds:6.2f} s, peak RSS {incremental.peak_rss_bytes / harness.MB:.0f} MB, load {load_inc[0]:.2f}"
+            f"incremental run:    {incremental.seconds:6.2f} s, peak RSS {incremental.peak_rss_bytes / harness.MB:.0f}"
+            f" MB, load {load_inc[0]:.2f}"
         )
 
 

@@ -141,7 +141,8 @@ def prepare_mysql(args: argparse.Namespace) -> Input:
         if m.returncode != 0:
             raise SystemExit(f"loading MariaDB failed:\n{harness.tail(m.stderr)}")
         print(
-            f"Parquet -> MariaDB (agent-etl, LOAD DATA): {m.seconds:.1f} s, {rows / m.seconds:,.0f} rows/s, peak RSS {m.peak_rss_bytes / harness.MB:.0f} MB, load {harness.load_average()[0]:.2f}"
+            f"Parquet -> MariaDB (agent-etl, LOAD DATA): {m.seconds:.1f} s, {rows / m.seconds:,.0f} rows/s, peak RSS"
+            f" {m.peak_rss_bytes / harness.MB:.0f} MB, load {harness.load_average()[0]:.2f}"
         )
         setup |= {"load_seconds": round(m.seconds, 2), "load_peak_rss_bytes": m.peak_rss_bytes}
     return Input(table, rows, parquet.stat().st_size, setup)

@@ -208,7 +208,8 @@ def main() -> None:
     arrow_bytes = pq.read_table(path).nbytes
     rows = lineitem.parquet_rows(path)
     print(
-        f"lineitem sf={args.sf:g}: {rows:,} rows, {arrow_bytes / harness.MB:,.0f} MB as Arrow; load {harness.load_average()}"
+        f"lineitem sf={args.sf:g}: {rows:,} rows, {arrow_bytes / harness.MB:,.0f} MB as Arrow; load"
+        f" {harness.load_average()}"
     )
     record: dict = {
         "sf": args.sf,
@@ -259,7 +260,8 @@ def main() -> None:
                 }
                 runs.setdefault(engine, []).append(run)
                 print(
-                    f"{case:15} {engine:14} {seconds:7.2f} s {run['mb_per_s']:8.1f} MB/s  rows out {rows_out:>10,}  peak RSS {run['peak_rss_mb']:>6} MB  load {load:.2f}",
+                    f"{case:15} {engine:14} {seconds:7.2f} s {run['mb_per_s']:8.1f} MB/s  rows out {rows_out:>10,} "
+                    f" peak RSS {run['peak_rss_mb']:>6} MB  load {load:.2f}",
                     flush=True,
                 )
         first, second = engines

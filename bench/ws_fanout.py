@@ -57,7 +57,8 @@ def make_input(directory: Path, rows: int, files: int) -> Path:
         pq.write_table(table, directory / f"items-{i}.parquet", row_group_size=100_000)
     spec = directory / "fanout.yaml"
     spec.write_text(
-        "name: fanout\nsources:\n  items: {type: file, path: 'items-*.parquet'}\ndestination: {type: duckdb, path: out.duckdb, table: items, write: replace}\n"
+        "name: fanout\nsources:\n  items: {type: file, path: 'items-*.parquet'}\ndestination: {type: duckdb, path:"
+        " out.duckdb, table: items, write: replace}\n"
     )
     return spec
 
@@ -266,13 +267,16 @@ def main() -> None:
     print(f"\n{args.rows:,} rows in {args.files} tasks; median over {args.repeat} trials each")
     print(f"  no subscriber : {summary['median_rows_per_second_alone']:>12,.0f} rows/s")
     print(
-        f"  {args.clients} subscribers: {summary['median_rows_per_second_watched']:>12,.0f} rows/s  ({summary['drop_percent']}% drop; {summary['median_paired_drop_percent']}% median of paired trials)"
+        f"  {args.clients} subscribers: {summary['median_rows_per_second_watched']:>12,.0f} rows/s "
+        f" ({summary['drop_percent']}% drop; {summary['median_paired_drop_percent']}% median of paired trials)"
     )
     print(
-        f"  server CPU seconds per run: {summary['median_server_cpu_seconds_alone']:.2f} alone, {summary['median_server_cpu_seconds_watched']:.2f} watched"
+        f"  server CPU seconds per run: {summary['median_server_cpu_seconds_alone']:.2f} alone,"
+        f" {summary['median_server_cpu_seconds_watched']:.2f} watched"
     )
     print(
-        f"  clients' process: {summary['median_clients_cpu_seconds']:.2f} CPU s per run, {summary['median_frames_per_client']:.0f} frames per client"
+        f"  clients' process: {summary['median_clients_cpu_seconds']:.2f} CPU s per run,"
+        f" {summary['median_frames_per_client']:.0f} frames per client"
     )
     print(f"  every client saw every task's final event: {summary['every_client_saw_every_task_end']}")
     print(f"  load average at start {started_load}, at end {summary['load_average_end']}")

@@ -76,9 +76,11 @@ def test_a_failed_quality_gate_says_to_fix_the_data_not_to_resume(tmp_path: Path
     failed = agent_etl("run", "p.yaml", cwd=tmp_path)
     # A missing file is no transient failure: resume would meet it again.
     [run] = [r for r in RunStore(Settings().store_url).list_runs() if r["pipeline"] == "missing_file"]
-    assert failed.stderr.splitlines()[-1] == (
-        f"see the decisions: agent-etl runs show {run['run_id']}; fix what the error names (the spec, a path, a table, the environment) "
-        f"and run again; agent-etl runs discard {run['run_id']} drops its staged output; then: agent-etl run {tmp_path}/p.yaml"
+    assert (
+        failed.stderr.splitlines()[-1]
+        == f"see the decisions: agent-etl runs show {run['run_id']}; fix what the error names (the spec, a path, a"
+        f" table, the environment) and run again; agent-etl runs discard {run['run_id']} drops its staged output;"
+        f" then: agent-etl run {tmp_path}/p.yaml"
     )
 
 
@@ -151,7 +153,10 @@ def test_the_next_step_follows_the_errors_branch_not_its_text() -> None:
     busy = PipelineBusyError("pipeline p is already running as run r0", holder_run_id="r0")
     assert step(busy) == (
         Remedy.WAIT,
-        "wait for run r0 to finish (agent-etl runs show r0), then run again (agent-etl run p.yaml); run r1 never started, so there is nothing to resume",
+        (
+            "wait for run r0 to finish (agent-etl runs show r0), then run again (agent-etl run p.yaml); run r1 never"
+            " started, so there is nothing to resume"
+        ),
     )
     assert step(busy, resumed=True) == (
         Remedy.WAIT,
@@ -177,9 +182,15 @@ def test_a_refused_run_says_to_wait_for_the_holder_and_cannot_be_resumed(tmp_pat
     [run] = store.list_runs()
     refused_id = run["run_id"]
     assert refused.stderr.splitlines()[-2:] == [
-        f"error: pipeline busy is already running as run 20260101T000000-holder (pid {os.getpid()} on {socket.gethostname()}) (two runs of one pipeline never load at once)",
-        f"see the decisions: agent-etl runs show {refused_id}; wait for run 20260101T000000-holder to finish (agent-etl runs show 20260101T000000-holder), "
-        f"then run again (agent-etl run {tmp_path}/p.yaml); run {refused_id} never started, so there is nothing to resume",
+        (
+            f"error: pipeline busy is already running as run 20260101T000000-holder (pid {os.getpid()} on"
+            f" {socket.gethostname()}) (two runs of one pipeline never load at once)"
+        ),
+        (
+            f"see the decisions: agent-etl runs show {refused_id}; wait for run 20260101T000000-holder to finish"
+            f" (agent-etl runs show 20260101T000000-holder), then run again (agent-etl run {tmp_path}/p.yaml); run"
+            f" {refused_id} never started, so there is nothing to resume"
+        ),
     ]
     as_json = json.loads(agent_etl("run", "--json", "p.yaml", cwd=tmp_path).stdout)
     assert (as_json["ok"], as_json["status"], as_json["failure"]["remedy"], as_json["failure"]["holder_run_id"]) == (
@@ -193,8 +204,8 @@ def test_a_refused_run_says_to_wait_for_the_holder_and_cannot_be_resumed(tmp_pat
     resumed = agent_etl("resume", refused_id, cwd=tmp_path)
     assert resumed.returncode == 1
     assert resumed.stderr.splitlines() == [
-        f"error: run {refused_id} never started: it was refused because run 20260101T000000-holder held pipeline busy; there is nothing to resume "
-        f"(start a new run once that one has finished: agent-etl run {tmp_path}/p.yaml)"
+        f"error: run {refused_id} never started: it was refused because run 20260101T000000-holder held pipeline busy;"
+        f" there is nothing to resume (start a new run once that one has finished: agent-etl run {tmp_path}/p.yaml)"
     ]
     assert not (tmp_path / "out.duckdb").exists()  # resume loaded nothing
     shown = agent_etl("runs", "show", refused_id, cwd=tmp_path)

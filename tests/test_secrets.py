@@ -42,8 +42,10 @@ def test_a_missing_or_unreadable_secret_file_names_the_reference(tmp_path: Path)
     missing = tmp_path / "nope"
     with pytest.raises(ConfigurationError) as caught:
         resolve(f"x ${{file:{missing}}}", where="sources.db.url")
-    assert str(caught.value) == (
-        f"sources.db.url: secret file of ${{file:{missing}}} does not exist (mount the secret at that path, or fix the reference)"
+    assert (
+        str(caught.value)
+        == f"sources.db.url: secret file of ${{file:{missing}}} does not exist (mount the secret at that path, or fix"
+        " the reference)"
     )
     with pytest.raises(ConfigurationError, match=rf"secret file of \$\{{file:{tmp_path}\}} is a directory"):
         resolve(f"${{file:{tmp_path}}}")
@@ -97,7 +99,8 @@ def test_an_aws_secret_and_a_key_of_it_resolve_and_are_masked(secrets_manager: M
         resolve("${aws-sm:prod/pg#pasword}", where="sources.db.url")
     assert (
         str(caught.value)
-        == "sources.db.url: ${aws-sm:prod/pg#pasword}: secret 'prod/pg' has no key 'pasword' (its keys: password, username) (fix the key after #)"
+        == "sources.db.url: ${aws-sm:prod/pg#pasword}: secret 'prod/pg' has no key 'pasword' (its keys: password,"
+        " username) (fix the key after #)"
     )
 
 
@@ -126,7 +129,8 @@ def test_a_missing_aws_secret_is_a_one_line_configuration_error(secrets_manager:
         resolve("${aws-sm:no/such#password}", where="sources.db.url")
     message = str(caught.value)
     assert message.startswith(
-        "sources.db.url: ${aws-sm:no/such}: AWS Secrets Manager has no such secret in region us-east-1 (ResourceNotFoundException: "
+        "sources.db.url: ${aws-sm:no/such}: AWS Secrets Manager has no such secret in region us-east-1"
+        " (ResourceNotFoundException: "
     )
     assert message.endswith("(create the secret, or fix its name or AWS_REGION)") and "\n" not in message
     with pytest.raises(SpecError) as spec_error:  # and `validate` reports it with its line
@@ -150,7 +154,8 @@ def test_access_denied_by_iam_is_a_one_line_auth_error(
         resolve("${aws-sm:guarded}", where="AGENT_ETL_API_TOKEN")
     message = str(caught.value)
     assert message.startswith(
-        "AGENT_ETL_API_TOKEN: ${aws-sm:guarded}: AWS Secrets Manager refused access (AccessDenied: User: arn:aws:iam::123456789012:user/stranger is not authorized"
+        "AGENT_ETL_API_TOKEN: ${aws-sm:guarded}: AWS Secrets Manager refused access (AccessDenied: User:"
+        " arn:aws:iam::123456789012:user/stranger is not authorized"
     )
     assert "stranger" in message and "guarded-value" not in message and "\n" not in message
     from agent_orchestrated_etl.secrets import PROVIDERS

@@ -78,7 +78,8 @@ def test_unknown_types_and_fields_name_the_choices() -> None:
     messages = [str(p) for p in caught.value.problems]
     assert (
         messages[0]
-        == "p.yaml:4: sources.customers: unknown type fil; expected one of 'duckdb', 'file', 'graphql', 'mysql', 'postgres', 'rest', 'sql', 'sqlite'"
+        == "p.yaml:4: sources.customers: unknown type fil; expected one of 'duckdb', 'file', 'graphql', 'mysql',"
+        " 'postgres', 'rest', 'sql', 'sqlite'"
     )
     assert messages[1].startswith("p.yaml:11: destination.colour: unknown field")
 
@@ -154,20 +155,24 @@ def test_multi_table_mistakes_name_their_key_and_line() -> None:
         "p.yaml:3: sources.crm: give exactly one of table, query, tables or schema (not table and schema)"
     ]
     assert problems(SCHEMA_SOURCE.replace("  write: replace", "  write: replace\n  table: everything")) == [
-        "p.yaml:12: destination.table: input 'crm' reads several tables, each into a table of its own name: drop table: (table_prefix: puts a prefix before each name)"
+        "p.yaml:12: destination.table: input 'crm' reads several tables, each into a table of its own name: drop table:"
+        " (table_prefix: puts a prefix before each name)"
     ]
     single = SCHEMA_SOURCE.replace("    schema: public\n    exclude: [audit_log]\n", "    table: orders\n")
     assert problems(single) == [
-        "p.yaml:7: destination.table: field required (only an input with tables: or schema: lands in tables named after its own)"
+        "p.yaml:7: destination.table: field required (only an input with tables: or schema: lands in tables named after"
+        " its own)"
     ]
     assert problems(single.replace("  write: replace", "  table: orders\n  table_prefix: raw_")) == [
-        "p.yaml:11: destination.table_prefix: table_prefix only applies when the input reads several tables (tables: or schema:); name the target with table:"
+        "p.yaml:11: destination.table_prefix: table_prefix only applies when the input reads several tables (tables: or"
+        " schema:); name the target with table:"
     ]
     assert problems(single.replace("  write: replace", "  table: orders\n  write: merge")) == [
         "p.yaml:7: destination.primary_key: write: merge needs primary_key: [column, ...]"
     ]
     assert problems(SCHEMA_SOURCE.replace("    exclude: [audit_log]", "    tables: [a, b, public.a]")) == [
-        "p.yaml:7: sources.crm.tables: two tables would land in one destination table 'a'; read one of them through a source of its own"
+        "p.yaml:7: sources.crm.tables: two tables would land in one destination table 'a'; read one of them through a"
+        " source of its own"
     ]
     assert problems(SCHEMA_SOURCE.replace("    schema: public\n", "    tables: [a]\n")) == [
         "p.yaml:3: sources.crm: exclude only applies with schema:; list the tables you want under tables: instead"
@@ -177,12 +182,14 @@ def test_multi_table_mistakes_name_their_key_and_line() -> None:
 def test_a_transform_cannot_read_a_multi_table_source_yet() -> None:
     text = SCHEMA_SOURCE.replace("destination:", "transforms:\n  - {name: t, sql: SELECT * FROM crm}\ndestination:")
     assert problems(text) == [
-        "p.yaml:9: transforms[0]: transform 't' reads 'crm', which reads several tables; transforms over tables: or schema: are not supported yet: give the table a source of its own (table: ...)"
+        "p.yaml:9: transforms[0]: transform 't' reads 'crm', which reads several tables; transforms over tables: or"
+        " schema: are not supported yet: give the table a source of its own (table: ...)"
     ]
 
 
 def test_a_file_destination_takes_one_table() -> None:
     text = SCHEMA_SOURCE.replace("  type: duckdb\n  path: w.duckdb", "  type: file\n  path: out")
     assert problems(text) == [
-        "p.yaml:8: destination: a file destination takes one table, and input 'crm' reads several; load them into a database destination"
+        "p.yaml:8: destination: a file destination takes one table, and input 'crm' reads several; load them into a"
+        " database destination"
     ]

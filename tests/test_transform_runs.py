@@ -198,7 +198,8 @@ destination: {type: duckdb, path: out.duckdb, table: orders, input: orders}
     assert result.status == "failed"
     assert (
         result.error
-        == "quality checks failed: accepted_values(status) on orders: 1 of 6 rows failed (16.67%) (fix the data, or give the check a threshold or severity: warn, and run again)"
+        == "quality checks failed: accepted_values(status) on orders: 1 of 6 rows failed (16.67%) (fix the data, or"
+        " give the check a threshold or severity: warn, and run again)"
     )
     assert result.commits == []
     assert decision(result, "quality")["choice"] == "fail the run, commit nothing"
@@ -267,5 +268,6 @@ destination: {type: duckdb, path: out.duckdb, table: both, input: both}
     assert clash.status == "failed"
     assert (
         clash.error
-        == "transform both: step 2 (join columns): customers brings columns the input already has: ['country'] (list `columns:` to take, or rename them in an earlier step)"
+        == "transform both: step 2 (join columns): customers brings columns the input already has: ['country'] (list"
+        " `columns:` to take, or rename them in an earlier step)"
     )

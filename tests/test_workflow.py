@@ -73,7 +73,8 @@ def test_unknown_dependencies_and_stray_depends_on_are_errors() -> None:
         parse_spec(WORKFLOW.replace("depends_on: [raw_people]", "depends_on: [nope]"))
     with pytest.raises(SpecError, match="only pipelines inside a workflow"):
         parse_spec(
-            "name: p\ndepends_on: [x]\nsources: {a: {type: file, path: a.csv}}\ndestination: {type: duckdb, path: w.duckdb, table: t}\n"
+            "name: p\ndepends_on: [x]\nsources: {a: {type: file, path: a.csv}}\ndestination: {type: duckdb, path:"
+            " w.duckdb, table: t}\n"
         )
 
 
@@ -102,11 +103,15 @@ def test_parallel_pipelines_share_max_workers(
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {table} AS SELECT i AS id FROM generate_series(1, 300) i")
     # About 2 ms a row slept in the server: each 100-row task runs for about 0.2 s.
-    source = f'{{type: postgres, url: "{postgres_url}", query: "SELECT id FROM {table} WHERE pg_sleep(0.001)::text = \'\'", partition: {{column: id, parts: 3}}}}'
+    source = (
+        f'{{type: postgres, url: "{postgres_url}", query: "SELECT id FROM {table} WHERE pg_sleep(0.001)::text = \'\'",'
+        " partition: {column: id, parts: 3}}"
+    )
     (tmp_path / "wf.yaml").write_text(
         "workflow: shared\npipelines:\n"
         + "".join(
-            f"  - name: p{i}\n    sources: {{s: {source}}}\n    quality: [{{not_null: [id]}}]\n    destination: {{type: duckdb, path: w{i}.duckdb, table: t}}\n"
+            f"  - name: p{i}\n    sources: {{s: {source}}}\n    quality: [{{not_null: [id]}}]\n    destination: {{type:"
+            f" duckdb, path: w{i}.duckdb, table: t}}\n"
             for i in (1, 2)
         )
     )

@@ -252,12 +252,12 @@ def _profile(source: str, sample: int | None, method: str, seed: int, by: str | 
     return profile_reference(
         source,
         sample_rows=sample,
-        method=method,
+        method=method,  # type: ignore[arg-type]  # checked against the names just above
         seed=seed,
         by=by,
         whole=whole,
         memory_limit_bytes=load_settings().memory_limit_bytes,
-    )  # type: ignore[arg-type]  # method: checked against the names just above
+    )
 
 
 @app.command()
@@ -405,11 +405,13 @@ def store_current(as_json: JsonFlag = False) -> None:
         out.print(f"revision {revisions.current} (the newest)")
     elif revisions.current is None:
         out.print(
-            f"no revision: the store is empty or was made before migrations; `agent-etl store upgrade` brings it to {revisions.head}"
+            "no revision: the store is empty or was made before migrations; `agent-etl store upgrade` brings it to"
+            f" {revisions.head}"
         )
     else:
         out.print(
-            f"revision {revisions.current}; this agent-etl's newest is {revisions.head} (`agent-etl store upgrade` upgrades an older store, a newer one needs a newer agent-etl)"
+            f"revision {revisions.current}; this agent-etl's newest is {revisions.head} (`agent-etl store upgrade`"
+            " upgrades an older store, a newer one needs a newer agent-etl)"
         )
 
 
@@ -502,7 +504,10 @@ def serve(
     data_root: Annotated[
         Path | None,
         typer.Option(
-            help="Specs registered through the API read and write files only under this directory (default: the working directory); relative paths start there."
+            help=(
+                "Specs registered through the API read and write files only under this directory (default: the working"
+                " directory); relative paths start there."
+            )
         ),
     ] = None,
     public_read: Annotated[
@@ -685,7 +690,8 @@ def main() -> None:
             next_step="rerun with --debug for the traceback; please report it",
         )
         err.print(
-            f"[red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the traceback; please report it)"
+            f"[red]internal error:[/] {type(exc).__name__}: {escape(redact(str(exc)))} (rerun with --debug for the"
+            " traceback; please report it)"
         )
         sys.exit(70)
 

@@ -207,7 +207,8 @@ class Runtime:
             raise ConfigurationError(f"no run {run_id!r} in the store", hint="`agent-etl runs` lists them")
         if record["status"] == "superseded":
             raise ConfigurationError(
-                f"run {record['run_id']} was {record['error'] or 'superseded by a later run'}, which loaded its rows; resuming it would load them twice",
+                f"run {record['run_id']} was {record['error'] or 'superseded by a later run'}, which loaded its rows;"
+                " resuming it would load them twice",
                 hint=f"its staging is gone; start a new run for what came since: agent-etl run {record['spec_file']}",
             )
         if record["status"] in ("succeeded", "discarded"):
@@ -219,7 +220,9 @@ class Runtime:
         if failure.get("remedy") == Remedy.WAIT and not record["tasks"]:
             holder = failure.get("holder_run_id")
             raise ConfigurationError(
-                f"run {record['run_id']} never started: it was refused because {f'run {holder}' if holder else 'another run'} held pipeline {record['pipeline']}; there is nothing to resume",
+                f"run {record['run_id']} never started: it was refused because"
+                f" {f'run {holder}' if holder else 'another run'} held pipeline {record['pipeline']}; there is nothing"
+                " to resume",
                 hint=f"start a new run once that one has finished: agent-etl run {record['spec_file']}",
             )
         if not record["spec_text"]:

@@ -43,7 +43,10 @@ class RetryPolicy(_Model):
     )
     on_bad_data: Literal["fail", "quarantine"] = Field(
         "fail",
-        description="A partition that cannot be read (a value no Arrow type holds): fail the run, or narrow it down by splitting and quarantine the smallest range that still fails.",
+        description=(
+            "A partition that cannot be read (a value no Arrow type holds): fail the run, or narrow it down by"
+            " splitting and quarantine the smallest range that still fails."
+        ),
     )
 
 
@@ -164,13 +167,15 @@ class PipelineSpec(_Model):
             if read := sorted(several & set(transform.inputs or [])):
                 raise _Located(
                     ("transforms", index),
-                    f"transform {transform.name!r} reads {read[0]!r}, which reads several tables; transforms over tables: or schema: are not supported yet: give the table a source of its own (table: ...)",
+                    f"transform {transform.name!r} reads {read[0]!r}, which reads several tables; transforms over"
+                    " tables: or schema: are not supported yet: give the table a source of its own (table: ...)",
                 )
         for index, check in enumerate(self.quality):
             if isinstance(check, ReferentialCheck) and check.referential.target[0] in several:
                 raise _Located(
                     ("quality", index),
-                    f"check {check.label} refers to {check.referential.target[0]!r}, which reads several tables; refer to a source with table:",
+                    f"check {check.label} refers to {check.referential.target[0]!r}, which reads several tables; refer"
+                    " to a source with table:",
                 )
         keys: list[tuple[str | int, ...]] = (
             [("destination",)]
@@ -183,12 +188,14 @@ class PipelineSpec(_Model):
                 if not named:
                     raise _Located(
                         key,
-                        f"a {dest.type} destination takes one table, and input {dest.input!r} reads several; load them into a database destination",
+                        f"a {dest.type} destination takes one table, and input {dest.input!r} reads several; load them"
+                        " into a database destination",
                     )
                 if dest.table is not None:
                     raise _Located(
                         (*key, "table"),
-                        f"input {dest.input!r} reads several tables, each into a table of its own name: drop table: (table_prefix: puts a prefix before each name)",
+                        f"input {dest.input!r} reads several tables, each into a table of its own name: drop table:"
+                        " (table_prefix: puts a prefix before each name)",
                     )
                 continue
             if named and dest.table is None:
@@ -199,7 +206,8 @@ class PipelineSpec(_Model):
             if getattr(dest, "table_prefix", None) is not None:
                 raise _Located(
                     (*key, "table_prefix"),
-                    "table_prefix only applies when the input reads several tables (tables: or schema:); name the target with table:",
+                    "table_prefix only applies when the input reads several tables (tables: or schema:); name the"
+                    " target with table:",
                 )
             if dest.write == "merge" and not dest.primary_key:
                 raise _Located((*key, "primary_key"), "write: merge needs primary_key: [column, ...]")

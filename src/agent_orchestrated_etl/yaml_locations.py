@@ -90,7 +90,8 @@ def _check_expanded(root: yaml.Node, limits: SpecLimits, file: str) -> None:
                         file,
                         line,
                         "",
-                        f"the spec expands to more than {limits.max_nodes:,} YAML nodes (an alias *name repeats its anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)",
+                        f"the spec expands to more than {limits.max_nodes:,} YAML nodes (an alias *name repeats its"
+                        " anchor's whole value) (AGENT_ETL_SPEC_MAX_NODES)",
                     )
                 ]
             )

@@ -22,7 +22,10 @@ LAUNCH_ARGS = [
     "--no-first-run",
 ]
 ROWS = 3_000_000
-LIVE_PROGRESS = f"() => [...document.querySelectorAll('[data-testid=task-row]')].some(r => r.dataset.status === 'running' && +r.dataset.rows > 0 && +r.dataset.rows < {ROWS})"
+LIVE_PROGRESS = (
+    "() => [...document.querySelectorAll('[data-testid=task-row]')].some(r => r.dataset.status === 'running' &&"
+    f" +r.dataset.rows > 0 && +r.dataset.rows < {ROWS})"
+)
 
 
 @pytest.fixture(scope="module")

@@ -37,8 +37,14 @@ READ_ROUTES = [
 
 def spec(path: str, *, key: str = "sources") -> str:
     if key == "sources":
-        return f"name: escape\nsources:\n  people: {{type: file, path: '{path}'}}\ndestination: {{type: duckdb, path: out.duckdb, table: t}}\n"
-    return f"name: escape\nsources:\n  people: {{type: file, path: people.csv}}\ndestination: {{type: duckdb, path: '{path}', table: t}}\n"
+        return (
+            f"name: escape\nsources:\n  people: {{type: file, path: '{path}'}}\ndestination: {{type: duckdb, path:"
+            " out.duckdb, table: t}\n"
+        )
+    return (
+        "name: escape\nsources:\n  people: {type: file, path: people.csv}\ndestination: {type: duckdb, path:"
+        f" '{path}', table: t}}\n"
+    )
 
 
 @pytest.fixture
@@ -160,7 +166,8 @@ def test_only_the_servers_own_names_are_accepted_in_host(data_dir: Path) -> None
         assert refused.headers["content-type"] == "application/problem+json"
         assert (
             refused.json()["detail"]
-            == "this server does not answer to Host 'rebound.attacker.example'; start agent-etl serve with --allowed-host rebound.attacker.example if that is its name"
+            == "this server does not answer to Host 'rebound.attacker.example'; start agent-etl serve with"
+            " --allowed-host rebound.attacker.example if that is its name"
         )
         from starlette.websockets import WebSocketDisconnect
 

@@ -73,9 +73,9 @@ def decisions(run_id: str) -> list[tuple[str, str, str]]:
 
 def refusal(quarantined: int, read: int) -> str:
     return (
-        f"every row it read was quarantined ({quarantined:,} quarantined, {read:,} read, 0 to load); a failed read is not an empty source,"
-        " and write: replace would empty the target, which stays as it was"
-        " (fix the source and run again, or set allow_empty: true on the destination to publish an empty replace)"
+        f"every row it read was quarantined ({quarantined:,} quarantined, {read:,} read, 0 to load); a failed read is"
+        " not an empty source, and write: replace would empty the target, which stays as it was (fix the source and"
+        " run again, or set allow_empty: true on the destination to publish an empty replace)"
     )
 
 
@@ -86,7 +86,10 @@ def assert_refused(tmp_path: Path, result, quarantined: int, read: int) -> None:
     assert result.commits == []
 
 
-GRAPHQL = "query($after: String) { items(first: 250, after: $after) { edges { node { id broken } } pageInfo { endCursor hasNextPage } } }"
+GRAPHQL = (
+    "query($after: String) { items(first: 250, after: $after) { edges { node { id broken } } pageInfo { endCursor"
+    " hasNextPage } } }"
+)
 
 
 def test_graphql_whose_every_page_fails_does_not_replace_the_table(graphql_url: str, tmp_path: Path) -> None:
@@ -102,7 +105,10 @@ def test_graphql_whose_every_page_fails_does_not_replace_the_table(graphql_url: 
     [(_, choice, reason), *_] = decisions(allowed.run_id)
     assert (choice, reason) == (
         "commit an empty replace",
-        "every row it read was quarantined (2,500 quarantined, 0 read, 0 to load); allow_empty: true publishes it, which empties the target",
+        (
+            "every row it read was quarantined (2,500 quarantined, 0 read, 0 to load); allow_empty: true publishes it,"
+            " which empties the target"
+        ),
     )
 
 
@@ -139,7 +145,10 @@ def test_a_check_that_rejects_every_database_row_does_not_replace_the_table(post
         assert count(tmp_path / "out.duckdb", "items__quarantine") == 5
         assert decisions(appended.run_id)[0][1:] == (
             "commit: nothing to add",
-            "every row it read was quarantined (5 quarantined, 5 read, 0 to load); write: append leaves the target's rows as they were and publishes the quarantine entries",
+            (
+                "every row it read was quarantined (5 quarantined, 5 read, 0 to load); write: append leaves the"
+                " target's rows as they were and publishes the quarantine entries"
+            ),
         )
     finally:
         run_sql(postgres_url, f"DROP TABLE {table}")

@@ -22,7 +22,8 @@ def items(pg_schema: tuple[str, str]) -> tuple[str, str]:
         url,
         f"CREATE TYPE {schema}.size AS ENUM ('s', 'm', 'l')",
         f"CREATE TABLE {schema}.items (id int, price numeric(10, 2), size {schema}.size)",
-        f"INSERT INTO {schema}.items SELECT i, i * 1.25, (ARRAY['s', 'm', 'l'])[1 + mod(i, 3)]::{schema}.size FROM generate_series(1, 999) i",
+        f"INSERT INTO {schema}.items SELECT i, i * 1.25, (ARRAY['s', 'm', 'l'])[1 + mod(i, 3)]::{schema}.size FROM"
+        " generate_series(1, 999) i",
         f"INSERT INTO {schema}.items VALUES (NULL, NULL, NULL)",
     )
     return url, schema
@@ -87,11 +88,15 @@ EVERY_TYPE = """(
     ia int[], ta text[], ca char(5)[]
 )"""
 EVERY_ROW = (
-    "(1, -3, 9000000000, 123.456, 1.5, 2.25, 'text ', 'varchar ', 'TRUCK', true, '2024-02-29', '13:14:15.123456', '2024-01-02 03:04:05.678901',"
-    " '2024-01-02 03:04:05+02', '1 year 2 mons 3 days 04:05:06.5', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"a\": [1, 2]}', '{\"b\": {\"c\": null}}',"
-    " '\\x00ff10', '{1,NULL,3}', '{\"x \",\"y\"}', '{\"ab\",\"c  \"}')"
+    "(1, -3, 9000000000, 123.456, 1.5, 2.25, 'text ', 'varchar ', 'TRUCK', true, '2024-02-29', '13:14:15.123456',"
+    " '2024-01-02 03:04:05.678901', '2024-01-02 03:04:05+02', '1 year 2 mons 3 days 04:05:06.5',"
+    " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"a\": [1, 2]}', '{\"b\": {\"c\": null}}', '\\x00ff10', '{1,NULL,3}',"
+    ' \'{"x ","y"}\', \'{"ab","c  "}\')'
 )
-EVERY_EDGE = "(3, 0, 0, -0.001, 'NaN', '-Infinity', '', '', '', false, '0001-01-01', '00:00:00', '1970-01-01', '1970-01-01 00:00:00+00', '-1 days', '00000000-0000-0000-0000-000000000000', '[]', '[]', '\\x', '{}', '{}', '{}')"
+EVERY_EDGE = (
+    "(3, 0, 0, -0.001, 'NaN', '-Infinity', '', '', '', false, '0001-01-01', '00:00:00', '1970-01-01', '1970-01-01"
+    " 00:00:00+00', '-1 days', '00000000-0000-0000-0000-000000000000', '[]', '[]', '\\x', '{}', '{}', '{}')"
+)
 
 
 @pytest.mark.parametrize("read", ["table", "query"])

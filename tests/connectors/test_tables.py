@@ -40,10 +40,12 @@ def crm(pg_schema: tuple[str, str]) -> tuple[str, str, sa.Engine]:
         conn.exec_driver_sql(f"CREATE TABLE {schema}.customers (id int PRIMARY KEY, name text)")
         conn.exec_driver_sql(f"INSERT INTO {schema}.customers VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Edsger')")
         conn.exec_driver_sql(
-            f"CREATE TABLE {schema}.orders (order_id int PRIMARY KEY, customer_id int, amount numeric(10, 2), updated_at timestamp)"
+            f"CREATE TABLE {schema}.orders (order_id int PRIMARY KEY, customer_id int, amount numeric(10, 2),"
+            " updated_at timestamp)"
         )
         conn.exec_driver_sql(
-            f"INSERT INTO {schema}.orders SELECT i, 1 + mod(i, 3), i * 1.5, timestamp '2024-01-01' + i * interval '1 hour' FROM generate_series(1, 500) i"
+            f"INSERT INTO {schema}.orders SELECT i, 1 + mod(i, 3), i * 1.5, timestamp '2024-01-01' + i * interval '1"
+            " hour' FROM generate_series(1, 500) i"
         )
         conn.exec_driver_sql(
             f"CREATE TABLE {schema}.lines (order_id int, line_no int, sku text, PRIMARY KEY (order_id, line_no))"
@@ -76,7 +78,8 @@ def test_a_schema_lands_table_by_table_pushed_down_and_a_rerun_replaces(crm: tup
     expansion = decision(result, "source crm")
     assert (
         expansion["choice"]
-        == "read 3 table(s) as a source each, each into a destination table of its name: crm.customers, crm.lines, crm.orders"
+        == "read 3 table(s) as a source each, each into a destination table of its name: crm.customers, crm.lines,"
+        " crm.orders"
     )
     assert (
         expansion["reason"]
@@ -92,7 +95,11 @@ def test_a_schema_lands_table_by_table_pushed_down_and_a_rerun_replaces(crm: tup
         ("lines", 1000),
         ("orders", 500),
     ]
-    check = "SELECT (SELECT count(*) FROM customers), (SELECT string_agg(name, ',' ORDER BY id) FROM customers), (SELECT count(*) FROM orders), (SELECT sum(amount) FROM orders), (SELECT count(*) FROM lines), (SELECT count(DISTINCT sku) FROM lines)"
+    check = (
+        "SELECT (SELECT count(*) FROM customers), (SELECT string_agg(name, ',' ORDER BY id) FROM customers), (SELECT"
+        " count(*) FROM orders), (SELECT sum(amount) FROM orders), (SELECT count(*) FROM lines), (SELECT count(DISTINCT"
+        " sku) FROM lines)"
+    )
     expected = [(3, "Ada,Grace,Edsger", 500, Decimal("187875.00"), 1000, 1000)]
     assert rows(out, check) == expected
     assert rows(out, "SELECT max(updated_at), typeof(any_value(amount)) FROM orders") == [
@@ -117,7 +124,8 @@ destination: {{type: duckdb, path: "{out}"}}
     result = run(text)
     assert result.status == "failed" and not result.tasks
     assert result.error.startswith(
-        f"source crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers, lines, orders)"
+        f"source crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers,"
+        " lines, orders)"
     )
     assert "\n" not in result.error
     assert not out.exists() or rows(out, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'customers'") == [
@@ -182,7 +190,8 @@ def test_merge_needs_each_table_to_have_a_primary_key(crm: tuple, tmp_path: Path
     assert result.status == "failed"
     assert (
         result.error
-        == f"source crm: write: merge needs a primary key, and table {schema}.audit_log has none (add one to the table, give the destination primary_key:, or read the table through a source of its own)"
+        == f"source crm: write: merge needs a primary key, and table {schema}.audit_log has none (add one to the table,"
+        " give the destination primary_key:, or read the table through a source of its own)"
     )
 
 
@@ -344,7 +353,8 @@ destination: {{type: duckdb, path: w.duckdb}}
     assert app(["validate", str(spec)], standalone_mode=False) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(str(spec))]
     assert lines == [
-        f"{spec}:3: sources.crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log, customers, lines, orders)"
+        f"{spec}:3: sources.crm: table {schema}.refunds does not exist (check tables:; schema {schema} has audit_log,"
+        " customers, lines, orders)"
     ]
 
 
@@ -383,7 +393,8 @@ def test_one_table_of_a_schema_source_can_be_profiled(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE kinds AS SELECT range AS kind FROM range(7)")
     spec = tmp_path / "p.yaml"
     spec.write_text(
-        "name: p\nsources:\n  lake: {type: duckdb, path: src.duckdb, schema: main}\ndestination: {type: duckdb, path: w.duckdb}\n"
+        "name: p\nsources:\n  lake: {type: duckdb, path: src.duckdb, schema: main}\ndestination: {type: duckdb, path:"
+        " w.duckdb}\n"
     )
     opened = open_source(f"{spec}:lake.kinds")
     assert sum(b.num_rows for p in opened.source.partitions() for b, _ in opened.source.read(p)) == 7

@@ -24,12 +24,24 @@ from agent_orchestrated_etl.verify.fingerprint import Shape, family, fingerprint
 from agent_orchestrated_etl.verify.sides import DatabaseSide, DuckDBSide
 
 ROWS = [
-    "(1, 12.50, 'héllo ✓', DATE '2024-02-29', TIMESTAMP '2024-01-02 03:04:05.123456', TIMESTAMP '2024-06-30 23:59:59.5', TRUE, 1.25, 9007199254740993)",
+    (
+        "(1, 12.50, 'héllo ✓', DATE '2024-02-29', TIMESTAMP '2024-01-02 03:04:05.123456', TIMESTAMP '2024-06-30"
+        " 23:59:59.5', TRUE, 1.25, 9007199254740993)"
+    ),
     "(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
-    "(3, -0.01, '日本語 \"quoted\" ''x''', DATE '1999-12-31', TIMESTAMP '2000-01-01 00:00:00', TIMESTAMP '1970-01-02 00:00:00', FALSE, -3.0, -1)",
-    "(4, 0.00, '', DATE '2024-01-01', TIMESTAMP '2024-01-01 12:00:00.000001', TIMESTAMP '2024-01-01 12:00:00', TRUE, 0.1, 0)",
+    (
+        "(3, -0.01, '日本語 \"quoted\" ''x''', DATE '1999-12-31', TIMESTAMP '2000-01-01 00:00:00', TIMESTAMP"
+        " '1970-01-02 00:00:00', FALSE, -3.0, -1)"
+    ),
+    (
+        "(4, 0.00, '', DATE '2024-01-01', TIMESTAMP '2024-01-01 12:00:00.000001', TIMESTAMP '2024-01-01 12:00:00',"
+        " TRUE, 0.1, 0)"
+    ),
 ]
-TYPES = "(id INT, amount DECIMAL(12,2), name VARCHAR(50), d DATE, ts {ts}, tz {tz}, flag BOOLEAN, f DOUBLE PRECISION, big BIGINT)"
+TYPES = (
+    "(id INT, amount DECIMAL(12,2), name VARCHAR(50), d DATE, ts {ts}, tz {tz}, flag BOOLEAN, f DOUBLE PRECISION, big"
+    " BIGINT)"
+)
 COLUMNS = ["id", "amount", "name", "d", "ts", "tz", "flag", "f", "big"]
 
 
@@ -68,7 +80,8 @@ def test_the_same_table_hashes_alike_in_duckdb_postgresql_and_mariadb(
         prints.append(fingerprint(side, shape))
         texts.append(
             side.query(
-                f"SELECT {', '.join(fp.canonical(side.quote(c), kinds[c], side.dialect) for c in COLUMNS)} FROM {side.relation} ORDER BY id"
+                f"SELECT {', '.join(fp.canonical(side.quote(c), kinds[c], side.dialect) for c in COLUMNS)} FROM"
+                f" {side.relation} ORDER BY id"
             )
         )
         side.close()  # type: ignore[attr-defined]
@@ -105,8 +118,10 @@ def source(pg_schema: tuple[str, str]) -> tuple[str, str]:
     url, schema = pg_schema
     run_sql(
         url,
-        f"CREATE TABLE {schema}.orders (id int PRIMARY KEY, amount numeric(12, 2), note text, day date, placed_at timestamptz)",
-        f"INSERT INTO {schema}.orders SELECT i, i * 1.25, 'n' || i, DATE '2024-01-01' + mod(i, 300), TIMESTAMPTZ '2024-01-01 00:00:00+00' + i * interval '1 minute' FROM generate_series(1, 20000) i",
+        f"CREATE TABLE {schema}.orders (id int PRIMARY KEY, amount numeric(12, 2), note text, day date, placed_at"
+        " timestamptz)",
+        f"INSERT INTO {schema}.orders SELECT i, i * 1.25, 'n' || i, DATE '2024-01-01' + mod(i, 300), TIMESTAMPTZ"
+        " '2024-01-01 00:00:00+00' + i * interval '1 minute' FROM generate_series(1, 20000) i",
     )
     return url, schema
 
@@ -190,11 +205,13 @@ def test_a_target_tampered_between_load_and_verify_is_caught(
     ]
     assert (
         found["message"]
-        == "the key sets differ; first differing keys: id=17 (values differ), id=20001 (not in the source), id=5000 (missing in the target)"
+        == "the key sets differ; first differing keys: id=17 (values differ), id=20001 (not in the source), id=5000"
+        " (missing in the target)"
     )
     assert (
         result.error
-        == f"verify of {schema}.copy: {found['message']} (the target is committed; find what changed it, then load it again)"
+        == f"verify of {schema}.copy: {found['message']} (the target is committed; find what changed it, then load it"
+        " again)"
     )
 
 
@@ -205,7 +222,8 @@ def test_severity_warn_records_the_mismatch_and_succeeds(
     _tamper_before_verify(monkeypatch, "UPDATE orders SET note = 'changed' WHERE id = 123", duckdb_path=out)
     result = _run(
         *source,
-        f'{{type: duckdb, path: "{out}", table: orders, write: replace, primary_key: [id], verify: {{severity: warn, columns: [note]}}}}',
+        f'{{type: duckdb, path: "{out}", table: orders, write: replace, primary_key: [id], verify: {{severity: warn,'
+        " columns: [note]}}",
     )
     assert result.ok
     found = _verify(result)
@@ -260,7 +278,8 @@ destination: {{type: duckdb, path: "{out}", table: orders, write: merge, primary
     assert first.ok and _verify(first)["passed"] and _verify(first)["rows_checked"] == 20000
     run_sql(
         url,
-        f"INSERT INTO {schema}.orders SELECT i, i * 1.25, 'n' || i, DATE '2024-01-01', now() FROM generate_series(20001, 20100) i",
+        f"INSERT INTO {schema}.orders SELECT i, i * 1.25, 'n' || i, DATE '2024-01-01', now() FROM"
+        " generate_series(20001, 20100) i",
     )
     # A row of the first run changed in the target: outside this run's window, not this run's business.
     _tamper_before_verify(
@@ -298,7 +317,8 @@ def test_a_transform_or_quarantine_falls_back_to_counts(source: tuple[str, str],
     assert result.ok
     assert (
         _verify(result)["message"]
-        == "counts only (it loads transform daily, whose rows are not the source's one to one): 20,000 read, 300 loaded, 0 quarantined"
+        == "counts only (it loads transform daily, whose rows are not the source's one to one): 20,000 read, 300"
+        " loaded, 0 quarantined"
     )
 
 
@@ -366,7 +386,10 @@ def test_the_verify_command_checks_a_committed_run_again(source: tuple[str, str]
 
 
 def test_verify_spec_forms() -> None:
-    base = "name: p\nsources:\n  s: {type: file, path: a.csv}\ndestination: {type: duckdb, path: o.duckdb, table: t, verify: %s}\n"
+    base = (
+        "name: p\nsources:\n  s: {type: file, path: a.csv}\ndestination: {type: duckdb, path: o.duckdb, table: t,"
+        " verify: %s}\n"
+    )
     assert parse_spec(base % "true").pipeline.destination.verify is True  # type: ignore[union-attr]
     spec = parse_spec(base % "{severity: warn, columns: [a, b]}").pipeline.destination.verify  # type: ignore[union-attr]
     assert (spec.severity, spec.columns) == ("warn", ["a", "b"])
@@ -388,9 +411,16 @@ def test_typical_types_verify_in_every_direction(
         "duckdb": f'{{type: duckdb, path: "{path}", table: t}}',
     }
     targets = {
-        "mysql": f'{{type: mysql, url: "{mysql_database}", table: copy, write: replace, primary_key: [id], verify: true}}',
-        "duckdb": f'{{type: duckdb, path: "{tmp_path / "out.duckdb"}", table: copy, write: replace, primary_key: [id], verify: true}}',
-        "postgres": f'{{type: postgres, url: "{pg}", table: {schema}.copy, write: replace, primary_key: [id], verify: true}}',
+        "mysql": (
+            f'{{type: mysql, url: "{mysql_database}", table: copy, write: replace, primary_key: [id], verify: true}}'
+        ),
+        "duckdb": (
+            f'{{type: duckdb, path: "{tmp_path / "out.duckdb"}", table: copy, write: replace, primary_key: [id],'
+            " verify: true}"
+        ),
+        "postgres": (
+            f'{{type: postgres, url: "{pg}", table: {schema}.copy, write: replace, primary_key: [id], verify: true}}'
+        ),
     }
     source, target = direction.split(">")
     result = run_pipeline(
@@ -437,7 +467,8 @@ destination: {{type: duckdb, path: "{out}", table: items, write: replace, primar
         found = _verify(result)
         assert (
             found["message"]
-            == "counts only (source items is an API and is not read again; its staged counts are compared): 250 read, 250 loaded, 0 quarantined"
+            == "counts only (source items is an API and is not read again; its staged counts are compared): 250 read,"
+            " 250 loaded, 0 quarantined"
         )
         assert found["observed"]["target_rows"] == 250
         _tamper_before_verify(monkeypatch, "DELETE FROM items WHERE id > 240", duckdb_path=out)
@@ -488,7 +519,8 @@ def test_row_wise_steps_are_hashed_on_the_columns_they_pass_through(
     )
     assert (
         _verify(filtered)["message"]
-        == "counts only (it loads transform kept, whose rows are not the source's one to one): 20,000 read, 19,990 loaded, 0 quarantined"
+        == "counts only (it loads transform kept, whose rows are not the source's one to one): 20,000 read, 19,990"
+        " loaded, 0 quarantined"
     )
 
 
@@ -499,7 +531,10 @@ def test_the_api_shows_the_verify_result_with_the_run(tmp_path: Path) -> None:
     from agent_orchestrated_etl.api.service import ServeOptions
 
     (tmp_path / "people.csv").write_text("id,name\n" + "".join(f"{i},p{i}\n" for i in range(1, 51)))
-    spec = "name: people\nsources:\n  people: {type: file, path: people.csv}\ndestination: {type: duckdb, path: out.duckdb, table: people, write: replace, primary_key: [id], verify: true}\n"
+    spec = (
+        "name: people\nsources:\n  people: {type: file, path: people.csv}\ndestination: {type: duckdb, path:"
+        " out.duckdb, table: people, write: replace, primary_key: [id], verify: true}\n"
+    )
     options = ServeOptions(
         settings=Settings(),
         token=TOKEN,
@@ -586,7 +621,8 @@ destination: {{type: file, path: "{out}", write: replace, primary_key: [id], ver
     monkeypatch.setattr(after_commit, "reconcile", real)
     assert (
         _verify(run_pipeline(parse_spec(csv_out, file="p.yaml"), Settings()))["message"]
-        == "counts only (only a local, unpartitioned Parquet file target is read back for a hash): 400 read, 400 loaded, 0 quarantined"
+        == "counts only (only a local, unpartitioned Parquet file target is read back for a hash): 400 read, 400"
+        " loaded, 0 quarantined"
     )
 
 
@@ -610,7 +646,8 @@ destination: {{type: duckdb, path: "{out}", table: t, write: replace, verify: tr
 """
     found = _verify(run_pipeline(parse_spec(text, file="p.yaml"), Settings()))
     assert found["observed"]["key"] == ["id", "name"]
-    assert found["message"] == (
-        "the source has 100 rows, the target 101; the key sets differ; first differing keys: "
-        "id=7, name=n7 (1 in the source, 2 in the target), id=8, name=NULL (not in the source), id=8, name=n8 (missing in the target)"
+    assert (
+        found["message"]
+        == "the source has 100 rows, the target 101; the key sets differ; first differing keys: id=7, name=n7 (1 in the"
+        " source, 2 in the target), id=8, name=NULL (not in the source), id=8, name=n8 (missing in the target)"
     )

@@ -25,7 +25,8 @@ def test_prometheus_scrapes_rows_written(tmp_path: Path) -> None:
             time.sleep(0.05)
         target = url.removeprefix("http://")
         (tmp_path / "prometheus.yml").write_text(
-            f"global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: agent-etl\n    authorization: {{credentials: {TOKEN}}}\n    static_configs: [{{targets: ['{target}']}}]\n"
+            "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: agent-etl\n    authorization:"
+            f" {{credentials: {TOKEN}}}\n    static_configs: [{{targets: ['{target}']}}]\n"
         )
         port = free_port()
         process = subprocess.Popen(

@@ -55,10 +55,19 @@ def test_every_bad_expression_is_reported_with_its_line_step_and_column(
         problems
         == [
             f"4: sources.missing.path: file not found: {spec.parent}/nowhere.parquet (check `path:` in the spec)",  # run fails on it too
-            '12: transforms[0].steps[1].derive.total: Binder Error: Referenced column "amout" not found in FROM clause! Candidate bindings: "amount"',
-            '15: transforms[1].sql: Binder Error: Referenced column "order_idd" not found in FROM clause! Candidate bindings: "order_id" (fix the transform\'s sql:)',
+            (
+                '12: transforms[0].steps[1].derive.total: Binder Error: Referenced column "amout" not found in FROM clause!'
+                ' Candidate bindings: "amount"'
+            ),
+            (
+                '15: transforms[1].sql: Binder Error: Referenced column "order_idd" not found in FROM clause! Candidate'
+                ' bindings: "order_id" (fix the transform\'s sql:)'
+            ),
             "19: transforms[2].steps[0].filter: Parser Error: syntax error at end of input",
-            "21: quality[0]: no column 'amont'; the input has ['order_id', 'amount', 'ts'] (fix the check or the column name)",
+            (
+                "21: quality[0]: no column 'amont'; the input has ['order_id', 'amount', 'ts'] (fix the check or the column"
+                " name)"
+            ),
             '22: quality[1]: Parser Error: syntax error at or near ")" (fix the check or the column name)',
         ]
     )

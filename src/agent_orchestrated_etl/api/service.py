@@ -288,7 +288,8 @@ def _serve_problems(loaded: LoadedSpec) -> list[SpecProblem]:
             problems.append(
                 problem(
                     ("schedule",),
-                    "a pipeline inside a workflow runs when the workflow runs; schedule it as a pipeline spec of its own, or start the workflow with POST /api/v1/runs",
+                    "a pipeline inside a workflow runs when the workflow runs; schedule it as a pipeline spec of its"
+                    " own, or start the workflow with POST /api/v1/runs",
                 )
             )
         elif spec.schedule is not None:

@@ -40,14 +40,20 @@ class DestinationSpecBase(ConnectorSpec):
     write: Literal["append", "replace", "merge"] = "append"
     primary_key: list[str] = Field(
         default_factory=list,
-        description="Key columns for write: merge (from an input with tables: or schema:, each table's own primary key by default).",
+        description=(
+            "Key columns for write: merge (from an input with tables: or schema:, each table's own primary key by"
+            " default)."
+        ),
     )
     critical: bool = Field(
         True, description="When false, a failure loading this destination leaves it as it was and the run ends partial."
     )
     allow_empty: bool = Field(
         False,
-        description="write: replace only: publish a load whose every row was quarantined (it empties the target); without it such a load fails the commit.",
+        description=(
+            "write: replace only: publish a load whose every row was quarantined (it empties the target); without it"
+            " such a load fails the commit."
+        ),
     )
     hard_delete: str | None = Field(
         None, description="write: merge only: a boolean column; a row where it is true deletes its key from the target."
@@ -63,7 +69,10 @@ class DestinationSpecBase(ConnectorSpec):
 
     verify: bool | VerifySpec = Field(
         False,
-        description="After the commit, reconcile the target with the source (count, key set, hash; or counts where rows do not map one to one); costs a scan of both. true, or {severity, columns}.",
+        description=(
+            "After the commit, reconcile the target with the source (count, key set, hash; or counts where rows do not"
+            " map one to one); costs a scan of both. true, or {severity, columns}."
+        ),
     )
 
     @model_validator(mode="after")

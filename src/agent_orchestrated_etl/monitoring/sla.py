@@ -118,7 +118,8 @@ class SlaWatcher:
                     "sla_max_duration",
                     Severity.WARNING,
                     state,
-                    f"run {run_id} of {state.pipeline} has been running for {_human(state.seconds(now))}, over its SLA of {sla.max_duration}",
+                    f"run {run_id} of {state.pipeline} has been running for {_human(state.seconds(now))}, over its SLA"
+                    f" of {sla.max_duration}",
                     {
                         "limit_seconds": limit.total_seconds(),
                         "seconds": round(state.seconds(now), 1),
@@ -140,7 +141,10 @@ class SlaWatcher:
                     if last
                     else "no successful run since it was registered"
                 )
-                summary = f"pipeline {name} is stale: {since}, {_human(age)} ago, over its freshness SLA of {watched.freshness}"
+                summary = (
+                    f"pipeline {name} is stale: {since}, {_human(age)} ago, over its freshness SLA of"
+                    f" {watched.freshness}"
+                )
                 alert = Alert(
                     sender="monitor",
                     rule="sla_freshness",
@@ -188,7 +192,8 @@ class SlaWatcher:
                     "sla_max_duration",
                     Severity.WARNING,
                     state,
-                    f"run {state.run_id} of {state.pipeline} took {_human(seconds)}, over its SLA of {sla.max_duration}",
+                    f"run {state.run_id} of {state.pipeline} took {_human(seconds)}, over its SLA of"
+                    f" {sla.max_duration}",
                     {"limit_seconds": limit.total_seconds(), "seconds": round(seconds, 1), "finished": True},
                 )
             )
@@ -199,7 +204,8 @@ class SlaWatcher:
                     "sla_min_rows",
                     Severity.WARNING,
                     state,
-                    f"run {state.run_id} of {state.pipeline} wrote {written:,} rows, fewer than its SLA minimum of {sla.min_rows:,}",
+                    f"run {state.run_id} of {state.pipeline} wrote {written:,} rows, fewer than its SLA minimum of"
+                    f" {sla.min_rows:,}",
                     {"rows_written": written, "min_rows": sla.min_rows},
                 )
             )
@@ -213,7 +219,8 @@ class SlaWatcher:
                         "sla_max_error_rate",
                         Severity.WARNING,
                         state,
-                        f"run {state.run_id} of {state.pipeline} quarantined {quarantined:,} of {read:,} rows ({rate:.2%}), over its SLA of {sla.max_error_rate:.2%}",
+                        f"run {state.run_id} of {state.pipeline} quarantined {quarantined:,} of {read:,} rows"
+                        f" ({rate:.2%}), over its SLA of {sla.max_error_rate:.2%}",
                         {
                             "rows_read": read,
                             "rows_quarantined": quarantined,

@@ -73,10 +73,11 @@ def make_plan(
         preflight(spec, sources)  # a bad expression fails the run before any task, with its step and column
     plan = Plan(tasks=[])
     windows = windows or {}
+    # Only incremental sources, whose partitions() take a window, have one.
     partitions = {
-        name: source.partitions(windows[name]) if name in windows else source.partitions()
+        name: source.partitions(windows[name]) if name in windows else source.partitions()  # type: ignore[call-arg]
         for name, source in sources.items()
-    }  # type: ignore[call-arg]  # only incremental sources, whose partitions() take a window, have one
+    }
     for name, win in windows.items():
         start = "the beginning" if win.start is None else f"{win.cursor} {'>' if win.strict else '>='} {win.start}"
         skipped = f", skipping {len(win.exclude)} row(s) already loaded at that value" if win.exclude else ""
@@ -84,9 +85,11 @@ def make_plan(
             PlannedDecision(
                 f"source {name}",
                 f"read incrementally from {start}{skipped}",
-                "the destination committed this high-water mark with the last run's data"
-                if win.previous
-                else "no state committed yet",
+                (
+                    "the destination committed this high-water mark with the last run's data"
+                    if win.previous
+                    else "no state committed yet"
+                ),
             )
         )
     for name, parts in partitions.items():
@@ -146,7 +149,9 @@ def make_plan(
                     subject,
                     f"push the copy down: the {dest.type} engine reads {sources[dest.input].spec.type} itself, "
                     "one task per partition",
-                    "no quality check, incremental window or transform touches the rows, so no batch needs to pass through Python; each partition still stages separately (checkpoint and retry per partition), progress is counted per finished partition, and nothing can be quarantined",
+                    "no quality check, incremental window or transform touches the rows, so no batch needs to pass"
+                    " through Python; each partition still stages separately (checkpoint and retry per partition),"
+                    " progress is counted per finished partition, and nothing can be quarantined",
                 )
             )
             continue

@@ -103,9 +103,12 @@ def _upgrade(conn: sa.Connection, current: str | None, where: str) -> None:
             _scripts().get_revision(current)
         except CommandError:
             raise ConfigurationError(
-                f"the metadata store is at revision {current}, which agent-etl {_version()} does not know (its newest is {HEAD}): a newer agent-etl upgraded it",
+                f"the metadata store is at revision {current}, which agent-etl {_version()} does not know (its newest"
+                f" is {HEAD}): a newer agent-etl upgraded it",
                 where=where,
-                hint="upgrade agent-etl (pip install -U agent-orchestrated-etl), or point DATABASE_URL at another store",
+                hint=(
+                    "upgrade agent-etl (pip install -U agent-orchestrated-etl), or point DATABASE_URL at another store"
+                ),
             ) from None
     inspector = sa.inspect(conn)
     adopting = current is None and inspector.has_table("runs")

@@ -124,7 +124,10 @@ def _mysql(column: str, kind: Family) -> str:
     if kind in ("decimal", "float"):
         number = f"CAST({column} AS CHAR)" if kind == "decimal" else f"CAST(ROUND({column}, 9) AS DECIMAL(65, 9))"
         as_text = f"CAST({number} AS CHAR)"
-        return f"CASE WHEN LOCATE('.', {as_text}) > 0 THEN TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {as_text})) ELSE {as_text} END"
+        return (
+            f"CASE WHEN LOCATE('.', {as_text}) > 0 THEN TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {as_text})) ELSE"
+            f" {as_text} END"
+        )
     if kind == "date":
         return f"DATE_FORMAT({column}, '%Y-%m-%d')"
     if kind == "time":
@@ -192,7 +195,10 @@ def _kinds(side: Side) -> dict[str, Family]:
 
 def fingerprint(side: Side, shape: Shape) -> Fingerprint:
     kinds = _kinds(side)
-    sql = f"SELECT count(*), coalesce(sum(h), 0) % {MODULUS}, coalesce(bit_xor(h), 0), coalesce(sum(k), 0) % {MODULUS}, coalesce(bit_xor(k), 0) FROM ({_hashed(side, shape, kinds)}) AS _aetl_h"
+    sql = (
+        f"SELECT count(*), coalesce(sum(h), 0) % {MODULUS}, coalesce(bit_xor(h), 0), coalesce(sum(k), 0) % {MODULUS},"
+        f" coalesce(bit_xor(k), 0) FROM ({_hashed(side, shape, kinds)}) AS _aetl_h"
+    )
     (row,) = side.query(sql)
     return Fingerprint(*(int(v) for v in row))
 
@@ -238,7 +244,10 @@ def _buckets(
 ) -> dict[int, tuple[int, int, int]]:
     inner = _hashed(side, shape, kinds)
     where = f" WHERE k % {parent_mod} = {parent}" if parent_mod > 1 else ""
-    sql = f"SELECT k % {modulus} AS b, count(*), sum(h) % {MODULUS}, bit_xor(h) FROM ({inner}) AS _aetl_h{where} GROUP BY k % {modulus}"
+    sql = (
+        f"SELECT k % {modulus} AS b, count(*), sum(h) % {MODULUS}, bit_xor(h) FROM ({inner}) AS _aetl_h{where} GROUP BY"
+        f" k % {modulus}"
+    )
     return {int(b): (int(n), int(s), int(x)) for b, n, s, x in side.query(sql)}
 
 
@@ -257,7 +266,10 @@ def _listed(
             f"{canonical(side.quote(n), kind.get(n, k), side.dialect)} AS {side.quote('_aetl_k' + str(i))}"
             for i, (n, k) in enumerate(shape.key)
         )
-        sql = f"SELECT * FROM ({_hashed(side, shape, kind, ', ' + values)}) AS _aetl_h WHERE k % {modulus} = {bucket} ORDER BY k, h LIMIT {LIST_LIMIT + 1}"
+        sql = (
+            f"SELECT * FROM ({_hashed(side, shape, kind, ', ' + values)}) AS _aetl_h WHERE k % {modulus} = {bucket}"
+            f" ORDER BY k, h LIMIT {LIST_LIMIT + 1}"
+        )
         rows: dict[tuple[Any, ...], list[int]] = {}
         for row in side.query(sql):
             rows.setdefault(tuple(row[2:]), []).append(int(row[0]))

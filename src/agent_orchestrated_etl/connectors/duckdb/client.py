@@ -129,8 +129,8 @@ class DuckDBClient(EngineClient):
         return [
             r[0]
             for r in session.rows(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
-                " AND starts_with(table_name, ?)",
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name ="
+                " 'main' AND starts_with(table_name, ?)",
                 (prefix,),
             )
         ]
@@ -329,7 +329,10 @@ def _open(path: Path, memory_limit_bytes: int) -> Any:
             raise ConfigurationError(
                 str(exc).splitlines()[0],
                 where=f"duckdb {path}",
-                hint=f"if another process holds the file, close it; else give this user access to {path.parent} (and write access to the file), or point `path:` elsewhere",
+                hint=(
+                    f"if another process holds the file, close it; else give this user access to {path.parent} (and"
+                    " write access to the file), or point `path:` elsewhere"
+                ),
             ) from exc
         _open_files[key] = [conn, 1]
         return conn

@@ -209,7 +209,8 @@ class DuckDBDestination(TransactionalDestination):
             )
             for column, _old, new in changes.widened:
                 cursor.execute(
-                    f"ALTER TABLE {quote(self.table)} ALTER {quote(column)} TYPE {self.duck.column_type(DuckDBSession(cursor), new)}"
+                    f"ALTER TABLE {quote(self.table)} ALTER {quote(column)} TYPE"
+                    f" {self.duck.column_type(DuckDBSession(cursor), new)}"
                 )
             if self.spec.schema_ == "discard":
                 for dropped in changes.added:
@@ -230,7 +231,8 @@ class DuckDBDestination(TransactionalDestination):
         absent = [k for k in self.spec.primary_key if k not in existing]
         if absent:
             raise ConfigurationError(
-                f"merge key {', '.join(absent)} is not a column of {self.table}, and schema: discard would leave it out of the load",
+                f"merge key {', '.join(absent)} is not a column of {self.table}, and schema: discard would leave it out"
+                " of the load",
                 where=self.describe(),
                 hint="add the column to the table, or set schema: evolve",
             )
@@ -282,9 +284,10 @@ class DuckDBDestination(TransactionalDestination):
             ]
             deleted = f"s.{quote(marker)} IS TRUE"
             actions = (
-                f"WHEN MATCHED AND {deleted} THEN DELETE"
-                f" WHEN MATCHED THEN UPDATE SET {', '.join(f'{quote(c)} = s.{quote(c)}' for c in columns)}"
-                f" WHEN NOT MATCHED AND NOT ({deleted}) THEN INSERT ({', '.join(quote(c) for c in columns)}) VALUES ({', '.join(f's.{quote(c)}' for c in columns)})"
+                f"WHEN MATCHED AND {deleted} THEN DELETE WHEN MATCHED THEN UPDATE SET"
+                f" {', '.join(f'{quote(c)} = s.{quote(c)}' for c in columns)} WHEN NOT MATCHED AND NOT ({deleted}) THEN"
+                f" INSERT ({', '.join(quote(c) for c in columns)}) VALUES"
+                f" ({', '.join(f's.{quote(c)}' for c in columns)})"
             )
         cursor.execute(f"MERGE INTO {quote(self.table)} AS t USING ({latest}) AS s ON {on} {actions}")
 

@@ -202,7 +202,10 @@ class CSVReader(FileReader):
                     raise DataError(
                         f"{exc}; the rows before it were read",
                         where=f"{self.shown}:{exc.line}",
-                        hint="the file is truncated or corrupt: fetch it again, or set retry.on_bad_data: quarantine to load the rows before the break and set the rest aside",
+                        hint=(
+                            "the file is truncated or corrupt: fetch it again, or set retry.on_bad_data: quarantine to"
+                            " load the rows before the break and set the rest aside"
+                        ),
                     ) from exc
         if rows:
             batch, schema = self._typed(rows, starts, names or [], schema)
@@ -215,7 +218,10 @@ class CSVReader(FileReader):
         reason = (
             f"{_MALFORMED} ({text[:200]!r})"
             if first == last
-            else f"malformed CSV line: a stray quote; its value would run over lines {first} to {last}, each shaped like a record ({text[:200]!r})"
+            else (
+                f"malformed CSV line: a stray quote; its value would run over lines {first} to {last}, each shaped like"
+                f" a record ({text[:200]!r})"
+            )
         )
         self.rejected.append(({"line": _readable(text.rstrip("\r\n"))[:10_000]}, reason, where))
 

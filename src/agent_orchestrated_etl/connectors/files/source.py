@@ -86,7 +86,10 @@ class FileSourceSpec(ConnectorSpec):
     file_name_column: str | None = Field(None, description="Add a column with each row's file path under this name.")
     hive_partitioning: bool | None = Field(
         None,
-        description="Add a string column for each key=value directory in a file's path. When omitted, only for a directory our file destination wrote (its partition_by columns come back); false: never.",
+        description=(
+            "Add a string column for each key=value directory in a file's path. When omitted, only for a directory our"
+            " file destination wrote (its partition_by columns come back); false: never."
+        ),
     )
     nested: NestedOptions = Field(default_factory=NestedOptions)
     s3: S3Settings | None = None

@@ -61,7 +61,8 @@ class MySQLClient(SQLAlchemyClient):
             duck.register("_aetl_batch", batch)
             try:
                 duck.execute(
-                    f"COPY (SELECT {', '.join(select)} FROM _aetl_batch) TO '{path}' (FORMAT csv, HEADER false, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR 'NULL', FORCE_QUOTE *)"
+                    f"COPY (SELECT {', '.join(select)} FROM _aetl_batch) TO '{path}' (FORMAT csv, HEADER false,"
+                    " DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR 'NULL', FORCE_QUOTE *)"
                 )
             finally:
                 duck.unregister("_aetl_batch")

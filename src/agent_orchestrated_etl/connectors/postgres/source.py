@@ -81,8 +81,8 @@ class PostgresSource(SQLSource):
             types = {
                 row[0]: row[1:]
                 for row in conn.exec_driver_sql(
-                    "SELECT t.oid, t.typname, t.typtype, e.typname, e.typtype FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'"
-                    " WHERE t.oid = ANY(%s)",
+                    "SELECT t.oid, t.typname, t.typtype, e.typname, e.typtype FROM pg_type t LEFT JOIN pg_type e ON"
+                    " e.oid = t.typelem AND t.typcategory = 'A' WHERE t.oid = ANY(%s)",
                     (oids,),
                 )
             }
@@ -184,5 +184,8 @@ class PostgresSource(SQLSource):
                 raise DataError(
                     f"column {name} holds infinity or -infinity, which no Arrow {column.type} can hold",
                     where=self.where,
-                    hint=f"read it through query: with CASE WHEN isfinite({name}) THEN {name} END AS {name} to load them as NULL, or set retry.on_bad_data: quarantine",
+                    hint=(
+                        f"read it through query: with CASE WHEN isfinite({name}) THEN {name} END AS {name} to load them"
+                        " as NULL, or set retry.on_bad_data: quarantine"
+                    ),
                 )

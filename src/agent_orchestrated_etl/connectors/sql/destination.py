@@ -185,7 +185,8 @@ class SQLDestination(TransactionalDestination):
         if not discard:
             for added in changes.added:
                 conn.exec_driver_sql(
-                    f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)} {self._compiled(wanted[added.name])}"
+                    f"ALTER TABLE {self.q(self.spec.table)} ADD COLUMN {self.q(added.name)}"
+                    f" {self._compiled(wanted[added.name])}"
                 )
         for name, _old, new in changes.widened:
             conn.exec_driver_sql(self.widen_sql(name, ddl_type(self.client.types, new, column=name, where=self.where)))
@@ -216,7 +217,8 @@ class SQLDestination(TransactionalDestination):
         absent = [k for k in keys if k not in target]
         if absent and self.spec.schema_ == "discard":
             raise ConfigurationError(
-                f"merge key {', '.join(absent)} is not a column of {self.spec.table}, and schema: discard would leave it out of the load",
+                f"merge key {', '.join(absent)} is not a column of {self.spec.table}, and schema: discard would leave"
+                " it out of the load",
                 where=self.where,
                 hint="add the column and a primary key on it to the table, or set schema: evolve",
             )
@@ -225,7 +227,8 @@ class SQLDestination(TransactionalDestination):
         fix = self.add_key_sql(target)
         if not self._ours(conn):
             raise ConfigurationError(
-                f"table {self.spec.table} has no primary key or unique index on ({listed}), which write: merge needs to match rows, and agent-etl did not create it",
+                f"table {self.spec.table} has no primary key or unique index on ({listed}), which write: merge needs to"
+                " match rows, and agent-etl did not create it",
                 where=self.where,
                 hint=f"add it: {fix}",
             )
@@ -258,7 +261,8 @@ class SQLDestination(TransactionalDestination):
             conn.exec_driver_sql(sql)
         except Exception as exc:
             raise ConfigurationError(
-                f"cannot add the merge key ({', '.join(self.spec.primary_key)}) to {self.spec.table}, which agent-etl loaded before: {str(getattr(exc, 'orig', exc)).splitlines()[0]}",
+                f"cannot add the merge key ({', '.join(self.spec.primary_key)}) to {self.spec.table}, which agent-etl"
+                f" loaded before: {str(getattr(exc, 'orig', exc)).splitlines()[0]}",
                 where=self.where,
                 hint=f"its rows hold duplicate or NULL keys (an earlier append?); remove them, then {sql}",
             ) from exc
@@ -266,7 +270,10 @@ class SQLDestination(TransactionalDestination):
 
     def add_key_sql(self, target: dict[str, dict[str, Any]]) -> str:
         """The DDL that adds the primary key on ``primary_key`` to the existing target."""
-        return f"ALTER TABLE {self.q(self.spec.table)} ADD PRIMARY KEY ({', '.join(self.q(k) for k in self.spec.primary_key)})"
+        return (
+            f"ALTER TABLE {self.q(self.spec.table)} ADD PRIMARY KEY"
+            f" ({', '.join(self.q(k) for k in self.spec.primary_key)})"
+        )
 
     def target_type(self, column: dict[str, Any]) -> pa.DataType | None:
         """The Arrow type a reflected target column holds, to judge schema changes by."""
@@ -324,14 +331,15 @@ class SQLDestination(TransactionalDestination):
         keys = ", ".join(self.q(k) for k in self.spec.primary_key)
         # Within one run the last staged row of a key wins: by task, then by arrival within the task.
         latest = (
-            f"SELECT * FROM (SELECT u.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY _aetl_task DESC, {SEQ} DESC) AS _aetl_rn"
-            f" FROM ({self._union(staged, union_columns, extra=True)}) u) d WHERE _aetl_rn = 1"
+            f"SELECT * FROM (SELECT u.*, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY _aetl_task DESC, {SEQ} DESC)"
+            f" AS _aetl_rn FROM ({self._union(staged, union_columns, extra=True)}) u) d WHERE _aetl_rn = 1"
         )
         target = self.q(self.spec.table)
         if marker:
             match = " AND ".join(f"s.{self.q(k)} = {target}.{self.q(k)}" for k in self.spec.primary_key)
             conn.exec_driver_sql(
-                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM ({latest}) s WHERE {match} AND s.{self.q(marker)} = {self.true})"
+                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM ({latest}) s WHERE {match} AND s.{self.q(marker)} ="
+                f" {self.true})"
             )
             latest = f"SELECT * FROM ({latest}) k WHERE k.{self.q(marker)} IS NULL OR k.{self.q(marker)} <> {self.true}"
         conn.exec_driver_sql(self.upsert_sql(target, columns, latest))
