@@ -118,16 +118,7 @@ def make_plan(
         way = route(set(sources), spec.transforms, spec.quality, dest.input)
         shared = sorted(set(way.sources) & read_once.keys())
         if shared:
-            _stage_sources(plan, staged, way.sources, partitions)
-            plan.tasks.append(
-                Task(
-                    f"{dest.input}>{label}",
-                    "transform_load",
-                    transform=dest.input,
-                    destination=index,
-                    depends_on=tuple(t for n in way.sources for t in staged[n]),
-                )
-            )
+            _load_from_workspace(plan, staged, way.sources, partitions, dest.input, index, label)
             plan.decisions.append(
                 PlannedDecision(
                     subject,
@@ -196,16 +187,7 @@ def make_plan(
                 PlannedDecision(subject, f"run {' > '.join(way.chain)} in one task over every partition", way.reason)
             )
             continue
-        _stage_sources(plan, staged, way.sources, partitions)
-        plan.tasks.append(
-            Task(
-                f"{dest.input}>{label}",
-                "transform_load",
-                transform=dest.input,
-                destination=index,
-                depends_on=tuple(t for n in way.sources for t in staged[n]),
-            )
-        )
+        _load_from_workspace(plan, staged, way.sources, partitions, dest.input, index, label)
         plan.decisions.append(
             PlannedDecision(
                 subject,
@@ -215,6 +197,28 @@ def make_plan(
         )
     plan.order()
     return plan
+
+
+def _load_from_workspace(
+    plan: Plan,
+    staged: dict[str, list[str]],
+    names: tuple[str, ...],
+    partitions: dict[str, list[Partition]],
+    transform: str,
+    index: int,
+    label: str,
+) -> None:
+    """Stage the sources a transform reads, then one task that runs it in the workspace into the destination."""
+    _stage_sources(plan, staged, names, partitions)
+    plan.tasks.append(
+        Task(
+            f"{transform}>{label}",
+            "transform_load",
+            transform=transform,
+            destination=index,
+            depends_on=tuple(t for n in names for t in staged[n]),
+        )
+    )
 
 
 def _stage_sources(
