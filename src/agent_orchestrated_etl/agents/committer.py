@@ -12,6 +12,7 @@ import asyncio
 from agent_orchestrated_etl.agents.empty_loads import LoadCounts, judge_empty_load
 from agent_orchestrated_etl.agents.recording import Voice
 from agent_orchestrated_etl.agents.schedule import Schedule
+from agent_orchestrated_etl.connectors.base import CommitResult
 from agent_orchestrated_etl.connectors.incremental import committed_states
 from agent_orchestrated_etl.exceptions import AgentETLError
 from agent_orchestrated_etl.execution import RunContext
@@ -95,6 +96,18 @@ class Committer:
             return RunStatus.PARTIAL, "; ".join(schedule.skipped_reasons)
         return RunStatus.SUCCEEDED, None
 
+    def _published(self, run_id: str, label: str, result: CommitResult) -> None:
+        self.publish(
+            DestinationCommitted(
+                sender=self.name,
+                run_id=run_id,
+                destination=label,
+                rows=result.rows,
+                quarantined_rows=result.quarantined_rows,
+                already_committed=result.already_committed,
+            )
+        )
+
     async def _commit(self, ctx: RunContext, schedule: Schedule, index: int, label: str) -> str | None:
         """Publish one destination in one step with its incremental state, then verify it; a mismatch found, or None."""
         dest = ctx.destinations[index]
@@ -124,16 +137,7 @@ class Committer:
                 "committed as the cancel came",
                 f"its commit had begun; {result.rows:,} rows are published, and resume will not publish them again",
             )
-            self.publish(
-                DestinationCommitted(
-                    sender=self.name,
-                    run_id=ctx.run_id,
-                    destination=label,
-                    rows=result.rows,
-                    quarantined_rows=result.quarantined_rows,
-                    already_committed=result.already_committed,
-                )
-            )
+            self._published(ctx.run_id, label, result)
             raise
         if result.schema_changes:
             self.decide(
@@ -150,16 +154,7 @@ class Committer:
                 "write: merge matches rows by primary_key and the target had no key on it; "
                 "agent-etl loaded this table before, so it added the key",
             )
-        self.publish(
-            DestinationCommitted(
-                sender=self.name,
-                run_id=ctx.run_id,
-                destination=label,
-                rows=result.rows,
-                quarantined_rows=result.quarantined_rows,
-                already_committed=result.already_committed,
-            )
-        )
+        self._published(ctx.run_id, label, result)
         return await verify_after_commit(self, ctx, schedule.plan, index, label, result)
 
 
