@@ -22,7 +22,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from server_fixtures import _fault_server, _fresh_host_state, fault_api, graphql_url, json_server_url, s3_server  # noqa: F401 - the test servers' fixtures
+from tests.connectors.server_fixtures import (  # noqa: F401 - the test servers' fixtures
+    _fault_server,
+    _fresh_host_state,
+    fault_api,
+    graphql_url,
+    json_server_url,
+    s3_server,
+)
 
 from agent_orchestrated_etl.connectors.base import Destination, Source
 from agent_orchestrated_etl.connectors.registry import DESTINATIONS, SOURCES, destination_class, source_class

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from http_servers import FaultAPI, fault_server, graphql_server, make_items
+from tests.connectors.http_servers import FaultAPI, fault_server, graphql_server, make_items
 
 from agent_orchestrated_etl.circuit_breaker import breakers
 from agent_orchestrated_etl.connectors.http.ratelimit import limiters

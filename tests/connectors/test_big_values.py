@@ -18,11 +18,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 from tests.conftest import run_sql
+from tests.connectors.conftest import Harness, make_harness
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
-from conftest import Harness, make_harness
 
 MIB = 1 << 20
 

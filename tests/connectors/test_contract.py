@@ -15,8 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-
-from conftest import Harness  # noqa: I001 - tests/connectors/conftest.py
+from tests.connectors.conftest import Harness
 
 UID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 TYPES = pa.table(

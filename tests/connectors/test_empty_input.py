@@ -20,11 +20,11 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 from tests.conftest import run_sql
+from tests.connectors.conftest import Harness, make_harness
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.orchestrator import run_pipeline
 from agent_orchestrated_etl.spec import parse_spec
-from conftest import Harness, make_harness
 
 CASES = [
     ("duckdb", "append"),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from http_servers import FaultAPI
+from tests.connectors.http_servers import FaultAPI
 
 from agent_orchestrated_etl.connectors.nested import NestedOptions, RecordsToArrow
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from tests.connectors.conftest import HARNESSES, ROWS, SOURCE_HARNESSES, SourceHarness
 
 from agent_orchestrated_etl.connectors.base import Source
 from agent_orchestrated_etl.connectors.registry import DESTINATIONS, SOURCES
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError
-from conftest import HARNESSES, ROWS, SOURCE_HARNESSES, SourceHarness
 
 
 def read(source: Source) -> tuple[pa.Schema | None, list[pa.Table]]:

@@ -14,12 +14,12 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from tests.connectors.conftest import Harness, clickhouse_table, make_harness
 
 from agent_orchestrated_etl.connectors.clickhouse import ClickHouseDestination
 from agent_orchestrated_etl.connectors.clickhouse.client import ChdbClient
 from agent_orchestrated_etl.connectors.sql.protocol import STAGING_PREFIX
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, DataError
-from conftest import Harness, clickhouse_table, make_harness  # noqa: I001 - tests/connectors/conftest.py
 
 STATE = {"p/src": {"cursor": "id", "value": 3, "keys": []}}
 

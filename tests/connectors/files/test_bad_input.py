@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from rest_helpers import make_source, read_all
+from tests.connectors.rest_helpers import make_source, read_all
 
 GOOD = [f"{i},name {i},{i * 1.5}" for i in range(1, 21)]  # 20 good rows
 HEADER = "id,name,amount"

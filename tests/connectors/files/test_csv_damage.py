@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import sqlalchemy as sa
-from rest_helpers import make_source
+from tests.connectors.rest_helpers import make_source
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Partition

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from rest_helpers import make_source, read_all
+from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.connectors.files import FileDestination, FileDestinationSpec
 from agent_orchestrated_etl.connectors.files.sniff import sniff

@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyarrow.fs import FileSelector
-from rest_helpers import make_source, read_all
 from test_files import ORDERS, DyingFS, stage_and_commit
+from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.connectors.files import FileDestination, FileDestinationSpec
 from agent_orchestrated_etl.connectors.files.filesystems import S3Settings, resolve

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from rest_helpers import make_source, read_all
 from test_files import stage_and_commit
 from tests.aws_servers import MotoAWS, trust, user_arn
+from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.connectors.files import FileDestination, FileDestinationSpec, filesystems
 from agent_orchestrated_etl.connectors.files.filesystems import S3Settings

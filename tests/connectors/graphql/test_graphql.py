@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from rest_helpers import make_source, read_all
+from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
 

@@ -8,7 +8,7 @@ import typing
 
 import httpx
 import pytest
-from http_servers import FaultAPI
+from tests.connectors.http_servers import FaultAPI
 
 from agent_orchestrated_etl.connectors.http.client import ClientSettings, HttpClient, HttpRetry
 from agent_orchestrated_etl.connectors.http.paginators import PAGINATORS, Paginator
@@ -102,7 +102,7 @@ def _styles(cls: type[Paginator]) -> set[type[Paginator]]:
 
 
 def test_every_pagination_style_is_registered_and_parses() -> None:
-    from rest_helpers import make_source
+    from tests.connectors.rest_helpers import make_source
 
     assert _styles(Paginator) == set(PAGINATORS)
     for style in PAGINATORS:

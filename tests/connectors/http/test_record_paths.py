@@ -13,8 +13,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from http_servers import FaultAPI
-from rest_helpers import make_source, read_all
+from tests.connectors.http_servers import FaultAPI
+from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import ConfigurationError

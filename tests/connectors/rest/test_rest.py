@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from http_servers import FaultAPI
-from rest_helpers import make_source, read_all
+from tests.connectors.http_servers import FaultAPI
+from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.circuit_breaker import breakers
 from agent_orchestrated_etl.exceptions import AuthError, DataError, SourceNotFoundError, SpecError
@@ -455,7 +455,7 @@ def test_a_port_nothing_listens_on_fails_fast_naming_the_url(tmp_path: Path) -> 
 def test_a_host_that_answered_and_then_refuses_keeps_every_retry() -> None:
     import asyncio
 
-    from http_servers import fault_server
+    from tests.connectors.http_servers import fault_server
 
     from agent_orchestrated_etl.connectors.http.client import ClientSettings, HttpClient, HttpRetry
     from agent_orchestrated_etl.exceptions import ConnectionFailedError, UnreachableError
