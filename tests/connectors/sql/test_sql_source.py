@@ -9,9 +9,12 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from agent_orchestrated_etl.connectors.base import Partition
+from agent_orchestrated_etl.connectors.duckdb.spec import DuckDBSourceSpec
 from agent_orchestrated_etl.connectors.postgres import PostgresSource, PostgresSourceSpec
 from agent_orchestrated_etl.connectors.sql.common import redact, scrub
-from agent_orchestrated_etl.exceptions import AuthError, DataError
+from agent_orchestrated_etl.connectors.sqlite.spec import SQLiteSourceSpec
+from agent_orchestrated_etl.exceptions import AuthError, ConfigurationError, DataError, InternalError
 
 
 def source(url: str, **spec: object) -> PostgresSource:
@@ -133,3 +136,24 @@ def test_incremental_bounds_are_rendered_as_typed_literals(pg: tuple) -> None:
     assert src.literal(dt.date(2024, 1, 2)) == "'2024-01-02'"
     with pytest.raises(Exception, match="is not a number, date or timestamp"):
         src.literal("1; DROP TABLE t")
+
+
+def test_a_range_partition_read_without_partition_in_the_spec_says_so() -> None:
+    # A resumed run replays the partitions it planned; the spec read now may have lost its partition:.
+    planned = Partition(key="id:2/4", description="", options={"range": [250, 500], "first": False})
+    with pytest.raises(ConfigurationError, match="no partition: now") as caught:
+        source("postgresql://h/db", table="t").predicates(planned)
+    assert "put back the source's partition:" in (caught.value.hint or "")
+
+
+def test_a_source_of_several_tables_is_not_read_before_it_is_expanded() -> None:
+    with pytest.raises(InternalError, match="not expanded into one source per table"):
+        source("postgresql://h/db", tables=["a", "b"]).relation()
+
+
+def test_duckdb_and_sqlite_name_their_database_by_a_url() -> None:
+    duck = DuckDBSourceSpec(type="duckdb", path="/data/x.duckdb", table="t")
+    lite = SQLiteSourceSpec(type="sqlite", path="/data/x.db", table="t")
+    assert (duck.connection_url, lite.connection_url) == ("duckdb:////data/x.duckdb", "sqlite:////data/x.db")
+    with pytest.raises(ValidationError, match="must be `name` or `schema.name`"):
+        DuckDBSourceSpec(type="duckdb", path="x.duckdb", table="_agent_etl_stg_t")

@@ -19,15 +19,11 @@ from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.exceptions import ConfigurationError, SourceNotFoundError
 
 
-class DuckDBSource(SQLSource):
+class DuckDBSource(SQLSource[DuckDBSourceSpec]):
     """DuckDB has no SQLAlchemy dialect installed here, so this source talks to duckdb directly."""
 
     spec_model = DuckDBSourceSpec
     label = "duckdb"
-
-    @property
-    def url(self) -> str:
-        return f"duckdb:///{self.spec.path}"
 
     def describe(self) -> str:
         return f"duckdb {self.spec.path}" + (f" table {self.spec.table}" if self.spec.table else " query")

@@ -5,35 +5,22 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
-from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
-from agent_orchestrated_etl.connectors.sql.common import PartitionSpec, TablesFields, check_one_of
+from agent_orchestrated_etl.connectors.base import DestinationSpecBase
+from agent_orchestrated_etl.connectors.sql.common import SQLSourceSpec
 from agent_orchestrated_etl.connectors.sql.protocol import STAGING_PREFIX
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class DuckDBSourceSpec(ConnectorSpec, TablesFields):
+class DuckDBSourceSpec(SQLSourceSpec):
     type: Literal["duckdb"]
     path: str = Field(description="The DuckDB database file.")
-    table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
-    query: str | None = Field(None, description="Or read the result of this query.")
-    partition: PartitionSpec | None = None
-    incremental: IncrementalSpec | None = None
 
-    @field_validator("table")
-    @classmethod
-    def _plain(cls, table: str | None) -> str | None:
-        if table is not None and not all(IDENTIFIER.match(part) for part in table.split(".")):
-            raise ValueError(f"table {table!r} must be `name` or `schema.name`; use query: for anything else")
-        return table
-
-    @model_validator(mode="after")
-    def _one_of(self) -> DuckDBSourceSpec:
-        check_one_of(self)
-        return self
+    @property
+    def connection_url(self) -> str:
+        return f"duckdb:///{self.path}"
 
 
 class DuckDBDestinationSpec(DestinationSpecBase):

@@ -38,7 +38,7 @@ def connectorx_url(url: str) -> str:
     return f"mysql://{rest}"
 
 
-class MySQLSource(SQLSource):
+class MySQLSource(SQLSource[MySQLSourceSpec]):
     spec_model = MySQLSourceSpec
     label = "mysql"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields
+from agent_orchestrated_etl.connectors.base import DestinationSpecBase
+from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLURLSourceSpec
 
 
-class MySQLSourceSpec(ConnectorSpec, SQLSourceFields):
+class MySQLSourceSpec(SQLURLSourceSpec):
     type: Literal["mysql"]
 
 

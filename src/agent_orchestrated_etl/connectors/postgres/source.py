@@ -62,7 +62,7 @@ _CASTS = {"money": "numeric(19, 2)", "numeric": "numeric(38, 9)"}
 _WRAPPED_INFINITY = {pa.int64(): -(1 << 62), pa.int32(): -(1 << 30)}
 
 
-class PostgresSource(SQLSource):
+class PostgresSource(SQLSource[PostgresSourceSpec]):
     spec_model = PostgresSourceSpec
     label = "postgres"
 

@@ -8,11 +8,13 @@ they reach an exception, a log or a run record.
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from agent_orchestrated_etl.connectors.base import ConnectorSpec
 from agent_orchestrated_etl.connectors.incremental import IncrementalSpec
 from agent_orchestrated_etl.connectors.sql.protocol import STAGING_PREFIX
 from agent_orchestrated_etl.exceptions import (
@@ -140,12 +142,9 @@ class TablesFields(BaseModel):
         return self
 
 
-class SQLSourceFields(TablesFields):
-    """The fields of every SQL source spec (mixed into each connector's spec model)."""
+class SQLSourceSpec(ConnectorSpec, TablesFields):
+    """The fields of every SQL source spec: what to read. Each connector's spec adds where the database is."""
 
-    url: str = Field(
-        description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through."
-    )
     table: str | None = Field(None, description="Read this table (`name` or `schema.name`).")
     query: str | None = Field(None, description="Or read the result of this query.")
     partition: PartitionSpec | None = Field(
@@ -156,15 +155,45 @@ class SQLSourceFields(TablesFields):
         None, description="Read only rows past the committed high-water mark (with tables: or schema:, of every table)."
     )
 
+    @property
+    @abstractmethod
+    def connection_url(self) -> str:
+        """The URL that names the database: in connections, in messages (redacted) and for error mapping."""
+
     @field_validator("table")
     @classmethod
     def _table(cls, value: str | None) -> str | None:
         return None if value is None else table_name(value)
 
     @model_validator(mode="after")
-    def _table_or_query(self) -> SQLSourceFields:
-        check_one_of(self)
+    def _table_or_query(self) -> SQLSourceSpec:
+        given = [
+            key
+            for key, value in (
+                ("table", self.table),
+                ("query", self.query),
+                ("tables", self.tables),
+                ("schema", self.schema_),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of table, query, tables or schema{f' (not {given[0]} and {given[1]})' if given else ''}"
+            )
         return self
+
+
+class SQLURLSourceSpec(SQLSourceSpec):
+    """A SQL source spec whose database is named by a SQLAlchemy-style ``url:``."""
+
+    url: str = Field(
+        description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through."
+    )
+
+    @property
+    def connection_url(self) -> str:
+        return self.url
 
 
 class SQLDestinationFields(BaseModel):
@@ -193,23 +222,6 @@ class SQLDestinationFields(BaseModel):
         if value is not None and not TABLE_PREFIX.match(value):
             raise ValueError(f"table_prefix {value!r} must be letters, digits and _, optionally after `schema.`")
         return value
-
-
-def check_one_of(spec: Any) -> None:
-    given = [
-        key
-        for key, value in (
-            ("table", spec.table),
-            ("query", spec.query),
-            ("tables", spec.tables),
-            ("schema", spec.schema_),
-        )
-        if value is not None
-    ]
-    if len(given) != 1:
-        raise ValueError(
-            f"give exactly one of table, query, tables or schema{f' (not {given[0]} and {given[1]})' if given else ''}"
-        )
 
 
 def scheme(url: str) -> str:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec
-from agent_orchestrated_etl.connectors.sql.common import SQLSourceFields
+from agent_orchestrated_etl.connectors.sql.common import SQLURLSourceSpec
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 
 
-class GenericSQLSourceSpec(ConnectorSpec, SQLSourceFields):
+class GenericSQLSourceSpec(SQLURLSourceSpec):
     type: Literal["sql"]
 
 
-class GenericSQLSource(SQLSource):
+class GenericSQLSource(SQLSource[GenericSQLSourceSpec]):
     spec_model = GenericSQLSourceSpec
     label = "sql"

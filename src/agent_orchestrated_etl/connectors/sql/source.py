@@ -19,16 +19,20 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import pyarrow as pa
+from typing_extensions import TypeVar  # default= (PEP 696) before Python 3.13
 
 from agent_orchestrated_etl.connectors.base import Partition, Position, Source, SourceCapabilities
 from agent_orchestrated_etl.connectors.incremental import Window, decode, encode, window_predicates
-from agent_orchestrated_etl.connectors.sql.common import connection_error, engine, quote_table, redact
-from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError
+from agent_orchestrated_etl.connectors.sql.common import SQLSourceSpec, connection_error, engine, quote_table, redact
+from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, InternalError
 
 _TYPED = (int, float, Decimal, dt.date, dt.datetime)
 
 
-class SQLSource(Source):
+Q = TypeVar("Q", bound=SQLSourceSpec, default=SQLSourceSpec)
+
+
+class SQLSource(Source[Q]):
     """Reads ``table:`` or ``query:`` of a database; see the module docstring."""
 
     capabilities = SourceCapabilities(partitioned_reads=True, incremental=True)
@@ -44,7 +48,7 @@ class SQLSource(Source):
 
     @property
     def url(self) -> str:
-        return self.spec.url
+        return self.spec.connection_url
 
     # -- SQL text -------------------------------------------------------------
     def _engine(self) -> Any:
@@ -71,6 +75,11 @@ class SQLSource(Source):
     def relation(self) -> str:
         if self.spec.table:
             return self.quote(self.spec.table)
+        if self.spec.query is None:
+            raise InternalError(
+                f"{self.where} reads several tables and was not expanded into one source per table before its read",
+                where=self.where,
+            )
         return f"({self.spec.query.strip().rstrip(';')}) AS _aetl_q"
 
     def columns(self) -> str:
@@ -160,9 +169,10 @@ class SQLSource(Source):
         """Two halves of a range partition, split where its rows are (min and max found now)."""
         if "range" not in partition.options:
             return None
-        column = self.quote(self.spec.partition.column)
+        name = self._range_column(partition)
+        column = self.quote(name)
         low, high = (
-            self.bound(self.spec.partition.column, v)
+            self.bound(name, v)
             for v in self._scalar(
                 f"SELECT min({column}), max({column}) FROM {self.relation()} WHERE {' AND '.join(self.predicates(partition))}"
             )
@@ -178,7 +188,7 @@ class SQLSource(Source):
         return [
             Partition(
                 key=f"{partition.key}.{i + 1}",
-                description=f"{self.describe()} where {self.spec.partition.column} in [{decode(a)}, {'...' if b is None else decode(b)})",
+                description=f"{self.describe()} where {name} in [{decode(a)}, {'...' if b is None else decode(b)})",
                 options={
                     **partition.options,
                     "range": [a, b],
@@ -193,12 +203,22 @@ class SQLSource(Source):
         options = partition.options
         preds = self._window_predicates(Window.from_dict(options["window"])) if "window" in options else []
         if "range" in options:
-            column = self.quote(self.spec.partition.column)
+            column = self.quote(self._range_column(partition))
             lo, hi = (decode(v) for v in options["range"])
             part = f"{column} >= {self.literal(lo)}" + (f" AND {column} < {self.literal(hi)}" if hi is not None else "")
             # Rows whose partition column is NULL belong to the first range, or no range would read them.
             preds.append(f"({part} OR {column} IS NULL)" if options.get("first") else f"({part})")
         return preds
+
+    def _range_column(self, partition: Partition) -> str:
+        """The column a range partition splits on; the spec must still say ``partition:`` when it is read."""
+        if self.spec.partition is None:
+            raise ConfigurationError(
+                f"partition {partition.key} is a range of a column, but the source has no partition: now",
+                where=self.where,
+                hint="put back the source's partition: as it was when the run was planned, or start a new run",
+            )
+        return self.spec.partition.column
 
     # -- reading --------------------------------------------------------------
     def sql_for(self, partition: Partition) -> str:

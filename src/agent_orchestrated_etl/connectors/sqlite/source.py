@@ -36,13 +36,9 @@ _DECLARED: dict[str, pa.DataType] = {
 }
 
 
-class SQLiteSource(SQLSource):
+class SQLiteSource(SQLSource[SQLiteSourceSpec]):
     spec_model = SQLiteSourceSpec
     label = "sqlite"
-
-    @property
-    def url(self) -> str:
-        return f"sqlite:///{self.spec.database}"
 
     def describe(self) -> str:
         return f"sqlite {self.spec.database}" + (f" table {self.spec.table}" if self.spec.table else " query")

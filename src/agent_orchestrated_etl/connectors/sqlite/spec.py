@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from agent_orchestrated_etl.connectors.base import ConnectorSpec, DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceFields
+from agent_orchestrated_etl.connectors.base import DestinationSpecBase
+from agent_orchestrated_etl.connectors.sql.common import SQLDestinationFields, SQLSourceSpec
 from agent_orchestrated_etl.exceptions import ConfigurationError
 
 
@@ -21,9 +21,9 @@ def database_path(url: str | None, path: str | None) -> Path:
     return Path(path if path is not None else str(url).removeprefix("sqlite:///")).expanduser()
 
 
-class SQLiteSourceSpec(ConnectorSpec, SQLSourceFields):
+class SQLiteSourceSpec(SQLSourceSpec):
     type: Literal["sqlite"]
-    url: str | None = Field(None, description="sqlite:///relative.db or sqlite:////absolute.db")  # type: ignore[assignment]  # path: may replace url
+    url: str | None = Field(None, description="sqlite:///relative.db or sqlite:////absolute.db")
     path: str | None = Field(None, description="The database file, instead of url.")
 
     @model_validator(mode="after")
@@ -42,6 +42,10 @@ class SQLiteSourceSpec(ConnectorSpec, SQLSourceFields):
     @property
     def database(self) -> Path:
         return database_path(self.url, self.path)
+
+    @property
+    def connection_url(self) -> str:
+        return f"sqlite:///{self.database}"
 
 
 class SQLiteDestinationSpec(DestinationSpecBase, SQLDestinationFields):
