@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from agent_orchestrated_etl.connectors.base import DestinationSpecBase
-from agent_orchestrated_etl.connectors.sql.common import TABLE_PREFIX, table_name
+from agent_orchestrated_etl.connectors.sql.common import TargetTableFields
 
 
-class ClickHouseDestinationSpec(DestinationSpecBase):
+class ClickHouseDestinationSpec(DestinationSpecBase, TargetTableFields):
     type: Literal["clickhouse"]
     path: str = Field(description="chdb's data directory (created if missing); one directory per process.")
     table: str | None = Field(
@@ -23,18 +23,6 @@ class ClickHouseDestinationSpec(DestinationSpecBase):
     table_prefix: str | None = Field(
         None, description="When the input reads several tables: each lands in prefix + its name (`raw_`, or `raw.`)."
     )
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, value: str | None) -> str | None:
-        return None if value is None else table_name(value)
-
-    @field_validator("table_prefix")
-    @classmethod
-    def _prefix(cls, value: str | None) -> str | None:
-        if value is not None and not TABLE_PREFIX.match(value):
-            raise ValueError(f"table_prefix {value!r} must be letters, digits and _, with an optional `database.`")
-        return value
 
     def rebased(self, base: Path) -> ClickHouseDestinationSpec:
         if not os.path.isabs(os.path.expanduser(self.path)):

@@ -1,16 +1,9 @@
-"""MySQL and MariaDB as a source (connectorx, streamed) and a destination (LOAD DATA LOCAL INFILE).
+"""How to talk to MySQL and MariaDB: SQLAlchemy (PyMySQL) for statements, LOAD DATA LOCAL INFILE for batches.
 
-Reading: connectorx turns the MySQL wire protocol into Arrow batches in Rust,
-streamed with ``return_type="arrow_stream"``, so memory follows the batch
-size. Types come from ``SHOW COLUMNS`` first: DECIMAL is selected as text
-and cast to its exact ``decimal128(p, s)`` (connectorx would round to
-scale 10), TIMESTAMP is read in UTC and marked so, JSON is marked as JSON,
-and a type with no Arrow mapping (geometry, ...) is refused with the cast to use.
-
-Writing: each batch becomes a CSV file written by DuckDB, which MariaDB
-loads with ``LOAD DATA LOCAL INFILE``, the server's bulk path. Every value
-is quoted and NULL is the bare word NULL (``ESCAPED BY ''``), so no text
-can be mistaken for a NULL or an escape; BLOBs travel as hex.
+Each batch becomes a CSV file written by DuckDB, which MariaDB loads with
+``LOAD DATA LOCAL INFILE``, the server's bulk path. Every value is quoted and
+NULL is the bare word NULL (``ESCAPED BY ''``), so no text can be mistaken for
+a NULL or an escape; BLOBs travel as hex.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
-"""MySQL and MariaDB as a source (connectorx, streamed) and a destination (LOAD DATA LOCAL INFILE).
+"""MySQL and MariaDB as a source: connectorx, streamed (the destination's bulk path is in ``client.py``).
 
-Reading: connectorx turns the MySQL wire protocol into Arrow batches in Rust,
-streamed with ``return_type="arrow_stream"``, so memory follows the batch
-size. Types come from ``SHOW COLUMNS`` first: DECIMAL is selected as text
-and cast to its exact ``decimal128(p, s)`` (connectorx would round to
-scale 10), TIMESTAMP is read in UTC and marked so, JSON is marked as JSON,
-and a type with no Arrow mapping (geometry, ...) is refused with the cast to use.
-
-Writing: each batch becomes a CSV file written by DuckDB, which MariaDB
-loads with ``LOAD DATA LOCAL INFILE``, the server's bulk path. Every value
-is quoted and NULL is the bare word NULL (``ESCAPED BY ''``), so no text
-can be mistaken for a NULL or an escape; BLOBs travel as hex.
+connectorx turns the MySQL wire protocol into Arrow batches in Rust, streamed
+with ``return_type="arrow_stream"``, so memory follows the batch size. Types
+come from ``SHOW COLUMNS`` first: DECIMAL is selected as text and cast to its
+exact ``decimal128(p, s)`` (connectorx would round to scale 10), TIMESTAMP is
+read in UTC and marked so, JSON is marked as JSON, and a type with no Arrow
+mapping (geometry, ...) is refused with the cast to use.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ from functools import cached_property
 import pyarrow as pa
 
 from agent_orchestrated_etl.connectors.mysql.spec import MySQLSourceSpec
-from agent_orchestrated_etl.connectors.sql.common import connection_error
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.connectors.sql.types import cast_columns
 from agent_orchestrated_etl.exceptions import DataError, MissingDependencyError
@@ -79,13 +73,8 @@ class MySQLSource(SQLSource[MySQLSourceSpec]):
                 )
         return ", ".join(listed), casts
 
-    def columns(self) -> str:
-        try:
-            return self._layout[0]
-        except DataError:
-            raise
-        except Exception as exc:
-            raise connection_error(exc, self.spec.url, self.where) from exc
+    def select_list(self) -> str:
+        return self._layout[0]
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
         try:

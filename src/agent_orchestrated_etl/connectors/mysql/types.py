@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from agent_orchestrated_etl.connectors.sql.types import TypeTable
+from agent_orchestrated_etl.connectors.sql.types import SQL_STANDARD, TypeTable
 
 TYPES = TypeTable(
     engine="mysql",
     title="MySQL",
     columns={
-        "bool": "BOOLEAN",
-        "int8": "SMALLINT",
-        "int16": "SMALLINT",
-        "int32": "INTEGER",
-        "int64": "BIGINT",
+        **SQL_STANDARD,
         "uint8": "TINYINT UNSIGNED",
         "uint16": "SMALLINT UNSIGNED",
         "uint32": "INT UNSIGNED",
         "uint64": "BIGINT UNSIGNED",
         "float32": "FLOAT",
-        "float64": "DOUBLE PRECISION",
-        "decimal": "NUMERIC({precision}, {scale})",
         "string": "LONGTEXT",
         "binary": "LONGBLOB",
         # DATETIME: TIMESTAMP ends in 2038; tz-aware values are stored in UTC.
-        "date": "DATE",
         "time": "TIME(6)",
         "timestamp": "DATETIME(6)",
         "timestamptz": "DATETIME(6)",

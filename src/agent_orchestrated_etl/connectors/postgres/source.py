@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 from agent_orchestrated_etl.connectors.base import Attachment, EngineScan, Partition
 from agent_orchestrated_etl.connectors.postgres.client import adbc_dbapi, libpq_url
 from agent_orchestrated_etl.connectors.postgres.spec import PostgresSourceSpec
-from agent_orchestrated_etl.connectors.sql.common import connection_error
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.connectors.sql.types import cast_columns
 from agent_orchestrated_etl.exceptions import DataError
@@ -129,13 +128,8 @@ class PostgresSource(SQLSource[PostgresSourceSpec]):
                 )
         return ", ".join(listed), decimals, temporal, json
 
-    def columns(self) -> str:
-        try:
-            return self._layout[0]
-        except DataError:
-            raise
-        except Exception as exc:
-            raise connection_error(exc, self.spec.url, self.where) from exc
+    def select_list(self) -> str:
+        return self._layout[0]
 
     def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
         """DuckDB reads PostgreSQL through its postgres extension: binary COPY straight into its table.

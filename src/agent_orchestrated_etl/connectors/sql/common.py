@@ -196,12 +196,9 @@ class SQLURLSourceSpec(SQLSourceSpec):
         return self.url
 
 
-class SQLDestinationFields(BaseModel):
-    """The fields of every SQL destination spec (mixed into each connector's spec model)."""
+class TargetTableFields(BaseModel):
+    """``table:`` or ``table_prefix:``, where a destination of a database writes (mixed into each spec model)."""
 
-    url: str = Field(
-        description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through."
-    )
     table: str | None = Field(
         None,
         description="Target table, `name` or `schema.name`; created from the data's Arrow schema. Left out when the input reads several tables.",
@@ -222,6 +219,14 @@ class SQLDestinationFields(BaseModel):
         if value is not None and not TABLE_PREFIX.match(value):
             raise ValueError(f"table_prefix {value!r} must be letters, digits and _, optionally after `schema.`")
         return value
+
+
+class SQLDestinationFields(TargetTableFields):
+    """The fields of every SQL destination spec reached by a URL."""
+
+    url: str = Field(
+        description="SQLAlchemy-style URL; put the password in ${env:NAME}. TLS options (sslmode=...) pass through."
+    )
 
 
 def scheme(url: str) -> str:

@@ -83,6 +83,15 @@ class SQLSource(Source[Q]):
         return f"({self.spec.query.strip().rstrip(';')}) AS _aetl_q"
 
     def columns(self) -> str:
+        """The SELECT list, with a failure to look up the columns it casts mapped as any read's."""
+        try:
+            return self.select_list()
+        except AgentETLError:
+            raise
+        except Exception as exc:  # each driver has its own exception classes
+            raise connection_error(exc, self.url, self.where) from exc
+
+    def select_list(self) -> str:
         """The SELECT list; dialects override it to cast types Arrow cannot hold as they come."""
         return "*"
 

@@ -38,6 +38,23 @@ def _extension(dtype: pa.DataType) -> str | None:
     return getattr(dtype, "extension_name", None)
 
 
+#: The SQL standard's names, which PostgreSQL takes as they are and MySQL mostly; an engine's table starts from
+#: them and says where it differs (``{**SQL_STANDARD, "float32": "FLOAT"}``).
+SQL_STANDARD: Mapping[str, str] = {
+    "bool": "BOOLEAN",
+    "int8": "SMALLINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float32": "REAL",
+    "float64": "DOUBLE PRECISION",
+    "decimal": "NUMERIC({precision}, {scale})",
+    "date": "DATE",
+    "time": "TIME",
+    "timestamp": "TIMESTAMP",
+}
+
+
 @dataclass(frozen=True)
 class TypeTable:
     """How one engine stores each Arrow type: data, one table per engine, read by ``ddl_type``.
