@@ -19,7 +19,7 @@ import pyarrow.json as pajson
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.connectors.files.reader import FileReader
 from agent_orchestrated_etl.connectors.nested import RecordsToArrow, flatten, too_deep
-from agent_orchestrated_etl.exceptions import DataError
+from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
 
 _BLOCK_BYTES = 4 << 20
 
@@ -119,6 +119,68 @@ class JSONArrayReader(_RecordsReader):
                     )
                 )
         yield from self._convert(converter, records, list(range(count - len(records) + 1, count + 1)))
+        if count == 0 and not self.rejected and (absent := self._not_records()) is not None:
+            # ijson finds no items under a path that is not there; read as "no rows", replace would empty the target.
+            raise ConfigurationError(
+                f"records: {absent}",
+                where=self.shown,
+                hint="set `records:` to the dotted path of the record array in the document",
+            )
+
+    def _not_records(self) -> str | None:
+        """Why ``records:`` (or the top level, without it) is not an array in the file; None when it is one."""
+        import ijson
+
+        path = self.spec.records or ""
+        parts = path.split(".") if path else []
+        along = [".".join(parts[:i]) for i in range(len(parts) + 1)]
+        found: dict[str, str] = {}  # what each prefix along the path is: start_map, start_array, string, ...
+        keys: dict[str, list[str]] = {}  # the first keys of each object along it, for the message
+        counts: dict[str, int] = {}
+        with self._open() as stream:
+            for prefix, event, value in ijson.parse(stream, use_float=True):
+                if prefix not in along:
+                    continue
+                if event == "map_key":
+                    counts[prefix] = counts.get(prefix, 0) + 1
+                    if counts[prefix] <= 20:
+                        keys.setdefault(prefix, []).append(value)
+                elif event in ("end_map", "end_array"):
+                    if prefix == path:
+                        break
+                else:
+                    found.setdefault(prefix, event)
+                    if prefix == path and event != "start_map":
+                        break
+        if found.get(path) == "start_array":
+            return None
+
+        def _listed(prefix: str) -> str:
+            more = counts.get(prefix, 0) - 20
+            return ", ".join(keys.get(prefix, [])) + (f" and {more} more" if more > 0 else "") or "none"
+
+        for i, part in enumerate(parts):
+            at, parent = along[i] or "the top level", found.get(along[i])
+            if parent != "start_map":
+                return f"{path} is not in the document: {at} is {_KINDS.get(parent or '', 'absent')}, which has no key {part!r}"
+            if along[i + 1] not in found:
+                return f"{path} is not in the document: {at} has no key {part!r} (its keys: {_listed(along[i])})"
+        held = _KINDS.get(found.get(path, ""), "nothing")
+        listed = f" (its keys: {_listed(path)})" if counts.get(path) else ""
+        return f"{path or 'the top level'} holds {held}{listed}, not an array of records"
+
+
+#: ijson's event for a value, as the value's kind in a message.
+_KINDS = {
+    "start_map": "an object",
+    "start_array": "an array",
+    "string": "a string",
+    "number": "a number",
+    "integer": "a number",
+    "double": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+}
 
 
 def _lines(stream: Any, shown: str, until: int | None = None) -> Iterator[tuple[int, bytes]]:
