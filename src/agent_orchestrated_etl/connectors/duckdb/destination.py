@@ -8,6 +8,8 @@ published by a rename instead of a copy.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,13 @@ from agent_orchestrated_etl.connectors.duckdb.client import (
 from agent_orchestrated_etl.connectors.duckdb.spec import DuckDBDestinationSpec
 from agent_orchestrated_etl.connectors.sql import schema as schemas
 from agent_orchestrated_etl.connectors.sql.common import connection_error
-from agent_orchestrated_etl.connectors.sql.protocol import Published, Session, TransactionalDestination
+from agent_orchestrated_etl.connectors.sql.protocol import (
+    STAGING_PREFIX,
+    Kind,
+    Published,
+    Session,
+    TransactionalDestination,
+)
 from agent_orchestrated_etl.exceptions import ConfigurationError, DataError, InternalError
 
 _attach_lock = threading.Lock()
@@ -55,6 +63,13 @@ class DuckDBDestination(TransactionalDestination):
     @property
     def table(self) -> str:
         return self.spec.table
+
+    def legacy_prefix(self, run_id: str) -> str | None:
+        # Before the protocol, DuckDB's staging had the same prefix with the run and task spelled out.
+        return f"{STAGING_PREFIX}{_slug(run_id)}_{hashlib.sha1(self.target.encode()).hexdigest()[:8]}_"
+
+    def legacy_staging(self, run_id: str, task_id: str, kind: Kind) -> str | None:
+        return f"{self.legacy_prefix(run_id)}{_slug(task_id)}_{kind}"
 
     def make_client(self) -> DuckDBClient:
         return DuckDBClient(
@@ -290,6 +305,10 @@ class DuckDBDestination(TransactionalDestination):
                 f" ({', '.join(f's.{quote(c)}' for c in columns)})"
             )
         cursor.execute(f"MERGE INTO {quote(self.table)} AS t USING ({latest}) AS s ON {on} {actions}")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def _cursor(session: Session) -> Any:

@@ -31,6 +31,10 @@ class MySQLClient(SQLAlchemyClient):
     transactions = "dml"
     _csv: ClassVar[threading.local] = threading.local()
 
+    def rename_table(self, old: str, new: str) -> str:
+        # ALTER TABLE ... RENAME TO would move an unqualified new name into the connection's database.
+        return f"RENAME TABLE {self.qualified(old)} TO {self.qualified(new)}"
+
     def bulk_load(self, table: str, batch: pa.RecordBatch) -> None:
         batch = _loadable(batch)
         select, assign, targets = [], [], []

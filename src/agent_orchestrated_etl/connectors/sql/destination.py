@@ -28,11 +28,20 @@ from agent_orchestrated_etl.connectors.base import DestinationCapabilities
 from agent_orchestrated_etl.connectors.sql import schema as schemas
 from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient, SQLAlchemySession
 from agent_orchestrated_etl.connectors.sql.common import redact
-from agent_orchestrated_etl.connectors.sql.protocol import Kind, Published, Session, TransactionalDestination
+from agent_orchestrated_etl.connectors.sql.protocol import (
+    KINDS,
+    Kind,
+    Published,
+    Session,
+    TransactionalDestination,
+    short_hash,
+)
 from agent_orchestrated_etl.connectors.sql.types import arrow_type, ddl_type
 from agent_orchestrated_etl.exceptions import ConfigurationError
 
 SEQ = "_aetl_seq"
+#: The staging prefix of these engines before the protocol's one prefix; resume adopts, commit and abort drop.
+LEGACY_PREFIX = "_aetl_stg_"
 
 
 @dataclass
@@ -71,6 +80,13 @@ class SQLDestination(TransactionalDestination):
         return client
 
     # -- names ----------------------------------------------------------------
+    def legacy_prefix(self, run_id: str) -> str | None:
+        # Before the one prefix, PostgreSQL, MariaDB and SQLite named their staging as now but for the prefix.
+        return f"{LEGACY_PREFIX}{short_hash(run_id)}_{short_hash(self.target)[:6]}"
+
+    def legacy_staging(self, run_id: str, task_id: str, kind: Kind) -> str | None:
+        return f"{self.legacy_prefix(run_id)}{short_hash(task_id)}_{KINDS[kind]}"
+
     @property
     def _schema(self) -> str | None:
         return self.spec.table.rsplit(".", 1)[0] if "." in self.spec.table else None

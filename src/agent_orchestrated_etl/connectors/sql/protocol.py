@@ -155,6 +155,10 @@ class EngineClient(ABC):
             defs.append(f"PRIMARY KEY ({', '.join(self.quote(k) for k in key)})")
         return f"CREATE TABLE {'IF NOT EXISTS ' if exists_ok else ''}{self.qualified(name)} ({', '.join(defs)})"
 
+    def rename_table(self, old: str, new: str) -> str:
+        """The statement that renames table ``old`` of the target's schema to ``new``, in the same schema."""
+        return f"ALTER TABLE {self.qualified(old)} RENAME TO {self.quote(new)}"
+
     def driver_errors(self) -> tuple[type[BaseException], ...]:
         """The exception classes of the engine's drivers, which ``error`` maps; any other is a bug and propagates."""
         return (OSError,)
@@ -290,12 +294,48 @@ class StagedDestination(Destination):
     # -- names ------------------------------------------------------------------
     def staging(self, run_id: str, task_id: str, kind: Kind = "data") -> str:
         """A task's staging table: short (PostgreSQL cuts names at 63 bytes) and findable by run and target."""
-        return f"{self.own_prefix(run_id)}{_short(task_id)}_{KINDS[kind]}"
+        return f"{self.own_prefix(run_id)}{short_hash(task_id)}_{KINDS[kind]}"
 
     def own_prefix(self, run_id: str) -> str:
         # The target's part keeps apart the staging of destinations of one run in one schema (a table each),
         # so aborting one (critical: false) leaves the others' staging for their commits.
-        return f"{STAGING_PREFIX}{_short(run_id)}_{_short(self.target)[:6]}"
+        return f"{STAGING_PREFIX}{short_hash(run_id)}_{short_hash(self.target)[:6]}"
+
+    def legacy_prefix(self, run_id: str) -> str | None:
+        """The prefix of this target's staging of ``run_id`` as the engine named it before the one staging prefix.
+
+        None (the default): the engine's staging names never changed. Resume adopts a
+        checkpointed task's staging of those names (``staged_rows``); ``commit`` and
+        ``abort`` drop the rest, which no name of now would find.
+        """
+        return None
+
+    def legacy_staging(self, run_id: str, task_id: str, kind: Kind) -> str | None:
+        """A task's staging table under the names before the one prefix (None: see ``legacy_prefix``)."""
+        return None
+
+    def legacy_leftovers(self, session: Session, run_id: str) -> list[str]:
+        """The staging tables of ``run_id`` on this target that still have the names of before the one prefix."""
+        prefix = self.legacy_prefix(run_id)
+        return [] if prefix is None else self.client.tables(session, prefix)
+
+    def _adoptable(self, session: Session, run_id: str, task_id: str) -> dict[str, str]:
+        """The renames (old name -> name now) that adopt a task's staging of before the one prefix; {} when none.
+
+        Safe because the ledger never changed: the run is not committed (resume asks
+        only then), the staged rows are checked against the checkpoint after this,
+        and a quarantine staging of other columns is not adopted (the task is read again).
+        """
+        legacy = {kind: self.legacy_staging(run_id, task_id, kind) for kind in KINDS}
+        present = set(self.legacy_leftovers(session, run_id))
+        if legacy["data"] not in present:
+            return {}
+        quarantine = legacy["quarantine"]
+        if quarantine in present and set(self.client.columns(session, quarantine) or {}) != set(
+            QUARANTINE_SCHEMA.names
+        ):
+            return {}
+        return {name: self.staging(run_id, task_id, kind) for kind, name in legacy.items() if name in present}
 
     # -- staging ----------------------------------------------------------------
     def bookkeeping(self) -> None:
@@ -391,11 +431,19 @@ class StagedDestination(Destination):
             return self.ledger.loaded(session, run_id) is not None
 
     def staged_rows(self, run_id: str, task_id: str) -> int | None:
+        """The task's staged data rows; staging named as before the one prefix is adopted first (``_adopt``)."""
         name = self.staging(run_id, task_id)
-        with self.guard(), self.client.session() as session:
-            if name not in self.client.tables(session, name):
+        with self.guard():
+            with self.client.session() as session:
+                if name in self.client.tables(session, name):
+                    return self.count(session, name)
+                renames = self._adoptable(session, run_id, task_id)
+            if not renames:
                 return 0
-            return self.count(session, name)
+            with self.client.transaction() as session:
+                for old, new in renames.items():
+                    session.execute(self.client.rename_table(old, new))
+                return self.count(session, name)
 
     def read_state(self, key: str) -> Any | None:
         self.bookkeeping()
@@ -405,7 +453,7 @@ class StagedDestination(Destination):
     def abort(self, run_id: str) -> None:
         with self.guard():
             with self.client.session() as session:
-                names = self.client.tables(session, self.own_prefix(run_id))
+                names = self.client.tables(session, self.own_prefix(run_id)) + self.legacy_leftovers(session, run_id)
             for name in names:
                 self.client.discard(name)
             with self.client.transaction() as session:
@@ -444,6 +492,8 @@ class TransactionalDestination(StagedDestination):
                 if done is None:
                     data = self.staged_names(session, run_id, task_ids, "data")
                     quarantine = self.staged_names(session, run_id, task_ids, "quarantine")
+                    # Staging of before the one prefix that resume did not adopt: read again, so nobody's now.
+                    leftovers = self.legacy_leftovers(session, run_id)
             if done is not None:
                 return CommitResult(rows=done[0], quarantined_rows=done[1], already_committed=True)
             prepared = None
@@ -461,10 +511,10 @@ class TransactionalDestination(StagedDestination):
                 if (hook := type(self).before_commit) is not None:
                     hook(run_id)
                 if client.transactions == "ddl":
-                    self.drop(session, data + quarantine)
+                    self.drop(session, data + quarantine + leftovers)
             if client.transactions != "ddl":
                 with client.session() as session:
-                    self.drop(session, data + quarantine)
+                    self.drop(session, data + quarantine + leftovers)
         return published.result(quarantined)
 
 
@@ -676,10 +726,10 @@ _bookkeeping_lock = (
 )  # PostgreSQL's CREATE ... IF NOT EXISTS fails when two sessions create one table at once
 
 
-def _short(text: str) -> str:
+def short_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def run_staging_prefix(run_id: str) -> str:
     """The prefix of every staging table of ``run_id``, of any target."""
-    return f"{STAGING_PREFIX}{_short(run_id)}_"
+    return f"{STAGING_PREFIX}{short_hash(run_id)}_"
