@@ -343,9 +343,14 @@ class StagedDestination(Destination):
         with _bookkeeping_lock:
             if self._bookkept:
                 return
-            with self.guard(), self.client.transaction() as session:
-                self.ledger.create(session)
+            with self.guard():
+                self.create_ledger()
             self._bookkept = True
+
+    def create_ledger(self) -> None:
+        """Create the loads ledger and the state table if they are missing, in one transaction."""
+        with self.client.transaction() as session:
+            self.ledger.create(session)
 
     def begin(self, run_id: str, task_id: str) -> None:
         self.bookkeeping()
@@ -559,13 +564,9 @@ class LedgerDestination(StagedDestination):
     def ledger_rows(self) -> StatusLedger:
         return StatusLedger(self.client, self.target)
 
-    def bookkeeping(self) -> None:
-        with _bookkeeping_lock:
-            if self._bookkept:
-                return
-            with self.guard(), self.client.session() as session:
-                self.ledger_rows.create(session)
-            self._bookkept = True
+    def create_ledger(self) -> None:
+        with self.client.session() as session:
+            self.ledger_rows.create(session)
 
     def publish(self, session: Session, staged: list[str], prepared: Any) -> Published:
         raise NotImplementedError("a ledger destination publishes through publish_once")
