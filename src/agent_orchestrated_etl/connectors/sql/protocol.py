@@ -436,7 +436,7 @@ class StagedDestination(Destination):
             return self.ledger.loaded(session, run_id) is not None
 
     def staged_rows(self, run_id: str, task_id: str) -> int | None:
-        """The task's staged data rows; staging named as before the one prefix is adopted first (``_adopt``)."""
+        """The task's staged data rows; staging named as before the one prefix is adopted first (``_adoptable``)."""
         name = self.staging(run_id, task_id)
         with self.guard():
             with self.client.session() as session:
@@ -497,7 +497,7 @@ class TransactionalDestination(StagedDestination):
                 if done is None:
                     data = self.staged_names(session, run_id, task_ids, "data")
                     quarantine = self.staged_names(session, run_id, task_ids, "quarantine")
-                    # Staging of before the one prefix that resume did not adopt: read again, so nobody's now.
+                    # Staging of before the one prefix that resume did not adopt (its tasks were read again) is no one's now.
                     leftovers = self.legacy_leftovers(session, run_id)
             if done is not None:
                 return CommitResult(rows=done[0], quarantined_rows=done[1], already_committed=True)

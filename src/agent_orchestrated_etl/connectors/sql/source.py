@@ -77,7 +77,7 @@ class SQLSource(Source[Q]):
             return self.quote(self.spec.table)
         if self.spec.query is None:
             raise InternalError(
-                f"{self.where} reads several tables and was not expanded into one source per table before its read",
+                "it reads several tables (tables: or schema:) and was not expanded into one source per table before its read",
                 where=self.where,
             )
         return f"({self.spec.query.strip().rstrip(';')}) AS _aetl_q"
