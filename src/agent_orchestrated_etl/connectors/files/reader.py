@@ -41,6 +41,7 @@ class ParquetReader(FileReader):
                 where=self.shown,
                 hint="decompress the file first",
             )
+        filesystems.confine_local(self.fs, self.path)
         with self.fs.open_input_file(self.path) as handle:
             # pre_buffer caches every row group it has read until the file is closed.
             yield from pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=self.batch_rows)
