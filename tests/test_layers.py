@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "logging_config": 2,
     "secrets": 2,
     "confinement": 2,
+    "encryption": 2,
     # 3. stages
     "connectors": 3,
     "transform": 3,

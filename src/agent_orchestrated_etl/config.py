@@ -12,7 +12,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
         description="Region of AWS Secrets Manager; the AWS SDK's own default when unset.",
+    )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="AGENT_ETL_ENCRYPTION_KEY",
+        description=(
+            "Encryption at rest, opt-in (encryption.py): 32 bytes in base64 or hex, or a secret reference to them;"
+            " the Parquet files a file destination stages and commits are encrypted with it."
+        ),
     )
     secrets_dirs: str = Field(
         default="/run/secrets",
