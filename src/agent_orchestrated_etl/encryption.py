@@ -95,7 +95,7 @@ def _factory(master: bytes) -> Any:
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    class LocalKms(pe.KmsClient):  # type: ignore[misc]  # pyarrow's base class is untyped
+    class LocalKms(pe.KmsClient):
         """Wraps each file's data keys with AES-GCM under the master key; nothing leaves the process."""
 
         def __init__(self, _config: Any) -> None:
