@@ -286,7 +286,10 @@ def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(
 ) -> None:
     outcomes = specs(tmp_path, api_url, postgres_url, mysql_url, file_ref)
     found: list[str] = []
-    with serve(tmp_path, env={"PLANTED": SECRET, "AGENT_ETL_LOG_LEVEL": "DEBUG"}) as url:
+    # A served spec reads ${file:...} only from the secrets directories (confinement.py): mount it there.
+    mounted = str(Path(file_ref.removeprefix("${file:").removesuffix("}")).parent)
+    env = {"PLANTED": SECRET, "AGENT_ETL_LOG_LEVEL": "DEBUG", "AGENT_ETL_SECRETS_DIR": mounted}
+    with serve(tmp_path, env=env) as url:
         run_ids = []
         for name in outcomes:
             registered = httpx.post(
