@@ -27,6 +27,8 @@ LAYERS: dict[str, int] = {
     "yaml_locations": 2,
     "logging_config": 2,
     "secrets": 2,
+    "confinement": 2,
+    "encryption": 2,
     # 3. stages
     "connectors": 3,
     "transform": 3,

@@ -11,8 +11,10 @@ Secrets Manager (``${aws-sm:...}``, moto's server), in pipelines of their own.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -21,12 +23,14 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from tests.api.conftest import AUTH
 from tests.api.serve_process import serve
 from tests.aws_servers import MotoAWS
 from tests.connectors.http_servers import fault_server
 
+from agent_orchestrated_etl import encryption
 from agent_orchestrated_etl.logging_config import setup_logging
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
 
@@ -96,6 +100,17 @@ def specs(tmp_path: Path, api: str, postgres_url: str, mysql_url: str, file_ref:
             rest_spec("rest_ok", f"http://user:${{env:PLANTED}}@{host}/pages?token=${{env:PLANTED}}", dest="rest_ok"),
             True,
         ),
+        "rest_files_ok": (  # a file destination: its staged and quarantine Parquet files are encrypted
+            rest_spec(
+                "rest_files_ok",
+                f"http://user:${{env:PLANTED}}@{host}/pages?token=${{env:PLANTED}}",
+                dest="rest_files_ok",
+            ).replace(
+                "{type: duckdb, path: rest_files_ok.duckdb, table: items, write: replace}",
+                "{type: file, path: rest_files_ok, write: replace}",
+            ),
+            True,
+        ),
         "rest_fails": (
             rest_spec(
                 "rest_fails", f"http://user:${{env:PLANTED}}@{host}/missing?token=${{env:PLANTED}}", dest="rest_fails"
@@ -128,6 +143,10 @@ def specs(tmp_path: Path, api: str, postgres_url: str, mysql_url: str, file_ref:
     return {name: ok for name, (_, ok) in written.items()}
 
 
+#: What swept_files read from each Parquet file after decrypting it.
+DECRYPTED: dict[Path, str] = {}
+
+
 def leaks(where: str, data: bytes) -> list[str]:
     return [
         f"{where}: {form.decode()}"
@@ -138,10 +157,15 @@ def leaks(where: str, data: bytes) -> list[str]:
 
 
 def swept_files(root: Path) -> list[str]:
-    """Every file under ``root`` (the SQLite store also dumped as SQL, so no page layout hides a value)."""
+    """Every file under ``root`` (the SQLite store also dumped as SQL, so no page layout hides a value;
+    Parquet files also decrypted with AGENT_ETL_ENCRYPTION_KEY, so encryption hides nothing from the sweep)."""
     found = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         found += leaks(str(path), path.read_bytes())
+        if path.suffix == ".parquet":
+            rows = pq.ParquetFile(path, **encryption.parquet_reader_options()).read().to_pylist()
+            DECRYPTED[path] = json.dumps(rows, default=str)
+            found += leaks(f"{path} (decrypted)", DECRYPTED[path].encode())
         if path.suffix == ".db":
             with sqlite3.connect(path) as conn:
                 found += leaks(f"{path} (dump)", "\n".join(conn.iterdump()).encode())
@@ -207,6 +231,8 @@ def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(
         "AGENT_ETL_LOG_LEVEL": "INFO",
         "COLUMNS": "400",
         "AGENT_ETL_SECRETS_CACHE_TTL": "0",
+        "ETL_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "AGENT_ETL_ENCRYPTION_KEY": "${env:ETL_KEY}",
     }
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
@@ -227,8 +253,15 @@ def test_a_planted_secret_is_nowhere_in_what_the_cli_writes(
         for flags in ([], ["--debug"]):
             _, out, err = agent_etl(capfd, *flags, "runs", "show", run_id, "--json")
             found += leaks(f"runs show {run_id} stdout", out) + leaks(f"runs show {run_id} stderr", err)
+    DECRYPTED.clear()
     found += swept_files(tmp_path)
     assert found == []
+    # The file destination's files were encrypted, and the sweep read them: the quarantine's origins, masked.
+    quarantined = [text for path, text in DECRYPTED.items() if "_quarantine" in path.parts]
+    assert quarantined and all("http://user:***@" in text for text in quarantined)
+    for path in DECRYPTED:
+        with pytest.raises(OSError, match="encrypted"):
+            pq.ParquetFile(path)
     import duckdb
 
     with duckdb.connect(str(work / "rest_ok.duckdb"), read_only=True) as conn:
@@ -253,7 +286,10 @@ def test_a_planted_secret_is_nowhere_in_what_serve_writes_or_answers(
 ) -> None:
     outcomes = specs(tmp_path, api_url, postgres_url, mysql_url, file_ref)
     found: list[str] = []
-    with serve(tmp_path, env={"PLANTED": SECRET, "AGENT_ETL_LOG_LEVEL": "DEBUG"}) as url:
+    # A served spec reads ${file:...} only from the secrets directories (confinement.py): mount it there.
+    mounted = str(Path(file_ref.removeprefix("${file:").removesuffix("}")).parent)
+    env = {"PLANTED": SECRET, "AGENT_ETL_LOG_LEVEL": "DEBUG", "AGENT_ETL_SECRETS_DIR": mounted}
+    with serve(tmp_path, env=env) as url:
         run_ids = []
         for name in outcomes:
             registered = httpx.post(

@@ -7,11 +7,12 @@ Secrets are ``SecretStr`` so they never print.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_orchestrated_etl.exceptions import ConfigurationError
@@ -114,6 +115,22 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
         description="Region of AWS Secrets Manager; the AWS SDK's own default when unset.",
     )
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="AGENT_ETL_ENCRYPTION_KEY",
+        description=(
+            "Encryption at rest, opt-in (encryption.py): 32 bytes in base64 or hex, or a secret reference to them;"
+            " the Parquet files a file destination stages and commits are encrypted with it."
+        ),
+    )
+    secrets_dirs: str = Field(
+        default="/run/secrets",
+        validation_alias="AGENT_ETL_SECRETS_DIR",
+        description=(
+            "Directories (separated by the OS path separator) a spec served by `agent-etl serve` may read"
+            " ${file:...} secrets from, besides its data root; the CLI reads any file its user can."
+        ),
+    )
     secrets_cache_ttl: float = Field(
         default=300,
         ge=0,
@@ -134,6 +151,10 @@ class Settings(BaseSettings):
     @property
     def spec_limits(self) -> SpecLimits:
         return SpecLimits(parse_size(self.spec_max_bytes), self.spec_max_nodes, self.spec_max_depth)
+
+    @property
+    def secrets_roots(self) -> list[Path]:
+        return [Path(part).expanduser() for part in self.secrets_dirs.split(os.pathsep) if part]
 
     @property
     def home_dir(self) -> Path:

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent_orchestrated_etl import redaction
+from agent_orchestrated_etl import confinement, redaction
 from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.exceptions import (
     AuthError,
@@ -66,12 +66,20 @@ class EnvProvider:
 class FileProvider:
     pattern = r"[^}\s]+"
 
-    def resolve(self, reference: str, *, where: str) -> str:
+    def resolve(self, reference: str, *, where: str, confined: bool = False) -> str:
+        """``confined``: a spec's reference, which a confined process (serve) reads only under its secrets roots."""
         path = Path(reference).expanduser()
         try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
+            text = confinement.read_secret_file(path) if confined else path.read_text(encoding="utf-8")
+            return text.rstrip("\r\n")
         except FileNotFoundError:
             why = "does not exist"
+        except confinement.SecretOutsideRoots as exc:
+            raise ConfigurationError(
+                f"secret file of ${{file:{reference}}} {exc}",
+                where=where,
+                hint="a served spec reads secrets only there: mount the secret under one, or set AGENT_ETL_SECRETS_DIR",
+            ) from None
         except IsADirectoryError:
             why = "is a directory"
         except PermissionError:
@@ -88,7 +96,7 @@ class FileProvider:
 
     def problem(self, reference: str) -> str | None:
         try:
-            self.resolve(reference, where="")
+            self.resolve(reference, where="", confined=True)  # asked of a spec's references (spec.unset_variables)
         except ConfigurationError as exc:
             return f"{exc.message} ({exc.hint})"
         return None
@@ -267,14 +275,22 @@ def is_reference(text: str) -> bool:
     return reference_pattern().fullmatch(text) is not None
 
 
-def resolve(text: str, *, where: str = "") -> str:
-    """``text`` with every reference replaced by its value; each value is registered for redaction."""
+def resolve(text: str, *, where: str = "", from_spec: bool = False) -> str:
+    """``text`` with every reference replaced by its value; each value is registered for redaction.
+
+    ``from_spec``: the text is part of a spec, whose ``${file:...}`` a confined process (serve) reads
+    only under its secrets roots (confinement.py); the operator's own settings are not confined.
+    """
     if "${" not in text:
         return text
 
     def substitute(match: re.Match[str]) -> str:
         name, reference = _parts(match)
-        value = PROVIDERS[name].resolve(reference, where=where)
+        provider = PROVIDERS[name]
+        if isinstance(provider, FileProvider):
+            value = provider.resolve(reference, where=where, confined=from_spec)
+        else:
+            value = provider.resolve(reference, where=where)
         redaction.register(value)
         return value
 

@@ -378,7 +378,7 @@ def resolve_env(value: Any, *, where: str = "") -> Any:
         redaction.register(secret)
         return SecretStr(secret)
     if isinstance(value, str):
-        value = secrets.resolve(value, where=where)
+        value = secrets.resolve(value, where=where, from_spec=True)
         redaction.register_resolved(where, value)
     return value
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent_orchestrated_etl import confinement, secrets
 from agent_orchestrated_etl.exceptions import SpecError, SpecProblem
 from agent_orchestrated_etl.spec import LoadedSpec
 from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
@@ -50,9 +52,10 @@ def check_base_dir(root: Path, base_dir: Path) -> Path:
     return base_dir.resolve()
 
 
-def check_paths(loaded: LoadedSpec, base_dir: Path, root: Path) -> None:
-    """Every local path of the spec, relative ones taken from ``base_dir``, must stay inside ``root``."""
-    problems = []
+def check_paths(loaded: LoadedSpec, base_dir: Path, root: Path, secrets_roots: list[Path]) -> None:
+    """Every local path of the spec, relative ones taken from ``base_dir``, must stay inside ``root``,
+    and every ``${file:...}`` it refers to inside ``root`` or one of ``secrets_roots``."""
+    problems = _secret_files_outside(loaded, [root, *secrets_roots])
     lines: dict[Any, int] | None = None
     for key, value in _local_paths(loaded):
         reason = _escapes(value, base_dir, root)
@@ -71,6 +74,48 @@ def check_paths(loaded: LoadedSpec, base_dir: Path, root: Path) -> None:
         )
     if problems:
         raise SpecError(problems)
+
+
+def _secret_files_outside(loaded: LoadedSpec, allowed: list[Path]) -> list[SpecProblem]:
+    """A ``${file:...}`` reads the file when the run starts, and a URL or header can carry it to the
+    spec's author: a served spec may name only files under the allowed directories."""
+    found: list[SpecProblem] = []
+    for node, path in _scalar_nodes(yaml.compose(loaded.text), ""):  # parse_spec bounded the text already
+        for provider, reference in secrets.references(node.value):
+            if provider == "file" and not _secret_allowed(reference, allowed):
+                found.append(
+                    SpecProblem(
+                        loaded.file,
+                        node.start_mark.line + 1,
+                        path,
+                        f"${{file:{reference}}} is outside the directories a served spec may read secrets from"
+                        f" ({', '.join(str(p.resolve()) for p in allowed)}); mount the secret under one"
+                        " (by its absolute path), or add its directory to AGENT_ETL_SECRETS_DIR",
+                    )
+                )
+    return found
+
+
+def _scalar_nodes(node: yaml.Node | None, path: str) -> Iterator[tuple[yaml.ScalarNode, str]]:
+    """Each string scalar of a composed YAML tree, with its dotted key path."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _scalar_nodes(value, f"{path}.{key.value}" if path else str(key.value))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _scalar_nodes(item, f"{path}[{index}]")
+    elif isinstance(node, yaml.ScalarNode) and isinstance(node.value, str):
+        yield node, path
+
+
+def _scalars(node: yaml.Node | None) -> list[str]:
+    return [scalar.value for scalar, _ in _scalar_nodes(node, "")]
+
+
+def _secret_allowed(reference: str, allowed: list[Path]) -> bool:
+    if "\x00" in reference or reference.startswith("~"):
+        return False
+    return any(inside(root, Path(reference)) for root in allowed if Path(reference).is_absolute())
 
 
 def _local_paths(loaded: LoadedSpec) -> list[tuple[tuple[str | int, ...], str]]:
@@ -124,3 +169,23 @@ def _escapes(value: str, base_dir: Path, root: Path) -> str | None:
             else "leads outside the data root through a symlink"
         )
     return None
+
+
+def operator_dirs(loaded: LoadedSpec, base_dir: Path) -> confinement.Roots:
+    """The directories a spec given on serve's command line reads from: its local paths' and its secret files'."""
+    files = []
+    for _, value in _local_paths(loaded):
+        scheme = _SCHEME.match(value)
+        if scheme and scheme.group(1).lower() != "file":
+            continue
+        local = value[len("file://") :] if scheme else value
+        glob = _GLOB.search(local)
+        fixed = os.path.dirname(local[: glob.start()]) if glob else os.path.dirname(local)
+        files.append(Path(fixed).expanduser() if os.path.isabs(fixed) or fixed.startswith("~") else base_dir / fixed)
+    secret_dirs = [
+        Path(reference).expanduser().parent
+        for scalar in _scalars(yaml.compose(loaded.text))
+        for provider, reference in secrets.references(scalar)
+        if provider == "file"
+    ]
+    return confinement.Roots(tuple(files), tuple(secret_dirs))

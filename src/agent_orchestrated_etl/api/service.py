@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
+from agent_orchestrated_etl import confinement
 from agent_orchestrated_etl.api.fanout import Fanout
 from agent_orchestrated_etl.api.limits import RateLimiter
-from agent_orchestrated_etl.api.roots import check_base_dir, check_paths
+from agent_orchestrated_etl.api.roots import check_base_dir, check_paths, operator_dirs
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem
 from agent_orchestrated_etl.model.messages import RunFinished, RunStarted
@@ -108,9 +109,16 @@ class Server:
 
     async def __aenter__(self) -> Server:
         await self.runtime.__aenter__()
+        files, secret_files = [self.data_root], [self.data_root, *self.options.settings.secrets_roots]
         for path in self.options.specs:
             text = path.read_text(encoding="utf-8")
-            self.register(text, base_dir=path.resolve().parent, file=str(path))
+            loaded, _ = self.register(text, base_dir=path.resolve().parent, file=str(path))
+            # The operator's own specs are not confined: what they read stays readable at run time.
+            mine = operator_dirs(loaded, path.resolve().parent)
+            files += mine.files
+            secret_files += mine.secrets
+        # Checked again at each open, so a file swapped for a symlink after registration is refused.
+        confinement.confine(files=files, secrets=secret_files)
         for registered in self.pipelines.list():
             try:
                 self._watch(self.loaded(registered), registered)
@@ -122,6 +130,7 @@ class Server:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        confinement.release()
         if self._scheduling is not None:
             self._scheduling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -158,7 +167,7 @@ class Server:
         """A spec from the API: valid, and reading and writing only inside the data root; raises SpecError."""
         base = check_base_dir(self.data_root, Path(base_dir)) if base_dir else self.options.base_dir.resolve()
         loaded = check_spec(yaml_text)
-        check_paths(loaded, base, self.data_root)
+        check_paths(loaded, base, self.data_root, self.options.settings.secrets_roots)
         return loaded, base
 
     def unregister(self, name: str) -> bool:

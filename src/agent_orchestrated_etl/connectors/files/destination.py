@@ -27,6 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
+from agent_orchestrated_etl import encryption
 from agent_orchestrated_etl.connectors.base import (
     CommitResult,
     Destination,
@@ -35,6 +36,7 @@ from agent_orchestrated_etl.connectors.base import (
 )
 from agent_orchestrated_etl.connectors.files import filesystems
 from agent_orchestrated_etl.connectors.files.filesystems import S3Settings
+from agent_orchestrated_etl.exceptions import ConfigurationError
 
 OutFormat = Literal["parquet", "csv", "jsonl"]
 MANIFEST = "_manifest.json"
@@ -72,6 +74,12 @@ class FileDestination(Destination[FileDestinationSpec]):
 
     def __init__(self, spec: FileDestinationSpec, *, memory_limit_bytes: int) -> None:
         super().__init__(spec, memory_limit_bytes=memory_limit_bytes)
+        if spec.format != "parquet" and encryption.key() is not None:
+            raise ConfigurationError(
+                f"AGENT_ETL_ENCRYPTION_KEY is set, and {spec.format} files cannot be encrypted so that readers can read them",
+                where="destination.format",
+                hint="write format: parquet (Parquet modular encryption), or unset AGENT_ETL_ENCRYPTION_KEY",
+            )
         fs, self.root = filesystems.resolve(spec.path, spec.s3)
         # With an assumed role, each use asks for the filesystem again, which carries renewed credentials.
         self._fs: pafs.FileSystem | None = None if spec.s3 is not None and spec.s3.role_arn else fs
@@ -303,7 +311,12 @@ class _Writer:
         self._group: list[pa.RecordBatch] = []
         self._group_bytes, self._row_group_bytes = 0, row_group_bytes
         if fmt == "parquet":
-            self._out: Any = pq.ParquetWriter(self._stream, first.schema, use_dictionary=_dictionary_columns(first))
+            self._out: Any = pq.ParquetWriter(
+                self._stream,
+                first.schema,
+                use_dictionary=_dictionary_columns(first),
+                **encryption.parquet_writer_options(),
+            )
         elif fmt == "csv":
             self._out = pacsv.CSVWriter(self._stream, first.schema)
         if fmt != "jsonl":
@@ -395,7 +408,7 @@ def _repeats(column: pa.Array) -> bool:
 def _count_rows(fs: pafs.FileSystem, path: str) -> int:
     if path.endswith(".parquet"):
         with fs.open_input_file(path) as handle:
-            return pq.ParquetFile(handle).metadata.num_rows
+            return pq.ParquetFile(handle, **encryption.parquet_reader_options()).metadata.num_rows
     with fs.open_input_stream(path) as handle:
         if path.endswith(".csv"):  # quoted values may hold newlines, so count records, not lines
             return sum(batch.num_rows for batch in pacsv.open_csv(handle))

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from agent_orchestrated_etl import redaction
+from agent_orchestrated_etl import confinement, redaction
 from agent_orchestrated_etl.exceptions import (
     AgentETLError,
     AuthError,
@@ -225,12 +225,25 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 def expand(fs: pafs.FileSystem, path: str) -> list[str]:
     """The files a path or glob names, sorted; hidden and underscore files are skipped in globs."""
+    found = _expand(fs, path)
+    for match in found:
+        confine_local(fs, match)
+    return found
+
+
+def confine_local(fs: pafs.FileSystem, path: str) -> None:
+    """In a confined process (serve), a local file is opened only inside its roots, checked at each open (confinement.py)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        confinement.check_file(path, where=path)
+
+
+def _expand(fs: pafs.FileSystem, path: str) -> list[str]:
     if not globlib.has_magic(path):
         kind = info(fs, path).type
         if kind == pafs.FileType.NotFound:
             return []
         if kind == pafs.FileType.Directory:
-            return expand(fs, path.rstrip("/") + "/**/*")
+            return _expand(fs, path.rstrip("/") + "/**/*")
         return [path]
     if isinstance(fs, pafs.LocalFileSystem):
         found = [p for p in globlib.glob(path, recursive=True) if os.path.isfile(p)]
@@ -298,6 +311,7 @@ def open_input(
         with open_input(fs, path, None) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
             yield _UpToTheBreak(unzipped)  # type: ignore[misc]  # duck-types the read()/read1() of a BinaryIO
         return
+    confine_local(fs, path)
     try:
         stream = fs.open_input_stream(path, compression=compression)
     except FileNotFoundError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agent_orchestrated_etl import encryption
 from agent_orchestrated_etl.connectors.base import Position
 from agent_orchestrated_etl.connectors.files import filesystems
 from agent_orchestrated_etl.exceptions import DataError
@@ -41,6 +42,8 @@ class ParquetReader(FileReader):
                 where=self.shown,
                 hint="decompress the file first",
             )
+        filesystems.confine_local(self.fs, self.path)
         with self.fs.open_input_file(self.path) as handle:
             # pre_buffer caches every row group it has read until the file is closed.
-            yield from pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=self.batch_rows)
+            parquet = pq.ParquetFile(handle, pre_buffer=False, **encryption.parquet_reader_options())
+            yield from parquet.iter_batches(batch_size=self.batch_rows)

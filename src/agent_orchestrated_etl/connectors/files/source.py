@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import Field
 
+from agent_orchestrated_etl import encryption
 from agent_orchestrated_etl.connectors.base import (
     ConnectorSpec,
     EngineScan,
@@ -113,6 +114,8 @@ class FileSource(Source[FileSourceSpec]):
             return "only Parquet is read by the destination's engine (CSV and JSON are checked line by line here)"
         if self.spec.s3 is not None or "://" in self.spec.path:
             return "the files are not on local disk"
+        if encryption.key() is not None:
+            return "encryption at rest is on, and DuckDB cannot read Parquet whose keys a KMS client wraps"
         if (
             self.spec.file_name_column
             or self.spec.hive_partitioning

@@ -1,0 +1,134 @@
+"""Encryption at rest (issue 12): with AGENT_ETL_ENCRYPTION_KEY set, the Parquet files a file destination
+stages and commits, quarantine included, hold none of the data in the clear, and read back with the key."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from agent_orchestrated_etl import encryption
+from agent_orchestrated_etl.exceptions import ConfigurationError, DataError
+
+PLANTED = f"pl4nted-row-{uuid.uuid4().hex}"
+QUARANTINED = f"pl4nted-bad-{uuid.uuid4().hex}"
+KEY = base64.b64encode(os.urandom(32)).decode()
+
+SPEC = """\
+name: sealed
+sources:
+  people: {type: file, path: people.csv}
+quality:
+  - {not_null: [email], threshold: 0.5}
+destination: {type: file, path: out, format: FORMAT}
+"""
+
+
+def agent_etl(cwd: Path, *args: str, key: str | None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "AGENT_ETL_HOME": str(cwd / "home")}
+    env.pop("AGENT_ETL_ENCRYPTION_KEY", None)
+    if key is not None:
+        env["AGENT_ETL_ENCRYPTION_KEY"] = "${env:ETL_KEY}"
+        env["ETL_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "agent_orchestrated_etl", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    rows = ["id,name,email"] + [f"{i},person {i},p{i}@example.com" for i in range(1, 100)]
+    rows += [f"100,{PLANTED},planted@example.com", f"101,{QUARANTINED},"]
+    (tmp_path / "people.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "p.yaml").write_text(SPEC.replace("FORMAT", "parquet"))
+    return tmp_path
+
+
+def written_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def test_with_a_key_no_file_we_write_holds_the_data_in_the_clear(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = agent_etl(project, "run", "p.yaml", key=KEY)
+    assert result.returncode == 0, result.stderr
+    parquet = [p for p in written_files(project / "out") if p.suffix == ".parquet"]
+    assert parquet, written_files(project / "out")
+    for path in written_files(project / "out"):
+        raw = path.read_bytes()
+        assert PLANTED.encode() not in raw and QUARANTINED.encode() not in raw, path
+        assert b"person 1" not in raw, path
+    # With the key, the exact rows are there: 100 loaded, the one without an email quarantined.
+    monkeypatch.setenv("AGENT_ETL_ENCRYPTION_KEY", KEY)
+    names: list[str] = []
+    for path in parquet:
+        table = pq.ParquetFile(path, **encryption.parquet_reader_options()).read()
+        names += [str(value) for value in table.to_pydict().get("name", [])]
+        names += [str(value) for value in table.to_pydict().get("row_json", [])]  # a quarantined row, as JSON
+    assert sum(1 for n in names if n.startswith("person ")) == 99
+    assert sum(PLANTED in n for n in names) == 1
+    assert sum(QUARANTINED in n for n in names) == 1
+    # Without it, or with another one, a reader gets nothing.
+    with pytest.raises(OSError, match="encrypted"):
+        pq.ParquetFile(parquet[0])
+    monkeypatch.setenv("AGENT_ETL_ENCRYPTION_KEY", os.urandom(32).hex())
+    with pytest.raises(DataError, match="encrypted with another key than AGENT_ETL_ENCRYPTION_KEY"):
+        pq.ParquetFile(parquet[0], **encryption.parquet_reader_options())
+
+
+def test_without_a_key_the_files_are_plain_parquet(project: Path) -> None:
+    assert agent_etl(project, "run", "p.yaml", key=None).returncode == 0
+    [data, *_] = [p for p in written_files(project / "out") if p.suffix == ".parquet"]
+    assert pq.ParquetFile(data).metadata.num_rows > 0
+
+
+def test_a_missing_or_malformed_key_fails_the_run_with_one_line(project: Path) -> None:
+    env_missing = agent_etl(project, "run", "p.yaml", key=None)
+    assert env_missing.returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_orchestrated_etl", "run", "p.yaml"],
+        cwd=project,
+        env={**os.environ, "AGENT_ETL_HOME": str(project / "home2"), "AGENT_ETL_ENCRYPTION_KEY": "${env:NO_SUCH_KEY}"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "environment variable NO_SUCH_KEY is not set" in errors[0], result.stderr
+    short = agent_etl(project, "run", "p.yaml", key="c2hvcnQ=")
+    assert short.returncode == 1
+    errors = [line for line in short.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is not a 32-byte key in base64 or hex" in errors[0], short.stderr
+    assert "c2hvcnQ=" not in short.stderr
+
+
+def test_formats_that_cannot_be_encrypted_are_refused_with_one_line(project: Path) -> None:
+    (project / "p.yaml").write_text(SPEC.replace("FORMAT", "csv"))
+    result = agent_etl(project, "run", "p.yaml", key=KEY)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "csv files cannot be encrypted" in errors[0], result.stderr
+    assert not any(p.suffix == ".csv" for p in written_files(project / "out")) if (project / "out").exists() else True
+
+
+def test_a_key_is_32_bytes_of_base64_or_hex() -> None:
+    raw = os.urandom(32)
+    assert encryption.decode(base64.b64encode(raw).decode()) == raw
+    assert encryption.decode(base64.urlsafe_b64encode(raw).decode().rstrip("=")) == raw
+    assert encryption.decode(raw.hex()) == raw
+    for bad in ("", "x" * 64, base64.b64encode(os.urandom(16)).decode()):
+        with pytest.raises(ConfigurationError, match="32-byte key"):
+            encryption.decode(bad)
