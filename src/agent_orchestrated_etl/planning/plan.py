@@ -193,7 +193,8 @@ def make_plan(
                     subject,
                     "stage the raw rows in DuckDB, then evaluate the checks there as SQL",
                     "its checks all judge rows DuckDB can flag in SQL, so the batches skip the per-batch check in"
-                    " Python; failing rows keep their source position",
+                    " Python; failing rows keep their source position"
+                    + (f"; no pushdown: {blocker}" if blocker and "cannot read" not in blocker else ""),
                 )
             )
         if way.kind in ("source", "stream"):
