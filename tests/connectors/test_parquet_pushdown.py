@@ -51,7 +51,9 @@ def test_a_row_check_runs_in_duckdb_over_the_copied_files(tmp_path: Path) -> Non
     write_files(tmp_path)
     _, decisions = run(tmp_path, "quality:\n  - in_range: {column: id, max: 249}\n    severity: warn\n")
     [choice] = [d["choice"] for d in decisions if d["subject"] == "destination parts" and "push" in d["choice"]]
-    assert choice.startswith("push the copy down") and choice.endswith("evaluates the checks as SQL over the staged rows")
+    assert choice.startswith("push the copy down") and choice.endswith(
+        "evaluates the checks as SQL over the staged rows"
+    )
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM parts").fetchone() == (250,)
     origins = {r[0] for r in con.execute("SELECT origin FROM parts__quarantine").fetchall()}

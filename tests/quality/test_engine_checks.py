@@ -45,7 +45,8 @@ CHECKS = {
 
 def _source(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     table = pa.Table.from_pylist(
-        ROWS, schema=pa.schema([("id", pa.int64()), ("email", pa.string()), ("age", pa.int64()), ("country", pa.string())])
+        ROWS,
+        schema=pa.schema([("id", pa.int64()), ("email", pa.string()), ("age", pa.int64()), ("country", pa.string())]),
     )
     if kind == "parquet":
         pq.write_table(table, tmp_path / "people.parquet")

@@ -166,7 +166,8 @@ def make_plan(
                 PlannedDecision(
                     subject,
                     f"push the copy down: the {dest.type} engine reads {sources[dest.input].spec.type} itself, "
-                    "one task per partition" + (", then evaluates the checks as SQL over the staged rows" if checked else ""),
+                    "one task per partition"
+                    + (", then evaluates the checks as SQL over the staged rows" if checked else ""),
                     (
                         "its checks all judge rows DuckDB can flag in SQL, so only failing rows come to Python (for"
                         " their quarantine entries, which name the row's number in the staged copy, kept in source order)"

@@ -78,7 +78,9 @@ def check_staged(
         else:
             expr = f"({check.failed_sql()})"
         exprs.append((expr, check))
-    flags = ", ".join(f"{expr} AS {ident(FLAG_PREFIX + str(i))}" for (expr, _), (i, _) in zip(exprs, checks, strict=True))
+    flags = ", ".join(
+        f"{expr} AS {ident(FLAG_PREFIX + str(i))}" for (expr, _), (i, _) in zip(exprs, checks, strict=True)
+    )
     numbered = "" if ordinal is not None else f", rowid AS {ident(ROW)}"
     flagged = f"SELECT *{numbered}, {flags} FROM {name}"
     counts = ", ".join(f"count_if({ident(FLAG_PREFIX + str(i))})" for i, _ in checks)

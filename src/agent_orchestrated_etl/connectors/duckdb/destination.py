@@ -128,7 +128,9 @@ class DuckDBDestination(TransactionalDestination):
 
                 watcher = threading.Thread(target=poll, name=f"progress {task_id}", daemon=True)
                 watcher.start()
-            with engine_copy(self.duck.conn, self.memory_limit_bytes, keep_order=keep_order or self.spec.write == "merge"):
+            with engine_copy(
+                self.duck.conn, self.memory_limit_bytes, keep_order=keep_order or self.spec.write == "merge"
+            ):
                 cursor.execute(f"CREATE TABLE {staging} AS {scan.select}", list(scan.params))
         except duckdb.Error as exc:
             # Classified as the Arrow path classifies the same failure (a refused connection is retried there too).
