@@ -91,6 +91,47 @@ def agent_etl(job: Job) -> list[str]:
     return [str(script), "run", str(spec), "--json"]
 
 
+# The checked scenarios: lineitem's key must be unique and present, as a real pipeline would ask.
+CHECKS = "quality:\n  - {not_null: [l_orderkey, l_linenumber, l_shipdate]}\n  - {unique: [l_orderkey, l_linenumber]}\n"
+
+
+def agent_etl_spec(job: Job, source: str, *, checked: bool, pushdown: bool = True) -> list[str]:
+    """agent-etl loading ``source`` (a YAML flow mapping) into table lineitem, with or without CHECKS."""
+    script = Path(sys.executable).parent / "agent-etl"
+    if not script.exists():
+        raise Unavailable(f"{script} not found")
+    spec = job.workdir / "spec.yaml"
+    spec.write_text(
+        "name: lineitem_checked\n"
+        f"sources:\n  lineitem: {source}\n"
+        f"destination: {{type: duckdb, path: {json.dumps(str(job.out_db))}, table: lineitem, write: replace}}\n"
+        + (CHECKS if checked else "")
+    )
+    env = [f"AGENT_ETL_HOME={job.workdir / 'home'}", f"AGENT_ETL_PUSHDOWN={'true' if pushdown else 'false'}"]
+    return ["/usr/bin/env", *env, str(script), "run", str(spec), "--json"]
+
+
+def checked_contenders(source: Callable[[Job], str]) -> list[Contender]:
+    return [
+        Contender("agent-etl", lambda job: agent_etl_spec(job, source(job), checked=False)),
+        Contender("agent-etl-checked", lambda job: agent_etl_spec(job, source(job), checked=True)),
+        Contender(
+            "agent-etl-checked-arrow", lambda job: agent_etl_spec(job, source(job), checked=True, pushdown=False)
+        ),
+    ]
+
+
+def prepare_csv(args: argparse.Namespace) -> Input:
+    parquet = lineitem.ensure(args.sf)
+    path = lineitem.DATA_DIR / f"lineitem_sf{args.sf:g}.csv"
+    if not path.exists():
+        partial = path.with_suffix(".csv.partial")
+        with duckdb.connect() as con:
+            con.execute(f"COPY (SELECT * FROM read_parquet(?)) TO '{partial}' (HEADER)", [str(parquet)])
+        partial.rename(path)
+    return Input(str(path), lineitem.parquet_rows(parquet), path.stat().st_size, {"sf": args.sf})
+
+
 def prepare_lineitem(args: argparse.Namespace) -> Input:
     path = lineitem.lineitem_path(args.sf)
     setup: dict[str, object] = {"sf": args.sf}
@@ -192,6 +233,24 @@ SCENARIOS: dict[str, Scenario] = {
             Contender("agent-etl", _unavailable(databases.agent_etl_to_pg)),
         ],
         count=count_postgres_out,
+    ),
+    # Checks at engine speed (issue 14 item 1): each contender against the same load with no check.
+    "postgres-to-duckdb-checked": Scenario(
+        prepare=prepare_postgres,
+        table="lineitem",
+        contenders=checked_contenders(
+            lambda job: f"{{type: postgres, url: {json.dumps(databases.PG_URL)}, table: bench.{job.source}}}"
+        ),
+    ),
+    "parquet-to-duckdb-checked": Scenario(
+        prepare=prepare_lineitem,
+        table="lineitem",
+        contenders=checked_contenders(lambda job: f"{{type: file, path: {json.dumps(job.source)}}}"),
+    ),
+    "csv-to-duckdb-checked": Scenario(
+        prepare=prepare_csv,
+        table="lineitem",
+        contenders=checked_contenders(lambda job: f"{{type: file, path: {json.dumps(job.source)}}}"),
     ),
     "lineitem-to-duckdb": Scenario(
         prepare=prepare_lineitem,

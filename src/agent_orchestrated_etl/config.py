@@ -87,7 +87,11 @@ class Settings(BaseSettings):
     pushdown: bool = Field(
         default=True,
         validation_alias="AGENT_ETL_PUSHDOWN",
-        description="Let the planner have a destination's engine copy from a source by itself when no Python step needs the rows.",
+        description=(
+            "Let the planner have a destination's engine copy from a source by itself when no Python step needs the"
+            " rows, and a DuckDB destination evaluate row and unique checks as SQL over its staged rows; false keeps"
+            " every row on the Arrow path."
+        ),
     )
 
     spec_max_bytes: str = Field(

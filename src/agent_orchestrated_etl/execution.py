@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from agent_orchestrated_etl.config import Settings
 from agent_orchestrated_etl.connectors.base import Destination, Partition, Position, Source
+from agent_orchestrated_etl.connectors.duckdb.destination import DuckDBDestination
 from agent_orchestrated_etl.connectors.incremental import Tracker, Window
 from agent_orchestrated_etl.connectors.registry import destination_class, source_class
 from agent_orchestrated_etl.exceptions import AgentETLError, InternalError, ResourceExhaustedError, from_os_error
@@ -28,6 +29,7 @@ from agent_orchestrated_etl.planning.plan import destination_label
 from agent_orchestrated_etl.planning.routing import checks_at
 from agent_orchestrated_etl.planning.tasks import PlannedDecision, Task
 from agent_orchestrated_etl.quality.checks import Check
+from agent_orchestrated_etl.quality.engine import check_staged
 from agent_orchestrated_etl.quality.evaluate import rejected_rows, visible
 from agent_orchestrated_etl.spec import PipelineSpec
 from agent_orchestrated_etl.transform.chain import Point, StreamChain
@@ -193,7 +195,9 @@ def _extract_load(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcom
     batches = _read(
         ctx, task, source, [task.partition], Numbering(origins), outcome, progress, numbered=True, rejected=rejected
     )
-    if task.transform is None and not any(p.checks for p in points):
+    if task.engine_checks:
+        _stage_then_check(ctx, task, dest, points, batches, origins, outcome)
+    elif task.transform is None and not any(p.checks for p in points):
         for batch in batches:
             _write(ctx, task, dest, batch, outcome, origins.locate)
     else:
@@ -335,8 +339,13 @@ def _write(
     numbered: pa.RecordBatch,
     outcome: TaskOutcome,
     locate: Callable[[int | None], Position | None],
+    *,
+    keep_row: bool = False,
 ) -> None:
-    """Write a batch (with its ROW column, if any); rows the destination cannot store go to quarantine with their position."""
+    """Write a batch (with its ROW column, if any); rows the destination cannot store go to quarantine with their position.
+
+    ``keep_row`` stages the ROW column too, for checks evaluated over the staged rows.
+    """
     numbered = _within_limit(ctx, task, dest, numbered, outcome, locate)
     batch = visible(numbered)
     reasons = dest.unstorable(batch) if batch.num_rows else None
@@ -352,9 +361,9 @@ def _write(
             ctx.run_id, task.id, rejected_rows(refused, run_id=ctx.run_id, task_id=task.id, check_name="destination")
         )
         outcome.rows_quarantined += len(refused)
-        batch = batch.filter(keep)
+        batch, numbered = batch.filter(keep), numbered.filter(keep)
     if batch.num_rows:
-        dest.write_batch(ctx.run_id, task.id, batch)
+        dest.write_batch(ctx.run_id, task.id, numbered if keep_row else batch)
         outcome.rows_written += batch.num_rows
         outcome.bytes_written += batch.nbytes
 
@@ -450,8 +459,25 @@ def _pushdown(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
     assert task.source is not None and task.partition is not None and task.destination is not None
     dest = ctx.destinations[task.destination]
     dest.begin(ctx.run_id, task.id)
-    rows = dest.pull(ctx.run_id, task.id, ctx.sources[task.source], task.partition, progress)
-    return TaskOutcome(rows_read=rows, rows_written=rows)
+    source = ctx.sources[task.source]
+    if not task.engine_checks:
+        rows = dest.pull(ctx.run_id, task.id, source, task.partition, progress)
+        return TaskOutcome(rows_read=rows, rows_written=rows)
+    assert isinstance(dest, DuckDBDestination), "the planner checks in the engine only for DuckDB"
+    # In source order, so "an earlier row" of a unique check and a row's number mean what they do on the Arrow path.
+    rows = dest.pull(ctx.run_id, task.id, source, task.partition, progress, keep_order=True)
+    outcome = TaskOutcome(rows_read=rows)
+    points = _points(ctx, task.source, None)
+    origin = task.partition.description
+
+    def locate(ordinal: int | None) -> Position | None:
+        return None if ordinal is None else Position(origin, row=ordinal + 1)
+
+    if rows:
+        _engine_checks(ctx, task, dest, points, locate, ordinal=None, outcome=outcome)
+    else:
+        _through_chain(ctx, task, dest, points, iter(()), Origins(), outcome)
+    return outcome
 
 
 def _workspace_table(task: Task) -> str:
@@ -541,7 +567,68 @@ def _single(ctx: RunContext, task: Task, progress: Progress) -> TaskOutcome:
         numbered=True,
         rejected=rejected,
     )
-    _through_chain(ctx, task, dest, _points(ctx, task.source, task.transform), batches, origins, outcome)
+    points = _points(ctx, task.source, task.transform)
+    if task.engine_checks:
+        _stage_then_check(ctx, task, dest, points, batches, origins, outcome)
+    else:
+        _through_chain(ctx, task, dest, points, batches, origins, outcome)
     _rejected_by_reader(ctx, task, rejected, lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows), outcome)
     dest.finish(ctx.run_id, task.id)
     return outcome
+
+
+def _stage_then_check(
+    ctx: RunContext,
+    task: Task,
+    dest: Destination,
+    points: list[Point],
+    batches: Iterator[pa.RecordBatch],
+    origins: Origins,
+    outcome: TaskOutcome,
+) -> None:
+    """Stage the raw rows with their ordinals in the DuckDB destination, then evaluate the checks there as SQL."""
+    assert isinstance(dest, DuckDBDestination), "the planner checks in the engine only for DuckDB"
+    for batch in batches:
+        _write(ctx, task, dest, batch, outcome, origins.locate, keep_row=True)
+    if not outcome.rows_written:
+        # Nothing staged: the checks still report, over no rows, as the Arrow path's do.
+        _through_chain(ctx, task, dest, points, iter(()), origins, outcome)
+        return
+    _engine_checks(ctx, task, dest, points, origins.locate, ordinal=ROW, outcome=outcome)
+
+
+def _engine_checks(
+    ctx: RunContext,
+    task: Task,
+    dest: DuckDBDestination,
+    points: list[Point],
+    locate: Callable[[int | None], Position | None],
+    *,
+    ordinal: str | None,
+    outcome: TaskOutcome,
+) -> None:
+    staging = dest.staging(ctx.run_id, task.id)
+    dest.finish(ctx.run_id, task.id)  # the buffered batches into the staging table, before SQL reads it
+    checks = [c for p in points for c in p.checks]
+    cursor = dest.engine_cursor()
+    try:
+        kept, quarantined, results = check_staged(
+            cursor,
+            staging,
+            checks,
+            run_id=ctx.run_id,
+            task_id=task.id,
+            scope=destination_label(ctx.spec, task.destination) if task.destination is not None else "workspace",
+            input_name=points[-1].name,
+            locate=locate,
+            origin=f"task {task.id}",
+            quarantine=lambda rows: dest.write_quarantine(ctx.run_id, task.id, rows),
+            batch_rows=task.batch_rows or ctx.settings.batch_rows,
+            ordinal=ordinal,
+        )
+    finally:
+        cursor.close()
+    dest.finish(ctx.run_id, task.id)  # the quarantine entries
+    outcome.rows_written = kept
+    outcome.rows_quarantined += quarantined
+    outcome.checks = results

@@ -24,6 +24,7 @@ from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.planning.preflight import preflight
 from agent_orchestrated_etl.planning.routing import route
 from agent_orchestrated_etl.planning.tasks import Plan, PlannedDecision, Task
+from agent_orchestrated_etl.quality.engine import engine_blocker
 from agent_orchestrated_etl.spec import PipelineSpec
 
 
@@ -45,7 +46,7 @@ def destination_label(spec: PipelineSpec, index: int) -> str:
 
 
 def pushdown_blocker(
-    spec: PipelineSpec, index: int, sources: dict[str, Source], windows: dict[str, Window]
+    spec: PipelineSpec, index: int, sources: dict[str, Source], windows: dict[str, Window], *, partitions: int
 ) -> str | None:
     """Why destination ``index`` must receive batches through Python; None when its engine may copy by itself."""
     from agent_orchestrated_etl.connectors.registry import destination_class
@@ -58,11 +59,27 @@ def pushdown_blocker(
         return f"a {dest.type} destination cannot read {source.type} by itself"
     if (reason := sources[dest.input].pushdown_blocker()) is not None:
         return reason
-    if any(c.input in (dest.input, None) for c in spec.quality):
-        return "quality checks run on its batches"
     if dest.input in windows:
         return "the incremental window filters its batches"
+    checks = [c for c in spec.quality if c.input in (dest.input, None)]
+    if checks and (reason := engine_checks_blocker(spec, index, partitions)) is not None:
+        return f"quality checks run on its batches: {reason}"
     return None
+
+
+def engine_checks_blocker(spec: PipelineSpec, index: int, partitions: int) -> str | None:
+    """Why destination ``index``'s checks cannot run as SQL over its staged rows in its own engine (None: they can).
+
+    Only a DuckDB destination evaluates them (it stages the raw rows, then flags,
+    quarantines and deletes in SQL); a destination reading a transform keeps the
+    checks with the transform's batches.
+    """
+    dest = spec.all_destinations[index]
+    if dest.type != "duckdb":
+        return f"a {dest.type} destination does not evaluate checks itself"
+    if dest.input not in spec.sources:
+        return "it reads a transform"
+    return engine_blocker([c for c in spec.quality if c.input in (dest.input, None)], partitions)
 
 
 def make_plan(
@@ -128,24 +145,59 @@ def make_plan(
             )
             continue
         blocker = (
-            pushdown_blocker(spec, index, sources, windows) if pushdown else "pushdown is off (AGENT_ETL_PUSHDOWN)"
+            pushdown_blocker(spec, index, sources, windows, partitions=len(partitions.get(dest.input, [])))
+            if pushdown
+            else "pushdown is off (AGENT_ETL_PUSHDOWN)"
         )
+        checked = any(c.input in (dest.input, None) for c in spec.quality)
         if dest.input in sources and blocker is None:
             for i, part in enumerate(partitions[dest.input]):
                 plan.tasks.append(
-                    Task(f"{dest.input}[{i}]>{label}", "pushdown", source=dest.input, partition=part, destination=index)
+                    Task(
+                        f"{dest.input}[{i}]>{label}",
+                        "pushdown",
+                        source=dest.input,
+                        partition=part,
+                        destination=index,
+                        engine_checks=checked,
+                    )
                 )
             plan.decisions.append(
                 PlannedDecision(
                     subject,
                     f"push the copy down: the {dest.type} engine reads {sources[dest.input].spec.type} itself, "
-                    "one task per partition",
-                    "no quality check, incremental window or transform touches the rows, so no batch needs to pass"
-                    " through Python; each partition still stages separately (checkpoint and retry per partition),"
-                    " progress is counted per finished partition, and nothing can be quarantined",
+                    "one task per partition"
+                    + (", then evaluates the checks as SQL over the staged rows" if checked else ""),
+                    (
+                        "its checks all judge rows DuckDB can flag in SQL, so only failing rows come to Python (for"
+                        " their quarantine entries, which name the row's number in the staged copy, kept in source order)"
+                        if checked
+                        else "no quality check, incremental window or transform touches the rows, so no batch needs to"
+                        " pass through Python; nothing can be quarantined"
+                    )
+                    + "; each partition still stages separately (checkpoint and retry per partition),"
+                    " progress is counted per finished partition",
                 )
             )
             continue
+        # Rows no engine reads still stage raw in a DuckDB destination, which then checks them in SQL.
+        in_engine = (
+            pushdown
+            and checked
+            and len(way.chain) == 1
+            and dest.input not in windows
+            and engine_checks_blocker(spec, index, 1 if way.kind == "single" else len(partitions[dest.input])) is None
+        )
+        if in_engine:
+            plan.decisions.append(
+                PlannedDecision(
+                    subject,
+                    "stage the raw rows in DuckDB, then evaluate the checks there as SQL",
+                    "its checks all judge rows DuckDB can flag in SQL, so the batches skip the per-batch check in"
+                    " Python; failing rows keep their source position"
+                    + (f"; no pushdown: {blocker}" if blocker and "cannot read" not in blocker else ""),
+                )
+            )
         if way.kind in ("source", "stream"):
             for i, part in enumerate(partitions[way.source]):
                 plan.tasks.append(
@@ -156,6 +208,7 @@ def make_plan(
                         partition=part,
                         transform=None if way.kind == "source" else dest.input,
                         destination=index,
+                        engine_checks=in_engine,
                     )
                 )
             if len(way.chain) == 1:  # the source itself, with or without checks
@@ -181,6 +234,7 @@ def make_plan(
                     transform=dest.input,
                     destination=index,
                     partitions=tuple(partitions[way.source]),
+                    engine_checks=in_engine,
                 )
             )
             plan.decisions.append(

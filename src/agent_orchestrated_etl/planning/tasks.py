@@ -31,6 +31,8 @@ class Task:
     batch_rows: int | None = None
     #: Set by a recovery that quarantines the partition instead of reading it: the reason.
     set_aside: str | None = None
+    #: The planner chose to stage the raw rows in the DuckDB destination and evaluate the checks there as SQL.
+    engine_checks: bool = False
 
     @property
     def capability(self) -> str:

@@ -227,7 +227,7 @@ class CheckRun:
                 if not check.keep_in_target:
                     dropping = flags if dropping is None else pc.or_(dropping, flags)
             if pc.any(failing).as_py():
-                quarantine = self._quarantine(batch.filter(failing))
+                quarantine = self.quarantine_rows(batch.filter(failing))
                 if dropping is not None:
                     batch = batch.filter(pc.invert(dropping))
         kept = batch.select([n for n in batch.schema.names if not n.startswith(FLAG_PREFIX)])
@@ -248,7 +248,8 @@ class CheckRun:
                         result["observed"]["newest"] = value
                 result["observed"]["checked_at"] = datetime.now(UTC).isoformat()
 
-    def _quarantine(self, failed: pa.RecordBatch) -> pa.RecordBatch:
+    def quarantine_rows(self, failed: pa.RecordBatch) -> pa.RecordBatch:
+        """Quarantine entries of failed rows (their flag columns say which checks they failed)."""
         rows = visible(failed).to_pylist()
         flags = {column: failed.column(column).to_pylist() for _, column, _ in self._flags}
         ordinals = failed.column(ROW).to_pylist() if ROW in failed.schema.names else [None] * failed.num_rows

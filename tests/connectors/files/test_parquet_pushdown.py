@@ -47,10 +47,24 @@ def test_parquet_files_are_copied_by_duckdb_itself(tmp_path: Path) -> None:
     )
 
 
-def test_a_quality_check_keeps_the_rows_in_python(tmp_path: Path) -> None:
+def test_a_row_check_runs_in_duckdb_over_the_copied_files(tmp_path: Path) -> None:
     write_files(tmp_path)
-    _, decisions = run(tmp_path, "quality:\n  - not_null: [id]\n")
-    reasons = " ".join(d["reason"] for d in decisions if d["subject"] == "destination parts")
-    assert "no pushdown: quality checks run on its batches" in reasons
+    _, decisions = run(tmp_path, "quality:\n  - in_range: {column: id, max: 249}\n    severity: warn\n")
+    [choice] = [d["choice"] for d in decisions if d["subject"] == "destination parts" and "push" in d["choice"]]
+    assert choice.startswith("push the copy down") and choice.endswith(
+        "evaluates the checks as SQL over the staged rows"
+    )
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM parts").fetchone() == (300,)
+    assert con.execute("SELECT count(*) FROM parts").fetchone() == (250,)
+    origins = {r[0] for r in con.execute("SELECT origin FROM parts__quarantine").fetchall()}
+    assert origins == {f"{tmp_path}/part2.parquet record {n}" for n in range(51, 101)}
+
+
+def test_a_unique_check_across_files_is_not_pushed_down(tmp_path: Path) -> None:
+    write_files(tmp_path)
+    _, decisions = run(tmp_path, "quality:\n  - unique: [part]\n    severity: warn\n")
+    reasons = " ".join(d["reason"] for d in decisions if d["subject"] == "destination parts")
+    assert "check unique(part) compares rows across 3 partitions" in reasons
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM parts").fetchone() == (3,)
+    assert con.execute("SELECT count(*) FROM parts__quarantine").fetchone() == (297,)

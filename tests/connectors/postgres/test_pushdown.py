@@ -64,12 +64,26 @@ def test_a_plain_copy_is_pushed_down_one_task_per_partition(items: tuple[str, st
         )
 
 
-def test_quality_checks_keep_the_rows_in_python(items: tuple[str, str], tmp_path: Path) -> None:
+def test_row_checks_run_in_duckdb_over_the_pushed_down_rows(items: tuple[str, str], tmp_path: Path) -> None:
     result = run(*items, tmp_path / "w.duckdb", extra="quality:\n  - {not_null: [id], input: items, threshold: 0.01}")
     assert result.ok and result.rows_written == 999 and result.rows_quarantined == 1
+    assert {t.kind for t in result.tasks} == {"pushdown"}
+    decision = next(d for d in result.decisions if d["subject"] == "destination items")
+    assert decision["choice"].endswith("one task per partition, then evaluates the checks as SQL over the staged rows")
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT check_name, reason FROM items__quarantine").fetchall() == [
+            ("not_null(id)", "id is null")
+        ]
+
+
+def test_a_check_duckdb_does_not_evaluate_keeps_the_rows_in_python(items: tuple[str, str], tmp_path: Path) -> None:
+    result = run(*items, tmp_path / "w.duckdb", extra="quality:\n  - {row_count: {min: 1}, input: items}")
+    assert result.ok and result.rows_written == 1000
     decision = next(d for d in result.decisions if d["subject"] == "destination items")
     assert decision["choice"] == "stream source batches straight into staging"
-    assert decision["reason"].endswith("no pushdown: quality checks run on its batches")
+    assert decision["reason"].endswith(
+        "no pushdown: quality checks run on its batches: check row_count(1..) (row_count) is judged on the batches"
+    )
 
 
 def test_pushdown_can_be_turned_off(items: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

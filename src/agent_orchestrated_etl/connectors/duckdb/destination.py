@@ -89,8 +89,21 @@ class DuckDBDestination(TransactionalDestination):
     def create_staging(self, name: str, schema: pa.Schema, *, kind: Any) -> None:
         return None  # the first insert creates the table from the batch's Arrow schema, as DuckDB maps it
 
+    def engine_cursor(self) -> Any:
+        """A cursor of its own on the file, for a query that streams while this thread's cursor writes."""
+        self._cursor()  # opens the file
+        assert self.duck.conn is not None
+        return self.duck.conn.cursor()
+
     def pull(
-        self, run_id: str, task_id: str, source: Source, partition: Partition, progress: Callable[[int, int], None]
+        self,
+        run_id: str,
+        task_id: str,
+        source: Source,
+        partition: Partition,
+        progress: Callable[[int, int], None],
+        *,
+        keep_order: bool = False,
     ) -> int:
         """Stage a partition by DuckDB itself, reading the source as the source offers (``Source.engine_scan``).
 
@@ -99,6 +112,7 @@ class DuckDBDestination(TransactionalDestination):
         down), a local Parquet file by DuckDB's own reader: parallel, and no Arrow
         copy in Python. Progress comes from DuckDB's query progress, polled from a
         second thread, times the row count the source gives up front, if it can.
+        ``keep_order`` stages the rows in the source's order (checks evaluated over them need it).
         """
         import duckdb
 
@@ -129,7 +143,9 @@ class DuckDBDestination(TransactionalDestination):
 
                 watcher = threading.Thread(target=poll, name=f"progress {task_id}", daemon=True)
                 watcher.start()
-            with engine_copy(self.duck.conn, self.memory_limit_bytes, keep_order=self.spec.write == "merge"):
+            with engine_copy(
+                self.duck.conn, self.memory_limit_bytes, keep_order=keep_order or self.spec.write == "merge"
+            ):
                 cursor.execute(f"CREATE TABLE {staging} AS {scan.select}", list(scan.params))
         except duckdb.Error as exc:
             # Classified as the Arrow path classifies the same failure (a refused connection is retried there too).
