@@ -1,7 +1,10 @@
 """The REST source: pages of JSON from one endpoint, as Arrow batches.
 
 Pages are fetched concurrently when the paginator knows the total up front
-(``remaining``), else one after the other (``PageSequence``, which refuses a
+(``remaining``: page numbers and offsets), ahead of the page being handed on
+and handed on in order, so one slow page holds up only its own turn (loop.py).
+Cursor, next-URL and Link-header pages are known only from the page before,
+so they are fetched one after the other (``PageSequence``, which refuses a
 page it has read). The records of each page are at the spec's ``records:``
 path; a page where that path is absent fails the read (http/records.py).
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent_orchestrated_etl.connectors.base import Partition, SourceCapabilities
 from agent_orchestrated_etl.connectors.http.client import HttpClient
@@ -22,9 +25,6 @@ from agent_orchestrated_etl.connectors.http.source import HttpSource
 from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.connectors.rest.spec import TEMPLATE, RestSourceSpec
 from agent_orchestrated_etl.exceptions import DataError
-
-if TYPE_CHECKING:
-    import httpx
 
 
 class RestSource(HttpSource[RestSourceSpec]):
@@ -82,7 +82,7 @@ class RestSource(HttpSource[RestSourceSpec]):
         else:
             url, params = self.spec.url, {**base, **dict(request.params)}
         response = await client.request(self.spec.method, url, params=params, json=self.spec.body)
-        where = f"source {self.name}: {self.spec.method} {shown_url(str(response.url))}"
+        where = f"source {self.name}: {self.spec.method} {shown_url(response.url)}"
         try:
             body = response.json()
         except ValueError as exc:
@@ -92,11 +92,7 @@ class RestSource(HttpSource[RestSourceSpec]):
                 hint="check `url:`; the endpoint must answer JSON",
             ) from exc
         records = records_at(body, self.spec.records, key="records", where=where, page=number)
-        return Page(request, str(response.url), dict(response.headers), body, records, _links(response), number)
-
-
-def _links(response: httpx.Response) -> dict[str, str]:
-    return {rel: link["url"] for rel, link in response.links.items() if rel and "url" in link}
+        return Page(request, response.url, response.headers, body, records, response.links, number)
 
 
 def _as_text(mark: Any) -> str:
