@@ -32,7 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent_orchestrated_etl.circuit_breaker import breakers
 from agent_orchestrated_etl.connectors.http.ratelimit import limiters, parse_rate
 from agent_orchestrated_etl.connectors.http.responses import Response, ResponseValidator
-from agent_orchestrated_etl.exceptions import AgentETLError, ConnectionFailedError, RateLimitedError, UnreachableError
+from agent_orchestrated_etl.exceptions import (
+    AgentETLError,
+    ConnectionFailedError,
+    RateLimitedError,
+    RetriableError,
+    UnreachableError,
+)
 from agent_orchestrated_etl.retry import retry_async
 
 if TYPE_CHECKING:
@@ -132,7 +138,19 @@ class HttpClient:
                     ) from exc
                 raise
 
-        return await retry_async(attempt, retry, on_retry=self.settings.on_retry)
+        try:  # the first try outside tenacity: its bookkeeping cost a fifth of a page's time at 2,000 pages/s
+            return await attempt()
+        except RetriableError as exc:
+            if retry.attempts == 1:
+                raise
+            first: list[BaseException] = [exc]
+
+        async def again() -> Response:
+            if first:  # attempt 1 failed above: tenacity counts it, waits and tells on_retry as always
+                raise first.pop()
+            return await attempt()
+
+        return await retry_async(again, retry, on_retry=self.settings.on_retry)
 
     async def _attempt(self, method: str, url: URL, json: Any) -> Response:
         import aiohttp
@@ -181,7 +199,7 @@ class HttpClient:
             else:
                 breaker.record_success()  # alive: a 429 is only busy, a 4xx is our mistake
             if isinstance(exc, RateLimitedError) and exc.retry_after:
-                limiter.pause(exc.retry_after)
+                exc.retry_after = limiter.pause(exc.retry_after)  # this request waits no longer than the host
             raise
         breaker.record_success()
         return response
@@ -232,7 +250,7 @@ def _merged(url: str, params: Mapping[str, Any] | None) -> URL:
     if not params:
         return URL(url)
     parts = urlsplit(url)
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params] if parts.query else []
     query = urlencode([*kept, *((k, str(v)) for k, v in params.items())])
     return URL(urlunsplit(parts._replace(query=query)), encoded=True)
 

@@ -11,6 +11,7 @@ tokens, which keeps the observed rate exact at steady state.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import time
@@ -59,6 +60,10 @@ class RateLimiter:
         self._reserved = 0  # slots given out so far: a response's quota does not count those after its own
         self._server_rate: float | None = None
         self._reset_at = 0.0  # when the server's current quota window ends, as tight as its headers tell
+        self._exhausted = False  # the last quota headers left nothing until _reset_at
+        self._last_remaining: float | None = None
+        self._window_start = 0.0  # when the server's quota window last began, as its headers show it
+        self._window_seconds = 0.0  # how long its windows are; 0 until seen
         self._paused_until = 0.0
         self._lock = threading.Lock()  # shared by tasks whose coroutines may run on different loops
 
@@ -91,24 +96,38 @@ class RateLimiter:
             await asyncio.sleep(wait)
         return slot
 
-    def pause(self, seconds: float) -> None:
-        """Hold every request to the host for ``seconds`` (a 429 or 503 with Retry-After)."""
+    def pause(self, seconds: float) -> float:
+        """Hold every request to the host for ``seconds`` (a 429 or 503 with Retry-After); returns the pause.
+
+        When the quota headers said the window is used up, its end as they
+        bound it is the same moment told more exactly than a Retry-After in
+        whole seconds, so the pause ends there if that is sooner.
+        """
         with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            now = self._clock()
+            until = now + seconds
+            if self._exhausted and now < self._reset_at < until:
+                until = self._reset_at
+            self._paused_until = max(self._paused_until, until)
+            return until - now
 
     def observe(self, headers: Mapping[str, str], slot: int | None = None) -> None:
         """Adapt to the server's quota headers (lower-case names) before it starts answering 429.
 
-        With R requests left in a window that resets in T seconds, the R
-        are spread over the T, less the slots given out after ``slot`` (the
-        request these headers answer), which the server had not counted yet.
+        With R requests left in a window that ends in T seconds, the R, less
+        the slots given out after ``slot`` (the request these headers
+        answer, which the server had not counted yet), are spread over what
+        is left of the T after those slots.
 
         Servers round T up to whole seconds, so one header alone says only
-        that the window ends within the next second after T - 1. Reading
-        that as T (the old way) halved the rate a one-second window allows.
-        Every answer bounds the end again; the earliest bound of the same
-        window is kept, so after a few answers the end is known to within
-        the time between two of them. Headers without both values are ignored.
+        that the window ends within the second after T - 1; with one-second
+        windows T is always 1. Reading it as T (the old way) spread each
+        window's quota over more than the window and used about half of it.
+        So the limiter also watches R: when it jumps up, a window began
+        between the answer before and this one, and windows of T seconds
+        (T as it reads just after the jump) end every T seconds from then.
+        The earlier of the two bounds is the window's end. Headers without
+        both values are ignored.
         """
         remaining, reset = _quota(headers)
         if remaining is None or reset is None:
@@ -116,20 +135,29 @@ class RateLimiter:
         seconds = reset - time.time() if reset > 1e9 else reset  # an epoch time or a delta
         with self._lock:
             now = self._clock()
-            latest = now + max(seconds, 0.0)
-            earliest = latest - (1.0 if reset.is_integer() else 0.0)
-            if self._reset_at <= now or earliest > self._reset_at:  # the first word on a new window
-                self._reset_at = latest
+            ends = now + max(seconds, 0.0)
+            if self._window_seconds and now - self._window_start >= self._window_seconds / 2:
+                # past the middle of a window: a rise of R is a new one, not answers overtaking each other
+                began = self._last_remaining is not None and remaining > self._last_remaining
             else:
-                self._reset_at = min(self._reset_at, latest)
-            left = self._reset_at - now
+                began = self._last_remaining is None or remaining > self._last_remaining + max(1, remaining // 4)
+            if began and reset.is_integer() and seconds >= 1:
+                self._window_start, self._window_seconds = now, seconds
+            self._last_remaining = remaining
+            if self._window_seconds:
+                cycles = math.floor((now - self._window_start) / self._window_seconds) + 1
+                ends = min(ends, self._window_start + cycles * self._window_seconds)
+            self._reset_at = ends
+            left = ends - now
             budget = remaining - (self._reserved - slot if slot is not None else 0)
+            self._exhausted = budget <= 0
             if left <= 0:
                 return
-            if budget <= 0:
+            if self._exhausted:
                 self._paused_until = max(self._paused_until, self._reset_at)
                 return
-            self._server_rate = budget / left
+            # the slots already given out fill the time up to _next; the budget goes in what is left after them
+            self._server_rate = budget / max(ends - max(now, self._next), 1e-3)
 
 
 _QUOTA_FIELD = re.compile(r"(?:^|[;,\s])(remaining|r|reset|t)\s*=\s*(\d+(?:\.\d+)?)")

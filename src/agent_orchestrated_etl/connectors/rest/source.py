@@ -20,7 +20,7 @@ from agent_orchestrated_etl.connectors.base import Partition, SourceCapabilities
 from agent_orchestrated_etl.connectors.http.client import HttpClient
 from agent_orchestrated_etl.connectors.http.loop import gather_ordered
 from agent_orchestrated_etl.connectors.http.paginators import Page, PageRequest, PageSequence
-from agent_orchestrated_etl.connectors.http.records import records_at, shown_url
+from agent_orchestrated_etl.connectors.http.records import dig, records_at, shown_url
 from agent_orchestrated_etl.connectors.http.source import HttpSource
 from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.connectors.rest.spec import TEMPLATE, RestSourceSpec
@@ -82,7 +82,6 @@ class RestSource(HttpSource[RestSourceSpec]):
         else:
             url, params = self.spec.url, {**base, **dict(request.params)}
         response = await client.request(self.spec.method, url, params=params, json=self.spec.body)
-        where = f"source {self.name}: {self.spec.method} {shown_url(response.url)}"
         try:
             body = response.json()
         except ValueError as exc:
@@ -91,7 +90,10 @@ class RestSource(HttpSource[RestSourceSpec]):
                 where=f"source {self.name}: {response.url}",
                 hint="check `url:`; the endpoint must answer JSON",
             ) from exc
-        records = records_at(body, self.spec.records, key="records", where=where, page=number)
+        records = dig(body, self.spec.records) if self.spec.records else None
+        if not isinstance(records, list):  # else the common page, without building the message's masked URL
+            where = f"source {self.name}: {self.spec.method} {shown_url(response.url)}"
+            records = records_at(body, self.spec.records, key="records", where=where, page=number)
         return Page(request, response.url, response.headers, body, records, response.links, number)
 
 
