@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 
+import aiohttp  # noqa: F401 - imported before the clock starts, as raw_aiohttp.py does
 import pyarrow as pa
 import pyarrow.compute as pc
 
