@@ -65,12 +65,12 @@ async def gather_ordered(
 ) -> AsyncIterator[T]:
     """Run calls with at most ``concurrency`` in flight; yield results in call order.
 
-    Up to ``ahead`` calls (default 8 x ``concurrency``) are started or done
-    but not yet yielded, so while the next result is slow the other
-    connections go on with the calls after it instead of waiting with it;
-    ``ahead`` bounds what is held in memory meanwhile.
+    Up to ``ahead`` calls (default 8 x ``concurrency``, at most 64 more than
+    ``concurrency``) are started or done but not yet yielded, so while the
+    next result is slow the other connections go on with the calls after it
+    instead of waiting with it; ``ahead`` bounds what is held in memory meanwhile.
     """
-    ahead = max(ahead or 8 * concurrency, concurrency)
+    ahead = max(ahead or min(8 * concurrency, concurrency + 64), concurrency)
     gate = asyncio.Semaphore(concurrency)
 
     async def run(call: Callable[[], Awaitable[T]]) -> T:
