@@ -1,6 +1,7 @@
 """Connector benchmarks: REST extraction, rate-limit accuracy, CSV to Parquet, a Parquet round trip to S3.
 
     python bench/connectors.py rest [--repeat 20]         # json-server and a minimal node server, unthrottled
+    python bench/connectors.py rest-vs-aiohttp [--rounds 3]  # the REST source against raw aiohttp, same server, same run
     python bench/connectors.py rate-limit [--seconds 30]  # rate_limit: 100/s; then a server that limits at 100/s
     python bench/connectors.py csv-to-parquet [--sf 1]    # lineitem as CSV -> Parquet files
     python bench/connectors.py s3-roundtrip [--sf 1]      # lineitem Parquet -> SeaweedFS -> back
@@ -169,6 +170,34 @@ def rest(args: argparse.Namespace) -> list[dict[str, object]]:
     return rows
 
 
+def rest_vs_aiohttp(args: argparse.Namespace) -> list[dict[str, object]]:
+    """2,000 pages of 100 records from the node server: raw aiohttp, then the REST source, in alternating pairs.
+
+    Each pair gives two ratios, REST source over raw aiohttp: of requests per
+    second (wall clock) and of requests per CPU second (all threads of the
+    process), the second steadier when other work shares the machine.
+    """
+    pages = 2000
+    rows: list[dict[str, object]] = []
+    pairs: list[tuple[float, float]] = []
+    port = free_port()
+    items = f"http://127.0.0.1:{port}/items"
+    with server(["node", str(BENCH / "fast_server.js"), str(port), str(pages * 100)], port):
+        for round_ in range(1, args.rounds + 1):
+            raw = measured(f"raw aiohttp, round {round_}", [PY, str(BENCH / "raw_aiohttp.py"), items, str(pages)])
+            ours = measured(
+                f"REST source c=8, round {round_}", [PY, str(BENCH / "rest_client.py"), items, "--concurrency", "8"]
+            )
+            pairs.append(
+                tuple(float(ours[key]) / float(raw[key]) for key in ("requests_per_second", "requests_per_cpu_second"))  # type: ignore[arg-type]
+            )
+            rows += [raw, ours]
+    wall, cpu = (sorted(ratio[i] for ratio in pairs) for i in (0, 1))
+    summary = {"median_ratio_wall": round(wall[len(wall) // 2], 3), "median_ratio_cpu": round(cpu[len(cpu) // 2], 3)}
+    print(json.dumps({**summary, "pairs": [[round(w, 3), round(c, 3)] for w, c in pairs]}), flush=True)
+    return [*rows, summary]
+
+
 def rate_limit(args: argparse.Namespace) -> list[dict[str, object]]:
     pages = int(100 * args.seconds)
     rows = []
@@ -299,17 +328,24 @@ def s3_roundtrip(args: argparse.Namespace) -> list[dict[str, object]]:
             ]
 
 
-SCENARIOS = {"rest": rest, "rate-limit": rate_limit, "csv-to-parquet": csv_to_parquet, "s3-roundtrip": s3_roundtrip}
+SCENARIOS = {
+    "rest": rest,
+    "rest-vs-aiohttp": rest_vs_aiohttp,
+    "rate-limit": rate_limit,
+    "csv-to-parquet": csv_to_parquet,
+    "s3-roundtrip": s3_roundtrip,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=SCENARIOS)
     parser.add_argument("--repeat", type=int, default=20, help="rest: reads of json-server's 100 pages")
+    parser.add_argument("--rounds", type=int, default=3, help="rest-vs-aiohttp: alternating pairs")
     parser.add_argument("--seconds", type=float, default=30, help="rate-limit: length of the run")
     parser.add_argument("--sf", type=float, default=1.0, help="TPC-H scale factor of lineitem")
     args = parser.parse_args()
-    if shutil.which("node") is None and args.scenario in ("rest", "rate-limit"):
+    if shutil.which("node") is None and args.scenario in ("rest", "rest-vs-aiohttp", "rate-limit"):
         raise SystemExit("node is needed for the HTTP servers")
     load_start = harness.load_average()
     rows = SCENARIOS[args.scenario](args)

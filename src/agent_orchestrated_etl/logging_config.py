@@ -29,9 +29,11 @@ def setup_logging(level: str) -> None:
     handler.addFilter(RedactingFilter())
     logging.basicConfig(level=name, format="%(name)s: %(message)s", handlers=[handler], force=True)
     # Alembic says which dialect it found at every open of the store; store/migrate.py logs what an upgrade does.
-    # httpx logs every request's URL at INFO, query string (and so an api_key in: query) included.
+    # aiohttp's client logs (aiohttp.client, .connector, asyncio's unclosed-session warnings) are quiet too;
+    # what they do say passes the redaction filter like any record. httpx is no longer ours but a
+    # library a user adds may still use it, and it logs every URL, query string included, at INFO.
     # Under DEBUG they inherit the root's level again (setup_logging may run more than once in a process).
-    for noisy in ("alembic", "httpx"):
+    for noisy in ("alembic", "aiohttp", "httpx"):
         logging.getLogger(noisy).setLevel(logging.NOTSET if name == "DEBUG" else logging.WARNING)
     # botocore logs each response's body at DEBUG: a secret's value from AWS Secrets Manager, the keys STS
     # gives for a role, before we have them to register for masking. So never below INFO, even under --debug.

@@ -23,7 +23,6 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from agent_orchestrated_etl.agents.hub import Hub
-from agent_orchestrated_etl.exceptions import MissingDependencyError
 from agent_orchestrated_etl.model.messages import Message
 from agent_orchestrated_etl.model.vocabulary import Severity
 from agent_orchestrated_etl.store.alerts import AlertStore
@@ -87,13 +86,14 @@ class WebhookChannel:
         return {"text": f"{icon} *{alert.rule}*{where}{run}: {alert.summary}{repeats}"}
 
     async def send(self, alert: Alert) -> None:
-        try:
-            import httpx
-        except ImportError:
-            raise MissingDependencyError("alert webhooks", "server") from None
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            response = await client.post(self.url, json=self.payload(alert))
-            response.raise_for_status()
+        import aiohttp  # the HTTP sources' client: one HTTP client in the package
+
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with (
+            aiohttp.ClientSession(timeout=timeout, raise_for_status=True) as session,
+            session.post(self.url, json=self.payload(alert)),
+        ):
+            pass
 
 
 class AlertManager:

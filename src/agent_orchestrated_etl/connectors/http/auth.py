@@ -1,7 +1,7 @@
-"""Authentication settings of HTTP sources: each spec model builds an ``httpx.Auth`` (flows.py).
+"""Authentication settings of HTTP sources: each spec model builds a request ``Signer`` (flows.py).
 
 The models are part of every spec's schema, so this module does not import
-httpx: a pipeline that reads no API does not pay for it.
+aiohttp: a pipeline that reads no API does not pay for it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 if TYPE_CHECKING:
-    import httpx
+    from agent_orchestrated_etl.connectors.http.flows import Signer
 
 
 class _AuthSpec(BaseModel):
@@ -22,7 +22,7 @@ class BearerAuth(_AuthSpec):
     type: Literal["bearer"]
     token: SecretStr = Field(description="Sent as `Authorization: Bearer <token>`; use ${env:NAME}.")
 
-    def build(self) -> httpx.Auth:
+    def build(self) -> Signer:
         from agent_orchestrated_etl.connectors.http.flows import HeaderAuth
 
         return HeaderAuth("Authorization", f"Bearer {self.token.get_secret_value()}")
@@ -34,7 +34,7 @@ class ApiKeyAuth(_AuthSpec):
     value: SecretStr
     location: Literal["header", "query"] = Field("header", alias="in")
 
-    def build(self) -> httpx.Auth:
+    def build(self) -> Signer:
         from agent_orchestrated_etl.connectors.http.flows import HeaderAuth, QueryAuth
 
         if self.location == "query":
@@ -47,10 +47,10 @@ class BasicAuth(_AuthSpec):
     username: str
     password: SecretStr
 
-    def build(self) -> httpx.Auth:
-        import httpx
+    def build(self) -> Signer:
+        from agent_orchestrated_etl.connectors.http.flows import basic_auth
 
-        return httpx.BasicAuth(self.username, self.password.get_secret_value())
+        return basic_auth(self.username, self.password.get_secret_value())
 
 
 class OAuth2ClientCredentials(_AuthSpec):
@@ -63,7 +63,7 @@ class OAuth2ClientCredentials(_AuthSpec):
         30, ge=0, description="Fetch a new token this long before the old one expires."
     )
 
-    def build(self) -> httpx.Auth:
+    def build(self) -> Signer:
         from agent_orchestrated_etl.connectors.http.flows import ClientCredentialsAuth
 
         return ClientCredentialsAuth(

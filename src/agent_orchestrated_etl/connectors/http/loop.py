@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -59,17 +60,31 @@ def run_async_iter(pages: AsyncIterator[Any], *, ahead: int = 64) -> Iterator[An
         loop.close()
 
 
-async def gather_ordered(calls: Sequence[Callable[[], Awaitable[T]]], concurrency: int) -> AsyncIterator[T]:
-    """Run calls with at most ``concurrency`` in flight; yield results in call order."""
-    window: list[asyncio.Future[T]] = []
-    pending = iter(calls)
+async def gather_ordered(
+    calls: Sequence[Callable[[], Awaitable[T]]], concurrency: int, *, ahead: int | None = None
+) -> AsyncIterator[T]:
+    """Run calls with at most ``concurrency`` in flight; yield results in call order.
+
+    Up to ``ahead`` calls (default 8 x ``concurrency``, at most 64 more than
+    ``concurrency``) are started or done but not yet yielded, so while the
+    next result is slow the other connections go on with the calls after it
+    instead of waiting with it; ``ahead`` bounds what is held in memory meanwhile.
+    """
+    ahead = max(ahead or min(8 * concurrency, concurrency + 64), concurrency)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def run(call: Callable[[], Awaitable[T]]) -> T:
+        async with gate:  # FIFO: calls start in their order
+            return await call()
+
+    window: deque[asyncio.Future[T]] = deque()
     try:
-        for call in pending:
-            window.append(asyncio.ensure_future(call()))
-            if len(window) >= concurrency:
-                yield await window.pop(0)
+        for call in calls:
+            window.append(asyncio.ensure_future(run(call)))
+            if len(window) >= ahead:
+                yield await window.popleft()
         while window:
-            yield await window.pop(0)
+            yield await window.popleft()
     finally:
         for task in window:
             task.cancel()

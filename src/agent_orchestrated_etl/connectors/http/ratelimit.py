@@ -11,6 +11,7 @@ tokens, which keeps the observed rate exact at steady state.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import threading
 import time
@@ -56,59 +57,121 @@ class RateLimiter:
         self.burst = max(1, burst)
         self._clock = clock
         self._next = 0.0  # the earliest time the next request may start
+        self._reserved = 0  # slots given out so far: a response's quota does not count those after its own
         self._server_rate: float | None = None
-        self._server_rate_until = 0.0
+        self._reset_at = 0.0  # when the server's current quota window ends, as tight as its headers tell
+        self._exhausted = False  # the last quota headers left nothing until _reset_at
+        self._last_remaining: float | None = None
+        self._window_start = 0.0  # when the server's quota window last began, as its headers show it
+        self._window_seconds = 0.0  # how long its windows are; 0 until seen
         self._paused_until = 0.0
         self._lock = threading.Lock()  # shared by tasks whose coroutines may run on different loops
 
     def effective_rate(self) -> float | None:
         now = self._clock()
-        rates = [r for r in (self.rate, self._server_rate if now < self._server_rate_until else None) if r]
+        rates = [r for r in (self.rate, self._server_rate if now < self._reset_at else None) if r]
         return min(rates) if rates else None
 
     def reserve(self) -> float:
         """Take the next slot; returns how many seconds to wait before sending."""
+        return self._reserve()[0]
+
+    def _reserve(self) -> tuple[float, int]:
         with self._lock:
             now = self._clock()
             start = max(now, self._paused_until)
             rate = self.effective_rate()
+            self._reserved += 1
             if rate is None:
-                return start - now
+                return start - now, self._reserved
             interval = 1.0 / rate
             slot = max(start, self._next - (self.burst - 1) * interval)
             self._next = max(self._next, slot) + interval
-            return slot - now
+            return slot - now, self._reserved
 
-    async def acquire(self) -> None:
-        wait = self.reserve()
+    async def acquire(self) -> int:
+        """Wait for a slot; returns its number, to pass to ``observe`` with the answer's headers."""
+        wait, slot = self._reserve()
         if wait > 0:
             await asyncio.sleep(wait)
+        return slot
 
-    def pause(self, seconds: float) -> None:
-        """Hold every request to the host for ``seconds`` (a 429 or 503 with Retry-After)."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+    def pause(self, seconds: float) -> float:
+        """Hold every request to the host for ``seconds`` (a 429 or 503 with Retry-After); returns the pause.
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Adapt to the server's quota headers before it starts answering 429.
-
-        With R requests left in a window that resets in T seconds, sending
-        faster than R/T would exhaust it early; so the rate drops to R/T
-        until the reset. Headers without both values are ignored.
+        When the quota headers said the window is used up, its end as they
+        bound it is the same moment told more exactly than a Retry-After in
+        whole seconds, so the pause ends there if that is sooner.
         """
-        remaining = _number(headers.get("x-ratelimit-remaining", headers.get("ratelimit-remaining")))
-        reset = _number(headers.get("x-ratelimit-reset", headers.get("ratelimit-reset")))
+        with self._lock:
+            now = self._clock()
+            until = now + seconds
+            if self._exhausted and now < self._reset_at < until:
+                until = self._reset_at
+            self._paused_until = max(self._paused_until, until)
+            return until - now
+
+    def observe(self, headers: Mapping[str, str], slot: int | None = None) -> None:
+        """Adapt to the server's quota headers (lower-case names) before it starts answering 429.
+
+        With R requests left in a window that ends in T seconds, the R, less
+        the slots given out after ``slot`` (the request these headers
+        answer, which the server had not counted yet), are spread over what
+        is left of the T after those slots.
+
+        Servers round T up to whole seconds, so one header alone says only
+        that the window ends within the second after T - 1; with one-second
+        windows T is always 1. Reading it as T (the old way) spread each
+        window's quota over more than the window and used about half of it.
+        So the limiter also watches R: when it jumps up, a window began
+        between the answer before and this one, and windows of T seconds
+        (T as it reads just after the jump) end every T seconds from then.
+        The earlier of the two bounds is the window's end. Headers without
+        both values are ignored.
+        """
+        remaining, reset = _quota(headers)
         if remaining is None or reset is None:
             return
         seconds = reset - time.time() if reset > 1e9 else reset  # an epoch time or a delta
-        if seconds <= 0:
-            return
         with self._lock:
-            if remaining <= 0:
-                self._paused_until = max(self._paused_until, self._clock() + seconds)
+            now = self._clock()
+            ends = now + max(seconds, 0.0)
+            if self._window_seconds and now - self._window_start >= self._window_seconds / 2:
+                # past the middle of a window: a rise of R is a new one, not answers overtaking each other
+                began = self._last_remaining is not None and remaining > self._last_remaining
+            else:
+                began = self._last_remaining is None or remaining > self._last_remaining + max(1, remaining // 4)
+            if began and reset.is_integer() and seconds >= 1:
+                self._window_start, self._window_seconds = now, seconds
+            self._last_remaining = remaining
+            if self._window_seconds:
+                cycles = math.floor((now - self._window_start) / self._window_seconds) + 1
+                ends = min(ends, self._window_start + cycles * self._window_seconds)
+            self._reset_at = ends
+            left = ends - now
+            budget = remaining - (self._reserved - slot if slot is not None else 0)
+            self._exhausted = budget <= 0
+            if left <= 0:
                 return
-            self._server_rate = remaining / seconds
-            self._server_rate_until = self._clock() + seconds
+            if self._exhausted:
+                self._paused_until = max(self._paused_until, self._reset_at)
+                return
+            # the slots already given out fill the time up to _next; the budget goes in what is left after them
+            self._server_rate = budget / max(ends - max(now, self._next), 1e-3)
+
+
+_QUOTA_FIELD = re.compile(r"(?:^|[;,\s])(remaining|r|reset|t)\s*=\s*(\d+(?:\.\d+)?)")
+
+
+def _quota(headers: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """(requests left, reset) from ``X-RateLimit-*``, ``RateLimit-*`` or the structured ``RateLimit`` header."""
+    remaining = _number(headers.get("x-ratelimit-remaining", headers.get("ratelimit-remaining")))
+    reset = _number(headers.get("x-ratelimit-reset", headers.get("ratelimit-reset")))
+    if (remaining is None or reset is None) and "ratelimit" in headers:
+        # draft-ietf-httpapi-ratelimit-headers: `limit=100, remaining=50, reset=5` or `"default";r=50;t=5`
+        found = {name[0]: float(value) for name, value in _QUOTA_FIELD.findall(headers["ratelimit"])}
+        remaining, reset = found.get("r", remaining), found.get("t", reset)
+    return remaining, reset
 
 
 def _number(value: str | None) -> float | None:

@@ -14,7 +14,9 @@ up and busy, a 404 that our URL is wrong).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json as jsonlib
+from dataclasses import dataclass, field
+from typing import Any
 
 from agent_orchestrated_etl.connectors.http.ratelimit import retry_after_seconds
 from agent_orchestrated_etl.exceptions import (
@@ -27,16 +29,35 @@ from agent_orchestrated_etl.exceptions import (
     SourceNotFoundError,
 )
 
-if TYPE_CHECKING:
-    import httpx
-
 RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response read whole: what the client hands on, free of the HTTP library's connection state.
+
+    ``headers`` keys are lower case; ``links`` are the ``Link`` header's targets by ``rel``, absolute.
+    """
+
+    status_code: int
+    url: str
+    headers: dict[str, str]
+    content: bytes
+    links: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; raises ValueError when it is not."""
+        return jsonlib.loads(self.content)
 
 
 class ResponseValidator:
     """Raises for a response that is not a success; returns None for one that is."""
 
-    def validate(self, response: httpx.Response, *, where: str) -> None:
+    def validate(self, response: Response, *, where: str) -> None:
         """Raise from the exception tree for ``response``, or return for a success.
 
         ``where`` names the source and the request. Raises ``RateLimitedError`` (429, or a
@@ -68,6 +89,6 @@ class ResponseValidator:
             f"HTTP {status}: {body}", where=where, hint="the server refused the request; check params and body"
         )
 
-    def server_failed(self, response: httpx.Response, error: AgentETLError) -> bool:
+    def server_failed(self, response: Response, error: AgentETLError) -> bool:
         """Whether ``error``, raised for ``response``, is the server failing (it counts against the breaker)."""
         return isinstance(error, RetriableError) and response.status_code != 429

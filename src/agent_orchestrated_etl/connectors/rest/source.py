@@ -1,7 +1,10 @@
 """The REST source: pages of JSON from one endpoint, as Arrow batches.
 
 Pages are fetched concurrently when the paginator knows the total up front
-(``remaining``), else one after the other (``PageSequence``, which refuses a
+(``remaining``: page numbers and offsets), ahead of the page being handed on
+and handed on in order, so one slow page holds up only its own turn (loop.py).
+Cursor, next-URL and Link-header pages are known only from the page before,
+so they are fetched one after the other (``PageSequence``, which refuses a
 page it has read). The records of each page are at the spec's ``records:``
 path; a page where that path is absent fails the read (http/records.py).
 """
@@ -11,20 +14,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent_orchestrated_etl.connectors.base import Partition, SourceCapabilities
 from agent_orchestrated_etl.connectors.http.client import HttpClient
 from agent_orchestrated_etl.connectors.http.loop import gather_ordered
 from agent_orchestrated_etl.connectors.http.paginators import Page, PageRequest, PageSequence
-from agent_orchestrated_etl.connectors.http.records import records_at, shown_url
+from agent_orchestrated_etl.connectors.http.records import dig, records_at, shown_url
 from agent_orchestrated_etl.connectors.http.source import HttpSource
 from agent_orchestrated_etl.connectors.incremental import Window
 from agent_orchestrated_etl.connectors.rest.spec import TEMPLATE, RestSourceSpec
 from agent_orchestrated_etl.exceptions import DataError
-
-if TYPE_CHECKING:
-    import httpx
 
 
 class RestSource(HttpSource[RestSourceSpec]):
@@ -82,7 +82,6 @@ class RestSource(HttpSource[RestSourceSpec]):
         else:
             url, params = self.spec.url, {**base, **dict(request.params)}
         response = await client.request(self.spec.method, url, params=params, json=self.spec.body)
-        where = f"source {self.name}: {self.spec.method} {shown_url(str(response.url))}"
         try:
             body = response.json()
         except ValueError as exc:
@@ -91,12 +90,11 @@ class RestSource(HttpSource[RestSourceSpec]):
                 where=f"source {self.name}: {response.url}",
                 hint="check `url:`; the endpoint must answer JSON",
             ) from exc
-        records = records_at(body, self.spec.records, key="records", where=where, page=number)
-        return Page(request, str(response.url), dict(response.headers), body, records, _links(response), number)
-
-
-def _links(response: httpx.Response) -> dict[str, str]:
-    return {rel: link["url"] for rel, link in response.links.items() if rel and "url" in link}
+        records = dig(body, self.spec.records) if self.spec.records else None
+        if not isinstance(records, list):  # else the common page, without building the message's masked URL
+            where = f"source {self.name}: {self.spec.method} {shown_url(response.url)}"
+            records = records_at(body, self.spec.records, key="records", where=where, page=number)
+        return Page(request, response.url, response.headers, body, records, response.links, number)
 
 
 def _as_text(mark: Any) -> str:
