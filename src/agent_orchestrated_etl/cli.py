@@ -37,6 +37,7 @@ def load_settings() -> Settings:
 
     return load_settings()
 
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
