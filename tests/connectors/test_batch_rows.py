@@ -58,3 +58,5 @@ def test_rebatch_joins_and_splits_in_order_and_drops_empty_batches() -> None:
     assert [v for b in out for v in b.column("i").to_pylist()] == list(range(25))
     same = pa.record_batch({"i": [1, 2, 3, 4]})
     assert next(rebatch(iter([same]), 4)) is same
+    nothing = pa.record_batch({"i": pa.array([], pa.int64())})
+    assert list(rebatch(iter([nothing, nothing]), 4)) == [nothing]  # an empty table keeps its schema
