@@ -115,3 +115,26 @@ def test_the_run_is_recorded_with_tasks_and_decisions(demo: tuple[Path, int], mo
     choices = [e["choice"] for e in record["events"] if e["kind"] == "decision"]
     assert choices.count("commit") == 4
     assert sum(1 for c in choices if c.startswith("assign to etl-")) == 8
+
+
+def test_each_source_is_read_once(demo: tuple[Path, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # customers, orders and products feed their own table and order_lines' SQL: they are staged
+    # once for the transform, and their tables load from the stage (issue 14, item 2).
+    directory, _ = demo
+    monkeypatch.setenv("AGENT_ETL_HOME", str(directory / "home"))
+    store = RunStore(Settings().store_url)
+    [run] = store.list_runs()
+    record = store.get_run(run["run_id"])
+    reads = sorted(t["task_id"] for t in record["tasks"] if t["kind"] in ("stage", "extract_load", "pushdown"))
+    assert reads == [f"{name}[0]>workspace" for name in ("customers", "order_items", "orders", "products")]
+    read_once = {
+        e["subject"]: e["choice"]
+        for e in record["events"]
+        if e["kind"] == "decision" and e["choice"].startswith("read once into the run workspace")
+    }
+    assert read_once == {
+        f"source {name}": f"read once into the run workspace for destinations {name}, order_lines"
+        for name in ("customers", "orders", "products")
+    }
+    loads = {t["task_id"]: t for t in record["tasks"] if t["kind"] == "transform_load"}
+    assert set(loads) == {"customers>customers", "orders>orders", "products>products", "order_lines>order_lines"}

@@ -13,19 +13,30 @@ import traceback
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from agent_orchestrated_etl.config import load_settings
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem, from_os_error
-from agent_orchestrated_etl.model.failure import make_failure
 from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
 from agent_orchestrated_etl.redaction import redact
+
+if TYPE_CHECKING:
+    from rich.live import Live
+
+    from agent_orchestrated_etl.config import Settings
+
+
+def load_settings() -> Settings:
+    # Imported when a command needs the settings: pydantic-settings and yaml would
+    # otherwise load for `--help` too (issue 14: start-up).
+    from agent_orchestrated_etl.config import load_settings
+
+    return load_settings()
+
 
 app = typer.Typer(
     add_completion=False,
@@ -85,6 +96,9 @@ def resume(
 
 def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     """Run with live progress on stderr (or none, for --json), then print the result."""
+    from rich.live import Live
+
+    from agent_orchestrated_etl.model.failure import make_failure
     from agent_orchestrated_etl.reports import progress_table, summary
 
     seen: dict[str, str] = {}

@@ -20,10 +20,11 @@ import logging
 import re
 import threading
 import traceback
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, quote_plus, urlsplit
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # pydantic itself is not needed to redact: `agent-etl --help` starts without it
+    from pydantic import BaseModel
 
 MASK = "***"
 MIN_LENGTH = 4
@@ -108,7 +109,7 @@ def redact_data(value: Any) -> Any:
     return value
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def redact_model(message: M) -> M:

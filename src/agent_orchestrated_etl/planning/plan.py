@@ -9,8 +9,9 @@ A task is the unit of placement, retry and checkpoint. Three kinds:
 - ``pushdown``: one partition copied by the destination's engine itself (``Destination.pull``),
   chosen when no Python step (quality check, incremental window) sits between source and destination.
 How the rows for a destination travel is chosen in ``routing.py``, except that a
-source several destinations need, and costly to read twice (``Source.reread_cost``: an API),
-is staged once and every one of those destinations reads the workspace (a parent table and
+source several destinations need is read once when it is staged in the run workspace
+anyway (for a transform) or costly to read twice (``Source.reread_cost``: an API): it is
+staged once and every one of those destinations reads the workspace (a parent table and
 the child tables an ``unnest`` step with ``parent_key`` makes from it).
 Each destination is committed once every task feeding it has finished.
 """
@@ -134,7 +135,7 @@ def make_plan(
         subject = f"destination {label}"
         way = route(set(sources), spec.transforms, spec.quality, dest.input)
         shared = sorted(set(way.sources) & read_once.keys())
-        if shared:
+        if shared and way.kind != "workspace":  # a workspace route reads the stage anyway, for its own reason
             _load_from_workspace(plan, staged, way.sources, partitions, dest.input, index, label)
             plan.decisions.append(
                 PlannedDecision(
@@ -289,15 +290,35 @@ def _stage_sources(
 
 
 def _read_once(spec: PipelineSpec, sources: dict[str, Source]) -> dict[str, tuple[list[str], str]]:
-    """The sources that several destinations need and that cost more to read again than to stage,
-    with those destinations and the cost (a parent table and its child tables from one API)."""
+    """The sources that several destinations need and that are read once into the run workspace,
+    with those destinations and why one read is cheaper.
+
+    Staging is chosen over fanning one stream out to several destinations: a source staged
+    anyway for a transform (or a referential check) costs only a local DuckDB scan per extra
+    destination, against parsing the file or running the query again; and a source costly
+    to read twice (an API, a download) is staged once as before. Every destination then
+    loads the same rows, with the row checks run once at the stage and the quarantined rows'
+    origins kept for the rows loaded from it.
+    """
     users: dict[str, list[str]] = {}
-    for index in range(len(spec.all_destinations)):
+    staged_for: dict[str, list[str]] = {}
+    for index, dest in enumerate(spec.all_destinations):
+        label = destination_label(spec, index)
         for name in fed_by(spec, index):
-            users.setdefault(name, []).append(destination_label(spec, index))
+            users.setdefault(name, []).append(label)
+        way = route(set(sources), spec.transforms, spec.quality, dest.input)
+        if way.kind == "workspace":
+            for name in way.sources:
+                staged_for.setdefault(name, []).append(label)
     found = {}
     for name, labels in users.items():
-        cost = sources[name].reread_cost() if len(labels) > 1 else None
+        if len(labels) < 2:
+            continue
+        if (cost := sources[name].reread_cost()) is None and name in staged_for:
+            cost = (
+                f"it is staged in the run workspace anyway for {', '.join(staged_for[name])}, so loading the others"
+                " from there costs a local scan instead of a second read of the source"
+            )
         if cost is not None:
             found[name] = (labels, cost)
     return found

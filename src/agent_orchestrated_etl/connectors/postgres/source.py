@@ -61,6 +61,10 @@ _CASTS = {"money": "numeric(19, 2)", "numeric": "numeric(38, 9)"}
 _WRAPPED_INFINITY = {pa.int64(): -(1 << 62), pa.int32(): -(1 << 30)}
 
 
+# A typical row's bytes in binary COPY, to turn the batch size in rows into the driver's hint in bytes.
+_ROW_BYTES = 128
+
+
 class PostgresSource(SQLSource[PostgresSourceSpec]):
     spec_model = PostgresSourceSpec
     label = "postgres"
@@ -162,6 +166,10 @@ class PostgresSource(SQLSource[PostgresSourceSpec]):
         _, decimals, temporal, _ = self._layout
         adbc = adbc_dbapi()
         with adbc.connect(libpq_url(self.spec.url)) as conn, conn.cursor() as cursor:
+            # The driver cuts batches by bytes of COPY data (16 MB by default, whatever the batch
+            # size); scaled to AGENT_ETL_BATCH_ROWS, a smaller batch size lowers its buffer too.
+            hint = min(max(self.batch_rows * _ROW_BYTES, 1 << 16), 1 << 26)
+            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(hint)})
             cursor.execute(sql)
             for batch in cursor.fetch_record_batch():
                 self._refuse_infinity(batch, temporal)

@@ -241,7 +241,7 @@ class SQLSource(Source[Q]):
         )
         row = 1
         try:
-            for batch in self.stream(sql):
+            for batch in rebatch(self.stream(sql), self.batch_rows):
                 yield batch, Position(origin=origin, row=row)
                 row += batch.num_rows
         except AgentETLError:
@@ -266,6 +266,42 @@ class SQLSource(Source[Q]):
                         [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
                     )
                 yield batch
+
+
+def rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` as batches of exactly ``rows`` rows (the last one shorter; an empty one only
+    when no row came, so that the schema of an empty table still reaches the destination).
+
+    Drivers size their batches by bytes or by their own defaults; AGENT_ETL_BATCH_ROWS
+    (and the recovery agent's smaller retries) only bound memory if every source keeps to it.
+    """
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    empty: pa.RecordBatch | None = None
+    sent = False
+    for batch in batches:
+        if not batch.num_rows:
+            empty = batch if empty is None else empty
+            continue
+        sent = True
+        if not pending and batch.num_rows == rows:
+            yield batch  # the driver already keeps to it: no copy
+            continue
+        pending.append(batch)
+        held += batch.num_rows
+        if held < rows:
+            continue
+        table = pa.Table.from_batches(pending)
+        start = 0
+        while held - start >= rows:
+            yield table.slice(start, rows).combine_chunks().to_batches()[0]
+            start += rows
+        pending = table.slice(start).to_batches() if held > start else []
+        held -= start
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+    elif not sent and empty is not None:
+        yield empty
 
 
 def split(low: Any, high: Any, parts: int) -> list[tuple[Any, Any]]:
