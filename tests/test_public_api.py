@@ -343,3 +343,10 @@ def test_read_table_says_what_it_cannot_read(tmp_path: Path) -> None:
     pipeline = etl.Pipeline("one", sources={"users": _users(1)}, destination=_duckdb(tmp_path / "w.duckdb"))
     with pytest.raises(etl.ConfigurationError, match="no destination 'nope'"):
         pipeline.read_table("nope")
+
+
+async def test_run_works_where_an_event_loop_already_runs(tmp_path: Path) -> None:
+    # A notebook cell runs inside Jupyter's loop: asyncio.run there would raise.
+    pipeline = etl.Pipeline("users", sources={"users": _users(5)}, destination=_duckdb(tmp_path / "w.duckdb"))
+    assert pipeline.run().rows_written == 5
+    assert (await pipeline.run_async()).rows_written == 5

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,7 +196,7 @@ class Pipeline:
 
     def run(self, *, on_progress: OnProgress | None = None, check: bool = False) -> RunResult:
         """Run to the end and return its result; with ``check``, a run that did not succeed raises RunFailedError."""
-        return asyncio.run(self.run_async(on_progress=on_progress, check=check))
+        return _run_sync(lambda: self.run_async(on_progress=on_progress, check=check))
 
     async def run_async(self, *, on_progress: OnProgress | None = None, check: bool = False) -> RunResult:
         """``run`` in the caller's event loop."""
@@ -203,7 +204,7 @@ class Pipeline:
 
     def resume(self, run_id: str, *, on_progress: OnProgress | None = None, check: bool = False) -> RunResult:
         """Go on with a failed, cancelled or crashed run of this pipeline from its checkpoints, as `agent-etl resume`."""
-        return asyncio.run(self.resume_async(run_id, on_progress=on_progress, check=check))
+        return _run_sync(lambda: self.resume_async(run_id, on_progress=on_progress, check=check))
 
     async def resume_async(self, run_id: str, *, on_progress: OnProgress | None = None, check: bool = False) -> RunResult:
         return await self._execute(lambda runtime, listener: runtime.resume(run_id, listener=listener), on_progress, check)
@@ -406,7 +407,7 @@ def resume(
                 listener = _listener(on_progress) if on_progress is not None else None
                 return await runtime.resume(run_id, listener=listener)
 
-    result = asyncio.run(go())
+    result = _run_sync(go)
     if check and not result.ok:
         raise _failed(result)
     return result
@@ -469,6 +470,16 @@ def _python_refs(loaded: LoadedSpec) -> set[str]:
 
 def _base(loaded: LoadedSpec) -> Path:
     return Path(loaded.file).resolve().parent
+
+
+def _run_sync(start: Callable[[], Coroutine[Any, Any, RunResult]]) -> RunResult:
+    """Run to the end from synchronous code, also where an event loop already runs (Jupyter, some task runners)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(start())
+    with ThreadPoolExecutor(1, thread_name_prefix="agent-etl-run") as pool:  # a loop of its own, in its own thread
+        return pool.submit(asyncio.run, start()).result()
 
 
 def _settings(settings: Settings | None) -> Settings:
