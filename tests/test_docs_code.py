@@ -58,9 +58,7 @@ def test_there_are_blocks_to_run() -> None:
 
 
 @pytest.mark.parametrize("path", runnable(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_the_blocks_of_a_file_run_as_a_notebook(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_blocks_of_a_file_run_as_a_notebook(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for line, info, code in python_blocks(path):

@@ -41,7 +41,7 @@ def examples() -> dict[str, str]:
 
 def test_the_doc_has_one_example_per_orchestrator() -> None:
     assert sorted(examples()) == sorted(ORCHESTRATORS)
-    for name, requirement in ORCHESTRATORS.items():
+    for requirement in ORCHESTRATORS.values():
         assert f"pip install '{requirement}'" in DOC.read_text(), f"docs/orchestrators.md should name {requirement}"
 
 
@@ -73,7 +73,9 @@ def test_the_example_runs_in_its_orchestrator(name: str, tmp_path: Path) -> None
     script = tmp_path / f"{name}_example.py"
     script.write_text(examples()[name])
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "AIRFLOW", "PREFECT", "DAGSTER"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTHON", "VIRTUAL_ENV", "AIRFLOW", "PREFECT", "DAGSTER"))
     }
     env |= {
         "AGENT_ETL_HOME": str(tmp_path / "etl-home"),

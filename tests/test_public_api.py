@@ -81,6 +81,7 @@ EXPORTED = [
 
 def test_exported_members() -> None:
     assert etl.__all__ == EXPORTED
+    assert list(etl._EXPORTS) == EXPORTED[1:]  # each name knows its module
     for name in EXPORTED:
         assert hasattr(etl, name), name
         member = getattr(etl, name)

@@ -141,14 +141,21 @@ class Pipeline:
 
     @classmethod
     def from_yaml(
-        cls, text: str, *, data: Mapping[str, Any] | None = None, file: str | None = None, settings: Settings | None = None
+        cls,
+        text: str,
+        *,
+        data: Mapping[str, Any] | None = None,
+        file: str | None = None,
+        settings: Settings | None = None,
     ) -> Pipeline:
         """A pipeline or workflow from YAML text; ``data`` gives the objects its ``type: python`` sources name.
 
         ``file`` is where relative paths are relative to (the working directory by default) and how errors name it.
         """
         pipeline = cls.__new__(cls)
-        pipeline._init(parse_spec(text, file=file or PYTHON_SPEC, limits=_settings(settings).spec_limits), data or {}, settings)
+        pipeline._init(
+            parse_spec(text, file=file or PYTHON_SPEC, limits=_settings(settings).spec_limits), data or {}, settings
+        )
         return pipeline
 
     @classmethod
@@ -200,14 +207,20 @@ class Pipeline:
 
     async def run_async(self, *, on_progress: OnProgress | None = None, check: bool = False) -> RunResult:
         """``run`` in the caller's event loop."""
-        return await self._execute(lambda runtime, listener: runtime.run(self.loaded, listener=listener), on_progress, check)
+        return await self._execute(
+            lambda runtime, listener: runtime.run(self.loaded, listener=listener), on_progress, check
+        )
 
     def resume(self, run_id: str, *, on_progress: OnProgress | None = None, check: bool = False) -> RunResult:
         """Go on with a failed, cancelled or crashed run of this pipeline from its checkpoints, as `agent-etl resume`."""
         return _run_sync(lambda: self.resume_async(run_id, on_progress=on_progress, check=check))
 
-    async def resume_async(self, run_id: str, *, on_progress: OnProgress | None = None, check: bool = False) -> RunResult:
-        return await self._execute(lambda runtime, listener: runtime.resume(run_id, listener=listener), on_progress, check)
+    async def resume_async(
+        self, run_id: str, *, on_progress: OnProgress | None = None, check: bool = False
+    ) -> RunResult:
+        return await self._execute(
+            lambda runtime, listener: runtime.resume(run_id, listener=listener), on_progress, check
+        )
 
     def events(self, *, check: bool = False) -> RunEvents:
         """Start the run when iterated: ``async for progress in pipeline.events()``; then ``.result`` holds its result."""
@@ -336,7 +349,9 @@ class RunEvents:
             self.result = None
 
 
-def read_table(destination: BaseModel | Mapping[str, Any], *, base: str | Path = ".", quarantine: bool = False) -> pa.Table:
+def read_table(
+    destination: BaseModel | Mapping[str, Any], *, base: str | Path = ".", quarantine: bool = False
+) -> pa.Table:
     """What a destination (its spec model or dict) holds now, committed rows only, as one Arrow table.
 
     DuckDB, SQLite, PostgreSQL, MariaDB/MySQL and file destinations; ``quarantine``
@@ -352,7 +367,9 @@ def read_batches(
     """``read_table`` batch by batch: the target is read by the source connector of its kind, streamed."""
     spec = _as_source(destination, quarantine)
     settings = load_settings()
-    loaded = parse_spec(yaml.safe_dump({"name": "read", "sources": {"target": spec}, "destination": _SINK}), file="<read>")
+    loaded = parse_spec(
+        yaml.safe_dump({"name": "read", "sources": {"target": spec}, "destination": _SINK}), file="<read>"
+    )
     assert loaded.pipeline is not None
     source_spec = resolve_env(loaded.pipeline.sources["target"]).rebased(Path(base).resolve())
     source = source_class(source_spec.type)("target", source_spec, batch_rows=settings.batch_rows)

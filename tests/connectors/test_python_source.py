@@ -72,8 +72,11 @@ def test_unbound_data_and_unreadable_objects_say_what_to_do() -> None:
 
 
 def test_another_run_cannot_rebind_a_ref_to_other_data() -> None:
-    with bind({"rows": [1]}), pytest.raises(ConfigurationError, match="another run in this process holds"):
-        with bind({"rows": [2]}):
-            pass
+    with (
+        bind({"rows": [1]}),
+        pytest.raises(ConfigurationError, match="another run in this process holds"),
+        bind({"rows": [2]}),
+    ):
+        pass
     with bind({"rows": [{"id": 2}]}):  # free again once the first run ended
         assert read(source())[0].to_pylist() == [{"id": 2}]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from agent_orchestrated_etl.connectors.nested import Rejected, RecordsToArrow
+from agent_orchestrated_etl.connectors.nested import RecordsToArrow, Rejected
 from agent_orchestrated_etl.exceptions import ConfigurationError, FatalError
 
 _FRESH = "pass a list, a DataFrame or a function returning a fresh iterator (sources={'rows': lambda: read()})"
