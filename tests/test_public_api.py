@@ -163,6 +163,9 @@ def test_an_invalid_pipeline_raises_a_spec_error_naming_the_key(tmp_path: Path) 
         etl.Pipeline("users", sources={"users": _users(1)}, destination={"type": "duckdb", "path": "w.duckdb"})
     assert [p.path for p in caught.value.problems] == ["destination.table"]
     assert "field required" in str(caught.value)
+    with pytest.raises(etl.SpecError) as caught:  # a dict is a spec, never data: its type is missing
+        etl.Pipeline("p", sources={"a": {"path": "a.csv"}}, destination={"type": "duckdb", "path": "w", "table": "t"})
+    assert [p.path for p in caught.value.problems] == ["sources.a"]
     with pytest.raises(etl.ConfigurationError, match="no `type: python` source names"):
         etl.Pipeline.from_yaml(
             "name: p\nsources: {a: {type: file, path: a.csv}}\ndestination: {type: duckdb, path: w.duckdb, table: t}",

@@ -113,7 +113,7 @@ class Pipeline:
         data: dict[str, Any] = {}
         specs: dict[str, Any] = {}
         for source, value in sources.items():
-            if isinstance(value, BaseModel) or (isinstance(value, Mapping) and "type" in value):
+            if isinstance(value, BaseModel | Mapping):  # a spec; a dict is never data (pass a list of dicts)
                 specs[source] = _plain(value, f"sources.{source}")
             else:
                 specs[source], data[source] = {"type": "python", "ref": source}, value
