@@ -366,25 +366,18 @@ def read_batches(
 ) -> Iterator[pa.RecordBatch]:
     """``read_table`` batch by batch: the target is read by the source connector of its kind, streamed."""
     spec = _as_source(destination, quarantine)
-    settings = load_settings()
-    loaded = parse_spec(
-        yaml.safe_dump({"name": "read", "sources": {"target": spec}, "destination": _SINK}), file="<read>"
-    )
-    assert loaded.pipeline is not None
-    source_spec = resolve_env(loaded.pipeline.sources["target"]).rebased(Path(base).resolve())
-    source = source_class(source_spec.type)("target", source_spec, batch_rows=settings.batch_rows)
+    cls = source_class(spec["type"])
+    source_spec = resolve_env(cls.spec_model.model_validate(spec)).rebased(Path(base).resolve())
+    source = cls("target", source_spec, batch_rows=load_settings().batch_rows)
     for partition in source.partitions():
         for batch, _ in source.read(partition):
             yield batch
 
 
-# A destination the read-back spec needs only to validate; nothing is written to it.
-_SINK = {"type": "file", "path": "."}
-
-
 def _as_source(destination: BaseModel | Mapping[str, Any], quarantine: bool) -> dict[str, Any]:
     """The source spec that reads what a destination committed."""
-    dest = _plain(destination, "destination")
+    # Nothing read here is stored, so a secret may stay a SecretStr: the source model takes it as it is.
+    dest = destination.model_dump(by_alias=True) if isinstance(destination, BaseModel) else dict(destination)
     kind = dest.get("type")
     if kind == "file":
         if quarantine:
