@@ -6,6 +6,7 @@ adding or removing a public name is a deliberate change to this file too.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -124,7 +125,7 @@ def test_a_pipeline_of_typed_objects_runs_and_its_result_says_what_happened(tmp_
         retry=etl.RetryPolicy(attempts=2),
     )
     assert isinstance(pipeline.spec, etl.PipelineSpec)
-    assert "type: python" in pipeline.yaml and "ref: users" in pipeline.yaml
+    assert "type: python" in pipeline.yaml and "ref: users.users" in pipeline.yaml
     assert pipeline.validate() == []
 
     result = pipeline.run()
@@ -354,3 +355,12 @@ async def test_run_works_where_an_event_loop_already_runs(tmp_path: Path) -> Non
     pipeline = etl.Pipeline("users", sources={"users": _users(5)}, destination=_duckdb(tmp_path / "w.duckdb"))
     assert pipeline.run().rows_written == 5
     assert (await pipeline.run_async()).rows_written == 5
+
+
+async def test_two_pipelines_with_a_source_of_the_same_name_run_side_by_side(tmp_path: Path) -> None:
+    first, second = (
+        etl.Pipeline(name, sources={"users": _users(n)}, destination=_duckdb(tmp_path / f"{name}.duckdb"))
+        for name, n in (("first", 3), ("second", 7))
+    )
+    results = await asyncio.gather(first.run_async(), second.run_async())
+    assert [r.rows_written for r in results] == [3, 7]

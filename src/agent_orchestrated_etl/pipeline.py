@@ -115,8 +115,9 @@ class Pipeline:
         for source, value in sources.items():
             if isinstance(value, BaseModel | Mapping):  # a spec; a dict is never data (pass a list of dicts)
                 specs[source] = _plain(value, f"sources.{source}")
-            else:
-                specs[source], data[source] = {"type": "python", "ref": source}, value
+            else:  # named after the pipeline too, so two pipelines with an `orders` source can run side by side
+                ref = f"{name}.{source}"
+                specs[source], data[ref] = {"type": "python", "ref": ref}, value
         document: dict[str, Any] = {"name": name, "sources": specs}
         for key, value in (("transforms", transforms), ("quality", quality), ("destinations", destinations)):
             if value:
