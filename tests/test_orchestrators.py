@@ -65,6 +65,7 @@ def _pip(python: Path, *args: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a first install, Airflow's `db migrate` and Prefect's temporary server, on a busy machine
 @pytest.mark.parametrize("name", sorted(ORCHESTRATORS))
 def test_the_example_runs_in_its_orchestrator(name: str, tmp_path: Path) -> None:
     started = time.perf_counter()
