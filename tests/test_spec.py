@@ -79,7 +79,7 @@ def test_unknown_types_and_fields_name_the_choices() -> None:
     assert (
         messages[0]
         == "p.yaml:4: sources.customers: unknown type fil; expected one of 'duckdb', 'file', 'graphql', 'mysql',"
-        " 'postgres', 'rest', 'sql', 'sqlite'"
+        " 'postgres', 'python', 'rest', 'sql', 'sqlite'"
     )
     assert messages[1].startswith("p.yaml:11: destination.colour: unknown field")
 

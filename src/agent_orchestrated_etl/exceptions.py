@@ -17,7 +17,8 @@ The orchestrator's recovery policy reads the branch, never the message::
     ├── FatalError                    fail fast: retrying cannot help (missing file or table, ...)
     │   ├── SourceNotFoundError
     │   └── UnreachableError          nothing accepts a connection at the address, after the client's own tries
-    └── InternalError                 a bug in agent-etl: fail, and report the run id
+    ├── InternalError                 a bug in agent-etl: fail, and report the run id
+    └── RunFailedError                a run did not succeed (the Python API's run(check=True)); carries its result
 
 ``remedy`` is what the orchestrator does about a failed task; ``next_remedy`` is
 what the user does about a failed run (a ``Remedy``), carried in its result and record.
@@ -155,6 +156,21 @@ class UnreachableError(FatalError):
 
 class InternalError(AgentETLError):
     next_remedy = Remedy.BUG
+
+
+class RunFailedError(AgentETLError):
+    """A run that did not succeed, raised by the Python API when asked (``run(check=True)``).
+
+    ``result`` is the run's RunResult; ``next_remedy`` is its failure's (None for a partial run: resume it).
+    """
+
+    def __init__(
+        self, message: str, *, run_id: str, remedy: Remedy | None, hint: str, result: object, where: str | None = None
+    ) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.run_id = run_id
+        self.next_remedy = remedy or Remedy.RESUME
+        self.result = result
 
 
 _ELSEWHERE = "or point `path:` elsewhere"

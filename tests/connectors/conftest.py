@@ -291,6 +291,15 @@ def _graphql_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHar
     )
 
 
+def _python_source(request: pytest.FixtureRequest, tmp_path: Path) -> SourceHarness:
+    from agent_orchestrated_etl.connectors.python import bind
+
+    binding = bind({"full": _table_rows().to_pylist(), "empty": []})
+    binding.__enter__()
+    request.addfinalizer(lambda: binding.__exit__(None, None, None))
+    return SourceHarness("python", {"ref": "full"}, {"ref": "empty"}, {"ref": "never_bound"})
+
+
 #: One factory per registered source: the source over a known table, over an empty one, and over a missing one.
 SOURCE_HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], SourceHarness]] = {
     "duckdb": lambda request, tmp_path: _through_destination("duckdb", request, tmp_path),
@@ -301,6 +310,7 @@ SOURCE_HARNESSES: dict[str, Callable[[pytest.FixtureRequest, Path], SourceHarnes
     "sql": _sql_source,
     "rest": _rest_source,
     "graphql": _graphql_source,
+    "python": _python_source,
 }
 
 

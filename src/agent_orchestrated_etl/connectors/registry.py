@@ -24,6 +24,7 @@ SOURCES: dict[str, str] = {
     "graphql": "graphql:GraphQLSource",
     "mysql": "mysql.source:MySQLSource",
     "postgres": "postgres.source:PostgresSource",
+    "python": "python:PythonSource",
     "rest": "rest:RestSource",
     "sql": "sql.generic:GenericSQLSource",
     "sqlite": "sqlite.source:SQLiteSource",
