@@ -50,9 +50,23 @@ _state = {"debug": False}
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        print(f"agent-etl {version('agent-orchestrated-etl')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors, and debug logs.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors, and debug logs (before or after the command).")
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     from agent_orchestrated_etl.logging_config import setup_logging
 
@@ -101,6 +115,7 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
             with Live(console=err, refresh_per_second=4, transient=True) as live:
                 result = execute(lambda state, event: follow(state, event, live))
     except KeyboardInterrupt:
+        _traceback()
         run_id = seen.get("run_id", "<run id>")
         if as_json:
             failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=None).model_dump(
@@ -169,6 +184,7 @@ def validate(
         if problems:
             raise SpecError(sorted(problems, key=lambda p: p.line or 0))
     except SpecError as exc:
+        _traceback()
         if as_json:
             out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems], "notes": notes}))
         else:
@@ -642,14 +658,13 @@ def worker(
 def main() -> None:
     """Console entry point: turn our errors into one readable line and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except (typer.Exit, SystemExit) as exc:
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
         sys.exit(code if isinstance(code, int) else 0)
     except AgentETLError as exc:
-        if _state["debug"]:
-            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+        _traceback()
         _json_error(
             exc.next_remedy,
             type(exc).__name__,
@@ -661,10 +676,12 @@ def main() -> None:
         err.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, SpecError) else 1)
     except (typer.Abort, KeyboardInterrupt):
+        _traceback()
         _json_error(Remedy.RESUME, "Cancelled", "aborted")
         err.print("aborted")
         sys.exit(130)
     except TyperException as exc:  # usage errors: a missing argument, an unknown command
+        _traceback()
         _json_error(
             Remedy.FIX_CONFIG,
             type(exc).__name__,
@@ -674,6 +691,7 @@ def main() -> None:
         exc.show()  # type: ignore[attr-defined]  # typer raises only its (private) ClickExceptions
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
+        _traceback()
         if (
             isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None
         ):  # e.g. --html into a read-only folder
@@ -681,7 +699,6 @@ def main() -> None:
             err.print(f"[red]error:[/] {escape(redact(str(mapped)))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         if _state["debug"]:
-            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
             sys.exit(70)
         _json_error(
             Remedy.BUG,
@@ -694,6 +711,21 @@ def main() -> None:
             " traceback; please report it)"
         )
         sys.exit(70)
+
+
+def _traceback() -> None:
+    """Under --debug, the traceback of the exception being handled, its secrets masked."""
+    if _state["debug"]:
+        err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+
+
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is an option of the program, not of a command: accept it anywhere before a ``--``."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    _state["debug"] = True  # known before the callback runs, so a usage error shows its traceback too
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
 
 
 def _json_error(
