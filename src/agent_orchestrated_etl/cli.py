@@ -106,7 +106,7 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     def follow(state: Any, _event: Any, live: Live | None = None) -> None:
         seen["run_id"] = state.run_id
         if live is not None:
-            live.update(progress_table(state))
+            live.update(progress_table(state, err.width))
 
     try:
         if as_json:
@@ -291,6 +291,7 @@ def profile(
 ) -> None:
     """Profile a source: types, nulls, distinct counts, ranges, quantiles, top values, semantic types and PII."""
     from agent_orchestrated_etl.profiling import render
+    from agent_orchestrated_etl.reports import PROFILE_DROP, fit
 
     result = _profile(source, sample, method, seed, by, whole)
     if html is not None:
@@ -298,7 +299,7 @@ def profile(
     if as_json:
         print(render.as_json(result))
     else:
-        out.print(render.as_table(result))
+        out.print(fit(render.as_table(result), out.width, PROFILE_DROP))
         if html is not None:
             out.print(f"HTML report: {html}")
 
@@ -340,7 +341,7 @@ def runs_list(
     if as_json:
         out.print_json(json.dumps(rows, default=str))
     else:
-        out.print(runs_table(rows))
+        out.print(runs_table(rows, out.width))
 
 
 @runs_app.command("discard")

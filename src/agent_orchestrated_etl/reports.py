@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from agent_orchestrated_etl.monitoring.live import RunState
 from agent_orchestrated_etl.quality.verdicts import report
@@ -19,27 +21,80 @@ def _status(status: str) -> str:
     return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def progress_table(state: RunState) -> Table:
-    table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
-    for column in ("task", "agent", "status"):
-        table.add_column(column)
-    for column in ("rows", "rows/s"):
-        table.add_column(column, justify="right")
+#: A folding column (a task's name) is counted this wide when deciding which columns fit.
+FOLD_WIDTH = 14
+
+
+def fit(table: Table, width: int, drop: Sequence[str]) -> Table:
+    """The table without the columns of ``drop``, dropped in that order, until it fits ``width``.
+
+    Every other column keeps all its characters: a column made with ``overflow="fold"`` (a task's
+    name, an error) wraps onto more lines, and the rest (a run id, a count) are never cut.
+    """
+    for header in (None, *drop):
+        if header is not None:
+            table.columns[:] = [c for c in table.columns if c.header != header]
+        if _width(table) <= width:
+            break
+    return table
+
+
+def _width(table: Table) -> int:
+    """How wide ``table`` is once its folding columns are wrapped to ``FOLD_WIDTH``."""
+    total = 0
+    for column in table.columns:
+        cells = [column.header, *column.cells]
+        natural = max(Text.from_markup(c).cell_len if isinstance(c, str) else FOLD_WIDTH for c in cells)
+        if column.overflow == "fold" and not column.no_wrap:
+            natural = min(natural, FOLD_WIDTH)
+        natural = max(natural, column.min_width or 0)
+        total += min(natural, column.max_width or natural) + sum(table.padding[1::2])
+    if table.box is None:
+        return total
+    return total + len(table.columns) - 1 + (2 if table.show_edge else 0)
+
+
+def _name(header: str) -> Column:
+    """A column of names (tasks, pipelines) that wraps rather than lose the part that tells two apart."""
+    return Column(header, overflow="fold")
+
+
+def _value(header: str, justify: str = "left") -> Column:
+    return Column(header, no_wrap=True, justify=justify)  # type: ignore[arg-type]  # "left" or "right"
+
+
+#: Dropped in this order when the terminal is too narrow (README: "Narrow terminals").
+PROGRESS_DROP = ("agent", "rows/s")
+SUMMARY_DROP = ("rows/s", "seconds")
+RUNS_DROP = ("started", "seconds", "quarantined", "written")
+TASKS_DROP = ("agent", "kind", "attempts", "written")
+PROFILE_DROP = ("top values", "mean", "semantic", "max", "min")
+
+
+def progress_table(state: RunState, width: int = 80) -> Table:
+    table = Table(
+        _name("task"),
+        _value("agent"),
+        _name("status"),
+        _value("rows", "right"),
+        _value("rows/s", "right"),
+        title=f"{state.pipeline} · {state.run_id}",
+        title_justify="left",
+    )
     for task in state.tasks.values():
         status = _status(task.status) + (f" · {escape(task.note)}" if task.note and task.status == "running" else "")
         table.add_row(escape(task.id), task.agent or "", status, f"{task.rows:,}", f"{task.rows_per_second:,.0f}")
-    return table
+    return fit(table, width, PROGRESS_DROP)
 
 
 def summary(console: Console, result: RunResult) -> None:
     table = Table(
+        _name("task"),
+        _value("status"),
+        *(_value(column, "right") for column in ("read", "written", "quarantined", "seconds", "rows/s")),
         title=f"run {result.run_id} · {result.pipeline} · {_status(result.status)} in {result.seconds:.1f}s",
         title_justify="left",
     )
-    table.add_column("task")
-    table.add_column("status")
-    for column in ("read", "written", "quarantined", "seconds", "rows/s"):
-        table.add_column(column, justify="right")
     for task in result.tasks:
         seconds = f"{task.seconds:.2f}" if task.seconds is not None else ""
         table.add_row(
@@ -51,7 +106,7 @@ def summary(console: Console, result: RunResult) -> None:
             seconds,
             f"{task.rows_per_second:,.0f}",
         )
-    console.print(table)
+    console.print(fit(table, console.width, SUMMARY_DROP))
     for commit in result.commits:
         quarantined = f", {commit['quarantined_rows']:,} quarantined" if commit["quarantined_rows"] else ""
         console.print(f"  committed [bold]{escape(commit['destination'])}[/]: {commit['rows']:,} rows{quarantined}")
@@ -77,10 +132,16 @@ def quality_table(quality: list[dict[str, Any]]) -> Table:
     return table
 
 
-def runs_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="runs")
-    for column in ("run id", "pipeline", "status", "started", "seconds", "written", "quarantined"):
-        table.add_column(column)
+def runs_table(rows: list[dict[str, Any]], width: int = 80) -> Table:
+    """Recent runs; the run id, which `runs show` takes, is never cut (its first characters are the start time)."""
+    table = Table(
+        _value("run id"),
+        _name("pipeline"),
+        _value("status"),
+        _value("started"),
+        *(_value(column, "right") for column in ("seconds", "written", "quarantined")),
+        title="runs",
+    )
     for row in rows:
         seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["finished_at"] else None
         table.add_row(
@@ -92,7 +153,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
             f"{row['rows_written'] or 0:,}",
             f"{row['rows_quarantined'] or 0:,}",
         )
-    return table
+    return fit(table, width, RUNS_DROP)
 
 
 def run_details(console: Console, run: dict[str, Any]) -> None:
@@ -102,9 +163,17 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
         console.print(f"[red]error:[/] {escape(run['error'])}")
     if run.get("failure"):
         console.print(f"next step: {escape(run['failure']['next_step'])}", soft_wrap=True)
-    tasks = Table(title="tasks", title_justify="left")
-    for column in ("task", "kind", "status", "agent", "attempts", "read", "written", "quarantined", "error"):
-        tasks.add_column(column)
+    tasks = Table(
+        _name("task"),
+        _value("kind"),
+        _value("status"),
+        _value("agent"),
+        _value("attempts", "right"),
+        *(_value(column, "right") for column in ("read", "written", "quarantined")),
+        _name("error"),
+        title="tasks",
+        title_justify="left",
+    )
     for t in run["tasks"]:
         tasks.add_row(
             escape(t["task_id"]),
@@ -117,15 +186,15 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
             f"{t['rows_quarantined'] or 0:,}",
             escape(t["error"] or ""),
         )
-    console.print(tasks)
+    console.print(fit(tasks, console.width, TASKS_DROP))
     from agent_orchestrated_etl.verify.stored import latest
 
     quality = report([*(c for t in run["tasks"] for c in t.get("checks") or []), *latest(run["events"])])
     if quality:
         console.print(quality_table(quality))
-    decisions = Table(title="decisions", title_justify="left")
-    for column in ("by", "subject", "choice", "reason"):
-        decisions.add_column(column)
+    decisions = Table(
+        _value("by"), _name("subject"), _name("choice"), _name("reason"), title="decisions", title_justify="left"
+    )
     for event in run["events"]:
         if event["kind"] == "decision":
             decisions.add_row(
