@@ -99,6 +99,7 @@ def resume(
 
 def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     """Run with live progress on stderr (or none, for --json), then print the result."""
+    from agent_orchestrated_etl.monitoring.live import RunState
     from agent_orchestrated_etl.reports import progress_table, summary
 
     seen: dict[str, str] = {}
@@ -112,7 +113,9 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
         if as_json:
             result = execute(follow)
         else:
-            with Live(console=err, refresh_per_second=4, transient=True) as live:
+            # The first frame at once, before the plan and the sources' connections, so the screen is never blank.
+            planning = progress_table(RunState(run_id=""), err.width)
+            with Live(planning, console=err, refresh_per_second=4, transient=True) as live:
                 result = execute(lambda state, event: follow(state, event, live))
     except KeyboardInterrupt:
         _traceback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 from rich.text import Text
 
-from agent_orchestrated_etl.monitoring.live import RunState
+from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.run_result import RunResult
 
@@ -64,27 +65,55 @@ def _value(header: str, justify: str = "left") -> Column:
 
 
 #: Dropped in this order when the terminal is too narrow (README: "Narrow terminals").
-PROGRESS_DROP = ("agent", "rows/s")
+PROGRESS_DROP = ("agent", "attempt", "quarantined", "elapsed", "rows/s")
 SUMMARY_DROP = ("rows/s", "seconds")
 RUNS_DROP = ("started", "seconds", "quarantined", "written")
 TASKS_DROP = ("agent", "kind", "attempts", "written")
 PROFILE_DROP = ("top values", "mean", "semantic", "max", "min")
 
 
-def progress_table(state: RunState, width: int = 80) -> Table:
+def progress_table(state: RunState, width: int | None = None) -> Table | Text:
+    """One frame of live progress: before the plan, what the run is doing; then a row per task."""
+    if not state.tasks:
+        doing = state.decisions[-1]["subject"] if state.decisions else "reading the spec"
+        return Text(f"{state.pipeline or 'run'} · planning… ({doing}; connecting to the sources)", style="dim")
     table = Table(
         _name("task"),
         _value("agent"),
         _name("status"),
-        _value("rows", "right"),
-        _value("rows/s", "right"),
+        *(_value(column, "right") for column in ("rows", "rows/s", "elapsed", "quarantined", "attempt")),
         title=f"{state.pipeline} · {state.run_id}",
         title_justify="left",
     )
+    now = time.monotonic()
     for task in state.tasks.values():
-        status = _status(task.status) + (f" · {escape(task.note)}" if task.note and task.status == "running" else "")
-        table.add_row(escape(task.id), task.agent or "", status, f"{task.rows:,}", f"{task.rows_per_second:,.0f}")
-    return fit(table, width, PROGRESS_DROP)
+        table.add_row(
+            escape(task.id),
+            task.agent or "",
+            _status(task.status) + _waiting(state, task),
+            f"{task.rows:,}",
+            f"{task.rows_per_second:,.0f}" if task.started is not None else "-",
+            _elapsed(task, now),
+            f"{task.rows_quarantined:,}" if task.status == "succeeded" else "-",
+            str(task.attempt) if task.attempt else "-",
+        )
+    return fit(table, width, PROGRESS_DROP) if width is not None else table
+
+
+def _elapsed(task: TaskState, now: float) -> str:
+    if task.seconds is not None:
+        return f"{task.seconds:.1f}s"
+    return f"{now - task.started:.1f}s" if task.started is not None else "-"
+
+
+def _waiting(state: RunState, task: TaskState) -> str:
+    """What a task waits for: its progress note while it runs (an HTTP retry), its unfinished inputs before."""
+    if task.status == "running" and task.note:
+        return f" · {escape(task.note)}"
+    if task.status == "pending":
+        waits = [d for d in task.depends_on if d in state.tasks and state.tasks[d].status != "succeeded"]
+        return f" · waits for {escape(', '.join(waits))}" if waits else " · waits for an agent"
+    return ""
 
 
 def summary(console: Console, result: RunResult) -> None:
@@ -132,7 +161,7 @@ def quality_table(quality: list[dict[str, Any]]) -> Table:
     return table
 
 
-def runs_table(rows: list[dict[str, Any]], width: int = 80) -> Table:
+def runs_table(rows: list[dict[str, Any]], width: int) -> Table:
     """Recent runs; the run id, which `runs show` takes, is never cut (its first characters are the start time)."""
     table = Table(
         _value("run id"),
