@@ -61,9 +61,23 @@ _state = {"debug": False}
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        print(f"agent-etl {version('agent-orchestrated-etl')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors, and debug logs.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks on errors, and debug logs (before or after the command).")
+    ] = False,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     from agent_orchestrated_etl.logging_config import setup_logging
 
@@ -99,6 +113,7 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     from rich.live import Live
 
     from agent_orchestrated_etl.model.failure import make_failure
+    from agent_orchestrated_etl.monitoring.live import RunState
     from agent_orchestrated_etl.reports import progress_table, summary
 
     seen: dict[str, str] = {}
@@ -106,15 +121,18 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     def follow(state: Any, _event: Any, live: Live | None = None) -> None:
         seen["run_id"] = state.run_id
         if live is not None:
-            live.update(progress_table(state))
+            live.update(progress_table(state, err.width))
 
     try:
         if as_json:
             result = execute(follow)
         else:
-            with Live(console=err, refresh_per_second=4, transient=True) as live:
+            # The first frame at once, before the plan and the sources' connections, so the screen is never blank.
+            planning = progress_table(RunState(run_id=""), err.width)
+            with Live(planning, console=err, refresh_per_second=4, transient=True) as live:
                 result = execute(lambda state, event: follow(state, event, live))
     except KeyboardInterrupt:
+        _traceback()
         run_id = seen.get("run_id", "<run id>")
         if as_json:
             failure = make_failure(Remedy.RESUME, "Cancelled", "cancelled", run_id=run_id, spec_file=None).model_dump(
@@ -183,6 +201,7 @@ def validate(
         if problems:
             raise SpecError(sorted(problems, key=lambda p: p.line or 0))
     except SpecError as exc:
+        _traceback()
         if as_json:
             out.print_json(json.dumps({"valid": False, "problems": [vars(p) for p in exc.problems], "notes": notes}))
         else:
@@ -289,6 +308,7 @@ def profile(
 ) -> None:
     """Profile a source: types, nulls, distinct counts, ranges, quantiles, top values, semantic types and PII."""
     from agent_orchestrated_etl.profiling import render
+    from agent_orchestrated_etl.reports import PROFILE_DROP, fit
 
     result = _profile(source, sample, method, seed, by, whole)
     if html is not None:
@@ -296,7 +316,7 @@ def profile(
     if as_json:
         print(render.as_json(result))
     else:
-        out.print(render.as_table(result))
+        out.print(fit(render.as_table(result), out.width, PROFILE_DROP))
         if html is not None:
             out.print(f"HTML report: {html}")
 
@@ -338,7 +358,7 @@ def runs_list(
     if as_json:
         out.print_json(json.dumps(rows, default=str))
     else:
-        out.print(runs_table(rows))
+        out.print(runs_table(rows, out.width))
 
 
 @runs_app.command("discard")
@@ -656,14 +676,13 @@ def worker(
 def main() -> None:
     """Console entry point: turn our errors into one readable line and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except (typer.Exit, SystemExit) as exc:
         code = exc.exit_code if isinstance(exc, typer.Exit) else exc.code
         sys.exit(code if isinstance(code, int) else 0)
     except AgentETLError as exc:
-        if _state["debug"]:
-            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+        _traceback()
         _json_error(
             exc.next_remedy,
             type(exc).__name__,
@@ -675,10 +694,12 @@ def main() -> None:
         err.print(f"[red]error:[/] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(2 if isinstance(exc, SpecError) else 1)
     except (typer.Abort, KeyboardInterrupt):
+        _traceback()
         _json_error(Remedy.RESUME, "Cancelled", "aborted")
         err.print("aborted")
         sys.exit(130)
     except TyperException as exc:  # usage errors: a missing argument, an unknown command
+        _traceback()
         _json_error(
             Remedy.FIX_CONFIG,
             type(exc).__name__,
@@ -688,6 +709,7 @@ def main() -> None:
         exc.show()  # type: ignore[attr-defined]  # typer raises only its (private) ClickExceptions
         sys.exit(getattr(exc, "exit_code", 2))
     except Exception as exc:  # our bugs
+        _traceback()
         if (
             isinstance(exc, OSError) and (mapped := from_os_error(exc)) is not None
         ):  # e.g. --html into a read-only folder
@@ -695,7 +717,6 @@ def main() -> None:
             err.print(f"[red]error:[/] {escape(redact(str(mapped)))}", highlight=False, soft_wrap=True)
             sys.exit(1)
         if _state["debug"]:
-            err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
             sys.exit(70)
         _json_error(
             Remedy.BUG,
@@ -708,6 +729,21 @@ def main() -> None:
             " traceback; please report it)"
         )
         sys.exit(70)
+
+
+def _traceback() -> None:
+    """Under --debug, the traceback of the exception being handled, its secrets masked."""
+    if _state["debug"]:
+        err.print(redact(traceback.format_exc()), markup=False, highlight=False, soft_wrap=True, end="")
+
+
+def _debug_first(args: list[str]) -> list[str]:
+    """``--debug`` is an option of the program, not of a command: accept it anywhere before a ``--``."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    _state["debug"] = True  # known before the callback runs, so a usage error shows its traceback too
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
 
 
 def _json_error(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
-from agent_orchestrated_etl.monitoring.live import RunState
+from agent_orchestrated_etl.monitoring.live import RunState, TaskState
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.run_result import RunResult
 
@@ -19,27 +22,108 @@ def _status(status: str) -> str:
     return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def progress_table(state: RunState) -> Table:
-    table = Table(title=f"{state.pipeline} · {state.run_id}", title_justify="left")
-    for column in ("task", "agent", "status"):
-        table.add_column(column)
-    for column in ("rows", "rows/s"):
-        table.add_column(column, justify="right")
-    for task in state.tasks.values():
-        status = _status(task.status) + (f" · {escape(task.note)}" if task.note and task.status == "running" else "")
-        table.add_row(escape(task.id), task.agent or "", status, f"{task.rows:,}", f"{task.rows_per_second:,.0f}")
+#: A folding column (a task's name) is counted this wide when deciding which columns fit.
+FOLD_WIDTH = 14
+
+
+def fit(table: Table, width: int, drop: Sequence[str]) -> Table:
+    """The table without the columns of ``drop``, dropped in that order, until it fits ``width``.
+
+    Every other column keeps all its characters: a column made with ``overflow="fold"`` (a task's
+    name, an error) wraps onto more lines, and the rest (a run id, a count) are never cut.
+    """
+    for header in (None, *drop):
+        if header is not None:
+            table.columns[:] = [c for c in table.columns if c.header != header]
+        if _width(table) <= width:
+            break
     return table
+
+
+def _width(table: Table) -> int:
+    """How wide ``table`` is once its folding columns are wrapped to ``FOLD_WIDTH``."""
+    total = 0
+    for column in table.columns:
+        cells = [column.header, *column.cells]
+        natural = max(Text.from_markup(c).cell_len if isinstance(c, str) else FOLD_WIDTH for c in cells)
+        if column.overflow == "fold" and not column.no_wrap:
+            natural = min(natural, FOLD_WIDTH)
+        natural = max(natural, column.min_width or 0)
+        total += min(natural, column.max_width or natural) + sum(table.padding[1::2])
+    if table.box is None:
+        return total
+    return total + len(table.columns) - 1 + (2 if table.show_edge else 0)
+
+
+def _name(header: str) -> Column:
+    """A column of names (tasks, pipelines) that wraps rather than lose the part that tells two apart."""
+    return Column(header, overflow="fold")
+
+
+def _value(header: str, justify: str = "left") -> Column:
+    return Column(header, no_wrap=True, justify=justify)  # type: ignore[arg-type]  # "left" or "right"
+
+
+#: Dropped in this order when the terminal is too narrow (README: "Narrow terminals").
+PROGRESS_DROP = ("agent", "attempt", "quarantined", "elapsed", "rows/s")
+SUMMARY_DROP = ("rows/s", "seconds")
+RUNS_DROP = ("started", "seconds", "quarantined", "written")
+TASKS_DROP = ("agent", "kind", "attempts", "written")
+PROFILE_DROP = ("top values", "mean", "semantic", "max", "min")
+
+
+def progress_table(state: RunState, width: int | None = None) -> Table | Text:
+    """One frame of live progress: before the plan, what the run is doing; then a row per task."""
+    if not state.tasks:
+        doing = state.decisions[-1]["subject"] if state.decisions else "reading the spec"
+        return Text(f"{state.pipeline or 'run'} · planning… ({doing}; connecting to the sources)", style="dim")
+    table = Table(
+        _name("task"),
+        _value("agent"),
+        _name("status"),
+        *(_value(column, "right") for column in ("rows", "rows/s", "elapsed", "quarantined", "attempt")),
+        title=f"{state.pipeline} · {state.run_id}",
+        title_justify="left",
+    )
+    now = time.monotonic()
+    for task in state.tasks.values():
+        table.add_row(
+            escape(task.id),
+            task.agent or "",
+            _status(task.status) + _waiting(state, task),
+            f"{task.rows:,}",
+            f"{task.rows_per_second:,.0f}" if task.started is not None else "-",
+            _elapsed(task, now),
+            f"{task.rows_quarantined:,}" if task.status == "succeeded" else "-",
+            str(task.attempt) if task.attempt else "-",
+        )
+    return fit(table, width, PROGRESS_DROP) if width is not None else table
+
+
+def _elapsed(task: TaskState, now: float) -> str:
+    if task.seconds is not None:
+        return f"{task.seconds:.1f}s"
+    return f"{now - task.started:.1f}s" if task.started is not None else "-"
+
+
+def _waiting(state: RunState, task: TaskState) -> str:
+    """What a task waits for: its progress note while it runs (an HTTP retry), its unfinished inputs before."""
+    if task.status == "running" and task.note:
+        return f" · {escape(task.note)}"
+    if task.status == "pending":
+        waits = [d for d in task.depends_on if d in state.tasks and state.tasks[d].status != "succeeded"]
+        return f" · waits for {escape(', '.join(waits))}" if waits else " · waits for an agent"
+    return ""
 
 
 def summary(console: Console, result: RunResult) -> None:
     table = Table(
+        _name("task"),
+        _value("status"),
+        *(_value(column, "right") for column in ("read", "written", "quarantined", "seconds", "rows/s")),
         title=f"run {result.run_id} · {result.pipeline} · {_status(result.status)} in {result.seconds:.1f}s",
         title_justify="left",
     )
-    table.add_column("task")
-    table.add_column("status")
-    for column in ("read", "written", "quarantined", "seconds", "rows/s"):
-        table.add_column(column, justify="right")
     for task in result.tasks:
         seconds = f"{task.seconds:.2f}" if task.seconds is not None else ""
         table.add_row(
@@ -51,7 +135,7 @@ def summary(console: Console, result: RunResult) -> None:
             seconds,
             f"{task.rows_per_second:,.0f}",
         )
-    console.print(table)
+    console.print(fit(table, console.width, SUMMARY_DROP))
     for commit in result.commits:
         quarantined = f", {commit['quarantined_rows']:,} quarantined" if commit["quarantined_rows"] else ""
         console.print(f"  committed [bold]{escape(commit['destination'])}[/]: {commit['rows']:,} rows{quarantined}")
@@ -77,10 +161,16 @@ def quality_table(quality: list[dict[str, Any]]) -> Table:
     return table
 
 
-def runs_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="runs")
-    for column in ("run id", "pipeline", "status", "started", "seconds", "written", "quarantined"):
-        table.add_column(column)
+def runs_table(rows: list[dict[str, Any]], width: int) -> Table:
+    """Recent runs; the run id, which `runs show` takes, is never cut (its first characters are the start time)."""
+    table = Table(
+        _value("run id"),
+        _name("pipeline"),
+        _value("status"),
+        _value("started"),
+        *(_value(column, "right") for column in ("seconds", "written", "quarantined")),
+        title="runs",
+    )
     for row in rows:
         seconds = (row["finished_at"] - row["started_at"]).total_seconds() if row["finished_at"] else None
         table.add_row(
@@ -92,7 +182,7 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
             f"{row['rows_written'] or 0:,}",
             f"{row['rows_quarantined'] or 0:,}",
         )
-    return table
+    return fit(table, width, RUNS_DROP)
 
 
 def run_details(console: Console, run: dict[str, Any]) -> None:
@@ -102,9 +192,17 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
         console.print(f"[red]error:[/] {escape(run['error'])}")
     if run.get("failure"):
         console.print(f"next step: {escape(run['failure']['next_step'])}", soft_wrap=True)
-    tasks = Table(title="tasks", title_justify="left")
-    for column in ("task", "kind", "status", "agent", "attempts", "read", "written", "quarantined", "error"):
-        tasks.add_column(column)
+    tasks = Table(
+        _name("task"),
+        _value("kind"),
+        _value("status"),
+        _value("agent"),
+        _value("attempts", "right"),
+        *(_value(column, "right") for column in ("read", "written", "quarantined")),
+        _name("error"),
+        title="tasks",
+        title_justify="left",
+    )
     for t in run["tasks"]:
         tasks.add_row(
             escape(t["task_id"]),
@@ -117,15 +215,15 @@ def run_details(console: Console, run: dict[str, Any]) -> None:
             f"{t['rows_quarantined'] or 0:,}",
             escape(t["error"] or ""),
         )
-    console.print(tasks)
+    console.print(fit(tasks, console.width, TASKS_DROP))
     from agent_orchestrated_etl.verify.stored import latest
 
     quality = report([*(c for t in run["tasks"] for c in t.get("checks") or []), *latest(run["events"])])
     if quality:
         console.print(quality_table(quality))
-    decisions = Table(title="decisions", title_justify="left")
-    for column in ("by", "subject", "choice", "reason"):
-        decisions.add_column(column)
+    decisions = Table(
+        _value("by"), _name("subject"), _name("choice"), _name("reason"), title="decisions", title_justify="left"
+    )
     for event in run["events"]:
         if event["kind"] == "decision":
             decisions.add_row(

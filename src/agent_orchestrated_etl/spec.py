@@ -411,6 +411,13 @@ def check_variables(loaded: LoadedSpec) -> None:
 
 
 def json_schema() -> dict[str, Any]:
-    schema = PipelineSpec.model_json_schema()
-    schema["title"] = "agent-etl pipeline"
-    return schema
+    """The JSON Schema of a spec file: a pipeline, or a workflow of pipelines (as ``parse_spec`` takes them)."""
+    from pydantic.json_schema import models_json_schema
+
+    refs, schema = models_json_schema([(PipelineSpec, "validation"), (WorkflowSpec, "validation")])
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "agent-etl pipeline or workflow",
+        "anyOf": [refs[(PipelineSpec, "validation")], refs[(WorkflowSpec, "validation")]],
+        **schema,
+    }

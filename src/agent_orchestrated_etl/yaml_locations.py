@@ -147,16 +147,34 @@ def locate_problem(
     """Return the dotted YAML path and its line for a Pydantic error location.
 
     Parts of ``loc`` that are not in the document (a discriminated union's tag,
-    a model name) are skipped; a missing key reports its parent's line.
+    a model name) are skipped; a missing key reports its parent's line. A tag
+    can also be a key of the document (the check ``- unique: [id]`` is tagged
+    ``unique``), so the path kept is the one reaching the deepest part of
+    ``loc``: ``severity`` of ``quality[2]``, not its ``unique``.
     """
-    path: Path = ()
-    for part in loc:
-        if (*path, part) in lines:
-            path = (*path, part)
-        elif isinstance(part, str) and part.isdigit() and (*path, int(part)) in lines:
-            path = (*path, int(part))
+    path = _deepest(tuple(loc), lines)
     missing = [loc[-1]] if missing_key and loc and tuple(loc[-1:]) != path[-1:] else []
     dotted = ""
     for part in (*path, *missing):
         dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else str(part))
     return dotted, lines.get(path)
+
+
+def _deepest(loc: Path, lines: dict[Path, int]) -> Path:
+    """The document path made of parts of ``loc`` in order that matches its latest part, then the longest."""
+    best: tuple[int, int, Path] = (-1, 0, ())
+
+    def walk(index: int, path: Path, last: int) -> None:
+        nonlocal best
+        if index == len(loc):
+            best = max(best, (last, len(path), path), key=lambda b: b[:2])
+            return
+        part = loc[index]
+        for key in (part, int(part)) if isinstance(part, str) and part.isdigit() else (part,):
+            if (*path, key) in lines:
+                walk(index + 1, (*path, key), index)
+                break
+        walk(index + 1, path, last)  # or skip it, as a tag or model name
+
+    walk(0, (), -1)
+    return best[2]

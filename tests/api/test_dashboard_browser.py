@@ -65,9 +65,20 @@ def test_start_a_run_from_the_page_and_watch_it(tmp_path: Path, chromium: str) -
         assert page.inner_text("[data-testid=rows-read]") == "3,000,000"
         assert page.get_attribute("[data-testid=task-row]", "data-status") == "succeeded"
         assert "commit" in page.inner_text("[data-testid=decisions]")
+        # After the run: no rate floating without a value, and the recorded duration, as the run list shows it.
+        assert page.inner_text("[data-testid=rows-per-second-now]") == "–"
+        run_id = page.url.rsplit("/", 1)[1]
+        recorded = page.evaluate(f"fetch('/api/v1/runs/{run_id}').then(r => r.json()).then(r => r.seconds)")
+        page.wait_for_function(
+            f"document.querySelector('[data-testid=run-seconds]').innerText === {recorded:.3f}.toFixed(1)",
+            timeout=15_000,
+        )
+        shown = page.inner_text("[data-testid=run-seconds]")
         page.screenshot(path=str(ARTIFACTS / "dashboard-run-done.png"), full_page=True)
         page.click("text=Runs")
         page.wait_for_selector("[data-testid=run-row] >> text=succeeded")
+        row = page.locator("[data-testid=run-row]", has_text=run_id)
+        assert row.locator("td").nth(4).inner_text() == shown
         browser.close()
     assert errors == []
     assert TOKEN not in (tmp_path / "serve.log").read_text()  # the access log saw no token in a URL

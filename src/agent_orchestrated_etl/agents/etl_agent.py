@@ -10,6 +10,7 @@ the same files and connections again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from agent_orchestrated_etl.planning.tasks import Task
 from agent_orchestrated_etl.spec import parse_spec, resolve_env
 
 PROGRESS_EVERY_SECONDS = 0.25
+log = logging.getLogger(__name__)
 
 
 class OpenRuns:
@@ -185,6 +187,7 @@ class ETLAgent(Agent):
             output = await self.tools.get(task["kind"])({"task": task}, ToolCall(ctx, progress))
             event = TaskFinished(sender=self.name, run_id=run_id, task_id=task["id"], **output.model_dump())
         except (AgentETLError, Cancelled, Exception) as exc:
+            log.debug("task %s failed on attempt %d", task["id"], attempt, exc_info=True)  # --debug shows where
             event = self._failure(run_id, task["id"], attempt, exc)
         finally:
             self._working.pop(task["id"], None)

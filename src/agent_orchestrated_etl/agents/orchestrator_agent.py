@@ -132,6 +132,7 @@ class OrchestratorAgent(Agent):
             status, error = await self.committer.finish(ctx, schedule)
             failure = _schedule_failure(schedule, status, error, run_id=run_id, spec_file=spec_file)
         except AgentETLError as exc:
+            log.debug("run %s failed", run_id, exc_info=True)  # --debug shows where
             error = str(exc)
             failure = failure_of(exc, run_id=run_id, spec_file=spec_file, resumed=resume)
         except asyncio.CancelledError:

@@ -27,7 +27,7 @@ from agent_orchestrated_etl.planning.routing import checks_at
 from agent_orchestrated_etl.quality.evaluate import bind_dataset_checks, flag
 from agent_orchestrated_etl.spec import resolve_env
 from agent_orchestrated_etl.transform import steps as s
-from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql
+from agent_orchestrated_etl.transform.compile import Binder, Relation, StepCompiler, compile_sql, expression_problem
 from agent_orchestrated_etl.transform.sql import ROW, ident
 from agent_orchestrated_etl.yaml_locations import locate_problem, node_lines
 
@@ -226,24 +226,28 @@ def _transform(
 
 def _syntax(binder: Binder, index: int, transform: s.TransformSpec) -> list[StepError]:
     """Parse errors in a transform whose input schema is unknown."""
-    texts: list[tuple[tuple[str | int, ...], str]] = []
+    texts: list[tuple[tuple[str | int, ...], str]] = []  # queries
+    exprs: list[tuple[tuple[str | int, ...], str]] = []  # each one expression, parsed alone (compile.py's _expr)
     if transform.sql is not None:
         texts.append((("sql",), transform.sql))
     for number, step in enumerate(transform.steps or []):
         path = ("steps", number, step.op)
         if isinstance(step, s.FilterStep):
-            texts.append((path, f"SELECT {step.filter}"))
+            exprs.append((path, step.filter))
         elif isinstance(step, s.DeriveStep):
-            texts += [((*path, column), f"SELECT {expr}") for column, expr in step.derive.items()]
+            exprs += [((*path, column), expr) for column, expr in step.derive.items()]
         elif isinstance(step, s.AggregateStep):
-            texts += [((*path, column), f"SELECT {expr}") for column, expr in step.aggregate.measures.items()]
+            exprs += [((*path, column), expr) for column, expr in step.aggregate.measures.items()]
         elif isinstance(step, s.SortStep):
             texts += [((*path, item), f"SELECT 1 ORDER BY {item}") for item in step.sort]
     errors = []
+    where = f"transform {transform.name}"
     for key, sql in texts:
         try:
             binder.parse(sql)
         except duckdb.ParserException as exc:
-            where = f"transform {transform.name}"
             errors.append(StepError(str(exc).splitlines()[0], path=("transforms", index, *key), where=where))
+    for key, expr in exprs:
+        if (problem := expression_problem(expr)) is not None:
+            errors.append(StepError(problem, path=("transforms", index, *key), where=where))
     return errors

@@ -52,8 +52,8 @@ def as_table(profile: Profile) -> Table:
         table.add_column(
             column,
             justify=justify,
-            no_wrap=True,
-            overflow="ellipsis",
+            no_wrap=column != "column",  # a column's name wraps; the values may be cut, the names never
+            overflow="fold" if column == "column" else "ellipsis",
             max_width=widths.get(column),
             min_width=numbers.get(column, 6),
         )

@@ -44,7 +44,7 @@ class Relation:
         return [n for n in self.schema.names if not is_hidden(n)]
 
     def subquery(self) -> str:
-        return f"({self.sql})"
+        return f"({self.sql}\n)"  # the newline ends a `-- comment` the SQL may end with
 
 
 def duckdb_message(exc: Exception) -> str:
@@ -86,7 +86,7 @@ class Binder:
         # An expression closing our parenthesis and adding a statement must not reach execute().
         if self.statement_type(sql) != "SELECT":
             raise duckdb.ParserException("an expression must not end the query")
-        return self._conn.execute(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema
+        return self._conn.execute(f"SELECT * FROM ({sql}\n) LIMIT 0").to_arrow_table().schema
 
     def evaluate(self, sql: str) -> None:
         """Run ``sql`` (a SELECT over the stand-ins, a row at most) for the errors only execution raises."""
@@ -96,6 +96,22 @@ class Binder:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def expression_problem(text: str) -> str | None:
+    """Why ``text`` is not exactly one SQL expression, or None.
+
+    Pasted into a query, ``true UNION ALL SELECT ...`` or ``x) OR (y`` would change the query
+    around it; parsed alone, they are refused as what they are.
+    """
+    try:
+        duckdb.SQLExpression(text)
+    except duckdb.Error as exc:
+        message = duckdb_message(exc)
+        if "Expected a single SELECT" in message:  # DuckDB's words for a query or a second statement
+            return "a query or a statement where one expression belongs"
+        return message
+    return None
 
 
 @dataclass
@@ -117,6 +133,14 @@ class StepCompiler:
         message = duckdb_message(exc) if isinstance(exc, Exception) else exc
         path: tuple[str | int, ...] = ("transforms", self.index, "steps", number, step.op)
         return StepError(message, path=(*path, key) if key else path, where=self.where(number, step, key), hint=hint)
+
+    def _expr(self, text: str, number: int, step: s._Step, key: str | None = None) -> str:
+        """A user's expression, parenthesized, once DuckDB has parsed it as exactly one expression."""
+        if (problem := expression_problem(text)) is not None:
+            what = f"{step.op} {key}" if key else step.op
+            hint = f"the {what} is one SQL expression over the input's columns"
+            raise self.fail(problem, number, step, key, hint=hint)
+        return f"({text}\n)"
 
     def _bind(self, sql: str, number: int, step: s._Step, key: str | None = None, **flags: bool) -> Relation:
         try:
@@ -189,20 +213,20 @@ class StepCompiler:
         )
 
     def _filter(self, rel: Relation, number: int, step: s.FilterStep) -> Relation:
-        out = self._bind(
-            f"SELECT * FROM {rel.subquery()} WHERE {step.filter}", number, step, unique_rows=rel.unique_rows
-        )
-        test = self.binder.bind(f"SELECT ({step.filter}) AS f FROM {rel.subquery()}")
+        condition = self._expr(step.filter, number, step)
+        out = self._bind(f"SELECT * FROM {rel.subquery()} WHERE {condition}", number, step, unique_rows=rel.unique_rows)
+        test = self._bind(f"SELECT {condition} AS f FROM {rel.subquery()}", number, step).schema
         if not pa.types.is_boolean(test.field("f").type) and not pa.types.is_null(test.field("f").type):
             raise self.fail(f"the filter is {test.field('f').type}, not a condition", number, step)
         return out
 
     def _derive(self, rel: Relation, number: int, step: s.DeriveStep) -> Relation:
-        for column, expr in step.derive.items():
+        for column, text in step.derive.items():
+            expr = self._expr(text, number, step, column)
             if column in rel.columns:
-                sql = f"SELECT * REPLACE (({expr}) AS {ident(column)}) FROM {rel.subquery()}"
+                sql = f"SELECT * REPLACE ({expr} AS {ident(column)}) FROM {rel.subquery()}"
             else:
-                sql = f"SELECT *, ({expr}) AS {ident(column)} FROM {rel.subquery()}"
+                sql = f"SELECT *, {expr} AS {ident(column)} FROM {rel.subquery()}"
             rel = self._bind(sql, number, step, column, unique_rows=rel.unique_rows)
         return rel
 
@@ -245,14 +269,15 @@ class StepCompiler:
         options = step.aggregate
         self._need(rel, options.group_by, number, step)
         by = [ident(c) for c in options.group_by]
-        for name, expr in options.measures.items():
+        measures = {name: self._expr(text, number, step, name) for name, text in options.measures.items()}
+        for name, expr in measures.items():
             self._bind(
                 f"SELECT {', '.join([*by, f'{expr} AS {ident(name)}'])} FROM {rel.subquery()}{_group(by)}",
                 number,
                 step,
                 name,
             )
-        items = [*by, *(f"{expr} AS {ident(name)}" for name, expr in options.measures.items())]
+        items = [*by, *(f"{expr} AS {ident(name)}" for name, expr in measures.items())]
         if rel.has_row:  # a group is found again by its first row
             items.append(f"min({ident(ROW)}) AS {ident(ROW)}")
         return self._bind(
@@ -314,6 +339,17 @@ class StepCompiler:
         return self._bind(sql, number, step, unique_rows=rel.unique_rows)
 
 
+_PRAGMA = re.compile(r"(\s|--[^\n]*(\n|$)|/\*.*?\*/)*PRAGMA\b", re.IGNORECASE | re.DOTALL)
+
+
+def _without_final_semicolon(sql: str) -> str:
+    """The query without a closing ``;`` (comments after it included), so it can be a subquery."""
+    tokens = duckdb.tokenize(sql)
+    if tokens and sql[tokens[-1][0]] == ";":
+        return sql[: tokens[-1][0]]
+    return sql
+
+
 def _group(by: list[str]) -> str:
     return f" GROUP BY {', '.join(by)}" if by else ""
 
@@ -321,13 +357,20 @@ def _group(by: list[str]) -> str:
 def compile_sql(binder: Binder, transform: s.TransformSpec, index: int, inputs: dict[str, Relation]) -> Relation:
     """A ``sql:`` transform over its inputs, which it sees by name without hidden columns."""
     assert transform.sql is not None
-    body = transform.sql.strip().rstrip(";")
+    body = _without_final_semicolon(transform.sql)
     try:
         kind = binder.statement_type(body)
     except duckdb.Error as exc:
         raise StepError(
             duckdb_message(exc), path=("transforms", index, "sql"), where=f"transform {transform.name}"
         ) from None
+    if _PRAGMA.match(body):  # DuckDB parses a PRAGMA as a SELECT of a pragma function, which cannot nest
+        raise StepError(
+            "a sql: transform is one SELECT query over its inputs, not a PRAGMA",
+            path=("transforms", index, "sql"),
+            where=f"transform {transform.name}",
+            hint="select from the inputs by name (SELECT ... FROM orders); a table's columns: agent-etl profile",
+        )
     if kind != "SELECT":
         raise StepError(
             f"a sql: transform is one SELECT query, not {body.split()[0].upper()}",
@@ -340,7 +383,7 @@ def compile_sql(binder: Binder, transform: s.TransformSpec, index: int, inputs: 
         hidden = [n for n in rel.schema.names if is_hidden(n)]
         exclude = f" EXCLUDE ({', '.join(ident(h) for h in hidden)})" if hidden else ""
         ctes.append(f"{ident(name)} AS (SELECT *{exclude} FROM {rel.subquery()})")
-    sql = f"WITH {', '.join(ctes)} SELECT * FROM ({body})" if ctes else body
+    sql = f"WITH {', '.join(ctes)} SELECT * FROM ({body}\n)" if ctes else body
     try:
         return Relation(sql, binder.bind(sql))
     except duckdb.Error as exc:

@@ -224,3 +224,32 @@ def test_parquet_batches_gather_into_row_groups_and_unique_columns_skip_the_dict
     assert first.column(1).has_dictionary_page  # two values: a dictionary
     table, _ = read_all(make_source({"type": "file", "path": out}))
     assert table.column("id").to_pylist() == list(range(200_000))
+
+
+def test_file_names_need_no_shell_quoting_and_a_run_staged_under_the_old_names_still_commits(tmp_path: Path) -> None:
+    import re
+
+    out = tmp_path / "lines"
+    dest = destination(str(out))
+    task = "lineitem[0]>file0"
+    dest.begin("r1", task)
+    dest.write_batch("r1", task, ORDERS.slice(0, 2))
+    dest.write_quarantine("r1", task, ORDERS.slice(2, 1))
+    result = dest.commit("r1", [task])
+    assert (result.rows, result.quarantined_rows) == (2, 1)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["files"] == ["r1-lineitem-0-file0-part-0.parquet"]
+    assert manifest["quarantine"] == ["_quarantine/r1-lineitem-0-file0-part-0.parquet"]
+    names = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
+    assert names and all(re.fullmatch(r"[A-Za-z0-9_.=/-]+", name) for name in names), names
+
+    # Staged by an agent-etl that named the directory after the task id as it is: resume finds it.
+    old = out / "_staging" / "r2" / "data" / task
+    old.mkdir(parents=True)
+    pq.write_table(pa.Table.from_batches([ORDERS]), old / "part-0.parquet")
+    fresh = destination(str(out))
+    assert fresh.staged_rows("r2", task) == 4
+    assert fresh.commit("r2", [task]).rows == 4
+    committed = json.loads((out / "_manifest.json").read_text())["files"]
+    assert "r2-lineitem-0-file0-old-part-0.parquet" in committed
+    assert read_all(make_source({"type": "file", "path": str(out)}))[0].num_rows == 6

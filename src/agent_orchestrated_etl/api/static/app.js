@@ -178,7 +178,8 @@ function RunsPage() {
       <tbody>${runs.map((r) => {
         const current = state.runs.get(r.run_id);
         const status = current ? current.status : r.status;
-        const duration = current && current.started_at ? seconds(current) : r.seconds;
+        // The store's times once the run is over, as the run page shows them; the live clock while it runs.
+        const duration = current && current.status === "running" && current.started_at ? seconds(current) : (r.seconds ?? (current ? seconds(current) : null));
         return html`<tr data-testid="run-row">
           <td><a href="#/runs/${r.run_id}">${r.run_id}</a></td><td>${r.pipeline}</td><td><${Badge} status=${status} /></td>
           <td>${new Date(r.started_at).toLocaleString()}</td><td class="num">${duration == null ? "" : duration.toFixed(1)}</td>
@@ -258,6 +259,8 @@ function RunPage({ runId }) {
   const quarantined = (run.commits || []).reduce((s, c) => s + c.quarantined_rows, 0);
   const read = run.tasks.filter((t) => t.kind !== "transform_load").reduce((s, t) => s + (t.rows || 0), 0); // from sources
   const rate = run.tasks.filter((t) => t.status === "running").reduce((s, t) => s + (t.rows_per_second || 0), 0);
+  // Once the run is over, its recorded times (the run list's too), not the clock of the events seen.
+  const duration = run.status !== "running" && detail.seconds != null ? detail.seconds : seconds(run);
   const cancel = () => api(`/runs/${runId}/cancel`, { method: "POST" }).catch((e) => setError(e.message));
   const resume = () => api(`/runs/${runId}/resume`, { method: "POST" }).catch((e) => setError(e.message));
   return html`
@@ -266,8 +269,8 @@ function RunPage({ runId }) {
       <div class="stat"><div class="v" data-testid="rows-read">${n(read)}</div><div class="k">rows read</div></div>
       <div class="stat"><div class="v" data-testid="rows-written">${n(written)}</div><div class="k">rows written (committed)</div></div>
       <div class="stat"><div class="v" data-testid="rows-quarantined">${n(quarantined)}</div><div class="k">rows quarantined</div></div>
-      <div class="stat"><div class="v">${run.status === "running" ? n(rate) : ""}</div><div class="k">rows/s now</div></div>
-      <div class="stat"><div class="v">${seconds(run) == null ? "" : seconds(run).toFixed(1)}</div><div class="k">seconds</div></div>
+      <div class="stat"><div class="v" data-testid="rows-per-second-now">${run.status === "running" ? n(rate) : "–"}</div><div class="k">rows/s now</div></div>
+      <div class="stat"><div class="v" data-testid="run-seconds">${duration == null ? "–" : duration.toFixed(1)}</div><div class="k">seconds</div></div>
       ${run.status === "running" && html`<div><button class="secondary" disabled=${!can("operator")} onClick=${cancel}>Cancel</button></div>`}
       ${["failed", "cancelled", "partial"].includes(run.status) && html`<div><button data-testid="resume" disabled=${!can("operator")} onClick=${resume}>Resume</button></div>`}
     </div>

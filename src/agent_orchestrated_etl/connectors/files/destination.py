@@ -15,6 +15,7 @@ import json
 import os
 import posixpath
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -107,12 +108,18 @@ class FileDestination(Destination[FileDestinationSpec]):
     def _staging(self, run_id: str) -> str:
         return f"{self.root}/_staging/{run_id}"
 
+    def _staged_dirs(self, run_id: str, kind: str, task_id: str) -> list[str]:
+        """Where a task's files are staged; a run staged before file names were made shell-safe used its old name."""
+        names = dict.fromkeys([_safe(task_id), _legacy_safe(task_id)])
+        return [f"{self._staging(run_id)}/{kind}/{name}" for name in names]
+
     def begin(self, run_id: str, task_id: str) -> None:
         shown = filesystems.display(self.fs, self.root)
         try:
             self.fs.create_dir(self.root, recursive=True)  # on S3 this creates the bucket, if s3.allow_bucket_creation
             for kind in ("data", "quarantine"):
-                self.fs.delete_dir_contents(f"{self._staging(run_id)}/{kind}/{_safe(task_id)}", missing_dir_ok=True)
+                for base in self._staged_dirs(run_id, kind, task_id):
+                    self.fs.delete_dir_contents(base, missing_dir_ok=True)
         except OSError as exc:
             raise filesystems.os_error(exc, shown) from exc
 
@@ -186,22 +193,21 @@ class FileDestination(Destination[FileDestinationSpec]):
         plan = []
         for kind in ("data", "quarantine"):
             for task_id in task_ids:
-                base = f"{self._staging(run_id)}/{kind}/{_safe(task_id)}"
-                infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-                for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
-                    relative = posixpath.relpath(info.path, base)
-                    directory, name = posixpath.split(relative)
-                    final = posixpath.join(
-                        "_quarantine" if kind == "quarantine" else directory, f"{run_id}-{_safe(task_id)}-{name}"
-                    )
-                    plan.append(
-                        {
-                            "kind": kind,
-                            "staged": info.path,
-                            "final": final,
-                            "rows": self._rows.get(info.path) or _count_rows(self.fs, info.path),
-                        }
-                    )
+                for number, base in enumerate(self._staged_dirs(run_id, kind, task_id)):
+                    infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+                    for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+                        relative = posixpath.relpath(info.path, base)
+                        directory, name = posixpath.split(relative)
+                        # Files staged under the old name are committed under the new one, apart from the rest.
+                        name = f"{run_id}-{_safe(task_id)}-{'old-' if number else ''}{name}"
+                        plan.append(
+                            {
+                                "kind": kind,
+                                "staged": info.path,
+                                "final": posixpath.join("_quarantine" if kind == "quarantine" else directory, name),
+                                "rows": self._rows.get(info.path) or _count_rows(self.fs, info.path),
+                            }
+                        )
         self._save(posixpath.relpath(path, self.root), {"plan": plan})
         return plan
 
@@ -214,9 +220,12 @@ class FileDestination(Destination[FileDestinationSpec]):
     def staged_rows(self, run_id: str, task_id: str) -> int | None:
         if self.fs.get_file_info(f"{self._staging(run_id)}/_commit.json").type == pafs.FileType.File:
             return None  # a commit began: its plan holds the counts, and some files may have moved already
-        base = f"{self._staging(run_id)}/data/{_safe(task_id)}"
-        infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-        return sum(_count_rows(self.fs, i.path) for i in infos if i.type == pafs.FileType.File)
+        return sum(
+            _count_rows(self.fs, i.path)
+            for base in self._staged_dirs(run_id, "data", task_id)
+            for i in self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+            if i.type == pafs.FileType.File
+        )
 
     def abort(self, run_id: str) -> None:
         for key in [k for k in self._writers if k[0] == run_id]:
@@ -264,7 +273,20 @@ def read_manifest(fs: pafs.FileSystem, directory: str) -> list[str] | None:
         return None
 
 
+_BRACKETS = str.maketrans({"[": "-", "]": None, ">": "-"})
+
+
 def _safe(name: str) -> str:
+    """A task id as a file name of ``[A-Za-z0-9_.=-]`` only, which no shell needs quoted: ``orders-0-lineitem``.
+
+    Source and transform names are identifiers, so the dashes standing for ``[``, ``]>`` and ``>`` keep
+    the task ids of a run apart.
+    """
+    return re.sub(r"[^A-Za-z0-9_.=-]", "_", name.translate(_BRACKETS))
+
+
+def _legacy_safe(name: str) -> str:
+    """The staging name of a task before ``_safe``, so a run staged by an older agent-etl resumes."""
     return name.replace("/", "_")
 
 
