@@ -54,6 +54,7 @@ LAYERS: dict[str, int] = {
     "run_result": 6,
     # 7. interfaces
     "cli": 7,
+    "cli_memory": 7,
     "api": 7,
     "reports": 7,
     "demo": 7,
