@@ -65,26 +65,25 @@ class EpisodeStore:
         self.engine = engine
 
     def add(self, episodes: list[Episode], vectors: list[bytes], embedder: str) -> list[int]:
-        """Store the episodes (redacted) with their vectors; returns their ids."""
-        ids = []
+        """Store the episodes (redacted) with their vectors; returns their ids, in order."""
+        rows = [
+            {
+                "kind": episode.kind,
+                "at": episode.at,
+                "run_id": episode.run_id,
+                "pipeline": redact(episode.pipeline) if episode.pipeline else None,
+                "system": redact(episode.system) if episode.system else None,
+                "signature": redact(episode.signature) if episode.signature else None,
+                "text": redact(episode.text),
+                "detail": redact_data(episode.detail),
+                "embedder": embedder,
+                "vector": vector,
+            }
+            for episode, vector in zip(episodes, vectors, strict=True)
+        ]
+        insert = memory_episodes.insert().returning(memory_episodes.c.id, sort_by_parameter_order=True)
         with self.engine.begin() as conn:
-            for episode, vector in zip(episodes, vectors, strict=True):
-                row = conn.execute(
-                    memory_episodes.insert().values(
-                        kind=episode.kind,
-                        at=episode.at,
-                        run_id=episode.run_id,
-                        pipeline=redact(episode.pipeline) if episode.pipeline else None,
-                        system=redact(episode.system) if episode.system else None,
-                        signature=redact(episode.signature) if episode.signature else None,
-                        text=redact(episode.text),
-                        detail=redact_data(episode.detail),
-                        embedder=embedder,
-                        vector=vector,
-                    )
-                )
-                ids.append(int(row.inserted_primary_key[0]))
-        return ids
+            return [int(i) for i in conn.execute(insert, rows).scalars()]
 
     def get(self, ids: list[int]) -> dict[int, Episode]:
         if not ids:
