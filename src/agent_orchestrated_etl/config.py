@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         default=100_000,
         ge=1,
         validation_alias="AGENT_ETL_MEMORY_MAX_EPISODES",
-        description="Most episodes kept; the oldest go first. Recall holds their vectors in memory (1 KiB each).",
+        description="Most episodes kept; the oldest go first. Recall holds their vectors in memory (512 bytes each).",
     )
     @field_validator("memory_limit", "spec_max_bytes")
     @classmethod

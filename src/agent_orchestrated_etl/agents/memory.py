@@ -116,8 +116,8 @@ class Memory:
         with self._lock:
             self._refresh()
             vector = self.embedder.embed([query])[0]
-            # A filter by kind, and episodes forgotten by another process, thin the hits: ask for more.
-            hits = self._index.search(vector, query_keys(query), k * 4 if kind else k + 8)
+            # A filter by kind, and episodes another process forgot, thin the hits: ask for more.
+            hits = self._index.search(vector, query_keys(query), k * 4 if kind else k + 2)
         episodes = self.store.get([h.id for h in hits])
         found = [Recalled(episodes[h.id], h.score) for h in hits if h.id in episodes]
         return [r for r in found if kind is None or r.episode.kind == kind][:k]

@@ -11,8 +11,10 @@ them always finds them however much else the text says.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,35 +48,42 @@ def words(text: str) -> list[str]:
 class HashedEmbedder:
     """Deterministic: the same text gives the same vector in every process and version of numpy."""
 
-    def __init__(self, dim: int = 256) -> None:
+    def __init__(self, dim: int = 128) -> None:
         if dim & (dim - 1):
             raise ValueError("dim must be a power of two")
         self.dim = dim
         self.name = f"hashed-{dim}"
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        mask = self.dim - 1
+        # Every feature of every text as (row * dim + bucket, signed weight), summed by one bincount.
+        cells: list[int] = []
+        weights: list[float] = []
         for row, text in enumerate(texts):
-            vector = out[row]
-            for feature, weight in _features(text):
-                h = zlib.crc32(feature.encode())
-                vector[h & mask] += weight if h & 0x80000000 else -weight
-            norm = float(np.linalg.norm(vector))
-            if norm:
-                vector /= norm
+            base = row * self.dim
+            tokens = words(text)
+            for token in tokens:
+                buckets, signed = _token_features(token, self.dim)
+                cells += [base + b for b in buckets]
+                weights += signed
+            for a, b in zip(tokens, tokens[1:], strict=False):
+                h = zlib.crc32(f"b:{a} {b}".encode())
+                cells.append(base + (h & (self.dim - 1)))
+                weights.append(0.7 if h & 0x80000000 else -0.7)
+        flat = np.bincount(np.asarray(cells, dtype=np.int64), weights=weights, minlength=len(texts) * self.dim)
+        out = flat.reshape(len(texts), self.dim).astype(np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
         return out
 
 
-def _features(text: str) -> list[tuple[str, float]]:
-    tokens = words(text)
-    features = [(f"w:{t}", 1.0) for t in tokens]
-    features += [(f"b:{a} {b}", 0.7) for a, b in zip(tokens, tokens[1:], strict=False)]
-    for t in tokens:
-        padded = f"<{t}>"
-        # Character n-grams carry plurals and inflections ("timeouts", "timed out"): weighted low, they are many.
-        features += [(f"c:{padded[i : i + 4]}", 0.25) for i in range(max(1, len(padded) - 3))]
-    return features
+@functools.lru_cache(maxsize=65_536)
+def _token_features(token: str, dim: int) -> tuple[list[int], list[float]]:
+    """A word's own feature and its character 4-grams, as (buckets, signed weights); words repeat, so cached."""
+    padded = f"<{token}>"
+    # Character n-grams carry plurals and inflections ("timeouts", "timed out"): weighted low, they are many.
+    features = [(f"w:{token}", 1.0)] + [(f"c:{padded[i : i + 4]}", 0.25) for i in range(max(1, len(padded) - 3))]
+    hashes = [zlib.crc32(f.encode()) for f, _ in features]
+    return [h & (dim - 1) for h in hashes], [w if h & 0x80000000 else -w for h, (_, w) in zip(hashes, features, strict=True)]
 
 
 def _name_words(text: str) -> list[str]:
@@ -116,16 +125,19 @@ class VectorIndex(Protocol):
 
 
 class NumpyIndex:
-    """Exact cosine over every vector; appends are buffered and joined into the matrix on the next search."""
+    """Exact cosine over every vector; appends are buffered and joined into the matrix on the next search.
+
+    Scoring reads the whole matrix once per query, so its size is the cost: at 128 float32 dimensions, 100,000
+    episodes are 51 MB. Systems and signature parts are kept as inverted lists, so a boost touches only its rows.
+    """
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self._ids = np.zeros(0, dtype=np.int64)
         self._matrix = np.zeros((0, dim), dtype=np.float32)
-        self._systems = np.zeros(0, dtype=np.int64)
-        # Up to two signature keys per episode (error class, code); 0 where there is none.
-        self._signatures = np.zeros((0, 2), dtype=np.int64)
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._by_system: dict[int, list[int]] = defaultdict(list)
+        self._by_signature: dict[int, list[int]] = defaultdict(list)
 
     def __len__(self) -> int:
         return len(self._ids) + sum(len(p[0]) for p in self._pending)
@@ -133,23 +145,27 @@ class NumpyIndex:
     def add(self, ids: list[int], vectors: np.ndarray, systems: list[int], signatures: list[list[int]]) -> None:
         if not ids:
             return
-        codes = np.zeros((len(ids), 2), dtype=np.int64)
-        for row, keys in enumerate(signatures):
-            codes[row, : len(keys[:2])] = keys[:2]
-        self._pending.append(
-            (np.asarray(ids, dtype=np.int64), vectors.astype(np.float32), np.asarray(systems, dtype=np.int64), codes)
-        )
+        row = len(self)
+        for system, keys in zip(systems, signatures, strict=True):
+            if system:
+                self._by_system[system].append(row)
+            for key in keys:
+                self._by_signature[key].append(row)
+            row += 1
+        self._pending.append((np.asarray(ids, dtype=np.int64), vectors.astype(np.float32, copy=False)))
 
     def search(self, vector: np.ndarray, keys: np.ndarray, k: int) -> list[Hit]:
         self._join()
         if not len(self._ids) or k <= 0:
             return []
         scores = self._matrix @ vector.astype(np.float32)
-        if len(keys):
-            named = np.isin(self._systems, keys) & (self._systems != 0)
-            scores += SYSTEM_BOOST * named
-            signed = (np.isin(self._signatures, keys) & (self._signatures != 0)).any(axis=1)
-            scores += SIGNATURE_BOOST * signed
+        for boost, lists in ((SYSTEM_BOOST, self._by_system), (SIGNATURE_BOOST, self._by_signature)):
+            rows = [lists[key] for key in keys.tolist() if key in lists]
+            if rows:
+                named = np.zeros(len(scores), dtype=bool)
+                for r in rows:
+                    named[r] = True
+                scores[named] += boost
         k = min(k, len(scores))
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best], kind="stable")]
@@ -158,9 +174,7 @@ class NumpyIndex:
     def _join(self) -> None:
         if not self._pending:
             return
-        ids, vectors, systems, signatures = zip(*self._pending, strict=True)
+        ids, vectors = zip(*self._pending, strict=True)
         self._ids = np.concatenate([self._ids, *ids])
         self._matrix = np.concatenate([self._matrix, *vectors])
-        self._systems = np.concatenate([self._systems, *systems])
-        self._signatures = np.concatenate([self._signatures, *signatures])
         self._pending = []
