@@ -49,7 +49,9 @@ def episodes(n: int, rng: random.Random) -> list[Episode]:
         at = now - timedelta(minutes=n - i)
         if rng.random() < 0.7:
             error = rng.choice(ERRORS)
-            message = f"{error} while {rng.choice(VERBS)} {rng.randint(1, 999)} of {system} after {rng.random() * 30:.1f}s"
+            message = (
+                f"{error} while {rng.choice(VERBS)} {rng.randint(1, 999)} of {system} after {rng.random() * 30:.1f}s"
+            )
             signature = signature_of(error, message, system)
             text = f"{signature}; retry tried {rng.randint(1, 5)} times, worked {rng.randint(0, 1)}"
             made.append(Episode("failure", text, system=system, signature=str(signature), run_id=f"run{i}", at=at))

@@ -90,7 +90,9 @@ def init(
     """Write a commented starter spec to edit, then `agent-etl validate` it."""
     if template not in TEMPLATES:
         raise ConfigurationError(
-            f"unknown template {template!r}", where="agent-etl init --template", hint=f"use one of {', '.join(TEMPLATES)}"
+            f"unknown template {template!r}",
+            where="agent-etl init --template",
+            hint=f"use one of {', '.join(TEMPLATES)}",
         )
     if output.exists() and not force:
         raise ConfigurationError(

@@ -138,6 +138,7 @@ class Settings(BaseSettings):
         validation_alias="AGENT_ETL_MEMORY_MAX_EPISODES",
         description="Most episodes kept; the oldest go first. Recall holds their vectors in memory (512 bytes each).",
     )
+
     @field_validator("memory_limit", "spec_max_bytes")
     @classmethod
     def _check_size(cls, value: str) -> str:

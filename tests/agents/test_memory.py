@@ -46,7 +46,12 @@ def test_a_signature_masks_values_and_keeps_the_sqlstate_or_http_status() -> Non
 def test_the_hashed_embedding_is_deterministic_normalised_and_near_for_inflections() -> None:
     embedder = HashedEmbedder()
     a, b, c, d = embedder.embed(
-        ["timeouts on the orders API", "TaskTimeout on orders_api", "disk full on warehouse", "timeouts on the orders API"]
+        [
+            "timeouts on the orders API",
+            "TaskTimeout on orders_api",
+            "disk full on warehouse",
+            "timeouts on the orders API",
+        ]
     )
     assert np.array_equal(a, d)
     assert a.dtype == np.float32 and abs(float(np.linalg.norm(a)) - 1) < 1e-6
@@ -124,10 +129,19 @@ def _events(run_id: str, secret: str) -> list:
             spec_sha256="x",
             tasks=[{"id": a, "source": "orders"}, {"id": b, "source": "orders"}],
         ),
-        TaskFailed(run_id=run_id, task_id=a, attempt=1, error_type="ServerError", remedy=FailureKind.RETRY, message=message),
+        TaskFailed(
+            run_id=run_id, task_id=a, attempt=1, error_type="ServerError", remedy=FailureKind.RETRY, message=message
+        ),
         Decision(run_id=run_id, subject=f"task {a}", choice="retry", reason="ServerError is transient"),
         TaskFinished(run_id=run_id, task_id=a, rows_read=100, rows_written=100, seconds=2.0),
-        TaskFailed(run_id=run_id, task_id=b, attempt=1, error_type="TaskTimeout", remedy=FailureKind.RETRY, message="task timed out"),
+        TaskFailed(
+            run_id=run_id,
+            task_id=b,
+            attempt=1,
+            error_type="TaskTimeout",
+            remedy=FailureKind.RETRY,
+            message="task timed out",
+        ),
         Decision(run_id=run_id, subject=f"task {b}", choice="split", reason="it ran past its timeout"),
         TaskFinished(run_id=run_id, task_id=split, rows_read=50, rows_written=50, seconds=1.0),
         RunFinished(run_id=run_id, status=RunStatus.SUCCEEDED),
@@ -139,7 +153,9 @@ def test_a_run_leaves_its_summary_and_each_failure_with_the_recovery_and_whether
     recorder = RunMemory(memory)
     for event in _events("r1", "hunter2-secret"):
         recorder.observe(event)
-    episodes = {e.kind + ":" + (e.detail.get("error_class") or ""): e for e in memory.store.get(list(range(1, 10))).values()}
+    episodes = {
+        e.kind + ":" + (e.detail.get("error_class") or ""): e for e in memory.store.get(list(range(1, 10))).values()
+    }
     run = episodes["run:"]
     assert run.detail["sources"]["orders"] == {
         "tasks": 2,
@@ -152,7 +168,12 @@ def test_a_run_leaves_its_summary_and_each_failure_with_the_recovery_and_whether
     }
     served = episodes["failure:ServerError"]
     assert served.system == "orders" and served.detail["code"] == "503"
-    assert served.detail["recovery"] == {"action": "retry", "reason": "ServerError is transient", "tried": 1, "worked": 1}
+    assert served.detail["recovery"] == {
+        "action": "retry",
+        "reason": "ServerError is transient",
+        "tried": 1,
+        "worked": 1,
+    }
     timeout = episodes["failure:TaskTimeout"]
     assert timeout.detail["recovery"]["action"] == "split" and timeout.detail["recovery"]["worked"] == 1
     assert memory.recall("503 from the orders source", 1)[0].episode.id == served.id
@@ -218,7 +239,9 @@ def test_memory_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("AGENT_ETL_MEMORY_ENABLED", "false")
     (tmp_path / "a.csv").write_text("id\n1\n")
     spec = tmp_path / "p.yaml"
-    spec.write_text("name: memory_off\nsources: {a: {type: file, path: a.csv}}\ndestination: {type: duckdb, path: w.duckdb, table: a}\n")
+    spec.write_text(
+        "name: memory_off\nsources: {a: {type: file, path: a.csv}}\ndestination: {type: duckdb, path: w.duckdb, table: a}\n"
+    )
     assert run_pipeline(load_spec(spec), Settings()).ok
     assert memory_for(Settings().store_url).store.count() == 0
 

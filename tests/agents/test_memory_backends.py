@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent_orchestrated_etl.agents.memory_index import Embedder, HashedEmbedder, NumpyIndex, VectorIndex, key_of, query_keys
+from agent_orchestrated_etl.agents.memory_index import (
+    Embedder,
+    HashedEmbedder,
+    NumpyIndex,
+    VectorIndex,
+    key_of,
+    query_keys,
+)
 
 EMBEDDERS = [pytest.param(HashedEmbedder, id="hashed")]
 INDEXES = [pytest.param(NumpyIndex, id="numpy")]

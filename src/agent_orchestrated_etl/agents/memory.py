@@ -228,10 +228,10 @@ class RunMemory:
                 figures[name] += getattr(outcome, name)
         sources = {}
         for name, figures in per_source.items():
-            seconds = figures["seconds"]
+            busy = figures["seconds"]
             sources[name] = {
                 **{k: int(v) if k != "seconds" else round(v, 3) for k, v in figures.items()},
-                "rows_per_second": round(figures["rows_read"] / seconds, 1) if seconds > 0 else None,
+                "rows_per_second": round(figures["rows_read"] / busy, 1) if busy > 0 else None,
             }
         seconds = (finished.at - self.started).total_seconds() if self.started else None
         status = str(finished.status)
@@ -314,7 +314,9 @@ def profile_episode(profile: dict[str, Any], run_id: str | None = None) -> Episo
         for c in profile["columns"]
     ]
     source = str(profile["source"])
-    described = ", ".join(f"{c['name']} {c['type']}" + (f" ({c['semantic']})" if c["semantic"] else "") for c in columns)
+    described = ", ".join(
+        f"{c['name']} {c['type']}" + (f" ({c['semantic']})" if c["semantic"] else "") for c in columns
+    )
     text = f"profile of {source}: {profile['rows']} rows; columns {described}"
     detail = {"rows": profile["rows"], "sampling": profile["sampling"], "columns": columns}
     return Episode("profile", text[:4000], detail, run_id=run_id, system=source)
@@ -350,7 +352,9 @@ def remember_profile(run: Any, profile: dict[str, Any]) -> None:
         if run.settings.memory_enabled:
             memory_for(run.settings.store_url).remember([profile_episode(profile, run.run_id)])
     except Exception as exc:  # noqa: BLE001 - memory must not fail a run
-        log.warning("agent memory did not keep the profile of %s: %s: %s", profile.get("source"), type(exc).__name__, exc)
+        log.warning(
+            "agent memory did not keep the profile of %s: %s: %s", profile.get("source"), type(exc).__name__, exc
+        )
 
 
 def remember_tool(arguments: RememberInput, run: Any) -> dict[str, Any]:
@@ -370,4 +374,3 @@ def recall_tool(arguments: RecallInput, run: Any) -> dict[str, Any]:
     memory = memory_for(run.settings.store_url)
     found = memory.recall(arguments.query, arguments.k, kind=arguments.kind)
     return {"episodes": [{**r.episode.as_dict(), "score": round(r.score, 4)} for r in found]}
-

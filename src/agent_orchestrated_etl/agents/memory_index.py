@@ -83,7 +83,9 @@ def _token_features(token: str, dim: int) -> tuple[list[int], list[float]]:
     # Character n-grams carry plurals and inflections ("timeouts", "timed out"): weighted low, they are many.
     features = [(f"w:{token}", 1.0)] + [(f"c:{padded[i : i + 4]}", 0.25) for i in range(max(1, len(padded) - 3))]
     hashes = [zlib.crc32(f.encode()) for f, _ in features]
-    return [h & (dim - 1) for h in hashes], [w if h & 0x80000000 else -w for h, (_, w) in zip(hashes, features, strict=True)]
+    return [h & (dim - 1) for h in hashes], [
+        w if h & 0x80000000 else -w for h, (_, w) in zip(hashes, features, strict=True)
+    ]
 
 
 def _name_words(text: str) -> list[str]:
