@@ -358,19 +358,20 @@ def remember_profile(run: Any, profile: dict[str, Any]) -> None:
 
 
 def remember_tool(arguments: RememberInput, run: Any) -> dict[str, Any]:
-    memory = memory_for(run.settings.store_url)
+    """``run``: the RunContext of the run the agent works for, or None outside a run."""
+    memory = memory_for((run.settings if run is not None else load_settings()).store_url)
     episode = Episode(
         arguments.kind,
         arguments.text,
         arguments.detail,
-        run_id=run.run_id,
-        pipeline=run.spec.name,
+        run_id=run.run_id if run is not None else None,
+        pipeline=run.spec.name if run is not None else None,
         system=arguments.system,
     )
     return {"id": memory.remember([episode])[0]}
 
 
 def recall_tool(arguments: RecallInput, run: Any) -> dict[str, Any]:
-    memory = memory_for(run.settings.store_url)
+    memory = memory_for((run.settings if run is not None else load_settings()).store_url)
     found = memory.recall(arguments.query, arguments.k, kind=arguments.kind)
     return {"episodes": [{**r.episode.as_dict(), "score": round(r.score, 4)} for r in found]}
