@@ -278,3 +278,35 @@ async def test_the_remember_recall_and_profile_tools_keep_and_find_episodes(tmp_
     assert "ada@example.com" not in json.dumps(profile)  # the profile's shape, not its values
     notes = await registry.get("recall")({"query": "customers", "kind": "note"}, call)
     assert [e["kind"] for e in notes.episodes] == ["note"]  # type: ignore[attr-defined]
+
+
+def test_a_real_failure_and_the_retry_that_fixed_it_are_remembered(tmp_path: Path) -> None:
+    from agent_orchestrated_etl.orchestrator import run_pipeline
+    from agent_orchestrated_etl.spec import load_spec
+    from tests.connectors.http_servers import fault_server
+
+    server, url, api = fault_server(30)
+    try:
+        api.faults["offset=0"] = ["503"]  # the first page fails once; the task's retry reads it whole
+        spec = tmp_path / "p.yaml"
+        spec.write_text(
+            f"name: orders_feed\nsources:\n  orders_api:\n    type: rest\n    url: {url}/offset\n    records: results\n"
+            "    pagination: {type: offset, size_param: limit, total_path: count}\n"
+            "    retry: {attempts: 1}\n"
+            "destination: {type: duckdb, path: w.duckdb, table: orders}\n"
+            "retry: {attempts: 3, backoff_seconds: 0.01, max_backoff_seconds: 0.01}\n"
+        )
+        result = run_pipeline(load_spec(spec), Settings())
+    finally:
+        server.shutdown()
+    assert result.ok, result
+    memory = memory_for(Settings().store_url)
+    failure = memory.recall("503 errors on orders_api", 1, kind="failure")[0].episode
+    assert failure.run_id == result.run_id and failure.system == "orders_api"
+    record = RunStore(Settings().store_url).get_run(result.run_id)
+    assert record is not None
+    failed = [e for e in record["events"] if e["kind"] == "task_failed"]
+    assert failure.detail["code"] == "503" and failure.detail["error_class"] == failed[0]["error_type"]
+    assert failure.detail["recovery"]["action"] == "retry" and failure.detail["recovery"]["worked"] == 1
+    summary = memory.recall("orders_feed run", 1, kind="run")[0].episode
+    assert summary.detail["sources"]["orders_api"]["rows_written"] == 30 and summary.detail["failures"] == 1
