@@ -281,9 +281,10 @@ async def test_the_remember_recall_and_profile_tools_keep_and_find_episodes(tmp_
 
 
 def test_a_real_failure_and_the_retry_that_fixed_it_are_remembered(tmp_path: Path) -> None:
+    from tests.connectors.http_servers import fault_server
+
     from agent_orchestrated_etl.orchestrator import run_pipeline
     from agent_orchestrated_etl.spec import load_spec
-    from tests.connectors.http_servers import fault_server
 
     server, url, api = fault_server(30)
     try:
