@@ -57,6 +57,7 @@ LAYERS: dict[str, int] = {
     # 7. interfaces
     "cli": 7,
     "pipeline": 7,
+    "cli_memory": 7,
     "api": 7,
     "reports": 7,
     "demo": 7,

@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
+from agent_orchestrated_etl.cli_memory import init as init_spec
+from agent_orchestrated_etl.cli_memory import memory_app
 from agent_orchestrated_etl.exceptions import AgentETLError, ConfigurationError, SpecError, SpecProblem, from_os_error
 from agent_orchestrated_etl.model.vocabulary import Remedy, RunStatus
 from agent_orchestrated_etl.redaction import redact
@@ -54,6 +56,8 @@ store_app = typer.Typer(
     help="The metadata store's schema revision (any command that opens the store upgrades it).", no_args_is_help=True
 )
 app.add_typer(store_app, name="store")
+app.add_typer(memory_app, name="memory")
+app.command("init")(init_spec)
 out = Console()
 err = Console(stderr=True)
 _state = {"debug": False}

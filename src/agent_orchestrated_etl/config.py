@@ -142,6 +142,24 @@ class Settings(BaseSettings):
         description="Seconds a secret fetched from a secrets manager is reused; a rotated value is seen after that.",
     )
 
+    memory_enabled: bool = Field(
+        default=True,
+        validation_alias="AGENT_ETL_MEMORY_ENABLED",
+        description="Let the agents keep episodes of their runs (summaries, failures, recoveries, profiles) in the store.",
+    )
+    memory_retention_days: float = Field(
+        default=180,
+        gt=0,
+        validation_alias="AGENT_ETL_MEMORY_RETENTION_DAYS",
+        description="Episodes older than this are forgotten when new ones are written.",
+    )
+    memory_max_episodes: int = Field(
+        default=100_000,
+        ge=1,
+        validation_alias="AGENT_ETL_MEMORY_MAX_EPISODES",
+        description="Most episodes kept; the oldest go first. Recall holds their vectors in memory (512 bytes each).",
+    )
+
     @field_validator("memory_limit", "spec_max_bytes")
     @classmethod
     def _check_size(cls, value: str) -> str:

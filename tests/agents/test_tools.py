@@ -18,7 +18,16 @@ async def double(arguments: In, call: ToolCall) -> dict:
 
 def test_default_registry_offers_the_task_tools_with_schemas() -> None:
     registry = default_registry()
-    assert registry.names() == {"extract_load", "stage", "transform_load", "pushdown", "profile", "sample"}
+    assert registry.names() == {
+        "extract_load",
+        "stage",
+        "transform_load",
+        "pushdown",
+        "profile",
+        "sample",
+        "remember",
+        "recall",
+    }
     described = {t["name"]: t for t in registry.describe()}
     assert described["stage"]["input_schema"]["properties"]["task"]["type"] == "object"
     assert "rows_written" in described["extract_load"]["output_schema"]["properties"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from agent_orchestrated_etl.agents.hub import Hub
+from agent_orchestrated_etl.agents.memory import run_memory
 from agent_orchestrated_etl.model.messages import Decision, RunEvent, RunFinished
 from agent_orchestrated_etl.store.records import RunStore
 
@@ -30,15 +31,21 @@ class Recording:
         self.hub = hub
         self.store = store
         self.events = hub.subscribe(f"run.{run_id}", maxsize=1_000_000)
+        self.memory = run_memory(store)
         self.task = asyncio.create_task(self._record())
 
     async def _record(self) -> None:
         while True:
             event = await self.events.get()
             if isinstance(event, RunEvent):
-                await asyncio.to_thread(self.store.record, event)
+                await asyncio.to_thread(self._keep, event)
             if isinstance(event, RunFinished):
                 return
+
+    def _keep(self, event: RunEvent) -> None:
+        self.store.record(event)
+        if self.memory is not None:  # after the record: the run's own record comes first
+            self.memory.observe(event)
 
     async def finish(self) -> None:
         try:

@@ -98,7 +98,18 @@ def _thread_tool(
     return Tool(name, description, input_model, output_model, run)
 
 
+def _profile_and_remember(arguments: Any, run: Any) -> dict[str, Any]:
+    from agent_orchestrated_etl.agents import memory
+    from agent_orchestrated_etl.profiling import tools as profiling
+
+    result = profiling.profile_tool(arguments, run)
+    if run is not None:
+        memory.remember_profile(run, result["profile"])
+    return result
+
+
 def default_registry() -> ToolRegistry:
+    from agent_orchestrated_etl.agents import memory
     from agent_orchestrated_etl.profiling import tools as profiling
 
     registry = ToolRegistry()
@@ -128,7 +139,7 @@ def default_registry() -> ToolRegistry:
             "Profile a source: per column type, nulls, distinct count, range, quantiles, top values, semantic type and PII flag.",
             profiling.ProfileInput,
             profiling.ProfileOutput,
-            profiling.profile_tool,
+            _profile_and_remember,
         )
     )
     registry.register(
@@ -138,6 +149,24 @@ def default_registry() -> ToolRegistry:
             profiling.SampleInput,
             profiling.SampleOutput,
             profiling.sample_tool,
+        )
+    )
+    registry.register(
+        _thread_tool(
+            "remember",
+            "Keep an episode in the agents' memory: a note about a source, a failure or a fix, masked with the run's secrets.",
+            memory.RememberInput,
+            memory.RememberOutput,
+            memory.remember_tool,
+        )
+    )
+    registry.register(
+        _thread_tool(
+            "recall",
+            "Search the agents' memory of past runs, failures, recoveries and profiles by meaning; naming a system or an error class finds its episodes first.",
+            memory.RecallInput,
+            memory.RecallOutput,
+            memory.recall_tool,
         )
     )
     return registry

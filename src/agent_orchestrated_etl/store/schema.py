@@ -152,3 +152,23 @@ api_sessions = sa.Table(
     sa.Column("role", sa.String(20), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The agents' memory (agents/memory.py): one row per episode, with the vector its text embeds to.
+memory_episodes = sa.Table(
+    "memory_episodes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # run, failure, recovery, profile, note
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), index=True),
+    sa.Column("pipeline", sa.String(200)),
+    sa.Column("system", sa.String(200), index=True),
+    # The normalised error signature (class, system, code, masked message) of a failure or a recovery.
+    sa.Column("signature", sa.Text),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    # Which embedding made the vector, so a store searched with another one re-embeds rather than mixes.
+    sa.Column("embedder", sa.String(60), nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+)
