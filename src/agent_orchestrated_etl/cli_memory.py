@@ -32,7 +32,6 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 def _memory() -> Memory:
     # Imported here: numpy and the store stay out of the start of every other command.
     from agent_orchestrated_etl.agents.memory import memory_for
-
     from agent_orchestrated_etl.config import load_settings  # not at import: `agent-etl --help` stays light
 
     return memory_for(load_settings().store_url)

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
 import pytest
-from http_servers import FaultAPI, serve
-from rest_helpers import make_source, read_all
+from tests.connectors.http_servers import FaultAPI, serve
+from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.logging_config import setup_logging
 
