@@ -114,13 +114,13 @@ class RunContext:
     def workspace_exists(self) -> bool:
         return (self.run_dir / "workspace.duckdb").exists()
 
-    def reader(self, task: Task, name: str | None = None) -> Source:
+    def reader(self, task: Task | None, name: str | None = None) -> Source:
         """A Source of the task's own: a source keeps per-read state (the rows its reader
         rejected), which tasks reading it at once must not share. It reads smaller
-        batches when a recovery asked for them."""
-        name = name or task.source or ""
+        batches when a recovery asked for them. No task: a tool's read of source ``name``."""
+        name = name or (task.source if task else None) or ""
         spec = self.spec.sources[name]
-        return source_class(spec.type)(name, spec, batch_rows=task.batch_rows or self.settings.batch_rows)
+        return source_class(spec.type)(name, spec, batch_rows=(task and task.batch_rows) or self.settings.batch_rows)
 
     def checks_for(self, name: str, *, final: bool) -> list[tuple[int, Check]]:
         """Checks evaluated where data is called ``name``; ``final`` adds the unnamed ones (a destination's input)."""

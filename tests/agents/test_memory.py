@@ -251,11 +251,14 @@ def test_mask_message_masks_registered_secrets_first() -> None:
     assert mask_message("auth with tok-12345-abcdef failed 3 times") == "auth with *** failed N times"
 
 
-async def test_the_remember_recall_and_profile_tools_keep_and_find_episodes(tmp_path: Path) -> None:
+async def test_the_remember_recall_and_profile_tools_keep_and_find_episodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent_orchestrated_etl.agents.tools import ToolCall, default_registry
     from agent_orchestrated_etl.execution import RunContext
     from agent_orchestrated_etl.spec import load_spec
 
+    monkeypatch.chdir(tmp_path)  # a spec's relative paths are resolved by the run, which this test does not start
     (tmp_path / "customers.csv").write_text("id,email\n1,ada@example.com\n2,alan@example.com\n")
     spec = tmp_path / "p.yaml"
     spec.write_text(
@@ -267,8 +270,8 @@ async def test_the_remember_recall_and_profile_tools_keep_and_find_episodes(tmp_
     call = ToolCall(RunContext("run-t1", loaded, Settings(), tmp_path / "run"), progress=None)  # type: ignore[arg-type]
     registry = default_registry()
     kept = await registry.get("remember")({"text": "the crm export drops rows on Sundays", "system": "customers"}, call)
-    # By its path: naming a source of the run fails in profiling/tools.py (run.reader is given a name, not a task).
-    await registry.get("profile")({"source": str(tmp_path / "customers.csv")}, call)
+    # By the name of a source of the run (this failed with an AttributeError: the tool gave run.reader a name for a task).
+    await registry.get("profile")({"source": "customers"}, call)
     found = await registry.get("recall")({"query": "what do we know about customers", "k": 5}, call)
     by_kind = {e["kind"]: e for e in found.episodes}  # type: ignore[attr-defined]
     assert by_kind["note"]["id"] == kept.id and by_kind["note"]["run_id"] == "run-t1"  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ class SampleOutput(BaseModel):
 
 def _open(reference: str, run: Any) -> Opened:
     if run is not None and reference in run.spec.sources:
-        return Opened(reference, run.reader(reference))
+        return Opened(reference, run.reader(None, reference))
     return open_source(reference)
 
 
