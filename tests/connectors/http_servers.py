@@ -283,3 +283,11 @@ def graphql_server(items: int) -> tuple[ThreadingHTTPServer, str]:
 
     server, url = serve(Handler)
     return server, url + "/graphql"
+
+
+def logged(api: FaultAPI, count: int) -> list[int]:
+    """The statuses the server logged, once it has logged ``count`` (it logs an answer after sending it)."""
+    deadline = time.monotonic() + 5
+    while len(api.log) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [status for _, status, _ in api.log]

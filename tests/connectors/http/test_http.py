@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import typing
 
 import httpx
 import pytest
-from tests.connectors.http_servers import FaultAPI
+from tests.connectors.http_servers import FaultAPI, logged
 
 from agent_orchestrated_etl.connectors.http.client import ClientSettings, HttpClient, HttpRetry
 from agent_orchestrated_etl.connectors.http.paginators import PAGINATORS, Paginator
@@ -27,14 +26,6 @@ def get(url: str, settings: ClientSettings) -> httpx.Response:
             await client.aclose()
 
     return asyncio.run(request())
-
-
-def logged(api: FaultAPI, count: int) -> list[int]:
-    """The statuses the server logged, once it has logged ``count`` (it logs an answer after sending it)."""
-    deadline = time.monotonic() + 5
-    while len(api.log) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return [status for _, status, _ in api.log]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.connectors.http_servers import FaultAPI
+from tests.connectors.http_servers import FaultAPI, logged
 from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.circuit_breaker import breakers
@@ -384,6 +384,7 @@ def test_a_query_string_in_url_is_kept_and_merged_with_params(fault_api: tuple[s
     )
     assert ids(table) == expected
     pages = -(-len(expected) // 50)
+    logged(api, pages)
     assert [path for path, _, _ in api.log] == [
         f"/offset?updated_gte=2024-01-27&limit=50&offset={50 * n}" for n in range(pages)
     ]
@@ -401,6 +402,7 @@ def test_a_query_string_in_url_is_kept_and_merged_with_params(fault_api: tuple[s
     )
     table, _ = read_all(source)
     assert ids(table) == expected
+    logged(api, pages)
     assert [path for path, _, _ in api.log] == [
         f"/offset?updated_gte=2024-01-27&limit=50&offset={50 * n}" for n in range(pages)
     ]
