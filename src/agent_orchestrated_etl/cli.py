@@ -92,11 +92,17 @@ def _options(
 @app.command()
 def run(spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")], as_json: JsonFlag = False) -> None:
     """Run a pipeline, with live progress per task, then a summary."""
-    from agent_orchestrated_etl.orchestrator import run_pipeline
+    from agent_orchestrated_etl.orchestrator import new_run_id, run_pipeline
     from agent_orchestrated_etl.spec import load_spec
 
     loaded = load_spec(spec)
-    result = _render(lambda listener: run_pipeline(loaded, load_settings(), listener=listener), as_json=as_json)
+    # Chosen here, so that a Ctrl-C before the run's first event still names the run to resume.
+    run_id = new_run_id()
+    result = _render(
+        lambda listener: run_pipeline(loaded, load_settings(), listener=listener, run_id=run_id),
+        as_json=as_json,
+        run_id=run_id,
+    )
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -112,7 +118,7 @@ def resume(
     raise typer.Exit(0 if result.ok else 1)
 
 
-def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
+def _render(execute: Callable[[Any], Any], *, as_json: bool, run_id: str | None = None) -> Any:
     """Run with live progress on stderr (or none, for --json), then print the result."""
     from rich.live import Live
 
@@ -120,7 +126,7 @@ def _render(execute: Callable[[Any], Any], *, as_json: bool) -> Any:
     from agent_orchestrated_etl.monitoring.live import RunState
     from agent_orchestrated_etl.reports import progress_table, summary
 
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {"run_id": run_id} if run_id else {}
 
     def follow(state: Any, _event: Any, live: Live | None = None) -> None:
         seen["run_id"] = state.run_id

@@ -239,13 +239,18 @@ class Runtime:
         return True
 
 
-async def run_pipeline_async(loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None) -> RunResult:
+async def run_pipeline_async(
+    loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None, run_id: str | None = None
+) -> RunResult:
     async with Runtime(settings) as runtime:
-        return await runtime.run(loaded, listener=listener)
+        return await runtime.run(loaded, listener=listener, run_id=run_id)
 
 
-def run_pipeline(loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None) -> RunResult:
-    return asyncio.run(run_pipeline_async(loaded, settings, listener=listener))
+def run_pipeline(
+    loaded: LoadedSpec, settings: Settings, *, listener: Listener | None = None, run_id: str | None = None
+) -> RunResult:
+    """``run_id``: one the caller chose (``new_run_id()``), to name the run before its first event."""
+    return asyncio.run(run_pipeline_async(loaded, settings, listener=listener, run_id=run_id))
 
 
 def resume_run(run_id: str, settings: Settings, *, listener: Listener | None = None) -> RunResult:
