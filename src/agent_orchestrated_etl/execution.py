@@ -31,6 +31,7 @@ from agent_orchestrated_etl.planning.tasks import PlannedDecision, Task
 from agent_orchestrated_etl.quality.checks import Check
 from agent_orchestrated_etl.quality.engine import check_staged
 from agent_orchestrated_etl.quality.evaluate import rejected_rows, visible
+from agent_orchestrated_etl.quality.verdicts import judged
 from agent_orchestrated_etl.spec import PipelineSpec
 from agent_orchestrated_etl.transform.chain import Point, StreamChain
 from agent_orchestrated_etl.transform.context import TaskContext
@@ -631,4 +632,4 @@ def _engine_checks(
     dest.finish(ctx.run_id, task.id)  # the quarantine entries
     outcome.rows_written = kept
     outcome.rows_quarantined += quarantined
-    outcome.checks = results
+    outcome.checks = judged(results)  # each with its verdict on this task's rows, as on the Arrow path

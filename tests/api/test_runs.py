@@ -63,13 +63,24 @@ def test_agents_tools_and_cancel_of_a_finished_run(client: TestClient) -> None:
         ("etl-2", "etl"),
     }
     etl = next(a for a in agents if a["name"] == "etl-1")
-    assert etl["capabilities"] == ["extract_load", "profile", "pushdown", "sample", "stage", "transform_load"]
+    assert etl["capabilities"] == [
+        "extract_load",
+        "profile",
+        "pushdown",
+        "recall",
+        "remember",
+        "sample",
+        "stage",
+        "transform_load",
+    ]
     assert etl["rss_bytes"] > 10 * 2**20 and etl["heartbeat_age_seconds"] < 5
     tools = client.get("/api/v1/tools").json()
     assert sorted(t["name"] for t in tools) == [
         "extract_load",
         "profile",
         "pushdown",
+        "recall",
+        "remember",
         "sample",
         "stage",
         "transform_load",
