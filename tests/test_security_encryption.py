@@ -132,3 +132,58 @@ def test_a_key_is_32_bytes_of_base64_or_hex() -> None:
     for bad in ("", "x" * 64, base64.b64encode(os.urandom(16)).decode()):
         with pytest.raises(ConfigurationError, match="32-byte key"):
             encryption.decode(bad)
+
+
+def workspace_holds(directory: Path, value: str) -> bool:
+    return any(value.encode() in p.read_bytes() for p in written_files(directory))
+
+
+def test_with_a_key_the_workspace_and_its_spills_are_encrypted_and_resume_reopens_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from agent_orchestrated_etl.transform.workspace import Workspace
+
+    monkeypatch.setenv("AGENT_ETL_ENCRYPTION_KEY", KEY)
+    batch = pa.record_batch({"s": [f"{PLANTED}-{i}" for i in range(400_000)]})
+    ws = Workspace(tmp_path / "run", memory_limit_bytes=64 << 20)  # 64 MB: the floor, so the sort spills
+    ws.append("people", batch)
+    ws.append("people", batch)
+    # A sort wider than the memory limit spills; the spill files must not hold the value either.
+    reader = ws.cursor().execute("SELECT s || s || s AS w FROM people ORDER BY w DESC").to_arrow_reader(1000)
+    assert next(iter(reader)).num_rows > 0
+    spilled = written_files(tmp_path / "run" / "spill")
+    assert spilled, "the sort did not spill, so the spill files were not checked"
+    assert not workspace_holds(tmp_path / "run", PLANTED)
+    del reader
+    ws.close()
+    assert not workspace_holds(tmp_path / "run", PLANTED)
+
+    # Resume: the same key opens the same file; DuckDB without the key cannot.
+    again = Workspace(tmp_path / "run", memory_limit_bytes=64 << 20)
+    assert again.tables() == {"people"}
+    assert again.cursor().execute(f"SELECT count(*) FROM people WHERE s = '{PLANTED}-7'").fetchone() == (2,)
+    again.close()
+    with pytest.raises(duckdb.Error):
+        duckdb.connect(str(tmp_path / "run" / "workspace.duckdb")).execute("SELECT * FROM people")
+
+
+def test_without_a_key_the_workspace_is_plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+
+    from agent_orchestrated_etl.transform.workspace import Workspace
+
+    monkeypatch.delenv("AGENT_ETL_ENCRYPTION_KEY", raising=False)
+    ws = Workspace(tmp_path / "run", memory_limit_bytes=64 << 20)
+    ws.append("people", pa.record_batch({"s": [PLANTED]}))
+    ws.close()
+    assert workspace_holds(tmp_path / "run", PLANTED)
+
+
+def test_the_workspace_key_is_derived_not_the_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_ETL_ENCRYPTION_KEY", KEY)
+    derived = encryption.duckdb_key()
+    assert derived is not None and len(derived) == 32 and derived != base64.b64decode(KEY)
+    assert derived == encryption.derive(base64.b64decode(KEY), b"agent-etl duckdb workspace v1")
