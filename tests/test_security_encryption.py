@@ -7,6 +7,7 @@ import base64
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -187,3 +188,48 @@ def test_the_workspace_key_is_derived_not_the_master_key(monkeypatch: pytest.Mon
     derived = encryption.duckdb_key()
     assert derived is not None and len(derived) == 32 and derived != base64.b64decode(KEY)
     assert derived == encryption.derive(base64.b64decode(KEY), b"agent-etl duckdb workspace v1")
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["key", "no-key"])
+def test_with_a_key_mariadb_bulk_loads_through_a_pipe_not_a_csv_file(
+    mysql_url: str, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
+    import stat
+
+    import pyarrow as pa
+
+    from agent_orchestrated_etl.connectors.mysql.client import MySQLClient
+
+    if keyed:
+        monkeypatch.setenv("AGENT_ETL_ENCRYPTION_KEY", KEY)
+    else:
+        monkeypatch.delenv("AGENT_ETL_ENCRYPTION_KEY", raising=False)
+    modes: list[int] = []
+    write = MySQLClient._write_csv
+
+    def spy(self: MySQLClient, batch: pa.RecordBatch, copy: str) -> None:
+        path = copy.split("TO '", 1)[1].split("'", 1)[0]
+        modes.append(os.stat(path).st_mode if os.path.exists(path) else 0)
+        write(self, batch, copy)
+
+    monkeypatch.setattr(MySQLClient, "_write_csv", spy)
+    client = MySQLClient(mysql_url, schema=None, where="destination")
+    table = f"sealed_{uuid.uuid4().hex[:8]}"
+    with client.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {table} (id INT, s TEXT)")
+    try:
+        client.bulk_load(
+            table, pa.record_batch({"id": list(range(5000)), "s": [f"{PLANTED}-{i}" for i in range(5000)]})
+        )
+        with client.engine.begin() as conn:
+            assert conn.exec_driver_sql(f"SELECT count(*), max(s) FROM {table}").one() == (5000, f"{PLANTED}-999")
+        # With the key the rows went through a FIFO; without it, a CSV file the DuckDB COPY created.
+        assert len(modes) == 1 and stat.S_ISFIFO(modes[0]) is keyed
+        # A failed LOAD DATA (no such table) fails with its error, and leaves no writer thread blocked on the pipe.
+        threads = threading.active_count()
+        with pytest.raises(Exception, match="doesn't exist"):
+            client.bulk_load(f"{table}_missing", pa.record_batch({"id": [1], "s": [PLANTED]}))
+        assert threading.active_count() == threads
+    finally:
+        with client.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
