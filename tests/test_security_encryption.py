@@ -10,6 +10,7 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -232,4 +233,91 @@ def test_with_a_key_mariadb_bulk_loads_through_a_pipe_not_a_csv_file(
         assert threading.active_count() == threads
     finally:
         with client.engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+
+
+SWEEP = """\
+name: sealed_sweep
+sources:
+  orders: {type: file, path: orders.csv}
+  customers: {type: file, path: customers.csv}
+transforms:
+  - name: enriched
+    input: orders
+    steps:
+      - join: {with: customers, on: customer_id, how: left, columns: [country]}
+  - name: by_note
+    sql: SELECT note, country, count(*) AS n FROM enriched GROUP BY note, country
+retry: {attempts: 1}
+CHECKS
+destination: {type: mysql, url: "URL", table: TABLE, input: by_note, write: replace}
+"""
+
+
+def test_with_a_key_a_transform_into_mariadb_leaves_no_planted_value_on_disk_but_in_the_encrypted_workspace(
+    tmp_path: Path, mysql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every byte under AGENT_ETL_HOME and the temp dir, after a run that succeeds and one that fails
+    (which keeps its workspace for resume): no planted value; the workspace, opened with the key, holds it."""
+    import tempfile
+
+    import duckdb
+
+    from agent_orchestrated_etl.config import Settings
+    from agent_orchestrated_etl.connectors.mysql.client import MySQLClient
+    from agent_orchestrated_etl.orchestrator import run_pipeline
+    from agent_orchestrated_etl.spec import load_spec
+    from agent_orchestrated_etl.transform.workspace import _load_openssl
+
+    home, scratch = tmp_path / "home", tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("AGENT_ETL_HOME", str(home))
+    monkeypatch.setenv("AGENT_ETL_ENCRYPTION_KEY", KEY)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    (tmp_path / "orders.csv").write_text(
+        "order_id,customer_id,note\n" + "".join(f"{i},{i % 7},{PLANTED}-{i % 3}\n" for i in range(3000))
+    )
+    (tmp_path / "customers.csv").write_text("customer_id,country\n" + "".join(f"{i},c{i}\n" for i in range(6)))
+    table = f"sweep_{uuid.uuid4().hex[:8]}"
+    spec = SWEEP.replace("URL", mysql_url).replace("TABLE", table)
+
+    def run(checks: str) -> Any:
+        (tmp_path / "p.yaml").write_text(spec.replace("CHECKS", checks))
+        return run_pipeline(load_spec(tmp_path / "p.yaml"), Settings())
+
+    def leaks() -> list[Path]:
+        return [p for p in written_files(tmp_path) if p.parent != tmp_path and PLANTED.encode() in p.read_bytes()]
+
+    try:
+        ok = run("")
+        assert ok.ok, ok.error
+        with MySQLClient(mysql_url, schema=None, where="check").engine.begin() as conn:
+            assert (
+                conn.exec_driver_sql(f"SELECT sum(n) FROM {table} WHERE note LIKE %s", (f"{PLANTED}%",)).scalar()
+                == 3000
+            )
+        assert not leaks()
+        # Customer 6 has no country: a check on the join fails the run after the workspace was filled.
+        failed = run("quality:\n  - {not_null: [country], input: enriched}")
+        assert not failed.ok
+        [workspace] = list(home.rglob("workspace.duckdb"))
+        assert not leaks()
+        check = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        _load_openssl(check)
+        derived = encryption.derive(base64.b64decode(KEY), b"agent-etl duckdb workspace v1").hex()
+        check.execute(f"ATTACH '{workspace}' AS ws (ENCRYPTION_KEY '{derived}', READ_ONLY)")
+        tables = [
+            r[0] for r in check.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'ws'").fetchall()
+        ]
+        found = sum(
+            check.execute(
+                f'SELECT count(*) FROM ws."{t}" AS r WHERE CAST(r AS VARCHAR) LIKE ?', [f"%{PLANTED}%"]
+            ).fetchone()[0]
+            for t in tables
+        )
+        assert found > 0, tables
+        check.close()
+    finally:
+        with MySQLClient(mysql_url, schema=None, where="cleanup").engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
