@@ -170,6 +170,15 @@ def test_with_a_key_the_workspace_and_its_spills_are_encrypted_and_resume_reopen
     again.close()
     with pytest.raises(duckdb.Error):
         duckdb.connect(str(tmp_path / "run" / "workspace.duckdb")).execute("SELECT * FROM people")
+    # Resuming with another key, or none, fails with one line that says which key to give.
+    for other in (os.urandom(32).hex(), None):
+        if other is None:
+            monkeypatch.delenv("AGENT_ETL_ENCRYPTION_KEY")
+        else:
+            monkeypatch.setenv("AGENT_ETL_ENCRYPTION_KEY", other)
+        with pytest.raises(DataError, match="encrypted with another AGENT_ETL_ENCRYPTION_KEY") as caught:
+            Workspace(tmp_path / "run", memory_limit_bytes=64 << 20)
+        assert "the run started with" in str(caught.value.hint)
 
 
 def test_without_a_key_the_workspace_is_plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,12 +108,21 @@ class Workspace:
         _private_directory(directory)
         self.path = directory / "workspace.duckdb"
         self._encrypted = encryption.duckdb_key()
-        self._conn = sandboxed_connection(
-            str(self.path),
-            memory_limit_bytes=memory_limit_bytes,
-            spill_dir=directory / "spill",
-            encryption_key=self._encrypted,
-        )
+        try:
+            self._conn = sandboxed_connection(
+                str(self.path),
+                memory_limit_bytes=memory_limit_bytes,
+                spill_dir=directory / "spill",
+                encryption_key=self._encrypted,
+            )
+        except (duckdb.InvalidInputException, duckdb.CatalogException) as exc:
+            if "encrypt" not in str(exc):
+                raise
+            raise DataError(
+                "the run workspace was encrypted with another AGENT_ETL_ENCRYPTION_KEY than the one set now",
+                where=str(self.path),
+                hint="resume with the AGENT_ETL_ENCRYPTION_KEY the run started with, or start a new run",
+            ) from None
         self._local = threading.local()
         self._lock = threading.Lock()
 
