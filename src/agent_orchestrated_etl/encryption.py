@@ -6,6 +6,9 @@ and registered for redaction. Parquet files are written with Parquet modular enc
 (pyarrow.parquet.encryption): each file gets data keys of its own, wrapped by an in-process
 KMS client with AES-GCM under the key, so any Parquet reader given the key can read them.
 DuckDB 1.5 cannot: it reads only files encrypted with a footer key it is given directly.
+
+The run workspace (a DuckDB file) and its spills use DuckDB's own encryption, under a key
+derived from this one with HKDF (duckdb_key), so one key never serves two ciphers.
 """
 
 from __future__ import annotations
@@ -58,6 +61,22 @@ def decode(text: str) -> bytes:
     raise ConfigurationError(
         "AGENT_ETL_ENCRYPTION_KEY is not a 32-byte key in base64 or hex", where="AGENT_ETL_ENCRYPTION_KEY", hint=_HINT
     )
+
+
+def duckdb_key() -> bytes | None:
+    """The workspace's DuckDB encryption key, derived from the master key, or None when encryption is off."""
+    master = key()
+    if master is None:
+        return None
+    return derive(master, b"agent-etl duckdb workspace v1")
+
+
+def derive(master: bytes, label: bytes) -> bytes:
+    """A 32-byte key for one use (``label``), from the master key by HKDF-SHA256."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(master)
 
 
 def parquet_writer_options() -> dict[str, Any]:

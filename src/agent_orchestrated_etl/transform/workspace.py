@@ -8,6 +8,11 @@ of AGENT_ETL_MEMORY_LIMIT), so a run's memory stays bounded however big the data
 The connection is sandboxed before any user SQL runs: no file or network access
 (read_csv, COPY ... TO, ATTACH, INSTALL/LOAD all fail), and the configuration is
 locked so user SQL cannot lift that.
+
+With AGENT_ETL_ENCRYPTION_KEY set, the file and its spills are encrypted (AES-GCM, DuckDB's own
+format): the file is attached with a key derived from it (encryption.duckdb_key) and
+``temp_file_encryption`` is on. DuckDB encrypts only with OpenSSL, which its httpfs extension
+brings, so that extension is loaded from its PyPI wheel before access is closed.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from agent_orchestrated_etl import encryption
 from agent_orchestrated_etl.exceptions import DataError
 from agent_orchestrated_etl.transform.sql import ident
+
+#: The catalog name of an encrypted workspace file, attached to an in-memory engine.
+_CATALOG = "ws"
 
 #: The workspace gets this share of the agent's memory budget; destinations and batches in flight use the rest.
 DUCKDB_MEMORY_SHARE = 0.25
@@ -32,9 +41,17 @@ def duckdb_memory_limit(memory_limit_bytes: int) -> str:
 
 
 def sandboxed_connection(
-    database: str = ":memory:", *, memory_limit_bytes: int, spill_dir: Path | None = None, threads: int | None = None
+    database: str = ":memory:",
+    *,
+    memory_limit_bytes: int,
+    spill_dir: Path | None = None,
+    threads: int | None = None,
+    encryption_key: bytes | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection that cannot touch files (but its own), the network or extensions."""
+    """A DuckDB connection that cannot touch files (but its own), the network or extensions.
+
+    With ``encryption_key``, ``database`` is attached encrypted as catalog ``ws`` (each new
+    cursor must ``USE ws``) and spills are encrypted too."""
     config: dict[str, Any] = {
         "memory_limit": duckdb_memory_limit(memory_limit_bytes),
         "autoinstall_known_extensions": False,
@@ -45,11 +62,33 @@ def sandboxed_connection(
         config["temp_directory"] = str(spill_dir)
     if threads is not None:
         config["threads"] = threads
-    conn = duckdb.connect(database, config=config)
+    if encryption_key is None:
+        conn = duckdb.connect(database, config=config)
+    else:
+        conn = duckdb.connect(":memory:", config=config)
+        _load_openssl(conn)
+        conn.execute("SET temp_file_encryption = true")
+        # ATTACH takes no parameters; the path is quoted, the key is hex.
+        conn.execute(f"ATTACH {_literal(database)} AS {_CATALOG} (ENCRYPTION_KEY '{encryption_key.hex()}')")
+        conn.execute(f"USE {_CATALOG}")
     # Spilling to temp_directory stays possible: it is set before access is closed.
     conn.execute("SET enable_external_access = false")
     conn.execute("SET lock_configuration = true")
     return conn
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _load_openssl(conn: duckdb.DuckDBPyConnection) -> None:
+    """LOAD httpfs from the duckdb-extension-httpfs wheel's file: with autoinstall off nothing downloads,
+    and duckdb_extensions' import_extension would INSTALL a copy into ~/.duckdb."""
+    import duckdb_extension_httpfs
+
+    version = conn.execute("PRAGMA version").fetchone()[0]  # type: ignore[index]  # e.g. "v1.5.5", the wheel's dir
+    ext = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / version / "httpfs.duckdb_extension"
+    conn.execute(f"LOAD {_literal(str(ext))}")
 
 
 def _private_directory(directory: Path) -> None:
@@ -68,16 +107,32 @@ class Workspace:
     def __init__(self, directory: Path, *, memory_limit_bytes: int) -> None:
         _private_directory(directory)
         self.path = directory / "workspace.duckdb"
-        self._conn = sandboxed_connection(
-            str(self.path), memory_limit_bytes=memory_limit_bytes, spill_dir=directory / "spill"
-        )
+        self._encrypted = encryption.duckdb_key()
+        try:
+            self._conn = sandboxed_connection(
+                str(self.path),
+                memory_limit_bytes=memory_limit_bytes,
+                spill_dir=directory / "spill",
+                encryption_key=self._encrypted,
+            )
+        except (duckdb.InvalidInputException, duckdb.CatalogException) as exc:
+            if "encrypt" not in str(exc):
+                raise
+            raise DataError(
+                "the run workspace was encrypted with another AGENT_ETL_ENCRYPTION_KEY than the one set now",
+                where=str(self.path),
+                hint="resume with the AGENT_ETL_ENCRYPTION_KEY the run started with, or start a new run",
+            ) from None
         self._local = threading.local()
         self._lock = threading.Lock()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the workspace, for one query that streams while others run."""
         with self._lock:
-            return self._conn.cursor()
+            cursor = self._conn.cursor()
+        if self._encrypted is not None:
+            cursor.execute(f"USE {_CATALOG}")  # a new cursor starts in the (empty) in-memory catalog
+        return cursor
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)

@@ -1,6 +1,7 @@
 """How to talk to MySQL and MariaDB: SQLAlchemy (PyMySQL) for statements, LOAD DATA LOCAL INFILE for batches.
 
-Each batch becomes a CSV file written by DuckDB, which MariaDB loads with
+Each batch becomes a CSV written by DuckDB (into a FIFO when AGENT_ETL_ENCRYPTION_KEY is set, so no
+row touches the disk in the clear), which MariaDB loads with
 ``LOAD DATA LOCAL INFILE``, the server's bulk path. Every value is quoted and
 NULL is the bare word NULL (``ESCAPED BY ''``), so no text can be mistaken for
 a NULL or an escape; BLOBs travel as hex.
@@ -8,14 +9,17 @@ a NULL or an escape; BLOBs travel as hex.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
+import time
 from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from agent_orchestrated_etl import encryption
 from agent_orchestrated_etl.connectors.mysql.types import TYPES
 from agent_orchestrated_etl.connectors.sql.client import SQLAlchemyClient
 from agent_orchestrated_etl.exceptions import DataError
@@ -51,34 +55,47 @@ class MySQLClient(SQLAlchemyClient):
             else:
                 select.append(column)
                 targets.append(self.quote(field.name))
-        fd, path = tempfile.mkstemp(prefix="aetl-", suffix=".csv")
-        os.close(fd)
-        try:
-            duck = self._duck()
-            duck.register("_aetl_batch", batch)
+        copy = (
+            f"COPY (SELECT {', '.join(select)} FROM _aetl_batch) TO '{{path}}' (FORMAT csv, HEADER false,"
+            " DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR 'NULL', FORCE_QUOTE *, USE_TMP_FILE false)"
+        )
+        sql = (
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.qualified(table)} CHARACTER SET utf8mb4"
+            " FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'"
+            f" ({', '.join(targets)})" + (f" SET {', '.join(assign)}" if assign else "")
+        )
+        with tempfile.TemporaryDirectory(prefix="aetl-") as scratch:
+            path = os.path.join(scratch, "batch.csv")
+            if encryption.key() is None:
+                self._write_csv(batch, copy.format(path=path))
+                writer = None
+            else:
+                # Encryption at rest: the rows go through a pipe, never a file on disk.
+                os.mkfifo(path, 0o600)
+                writer = _PipeWriter(self, batch, copy.format(path=path), path)
             try:
-                duck.execute(
-                    f"COPY (SELECT {', '.join(select)} FROM _aetl_batch) TO '{path}' (FORMAT csv, HEADER false,"
-                    " DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR 'NULL', FORCE_QUOTE *)"
-                )
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(sql, (path,))
+                    if writer is not None:
+                        writer.finish()  # inside the transaction: a CSV cut short by a failed writer is rolled back
+                    warnings = conn.exec_driver_sql("SHOW WARNINGS LIMIT 3").all()
             finally:
-                duck.unregister("_aetl_batch")
-            sql = (
-                f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.qualified(table)} CHARACTER SET utf8mb4"
-                " FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'"
-                f" ({', '.join(targets)})" + (f" SET {', '.join(assign)}" if assign else "")
+                if writer is not None:
+                    writer.abandon()
+        if warnings:
+            raise DataError(
+                "MariaDB changed values while loading: " + "; ".join(str(w[2]) for w in warnings),
+                where=self.where,
+                hint="the target columns are narrower than the data; widen them or CAST in a transform",
             )
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(sql, (path,))
-                warnings = conn.exec_driver_sql("SHOW WARNINGS LIMIT 3").all()
-            if warnings:
-                raise DataError(
-                    "MariaDB changed values while loading: " + "; ".join(str(w[2]) for w in warnings),
-                    where=self.where,
-                    hint="the target columns are narrower than the data; widen them or CAST in a transform",
-                )
+
+    def _write_csv(self, batch: pa.RecordBatch, copy: str) -> None:
+        duck = self._duck()
+        duck.register("_aetl_batch", batch)
+        try:
+            duck.execute(copy)
         finally:
-            os.unlink(path)
+            duck.unregister("_aetl_batch")
 
     def _duck(self) -> Any:
         import duckdb
@@ -87,6 +104,46 @@ class MySQLClient(SQLAlchemyClient):
         if conn is None:
             conn = self._csv.conn = duckdb.connect(config={"threads": 1, "memory_limit": "128MB"})
         return conn
+
+
+class _PipeWriter:
+    """DuckDB writes the batch's CSV into a FIFO from a thread while PyMySQL reads it for LOAD DATA."""
+
+    def __init__(self, client: MySQLClient, batch: pa.RecordBatch, copy: str, path: str) -> None:
+        self._path = path
+        self._where = client.where
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(client, batch, copy), daemon=True)
+        self._thread.start()
+
+    def _run(self, client: MySQLClient, batch: pa.RecordBatch, copy: str) -> None:
+        try:
+            client._write_csv(batch, copy)
+        except BaseException as exc:  # noqa: BLE001  # re-raised in the loading thread by finish()
+            self._error = exc
+
+    def finish(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise DataError(
+                f"writing a batch for LOAD DATA failed: {str(self._error).splitlines()[0]}",
+                where=self._where,
+                hint="see the error above; the batch was not loaded",
+            ) from self._error
+
+    def abandon(self) -> None:
+        """If the server never read the pipe (LOAD DATA failed first), drain it so the writer ends."""
+        if not self._thread.is_alive():
+            return
+        fd = os.open(self._path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            deadline = time.monotonic() + 30
+            while self._thread.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(fd, 1 << 16)
+                self._thread.join(0.005)
+        finally:
+            os.close(fd)
 
 
 def _duck_quote(name: str) -> str:
