@@ -122,7 +122,9 @@ async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
         "seconds": _seconds({"started_at": started, "finished_at": finished}),
         "live": full_id in srv.active,
         # The monitor's own figure while it holds the run, so the API and /metrics agree at any moment.
-        "rows_read": snapshot["rows_read"] if snapshot and snapshot["tasks"] else sum(t["rows"] for t in tasks if t["reads_source"]),
+        "rows_read": snapshot["rows_read"]
+        if snapshot and snapshot["tasks"]
+        else sum(t["rows"] for t in tasks if t["reads_source"]),
         "tasks": tasks,
         "decisions": [
             {k: e[k] for k in ("sender", "at", "subject", "choice", "reason")}
