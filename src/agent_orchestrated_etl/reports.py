@@ -82,7 +82,8 @@ def progress_table(state: RunState, width: int | None = None) -> Table | Text:
         _value("agent"),
         _name("status"),
         *(_value(column, "right") for column in ("rows", "rows/s", "elapsed", "quarantined", "attempt")),
-        title=f"{state.pipeline} · {state.run_id}",
+        # The run's total as the dashboard, the API and /metrics count it (RunState.source_rows).
+        title=f"{state.pipeline} · {state.run_id} · {state.source_rows:,} rows read",
         title_justify="left",
     )
     now = time.monotonic()

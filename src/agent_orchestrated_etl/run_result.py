@@ -37,7 +37,7 @@ class RunResult:
     @property
     def rows_read(self) -> int:
         """Rows read from sources (as RunState.source_rows); a transform reads the workspace."""
-        return sum(t.rows for t in self.tasks if t.kind != "transform_load")
+        return sum(t.rows for t in self.tasks if t.reads_source)
 
     @property
     def rows_written(self) -> int:
@@ -59,7 +59,7 @@ class RunResult:
             "rows_read": self.rows_read,
             "rows_written": self.rows_written,
             "rows_quarantined": self.rows_quarantined,
-            "tasks": [{k: v for k, v in asdict(t).items() if k != "started"} for t in self.tasks],
+            "tasks": [{k: v for k, v in asdict(t).items() if k not in ("started", "samples")} for t in self.tasks],
             "decisions": self.decisions,
             "commits": self.commits,
             "quality": self.quality,

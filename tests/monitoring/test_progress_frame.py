@@ -52,6 +52,7 @@ def test_each_task_shows_rows_rate_elapsed_quarantined_attempt_and_what_it_waits
     assert "pending · waits for orders[0]>workspace" in totals
     [lines] = [line for line in wide.splitlines() if "lines[0]>out" in line]
     assert "1,200" in lines and "600" in lines and "2.0s" in lines and "│          10 │" in lines
+    assert "p · r1 · 1,200 rows read" in wide  # the run's total, as the dashboard and the API count it
 
     narrow = rendered(state, 80)
     assert all(len(line) <= 80 for line in narrow.splitlines())

@@ -13,7 +13,7 @@ from agent_orchestrated_etl.api.pipelines import find
 from agent_orchestrated_etl.api.problems import Problem, problem_responses
 from agent_orchestrated_etl.api.security import Role, allow
 from agent_orchestrated_etl.api.service import Server
-from agent_orchestrated_etl.monitoring.live import FIX_HINTS
+from agent_orchestrated_etl.monitoring.live import FIX_HINTS, reads_source
 from agent_orchestrated_etl.quality.verdicts import report
 from agent_orchestrated_etl.store.history import runs_page
 from agent_orchestrated_etl.store.pipelines import utc
@@ -121,9 +121,10 @@ async def get_run(run_id: str, srv: ServerDep) -> dict[str, Any]:
         "finished_at": finished,
         "seconds": _seconds({"started_at": started, "finished_at": finished}),
         "live": full_id in srv.active,
-        "rows_read": sum(
-            t["rows"] for t in tasks if t["kind"] != "transform_load"
-        ),  # from sources, as in live.RunState
+        # The monitor's own figure while it holds the run, so the API and /metrics agree at any moment.
+        "rows_read": snapshot["rows_read"]
+        if snapshot and snapshot["tasks"]
+        else sum(t["rows"] for t in tasks if t["reads_source"]),
         "tasks": tasks,
         "decisions": [
             {k: e[k] for k in ("sender", "at", "subject", "choice", "reason")}
@@ -158,6 +159,7 @@ def _stored_task(row: dict[str, Any]) -> dict[str, Any]:
         "error": row["error"],
         "checks": row["checks"] or [],
         "depends_on": [],
+        "reads_source": reads_source(row["kind"], (row["definition"] or {}).get("source")),
         "error_type": None,
         "remedy": None,
         "rows_per_second": round((row["rows_read"] or 0) / row["seconds"], 1) if row["seconds"] else 0.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,20 @@ FIX_HINTS = {
     "fail": "retrying cannot help; fix what the message names, then run again",
     "cancelled": "the run was cancelled; resume or start it again",
 }
+
+
+#: The span rows/s is measured over while a task runs: recent enough to move at the end of a
+#: task, long enough to span a few progress events (one per batch or per 0.25 s).
+RATE_WINDOW_SECONDS = 5.0
+
+
+def reads_source(kind: str, source: str | None) -> bool:
+    """Whether a task's rows read count as rows read from sources, the one rule every count uses.
+
+    A transform_load task over staged tables reads the workspace, which stage tasks
+    filled (their rows count already); one with a source of its own reads that source.
+    """
+    return kind != "transform_load" or source is not None
 
 
 @dataclass
@@ -41,14 +56,46 @@ class TaskState:
     remedy: FailureKind | None = None
     #: What a running task waits for (an HTTP retry), from its last progress event.
     note: str | None = None
+    source: str | None = None
+    #: (monotonic time, rows) of recent progress, for the rate over a sliding window.
+    samples: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+
+    @property
+    def reads_source(self) -> bool:
+        return reads_source(self.kind, self.source)
+
+    def observe(self, rows: int, now: float | None = None) -> None:
+        """A cumulative row count seen at ``now``; samples older than the window are dropped."""
+        now = time.monotonic() if now is None else now
+        self.rows = rows
+        self.samples.append((now, rows))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW_SECONDS:
+            self.samples.popleft()
+
+    def rate(self, now: float | None = None) -> float:
+        """Rows/s over the last few seconds while running; the task's average once it ended.
+
+        The window reaches to ``now``, so a task that stops reading (a stalled source, the
+        commit at the end) drops towards 0 instead of showing its last figure for ever.
+        """
+        if self.seconds is not None:
+            return self.rows / self.seconds if self.seconds > 0 else 0.0
+        if self.started is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        since, rows_then = self.samples[0] if self.samples else (self.started, 0)
+        if now - since < RATE_WINDOW_SECONDS:  # a young task: from its start, not from its first batch
+            since, rows_then = self.started, 0
+        elapsed = now - since
+        return (self.rows - rows_then) / elapsed if elapsed > 0 else 0.0
 
     @property
     def rows_per_second(self) -> float:
-        elapsed = self.seconds if self.seconds is not None else (time.monotonic() - self.started if self.started else 0)
-        return self.rows / elapsed if elapsed > 0 else 0.0
+        return self.rate()
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in vars(self).items() if k != "started"}
+        data = {k: v for k, v in vars(self).items() if k not in ("started", "samples", "source")}
+        data["reads_source"] = self.reads_source
         data["rows_per_second"] = round(self.rows_per_second, 1)
         data["fix_hint"] = FIX_HINTS.get(self.remedy or "") if self.error else None
         return data
@@ -79,8 +126,8 @@ class RunState:
 
     @property
     def source_rows(self) -> int:
-        """Rows read from sources; a transform_load task reads the workspace, which stage tasks filled."""
-        return sum(t.rows for t in self.tasks.values() if t.kind != "transform_load")
+        """Rows read from sources (``reads_source``), what the dashboard, the API and /metrics show too."""
+        return sum(t.rows for t in self.tasks.values() if t.reads_source)
 
     def apply(self, event: RunEvent) -> None:
         data: Any = event
@@ -98,7 +145,7 @@ class RunState:
             self.commits = []
             for task in data.tasks:
                 self.tasks[task["id"]] = TaskState(
-                    task["id"], task["kind"], depends_on=list(task.get("depends_on", []))
+                    task["id"], task["kind"], depends_on=list(task.get("depends_on", [])), source=task.get("source")
                 )
         elif kind == "run_finished":
             self.status, self.error, self.finished_at = data.status, data.error, event.at
@@ -136,9 +183,11 @@ class RunState:
                 time.monotonic(),
             )
             task.rows = task.bytes = 0
-            task.note = None
+            task.note, task.seconds = None, None
+            task.samples.clear()
         elif data.kind == "task_progress":
-            task.rows, task.bytes, task.note = data.rows, data.bytes, data.note
+            task.observe(data.rows)
+            task.bytes, task.note = data.bytes, data.note
         elif data.kind == "task_finished":
             task.status, task.rows, task.bytes, task.seconds = (
                 TaskStatus.SUCCEEDED,

@@ -132,7 +132,11 @@ class Metrics:
                 self.task_retries.labels(pipeline, self._last_error.pop(key, "unknown")).inc()
         elif kind in ("task_progress", "task_finished"):
             rows, nbytes = (data.rows, data.bytes) if kind == "task_progress" else (data.rows_read, data.bytes)
-            self._count_read(pipeline, data.run_id, data.task_id, rows, nbytes)
+            task = state.tasks.get(data.task_id)
+            # Rows read from sources only, by the rule the dashboard and the API count by (a
+            # transform over staged tables reads rows its stage tasks counted already).
+            if task is None or task.reads_source:
+                self._count_read(pipeline, data.run_id, data.task_id, rows, nbytes)
             if kind == "task_finished":
                 label = task_label(data.task_id)
                 self._seen.pop((data.run_id, data.task_id), None)

@@ -6,6 +6,7 @@ import { html, render, useState, useEffect, useRef } from "./vendor/preact-htm-3
 
 const fmt = new Intl.NumberFormat("en-US");
 const n = (v) => (v == null ? "" : fmt.format(Math.round(v)));
+const RATE_WINDOW = 5; // seconds of recent progress a task's rows/s is measured over, as live.RATE_WINDOW_SECONDS
 
 // ---- session -----------------------------------------------------------------------------
 // `agent-etl serve` prints the dashboard URL with the token in the fragment, which browsers never send.
@@ -67,16 +68,23 @@ function fold(event) {
   switch (event.kind) {
     case "run_started":
       Object.assign(run, { pipeline: event.pipeline, started_at: event.at });
-      run.tasks = event.tasks.map((t) => ({ id: t.id, kind: t.kind, status: "pending", rows: 0, rows_written: 0, rows_quarantined: 0, rows_per_second: 0, depends_on: t.depends_on || [], checks: [] }));
+      run.tasks = event.tasks.map((t) => ({ id: t.id, kind: t.kind, reads_source: t.kind !== "transform_load" || t.source != null, status: "pending", rows: 0, rows_written: 0, rows_quarantined: 0, rows_per_second: 0, depends_on: t.depends_on || [], checks: [] }));
       break;
     case "run_finished": Object.assign(run, { status: event.status, error: event.error, finished_at: event.at }); break;
     case "decision": run.decisions.push({ by: event.sender, at: event.at, subject: event.subject, choice: event.choice, reason: event.reason }); break;
     case "destination_committed": run.commits.push({ destination: event.destination, rows: event.rows, quarantined_rows: event.quarantined_rows }); break;
-    case "task_started": if (task) Object.assign(task, { status: "running", agent: event.agent, attempt: event.attempt, rows: 0, started: Date.parse(event.at), rows_per_second: 0 }); break;
+    case "task_started": if (task) Object.assign(task, { status: "running", agent: event.agent, attempt: event.attempt, rows: 0, started: Date.parse(event.at), rows_per_second: 0, samples: [] }); break;
     case "task_progress":
       if (task) {
-        const seconds = (Date.parse(event.at) - (task.started || Date.parse(event.at))) / 1000;
-        Object.assign(task, { rows: event.rows, bytes: event.bytes, rows_per_second: seconds > 0 ? event.rows / seconds : 0 });
+        // Over the last RATE_WINDOW seconds of progress (as live.TaskState.rate), so the figure moves until the end.
+        const at = Date.parse(event.at);
+        const samples = (task.samples = task.samples || []);
+        samples.push([at, event.rows]);
+        while (samples.length > 2 && at - samples[1][0] >= RATE_WINDOW * 1000) samples.shift();
+        let [since, before] = samples[0];
+        if (at - since < RATE_WINDOW * 1000) [since, before] = [task.started || at, 0];
+        const seconds = (at - since) / 1000;
+        Object.assign(task, { rows: event.rows, bytes: event.bytes, rows_per_second: seconds > 0 ? (event.rows - before) / seconds : 0 });
       }
       break;
     case "task_finished":
@@ -257,7 +265,7 @@ function RunPage({ runId }) {
   const detail = record || {};
   const written = (run.commits || []).reduce((s, c) => s + c.rows, 0);
   const quarantined = (run.commits || []).reduce((s, c) => s + c.quarantined_rows, 0);
-  const read = run.tasks.filter((t) => t.kind !== "transform_load").reduce((s, t) => s + (t.rows || 0), 0); // from sources
+  const read = run.tasks.filter((t) => t.reads_source).reduce((s, t) => s + (t.rows || 0), 0); // from sources, as the API and /metrics count
   const rate = run.tasks.filter((t) => t.status === "running").reduce((s, t) => s + (t.rows_per_second || 0), 0);
   // Once the run is over, its recorded times (the run list's too), not the clock of the events seen.
   const duration = run.status !== "running" && detail.seconds != null ? detail.seconds : seconds(run);
