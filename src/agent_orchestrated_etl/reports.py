@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.markup import escape
@@ -60,8 +60,8 @@ def _name(header: str) -> Column:
     return Column(header, overflow="fold")
 
 
-def _value(header: str, justify: str = "left") -> Column:
-    return Column(header, no_wrap=True, justify=justify)  # type: ignore[arg-type]  # "left" or "right"
+def _value(header: str, justify: Literal["left", "right"] = "left") -> Column:
+    return Column(header, no_wrap=True, justify=justify)
 
 
 #: Dropped in this order when the terminal is too narrow (README: "Narrow terminals").

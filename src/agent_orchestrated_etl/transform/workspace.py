@@ -86,8 +86,8 @@ def _load_openssl(conn: duckdb.DuckDBPyConnection) -> None:
     and duckdb_extensions' import_extension would INSTALL a copy into ~/.duckdb."""
     import duckdb_extension_httpfs
 
-    version = conn.execute("PRAGMA version").fetchone()[0]  # type: ignore[index]  # e.g. "v1.5.5", the wheel's dir
-    ext = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / version / "httpfs.duckdb_extension"
+    version = duckdb.__version__  # the wheel's folder is "v" + the version, e.g. v1.5.5
+    ext = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{version}" / "httpfs.duckdb_extension"
     conn.execute(f"LOAD {_literal(str(ext))}")
 
 
