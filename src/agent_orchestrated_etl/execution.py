@@ -630,6 +630,9 @@ def _engine_checks(
     finally:
         cursor.close()
     dest.finish(ctx.run_id, task.id)  # the quarantine entries
+    staged = outcome.rows_written  # every raw row went into staging; the checks then took some out
+    if staged:  # the bytes of the rows that stay, as the Arrow path counts only those
+        outcome.bytes_written = outcome.bytes_written * kept // staged
     outcome.rows_written = kept
     outcome.rows_quarantined += quarantined
     outcome.checks = judged(results)  # each with its verdict on this task's rows, as on the Arrow path

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from tests.connectors.http_servers import FaultAPI
+from tests.connectors.http_servers import FaultAPI, logged
 from tests.connectors.rest_helpers import make_source, read_all
 
 from agent_orchestrated_etl.config import Settings
@@ -101,7 +101,7 @@ def test_an_empty_list_at_the_path_is_an_empty_source(fault_api: tuple[str, Faul
     source = make_source({**spec, "pagination": pagination})
     table, rejected = read_all(source)
     assert (table.num_rows, rejected) == (0, [])
-    assert [status for _, status, _ in api.log] == [200]
+    assert logged(api, 1) == [200]
 
 
 def test_the_url_in_the_message_shows_no_credential(fault_api: tuple[str, FaultAPI]) -> None:

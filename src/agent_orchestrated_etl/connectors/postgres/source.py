@@ -135,6 +135,22 @@ class PostgresSource(SQLSource[PostgresSourceSpec]):
     def select_list(self) -> str:
         return self._layout[0]
 
+    def pushdown_blocker(self) -> str | None:
+        """A NUMERIC column holding NaN or ±Infinity keeps the copy on the Arrow path.
+
+        DuckDB's postgres scanner reads those values as 0 without a word (seen with
+        DuckDB 1.5.5), where the Arrow path refuses them and the recovery sets their
+        range aside with the reason. Finding one costs the server a scan of those
+        columns; a table with no NUMERIC column costs nothing.
+        """
+        self.columns()  # the layout, with a failure to read it classified as on the Arrow path
+        decimals = list(self._layout[1])
+        if not decimals:
+            return None
+        special = " OR ".join(f"{self.quote(c)} IN ('NaN', 'Infinity', '-Infinity')" for c in decimals)
+        [found] = self._scalar(f"SELECT EXISTS (SELECT 1 FROM {self.relation()} WHERE {special})")
+        return "a NUMERIC column holds NaN or Infinity, which DuckDB's postgres scanner reads as 0" if found else None
+
     def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
         """DuckDB reads PostgreSQL through its postgres extension: binary COPY straight into its table.
 
