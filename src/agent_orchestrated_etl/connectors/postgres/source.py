@@ -26,7 +26,7 @@ from agent_orchestrated_etl.connectors.postgres.client import adbc_dbapi, libpq_
 from agent_orchestrated_etl.connectors.postgres.spec import PostgresSourceSpec
 from agent_orchestrated_etl.connectors.sql.source import SQLSource
 from agent_orchestrated_etl.connectors.sql.types import cast_columns
-from agent_orchestrated_etl.exceptions import DataError
+from agent_orchestrated_etl.exceptions import AgentETLError, DataError
 
 # Types ADBC turns into plain Arrow types (arrays of them too).
 _NATIVE = {
@@ -143,12 +143,15 @@ class PostgresSource(SQLSource[PostgresSourceSpec]):
         range aside with the reason. Finding one costs the server a scan of those
         columns; a table with no NUMERIC column costs nothing.
         """
-        self.columns()  # the layout, with a failure to read it classified as on the Arrow path
-        decimals = list(self._layout[1])
-        if not decimals:
-            return None
-        special = " OR ".join(f"{self.quote(c)} IN ('NaN', 'Infinity', '-Infinity')" for c in decimals)
-        [found] = self._scalar(f"SELECT EXISTS (SELECT 1 FROM {self.relation()} WHERE {special})")
+        try:
+            self.columns()
+            decimals = list(self._layout[1])
+            if not decimals:
+                return None
+            special = " OR ".join(f"{self.quote(c)} IN ('NaN', 'Infinity', '-Infinity')" for c in decimals)
+            [found] = self._scalar(f"SELECT EXISTS (SELECT 1 FROM {self.relation()} WHERE {special})")
+        except AgentETLError:
+            return None  # a column no path can read, or the server gone: the task meets it and reports it
         return "a NUMERIC column holds NaN or Infinity, which DuckDB's postgres scanner reads as 0" if found else None
 
     def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
