@@ -140,19 +140,26 @@ class PostgresSource(SQLSource[PostgresSourceSpec]):
 
         DuckDB's postgres scanner reads those values as 0 without a word (seen with
         DuckDB 1.5.5), where the Arrow path refuses them and the recovery sets their
-        range aside with the reason. Finding one costs the server a scan of those
-        columns; a table with no NUMERIC column costs nothing.
+        range aside with the reason.
         """
+        if self._holds_special_numerics:
+            return "a NUMERIC column holds NaN or Infinity, which DuckDB's postgres scanner reads as 0"
+        return None
+
+    @cached_property
+    def _holds_special_numerics(self) -> bool:
+        """Asked once per source: it costs the server a scan of the NUMERIC columns (none without one),
+        and the planner asks for every destination the source feeds."""
         try:
             self.columns()
             decimals = list(self._layout[1])
             if not decimals:
-                return None
+                return False
             special = " OR ".join(f"{self.quote(c)} IN ('NaN', 'Infinity', '-Infinity')" for c in decimals)
             [found] = self._scalar(f"SELECT EXISTS (SELECT 1 FROM {self.relation()} WHERE {special})")
         except AgentETLError:
-            return None  # a column no path can read, or the server gone: the task meets it and reports it
-        return "a NUMERIC column holds NaN or Infinity, which DuckDB's postgres scanner reads as 0" if found else None
+            return False  # a column no path can read, or the server gone: the task meets it and reports it
+        return bool(found)
 
     def engine_scan(self, engine: str, partition: Partition) -> EngineScan | None:
         """DuckDB reads PostgreSQL through its postgres extension: binary COPY straight into its table.
