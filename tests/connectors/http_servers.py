@@ -39,13 +39,15 @@ class FaultAPI:
     real answer for that page key (``page=3``, ``offset=200``, ``cursor=c5``):
     ``"429:0"`` (429 with Retry-After: 0), ``"429"`` (no Retry-After),
     ``"503:1"``, ``"500"``, ``"200"`` (a success whose body is the error
-    object), ``"slow:S"`` (answer after S seconds), ``"drop"`` (close the
-    connection without answering).
+    object), ``"slow:S"`` (answer after S seconds), ``"hold"`` (answer once
+    the test sets ``held[key]``), ``"drop"`` (close the connection without
+    answering).
     """
 
     def __init__(self, items: int) -> None:
         self.items = make_items(items)
         self.faults: dict[str, list[str]] = defaultdict(list)
+        self.held: dict[str, threading.Event] = {}  # the release of each "hold" fault, made by the test
         self.log: list[tuple[str, int, float]] = []  # path, status, monotonic time
         self.lock = threading.Lock()
         self.limit_per_second: float | None = None
@@ -153,6 +155,8 @@ class _Handler(_Quick):
             return
         if fault and fault.startswith("slow:"):
             time.sleep(float(fault.split(":")[1]))
+        elif fault == "hold":
+            self.api.held[key].wait(60)
         elif fault:
             status, _, retry_after = fault.partition(":")
             self._send(int(status), {"error": "injected"}, {"Retry-After": retry_after} if retry_after else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,9 +27,14 @@ ITEMS, PAGE = 400, 50
 @pytest.fixture
 def slow_api() -> Iterator[tuple[str, FaultAPI]]:
     server, url, api = fault_server(ITEMS)
-    for offset in range(PAGE, ITEMS, PAGE):  # every page after the first takes a while: the run is watched mid-way
-        api.faults[f"offset={offset}"] = ["slow:0.25"]
+    # Every page after the first waits for the test: the run moves only when the test has sampled it, however
+    # loaded the machine and however far the client fetches ahead.
+    for offset in range(PAGE, ITEMS, PAGE):
+        api.faults[f"offset={offset}"] = ["hold"]
+        api.held[f"offset={offset}"] = threading.Event()  # made here, not raced for by handler and test
     yield url, api
+    for release in list(api.held.values()):
+        release.set()
     server.shutdown()
     server.server_close()
 
@@ -42,6 +48,7 @@ def small_batches(tmp_path: Path) -> Iterator[TestClient]:
         max_body_bytes=64 * 1024,
         dedup_seconds=600,
         public_read=True,
+        rate_per_minute=0,  # the test polls fast while a page is held; serve's limit is not under test here
     )
     with TestClient(create_app(options), raise_server_exceptions=False) as test_client:
         yield test_client
@@ -66,7 +73,7 @@ def _read_in_metrics(text: str) -> float:
 def test_api_metrics_and_monitor_show_the_same_rows_read_during_and_after_a_run(
     small_batches: TestClient, slow_api: tuple[str, FaultAPI], transform: str, kinds: list[str]
 ) -> None:
-    client, (url, _) = small_batches, slow_api
+    client, (url, api) = small_batches, slow_api
     spec = (
         f"name: feed\nsources:\n  orders:\n    type: rest\n    url: {url}/offset\n    records: results\n"
         f"    pagination: {{type: offset, size_param: limit, total_path: count, page_size: {PAGE}}}\n"
@@ -75,26 +82,34 @@ def test_api_metrics_and_monitor_show_the_same_rows_read_during_and_after_a_run(
     assert client.post("/api/v1/pipelines", json={"yaml": spec}, headers=AUTH).status_code < 300
     run_id = client.post("/api/v1/runs", json={"pipeline": "feed"}, headers=AUTH).json()["run_id"]
     monitor = client.app.state.server.runtime.monitor  # type: ignore[attr-defined]
-    agreed: list[int] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def all_three_agree() -> int | None:
         response = client.get(f"/api/v1/runs/{run_id}")
         if response.status_code == 404:
-            time.sleep(0.02)
-            continue
+            return None
         run = response.json()
-        if run["status"] != "running":
-            break
         metrics = _read_in_metrics(client.get("/metrics").text)
         state = monitor.runs.get(run["run_id"])
-        again = client.get(f"/api/v1/runs/{run_id}").json()
-        # Nothing moved between the two API reads: the three were sampled at one moment.
-        if state is not None and again["rows_read"] == run["rows_read"] == state.source_rows:
-            assert metrics == run["rows_read"], (metrics, run["rows_read"])
-            if 0 < run["rows_read"] < ITEMS:
-                agreed.append(run["rows_read"])
+        if state is None or not run["rows_read"] or metrics != run["rows_read"] or state.source_rows != metrics:
+            return None
+        return int(metrics)
+
+    agreed: list[int] = []
+    for number, offset in enumerate(range(PAGE, ITEMS, PAGE)):
+        # Held at this page, nothing moves: sample until the API, /metrics and the monitor agree on a count not
+        # seen before (the first needs the run to start; later pages may not change the count at once).
+        deadline = time.monotonic() + (30 if number == 0 else 3)
+        while time.monotonic() < deadline:
+            seen = all_three_agree()
+            if seen is not None and 0 < seen < ITEMS and seen not in agreed:
+                agreed.append(seen)
+                break
+            time.sleep(0.02)
+        api.held[f"offset={offset}"].set()
+    assert len(agreed) >= 2, f"too few mid-run counts where all three agreed: {agreed}"
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/v1/runs/{run_id}").json()["status"] == "running" and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(set(agreed)) >= 2, f"too few mid-run samples where all three agreed: {agreed}"
 
     run = client.get(f"/api/v1/runs/{run_id}").json()
     assert run["status"] == "succeeded", run
