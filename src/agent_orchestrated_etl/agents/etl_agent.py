@@ -156,6 +156,31 @@ class ETLAgent(Agent):
         run_id, task, attempt = assignment.run_id, assignment.task, assignment.attempt
         loop = asyncio.get_running_loop()
         counters = {"rows": 0, "bytes": 0, "sent": 0.0}
+        trailing: list[asyncio.TimerHandle] = []  # the one pending send of a throttled count, on the loop
+        finished = False
+
+        def send(note: str | None = None) -> None:
+            counters["sent"] = time.monotonic()
+            self._emit(
+                TaskProgress(
+                    sender=self.name,
+                    run_id=run_id,
+                    task_id=task["id"],
+                    rows=counters["rows"],
+                    bytes=counters["bytes"],
+                    note=note,
+                )
+            )
+
+        def send_later() -> None:
+            # A count held back by the throttle is sent when the interval ends, or it would show until the next
+            # batch: through a stalled page, the dashboard and /metrics would lag the rows already read.
+            if not trailing and not finished:
+                trailing.append(loop.call_later(PROGRESS_EVERY_SECONDS, send_trailing))
+
+        def send_trailing() -> None:
+            trailing.clear()
+            send()
 
         def progress(rows: int, nbytes: int, note: str | None = None) -> None:
             # Called from the worker thread (or a source's HTTP loop); the hub lives on the loop.
@@ -164,21 +189,12 @@ class ETLAgent(Agent):
             now = time.monotonic()
             if note is not None:  # a retry is news at once, not at the next tick
                 counters["sent"] = now
-                event = TaskProgress(
-                    sender=self.name,
-                    run_id=run_id,
-                    task_id=task["id"],
-                    rows=counters["rows"],
-                    bytes=counters["bytes"],
-                    note=note,
-                )
-                loop.call_soon_threadsafe(self._emit, event)
+                loop.call_soon_threadsafe(send, note)
             elif now - counters["sent"] >= PROGRESS_EVERY_SECONDS:
                 counters["sent"] = now
-                event = TaskProgress(
-                    sender=self.name, run_id=run_id, task_id=task["id"], rows=counters["rows"], bytes=counters["bytes"]
-                )
-                loop.call_soon_threadsafe(self._emit, event)
+                loop.call_soon_threadsafe(send)
+            else:
+                loop.call_soon_threadsafe(send_later)
 
         self._emit(TaskStarted(sender=self.name, run_id=run_id, task_id=task["id"], agent=self.name, attempt=attempt))
         event: RunEvent
@@ -191,6 +207,9 @@ class ETLAgent(Agent):
             event = self._failure(run_id, task["id"], attempt, exc)
         finally:
             self._working.pop(task["id"], None)
+            finished = True  # the task's end carries its final count; no progress may follow it
+            for handle in trailing:
+                handle.cancel()
         await self._let_go(run_id, task["id"])
         self._emit(event)
         self.heartbeat()
