@@ -160,6 +160,9 @@ class ETLAgent(Agent):
         finished = False
 
         def send(note: str | None = None) -> None:
+            for handle in trailing:  # this send carries the held-back count too
+                handle.cancel()
+            trailing.clear()
             counters["sent"] = time.monotonic()
             self._emit(
                 TaskProgress(
@@ -176,23 +179,18 @@ class ETLAgent(Agent):
             # A count held back by the throttle is sent when the interval ends, or it would show until the next
             # batch: through a stalled page, the dashboard and /metrics would lag the rows already read.
             if not trailing and not finished:
-                trailing.append(loop.call_later(PROGRESS_EVERY_SECONDS, send_trailing))
-
-        def send_trailing() -> None:
-            trailing.clear()
-            send()
+                trailing.append(loop.call_later(PROGRESS_EVERY_SECONDS, send))
 
         def progress(rows: int, nbytes: int, note: str | None = None) -> None:
             # Called from the worker thread (or a source's HTTP loop); the hub lives on the loop.
             counters["rows"] += rows
             counters["bytes"] += nbytes
             now = time.monotonic()
-            if note is not None:  # a retry is news at once, not at the next tick
+            # A retry is news at once, not at the next tick. "sent" is set here too, so that calls made before
+            # the loop runs the send do not each schedule one.
+            if note is not None or now - counters["sent"] >= PROGRESS_EVERY_SECONDS:
                 counters["sent"] = now
                 loop.call_soon_threadsafe(send, note)
-            elif now - counters["sent"] >= PROGRESS_EVERY_SECONDS:
-                counters["sent"] = now
-                loop.call_soon_threadsafe(send)
             else:
                 loop.call_soon_threadsafe(send_later)
 
